@@ -1,0 +1,470 @@
+"""The on-disk format as pure functions: bytes in, records out, no file handles.
+
+Everything that knows a byte layout lives here, so every backend writes and reads the same
+format and the whole format can be property-tested without files (``docs/format.md``).
+
+A log is a sequence of segment files. Each segment starts with a 64-byte header and holds
+records, each 8-byte aligned::
+
+    offset size  field
+    0      4     crc         CRC-32 (zlib) of bytes [4, 32 + length), seeded with the segment salt
+    4      4     length      payload bytes
+    8      4     topic_id    topic the record belongs to (0 for SEAL)
+    12     2     kind        ENTRY, TOPIC, CURSOR, CLEAN, DIRTY, SEAL
+    14     2     batch_left  records of the same batch that follow this one (0 commits it)
+    16     8     seq         ENTRY: entry offset; TOPIC: next offset; CURSOR/CLEAN: a position
+    24     8     durable     LSN through which the log was durable when this record was written
+    32     n     payload
+
+An LSN (log sequence number) is ``segment_number << 40 | offset_in_segment``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from array import array
+from typing import NamedTuple
+
+import attrs
+
+from ._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
+
+# --- numbers ---------------------------------------------------------------------------------
+
+SEG_SHIFT = 40
+"""An LSN keeps the offset in its low 40 bits: a segment may hold up to 1 TiB."""
+OFFSET_MASK = (1 << SEG_SHIFT) - 1
+ALIGN = 8
+HEADER_SIZE = 32
+SEGMENT_HEADER_SIZE = 64
+FORMAT_VERSION = 1
+
+ENTRY = 1
+TOPIC = 2
+CURSOR = 3
+CLEAN = 4
+DIRTY = 5
+SEAL = 6
+KIND_NAMES = {ENTRY: "ENTRY", TOPIC: "TOPIC", CURSOR: "CURSOR", CLEAN: "CLEAN", DIRTY: "DIRTY",
+              SEAL: "SEAL"}
+_PAYLOAD_KINDS = (ENTRY, TOPIC)
+
+RECORD = struct.Struct("<IIIHHQQ")
+"""crc, length, topic_id, kind, batch_left, seq, durable."""
+CRC = struct.Struct("<I")
+
+_crc32 = zlib.crc32
+_pack_into = RECORD.pack_into
+_crc_pack_into = CRC.pack_into
+_unpack_from = RECORD.unpack_from
+
+
+def lsn_of(segment: int, offset: int) -> int:
+    return (segment << SEG_SHIFT) | offset
+
+
+def record_size(length: int) -> int:
+    """Bytes a record with ``length`` payload bytes occupies, padding included."""
+    return (HEADER_SIZE + length + ALIGN - 1) & ~(ALIGN - 1)
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def encode_into(buf: bytearray | memoryview | object, pos: int, kind: int, topic_id: int,
+                batch_left: int, seq: int, durable: int, payload: bytes | bytearray | memoryview,
+                salt: int) -> int:
+    """Write one record into a writable buffer (an mmap, a bytearray) at ``pos``; return its end.
+
+    The checksum is written last, so a reader that races the write sees an invalid record,
+    never a partial one. Padding bytes are left as they are (the format ignores them).
+    """
+    n = len(payload)
+    end = pos + HEADER_SIZE + n
+    _pack_into(buf, pos, 0, n, topic_id, kind, batch_left, seq, durable)  # type: ignore[arg-type]
+    buf[pos + HEADER_SIZE:end] = payload  # type: ignore[index]
+    if n <= 4096:
+        crc = _crc32(buf[pos + 4:end], salt)  # type: ignore[index]
+    else:
+        with memoryview(buf) as view:  # type: ignore[arg-type]
+            crc = _crc32(view[pos + 4:end], salt)
+    _crc_pack_into(buf, pos, crc)  # type: ignore[arg-type]
+    return int((end + ALIGN - 1) & ~(ALIGN - 1))
+
+
+def encode_header(kind: int, topic_id: int, batch_left: int, seq: int, durable: int,
+                  payload: bytes | bytearray | memoryview, salt: int) -> bytes:
+    """The 32-byte header of a record, checksum included, for writers that do not map memory."""
+    tail = RECORD.pack(0, len(payload), topic_id, kind, batch_left, seq, durable)[4:]
+    return CRC.pack(_crc32(payload, _crc32(tail, salt))) + tail
+
+
+def padding(length: int) -> bytes:
+    """Zero bytes that follow a payload of ``length`` bytes up to the next record."""
+    return bytes(-(HEADER_SIZE + length) % ALIGN)
+
+
+def encode_record(kind: int, topic_id: int, batch_left: int, seq: int, durable: int,
+                  payload: bytes | memoryview, salt: int) -> bytes:
+    """A whole record as bytes (header, payload, padding)."""
+    return (encode_header(kind, topic_id, batch_left, seq, durable, payload, salt)
+            + bytes(payload) + padding(len(payload)))
+
+
+# --- segment header --------------------------------------------------------------------------
+
+SEGMENT_MAGIC = b"WALRUSPY"
+_SEGMENT = struct.Struct("<8sHHIQIIQQ")
+"""magic, version, header size, flags, segment number, salt, reserved, prev_end, created_ns;
+then zero padding up to byte 60 and a CRC-32 of bytes [0, 60) at 60."""
+
+
+@attrs.frozen
+class SegmentHeader:
+    """What a segment file says about itself."""
+
+    number: int
+    salt: int
+    prev_end: int
+    """LSN where the log ended in the previous segment (0 for the first segment).
+
+    Authoritative: bytes of the previous segment at or after it are not part of the log.
+    """
+    created_ns: int = 0
+
+
+def encode_segment_header(header: SegmentHeader) -> bytes:
+    body = _SEGMENT.pack(SEGMENT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_SIZE, 0, header.number,
+                         header.salt, 0, header.prev_end, header.created_ns)
+    body = body.ljust(SEGMENT_HEADER_SIZE - 4, b"\0")
+    return body + CRC.pack(_crc32(body))
+
+
+class FormatError(ValueError):
+    """Bytes that do not hold what the format says they should."""
+
+
+def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
+    data = bytes(data[:SEGMENT_HEADER_SIZE])
+    if len(data) < SEGMENT_HEADER_SIZE:
+        raise FormatError("segment header is truncated")
+    magic, version, size, _flags, number, salt, _r, prev_end, created = _SEGMENT.unpack_from(data)
+    if magic != SEGMENT_MAGIC:
+        raise FormatError("not a walrus segment (bad magic)")
+    if CRC.unpack_from(data, SEGMENT_HEADER_SIZE - 4)[0] != _crc32(data[:-4]):
+        raise FormatError("segment header checksum mismatch")
+    if version != FORMAT_VERSION or size != SEGMENT_HEADER_SIZE:
+        raise FormatError(f"unsupported segment format version {version}")
+    return SegmentHeader(number=number, salt=salt, prev_end=prev_end, created_ns=created)
+
+
+def new_salt() -> int:
+    return int.from_bytes(os.urandom(4), "little") or 1
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+class Record(NamedTuple):
+    """One decoded record header; the payload stays in the buffer at ``[offset + 32, ...)``."""
+
+    offset: int
+    kind: int
+    topic_id: int
+    batch_left: int
+    seq: int
+    durable: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + record_size(self.length)
+
+    @property
+    def payload_offset(self) -> int:
+        return self.offset + HEADER_SIZE
+
+
+OK = 0
+BAD_HEADER = 1
+"""The header is implausible: this is not the start of a record."""
+BAD_CRC = 2
+"""The header is plausible but the checksum over header and payload does not match."""
+
+
+def check(buf: object, pos: int, limit: int, salt: int,
+          lsn_base: int) -> tuple[int, Record | None]:
+    """Classify the bytes at ``pos`` (which must be 8-aligned and < ``limit``)."""
+    if pos + HEADER_SIZE > limit:
+        return BAD_HEADER, None
+    crc, n, tid, kind, left, seq, durable = _unpack_from(buf, pos)  # type: ignore[arg-type]
+    end = pos + HEADER_SIZE + n
+    if (kind not in KIND_NAMES or end > limit or n > MAX_ENTRY_BYTES
+            or (n and kind not in _PAYLOAD_KINDS) or left >= MAX_BATCH_ENTRIES
+            or (tid == 0) != (kind == SEAL) or durable > lsn_base + pos):
+        return BAD_HEADER, None
+    record = Record(pos, kind, tid, left, seq, durable, n)
+    if n <= 4096:
+        actual = _crc32(buf[pos + 4:end], salt)  # type: ignore[index]
+    else:
+        with memoryview(buf) as view:  # type: ignore[arg-type]
+            actual = _crc32(view[pos + 4:end], salt)
+    return (OK if actual == crc else BAD_CRC), record
+
+
+def decode_entry(buf: object, pos: int, salt: int,
+                 max_len: int = MAX_ENTRY_BYTES) -> tuple[int, int, bytes | None] | None:
+    """Topic id, offset and payload of the ENTRY record at ``pos``; None if it fails a check.
+
+    The read path: every entry is verified before it is returned. A payload longer than
+    ``max_len`` is not copied (nor verified): its place in the tuple is None.
+    """
+    crc, n, tid, kind, _left, seq, _durable = _unpack_from(buf, pos)  # type: ignore[arg-type]
+    end = pos + HEADER_SIZE + n
+    if kind != ENTRY or end > len(buf):  # type: ignore[arg-type]
+        return None
+    if n > max_len:
+        return tid, seq, None
+    data = buf[pos + HEADER_SIZE:end]  # type: ignore[index]
+    if _crc32(data, _crc32(buf[pos + 4:pos + HEADER_SIZE], salt)) != crc:  # type: ignore[index]
+        return None
+    return tid, seq, data if type(data) is bytes else bytes(data)
+
+
+_NONZERO = re.compile(rb"[^\x00]")
+
+
+def _next_candidate(buf: object, pos: int, limit: int) -> int:
+    """The first 8-aligned position >= pos whose 8 bytes are not all zero, else ``limit``."""
+    found = _NONZERO.search(buf, pos, limit)  # type: ignore[call-overload]
+    if found is None:
+        return limit
+    return max(pos, int(found.start()) & ~(ALIGN - 1))
+
+
+def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int) -> int:
+    """The next position at or after ``pos`` holding a valid record, else ``limit``."""
+    pos = _next_candidate(buf, pos, limit)
+    while pos < limit:
+        status, _ = check(buf, pos, limit, salt, lsn_base)
+        if status == OK:
+            return pos
+        pos = _next_candidate(buf, pos + ALIGN, limit)
+    return limit
+
+
+@attrs.define
+class ScanResult:
+    """What a scan of one segment found."""
+
+    records: list[Record]
+    """Valid records of complete batches, in log order (SEAL records included)."""
+    end: int
+    """Where the log ends in this segment: after the last kept record, or at a SEAL."""
+    sealed: bool
+    """The scan stopped at a SEAL record: the segment was closed by a roll."""
+    damaged: list[tuple[int, Record | None]]
+    """Damaged records kept in place because durable data lies beyond them (offset, header)."""
+    torn: bool
+    """Bytes after ``end`` looked like an interrupted write (not just unwritten space)."""
+
+
+def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int) -> ScanResult:
+    """Decode the records of one segment from ``start`` up to ``limit``.
+
+    The log ends at the first damaged record that nothing durable lies beyond (a torn tail:
+    the record and any unfinished batch before it are cut). A damaged record followed by a
+    valid record whose ``durable`` field covers it was durable once: it is corruption, kept
+    as ``damaged`` so reads report it, and the scan goes on.
+    """
+    records: list[Record] = []
+    damaged: list[tuple[int, Record | None]] = []
+    pending: list[Record] = []
+    """Records of a batch whose last record has not been seen yet."""
+    pos = start
+    while pos < limit:
+        status, record = check(buf, pos, limit, salt, lsn_base)
+        if status == OK:
+            assert record is not None
+            if not pending or _continues(pending[-1], record):
+                if record.kind == SEAL:
+                    records.append(record)
+                    return ScanResult(records, pos, True, damaged, False)
+                pending.append(record)
+                if not record.batch_left:
+                    records.extend(pending)
+                    pending.clear()
+                pos = record.end
+                continue
+            beyond = pos  # a valid record, but the open batch broke off before it
+        elif status == BAD_CRC:
+            assert record is not None
+            beyond = resync(buf, record.end, limit, salt, lsn_base)
+        else:
+            beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base)
+        # Damage at pos: corruption if something valid beyond it claims durability past it.
+        if not _claims_durable(buf, beyond, limit, salt, lsn_base, lsn_base + pos):
+            cut = pending[0].offset if pending else pos
+            torn = _next_candidate(buf, cut, limit) < limit
+            return ScanResult(records, cut, False, damaged, torn)
+        if status != OK:
+            damaged.append((pos, record if status == BAD_CRC else None))
+        records.extend(pending)
+        pending.clear()
+        pos = beyond
+    cut = pending[0].offset if pending else limit
+    return ScanResult(records, cut, False, damaged, bool(pending))
+
+
+def _continues(last: Record, record: Record) -> bool:
+    """Is ``record`` the next member of the batch that ``last`` belongs to?"""
+    return (record.batch_left == last.batch_left - 1 and record.kind == ENTRY
+            and record.topic_id == last.topic_id and record.seq == last.seq + 1)
+
+
+def _claims_durable(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
+                    target: int) -> bool:
+    """Does any valid record from ``pos`` on say the log was durable past ``target``?"""
+    while pos < limit:
+        status, record = check(buf, pos, limit, salt, lsn_base)
+        if status != OK or record is None:
+            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base)
+            continue
+        if record.durable > target:
+            return True
+        pos = record.end
+    return False
+
+
+# --- segment index (the recovery checkpoint of a segment) -----------------------------------
+
+INDEX_MAGIC = b"WALRIDX1"
+_INDEX_HEAD = struct.Struct("<8sHHIQIIQ")
+"""magic, version, flags, reserved, segment number, salt, topic count, covered end."""
+_INDEX_TOPIC = struct.Struct("<IIQQQqqQ")
+"""topic_id, name length, first seq, entry count, next seq (from TOPIC), cursor (-1 none),
+clean mark (-1 none, -2 dirty), entry bytes; then the name and the entries' LSNs."""
+INDEX_SEALED = 1
+_NO_NAME = 0xFFFFFFFF
+DAMAGED = 1
+"""Low bit of an LSN in an index: the entry's record is damaged (records are 8-aligned)."""
+
+
+@attrs.define
+class TopicSummary:
+    """What one segment holds for one topic."""
+
+    name: str | None = None
+    next_seq: int = 0
+    """Highest "next offset" a TOPIC record stated for the topic in this segment."""
+    first_seq: int = -1
+    lsns: array[int] = attrs.field(factory=lambda: array("Q"))
+    """LSN of each entry, for entries first_seq, first_seq + 1, ...; the low bit is set on
+    entries whose record is damaged (``DAMAGED``)."""
+    cursor: int = -1
+    mark: int = -1
+    """-1: no clean/dirty record; -2: marked dirty; else marked clean at this next offset."""
+    nbytes: int = 0
+
+
+@attrs.define
+class SegmentSummary:
+    """Everything recovery needs from one segment, from an index file or from a scan."""
+
+    number: int
+    salt: int
+    end: int
+    sealed: bool
+    topics: dict[int, TopicSummary] = attrs.field(factory=dict)
+
+
+def encode_index(summary: SegmentSummary) -> bytes:
+    parts = [_INDEX_HEAD.pack(INDEX_MAGIC, FORMAT_VERSION, INDEX_SEALED if summary.sealed else 0,
+                              0, summary.number, summary.salt, len(summary.topics), summary.end)]
+    for tid, t in summary.topics.items():
+        name = b"" if t.name is None else t.name.encode("utf-8", "surrogatepass")
+        parts.append(_INDEX_TOPIC.pack(tid, _NO_NAME if t.name is None else len(name),
+                                       max(t.first_seq, 0), len(t.lsns), t.next_seq, t.cursor,
+                                       t.mark, t.nbytes))
+        parts.append(name)
+        parts.append(t.lsns.tobytes())
+    body = b"".join(parts)
+    return body + CRC.pack(_crc32(body))
+
+
+def decode_index(data: bytes) -> SegmentSummary:
+    if len(data) < _INDEX_HEAD.size + 4 or CRC.unpack_from(data, len(data) - 4)[0] != _crc32(
+            memoryview(data)[:-4]):
+        raise FormatError("segment index checksum mismatch")
+    magic, version, flags, _r, number, salt, count, end = _INDEX_HEAD.unpack_from(data)
+    if magic != INDEX_MAGIC or version != FORMAT_VERSION:
+        raise FormatError("not a walrus segment index")
+    summary = SegmentSummary(number, salt, end, bool(flags & INDEX_SEALED))
+    pos = _INDEX_HEAD.size
+    for _ in range(count):
+        tid, nlen, first, n, next_seq, cursor, mark, nbytes = _INDEX_TOPIC.unpack_from(data, pos)
+        pos += _INDEX_TOPIC.size
+        name = None
+        if nlen != _NO_NAME:
+            name = data[pos:pos + nlen].decode("utf-8", "surrogatepass")
+            pos += nlen
+        lsns = array("Q")
+        lsns.frombytes(data[pos:pos + 8 * n])
+        pos += 8 * n
+        summary.topics[tid] = TopicSummary(name, next_seq, first if n else -1, lsns, cursor,
+                                           mark, nbytes)
+    if pos != len(data) - 4:
+        raise FormatError("segment index has trailing bytes")
+    return summary
+
+
+def summarize(number: int, salt: int, result: ScanResult, buf: object) -> SegmentSummary:
+    """Fold scanned records into a summary (the same thing an index file stores)."""
+    summary = SegmentSummary(number, salt, result.end, result.sealed)
+    topics = summary.topics
+    base = number << SEG_SHIFT
+    damaged = {record.offset for _, record in result.damaged if record is not None}
+    records = sorted([*result.records, *(r for _, r in result.damaged if r is not None)])
+    for r in records:
+        kind = r.kind
+        t = topics.get(r.topic_id)
+        if r.offset in damaged:
+            # A damaged header is only trusted when it names exactly the next entry of a
+            # topic already seen here; anything else shows up later as a gap in offsets.
+            if kind == ENTRY and t is not None and r.seq == t.first_seq + len(t.lsns):
+                _add_entry(t, r.seq, base | r.offset | DAMAGED, record_size(r.length))
+            continue
+        if kind == SEAL:
+            continue
+        if t is None:
+            t = topics[r.topic_id] = TopicSummary()
+        if kind == ENTRY:
+            _add_entry(t, r.seq, base | r.offset, record_size(r.length))
+        elif kind == TOPIC:
+            t.name = bytes(buf[r.payload_offset:r.payload_offset + r.length]).decode(  # type: ignore[index]
+                "utf-8", "surrogatepass")
+            t.next_seq = max(t.next_seq, r.seq)
+        elif kind == CURSOR:
+            t.cursor = r.seq
+        elif kind == CLEAN:
+            t.mark = r.seq
+        elif kind == DIRTY:
+            t.mark = -2
+    return summary
+
+
+def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int) -> None:
+    """Index an entry; offsets skipped over (records with damaged headers) are flagged."""
+    if t.first_seq < 0:
+        t.first_seq = seq
+    expected = t.first_seq + len(t.lsns)
+    if seq < expected:
+        return  # a damaged header that decoded to an earlier offset: keep the first
+    if seq > expected:
+        filler = (t.lsns[-1] if t.lsns else lsn - ALIGN) | DAMAGED
+        t.lsns.extend([filler] * (seq - expected))
+    t.lsns.append(lsn)
+    t.nbytes += size

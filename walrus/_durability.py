@@ -1,0 +1,197 @@
+"""When writes become durable: group commit, sync passes, and the background worker.
+
+A *sync pass* syncs every segment with unsynced writes, oldest first, and then publishes
+what it covered. Passes never overlap. Under ``SyncEach`` a writer that needs durability
+either leads the next pass or waits for the running one: writers arriving together share
+one fsync (group commit). The background worker runs the ``Milliseconds(n)`` flusher, writes
+the index of sealed segments, and deletes segments that every cursor has passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ._errors import StorageError
+from ._log import Log, storage_error
+
+log = logging.getLogger("walrus")
+
+RECLAIM_EVERY = 0.1
+"""Seconds between two looks for segments to delete (each look costs O(topics))."""
+TICK = 0.25
+"""Longest sleep of the worker: how soon consumed segments are noticed."""
+
+
+class Durability:
+    """Sync passes and group commit for one log."""
+
+    def __init__(self, wal: Log) -> None:
+        self.wal = wal
+        self.cond = threading.Condition(threading.Lock())
+        self.busy = False
+        self.error: StorageError | None = None
+        """A failed pass not reported yet: the next ``flush()`` raises it."""
+        self.undone_through = -1
+        """Pending writes up to this LSN were undone after a failed pass."""
+        self.undo_error: StorageError | None = None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the right to run a pass (or to close and delete files) for a while."""
+        with self.cond:
+            while self.busy:
+                self.cond.wait()
+            self.busy = True
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.busy = False
+                self.cond.notify_all()
+
+    def pass_locked(self) -> None:
+        """One sync pass; the caller holds :meth:`exclusive`."""
+        wal = self.wal
+        target, targets = wal.sync_targets()
+        if target <= wal.durable and not wal.unsynced:
+            return
+        try:
+            wal.backend.sync_files([seg.file for seg, _ in targets])
+        except OSError as exc:
+            error = storage_error(exc, "syncing the log (writes since the last successful sync "
+                                       "may not be durable)")
+            wal.sync_failed(target)
+            with self.cond:
+                self.undone_through = max(self.undone_through, target)
+                self.undo_error = error
+                if not wal.sync_each:
+                    self.error = error
+            raise error from exc
+        wal.synced(target, targets)
+
+    def wait(self, lsn: int) -> None:
+        """Return once everything up to ``lsn`` is durable (SyncEach appends and reads)."""
+        wal = self.wal
+        with self.cond:
+            while wal.durable < lsn:
+                if lsn <= self.undone_through:
+                    assert self.undo_error is not None
+                    raise StorageError(self.undo_error.errno, str(self.undo_error))
+                if not self.busy:
+                    self.busy = True
+                    break
+                self.cond.wait()
+            else:
+                return
+        try:
+            self.pass_locked()
+        finally:
+            with self.cond:
+                self.busy = False
+                self.cond.notify_all()
+
+    def flush(self) -> None:
+        """Make everything written so far durable; raise a failure nobody was told about."""
+        with self.exclusive():
+            error, self.error = self.error, None
+            self.pass_locked()
+        if error is not None:
+            raise StorageError(error.errno, str(error))
+
+    def background_pass(self) -> None:
+        """A flusher tick: sync if anything is dirty; failures wait for ``flush()``."""
+        with self.exclusive():
+            try:
+                self.pass_locked()
+            except StorageError as exc:
+                log.error("background sync failed: %s", exc)
+
+
+class Background:
+    """The worker thread of one instance."""
+
+    def __init__(self, wal: Log, durability: Durability, interval: float | None) -> None:
+        self.wal = wal
+        self.durability = durability
+        self.interval = interval
+        """Seconds between flusher passes under ``Milliseconds(n)``; None: no flusher."""
+        self.wakeup = threading.Event()
+        self.stopping = False
+        self.reclaim_seen = -1
+        self.reclaim_after = 0.0
+        self.thread = threading.Thread(target=self._run, name="walrus-background", daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wakeup.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+    def _run(self) -> None:
+        timeout = self.interval if self.interval is not None else 0.5
+        next_flush = time.monotonic() + timeout
+        while not self.stopping:
+            self.wakeup.wait(min(TICK, max(0.0, next_flush - time.monotonic())))
+            self.wakeup.clear()
+            if self.stopping:
+                break
+            try:
+                if time.monotonic() >= next_flush:
+                    next_flush = time.monotonic() + timeout
+                    if self.interval is not None:
+                        self.durability.background_pass()
+                self.index_sealed()
+                self.reclaim()
+            except Exception:  # never let the worker die silently
+                log.exception("walrus background work failed")
+
+    def index_sealed(self) -> None:
+        """Sync sealed segments and write their index files (so reopening skips them)."""
+        wal = self.wal
+        if not wal.to_index:
+            return
+        with self.durability.exclusive():
+            try:
+                self.durability.pass_locked()
+            except StorageError as exc:
+                log.error("could not sync sealed segments: %s", exc)
+                return
+            for seg in list(wal.to_index):
+                if seg in wal.unsynced:
+                    continue
+                try:
+                    wal.write_index(seg, wal.summary_of(seg))
+                except OSError as exc:
+                    log.warning("could not write the index of %s: %s", seg.path, exc)
+                    return
+                wal.to_index.remove(seg)
+
+    def reclaim(self) -> None:
+        """Delete segments that every persisted cursor has passed."""
+        wal = self.wal
+        now = time.monotonic()
+        if (len(wal.segments) < 2 or wal.cursor_writes == self.reclaim_seen
+                or now < self.reclaim_after):
+            return
+        self.reclaim_seen = wal.cursor_writes
+        self.reclaim_after = now + RECLAIM_EVERY
+        persisted = {tid: t.persisted for tid, t in list(wal.by_tid.items())}
+        with self.durability.exclusive():
+            try:
+                self.durability.pass_locked()  # the cursors below must be durable before deleting
+            except StorageError as exc:
+                log.error("not reclaiming space: %s", exc)
+                return
+            low = wal.low_watermark(persisted)
+            doomed = wal.delete_before(low)
+        if doomed:
+            log.debug("reclaimed %d segment(s): %s", len(doomed),
+                      ", ".join(s.path for s in doomed))

@@ -1,0 +1,97 @@
+"""The exception hierarchy.
+
+Every error derives from :class:`WalrusError`. Errors caused by the caller also derive from
+:class:`ValueError`; errors coming from the system (files, locks, disks) from :class:`OSError`,
+so existing ``except OSError`` handlers keep working.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class WalrusError(Exception):
+    """Base class of every error walrus raises."""
+
+
+class InvalidArgumentError(WalrusError, ValueError, TypeError):
+    """An argument (or an environment variable) has the wrong type or an invalid value."""
+
+
+class InvalidTopicError(InvalidArgumentError):
+    """The topic is not a str of 1..255 UTF-8 bytes without NUL."""
+
+
+class EntryTooLargeError(WalrusError, ValueError):
+    """A payload is larger than ``MAX_ENTRY_BYTES``."""
+
+
+class BatchTooLargeError(WalrusError, ValueError):
+    """A batch has more than ``MAX_BATCH_ENTRIES`` entries or ``MAX_BATCH_BYTES`` bytes."""
+
+
+class OffsetOutOfRangeError(WalrusError, ValueError):
+    """A ``start_offset`` names an entry whose segment has already been reclaimed."""
+
+
+class WalrusLockedError(WalrusError, OSError):
+    """The data directory is held open by another live process (or by this one)."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(errno.EWOULDBLOCK, message)
+        self.pid = pid
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class StorageError(WalrusError, OSError):
+    """A file operation failed (write, sync, create); the errno is the system's.
+
+    The log is left as it was before the failing call; what was acknowledged earlier stays.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class WalrusClosedError(WalrusError, OSError):
+    """The instance has been closed."""
+
+    def __init__(self, message: str = "this Walrus instance is closed") -> None:
+        super().__init__(errno.EBADF, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class CorruptionError(WalrusError, OSError):
+    """Stored data failed its checksum or framing check; it is never returned as data."""
+
+    def __init__(self, message: str, topic: str | None = None, offset: int | None = None) -> None:
+        super().__init__(errno.EIO, message)
+        self.topic = topic
+        self.offset = offset
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class BackendUnavailableError(WalrusError, OSError):
+    """The requested I/O backend is not registered or its probe says it cannot run here."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOTSUP, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class ReadOnlyError(WalrusError, OSError):
+    """A write or a checkpointing read was attempted on a read-only observer."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EROFS, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -1,0 +1,597 @@
+"""The append-only log shared by every topic of a data directory.
+
+All topics append into one sequence of segment files, so one fsync covers every topic
+(group commit across topics) and the number of open files does not grow with the number of
+topics. Each topic keeps, in memory, the LSN of each of its retained entries.
+
+Locking: ``lock`` (the append lock) guards the write position and the topics' write-side
+fields; a topic's ``read_lock`` guards its cursor. The order is always topic, then append.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from . import _codec
+from ._codec import (
+    CLEAN,
+    CURSOR,
+    DIRTY,
+    ENTRY,
+    HEADER_SIZE,
+    OFFSET_MASK,
+    RECORD,
+    SEAL,
+    SEG_SHIFT,
+    SEGMENT_HEADER_SIZE,
+    TOPIC,
+    SegmentSummary,
+    TopicSummary,
+    record_size,
+)
+from ._config import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
+from ._errors import (
+    BatchTooLargeError,
+    CorruptionError,
+    EntryTooLargeError,
+    InvalidArgumentError,
+    StorageError,
+    WalrusClosedError,
+)
+from ._segment import Segment, index_name
+from ._topics import DAMAGED, MARKED_DIRTY, Topic
+
+if TYPE_CHECKING:
+    from .backends._base import Backend
+
+log = logging.getLogger("walrus")
+
+_crc32 = __import__("zlib").crc32
+_pack_into = RECORD.pack_into
+_crc_pack_into = _codec.CRC.pack_into
+_unpack_from = RECORD.unpack_from
+_SEAL_ROOM = HEADER_SIZE
+"""Every segment keeps room for its SEAL record."""
+
+Payload = bytes | bytearray | memoryview
+
+
+def as_payload(data: object) -> bytes | memoryview:
+    """Accept any bytes-like object as a payload; reject everything else by name."""
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (str, int, float)) or data is None:
+        raise InvalidArgumentError(
+            f"entry data must be bytes-like, not {type(data).__name__}"
+            + (" (encode the str first)" if isinstance(data, str) else ""))
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidArgumentError(
+            f"entry data must be bytes-like, not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+
+
+def check_size(n: int) -> None:
+    if n > MAX_ENTRY_BYTES:
+        raise EntryTooLargeError(f"entry of {n} bytes is over MAX_ENTRY_BYTES ({MAX_ENTRY_BYTES})")
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Wrap an OSError from a backend so it names the operation (and stays an OSError)."""
+    if isinstance(exc, StorageError):
+        return exc
+    return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
+
+
+class _Pending:
+    """A write made under ``SyncEach`` that is not durable yet (published or undone later)."""
+
+    __slots__ = ("end", "publish", "start", "undo")
+
+    def __init__(self, start: int, end: int, publish: Callable[[], None] | None,
+                 undo: Callable[[], None]) -> None:
+        self.start = start
+        self.end = end
+        self.publish = publish
+        self.undo = undo
+
+
+class Log:
+    """Segments, the write position, durability bookkeeping and space reclamation."""
+
+    def __init__(self, directory: str, backend: Backend, segments: list[Segment],
+                 topics: dict[int, Topic], max_tid: int, *, segment_size: int,
+                 sync_each: bool, read_only: bool) -> None:
+        self.directory = directory
+        self.backend = backend
+        self.segments = {s.number: s for s in segments}
+        """Open segments by number, oldest first."""
+        self.active = segments[-1] if segments else None
+        self.by_tid = topics
+        self.by_name = {t.name: t for t in topics.values()}
+        self.max_tid = max_tid
+        self.segment_size = segment_size
+        self.sync_each = sync_each
+        self.read_only = read_only
+        self.lock = threading.Lock()
+        self.closed = False
+        self.durable = 0
+        """LSN through which everything written is durable (claims in record headers)."""
+        self.abandon_at: int | None = None
+        """Set when the active segment must not be written again: the LSN where its log ends."""
+        self.pending: list[_Pending] = []
+        self.unsynced: list[Segment] = []
+        """Sealed segments with writes not yet synced, oldest first."""
+        self.to_index: list[Segment] = []
+        """Sealed segments whose index file is still to be written (after a sync)."""
+        self.meta: dict[int, dict[int, TopicSummary]] = {}
+        """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
+        self.on_seal: Callable[[], None] | None = None
+        self.cursor_writes = 0
+        """Counts CURSOR records; reclamation only looks again when it moved."""
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def append_entry(self, t: Topic, data: Payload) -> int:
+        """Append one entry to an existing topic; returns the LSN just past it.
+
+        The hot path: everything inline, one lock, no allocation beyond the record itself.
+        """
+        if type(data) is not bytes:
+            data = as_payload(data)
+        n = len(data)
+        if n > 4096:
+            check_size(n)
+        with self.lock:
+            if self.closed:
+                raise WalrusClosedError()
+            seg = self.active
+            p = seg.end  # type: ignore[union-attr]
+            e = p + HEADER_SIZE + n
+            end = (e + 7) & ~7
+            if end > seg.size - _SEAL_ROOM or self.abandon_at is not None:  # type: ignore[union-attr]
+                seg = self._roll(end - p)
+                p = seg.end
+                e = p + HEADER_SIZE + n
+                end = (e + 7) & ~7
+            seq = t.next_seq
+            view = seg.view  # type: ignore[union-attr]
+            if view is not None:
+                _pack_into(view, p, 0, n, t.tid, ENTRY, 0, seq, self.durable)
+                view[p + HEADER_SIZE:e] = data
+                if n <= 4096:
+                    _crc_pack_into(view, p, _crc32(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
+                else:
+                    with memoryview(view) as mv:
+                        _crc_pack_into(view, p, _crc32(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
+            else:
+                self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
+                    ENTRY, t.tid, 0, seq, self.durable, data, seg.salt), data])  # type: ignore[union-attr]
+            number = seg.number  # type: ignore[union-attr]
+            if t.seg != number:
+                t.enter_segment(number)
+            t.lsns.append(seg.lsn_base | p)  # type: ignore[union-attr]
+            t.nbytes += end - p
+            seg.end = end  # type: ignore[union-attr]
+            if self.sync_each:
+                self._add_pending(t, p, end, seg, seq, 1, end - p)  # type: ignore[arg-type]
+                t.next_seq = seq + 1
+            else:
+                t.visible = t.next_seq = seq + 1
+            return seg.lsn_base | end  # type: ignore[union-attr]
+
+    def append_batch(self, name: str, t: Topic | None, payloads: Sequence[Payload]) -> int:
+        """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
+
+        Returns the LSN just past the batch. Checks every limit before writing anything.
+        """
+        if len(payloads) > MAX_BATCH_ENTRIES:
+            raise BatchTooLargeError(
+                f"batch of {len(payloads)} entries is over MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
+        items = [as_payload(d) for d in payloads]
+        total = 0
+        for data in items:
+            check_size(len(data))
+            total += len(data)
+        if total > MAX_BATCH_BYTES:
+            raise BatchTooLargeError(
+                f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
+        with self.lock:
+            if self.closed:
+                raise WalrusClosedError()
+            if t is None:
+                t = self.by_name.get(name)
+            new = t is None
+            tid = self.max_tid + 1 if t is None else t.tid
+            seq = 0 if t is None else t.next_seq
+            name_bytes = name.encode("utf-8", "surrogatepass")
+            need = sum(record_size(len(d)) for d in items)
+            if new:
+                need += record_size(len(name_bytes))
+            seg = self.active
+            assert seg is not None
+            if seg.end + need > seg.size - _SEAL_ROOM or self.abandon_at is not None:
+                seg = self._roll(need)
+            p = seg.end
+            left = len(items) - 1 + new
+            records: list[tuple[int, int, int, int, Payload]] = []
+            if new:
+                records.append((TOPIC, tid, left, seq, name_bytes))
+                left -= 1
+            for i, data in enumerate(items):
+                records.append((ENTRY, tid, left - i, seq + i, data))
+            offsets = self._write_records(seg, p, records)
+            if new:
+                t = Topic(tid, name, 0)
+                t.mark = MARKED_DIRTY
+                self.max_tid = tid
+                self.by_tid[tid] = t
+                self.by_name[name] = t
+                self._note_meta(seg, tid, TOPIC, 0, name)
+                offsets = offsets[1:]
+            assert t is not None
+            if t.seg != seg.number:
+                t.enter_segment(seg.number)
+            base = seg.lsn_base
+            t.lsns.extend([base | o for o in offsets])
+            end = seg.end
+            size = end - offsets[0]
+            t.nbytes += size
+            if self.sync_each:
+                self._add_pending(t, p, end, seg, seq, len(items), size, created=new)
+                t.next_seq = seq + len(items)
+            else:
+                t.visible = t.next_seq = seq + len(items)
+            return base | end
+
+    def write_state(self, t: Topic, kind: int, value: int | None = None) -> int:
+        """Write a CURSOR, CLEAN or DIRTY record for ``t``; returns the LSN just past it.
+
+        A CLEAN record without a value marks the topic clean at its current next offset.
+        """
+        with self.lock:
+            if self.closed:
+                raise WalrusClosedError()
+            if value is None:
+                value = t.next_seq if kind == CLEAN else 0
+            seg = self.active
+            assert seg is not None
+            if seg.end + HEADER_SIZE > seg.size - _SEAL_ROOM or self.abandon_at is not None:
+                seg = self._roll(HEADER_SIZE)
+            p = seg.end
+            self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
+            previous = (t.persisted, t.mark)
+            if kind == CURSOR:
+                t.persisted = value
+                self.cursor_writes += 1
+            else:
+                t.mark = value if kind == CLEAN else MARKED_DIRTY
+            self._note_meta(seg, t.tid, kind, value)
+            if self.sync_each:
+                def undo(t: Topic = t, previous: tuple[int, int] = previous) -> None:
+                    t.persisted, t.mark = previous
+                    t.cursor = min(t.cursor, max(t.persisted, t.first_seq))
+                self.pending.append(_Pending(seg.lsn_base | p, seg.lsn_base | seg.end, None, undo))
+            return seg.lsn_base | seg.end
+
+    def _add_pending(self, t: Topic, p: int, end: int, seg: Segment, seq: int, count: int,
+                     size: int, created: bool = False) -> None:
+        """Under SyncEach: publish the entries once durable, or undo them if the sync fails.
+
+        Undo runs newest first, so each undo removes exactly what its own append added.
+        """
+        number = seg.number
+
+        def publish() -> None:
+            if t.visible < seq + count:
+                t.visible = seq + count
+
+        def undo() -> None:
+            del t.lsns[len(t.lsns) - count:]
+            t.next_seq = seq
+            t.nbytes -= size
+            if t.marks and t.marks[-1] == (number, t.nbytes):
+                t.marks.pop()
+                t.seg = t.marks[-1][0] if t.marks else -1
+            if created:
+                self.by_tid.pop(t.tid, None)
+                self.by_name.pop(t.name, None)
+
+        base = seg.lsn_base
+        self.pending.append(_Pending(base | p, base | end, publish, undo))
+
+    def _note_meta(self, seg: Segment, tid: int, kind: int, value: int,
+                   name: str | None = None) -> None:
+        meta = self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
+        if kind == TOPIC:
+            meta.name = name
+            meta.next_seq = max(meta.next_seq, value)
+        elif kind == CURSOR:
+            meta.cursor = value
+        elif kind == CLEAN:
+            meta.mark = value
+        elif kind == DIRTY:
+            meta.mark = -2
+
+    def _write_records(self, seg: Segment, p: int,
+                       records: Sequence[tuple[int, int, int, int, Payload]]) -> list[int]:
+        """Encode records back to back from ``p``; returns their offsets and moves ``seg.end``."""
+        offsets = []
+        durable = self.durable
+        salt = seg.salt
+        view = seg.view
+        pos = p
+        if view is not None:
+            encode = _codec.encode_into
+            for kind, tid, left, seq, data in records:
+                offsets.append(pos)
+                pos = encode(view, pos, kind, tid, left, seq, durable, data, salt)
+        else:
+            parts: list[Payload] = []
+            for kind, tid, left, seq, data in records:
+                offsets.append(pos)
+                parts.append(_codec.encode_header(kind, tid, left, seq, durable, data, salt))
+                parts.append(data)
+                pad = _codec.padding(len(data))
+                if pad:
+                    parts.append(pad)
+                pos += record_size(len(data))
+            self._write(seg, p, parts)
+        seg.end = pos
+        return offsets
+
+    def _write(self, seg: Segment, p: int, parts: list[Payload]) -> None:
+        """Write through a backend without a mapping; on failure the segment is abandoned."""
+        try:
+            if len(parts) == 2 or sum(len(x) for x in parts) > (4 << 20):
+                seg.file.writev(p, parts)
+            else:
+                seg.file.write(p, b"".join(parts))
+        except OSError as exc:
+            self.abandon_at = seg.lsn_base | p
+            raise storage_error(exc, f"writing to {seg.path} at {p}") from exc
+
+    def _roll(self, need: int) -> Segment:
+        """Close the active segment and start the next one (under the append lock)."""
+        old = self.active
+        assert old is not None
+        prev_end = self.abandon_at
+        if prev_end is None:
+            prev_end = old.lsn_base | old.end
+            try:  # the SEAL marks the end; the records' region ends where it starts
+                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
+                old.end -= HEADER_SIZE
+            except OSError:
+                pass  # the next segment's prev_end says where the log ended anyway
+        preamble = self._preamble()
+        size = max(self.segment_size,
+                   SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
+                   + need + _SEAL_ROOM)
+        try:
+            new = Segment.create(self.backend, self.directory, old.number + 1, size, prev_end)
+            sync_directory(self.directory)
+        except OSError as exc:
+            self.abandon_at = prev_end
+            raise storage_error(exc, f"creating segment {old.number + 1}") from exc
+        self.abandon_at = None
+        old.sealed = True
+        self.segments[new.number] = new
+        self.active = new
+        self.unsynced.append(old)
+        self.to_index.append(old)
+        self._write_records(new, new.end, preamble)
+        for kind, tid, _left, value, payload in preamble:
+            name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
+            self._note_meta(new, tid, kind, value, name)
+        if self.on_seal is not None:
+            self.on_seal()
+        return new
+
+    def _preamble(self) -> list[tuple[int, int, int, int, Payload]]:
+        """State records that open a segment, so older segments can be deleted."""
+        records: list[tuple[int, int, int, int, Payload]] = []
+        for t in self.by_tid.values():
+            records.append((TOPIC, t.tid, 0, t.next_seq, t.name.encode("utf-8", "surrogatepass")))
+            if t.persisted:
+                records.append((CURSOR, t.tid, 0, t.persisted, b""))
+            if t.mark >= 0:
+                records.append((CLEAN, t.tid, 0, t.mark, b""))
+        return records
+
+    # --- durability ---------------------------------------------------------------------------
+
+    def sync_targets(self) -> tuple[int, list[tuple[Segment, int]]]:
+        """What a sync pass must cover right now: (LSN written so far, [(segment, end)])."""
+        with self.lock:
+            active = self.active
+            assert active is not None
+            targets = [(s, s.end) for s in self.unsynced]
+            targets.append((active, active.end))
+            return active.lsn_base | active.end, targets
+
+    def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """A sync pass covering ``targets`` succeeded: publish what it made durable."""
+        with self.lock:
+            self.durable = max(self.durable, target)
+            self.unsynced = [s for s in self.unsynced if all(s is not t for t, _ in targets)]
+            done = 0
+            for item in self.pending:
+                if item.end > target:
+                    break
+                if item.publish is not None:
+                    item.publish()
+                done += 1
+            if done:
+                del self.pending[:done]
+
+    def sync_failed(self, target: int) -> None:
+        """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
+
+        Under ``SyncEach`` every write since then is still pending (nobody was told it
+        succeeded): undo them all and end the log where they began. Otherwise the writes were
+        acknowledged already: keep them, and move on to a fresh segment so that new writes get
+        a clean durability record.
+        """
+        with self.lock:
+            if self.pending:
+                start = self.pending[0].start
+                for item in reversed(self.pending):
+                    item.undo()
+                self.pending.clear()
+                self._drop_after(start)
+                self.abandon_at = start
+            elif self.active is not None and self.abandon_at is None:
+                self.abandon_at = self.active.lsn_base | self.active.end
+
+    def _drop_after(self, lsn: int) -> None:
+        """Discard segments that start after ``lsn`` (they hold nothing durable)."""
+        keep = lsn >> SEG_SHIFT
+        for number in [n for n in self.segments if n > keep]:
+            seg = self.segments.pop(number)
+            seg.close()
+            try:
+                os.unlink(seg.path)
+            except OSError:
+                pass
+            self.meta.pop(number, None)
+        self.active = self.segments[keep]
+        self.active.sealed = False
+        self.unsynced = [s for s in self.unsynced if s.number < keep]
+        self.to_index = [s for s in self.to_index if s.number < keep]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read_payload(self, t: Topic, seq: int, max_len: int = MAX_ENTRY_BYTES) -> bytes | None:
+        """The payload of entry ``seq`` of ``t`` (None if longer than ``max_len``).
+
+        Raises CorruptionError if the record is damaged or is not the entry it should be.
+        """
+        lsn = t.lsns[seq - t.first_seq]
+        seg = self.segments.get(lsn >> SEG_SHIFT)
+        if seg is None:
+            raise CorruptionError(f"topic {t.name!r} entry {seq}: its segment is missing",
+                                  t.name, seq)
+        pos = lsn & OFFSET_MASK
+        if not lsn & DAMAGED:
+            view = seg.view
+            if view is not None:
+                decoded = _codec.decode_entry(view, pos, seg.salt, max_len)
+            else:
+                decoded = self._decode_windowed(seg, pos, max_len)
+            if decoded is not None and decoded[0] == t.tid and decoded[1] == seq:
+                return decoded[2]
+        raise CorruptionError(
+            f"topic {t.name!r} entry {seq} is damaged ({seg.path} at byte {pos & ~DAMAGED})",
+            t.name, seq)
+
+    def _decode_windowed(self, seg: Segment, pos: int,
+                         max_len: int) -> tuple[int, int, bytes | None] | None:
+        buf, base = seg.locate(pos, HEADER_SIZE)
+        if pos - base + HEADER_SIZE > len(buf):  # type: ignore[arg-type]
+            return None
+        n = _unpack_from(buf, pos - base)[1]  # type: ignore[arg-type]
+        if n > MAX_ENTRY_BYTES or pos + HEADER_SIZE + n > seg.size:
+            return None
+        if n <= max_len:
+            buf, base = seg.locate(pos, HEADER_SIZE + n)
+        return _codec.decode_entry(buf, pos - base, seg.salt, max_len)
+
+    # --- indexes and reclamation ----------------------------------------------------------------
+
+    def summary_of(self, seg: Segment) -> SegmentSummary:
+        """The index of a segment, built from memory (no rescan)."""
+        summary = SegmentSummary(seg.number, seg.salt, seg.end, seg.sealed)
+        meta = self.meta.get(seg.number, {})
+        for tid, t in list(self.by_tid.items()):
+            lo, hi = t.lsn_range(seg.number)
+            m = meta.get(tid)
+            if hi == lo and m is None:
+                continue
+            entry = TopicSummary()
+            if m is not None:
+                entry.name, entry.next_seq = m.name, m.next_seq
+                entry.cursor, entry.mark = m.cursor, m.mark
+            if hi > lo:
+                entry.first_seq = t.first_seq + lo
+                entry.lsns = t.lsns[lo:hi]
+                entry.nbytes = t.bytes_in(seg.number)
+            summary.topics[tid] = entry
+        return summary
+
+    def write_index(self, seg: Segment, summary: SegmentSummary) -> None:
+        """Persist a segment's index: write, fsync, rename (the segment is synced already)."""
+        path = os.path.join(self.directory, index_name(seg.number))
+        tmp = path + ".tmp"
+        data = _codec.encode_index(summary)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        sync_directory(self.directory)
+
+    def low_watermark(self, persisted: dict[int, int]) -> int:
+        """LSN below which every entry is consumed by the given (durable) cursors."""
+        active = self.active
+        assert active is not None
+        low = active.lsn_base
+        for tid, cursor in persisted.items():
+            t = self.by_tid.get(tid)
+            if t is None:
+                continue
+            lsn = t.first_unconsumed_lsn(max(cursor, t.first_seq))
+            if lsn is not None and lsn < low:
+                low = lsn
+        return low
+
+    def delete_before(self, low: int) -> list[Segment]:
+        """Forget and delete the oldest segments wholly below ``low``.
+
+        The caller has synced the cursors that ``low`` was computed from. Only a prefix of the
+        log is ever deleted, and never a segment still waiting to be synced or indexed.
+        """
+        doomed = []
+        for number, seg in self.segments.items():
+            if ((number + 1) << SEG_SHIFT > low or seg is self.active or seg in self.unsynced
+                    or seg in self.to_index):
+                break
+            doomed.append(seg)
+        if not doomed:
+            return []
+        oldest_kept = doomed[-1].number + 1
+        for t in list(self.by_tid.values()):
+            with t.read_lock:
+                t.drop_before(oldest_kept)
+        with self.lock:
+            for seg in doomed:
+                del self.segments[seg.number]
+                self.meta.pop(seg.number, None)
+        for seg in doomed:
+            seg.close()
+            for path in (seg.path, os.path.join(self.directory, index_name(seg.number))):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        return doomed
+
+
+def sync_directory(path: str) -> None:
+    """fsync a directory so that files created or renamed in it survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

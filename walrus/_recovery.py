@@ -1,0 +1,304 @@
+"""Opening a data directory: rebuild topics, offsets, cursors and clean marks from disk.
+
+Each segment is summarised either from its index file (written once the segment was durable,
+so nothing sealed and indexed is ever rescanned) or by scanning it. Summaries are then folded
+into topics in log order. The same folding serves read-only observers that follow a live
+writer (:meth:`Rebuilder.refresh`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import _codec
+from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
+from ._log import Log, sync_directory
+from ._segment import Segment, index_name, parse_name, segment_name
+from ._topics import DAMAGED, MARKED_DIRTY, Topic
+from .backends._base import Backend
+
+log = logging.getLogger("walrus")
+
+
+class Rebuilder:
+    """Turns segment files into topics; keeps what it needs to pick up where it stopped."""
+
+    def __init__(self, directory: str, backend: Backend, read_only: bool) -> None:
+        self.directory = directory
+        self.backend = backend
+        self.read_only = read_only
+        self.topics: dict[int, Topic] = {}
+        self.max_tid = 0
+        self.segments: list[Segment] = []
+        self.meta: dict[int, dict[int, _codec.TopicSummary]] = {}
+        self.last_torn = False
+        self.last_sealed = False
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def segment_numbers(self) -> list[int]:
+        numbers = []
+        for name in os.listdir(self.directory):
+            number = parse_name(name)
+            if number is not None:
+                numbers.append(number)
+            elif name.endswith(".idx.tmp") and not self.read_only:
+                _unlink(os.path.join(self.directory, name))
+        return sorted(numbers)
+
+    def open_segments(self, numbers: list[int]) -> list[Segment]:
+        opened = []
+        for i, number in enumerate(numbers):
+            path = os.path.join(self.directory, segment_name(number))
+            try:
+                opened.append(Segment.open(self.backend, path, writable=not self.read_only))
+            except _codec.FormatError as exc:
+                if i == len(numbers) - 1 and not self.read_only:
+                    # A crash while the newest segment was being created: it holds nothing.
+                    log.warning("removing unfinished segment %s (%s)", path, exc)
+                    _unlink(path)
+                else:
+                    log.error("skipping damaged segment %s: %s", path, exc)
+            except FileNotFoundError:
+                continue  # deleted by a live writer while an observer looked
+        return opened
+
+    def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None
+                  ) -> tuple[SegmentSummary, bool, bool]:
+        """Summary of ``seg`` up to ``limit``; returns (summary, durable evidence, torn)."""
+        summary = start
+        if summary is None:
+            summary = self._load_index(seg)
+        if summary is not None and (summary.sealed or summary.end >= limit):
+            return summary, True, False
+        begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
+        buf = seg.whole()
+        result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+        scanned = _codec.summarize(seg.number, seg.salt, result, buf)
+        evidence = summary is not None or any(
+            r.durable >= seg.lsn_base for r in result.records)
+        if summary is not None:
+            _merge(summary, scanned)
+            summary.end, summary.sealed = scanned.end, scanned.sealed
+        else:
+            summary = scanned
+        if result.damaged:
+            log.error("segment %s holds %d damaged record(s); reads of them raise "
+                      "CorruptionError", seg.path, len(result.damaged))
+        return summary, evidence, result.torn
+
+    def _load_index(self, seg: Segment) -> SegmentSummary | None:
+        path = os.path.join(self.directory, index_name(seg.number))
+        try:
+            with open(path, "rb") as f:
+                summary = _codec.decode_index(f.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, _codec.FormatError) as exc:
+            log.warning("ignoring index %s (%s); scanning the segment instead", path, exc)
+            return None
+        if summary.number != seg.number or summary.salt != seg.salt:
+            log.warning("ignoring index %s: it belongs to another segment", path)
+            return None
+        return summary
+
+    def load(self) -> None:
+        """Read the whole directory."""
+        segments = self.open_segments(self.segment_numbers())
+        summaries: list[tuple[Segment, SegmentSummary, bool, bool]] = []
+        for i, seg in enumerate(segments):
+            nxt = segments[i + 1] if i + 1 < len(segments) else None
+            limit = seg.size - _codec.HEADER_SIZE
+            if nxt is not None and nxt.prev_end >> SEG_SHIFT == seg.number:
+                limit = min(limit, nxt.prev_end & _codec.OFFSET_MASK)
+            summary, evidence, torn = self.summarize(seg, limit)
+            summaries.append((seg, summary, evidence, torn))
+        # A segment that ends before its successor says it should: the gap was either lost
+        # in a crash (then nothing after it was ever durable, and it goes) or is corruption.
+        keep = len(summaries)
+        for i in range(len(summaries) - 1):
+            seg, summary, _, _ = summaries[i]
+            nxt = summaries[i + 1][0]
+            expected = nxt.prev_end & _codec.OFFSET_MASK
+            if (nxt.prev_end >> SEG_SHIFT == seg.number and summary.end < expected
+                    and not any(e for _, _, e, _ in summaries[i + 1:])):
+                keep = i + 1
+                break
+        for seg, _, _, _ in summaries[keep:]:
+            log.warning("discarding segment %s: it follows a torn write and was never durable",
+                        seg.path)
+            seg.close()
+            if not self.read_only:
+                _unlink(seg.path)
+                _unlink(os.path.join(self.directory, index_name(seg.number)))
+        for seg, summary, _, _ in summaries[:keep]:
+            self.apply(seg, summary)
+        if summaries[:keep]:
+            _, last, _, torn = summaries[keep - 1]
+            self.last_torn = torn or keep < len(summaries)
+            self.last_sealed = last.sealed
+        self.finish()
+
+    # --- folding ------------------------------------------------------------------------------
+
+    def apply(self, seg: Segment, summary: SegmentSummary) -> None:
+        """Fold one segment's summary into the topics (segments arrive in log order)."""
+        seg.end = summary.end
+        seg.sealed = summary.sealed
+        if not self.segments or self.segments[-1] is not seg:
+            self.segments.append(seg)
+        meta = self.meta.setdefault(seg.number, {})
+        for tid, ts in summary.topics.items():
+            t = self.topics.get(tid)
+            if t is None:
+                if ts.name is None:
+                    log.error("segment %s holds entries of unknown topic id %d; skipping them",
+                              seg.path, tid)
+                    continue
+                t = self.topics[tid] = Topic(tid, ts.name, 0)
+                t.first_seq = -1
+                self.max_tid = max(self.max_tid, tid)
+            if ts.name is not None:
+                m = meta.setdefault(tid, _codec.TopicSummary())
+                m.name, m.next_seq = ts.name, max(m.next_seq, ts.next_seq)
+            t.next_seq = max(t.next_seq, ts.next_seq)
+            if ts.cursor >= 0:
+                t.persisted = ts.cursor
+                meta.setdefault(tid, _codec.TopicSummary()).cursor = ts.cursor
+            if ts.mark != -1:
+                t.mark = MARKED_DIRTY if ts.mark == -2 else ts.mark
+                meta.setdefault(tid, _codec.TopicSummary()).mark = ts.mark
+            if ts.first_seq >= 0 and len(ts.lsns):
+                self._add_entries(t, seg.number, ts)
+
+    @staticmethod
+    def _add_entries(t: Topic, number: int, ts: _codec.TopicSummary) -> None:
+        if t.first_seq < 0:
+            t.first_seq = ts.first_seq
+        expected = t.first_seq + len(t.lsns)
+        first, lsns = ts.first_seq, ts.lsns
+        if first < expected:  # already known (an observer rescanning): keep the first copy
+            lsns = lsns[expected - first:]
+            first = expected
+            if not lsns:
+                return
+        if first > expected:  # entries whose records were lost to damage
+            filler = (t.lsns[-1] if t.lsns else lsns[0] - _codec.ALIGN) | DAMAGED
+            t.lsns.extend([filler] * (first - expected))
+        if t.seg != number:
+            t.enter_segment(number)
+        t.lsns.extend(lsns)
+        t.nbytes += ts.nbytes
+        t.next_seq = max(t.next_seq, first + len(lsns))
+
+    def finish(self) -> None:
+        """Settle cursors and counts once every segment is folded in."""
+        for t in self.topics.values():
+            if t.first_seq < 0:
+                t.first_seq = t.next_seq
+            end = t.first_seq + len(t.lsns)
+            if t.next_seq > end and t.lsns:
+                # A TOPIC record promises entries that no record holds: they were damaged.
+                t.lsns.extend([t.lsns[-1] | DAMAGED] * (t.next_seq - end))
+            elif not t.lsns:
+                t.first_seq = t.next_seq
+            if t.persisted > t.next_seq:
+                # Consumed entries were lost with a power cut; never hand their offsets out
+                # again (a new entry there would count as consumed).
+                t.next_seq = t.persisted
+                if not t.lsns:
+                    t.first_seq = t.next_seq
+            t.cursor = min(max(t.persisted, t.first_seq), t.next_seq)
+            t.visible = t.next_seq
+            t.reclaimed = t.marks[0][1] if t.marks else t.nbytes
+
+    # --- following a live writer (read-only observers) -----------------------------------------
+
+    def refresh(self) -> None:
+        """Pick up records and segments a live writer added since the last look."""
+        known = {s.number for s in self.segments}
+        newest = self.segments[-1] if self.segments else None
+        numbers = [n for n in self.segment_numbers() if n not in known
+                   and (newest is None or n > newest.number)]
+        fresh = self.open_segments(numbers)
+        if newest is not None and not newest.sealed:
+            limit = newest.size - _codec.HEADER_SIZE
+            if fresh and fresh[0].prev_end >> SEG_SHIFT == newest.number:
+                limit = fresh[0].prev_end & _codec.OFFSET_MASK
+            start = SegmentSummary(newest.number, newest.salt, newest.end, False)
+            summary, _, _ = self.summarize(newest, limit, start)
+            self.apply(newest, summary)
+        for seg in fresh:
+            summary, _, _ = self.summarize(seg, seg.size - _codec.HEADER_SIZE)
+            self.apply(seg, summary)
+        for t in self.topics.values():
+            if t.first_seq < 0:
+                t.first_seq = t.next_seq
+            t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
+            t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+
+
+def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
+    """Append a scan of a segment's tail to the summary of its head (from its index)."""
+    for tid, ts in more.topics.items():
+        base = into.topics.get(tid)
+        if base is None:
+            into.topics[tid] = ts
+            continue
+        if ts.name is not None:
+            base.name = ts.name
+        base.next_seq = max(base.next_seq, ts.next_seq)
+        if ts.cursor >= 0:
+            base.cursor = ts.cursor
+        if ts.mark != -1:
+            base.mark = ts.mark
+        if ts.first_seq >= 0:
+            if base.first_seq < 0:
+                base.first_seq = ts.first_seq
+            gap = ts.first_seq - (base.first_seq + len(base.lsns))
+            if gap > 0:
+                filler = (base.lsns[-1] if base.lsns else ts.lsns[0] - _codec.ALIGN) | DAMAGED
+                base.lsns.extend([filler] * gap)
+            base.lsns.extend(ts.lsns[max(0, -gap):])
+            base.nbytes += ts.nbytes
+
+
+def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: bool,
+             read_only: bool) -> tuple[Log, Rebuilder]:
+    """Recover a directory and return a log ready for appends (or for observing)."""
+    rebuilder = Rebuilder(directory, backend, read_only)
+    rebuilder.load()
+    segments = rebuilder.segments
+    wal = Log(directory, backend, segments, rebuilder.topics, rebuilder.max_tid,
+              segment_size=segment_size, sync_each=sync_each, read_only=read_only)
+    wal.meta = rebuilder.meta
+    if read_only:
+        return wal, rebuilder
+    if not segments:
+        first = Segment.create(backend, directory, 1, segment_size, 0)
+        sync_directory(directory)
+        wal.segments[first.number] = first
+        wal.active = first
+    else:
+        # Everything recovered is made durable before anything new is written after it.
+        last = segments[-1]
+        backend.sync_files([last.file])
+        wal.durable = last.lsn_base | last.end
+        for seg in segments[:-1]:
+            seg.sealed = True
+        if rebuilder.last_torn or rebuilder.last_sealed:
+            # Never write over bytes a crash left behind: continue in a fresh segment whose
+            # header says where this one's log ends.
+            wal.abandon_at = last.lsn_base | last.end
+        wal.to_index = [s for s in segments[:-1]
+                        if not os.path.exists(os.path.join(directory, index_name(s.number)))]
+        wal.unsynced = list(wal.to_index)
+    return wal, rebuilder
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,117 @@
+"""One log segment: a preallocated file of records, opened through a backend."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import _codec
+from ._codec import SEGMENT_HEADER_SIZE, SegmentHeader
+from .backends._base import Backend, File
+
+WINDOW = 256 << 10
+"""Read-ahead of backends without a memory mapping: one read serves many small entries."""
+SUFFIX = ".wal"
+INDEX_SUFFIX = ".idx"
+
+
+def segment_name(number: int) -> str:
+    return f"{number:016x}{SUFFIX}"
+
+
+def index_name(number: int) -> str:
+    return f"{number:016x}{INDEX_SUFFIX}"
+
+
+def parse_name(name: str) -> int | None:
+    """The segment number a file name stands for, or None if it is not a segment."""
+    if not name.endswith(SUFFIX) or len(name) != 16 + len(SUFFIX):
+        return None
+    try:
+        return int(name[:16], 16)
+    except ValueError:
+        return None
+
+
+class Segment:
+    """A segment file and what the engine knows about it."""
+
+    __slots__ = (
+        "_window",
+        "end",
+        "file",
+        "lsn_base",
+        "number",
+        "path",
+        "prev_end",
+        "salt",
+        "sealed",
+        "size",
+        "view",
+    )
+
+    def __init__(self, header: SegmentHeader, path: str, file: File) -> None:
+        self.number = header.number
+        self.salt = header.salt
+        self.prev_end = header.prev_end
+        self.path = path
+        self.file = file
+        self.view = file.view
+        self.size = file.size
+        self.lsn_base = header.number << _codec.SEG_SHIFT
+        self.end = SEGMENT_HEADER_SIZE
+        """Where this segment's records end (the write position while it is active)."""
+        self.sealed = False
+        self._window: tuple[int, bytes] | None = None
+
+    @classmethod
+    def create(cls, backend: Backend, directory: str, number: int, size: int,
+               prev_end: int) -> Segment:
+        """Create, allocate and stamp a new segment file (the caller syncs the directory)."""
+        header = SegmentHeader(number, _codec.new_salt(), prev_end, time.time_ns())
+        path = os.path.join(directory, segment_name(number))
+        file = backend.open(path, size=size, create=True)
+        try:
+            file.write(0, _codec.encode_segment_header(header))
+            file.sync()
+        except BaseException:
+            file.close()
+            os.unlink(path)
+            raise
+        return cls(header, path, file)
+
+    @classmethod
+    def open(cls, backend: Backend, path: str, writable: bool) -> Segment:
+        """Open an existing segment; raises ``FormatError`` if its header is not valid."""
+        file = backend.open(path, writable=writable)
+        try:
+            header = _codec.decode_segment_header(file.read(0, SEGMENT_HEADER_SIZE))
+            if parse_name(os.path.basename(path)) != header.number:
+                raise _codec.FormatError(f"{path} holds segment {header.number}")
+        except BaseException:
+            file.close()
+            raise
+        return cls(header, path, file)
+
+    def locate(self, pos: int, size: int) -> tuple[object, int]:
+        """A buffer holding bytes [pos, pos + size) and the file offset of its first byte."""
+        view = self.view
+        if view is not None:
+            return view, 0
+        window = self._window
+        if window is not None and window[0] <= pos and pos + size <= window[0] + len(window[1]):
+            return window[1], window[0]
+        data = self.file.read(pos, max(size, min(WINDOW, self.end - pos)))
+        self._window = (pos, data)
+        return data, pos
+
+    def whole(self) -> object:
+        """The whole file as one buffer (recovery scans it)."""
+        if self.view is not None:
+            return self.view
+        return self.file.read(0, self.size)
+
+    def close(self) -> None:
+        self._window = None
+        self.view = None
+        self.file.close()

@@ -1,0 +1,545 @@
+"""The ``Walrus`` facade: validates calls and applies the consistency mode to the log."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from ._codec import CLEAN, CURSOR, DIRTY
+from ._config import (
+    DEFAULT_CONSISTENCY,
+    DEFAULT_SCHEDULE,
+    DEFAULT_SEGMENT_BYTES,
+    MAX_BATCH_ENTRIES,
+    MAX_TOPIC_BYTES,
+    AtLeastOnceMode,
+    Consistency,
+    MillisecondsSchedule,
+    Schedule,
+    SyncEachSchedule,
+    check_consistency,
+    check_schedule,
+    resolve_root,
+)
+from ._dirlock import DirectoryLock
+from ._durability import Background, Durability
+from ._entry import Entry
+from ._errors import (
+    BatchTooLargeError,
+    CorruptionError,
+    InvalidArgumentError,
+    InvalidTopicError,
+    OffsetOutOfRangeError,
+    ReadOnlyError,
+    StorageError,
+    WalrusClosedError,
+    WalrusError,
+)
+from ._log import Log, Payload
+from ._recovery import Rebuilder, open_log
+from ._topics import MARKED_DIRTY, Topic
+from .plugins._selection import select_backend
+
+log = logging.getLogger("walrus")
+
+_new_entry = tuple.__new__
+
+
+def check_topic(topic: object) -> str:
+    """Raise InvalidTopicError unless ``topic`` is a str of 1..255 UTF-8 bytes without NUL."""
+    if type(topic) is not str:
+        raise InvalidTopicError(f"topic must be a str, not {type(topic).__name__}")
+    if not topic:
+        raise InvalidTopicError("topic must not be empty")
+    if "\0" in topic:
+        raise InvalidTopicError(f"topic {topic!r} contains a NUL character")
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidTopicError(f"topic {topic!r} is not valid UTF-8 (lone surrogate)") from None
+    if size > MAX_TOPIC_BYTES:
+        raise InvalidTopicError(f"topic is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
+    return topic
+
+
+def _check_int(name: str, value: object, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+class Walrus:
+    """A durable, topic-aware write-ahead log in one directory.
+
+    ``Walrus()`` opens the default directory (``$WALRUS_DATA_DIR`` or ``./wal_files``, under
+    ``$WALRUS_INSTANCE_KEY`` when set) with ``StrictlyAtOnce`` reads and a 1000 ms fsync
+    schedule. Every keyword is optional::
+
+        Walrus(data_dir=..., key=..., consistency=..., fsync_schedule=..., backend=...,
+               read_only=False)
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
+                 key: str | None = None,
+                 consistency: Consistency = DEFAULT_CONSISTENCY,
+                 fsync_schedule: Schedule = DEFAULT_SCHEDULE,
+                 backend: str | None = None,
+                 read_only: bool = False,
+                 segment_size: int = DEFAULT_SEGMENT_BYTES) -> None:
+        self._closed = True  # until fully open: close() and __del__ must see a safe state
+        self._consistency = check_consistency(consistency)
+        self._schedule = check_schedule(fsync_schedule)
+        if not isinstance(read_only, bool):
+            raise InvalidArgumentError(f"read_only must be a bool, not {type(read_only).__name__}")
+        size = _check_int("segment_size", segment_size)
+        assert size is not None
+        if size < 4096:
+            raise InvalidArgumentError(f"segment_size must be at least 4096 bytes, got {size}")
+        self._root = resolve_root(data_dir, key)
+        self._read_only = read_only
+        self._strict = not isinstance(self._consistency, AtLeastOnceMode)
+        self._persist_every = (self._consistency.persist_every
+                               if isinstance(self._consistency, AtLeastOnceMode) else 1)
+        self._sync_each = isinstance(self._schedule, SyncEachSchedule)
+        self._backend_name, self._backend = select_backend(backend)
+        self._lock: DirectoryLock | None = None
+        self._background: Background | None = None
+        self._close_lock = threading.Lock()
+        try:
+            directory = self._prepare_directory()
+            if not read_only:
+                self._lock = DirectoryLock(directory)
+            self._wal, self._rebuilder = open_log(
+                directory, self._backend, segment_size=size, sync_each=self._sync_each,
+                read_only=read_only)
+        except BaseException as exc:
+            if self._lock is not None:
+                self._lock.release()
+            self._backend.close()
+            if isinstance(exc, OSError) and not isinstance(exc, WalrusError):
+                raise StorageError(exc.errno or errno.EIO,
+                                   f"opening {self._root}: {exc.strerror or exc}") from exc
+            raise
+        self._topics = self._wal.by_name
+        self._durability = Durability(self._wal)
+        self._closed = False
+        if not read_only:
+            interval = (self._schedule.interval_ms / 1000.0
+                        if isinstance(self._schedule, MillisecondsSchedule) else None)
+            self._background = Background(self._wal, self._durability, interval)
+            self._wal.on_seal = self._background.wake
+        log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
+                  self._consistency, self._schedule)
+
+    def _prepare_directory(self) -> str:
+        root = self._root
+        if root.exists() and not root.is_dir():
+            raise StorageError(errno.ENOTDIR, f"data directory {root} is not a directory")
+        if self._read_only:
+            if not root.is_dir():
+                raise StorageError(errno.ENOENT, f"data directory {root} does not exist")
+        else:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(exc.errno or errno.EIO,
+                                   f"cannot create data directory {root}: {exc.strerror}") from exc
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise StorageError(errno.EACCES, f"data directory {root} is not writable")
+        return str(root)
+
+    # --- the seed's constructors ----------------------------------------------------------------
+
+    @classmethod
+    def new(cls) -> Walrus:
+        """The default directory, StrictlyAtOnce, Milliseconds(1000)."""
+        return cls()
+
+    @classmethod
+    def with_consistency(cls, consistency: Consistency) -> Walrus:
+        return cls(consistency=consistency)
+
+    @classmethod
+    def with_consistency_and_schedule(cls, consistency: Consistency,
+                                      schedule: Schedule) -> Walrus:
+        return cls(consistency=consistency, fsync_schedule=schedule)
+
+    @classmethod
+    def new_for_key(cls, key: str) -> Walrus:
+        """``base / sanitize(key)``, where base is ``$WALRUS_DATA_DIR`` or ``./wal_files``."""
+        return cls(key=key)
+
+    @classmethod
+    def with_consistency_for_key(cls, key: str, consistency: Consistency) -> Walrus:
+        return cls(key=key, consistency=consistency)
+
+    @classmethod
+    def with_consistency_and_schedule_for_key(cls, key: str, consistency: Consistency,
+                                              schedule: Schedule) -> Walrus:
+        return cls(key=key, consistency=consistency, fsync_schedule=schedule)
+
+    # --- properties -------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """Name of the I/O backend in use."""
+        return self._backend_name
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory this instance owns."""
+        return self._root
+
+    @property
+    def consistency(self) -> Consistency:
+        return self._consistency
+
+    @property
+    def fsync_schedule(self) -> Schedule:
+        return self._schedule
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        mode = ", read_only" if self._read_only else ""
+        return (f"<Walrus {str(self._root)!r} {state} backend={self._backend_name} "
+                f"{self._consistency!r} {self._schedule!r}{mode}>")
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def append_for_topic(self, topic: str, data: Payload) -> None:
+        """Append one entry; durable per the fsync schedule when this returns."""
+        t = self._topics.get(topic)
+        if t is None:
+            self._batch_new(topic, (data,))
+            return
+        lsn = self._wal.append_entry(t, data)
+        if self._sync_each:
+            self._durability.wait(lsn)
+
+    def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> None:
+        """Append up to 2000 entries (10 GiB) atomically: all are written or none is."""
+        if isinstance(entries, (bytes, bytearray, memoryview, str)) or not isinstance(
+                entries, Sequence):
+            raise InvalidArgumentError(
+                f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
+        if len(entries) > MAX_BATCH_ENTRIES:
+            raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
+                                     f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
+        t = self._topics.get(topic)
+        if t is None:
+            if not entries:
+                check_topic(topic)
+                self._check_writable()
+                return
+            self._batch_new(topic, entries)
+            return
+        if not entries:
+            self._check_writable()
+            return
+        lsn = self._wal.append_batch(topic, t, entries)
+        if self._sync_each:
+            self._durability.wait(lsn)
+
+    def _batch_new(self, topic: str, entries: Sequence[Payload]) -> None:
+        check_topic(topic)
+        self._check_writable()
+        lsn = self._wal.append_batch(topic, None, entries)
+        if self._sync_each:
+            self._durability.wait(lsn)
+
+    def flush(self) -> None:
+        """Make every acknowledged append and every checkpointed cursor durable now."""
+        self._check_open()
+        if self._read_only:
+            return
+        self._persist_cursors()
+        self._durability.flush()
+
+    def _persist_cursors(self) -> None:
+        """Write the exact cursor of every topic whose persisted position lags (AtLeastOnce)."""
+        for t in list(self._wal.by_tid.values()):
+            with t.read_lock:
+                if t.cursor != t.persisted and t.cursor > t.persisted:
+                    self._wal.write_state(t, CURSOR, t.cursor)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def read_next(self, topic: str, checkpoint: bool = True) -> Entry | None:
+        """The next entry of ``topic`` at the shared cursor, or None.
+
+        ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
+        ``checkpoint=False`` peeks.
+        """
+        t = self._topics.get(topic)
+        if t is None or self._read_only:
+            t = self._lookup(topic, checkpoint)
+            if t is None:
+                return None
+        wait = 0
+        with t.read_lock:
+            if self._closed:
+                raise WalrusClosedError()
+            seq = t.cursor
+            if seq >= t.visible:
+                return None
+            try:
+                data = self._wal.read_payload(t, seq)
+            except CorruptionError as exc:
+                if checkpoint:
+                    wait = self._advance(t, seq, 1)
+                error: CorruptionError | None = exc
+            else:
+                if checkpoint:
+                    wait = self._advance(t, seq, 1)
+                error = None
+        if wait and self._sync_each:
+            self._durability.wait(wait)
+        if error is not None:
+            raise error
+        return _new_entry(Entry, (data, seq, t.name))  # type: ignore[arg-type]
+
+    def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
+                             start_offset: int | None = None) -> list[Entry]:
+        """Entries in commit order, up to ``max_bytes`` of payload and 2000 entries.
+
+        The first available entry is returned even if it alone is larger than ``max_bytes``.
+        With ``start_offset`` the read starts at that entry offset and touches neither the
+        shared cursor nor the counts.
+        """
+        budget = _check_int("max_bytes", max_bytes)
+        start = _check_int("start_offset", start_offset, allow_none=True)
+        assert budget is not None
+        stateless = start is not None
+        t = self._topics.get(topic)
+        if t is None or self._read_only:
+            t = self._lookup(topic, checkpoint and not stateless)
+            if t is None:
+                return []
+        wait = 0
+        with t.read_lock:
+            if self._closed:
+                raise WalrusClosedError()
+            if start is None:
+                seq = t.cursor
+            else:
+                seq = start
+                if seq < t.first_seq:
+                    raise OffsetOutOfRangeError(
+                        f"topic {topic!r}: entries before offset {t.first_seq} were reclaimed "
+                        f"(asked for offset {seq})")
+            entries, error = self._collect(t, seq, budget)
+            if checkpoint and not stateless:
+                consumed = len(entries) or (1 if error is not None else 0)
+                if consumed:
+                    wait = self._advance(t, seq, consumed)
+        if wait and self._sync_each:
+            self._durability.wait(wait)
+        if error is not None and not entries:
+            raise error
+        return entries
+
+    def _collect(self, t: Topic, seq: int,
+                 budget: int) -> tuple[list[Entry], CorruptionError | None]:
+        """Read entries from ``seq`` within the budget; stops before a damaged one."""
+        entries: list[Entry] = []
+        end = min(t.visible, seq + MAX_BATCH_ENTRIES)
+        read = self._wal.read_payload
+        name = t.name
+        total = 0
+        while seq < end:
+            try:
+                data = read(t, seq, budget - total) if entries else read(t, seq)
+            except CorruptionError as exc:
+                return entries, (None if entries else exc)
+            if data is None:
+                break
+            entries.append(_new_entry(Entry, (data, seq, name)))  # type: ignore[arg-type]
+            total += len(data)
+            seq += 1
+        return entries, None
+
+    def _advance(self, t: Topic, seq: int, count: int) -> int:
+        """Consume ``count`` entries from ``seq`` (under the topic's read lock).
+
+        StrictlyAtOnce persists the new position before the entries are handed out.
+        AtLeastOnce(N) persists the position reached by *earlier* calls once N entries were
+        consumed since the last persist, never the entries this call returns. Returns the
+        LSN to wait for under SyncEach (0: nothing written).
+        """
+        if self._read_only:
+            raise ReadOnlyError("a read-only observer cannot consume entries "
+                                "(use checkpoint=False)")
+        new = seq + count
+        lsn = 0
+        if self._strict:
+            lsn = self._wal.write_state(t, CURSOR, new)
+        elif seq - t.persisted >= self._persist_every:
+            lsn = self._wal.write_state(t, CURSOR, seq)
+        t.cursor = new
+        return lsn
+
+    def _lookup(self, topic: str, consuming: bool) -> Topic | None:
+        """The slow path of a read: validate, follow a live writer, refuse consuming reads."""
+        check_topic(topic)
+        self._check_open()
+        if self._read_only:
+            if consuming:
+                raise ReadOnlyError("a read-only observer cannot consume entries "
+                                    "(use checkpoint=False)")
+            self._observe()
+        return self._topics.get(topic)
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def topics(self) -> list[str]:
+        """Every topic, in the order they were created."""
+        self._check_open()
+        self._observe()
+        return [t.name for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)]
+
+    def get_topic_entry_count(self, topic: str) -> int:
+        """Entries not yet consumed by the shared cursor."""
+        t = self._query(topic)
+        return 0 if t is None else max(0, t.visible - t.cursor)
+
+    def get_topic_entry_counts(self) -> dict[str, int]:
+        self._check_open()
+        self._observe()
+        return {t.name: max(0, t.visible - t.cursor)
+                for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)}
+
+    def get_topic_size(self, topic: str) -> int:
+        """Bytes the topic's retained entries occupy on disk, headers included."""
+        t = self._query(topic)
+        return 0 if t is None else t.size
+
+    def topic_is_clean(self, topic: str) -> bool:
+        """True if the topic is unknown or has had no append since ``mark_topic_clean``."""
+        t = self._query(topic)
+        return t is None or t.clean
+
+    def mark_topic_clean(self, topic: str) -> None:
+        self._mark(topic, CLEAN)
+
+    def mark_topic_dirty(self, topic: str) -> None:
+        self._mark(topic, DIRTY)
+
+    def _mark(self, topic: str, kind: int) -> None:
+        check_topic(topic)
+        self._check_writable()
+        t = self._topics.get(topic)
+        if t is None:
+            return  # marking never creates a topic; an unknown topic is clean
+        if kind == DIRTY and t.mark == MARKED_DIRTY:
+            return
+        lsn = self._wal.write_state(t, kind)
+        if self._sync_each:
+            self._durability.wait(lsn)
+
+    def _query(self, topic: str) -> Topic | None:
+        check_topic(topic)
+        self._check_open()
+        self._observe()
+        return self._topics.get(topic)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WalrusClosedError()
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError("this Walrus instance is a read-only observer")
+
+    def _observe(self) -> None:
+        """Observers: pick up what the writer added since the last look."""
+        if not self._read_only:
+            return
+        with self._close_lock:
+            self._check_open()
+            rebuilder: Rebuilder = self._rebuilder
+            wal: Log = self._wal
+            rebuilder.refresh()
+            for seg in rebuilder.segments:
+                wal.segments.setdefault(seg.number, seg)
+            wal.active = rebuilder.segments[-1] if rebuilder.segments else None
+            for tid, t in rebuilder.topics.items():
+                if tid not in wal.by_tid:
+                    wal.by_tid[tid] = t
+                    wal.by_name[t.name] = t
+
+    def close(self) -> None:
+        """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            wal = self._wal
+            error: BaseException | None = None
+            if not self._read_only:
+                try:
+                    self._persist_cursors()
+                except BaseException as exc:  # keep closing; report at the end
+                    error = exc
+            self._closed = True
+            for t in list(wal.by_tid.values()):  # wait for reads in flight
+                with t.read_lock:
+                    pass
+            if self._background is not None:
+                self._background.stop()
+            if not self._read_only:
+                try:
+                    self._durability.flush()
+                except BaseException as exc:
+                    error = error or exc
+                with wal.lock:
+                    wal.closed = True
+                if error is None:
+                    self._write_indexes()
+            for seg in list(wal.segments.values()):
+                try:
+                    seg.close()
+                except Exception as exc:  # pragma: no cover - closing should not fail
+                    log.warning("closing %s: %s", seg.path, exc)
+            self._backend.close()
+            if self._lock is not None:
+                self._lock.release()
+            if error is not None:
+                raise error
+
+    def _write_indexes(self) -> None:
+        """A clean close indexes every segment, so the next open rescans nothing."""
+        wal = self._wal
+        for seg in [*wal.to_index, wal.active]:
+            if seg is None:
+                continue
+            try:
+                wal.write_index(seg, wal.summary_of(seg))
+            except OSError as exc:
+                log.warning("could not write the index of %s: %s", seg.path, exc)
+        wal.to_index.clear()
+
+    def __enter__(self) -> Walrus:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,138 @@
+"""The backend contract: the only file I/O the engine asks for.
+
+A backend opens and allocates files and moves bytes; it knows nothing of records, topics or
+cursors (those live in the engine, identical for every backend). The engine uses two kinds of
+object:
+
+* a :class:`Backend`, made once per ``Walrus`` instance by the factory a plugin registers, and
+* the :class:`File` objects it opens.
+
+A file whose backend maps it into memory exposes the mapping as :attr:`File.view`; the engine
+then encodes records in place and reads them without a system call. Otherwise the engine goes
+through :meth:`File.write`, :meth:`File.writev` and :meth:`File.read`.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+Buffer = bytes | bytearray | memoryview
+
+
+class File(abc.ABC):
+    """An open file of a data directory."""
+
+    path: str
+    """Where the file lives."""
+    size: int
+    """Its size in bytes; log files are allocated at full size when created."""
+    view: Any = None
+    """A buffer over the whole file (an ``mmap``), writable unless opened read-only; or None."""
+
+    @abc.abstractmethod
+    def write(self, pos: int, data: Buffer) -> None:
+        """Write all of ``data`` at ``pos`` (short writes are retried, errors raised)."""
+
+    def writev(self, pos: int, buffers: Sequence[Buffer]) -> None:
+        """Write ``buffers`` back to back from ``pos``."""
+        for data in buffers:
+            self.write(pos, data)
+            pos += len(data)
+
+    @abc.abstractmethod
+    def read(self, pos: int, size: int) -> bytes:
+        """Read ``size`` bytes at ``pos`` (fewer only at the end of the file)."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every write made so far durable (fdatasync or msync)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the file; idempotent."""
+
+
+class Backend(abc.ABC):
+    """Does the file I/O for one ``Walrus`` instance."""
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def open(self, path: str, *, size: int = 0, create: bool = False,
+             writable: bool = True) -> File:
+        """Open ``path``.
+
+        With ``create=True`` the file must not exist yet: it is created with ``size`` bytes,
+        allocated (``posix_fallocate``) so that writes into it cannot fail for lack of space.
+        Otherwise the existing file is opened at its current size, read-only unless
+        ``writable``.
+        """
+
+    def sync_files(self, files: Sequence[File]) -> None:
+        """Make several files durable, in order; a backend may overlap the syncs."""
+        for f in files:
+            f.sync()
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the backend holds (rings, threads); files are closed before."""
+
+
+def create_file(path: str, size: int) -> int:
+    """Create ``path`` exclusively, allocate ``size`` bytes and return a read-write fd.
+
+    Shared by the built-in backends; a third-party backend may use it too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        if size:
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
+                    raise
+                os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+    return fd
+
+
+def open_file(path: str, writable: bool) -> int:
+    """Open an existing file for the built-in backends."""
+    return os.open(path, (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC)
+
+
+def pread_exact(fd: int, pos: int, size: int) -> bytes:
+    """``os.pread`` until ``size`` bytes or the end of the file."""
+    data = os.pread(fd, size, pos)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.pread(fd, size - got, pos + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def pwrite_all(fd: int, pos: int, data: Buffer) -> None:
+    """``os.pwrite`` until every byte is written."""
+    view = data if isinstance(data, bytes) else memoryview(data).cast("B")
+    total = len(view)
+    done = os.pwrite(fd, view, pos)
+    while done < total:
+        written = os.pwrite(fd, view[done:], pos + done)
+        if written <= 0:
+            raise OSError(errno.EIO, f"no progress writing {total} bytes at {pos}")
+        done += written

@@ -1,0 +1,27 @@
+"""Plugin machinery: hook specifications, the plugin manager and backend selection.
+
+Third-party packages register backends through the ``walrus`` entry-point group::
+
+    [project.entry-points.walrus]
+    mybackend = "my_package.walrus_plugin"
+
+where the module implements ``walrus_register_backends`` with ``@walrus.hookimpl``.
+"""
+
+from ._hookspecs import hookimpl, hookspec
+from ._manager import available_backends, backend_spec, plugin_manager, registered_specs
+from ._selection import select_backend
+from ._spec import Availability, BackendInfo, BackendSpec
+
+__all__ = [
+    "Availability",
+    "BackendInfo",
+    "BackendSpec",
+    "available_backends",
+    "backend_spec",
+    "hookimpl",
+    "hookspec",
+    "plugin_manager",
+    "registered_specs",
+    "select_backend",
+]

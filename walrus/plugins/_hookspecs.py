@@ -1,0 +1,18 @@
+"""The hooks a walrus plugin can implement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pluggy
+
+from ._spec import BackendSpec
+
+PROJECT = "walrus"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def walrus_register_backends() -> BackendSpec | Iterable[BackendSpec]:  # type: ignore[empty-body]
+    """Return the backend specs this plugin provides."""

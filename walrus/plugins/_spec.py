@@ -1,0 +1,64 @@
+"""Values that plugins hand to walrus: what a backend is and whether it can run here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from ..backends._base import Backend
+
+
+def _name(instance: object, attribute: object, value: str) -> None:
+    if not isinstance(value, str) or not value or "," in value or value.strip() != value:
+        raise ValueError(f"a backend name must be a non-empty str without commas, got {value!r}")
+    if value == "auto":
+        raise ValueError("'auto' is reserved for automatic backend selection")
+
+
+@attrs.frozen
+class Availability:
+    """What a probe returns: can the backend run here, and why (not)."""
+
+    ok: bool
+    reason: str = ""
+
+
+@attrs.frozen
+class BackendSpec:
+    """A backend as a plugin registers it."""
+
+    name: str = attrs.field(validator=_name)
+    factory: Callable[[], Backend] = attrs.field(validator=attrs.validators.is_callable())
+    priority: int = 0
+    """Higher is tried first by ``auto``."""
+    probe: Callable[[], Availability] | None = None
+    """Says whether the backend can run here; must not raise (walrus guards it anyway)."""
+    description: str = ""
+
+    def availability(self) -> Availability:
+        """Run the probe, turning anything it raises into an unavailable answer."""
+        if self.probe is None:
+            return Availability(True, "")
+        try:
+            result = self.probe()
+        except Exception as exc:  # a probe must never break selection
+            return Availability(False, f"probe raised {type(exc).__name__}: {exc}")
+        if isinstance(result, Availability):
+            return result
+        return Availability(False, f"probe returned {result!r}, not an Availability")
+
+
+@attrs.frozen
+class BackendInfo:
+    """One row of ``available_backends()``."""
+
+    name: str
+    available: bool
+    reason: str
+    priority: int
+    description: str
+    plugin: str
+    """The plugin that registered the backend."""
