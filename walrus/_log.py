@@ -425,7 +425,10 @@ class Log:
         """A sync pass covering ``targets`` succeeded: publish what it made durable."""
         with self.lock:
             self.durable = max(self.durable, target)
-            self.unsynced = [s for s in self.unsynced if all(s is not t for t, _ in targets)]
+            # A segment counts as synced only up to where the pass found it: one that was
+            # active when the pass began may have been written on (and sealed) meanwhile.
+            covered = {id(seg): end for seg, end in targets}
+            self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
             done = 0
             for item in self.pending:
                 if item.end > target:
