@@ -130,10 +130,14 @@ def recovered(wal: Walrus, topic: str) -> Recovered:
         if got:
             assert got[0].offset == offset and got[0].topic == topic, got[0]
             entries[offset] = got[0].data
-    peek = wal.read_next(topic, checkpoint=False) if cursor < end else None
     assert wal.get_topic_entry_count(topic) == max(0, end - cursor)
-    if peek is not None:
-        assert peek.offset == cursor
+    if cursor < end:
+        try:
+            peek = wal.read_next(topic, checkpoint=False)
+        except CorruptionError as exc:
+            assert cursor in damaged and exc.offset == cursor, exc
+        else:
+            assert peek is not None and peek.offset == cursor, peek
     return Recovered(first, cursor, end, entries, damaged)
 
 
@@ -141,3 +145,14 @@ def check_content(topic: str, got: Recovered) -> None:
     """Every entry read back is exactly the one written at its offset."""
     for offset, data in got.entries.items():
         assert data == payload(topic, offset), f"{topic!r}@{offset}: wrong data {data[:40]!r}"
+
+
+def dump(wal: Walrus) -> dict[str, tuple[object, ...]]:
+    """Everything a reader can observe of a log, topic by topic (compare before and after)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for topic in wal.topics():
+        got = recovered(wal, topic)
+        out[topic] = (got.first, got.cursor, got.end, got.entries, got.damaged,
+                      wal.topic_is_clean(topic), wal.get_topic_entry_count(topic),
+                      wal.get_topic_size(topic))
+    return out

@@ -38,7 +38,8 @@ class Fault(NamedTuple):
     """An armed fault: the next matching operations fail with ``errno``."""
 
     op: str
-    """"write", "sync" or "create"."""
+    """"write", "sync" or "create" (through the backend), or "index" (creating an index
+    file, which walrus does with plain ``os`` calls: seen by the audit hook)."""
     errno: int
     times: int | None = None
     """How many operations fail (None: until disarmed)."""
@@ -240,6 +241,10 @@ class Machine:
         if ops is None:
             return
         tick = self.tick()
+        if event == "open" and name.endswith(".idx.tmp"):
+            fault = self.fault("index")
+            if fault is not None:
+                raise OSError(fault.errno, f"injected failure creating {path}")
         with self.lock:
             self.counts["dirop"] += 1
             if event == "open":
