@@ -225,7 +225,7 @@ class Walrus:
 
     def append_for_topic(self, topic: str, data: Payload) -> None:
         """Append one entry; durable per the fsync schedule when this returns."""
-        t = self._topics.get(topic)
+        t = self._find(topic)
         if t is None:
             self._batch_new(topic, (data,))
             return
@@ -242,7 +242,7 @@ class Walrus:
         if len(entries) > MAX_BATCH_ENTRIES:
             raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
                                      f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-        t = self._topics.get(topic)
+        t = self._find(topic)
         if t is None:
             if not entries:
                 check_topic(topic)
@@ -287,7 +287,7 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
-        t = self._topics.get(topic)
+        t = self._find(topic)
         if t is None or self._read_only:
             t = self._lookup(topic, checkpoint)
             if t is None:
@@ -327,7 +327,7 @@ class Walrus:
         start = _check_int("start_offset", start_offset, allow_none=True)
         assert budget is not None
         stateless = start is not None
-        t = self._topics.get(topic)
+        t = self._find(topic)
         if t is None or self._read_only:
             t = self._lookup(topic, checkpoint and not stateless)
             if t is None:
@@ -394,6 +394,13 @@ class Walrus:
             lsn = self._wal.write_state(t, CURSOR, seq)
         t.cursor = new
         return lsn
+
+    def _find(self, topic: str) -> Topic | None:
+        """The state of a known topic; None for an unknown name or a non-str (validated later)."""
+        try:
+            return self._topics.get(topic)
+        except TypeError:  # unhashable, so not a str: check_topic says what is wrong
+            return None
 
     def _lookup(self, topic: str, consuming: bool) -> Topic | None:
         """The slow path of a read: validate, follow a live writer, refuse consuming reads."""
