@@ -233,3 +233,37 @@ def test_a_sync_pass_that_ends_after_a_roll_still_covers_the_old_segment(
         got = recovered(after, "a")
         check_content("a", got)
         assert got.count == led.written
+
+
+@pytest.mark.parametrize("interval", [10, 50])
+def test_milliseconds_bounds_the_window_of_loss(tmp_path: Path, interval: int) -> None:
+    """Milliseconds(n): each acknowledged append is covered by a completed sync within
+    n ms plus that sync's own duration, plus ``GRACE`` for the scheduler of a busy machine
+    (the flusher is a thread sharing the GIL with the appender)."""
+    acks: list[tuple[int, float]] = []
+    with powered() as m:
+        wal = Walrus(data_dir=tmp_path / "w", backend=FAULT_BACKENDS[0], segment_size=SEGMENT,
+                     fsync_schedule=FsyncSchedule.Milliseconds(interval))
+        deadline = time.monotonic() + 0.6
+        i = 0
+        while time.monotonic() < deadline:
+            wal.append_for_topic("a", payload("a", i))
+            acks.append((m.now(), time.monotonic()))
+            i += 1
+            time.sleep(0.0005)
+        time.sleep(3 * interval / 1000 + GRACE)
+        syncs = list(m.syncs)
+        wal.close()
+    worst = 0.0
+    for tick, when in acks:
+        cover = next(s for s in syncs if s.start > tick)  # the first sync begun after the ack
+        late = cover.ended - when - (cover.ended - cover.began)
+        worst = max(worst, late)
+        assert late <= interval / 1000 + GRACE, f"durable {late * 1000:.1f} ms after the ack"
+    FIGURES[f"Milliseconds({interval}): worst ms from ack to covering sync start"] = max(
+        FIGURES[f"Milliseconds({interval}): worst ms from ack to covering sync start"],
+        round(worst * 1000))
+
+
+GRACE = 0.05
+"""Seconds of scheduling delay allowed on top of the promise (a loaded 2-core machine)."""

@@ -7,6 +7,7 @@ backend does underneath.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import walrus
@@ -90,10 +91,11 @@ class FaultBackend(Backend):
         return FaultFile(self.inner.open(path, writable=writable), m.state(path))
 
     def sync_files(self, files: Sequence[File]) -> None:
+        began = time.monotonic()
         start = MACHINE.tick()
         for f in files:
             f.sync()
-        MACHINE.sync_done(start)
+        MACHINE.sync_done(start, began)
 
     def close(self) -> None:
         self.inner.close()

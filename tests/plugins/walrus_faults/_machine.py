@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
@@ -54,6 +55,9 @@ class Sync(NamedTuple):
 
     start: int
     end: int
+    began: float
+    """``time.monotonic()`` when it started."""
+    ended: float
 
 
 class FileState:
@@ -204,10 +208,10 @@ class Machine:
             else:
                 st.doomed.extend(done)
 
-    def sync_done(self, start: int) -> None:
+    def sync_done(self, start: int, began: float) -> None:
         with self.lock:
             if not self.dead:
-                self.syncs.append(Sync(start, self.clock))
+                self.syncs.append(Sync(start, self.clock, began, time.monotonic()))
 
     # --- directories ---------------------------------------------------------------------------
 
