@@ -285,3 +285,19 @@ def test_sync_each_never_resurrects_a_failed_append(tmp_path: Path, faulty: str,
         got = recovered(wal, "t")
         check_content("t", got)
         assert got.entries == {0: payload("t", 0), 1: payload("t", 1)} and got.end == 2
+
+
+@pytest.mark.parametrize("schedule", ["ms", "no_fsync"])
+def test_a_failed_flush_is_reported_once(tmp_path: Path, schedule: str) -> None:
+    """The flush whose fsync fails raises; the next flush, with the disk healthy again, is
+    not handed the same failure a second time (the background flusher's failures, which
+    nobody was told about, are the ones a later flush reports)."""
+    with powered() as m:
+        wal = _open(tmp_path / "w", FAULT_BACKENDS[0], schedule)
+        wal.append_for_topic("t", payload("t", 0))
+        m.arm("sync", errno.EIO, times=1)
+        with pytest.raises(StorageError, match="injected fsync failure"):
+            wal.flush()
+        wal.append_for_topic("t", payload("t", 1))
+        wal.flush()
+        wal.close()
