@@ -131,7 +131,7 @@ def test_every_call_fails_cleanly_and_recovers(tmp_path: Path, faulty: str, faul
                 expected, final = _twin(tmp_path / f"{op_name}-twin", schedule, op_name, done)
                 assert dump(wal) == expected, f"{op_name}: the state differs from a clean run"
                 m.disarm()
-                _still_usable(wal, expected, retry_flush=fault.op == "sync")
+                _still_usable(wal, expected)
             finally:
                 try:
                     wal.close()
@@ -155,27 +155,18 @@ def _twin(path: Path, schedule: str, op_name: str, done: bool) -> tuple[Dump, Du
             if done:
                 OPS[op_name].call(wal)
             expected = dump(wal)
-            _still_usable(wal, expected, retry_flush=False)
+            _still_usable(wal, expected)
         with Walrus(data_dir=path, backend=BACKENDS[-1], segment_size=SEGMENT) as wal:
             _TWINS[key] = (expected, dump(wal))
     return _TWINS[key]
 
 
-def _still_usable(wal: Walrus, expected: Dump, retry_flush: bool) -> None:
-    """Once the fault clears, appends, reads and flushes work again on the same instance.
-
-    A failed fsync is reported by the flush that ran it and once more by the next flush
-    (the writes it covered are still not known durable): ``retry_flush`` allows that.
-    """
+def _still_usable(wal: Walrus, expected: Dump) -> None:
+    """Once the fault clears, appends, reads and flushes work again on the same instance."""
     end = expected["t"][2]
     assert isinstance(end, int)
     wal.append_for_topic("t", payload("t", end))
-    try:
-        wal.flush()
-    except StorageError:
-        if not retry_flush:
-            raise
-        wal.flush()
+    wal.flush()
     got = recovered(wal, "t")
     check_content("t", got)
     assert got.end == end + 1 and end in got.entries
@@ -206,10 +197,7 @@ def _fsync_fails_then_power_cut(tmp_path: Path, faulty: str, schedule: str,
             wal.flush()
         for i in range(6, 9):
             wal.append_for_topic("t", payload("t", i))
-        try:
-            wal.flush()
-        except StorageError:  # the failure is reported once more (docs/reliability.md)
-            wal.flush()
+        wal.flush()
         if indexes:
             wal._background.run_once()  # type: ignore[union-attr]
             assert (live / "0000000000000001.idx").exists()
