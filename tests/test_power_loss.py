@@ -144,7 +144,7 @@ def reopen_and_extend(path: Path, backend: str, ledgers: dict[str, Ledger]) -> N
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
-@settings(max_examples=int(150 * SCALE), deadline=None, derandomize=FIXED, database=None,
+@settings(max_examples=int(100 * SCALE), deadline=None, derandomize=FIXED, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=OPS, data=st.data(),
        segment=st.sampled_from([SEGMENT, 64 << 10]),
