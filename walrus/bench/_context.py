@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -35,7 +36,6 @@ def data_base(data_dir: str | None) -> Path:
 
 def default_budget(base: Path) -> int:
     """Bytes a run may write before its writers stop early, so a long run cannot fill the disk."""
-    base.mkdir(parents=True, exist_ok=True)
     return min(BUDGET_CAP, int(shutil.disk_usage(base).free * BUDGET_SHARE))
 
 
@@ -84,6 +84,8 @@ def start_run(benchmark: str, out: str, data_dir: str | None, keep_data: bool,
     out_path = Path(out)
     out_path.mkdir(parents=True, exist_ok=True)
     base = data_base(data_dir)
+    made_base = not base.exists()
+    base.mkdir(parents=True, exist_ok=True)
     budget = byte_budget if byte_budget is not None else default_budget(base)
     scratch = Path(tempfile.mkdtemp(prefix=f"bench-{benchmark}-", dir=base))
     summary = Summary(benchmark, {**config, "disk_budget_bytes": budget})
@@ -94,3 +96,6 @@ def start_run(benchmark: str, out: str, data_dir: str | None, keep_data: bool,
             print(f"data kept in {scratch}/")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+            if made_base:
+                with contextlib.suppress(OSError):
+                    base.rmdir()  # only if nothing else is in it

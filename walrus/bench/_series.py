@@ -40,4 +40,4 @@ class Series:
 
 def _cell(value: object) -> object:
     """Floats rounded for reading; everything else as is."""
-    return round(value, 3) if isinstance(value, float) else value
+    return round(value, 4) if isinstance(value, float) else value
