@@ -83,19 +83,29 @@ def _time_panel(ax: Any, x: Any, y: Any, label: str, color: str) -> None:
     _thousands(ax)
 
 
-def plot_writes(out: Path) -> Path:
-    df = _read(out, "benchmark_throughput.csv")
+def _throughput(out: Path, csv_name: str, rate: str, rate_label: str, title: str) -> Path:
+    """Three panels over time: the operation rate, MiB/s, and the machine's dirty pages."""
+    df = _read(out, csv_name)
     _, plt = _libs()
     fig, axes = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
-    _time_panel(axes[0], df.elapsed_seconds, df.writes_per_second, "writes per second",
-                "#1f77b4")
+    _time_panel(axes[0], df.elapsed_seconds, df[rate], rate_label, "#1f77b4")
     _time_panel(axes[1], df.elapsed_seconds, df.bytes_per_second / MIB, "MiB per second",
                 "#2ca02c")
     axes[2].plot(df.elapsed_seconds, df.dirty_pages_kb / 1024, color="#d62728")
     axes[2].set_ylabel("dirty page cache (MiB)")
     axes[2].grid(True, alpha=0.3)
     axes[2].set_xlabel("elapsed (s)")
-    return _save(fig, out, "benchmark_throughput.png", "walrus bench writes: append throughput")
+    return _save(fig, out, csv_name.replace(".csv", ".png"), title)
+
+
+def plot_writes(out: Path) -> Path:
+    return _throughput(out, "benchmark_throughput.csv", "writes_per_second",
+                       "writes per second", "walrus bench writes: append throughput")
+
+
+def plot_batch(out: Path) -> Path:
+    return _throughput(out, "batch_benchmark_throughput.csv", "entries_per_second",
+                       "entries per second", "walrus bench batch: batch append throughput")
 
 
 def plot_reads(out: Path) -> Path:
@@ -119,19 +129,6 @@ def plot_reads(out: Path) -> Path:
             ax.axvline(start.iloc[0], color="grey", linestyle=":", label="read phase starts")
     return _save(fig, out, "read_benchmark_throughput.png",
                  "walrus bench reads: write phase, then read phase")
-
-
-def plot_batch(out: Path) -> Path:
-    df = _read(out, "batch_benchmark_throughput.csv")
-    _, plt = _libs()
-    fig, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
-    _time_panel(axes[0], df.elapsed_seconds, df.entries_per_second, "entries per second",
-                "#1f77b4")
-    _time_panel(axes[1], df.elapsed_seconds, df.bytes_per_second / MIB, "MiB per second",
-                "#2ca02c")
-    axes[1].set_xlabel("elapsed (s)")
-    return _save(fig, out, "batch_benchmark_throughput.png",
-                 "walrus bench batch: batch append throughput")
 
 
 def _against_threads(ax: Any, threads: Any, values: Any, label: str, color: str) -> None:
