@@ -125,11 +125,17 @@ class Cell:
 def measure(systems: Sequence[System], workloads: Sequence[Workload], seconds: float,
             repeat: int, entry_size: int, scratch: Path,
             progress: Callable[[str], None]) -> list[Cell]:
-    """Every system on every workload, ``repeat`` times, interleaved; medians kept per cell."""
+    """Every system on every workload, ``repeat`` times, interleaved; medians kept per cell.
+
+    Cells are returned system by system, in the order given.
+    """
     payloads = [bytes([i % 256]) * entry_size for i in range(CHUNK)]
     cells = [Cell(s, w) for s in systems for w in workloads]
+    # Workload-major order: the systems on one workload run back to back, so each sees the
+    # same disk state (fsync-bound cells suffer behind the writeback of a bulk workload).
+    order = sorted(cells, key=lambda c: workloads.index(c.workload))
     for rep in range(repeat):
-        for cell in cells:
+        for cell in order:
             if cell.error is not None:
                 continue
             progress(f"compare: run {rep + 1}/{repeat} {cell.system.name} {cell.workload.name}")
