@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends
+from walrus._config import Consistency, Schedule
 
 BACKENDS = [b.name for b in available_backends() if b.available]
-SCHEDULES = {
+SCHEDULES: dict[str, Schedule] = {
     "no-fsync": FsyncSchedule.NoFsync,
     "1000ms": FsyncSchedule.Milliseconds(1000),
     "sync-each": FsyncSchedule.SyncEach,
 }
-CONSISTENCY = {
+CONSISTENCY: dict[str, Consistency] = {
     "at-least-once-10000": ReadConsistency.AtLeastOnce(10000),
     "strictly-at-once": ReadConsistency.StrictlyAtOnce,
 }
@@ -50,7 +51,7 @@ class _Instance:
     params: tuple[list[str], ...] = (BACKENDS, list(SCHEDULES))
     param_names: tuple[str, ...] = ("backend", "fsync")
     timeout = 300
-    consistency = ReadConsistency.AtLeastOnce(10000)
+    consistency: Consistency = ReadConsistency.AtLeastOnce(10000)
 
     def setup(self, backend: str, fsync: str, *rest: str) -> None:
         self.folder = tempfile.mkdtemp(prefix="walrus-asv-")
