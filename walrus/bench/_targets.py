@@ -155,9 +155,14 @@ def ceiling_fdatasync(path: Path, sizes: Sizes) -> float:
         os.posix_fallocate(fd, 0, (n + 1) * 116)
         os.fsync(fd)
         record = HEADER.pack(0, 100, 0) + PAYLOAD
+
+        def work() -> None:
+            for i in range(n):
+                os.pwrite(fd, record, i * 116)
+                os.fdatasync(fd)
+
         os.sync()
-        return _rate(n, lambda: [(os.pwrite(fd, record, i * 116), os.fdatasync(fd))
-                                 for i in range(n)])
+        return _rate(n, work)
     finally:
         os.close(fd)
 
@@ -305,8 +310,9 @@ def measure_all(scratch: Path, sizes: Sizes, repeats: int, backends: list[str],
             ceiling = _in_scratch(scratch, row.ceiling, sizes) if row.ceiling else 0.0
             for backend in backends:
                 rate = _in_scratch(scratch, row.measure, backend, sizes)
-                assert row.ceiling or row.relative
-                base = ceiling or _in_scratch(scratch, row.relative, backend, sizes)
+                relative = row.relative
+                assert ceiling or relative is not None
+                base = ceiling or _in_scratch(scratch, relative, backend, sizes)
                 result.rates.setdefault(backend, []).append(rate)
                 result.baselines.setdefault(backend, []).append(base)
                 result.ratios.setdefault(backend, []).append(rate / base)
