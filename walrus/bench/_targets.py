@@ -310,9 +310,9 @@ def measure_all(scratch: Path, sizes: Sizes, repeats: int, backends: list[str],
             ceiling = _in_scratch(scratch, row.ceiling, sizes) if row.ceiling else 0.0
             for backend in backends:
                 rate = _in_scratch(scratch, row.measure, backend, sizes)
-                relative = row.relative
-                assert ceiling or relative is not None
-                base = ceiling or _in_scratch(scratch, relative, backend, sizes)
+                base = ceiling
+                if row.relative is not None:
+                    base = _in_scratch(scratch, row.relative, backend, sizes)
                 result.rates.setdefault(backend, []).append(rate)
                 result.baselines.setdefault(backend, []).append(base)
                 result.ratios.setdefault(backend, []).append(rate / base)
