@@ -222,10 +222,6 @@ def test_every_call_on_a_closed_instance_raises(prepared: tuple[Path, dict[str, 
         assert dump(again) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug, fixed on branch cli by 24514a0 (observers refuse appends): an observer's "
-    "append to an existing topic reaches the backend (TypeError on a read-only mapping, "
-    "EBADF from pwrite) instead of raising ReadOnlyError"))
 def test_read_only_observers_refuse_writes(prepared: tuple[Path, dict[str, Any]],
                                            backend: str) -> None:
     path, before = prepared
