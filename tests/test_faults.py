@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -289,3 +290,27 @@ def test_a_failed_flush_is_reported_once(tmp_path: Path, schedule: str) -> None:
         wal.append_for_topic("t", payload("t", 1))
         wal.flush()
         wal.close()
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_close_on_a_failing_disk_still_releases_the_directory(tmp_path: Path,
+                                                              faulty: str) -> None:
+    """Every disk operation fails (the machine's power is off) while a prepared spare
+    segment waits: close() reports a StorageError, yet closes everything and releases the
+    directory lock, so the directory opens again once the disk is back."""
+    live = tmp_path / "live"
+    live.mkdir()
+    with powered() as m:
+        m.watch(live)
+        wal = _open(live, faulty, "no_fsync")
+        wal.append_for_topic("t", payload("t", 0))
+        deadline = time.monotonic() + 10
+        while wal._wal.spare is None:  # the worker prepares the next segment ahead of need
+            assert time.monotonic() < deadline, "no spare segment was prepared"
+            time.sleep(0.005)
+        m.cut()
+        with pytest.raises(StorageError):
+            wal.close()
+    with Walrus(data_dir=live, backend=BACKENDS[0], segment_size=SEGMENT) as again:
+        got = recovered(again, "t")
+        assert got.entries == {0: payload("t", 0)}

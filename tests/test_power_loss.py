@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from walrus_faults import POLICIES, Machine, powered
 
-from walrus import FsyncSchedule, ReadConsistency, Walrus
+from walrus import FsyncSchedule, ReadConsistency, StorageError, Walrus
 
 from ._workload import FIGURES, TOPICS, Ledger, check_content, payload, recovered
 from .conftest import BACKENDS, FAULT_BACKENDS
@@ -227,7 +227,10 @@ def test_a_sync_pass_that_ends_after_a_roll_still_covers_the_old_segment(
         old = m.files[str(live / "0000000000000001.wal")]
         undurable = [(w.pos, len(w.new)) for w in old.pending]
         m.image(live, tmp_path / "image", random.Random(0), "lose_all")
-        wal.close()
+        try:
+            wal.close()
+        except StorageError:
+            pass  # it cannot write its indexes without power
     assert not undurable, f"flush() returned with writes to segment 1 not synced: {undurable}"
     with Walrus(data_dir=tmp_path / "image", backend=BACKENDS[0]) as after:
         got = recovered(after, "a")
