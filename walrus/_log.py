@@ -733,12 +733,18 @@ class Log:
 
 
 def discard(seg: Segment) -> None:
-    """Close and delete a segment that never became part of the log."""
+    """Close and delete a segment that never became part of the log.
+
+    Never raises for the deletion: a leftover is harmless (recovery removes unused spares),
+    while an error here would abort a roll or a close halfway.
+    """
     seg.close()
     try:
         os.unlink(seg.path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        log.warning("could not remove the unused segment %s: %s", seg.path, exc)
 
 
 def sync_directory(path: str) -> None:
