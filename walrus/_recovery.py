@@ -36,6 +36,8 @@ class Rebuilder:
         self.last_sealed = False
         self.max_number = 0
         """Highest segment number on disk, damaged files included (never reused)."""
+        self.scanned = 0
+        """Bytes of segments scanned (not covered by an index): what reopening cost."""
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -88,6 +90,7 @@ class Rebuilder:
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
         buf = seg.whole()
         result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
+        self.scanned += max(0, result.end - begin)
         scanned = _codec.summarize(seg.number, seg.salt, result, buf)
         evidence = summary is not None or any(
             r.durable >= seg.lsn_base for r in result.records)
