@@ -13,12 +13,13 @@ from __future__ import annotations
 import errno
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from walrus_faults import powered
+from walrus_faults import Machine, powered
 
 from walrus import CorruptionError, FsyncSchedule, StorageError, Walrus
 
@@ -173,6 +174,15 @@ def _still_usable(wal: Walrus, expected: Dump) -> None:
     assert got.end == end + 1 and end in got.entries
 
 
+@contextmanager
+def _watched(live: Path) -> Iterator[Machine]:
+    """A fresh machine watching the new directory ``live`` (for power cuts)."""
+    live.mkdir()
+    with powered() as m:
+        m.watch(live)
+        yield m
+
+
 def _fsync_fails_then_power_cut(tmp_path: Path, faulty: str, schedule: str,
                                 indexes: bool) -> Path:
     """Acknowledged appends 0-2 (flushed) and 3-5; a flush whose fsync fails (like Linux,
@@ -183,9 +193,7 @@ def _fsync_fails_then_power_cut(tmp_path: Path, faulty: str, schedule: str,
     else index files cannot be created (a full disk for new files).
     """
     live = tmp_path / "live"
-    live.mkdir()
-    with powered() as m:
-        m.watch(live)
+    with _watched(live) as m:
         if not indexes:
             m.arm("index", errno.ENOSPC)
         wal = _open(live, faulty, schedule)
@@ -257,9 +265,7 @@ def test_sync_each_never_resurrects_a_failed_append(tmp_path: Path, faulty: str,
     """Under SyncEach an append whose fsync failed was never acknowledged: it must not
     appear later, not after the next successful append, not after a power cut."""
     live = tmp_path / "live"
-    live.mkdir()
-    with powered() as m:
-        m.watch(live)
+    with _watched(live) as m:
         wal = _open(live, faulty, "sync_each")
         wal.append_for_topic("t", payload("t", 0))
         m.arm("sync", errno.EIO, times=1)
@@ -299,9 +305,7 @@ def test_close_on_a_failing_disk_still_releases_the_directory(tmp_path: Path,
     segment waits: close() reports a StorageError, yet closes everything and releases the
     directory lock, so the directory opens again once the disk is back."""
     live = tmp_path / "live"
-    live.mkdir()
-    with powered() as m:
-        m.watch(live)
+    with _watched(live) as m:
         wal = _open(live, faulty, "no_fsync")
         wal.append_for_topic("t", payload("t", 0))
         deadline = time.monotonic() + 10
