@@ -24,6 +24,7 @@ from ._codec import (
     CURSOR,
     DIRTY,
     ENTRY,
+    FOLLOWS_FAILED_SYNC,
     HEADER_SIZE,
     OFFSET_MASK,
     RECORD,
@@ -137,6 +138,9 @@ class Log:
         """LSN through which everything written is durable (claims in record headers)."""
         self.abandon_at: int | None = None
         """Set when the active segment must not be written again: the LSN where its log ends."""
+        self.failed_sync = False
+        """The active segment was abandoned because a sync failed: bytes of it after
+        ``durable`` may be lost, which the next segment's header records."""
         self.pending: list[_Pending] = []
         self.unsynced: list[Segment] = []
         """Sealed segments with writes not yet synced, oldest first."""
@@ -421,17 +425,20 @@ class Log:
         size = max(self.segment_size,
                    SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
                    + need + _SEAL_ROOM)
-        new = self._take_spare(size, prev_end)
+        flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
+        new = self._take_spare(size, prev_end, flags)
         if new is None:
             number = max(self.next_number, old.number + 1)
             try:
-                new = Segment.create(self.backend, self.directory, number, size, prev_end)
+                new = Segment.create(self.backend, self.directory, number, size, prev_end,
+                                     flags, self.durable)
                 sync_directory(self.directory)
             except OSError as exc:
                 self.abandon(prev_end)
                 raise storage_error(exc, f"creating segment {number}") from exc
             self.next_number = number + 1
         self.abandon_at = None
+        self.failed_sync = False
         old.sealed = True
         self.segments[new.number] = new
         self.active = new
@@ -445,14 +452,14 @@ class Log:
             self.on_seal()
         return new
 
-    def _take_spare(self, size: int, prev_end: int) -> Segment | None:
+    def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
         """The segment the background prepared, stamped as the next one; None if unusable."""
         spare, self.spare = self.spare, None
         if spare is None:
             return None
         if spare.size >= size:
             try:
-                spare.activate(prev_end)
+                spare.activate(prev_end, flags, self.durable)
                 return spare
             except OSError as exc:
                 log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
@@ -539,6 +546,7 @@ class Log:
                 self.abandon(start)
             elif self.active is not None and self.abandon_at is None:
                 self.abandon(self.active.lsn_base | self.active.end)
+                self.failed_sync = True
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""

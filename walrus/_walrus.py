@@ -311,7 +311,10 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
-        t = self._find(topic)
+        try:
+            t = self._fast_topics.get(topic)
+        except TypeError:  # unhashable, so not a str: the slow path names the problem
+            t = None
         if t is None:
             t = self._lookup(topic, checkpoint)
             if t is None:
