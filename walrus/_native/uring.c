@@ -8,11 +8,7 @@
  * max_rings), so a reader never waits behind another thread's fsync. cffi releases the
  * GIL during these calls. Results are 0 / a byte count, or -errno.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* sched_getcpu, CPU_SET */
-#endif
 #include <errno.h>
-#include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,11 +20,6 @@
 #define WR_CHUNK (1u << 30)     /* largest transfer one SQE asks for */
 #define WR_IOV_MAX 1024         /* UIO_MAXIOV: iovecs per writev SQE */
 
-struct wr_ring {
-    struct io_uring ring;       /* first: a struct wr_ring * is a struct io_uring * */
-    int cpu;                    /* where its io-wq workers may run; -1: anywhere */
-};
-
 struct wr_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -37,8 +28,8 @@ struct wr_pool {
     int nrings;                 /* rings created */
     int nfree;                  /* rings in free[] */
     int closed;
-    struct wr_ring *free[WR_MAX_RINGS];
-    struct wr_ring *all[WR_MAX_RINGS];
+    struct io_uring *free[WR_MAX_RINGS];
+    struct io_uring *all[WR_MAX_RINGS];
 };
 
 static int ring_init(struct io_uring *ring, unsigned depth)
@@ -63,25 +54,10 @@ struct wr_pool *wr_pool_new(unsigned depth, int max_rings)
     return p;
 }
 
-/* Keep the ring's io-wq workers on the CPU of the thread that submits: ext4 punts every
- * buffered write (and every fsync) to a worker, and on a VM a wake-up across CPUs costs
- * ~40 us per request where one on the same CPU costs ~5 us (measured, docs/backends.md). */
-static void follow_cpu(struct io_uring *ring, int *cpu_of_ring)
-{
-    int cpu = sched_getcpu();
-    if (cpu < 0 || cpu == *cpu_of_ring)
-        return;
-    cpu_set_t mask;
-    CPU_ZERO(&mask);
-    CPU_SET(cpu, &mask);
-    if (io_uring_register_iowq_aff(ring, sizeof(mask), &mask) == 0)
-        *cpu_of_ring = cpu;
-}
-
 /* Take a ring for one operation; NULL with *err set when closed or a ring cannot be made. */
 static struct io_uring *acquire(struct wr_pool *p, int *err)
 {
-    struct wr_ring *ring = NULL;
+    struct io_uring *ring = NULL;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         if (p->closed) {
@@ -93,29 +69,26 @@ static struct io_uring *acquire(struct wr_pool *p, int *err)
             break;
         }
         if (p->nrings < p->max_rings) {
-            struct wr_ring *fresh = calloc(1, sizeof(*fresh));
-            int ret = fresh ? ring_init(&fresh->ring, p->depth) : -ENOMEM;
+            struct io_uring *fresh = calloc(1, sizeof(*fresh));
+            int ret = fresh ? ring_init(fresh, p->depth) : -ENOMEM;
             if (ret < 0) {
                 free(fresh);
                 *err = ret;
                 break;
             }
-            fresh->cpu = -1;
             ring = p->all[p->nrings++] = fresh;
             break;
         }
         pthread_cond_wait(&p->cond, &p->lock);
     }
     pthread_mutex_unlock(&p->lock);
-    if (ring != NULL)
-        follow_cpu(&ring->ring, &ring->cpu);
-    return ring != NULL ? &ring->ring : NULL;
+    return ring;
 }
 
 static void release(struct wr_pool *p, struct io_uring *ring)
 {
     pthread_mutex_lock(&p->lock);
-    p->free[p->nfree++] = (struct wr_ring *)ring;
+    p->free[p->nfree++] = ring;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
@@ -128,7 +101,7 @@ void wr_pool_close(struct wr_pool *p)
     while (p->nfree < p->nrings)
         pthread_cond_wait(&p->cond, &p->lock);
     for (int i = 0; i < p->nrings; i++) {
-        io_uring_queue_exit(&p->all[i]->ring);
+        io_uring_queue_exit(p->all[i]);
         free(p->all[i]);
         p->all[i] = NULL;
     }
