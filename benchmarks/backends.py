@@ -229,9 +229,9 @@ def _filesystem(path: str) -> str:
         for line in f:
             parts = line.split()
             mount = parts[1]
-            if real.startswith(mount.rstrip("/") + "/") or real == mount:
-                if len(mount) > len(best):
-                    best, kind = mount, parts[2]
+            inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best):
+                best, kind = mount, parts[2]
     return kind
 
 
