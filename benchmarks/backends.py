@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import walrus
 from walrus import FsyncSchedule, ReadConsistency, Walrus
@@ -57,13 +58,13 @@ class Row:
 Workload = Callable[[str, Path, Scale], float]
 
 
-def _open(backend: str, path: Path, schedule: object,
-          consistency: object = ReadConsistency.StrictlyAtOnce) -> Walrus:
-    return Walrus(data_dir=path, backend=backend, fsync_schedule=schedule,  # type: ignore[arg-type]
-                  consistency=consistency)  # type: ignore[arg-type]
+def _open(backend: str, path: Path, schedule: Any,
+          consistency: Any = ReadConsistency.StrictlyAtOnce) -> Walrus:
+    return Walrus(data_dir=path, backend=backend, fsync_schedule=schedule,
+                  consistency=consistency)
 
 
-def batch_append(schedule: object, count: Callable[[Scale], int]) -> Workload:
+def batch_append(schedule: Any, count: Callable[[Scale], int]) -> Workload:
     """2000 x 100 B batches into one topic; entries per second."""
 
     def run(backend: str, path: Path, scale: Scale) -> float:
