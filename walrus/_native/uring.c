@@ -20,26 +20,32 @@
 #define WR_CHUNK (1u << 30)     /* largest transfer one SQE asks for */
 #define WR_IOV_MAX 1024         /* UIO_MAXIOV: iovecs per writev SQE */
 
+struct wr_ring {
+    struct io_uring ring;
+    int broken;                 /* io_uring_enter failed: completions may be outstanding */
+};
+
 struct wr_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     unsigned depth;
     int max_rings;
-    int nrings;                 /* rings created */
+    int nrings;                 /* rings in all[] */
     int nfree;                  /* rings in free[] */
     int closed;
-    struct io_uring *free[WR_MAX_RINGS];
-    struct io_uring *all[WR_MAX_RINGS];
+    struct wr_ring *free[WR_MAX_RINGS];
+    struct wr_ring *all[WR_MAX_RINGS];
 };
 
-static int ring_init(struct io_uring *ring, unsigned depth)
+static int ring_init(struct wr_ring *r, unsigned depth)
 {
+    r->broken = 0;
 #ifdef IORING_SETUP_COOP_TASKRUN
     /* No IPI to interrupt us for task work: we always wait for our own completions. */
-    if (io_uring_queue_init(depth, ring, IORING_SETUP_COOP_TASKRUN) == 0)
+    if (io_uring_queue_init(depth, &r->ring, IORING_SETUP_COOP_TASKRUN) == 0)
         return 0;
 #endif
-    return io_uring_queue_init(depth, ring, 0);
+    return io_uring_queue_init(depth, &r->ring, 0);
 }
 
 struct wr_pool *wr_pool_new(unsigned depth, int max_rings)
@@ -55,9 +61,9 @@ struct wr_pool *wr_pool_new(unsigned depth, int max_rings)
 }
 
 /* Take a ring for one operation; NULL with *err set when closed or a ring cannot be made. */
-static struct io_uring *acquire(struct wr_pool *p, int *err)
+static struct wr_ring *acquire(struct wr_pool *p, int *err)
 {
-    struct io_uring *ring = NULL;
+    struct wr_ring *r = NULL;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         if (p->closed) {
@@ -65,32 +71,45 @@ static struct io_uring *acquire(struct wr_pool *p, int *err)
             break;
         }
         if (p->nfree > 0) {
-            ring = p->free[--p->nfree];
+            r = p->free[--p->nfree];
             break;
         }
         if (p->nrings < p->max_rings) {
-            struct io_uring *fresh = calloc(1, sizeof(*fresh));
+            struct wr_ring *fresh = calloc(1, sizeof(*fresh));
             int ret = fresh ? ring_init(fresh, p->depth) : -ENOMEM;
             if (ret < 0) {
                 free(fresh);
                 *err = ret;
                 break;
             }
-            ring = p->all[p->nrings++] = fresh;
+            r = p->all[p->nrings++] = fresh;
             break;
         }
         pthread_cond_wait(&p->cond, &p->lock);
     }
     pthread_mutex_unlock(&p->lock);
-    return ring;
+    return r;
 }
 
-static void release(struct wr_pool *p, struct io_uring *ring)
+/* Hand a ring back and return `result`. A broken ring is torn down instead of reused (its
+ * close cancels what is outstanding); the next operation makes a fresh one. */
+static int64_t release(struct wr_pool *p, struct wr_ring *r, int64_t result)
 {
     pthread_mutex_lock(&p->lock);
-    p->free[p->nfree++] = ring;
+    if (r->broken) {
+        for (int i = 0; i < p->nrings; i++)
+            if (p->all[i] == r)
+                p->all[i] = p->all[--p->nrings];
+    } else {
+        p->free[p->nfree++] = r;
+    }
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
+    if (r->broken) {
+        io_uring_queue_exit(&r->ring);
+        free(r);
+    }
+    return result;
 }
 
 /* Refuse new operations, wait for running ones, and tear the rings down. Idempotent. */
@@ -101,7 +120,7 @@ void wr_pool_close(struct wr_pool *p)
     while (p->nfree < p->nrings)
         pthread_cond_wait(&p->cond, &p->lock);
     for (int i = 0; i < p->nrings; i++) {
-        io_uring_queue_exit(p->all[i]);
+        io_uring_queue_exit(&p->all[i]->ring);
         free(p->all[i]);
         p->all[i] = NULL;
     }
@@ -123,10 +142,8 @@ void wr_pool_free(struct wr_pool *p)
 int wr_pool_prepare(struct wr_pool *p)
 {
     int err = 0;
-    struct io_uring *ring = acquire(p, &err);
-    if (ring != NULL)
-        release(p, ring);
-    return err;
+    struct wr_ring *r = acquire(p, &err);
+    return r != NULL ? (int)release(p, r, 0) : err;
 }
 
 int wr_pool_rings(struct wr_pool *p)
@@ -137,92 +154,66 @@ int wr_pool_rings(struct wr_pool *p)
     return n;
 }
 
-static struct io_uring_sqe *get_sqe(struct io_uring *ring)
+static int retryable(int res)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-    if (sqe == NULL) {              /* full: hand what is queued to the kernel first */
-        io_uring_submit(ring);
-        sqe = io_uring_get_sqe(ring);
-    }
-    return sqe;
+    return res == -EINTR || res == -EAGAIN || res == -EBUSY;
 }
 
-/* Submit what is queued and reap `n` completions into res[user_data]. */
-static int complete(struct io_uring *ring, unsigned n, int32_t *res)
+/* Submit what is queued and reap `n` completions into res[user_data]. A failure of
+ * io_uring_enter itself marks the ring broken (completions may still be outstanding). */
+static int complete(struct wr_ring *r, unsigned n, int32_t *res)
 {
+    struct io_uring *ring = &r->ring;
     int ret = io_uring_submit_and_wait(ring, n);
-    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
-        return ret;
-    while (io_uring_sq_ready(ring) > 0) {
-        ret = io_uring_submit(ring);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+    while (ret < 0 || io_uring_sq_ready(ring) > 0) {
+        if (ret < 0 && !retryable(ret)) {
+            r->broken = 1;
             return ret;
+        }
+        ret = io_uring_submit(ring);
     }
     for (unsigned done = 0; done < n; done++) {
         struct io_uring_cqe *cqe;
         do {
             ret = io_uring_wait_cqe(ring, &cqe);
         } while (ret == -EINTR);
-        if (ret < 0)
+        if (ret < 0) {
+            r->broken = 1;
             return ret;
+        }
         res[cqe->user_data] = cqe->res;
         io_uring_cqe_seen(ring, cqe);
     }
     return 0;
 }
 
-static int retryable(int32_t res)
+/* Write iov[0..n) fully at off: one SQE per WR_IOV_MAX buffers, short writes resumed. */
+static int write_iov(struct wr_ring *r, int fd, uint64_t off, struct iovec *iov, int n)
 {
-    return res == -EINTR || res == -EAGAIN;
-}
-
-/* Write iov[0..n) fully at off; with `sync`, an fdatasync linked behind the first attempt. */
-static int write_iov(struct io_uring *ring, int fd, uint64_t off, struct iovec *iov, int n,
-                     int sync)
-{
-    int synced = !sync;
     while (n > 0) {
         int count = n < WR_IOV_MAX ? n : WR_IOV_MAX;
         uint64_t want = 0;
         for (int i = 0; i < count; i++)
             want += iov[i].iov_len;
-        struct io_uring_sqe *sqe = get_sqe(ring);
-        if (sqe == NULL)
-            return -EBUSY;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
         if (count == 1)
             io_uring_prep_write(sqe, fd, iov[0].iov_base,
                                 iov[0].iov_len < WR_CHUNK ? iov[0].iov_len : WR_CHUNK, off);
         else
             io_uring_prep_writev(sqe, fd, iov, count, off);
         sqe->user_data = 0;
-        unsigned ops = 1;
-        int linked = !synced && count == n && want < WR_CHUNK;
-        if (linked) {               /* the last write of the call carries the sync */
-            sqe->flags |= IOSQE_IO_LINK;
-            struct io_uring_sqe *fs = get_sqe(ring);
-            if (fs == NULL)
-                return -EBUSY;
-            io_uring_prep_fsync(fs, fd, IORING_FSYNC_DATASYNC);
-            fs->user_data = 1;
-            ops = 2;
-        }
-        int32_t res[2] = {0, 0};
-        int ret = complete(ring, ops, res);
+        int32_t res = 0;
+        int ret = complete(r, 1, &res);
         if (ret < 0)
             return ret;
-        if (retryable(res[0]))
+        if (retryable(res))
             continue;
-        if (res[0] < 0)
-            return res[0];
-        if (res[0] == 0 && want > 0)
+        if (res < 0)
+            return res;
+        if (res == 0 && want > 0)
             return -EIO;            /* no progress: never spin */
-        if (linked && (uint64_t)res[0] == want) {
-            if (res[1] < 0 && res[1] != -ECANCELED && !retryable(res[1]))
-                return res[1];
-            synced = res[1] == 0;
-        }
-        off += (uint64_t)res[0];
-        uint64_t left = (uint64_t)res[0];
+        off += (uint64_t)res;
+        uint64_t left = (uint64_t)res;
         while (n > 0 && left >= iov[0].iov_len) {   /* drop what was written */
             left -= iov[0].iov_len;
             iov++;
@@ -233,70 +224,47 @@ static int write_iov(struct io_uring *ring, int fd, uint64_t off, struct iovec *
             iov[0].iov_len -= left;
         }
     }
-    if (!synced) {
-        struct io_uring_sqe *fs = get_sqe(ring);
-        if (fs == NULL)
-            return -EBUSY;
-        for (;;) {
-            io_uring_prep_fsync(fs, fd, IORING_FSYNC_DATASYNC);
-            fs->user_data = 0;
-            int32_t res = 0;
-            int ret = complete(ring, 1, &res);
-            if (ret < 0)
-                return ret;
-            if (!retryable(res))
-                return res;
-            fs = get_sqe(ring);
-            if (fs == NULL)
-                return -EBUSY;
-        }
-    }
     return 0;
 }
 
-int wr_writev(struct wr_pool *p, int fd, uint64_t off, const struct iovec *iov, int n, int sync)
+int wr_writev(struct wr_pool *p, int fd, uint64_t off, const struct iovec *iov, int n)
 {
     int err = 0;
     struct iovec *copy = malloc(sizeof(*copy) * (size_t)(n > 0 ? n : 1));
     if (copy == NULL)
         return -ENOMEM;
-    memcpy(copy, iov, sizeof(*copy) * (size_t)n);
-    struct io_uring *ring = acquire(p, &err);
-    if (ring != NULL) {
-        err = write_iov(ring, fd, off, copy, n, sync);
-        release(p, ring);
-    }
+    memcpy(copy, iov, sizeof(*copy) * (size_t)(n > 0 ? n : 0));
+    struct wr_ring *r = acquire(p, &err);
+    if (r != NULL)
+        err = (int)release(p, r, write_iov(r, fd, off, copy, n));
     free(copy);
     return err;
 }
 
-/* The common cases without an iovec array built in Python: one buffer, or header + payload. */
+/* The common cases without an iovec array built in Python: one buffer (blen 0), or a record
+ * header and its payload. */
 int wr_write2(struct wr_pool *p, int fd, uint64_t off, const char *a, size_t alen,
-              const char *b, size_t blen, int sync)
+              const char *b, size_t blen)
 {
     struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
     int err = 0;
-    struct io_uring *ring = acquire(p, &err);
-    if (ring != NULL) {
-        err = write_iov(ring, fd, off, iov, blen ? 2 : 1, sync);
-        release(p, ring);
-    }
+    struct wr_ring *r = acquire(p, &err);
+    if (r != NULL)
+        err = (int)release(p, r, write_iov(r, fd, off, iov, blen ? 2 : 1));
     return err;
 }
 
 /* Read up to len bytes at off into buf, short only at end of file; returns the count. */
-static int64_t read_full(struct io_uring *ring, int fd, uint64_t off, char *buf, uint64_t len)
+static int64_t read_full(struct wr_ring *r, int fd, uint64_t off, char *buf, uint64_t len)
 {
     uint64_t got = 0;
     while (got < len) {
-        struct io_uring_sqe *sqe = get_sqe(ring);
-        if (sqe == NULL)
-            return -EBUSY;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
         uint64_t want = len - got < WR_CHUNK ? len - got : WR_CHUNK;
         io_uring_prep_read(sqe, fd, buf + got, (unsigned)want, off + got);
         sqe->user_data = 0;
         int32_t res = 0;
-        int ret = complete(ring, 1, &res);
+        int ret = complete(r, 1, &res);
         if (ret < 0)
             return ret;
         if (retryable(res))
@@ -313,107 +281,39 @@ static int64_t read_full(struct io_uring *ring, int fd, uint64_t off, char *buf,
 int64_t wr_read(struct wr_pool *p, int fd, uint64_t off, char *buf, uint64_t len)
 {
     int err = 0;
-    struct io_uring *ring = acquire(p, &err);
-    if (ring == NULL)
-        return err;
-    int64_t got = read_full(ring, fd, off, buf, len);
-    release(p, ring);
-    return got;
+    struct wr_ring *r = acquire(p, &err);
+    return r != NULL ? release(p, r, read_full(r, fd, off, buf, len)) : err;
 }
 
-/* n reads submitted together: request i reads lens[i] bytes of fds[i] at offs[i] into dst,
- * right after request i-1's bytes. got[i] is its byte count (short only at end of file).
- * Returns 0, or the first -errno (got[] then says which requests failed). */
-int wr_read_many(struct wr_pool *p, const int *fds, const uint64_t *offs, const uint32_t *lens,
-                 int n, char *dst, int64_t *got)
+/* fdatasync every fd at once (in rounds of the ring's depth) and wait for all. Returns 0 or
+ * the first -errno; res[i] is fds[i]'s own result. */
+int wr_sync_many(struct wr_pool *p, const int *fds, int n, int32_t *res)
 {
     int err = 0;
-    struct io_uring *ring = acquire(p, &err);
-    if (ring == NULL)
+    struct wr_ring *r = acquire(p, &err);
+    if (r == NULL)
         return err;
-    int32_t *res = malloc(sizeof(*res) * (size_t)(p->depth));
-    char **bufs = malloc(sizeof(*bufs) * (size_t)(n > 0 ? n : 1));
-    if (res == NULL || bufs == NULL) {
-        err = -ENOMEM;
-        goto out;
-    }
-    char *at = dst;
-    for (int i = 0; i < n; i++) {
-        bufs[i] = at;
-        at += lens[i];
-    }
-    for (int start = 0; start < n; start += (int)p->depth) {   /* rounds of one ring's depth */
-        int count = n - start < (int)p->depth ? n - start : (int)p->depth;
-        for (int i = 0; i < count; i++) {
-            int k = start + i;
-            struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-            io_uring_prep_read(sqe, fds[k], bufs[k], lens[k], offs[k]);
-            sqe->user_data = (uint64_t)i;
-        }
-        int ret = complete(ring, (unsigned)count, res);
-        if (ret < 0) {
-            err = ret;
-            goto out;
-        }
-        for (int i = 0; i < count; i++) {
-            int k = start + i;
-            int64_t r = res[i];
-            if ((r >= 0 && r < lens[k]) || retryable((int32_t)r)) {  /* finish it alone */
-                uint64_t have = r > 0 ? (uint64_t)r : 0;
-                int64_t more = read_full(ring, fds[k], offs[k] + have, bufs[k] + have,
-                                         lens[k] - have);
-                r = more < 0 ? more : (int64_t)have + more;
-            }
-            got[k] = r;
-            if (r < 0 && err == 0)
-                err = (int)r;
-        }
-    }
-out:
-    free(bufs);
-    free(res);
-    release(p, ring);
-    return err;
-}
-
-/* fdatasync (or fsync) every fd at once; waits for all. Returns 0 or the first -errno, and
- * each fd's own result in res[]. */
-int wr_sync_many(struct wr_pool *p, const int *fds, int n, int datasync, int32_t *res)
-{
-    int err = 0;
-    struct io_uring *ring = acquire(p, &err);
-    if (ring == NULL)
-        return err;
-    unsigned flags = datasync ? IORING_FSYNC_DATASYNC : 0;
     for (int start = 0; start < n && err == 0; start += (int)p->depth) {
         int count = n - start < (int)p->depth ? n - start : (int)p->depth;
         for (int i = 0; i < count; i++) {
-            struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-            io_uring_prep_fsync(sqe, fds[start + i], flags);
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+            io_uring_prep_fsync(sqe, fds[start + i], IORING_FSYNC_DATASYNC);
             sqe->user_data = (uint64_t)i;
         }
-        int ret = complete(ring, (unsigned)count, res + start);
-        if (ret < 0) {
-            err = ret;
-            break;
-        }
-        for (int i = start; i < start + count; i++) {
-            while (retryable(res[i])) {
-                struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-                io_uring_prep_fsync(sqe, fds[i], flags);
+        err = complete(r, (unsigned)count, res + start);
+        for (int i = start; i < start + count && err == 0; i++) {
+            while (retryable(res[i]) && err == 0) {
+                struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+                io_uring_prep_fsync(sqe, fds[i], IORING_FSYNC_DATASYNC);
                 sqe->user_data = 0;
-                ret = complete(ring, 1, res + i);
-                if (ret < 0) {
-                    res[i] = ret;
-                    break;
-                }
+                err = complete(r, 1, res + i);
             }
-            if (res[i] < 0 && err == 0)
-                err = res[i];
         }
+        for (int i = start; i < start + count && err == 0; i++)
+            if (res[i] < 0)
+                err = res[i];
     }
-    release(p, ring);
-    return err;
+    return (int)release(p, r, err);
 }
 
 /* Can this process use io_uring? Returns 0, or -errno from ring setup or from a NOP round
@@ -421,26 +321,26 @@ int wr_sync_many(struct wr_pool *p, const int *fds, int n, int datasync, int32_t
  * with *missing == ~0u means the kernel cannot even say (no opcode probe, before 5.6). */
 int wr_probe(const int *ops, int nops, unsigned *missing)
 {
-    struct io_uring ring;
+    struct wr_ring r = {0};
     *missing = 0;
-    int ret = io_uring_queue_init(4, &ring, 0);
+    int ret = io_uring_queue_init(4, &r.ring, 0);
     if (ret < 0)
         return ret;
-    struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&r.ring);
     if (probe == NULL) {
         *missing = ~0u;
-        io_uring_queue_exit(&ring);
+        io_uring_queue_exit(&r.ring);
         return -ENOSYS;
     }
     for (int i = 0; i < nops && i < 32; i++)
         if (!io_uring_opcode_supported(probe, ops[i]))
             *missing |= 1u << i;
     io_uring_free_probe(probe);
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r.ring);
     io_uring_prep_nop(sqe);
     sqe->user_data = 0;
     int32_t res = 0;
-    ret = complete(&ring, 1, &res);
-    io_uring_queue_exit(&ring);
+    ret = complete(&r, 1, &res);
+    io_uring_queue_exit(&r.ring);
     return ret < 0 ? ret : res;
 }

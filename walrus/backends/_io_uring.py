@@ -60,8 +60,8 @@ class IoUringBackend(Backend):
 
     def sync_files(self, files: Sequence[File]) -> None:
         """Submit the fdatasync of every file at once and wait for all of them."""
-        ours = [f for f in files if isinstance(f, IoUringFile) and f.fd >= 0]
-        self._ring.sync([f.fd for f in ours], [f.path for f in ours])
+        ours = [f for f in files if isinstance(f, IoUringFile)]
+        self._ring.sync([f.fd for f in ours], [f.path for f in ours])  # a closed one: EBADF
         for f in files:
             if not isinstance(f, IoUringFile):
                 f.sync()

@@ -66,7 +66,7 @@ class Ring:
         """Write all of ``data`` at ``pos``."""
         ffi = self._ffi
         buf = data if type(data) is bytes else ffi.from_buffer(data)
-        err = self._lib.wr_write2(self._pool, fd, pos, buf, len(data), ffi.NULL, 0, 0)
+        err = self._lib.wr_write2(self._pool, fd, pos, buf, len(data), ffi.NULL, 0)
         if err < 0:
             raise _error(-err, f"write of {len(data)} bytes at {pos}", path)
 
@@ -77,11 +77,11 @@ class Ring:
             a, b = buffers
             err = self._lib.wr_write2(
                 self._pool, fd, pos, a if type(a) is bytes else ffi.from_buffer(a), len(a),
-                b if type(b) is bytes else ffi.from_buffer(b), len(b), 0)
+                b if type(b) is bytes else ffi.from_buffer(b), len(b))
         else:
             views = [ffi.from_buffer(b) for b in buffers]
             iov = ffi.new("struct iovec[]", [(v, len(v)) for v in views])
-            err = self._lib.wr_writev(self._pool, fd, pos, iov, len(views), 0)
+            err = self._lib.wr_writev(self._pool, fd, pos, iov, len(views))
         if err < 0:
             raise _error(-err, f"write of {len(buffers)} buffers at {pos}", path)
 
@@ -110,7 +110,7 @@ class Ring:
             return
         ffi = self._ffi
         res = ffi.new("int32_t[]", len(fds))
-        err = self._lib.wr_sync_many(self._pool, ffi.new("int[]", list(fds)), len(fds), 1, res)
+        err = self._lib.wr_sync_many(self._pool, ffi.new("int[]", list(fds)), len(fds), res)
         if err < 0:
             for i, path in enumerate(paths):
                 if res[i] < 0:
