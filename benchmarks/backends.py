@@ -3,7 +3,8 @@
     python benchmarks/backends.py [--rounds 3] [--quick] [--dir PATH] [--backends a,b]
 
 Prints a Markdown table of medians (higher is better) and each backend's ratio to ``pwrite``
-measured in the same run; absolute figures differ between machines and runs, ratios much less.
+measured in the same round (median and range over rounds); absolute figures differ between
+machines and runs, ratios much less.
 Rounds rotate the order of the backends so that drifting disk latency hits each alike.
 :func:`measure` and :func:`format_table` are what a bench tool can call.
 """
@@ -207,18 +208,25 @@ def _fmt(value: float | None) -> str:
     return f"{value:.0f}"
 
 
+def _ratio(row: Row, name: str) -> str:
+    """The median over rounds of ``name`` / ``pwrite`` within each round, with its range."""
+    ratios = sorted(a / b for a, b in zip(row.rates.get(name, []), row.rates.get(BASELINE, []),
+                                          strict=False) if b)
+    if not ratios:
+        return "-"
+    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
 def format_table(rows: list[Row]) -> str:
-    """Markdown: the median of each backend, and its ratio to ``pwrite`` from the same run."""
+    """Markdown: each backend's median, and its ratio to ``pwrite`` in the same round (median
+    and range over rounds)."""
     names = list(dict.fromkeys(n for row in rows for n in row.rates))
     others = [n for n in names if n != BASELINE]
     head = ["workload", "unit", *names] + [f"{n} / {BASELINE}" for n in others]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        base = row.median(BASELINE)
         cells = [row.workload, row.unit, *(_fmt(row.median(n)) for n in names)]
-        for n in others:
-            value = row.median(n)
-            cells.append(f"{value / base:.2f}" if value and base else "-")
+        cells += [_ratio(row, n) for n in others]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
