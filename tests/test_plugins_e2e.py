@@ -87,6 +87,7 @@ logging.getLogger("walrus").addHandler(logging.StreamHandler(log))
 logging.getLogger("walrus").setLevel(logging.INFO)
 
 import walrus  # the broken plugin must not break this
+import walrus.plugins
 from walrus import FsyncSchedule, Walrus
 import walrus_demo_plugin as demo
 
@@ -114,6 +115,7 @@ try:
     out["explicit"] = None
 except walrus.BackendUnavailableError as exc:
     out["explicit"] = str(exc)
+out["table"] = walrus.plugins.format_backend_table()
 out["log"] = log.getvalue()
 print(json.dumps(out))
 '''
@@ -180,3 +182,14 @@ def test_a_plugin_that_fails_to_import_is_logged_and_skipped(report: dict[str, o
     assert "RuntimeError: this plugin is broken" in log
     rows = report["rows"]
     assert isinstance(rows, dict) and "broken" not in rows
+
+
+def test_the_backend_table_lists_plugins_with_their_reasons(report: dict[str, object]) -> None:
+    lines = str(report["table"]).splitlines()
+    assert lines[0].split() == ["backend", "priority", "available", "plugin", "reason"]
+    rows = {line.split()[0]: line.split(None, 4) for line in lines[1:-1]}
+    assert rows["quantum"] == ["quantum", "10000", "no", "demo", "demo: no quantum disk attached"]
+    assert rows["counting"] == ["counting", "1", "yes", "demo", "wraps pwrite"]
+    priorities = [int(row[1]) for row in rows.values()]
+    assert priorities == sorted(priorities, reverse=True), "highest priority first"
+    assert lines[-1] == "auto picks: mmap"
