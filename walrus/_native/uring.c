@@ -187,6 +187,15 @@ static int complete(struct wr_ring *r, unsigned n, int32_t *res)
     return 0;
 }
 
+/* Submit one prepared SQE; its result, or io_uring_enter's error (the ring is then broken). */
+static int32_t run_one(struct wr_ring *r, struct io_uring_sqe *sqe)
+{
+    sqe->user_data = 0;
+    int32_t res = 0;
+    int ret = complete(r, 1, &res);
+    return ret < 0 ? ret : res;
+}
+
 /* Write iov[0..n) fully at off: one SQE per WR_IOV_MAX buffers, short writes resumed. */
 static int write_iov(struct wr_ring *r, int fd, uint64_t off, struct iovec *iov, int n)
 {
@@ -201,12 +210,8 @@ static int write_iov(struct wr_ring *r, int fd, uint64_t off, struct iovec *iov,
                                 iov[0].iov_len < WR_CHUNK ? iov[0].iov_len : WR_CHUNK, off);
         else
             io_uring_prep_writev(sqe, fd, iov, count, off);
-        sqe->user_data = 0;
-        int32_t res = 0;
-        int ret = complete(r, 1, &res);
-        if (ret < 0)
-            return ret;
-        if (retryable(res))
+        int32_t res = run_one(r, sqe);
+        if (retryable(res) && !r->broken)
             continue;
         if (res < 0)
             return res;
@@ -262,12 +267,8 @@ static int64_t read_full(struct wr_ring *r, int fd, uint64_t off, char *buf, uin
         struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
         uint64_t want = len - got < WR_CHUNK ? len - got : WR_CHUNK;
         io_uring_prep_read(sqe, fd, buf + got, (unsigned)want, off + got);
-        sqe->user_data = 0;
-        int32_t res = 0;
-        int ret = complete(r, 1, &res);
-        if (ret < 0)
-            return ret;
-        if (retryable(res))
+        int32_t res = run_one(r, sqe);
+        if (retryable(res) && !r->broken)
             continue;
         if (res < 0)
             return res;
