@@ -8,6 +8,7 @@ without the extension, an interpreter where cffi cannot load.
 
 from __future__ import annotations
 
+import array
 import errno
 import json
 import os
@@ -219,9 +220,12 @@ def test_writes_read_back_byte_exactly(uring: IoUringBackend, tmp_path: Path) ->
     f = _create(uring, tmp_path / "f", 8 << 20)
     try:
         f.writev(0, [b"header", b""])  # a zero-length payload
+        f.write(f.size - 8, memoryview(array.array("i", [7, 8])))  # 8 bytes, 2 items
+        assert f.read(f.size - 8, 8) == array.array("i", [7, 8]).tobytes()
         parts: list[Buffer] = [bytes([i % 251]) * (i % 97) for i in range(3000)]  # 3 SQEs
         parts[7] = bytearray(b"a bytearray")
         parts[8] = memoryview(b"....a memoryview....")[4:-4]
+        parts[9] = memoryview(array.array("i", [1, 2, 3]))  # 12 bytes, 3 items
         f.writev(6, parts)
         joined = b"".join(bytes(p) for p in parts)
         big = os.urandom(SCRATCH + 12345)  # larger than the per-thread read buffer
@@ -230,7 +234,8 @@ def test_writes_read_back_byte_exactly(uring: IoUringBackend, tmp_path: Path) ->
         assert f.read(6, len(joined)) == joined
         assert f.read(6 + len(joined), SCRATCH) == big[:SCRATCH]  # the ring's largest read
         assert f.read(6 + len(joined), len(big)) == big  # larger: one pread
-        assert f.read(f.size - 10, 100) == bytes(10), "short only at the end of the file"
+        assert f.read(f.size - 12, 100) == bytes(4) + array.array("i", [7, 8]).tobytes(), \
+            "short only at the end of the file"
         assert f.read(f.size, 100) == b""
     finally:
         f.close()

@@ -62,25 +62,26 @@ class Ring:
         """How many rings the pool has created so far."""
         return int(self._lib.wr_pool_rings(self._pool))
 
+    def _bytes(self, data: Buffer) -> Any:
+        """``data`` as a ``char *`` argument: bytes as they are, anything else as a view
+        (whose ``len`` is in bytes whatever the buffer's item format)."""
+        return data if type(data) is bytes else self._ffi.from_buffer(data)
+
     def write(self, fd: int, pos: int, data: Buffer, path: str) -> None:
         """Write all of ``data`` at ``pos``."""
-        ffi = self._ffi
-        buf = data if type(data) is bytes else ffi.from_buffer(data)
-        err = self._lib.wr_write2(self._pool, fd, pos, buf, len(data), ffi.NULL, 0)
+        buf = self._bytes(data)
+        err = self._lib.wr_write2(self._pool, fd, pos, buf, len(buf), self._ffi.NULL, 0)
         if err < 0:
-            raise _error(-err, f"write of {len(data)} bytes at {pos}", path)
+            raise _error(-err, f"write of {len(buf)} bytes at {pos}", path)
 
     def writev(self, fd: int, pos: int, buffers: Sequence[Buffer], path: str) -> None:
         """Write ``buffers`` back to back from ``pos`` (one SQE per 1024 buffers)."""
-        ffi = self._ffi
         if len(buffers) == 2:  # header + payload: no iovec array built in Python
-            a, b = buffers
-            err = self._lib.wr_write2(
-                self._pool, fd, pos, a if type(a) is bytes else ffi.from_buffer(a), len(a),
-                b if type(b) is bytes else ffi.from_buffer(b), len(b))
+            a, b = self._bytes(buffers[0]), self._bytes(buffers[1])
+            err = self._lib.wr_write2(self._pool, fd, pos, a, len(a), b, len(b))
         else:
-            views = [ffi.from_buffer(b) for b in buffers]
-            iov = ffi.new("struct iovec[]", [(v, len(v)) for v in views])
+            views = [self._ffi.from_buffer(b) for b in buffers]  # iovecs hold pointers
+            iov = self._ffi.new("struct iovec[]", [(v, len(v)) for v in views])
             err = self._lib.wr_writev(self._pool, fd, pos, iov, len(views))
         if err < 0:
             raise _error(-err, f"write of {len(buffers)} buffers at {pos}", path)
