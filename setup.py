@@ -29,11 +29,17 @@ class Native(NamedTuple):
     header: str
     linux_only: bool
     hint: str
+    without: str
+    """What happens at run time when it is not built."""
 
 
 NATIVE = [
     Native("walrus._native._uring", "walrus/_native/uring_build.py:ffibuilder", "WALRUS_URING",
-           "liburing.h", True, "install liburing-dev (Debian, Ubuntu) or liburing-devel"),
+           "liburing.h", True, "install liburing-dev (Debian, Ubuntu) or liburing-devel",
+           "the io_uring backend will report 'not built'"),
+    Native("walrus._native._speedups", "walrus/_native/speedups_build.py:ffibuilder",
+           "WALRUS_SPEEDUPS", "zlib.h", False, "install zlib1g-dev (Debian, Ubuntu) or "
+           "zlib-devel", "the record codec will run in pure Python"),
 ]
 
 
@@ -66,8 +72,8 @@ def missing(native: Native) -> str | None:
 
 
 def skip(native: Native, why: str) -> None:
-    sys.stderr.write(f"WARNING: not building {native.module}: {why}; its backend will report "
-                     f"'not built' (set {native.switch}=1 to make this an error)\n")
+    sys.stderr.write(f"WARNING: not building {native.module}: {why}; {native.without} "
+                     f"(set {native.switch}=1 to make this an error)\n")
 
 
 def chosen() -> list[Native]:
