@@ -39,9 +39,13 @@ def register(commands: Any) -> None:
         _add_benchmark(sub, name, help_text)
     from ._compare_cli import add_compare
     from ._plot_cli import add_plot
+    from ._scale import add_scale
+    from ._targets import add_targets
 
     add_compare(sub)
     add_plot(sub)
+    add_targets(sub)
+    add_scale(sub)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
