@@ -29,8 +29,7 @@ from walrus.backends import Buffer, File
 from walrus.backends._io_uring import IoUringBackend, IoUringFile
 from walrus.backends._uring_ring import MAX_RINGS, MODULE, SCRATCH, probe
 
-ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = [row.name for row in walrus.available_backends() if row.available]
+from .conftest import BACKENDS, ROOT
 
 
 def _require(available: bool, reason: str) -> None:

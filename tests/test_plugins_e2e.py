@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import ROOT
 
 DEMO_PLUGIN = '''
 """Counts what the engine asks of the pwrite backend it wraps."""
