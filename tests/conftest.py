@@ -27,6 +27,10 @@ FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
 BACKENDS = [name for name in _AVAILABLE if name not in FAULT_BACKENDS]
 if not FAULT_BACKENDS:
     raise RuntimeError(f"the walrus_faults test plugin was not registered from {PLUGINS}")
+if (os.environ.get("WALRUS_SPEEDUPS") == "1" and not os.environ.get("WALRUS_PURE_PYTHON")
+        and not walrus._speedups.ACCELERATED):
+    raise RuntimeError("WALRUS_SPEEDUPS=1 but the C accelerators did not load: "
+                       + walrus._speedups.REASON)
 if os.environ.get("WALRUS_REQUIRE_URING") and "io_uring" not in BACKENDS:
     raise RuntimeError("WALRUS_REQUIRE_URING is set but the io_uring backend is unavailable: "
                        + next((r.reason for r in walrus.available_backends()
