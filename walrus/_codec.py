@@ -320,9 +320,15 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int) -> ScanR
 
 
 def _continues(last: Record, record: Record) -> bool:
-    """Is ``record`` the next member of the batch that ``last`` belongs to?"""
+    """Is ``record`` the next member of the batch that ``last`` belongs to?
+
+    A batch is a run of ENTRY records of one topic with consecutive offsets, optionally
+    headed by the TOPIC record that creates the topic (its ``seq`` is the first offset).
+    """
+    step = 1 if last.kind == ENTRY else 0
     return (record.batch_left == last.batch_left - 1 and record.kind == ENTRY
-            and record.topic_id == last.topic_id and record.seq == last.seq + 1)
+            and last.kind in (ENTRY, TOPIC) and record.topic_id == last.topic_id
+            and record.seq == last.seq + step)
 
 
 def _claims_durable(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
