@@ -226,7 +226,7 @@ class Walrus:
     def append_for_topic(self, topic: str, data: Payload) -> None:
         """Append one entry; durable per the fsync schedule when this returns."""
         t = self._topics.get(topic)
-        if t is None:
+        if t is None or self._read_only:  # the slow path validates and refuses observers
             self._batch_new(topic, (data,))
             return
         lsn = self._wal.append_entry(t, data)
@@ -243,7 +243,7 @@ class Walrus:
             raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
                                      f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
         t = self._topics.get(topic)
-        if t is None:
+        if t is None or self._read_only:
             if not entries:
                 check_topic(topic)
                 self._check_writable()
@@ -483,9 +483,9 @@ class Walrus:
                 wal.segments.setdefault(seg.number, seg)
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
-                if tid not in wal.by_tid:
-                    wal.by_tid[tid] = t
-                    wal.by_name[t.name] = t
+                # by_tid is the rebuilder's own dict (already up to date); by_name is not.
+                wal.by_tid.setdefault(tid, t)
+                wal.by_name.setdefault(t.name, t)
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
