@@ -75,6 +75,18 @@ class Rebuilder:
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
         buf = seg.whole()
         result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+        for _ in range(5 if self.read_only else 0):
+            # An observer can race a live writer: a record still being written looks damaged
+            # while records after it, written once it was complete, already look whole. A
+            # second look sees it whole; damage found again at the same places is real.
+            if not result.damaged:
+                break
+            buf = seg.whole()
+            again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+            same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
+            result = again
+            if same:
+                break
         scanned = _codec.summarize(seg.number, seg.salt, result, buf)
         evidence = summary is not None or any(
             r.durable >= seg.lsn_base for r in result.records)
