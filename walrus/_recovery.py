@@ -73,20 +73,7 @@ class Rebuilder:
         if summary is not None and (summary.sealed or summary.end >= limit):
             return summary, True, False
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
-        buf = seg.whole()
-        result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
-        for _ in range(5 if self.read_only else 0):
-            # An observer can race a live writer: a record still being written looks damaged
-            # while records after it, written once it was complete, already look whole. A
-            # second look sees it whole; damage found again at the same places is real.
-            if not result.damaged:
-                break
-            buf = seg.whole()
-            again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
-            same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
-            result = again
-            if same:
-                break
+        buf, result = settled_scan(seg, begin, limit, live=self.read_only)
         scanned = _codec.summarize(seg.number, seg.salt, result, buf)
         evidence = summary is not None or any(
             r.durable >= seg.lsn_base for r in result.records)
@@ -249,6 +236,32 @@ class Rebuilder:
                 t.first_seq = t.next_seq
             t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
             t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+
+
+def settled_scan(seg: Segment, begin: int, limit: int,
+                 live: bool) -> tuple[object, _codec.ScanResult]:
+    """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned and the result.
+
+    ``live``: the segment may be written while we look (observers, ``walrus verify``). A record
+    still being written then looks damaged while records after it, written once it was
+    complete, already look whole. A second look sees it whole, so the scan is repeated until
+    the damage stays where it was; only then is it real.
+    """
+    buf = seg.whole()
+    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+    for _ in range(LIVE_RESCANS if live else 0):
+        if not result.damaged:
+            break
+        buf = seg.whole()
+        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+        same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
+        result = again
+        if same:
+            break
+    return buf, result
+
+
+LIVE_RESCANS = 5
 
 
 def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
