@@ -1,4 +1,4 @@
-"""Read-only observers (SPEC section 1): beside a live writer, never a partial entry, none missed."""
+"""Read-only observers (SPEC section 1): beside a live writer, no partial entry, none missed."""
 
 from __future__ import annotations
 

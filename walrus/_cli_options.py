@@ -1,0 +1,95 @@
+"""Command-line options that mirror the library's constructor: where, how durable, which backend.
+
+Every subcommand that opens a data directory takes ``DIR`` and the same options; this module
+turns them into ``Walrus`` keyword arguments, and opens a writer or a read-only observer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ._config import Consistency, FsyncSchedule, ReadConsistency, Schedule
+from ._errors import InvalidArgumentError
+from ._walrus import Walrus
+
+FSYNC_HELP = ("fsync schedule: sync-each, no-fsync (or none), async (= 1000ms), <n>ms or <n> "
+              "(milliseconds); default 1000ms")
+CONSISTENCY_HELP = ("read consistency: strictly-at-once (default) or at-least-once:N "
+                    "(persist the cursor every N entries)")
+
+_MILLISECONDS = re.compile(r"(\d+)(ms)?")
+_AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)")
+
+
+def parse_fsync(text: str) -> Schedule:
+    """An fsync schedule spelled as ``WALRUS_FSYNC`` spells it."""
+    value = text.strip().lower()
+    if value == "sync-each":
+        return FsyncSchedule.SyncEach
+    if value in ("no-fsync", "none"):
+        return FsyncSchedule.NoFsync
+    if value == "async":
+        return FsyncSchedule.Milliseconds(1000)
+    match = _MILLISECONDS.fullmatch(value)
+    if match is None:
+        raise InvalidArgumentError(
+            f"invalid fsync schedule {text!r}: expected sync-each, no-fsync, none, async, "
+            "<n>ms or <n>")
+    return FsyncSchedule.Milliseconds(int(match.group(1)))
+
+
+def parse_consistency(text: str) -> Consistency:
+    """``strictly-at-once`` or ``at-least-once:N``."""
+    value = text.strip().lower()
+    if value in ("strictly-at-once", "strict"):
+        return ReadConsistency.StrictlyAtOnce
+    match = _AT_LEAST_ONCE.fullmatch(value)
+    if match is None:
+        raise InvalidArgumentError(
+            f"invalid consistency {text!r}: expected strictly-at-once or at-least-once:N")
+    return ReadConsistency.AtLeastOnce(persist_every=int(match.group(1)))
+
+
+T = TypeVar("T")
+
+
+def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """Adapt a parser so argparse reports its message as a bad-argument error."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except InvalidArgumentError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__.removeprefix("parse_")
+    return convert
+
+
+def add_directory_options(parser: argparse.ArgumentParser, *, writer: bool) -> None:
+    """``DIR`` plus the options every command that opens a directory shares."""
+    parser.add_argument("data_dir", metavar="DIR", type=Path, help="the data directory")
+    parser.add_argument("--key", metavar="KEY",
+                        help="instance key: use DIR/<sanitised KEY> (as Walrus(key=...))")
+    parser.add_argument("--backend", metavar="NAME",
+                        help="I/O backend: a name, a comma-separated fallback list or auto "
+                             "(default: $WALRUS_BACKEND, else auto)")
+    if writer:
+        parser.add_argument("--fsync", metavar="SCHEDULE", type=_argument_type(parse_fsync),
+                            default=FsyncSchedule.Milliseconds(1000), help=FSYNC_HELP)
+        parser.add_argument("--consistency", metavar="MODE",
+                            type=_argument_type(parse_consistency),
+                            default=ReadConsistency.StrictlyAtOnce, help=CONSISTENCY_HELP)
+
+
+def open_writer(args: argparse.Namespace) -> Walrus:
+    """Open DIR for writing: takes the directory's lock (fails at once if it is held)."""
+    return Walrus(data_dir=args.data_dir, key=args.key, backend=args.backend,
+                  fsync_schedule=args.fsync, consistency=args.consistency)
+
+
+def open_observer(args: argparse.Namespace) -> Walrus:
+    """Open DIR as a read-only observer: no lock, no writes, safe beside a live writer."""
+    return Walrus(data_dir=args.data_dir, key=args.key, backend=args.backend, read_only=True)

@@ -1,0 +1,99 @@
+"""``walrus read``: consume entries at the shared cursor, or peek without moving it.
+
+Consuming reads need the directory's lock; ``--peek`` and ``--from-offset`` read through a
+read-only observer, so they work beside a running writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+
+from .._cli_options import add_directory_options, open_observer, open_writer
+from .._cli_output import FORMAT_HELP, FORMATS, write_entries
+from .._entry import Entry
+from .._walrus import Walrus, check_topic
+from . import CommandError, Subparsers, require_topic
+
+READ_BUDGET = 4 << 20
+"""Payload bytes asked for per batch read while peeking."""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def offset(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an entry offset, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"an offset is >= 0, got {value}")
+    return value
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "read", help="read (consume) or peek at entries of a topic",
+        description="Read the next N entries at the topic's shared cursor and consume them. "
+                    "--peek and --from-offset leave the cursor alone and work beside a running "
+                    "writer.")
+    add_directory_options(parser, writer=True)
+    parser.add_argument("topic", metavar="TOPIC")
+    parser.add_argument("--peek", action="store_true",
+                        help="do not consume: show the entries at the cursor")
+    parser.add_argument("-n", metavar="N", type=positive_int, default=1,
+                        help="read up to N entries (default 1)")
+    parser.add_argument("--from-offset", metavar="O", type=offset,
+                        help="read from entry offset O (implies --peek)")
+    parser.add_argument("--format", choices=FORMATS, default="raw", help=FORMAT_HELP)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_topic(args.topic)
+    out = sys.stdout.buffer
+    with open_observer(args) as observer:
+        require_topic(observer.topics(), args.topic, observer.data_dir)
+        if args.peek or args.from_offset is not None:
+            start = args.from_offset
+            if start is None:
+                at_cursor = observer.read_next(args.topic, checkpoint=False)
+                if at_cursor is None:
+                    return 0
+                start = at_cursor.offset
+            for batch in peek(observer, args.topic, start, args.n):
+                write_entries(out, batch, args.format)
+            return 0
+    with open_writer(args) as wal:
+        for _ in range(args.n):
+            entry = wal.read_next(args.topic, checkpoint=True)
+            if entry is None:
+                break
+            write_entries(out, [entry], args.format)
+    return 0
+
+
+def peek(wal: Walrus, topic: str, start: int, limit: int) -> Iterator[list[Entry]]:
+    """Batches of up to ``limit`` entries in all, from offset ``start``, cursor untouched."""
+    left = limit
+    while left > 0:
+        batch = wal.batch_read_for_topic(topic, READ_BUDGET, checkpoint=False,
+                                         start_offset=start)
+        if not batch:
+            return
+        batch = batch[:left]
+        left -= len(batch)
+        start = batch[-1].offset + 1
+        yield batch
+
+
+__all__ = ["CommandError", "offset", "peek", "positive_int", "register", "run"]

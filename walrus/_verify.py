@@ -1,0 +1,285 @@
+"""``walrus verify``: check every segment, record and index file of a data directory.
+
+Read-only and lock-free, so it is safe beside a live writer. Every segment is scanned in full
+(index files are not trusted, they are checked against the scan), segment summaries are folded
+into topics exactly as recovery folds them, and every damaged entry is reported with its topic,
+offset, file and byte position. What recovery handles by design (a torn tail after a crash, a
+segment that was never durable) is reported as a note, not as damage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import attrs
+
+from . import _codec
+from ._codec import (
+    DAMAGED,
+    HEADER_SIZE,
+    OFFSET_MASK,
+    SEG_SHIFT,
+    SEGMENT_HEADER_SIZE,
+    Record,
+    ScanResult,
+    SegmentSummary,
+)
+from ._errors import StorageError
+from ._recovery import Rebuilder, settled_scan
+from ._segment import INDEX_SUFFIX, Segment, index_name, parse_name, segment_name
+from .backends._base import Backend
+from .plugins._selection import select_backend
+
+
+@attrs.frozen
+class Damage:
+    """One damaged thing: an entry (topic and offset known), a record, a header or an index."""
+
+    file: str
+    position: int | None
+    topic: str | None
+    offset: int | None
+    problem: str
+
+    def describe(self) -> str:
+        where = self.file if self.position is None else f"{self.file} at byte {self.position}"
+        what = (f"topic {self.topic!r} entry {self.offset}: " if self.topic is not None
+                and self.offset is not None else "")
+        return f"DAMAGED {what}{self.problem} ({where})"
+
+
+@attrs.define
+class Report:
+    """What a verification found."""
+
+    directory: str
+    segments: int = 0
+    records: int = 0
+    entries: int = 0
+    topics: int = 0
+    damage: list[Damage] = attrs.field(factory=list)
+    notes: list[str] = attrs.field(factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damage
+
+    def lines(self) -> list[str]:
+        """The report as text, one finding a line, a summary last."""
+        out = [d.describe() for d in self.damage] + [f"note: {n}" for n in self.notes]
+        status = "OK" if self.ok else f"{len(self.damage)} problem(s) found"
+        out.append(f"{self.directory}: {self.segments} segment(s), {self.records} record(s), "
+                   f"{self.entries} entries in {self.topics} topic(s): {status}")
+        return out
+
+
+@attrs.define
+class _Scanned:
+    segment: Segment
+    result: ScanResult
+    summary: SegmentSummary
+    evidence: bool
+    """Something in this segment proves it was durable once (an index, a durability claim)."""
+
+
+def verify_directory(directory: str | os.PathLike[str], backend: str | None = None) -> Report:
+    """Check a data directory; raises StorageError if it is not one that can be read."""
+    path = os.fspath(directory)
+    if not os.path.isdir(path):
+        raise StorageError(2, f"data directory {path} does not exist")
+    _, io = select_backend(backend)
+    try:
+        return _Verifier(path, io).run()
+    finally:
+        io.close()
+
+
+class _Verifier:
+    def __init__(self, directory: str, backend: Backend) -> None:
+        self.directory = directory
+        self.backend = backend
+        self.report = Report(directory)
+        self.damaged: dict[tuple[int, int], Record | None] = {}
+        """Every damaged record found by a scan, by (segment number, byte position)."""
+
+    def run(self) -> Report:
+        names = os.listdir(self.directory)
+        numbers = sorted(n for n in map(parse_name, names) if n is not None)
+        segments = self._open(numbers)
+        try:
+            scanned = [self._scan(seg, segments[i + 1] if i + 1 < len(segments) else None)
+                       for i, seg in enumerate(segments)]
+            kept = self._check_continuity(scanned)
+            for item in scanned:
+                self._check_index(item)
+            self._check_orphan_indexes(names, set(numbers))
+            self._check_entries(kept)
+        finally:
+            for seg in segments:
+                seg.close()
+        return self.report
+
+    # --- segments -------------------------------------------------------------------------------
+
+    def _open(self, numbers: list[int]) -> list[Segment]:
+        opened = []
+        for i, number in enumerate(numbers):
+            name = segment_name(number)
+            path = os.path.join(self.directory, name)
+            try:
+                opened.append(Segment.open(self.backend, path, writable=False))
+            except FileNotFoundError:
+                self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
+            except _codec.FormatError as exc:
+                if i == len(numbers) - 1 and self._all_zero_header(path):
+                    self.report.notes.append(
+                        f"{name} is an unfinished new segment (a crash while it was created); "
+                        "recovery removes it")
+                else:
+                    self.report.damage.append(Damage(name, 0, None, None,
+                                                     f"bad segment header: {exc}"))
+        self.report.segments = len(opened)
+        return opened
+
+    @staticmethod
+    def _all_zero_header(path: str) -> bool:
+        with open(path, "rb") as f:
+            return not f.read(SEGMENT_HEADER_SIZE).strip(b"\0")
+
+    def _scan(self, seg: Segment, nxt: Segment | None) -> _Scanned:
+        limit = seg.size - HEADER_SIZE
+        if nxt is not None and nxt.prev_end >> SEG_SHIFT == seg.number:
+            limit = min(limit, nxt.prev_end & OFFSET_MASK)
+        buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True)
+        summary = _codec.summarize(seg.number, seg.salt, result, buf)
+        self.report.records += len(result.records) + len(result.damaged)
+        for pos, record in result.damaged:
+            self.damaged[(seg.number, pos)] = record
+        has_index = os.path.exists(os.path.join(self.directory, index_name(seg.number)))
+        evidence = has_index or any(r.durable >= seg.lsn_base for r in result.records)
+        return _Scanned(seg, result, summary, evidence)
+
+    def _check_continuity(self, scanned: list[_Scanned]) -> list[_Scanned]:
+        """Segments recovery keeps; a break in the log before durable data is damage."""
+        for i, item in enumerate(scanned):
+            name = os.path.basename(item.segment.path)
+            nxt = scanned[i + 1].segment if i + 1 < len(scanned) else None
+            if nxt is None:
+                if item.result.torn:
+                    self.report.notes.append(
+                        f"{name} ends in an interrupted write at byte {item.result.end} "
+                        "(a write in progress, or a crash; recovery cuts it)")
+                continue
+            if nxt.prev_end >> SEG_SHIFT != item.segment.number:
+                continue
+            expected = nxt.prev_end & OFFSET_MASK
+            if item.result.end >= expected:
+                continue
+            if any(later.evidence for later in scanned[i + 1:]):
+                self.report.damage.append(Damage(
+                    name, item.result.end, None, None,
+                    f"the log breaks off here, but the next segment says it went on to byte "
+                    f"{expected}"))
+                continue
+            self.report.notes.append(
+                f"the log breaks off in {name} at byte {item.result.end}; the segments after "
+                "it were never durable and recovery discards them")
+            return scanned[:i + 1]
+        return scanned
+
+    # --- index files --------------------------------------------------------------------------
+
+    def _check_index(self, item: _Scanned) -> None:
+        seg = item.segment
+        name = index_name(seg.number)
+        try:
+            with open(os.path.join(self.directory, name), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return
+        try:
+            index = _codec.decode_index(data)
+        except _codec.FormatError as exc:
+            self.report.damage.append(Damage(name, None, None, None, f"unreadable index: {exc}"))
+            return
+        if index.number != seg.number or index.salt != seg.salt:
+            self.report.damage.append(Damage(name, None, None, None,
+                                             "index belongs to another segment"))
+            return
+        if index.end > item.result.end or (index.sealed and not item.result.sealed):
+            self.report.damage.append(Damage(
+                name, None, None, None,
+                f"index covers the segment to byte {index.end}"
+                f"{' (sealed)' if index.sealed else ''}, but its records end at byte "
+                f"{item.result.end}"))
+            return
+        buf = seg.whole()
+        prefix = _codec.scan(buf, SEGMENT_HEADER_SIZE, index.end, seg.salt, seg.lsn_base)
+        expected = _codec.summarize(seg.number, seg.salt, prefix, buf)
+        for tid in sorted(set(index.topics) | set(expected.topics)):
+            field = _difference(index.topics.get(tid), expected.topics.get(tid))
+            if field is not None:
+                self.report.damage.append(Damage(
+                    name, None, None, None,
+                    f"index disagrees with its segment about topic id {tid} ({field})"))
+
+    def _check_orphan_indexes(self, names: Iterable[str], numbers: set[int]) -> None:
+        for name in sorted(names):
+            if name.endswith(INDEX_SUFFIX):
+                number = parse_name(name[:-len(INDEX_SUFFIX)] + ".wal")
+                if number is not None and number not in numbers:
+                    self.report.notes.append(f"{name} has no segment (it was reclaimed)")
+
+    # --- entries ------------------------------------------------------------------------------
+
+    def _check_entries(self, kept: list[_Scanned]) -> None:
+        """Fold the scans into topics as recovery does; report every damaged entry."""
+        rebuilder = Rebuilder(self.directory, self.backend, read_only=True)
+        for item in kept:
+            rebuilder.apply(item.segment, item.summary)
+        rebuilder.finish()
+        files = {item.segment.number: os.path.basename(item.segment.path) for item in kept}
+        unclaimed = sorted(self.damaged)
+        for t in sorted(rebuilder.topics.values(), key=lambda t: t.tid):
+            self.report.topics += 1
+            self.report.entries += len(t.lsns)
+            for i, lsn in enumerate(t.lsns):
+                if lsn & DAMAGED:
+                    self._report_entry(t.name, t.tid, t.first_seq + i, lsn & ~DAMAGED, files,
+                                       unclaimed)
+        for number, pos in unclaimed:
+            self.report.damage.append(Damage(files.get(number, segment_name(number)), pos, None,
+                                             None, "damaged record (not an entry of any topic)"))
+
+    def _report_entry(self, topic: str, tid: int, offset: int, lsn: int, files: dict[int, str],
+                      unclaimed: list[tuple[int, int]]) -> None:
+        key = (lsn >> SEG_SHIFT, lsn & OFFSET_MASK)
+        record = self.damaged.get(key)
+        if key in unclaimed and record is not None and (record.topic_id, record.seq) == (
+                tid, offset):
+            problem = "checksum mismatch"
+        else:
+            # The entry's header itself is damaged: recovery noted the gap after the entry
+            # before it, so the first damaged record after that one is this entry's.
+            key = next((k for k in unclaimed if k > key), (key[0], -1))
+            problem = "damaged record" if key[1] >= 0 else "missing: no intact record holds it"
+        if key in unclaimed:
+            unclaimed.remove(key)
+        position = key[1] if key[1] >= 0 else None
+        self.report.damage.append(Damage(files.get(key[0], segment_name(key[0])), position,
+                                         topic, offset, problem))
+
+
+def _difference(a: _codec.TopicSummary | None, b: _codec.TopicSummary | None) -> str | None:
+    """The first field in which an index's topic summary differs from the scan's, or None."""
+    if a is None or b is None:
+        return "listed by only one of them"
+    fields = (("name", a.name, b.name), ("next offset", a.next_seq, b.next_seq),
+              ("first offset", a.first_seq, b.first_seq), ("entries", list(a.lsns), list(b.lsns)),
+              ("cursor", a.cursor, b.cursor), ("clean mark", a.mark, b.mark),
+              ("bytes", a.nbytes, b.nbytes))
+    for label, x, y in fields:
+        if x != y:
+            return label
+    return None
