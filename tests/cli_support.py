@@ -25,6 +25,12 @@ def quiet_isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     yield
 
 
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory that does not exist yet."""
+    return tmp_path / "wal"
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: this one's, with the source tree importable."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **extra)

@@ -177,16 +177,41 @@ class _Verifier:
             if item.result.end >= expected:
                 continue
             if any(later.evidence for later in scanned[i + 1:]):
-                self.report.damage.append(Damage(
-                    name, item.result.end, None, None,
-                    f"the log breaks off here, but the next segment says it went on to byte "
-                    f"{expected}"))
+                # The log went on after this segment, so what stopped the scan is corruption,
+                # not a torn tail: read on past it, reporting each damaged record.
+                self._rescan_as_durable(item, expected)
                 continue
             self.report.notes.append(
                 f"the log breaks off in {name} at byte {item.result.end}; the segments after "
                 "it were never durable and recovery discards them")
             return scanned[:i + 1]
         return scanned
+
+    def _rescan_as_durable(self, item: _Scanned, limit: int) -> None:
+        seg = item.segment
+        buf = seg.whole()
+        records, damaged = list(item.result.records), list(item.result.damaged)
+        pos = item.result.end
+        while pos < limit:
+            status, record = _codec.check(buf, pos, limit, seg.salt, seg.lsn_base)
+            if status == _codec.OK:
+                assert record is not None
+                more = _codec.scan(buf, pos, limit, seg.salt, seg.lsn_base)
+                if more.end > pos:
+                    records += more.records
+                    damaged += more.damaged
+                    pos = more.end
+                    continue
+                # a batch that breaks off: its records never form a whole batch
+            damaged.append((pos, record if status == _codec.BAD_CRC else None))
+            after = record.end if record is not None else pos + _codec.ALIGN
+            pos = _codec.resync(buf, after, limit, seg.salt, seg.lsn_base)
+        for position, record in damaged[len(item.result.damaged):]:
+            self.damaged[(seg.number, position)] = record
+        self.report.records += len(records) + len(damaged) - len(item.result.records) - len(
+            item.result.damaged)
+        item.result = ScanResult(records, limit, False, damaged, False)
+        item.summary = _codec.summarize(seg.number, seg.salt, item.result, buf)
 
     # --- index files --------------------------------------------------------------------------
 
@@ -207,18 +232,18 @@ class _Verifier:
             self.report.damage.append(Damage(name, None, None, None,
                                              "index belongs to another segment"))
             return
-        if index.end > item.result.end or (index.sealed and not item.result.sealed):
+        if index.end > item.result.end:
             self.report.damage.append(Damage(
-                name, None, None, None,
-                f"index covers the segment to byte {index.end}"
-                f"{' (sealed)' if index.sealed else ''}, but its records end at byte "
-                f"{item.result.end}"))
+                name, None, None, None, f"index covers the segment to byte {index.end}, but "
+                f"its records end at byte {item.result.end}"))
             return
-        buf = seg.whole()
-        prefix = _codec.scan(buf, SEGMENT_HEADER_SIZE, index.end, seg.salt, seg.lsn_base)
-        expected = _codec.summarize(seg.number, seg.salt, prefix, buf)
+        result = item.result
+        prefix = ScanResult([r for r in result.records if r.offset < index.end], index.end,
+                            False, [d for d in result.damaged if d[0] < index.end], False)
+        expected = _codec.summarize(seg.number, seg.salt, prefix, seg.whole())
         for tid in sorted(set(index.topics) | set(expected.topics)):
-            field = _difference(index.topics.get(tid), expected.topics.get(tid))
+            field = _difference(index.topics.get(tid), expected.topics.get(tid),
+                                entries=not prefix.damaged)
             if field is not None:
                 self.report.damage.append(Damage(
                     name, None, None, None,
@@ -271,14 +296,21 @@ class _Verifier:
                                          topic, offset, problem))
 
 
-def _difference(a: _codec.TopicSummary | None, b: _codec.TopicSummary | None) -> str | None:
-    """The first field in which an index's topic summary differs from the scan's, or None."""
+def _difference(a: _codec.TopicSummary | None, b: _codec.TopicSummary | None,
+                entries: bool) -> str | None:
+    """The first field in which an index's topic summary differs from the scan's, or None.
+
+    ``entries=False``: the scan found damaged records, which are reported as such; the entry
+    lists then differ because of that damage, not because of the index.
+    """
     if a is None or b is None:
         return "listed by only one of them"
-    fields = (("name", a.name, b.name), ("next offset", a.next_seq, b.next_seq),
-              ("first offset", a.first_seq, b.first_seq), ("entries", list(a.lsns), list(b.lsns)),
-              ("cursor", a.cursor, b.cursor), ("clean mark", a.mark, b.mark),
-              ("bytes", a.nbytes, b.nbytes))
+    fields: list[tuple[str, object, object]] = [
+        ("name", a.name, b.name), ("next offset", a.next_seq, b.next_seq),
+        ("cursor", a.cursor, b.cursor), ("clean mark", a.mark, b.mark)]
+    if entries:
+        fields += [("first offset", a.first_seq, b.first_seq),
+                   ("entries", list(a.lsns), list(b.lsns)), ("bytes", a.nbytes, b.nbytes)]
     for label, x, y in fields:
         if x != y:
             return label
