@@ -13,8 +13,7 @@ Rules for a block (anything else fails here, so nothing slips through unrun):
 
 from __future__ import annotations
 
-import contextlib
-import io
+import json
 import os
 import re
 import shutil
@@ -107,6 +106,48 @@ def run_console(block: Block, cwd: Path, env: dict[str, str]) -> None:
             f"{where}\nexpected:\n" + "\n".join(expected) + "\nactual:\n" + "\n".join(actual))
 
 
+DRIVER = """
+import contextlib, io, json, os, sys, traceback
+protocol = os.fdopen(os.dup(1), "w")
+os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray output of children cannot garble replies
+namespace = {"__name__": "__docs__"}
+for line in sys.stdin:
+    where, code = json.loads(line)
+    out = io.StringIO()
+    error = None
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, where, "exec"), namespace)
+    except BaseException:
+        error = traceback.format_exc()
+    protocol.write(json.dumps({"out": out.getvalue(), "error": error}) + "\\n")
+    protocol.flush()
+"""
+
+
+class PythonSession:
+    """A fresh interpreter that runs a page's python blocks in one namespace, in order."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=cwd, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, where: str, code: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps([where, code]) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, f"{where}: the interpreter running the docs died"
+        result = json.loads(reply)
+        assert result["error"] is None, f"{where} failed:\n{result['error']}"
+        return str(result["out"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
 def run_page(page: str, tmp: Path) -> int:
     """Run every block of a page; returns how many ran or were checked."""
     blocks = blocks_of(DOCS / page)
@@ -115,11 +156,9 @@ def run_page(page: str, tmp: Path) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALRUS_")}
     env.update(WALRUS_QUIET="1", PYTHONPATH=str(ROOT),
                PATH=f"{_shim_dir(tmp)}{os.pathsep}{env.get('PATH', '')}")
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    saved_env = dict(os.environ)
+    python = PythonSession(scratch, env)
     last_output: str | None = None
     try:
-        os.chdir(scratch)
         for block in blocks:
             where = f"{page}:{block.line}"
             if block.file is not None:
@@ -127,10 +166,7 @@ def run_page(page: str, tmp: Path) -> int:
                 assert block.text == wanted, f"{where} differs from {block.file}"
                 last_output = None
             elif block.lang == "python":
-                out = io.StringIO()
-                with contextlib.redirect_stdout(out):
-                    exec(compile(block.text, where, "exec"), namespace)  # noqa: S102
-                last_output = out.getvalue()
+                last_output = python.run(where, block.text)
             elif block.lang == "text":
                 assert last_output is not None, f"{where}: a text block follows no python block"
                 assert last_output == block.text, (
@@ -143,8 +179,7 @@ def run_page(page: str, tmp: Path) -> int:
                 raise AssertionError(f"{where}: a {block.lang or 'plain'} block is neither run "
                                      "nor checked; use python, console, text or a file marker")
     finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
+        python.close()
     return len(blocks)
 
 
@@ -164,10 +199,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     readme = blocks_of(ROOT / "README.md")
     python = [b for b in readme if b.lang == "python"]
     assert python
-    os.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__readme__"}
-    for block in python:
-        exec(compile(block.text, f"README.md:{block.line}", "exec"), namespace)  # noqa: S102
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    session = PythonSession(tmp_path, env)
+    try:
+        for block in python:
+            session.run(f"README.md:{block.line}", block.text)
+    finally:
+        session.close()
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
