@@ -234,6 +234,14 @@ def decode_entry(buf: object, pos: int, salt: int,
     return tid, seq, data if type(data) is bytes else bytes(data)
 
 
+def decode_split(header: bytes, payload: bytes, salt: int) -> tuple[int, int, bytes] | None:
+    """Like :func:`decode_entry` for a header and a payload read separately."""
+    crc, n, tid, kind, _left, seq, _durable = _unpack_from(header, 0)
+    if kind != ENTRY or len(payload) != n or _crc32(payload, _crc32(header[4:], salt)) != crc:
+        return None
+    return tid, seq, payload
+
+
 _NONZERO = re.compile(rb"[^\x00]")
 
 
@@ -272,13 +280,15 @@ class ScanResult:
     """Bytes after ``end`` looked like an interrupted write (not just unwritten space)."""
 
 
-def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int) -> ScanResult:
+def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
+         durable: int = 0) -> ScanResult:
     """Decode the records of one segment from ``start`` up to ``limit``.
 
     The log ends at the first damaged record that nothing durable lies beyond (a torn tail:
     the record and any unfinished batch before it are cut). A damaged record followed by a
     valid record whose ``durable`` field covers it was durable once: it is corruption, kept
-    as ``damaged`` so reads report it, and the scan goes on.
+    as ``damaged`` so reads report it, and the scan goes on. So is damage below ``durable``,
+    an offset the caller knows was synced (a later segment proved it).
     """
     records: list[Record] = []
     damaged: list[tuple[int, Record | None]] = []
@@ -306,7 +316,8 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int) -> ScanR
         else:
             beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base)
         # Damage at pos: corruption if something valid beyond it claims durability past it.
-        if not _claims_durable(buf, beyond, limit, salt, lsn_base, lsn_base + pos):
+        if pos >= durable and not _claims_durable(buf, beyond, limit, salt, lsn_base,
+                                                  lsn_base + pos):
             cut = pending[0].offset if pending else pos
             torn = _next_candidate(buf, cut, limit) < limit
             return ScanResult(records, cut, False, damaged, torn)

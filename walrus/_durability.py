@@ -153,6 +153,12 @@ class Background:
             except Exception:  # never let the worker die silently
                 log.exception("walrus background work failed")
 
+    def run_once(self) -> None:
+        """Index sealed segments and reclaim space now (tests and tools use this)."""
+        self.reclaim_seen, self.reclaim_after = -1, 0.0
+        self.index_sealed()
+        self.reclaim()
+
     def index_sealed(self) -> None:
         """Sync sealed segments and write their index files (so reopening skips them)."""
         wal = self.wal

@@ -43,7 +43,7 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
 )
-from ._segment import Segment, index_name
+from ._segment import WINDOW, Segment, index_name
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
 
 if TYPE_CHECKING:
@@ -137,6 +137,8 @@ class Log:
         self.on_seal: Callable[[], None] | None = None
         self.cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
+        self.next_number = (segments[-1].number + 1) if segments else 1
+        """Number of the next segment to create (numbers of damaged files are never reused)."""
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -375,12 +377,14 @@ class Log:
         size = max(self.segment_size,
                    SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
                    + need + _SEAL_ROOM)
+        number = max(self.next_number, old.number + 1)
         try:
-            new = Segment.create(self.backend, self.directory, old.number + 1, size, prev_end)
+            new = Segment.create(self.backend, self.directory, number, size, prev_end)
             sync_directory(self.directory)
         except OSError as exc:
             self.abandon_at = prev_end
-            raise storage_error(exc, f"creating segment {old.number + 1}") from exc
+            raise storage_error(exc, f"creating segment {number}") from exc
+        self.next_number = number + 1
         self.abandon_at = None
         old.sealed = True
         self.segments[new.number] = new
@@ -497,9 +501,13 @@ class Log:
         buf, base = seg.locate(pos, HEADER_SIZE)
         if pos - base + HEADER_SIZE > len(buf):  # type: ignore[arg-type]
             return None
-        n = _unpack_from(buf, pos - base)[1]  # type: ignore[arg-type]
+        header = bytes(buf[pos - base:pos - base + HEADER_SIZE])  # type: ignore[index]
+        n = _unpack_from(header, 0)[1]
         if n > MAX_ENTRY_BYTES or pos + HEADER_SIZE + n > seg.size:
             return None
+        if n > WINDOW and n <= max_len:
+            # A large payload is read once, straight into the bytes object returned.
+            return _codec.decode_split(header, seg.file.read(pos + HEADER_SIZE, n), seg.salt)
         if n <= max_len:
             buf, base = seg.locate(pos, HEADER_SIZE + n)
         return _codec.decode_entry(buf, pos - base, seg.salt, max_len)

@@ -34,6 +34,8 @@ class Rebuilder:
         self.meta: dict[int, dict[int, _codec.TopicSummary]] = {}
         self.last_torn = False
         self.last_sealed = False
+        self.max_number = 0
+        """Highest segment number on disk, damaged files included (never reused)."""
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -50,30 +52,35 @@ class Rebuilder:
     def open_segments(self, numbers: list[int]) -> list[Segment]:
         opened = []
         for i, number in enumerate(numbers):
+            self.max_number = max(self.max_number, number)
             path = os.path.join(self.directory, segment_name(number))
             try:
                 opened.append(Segment.open(self.backend, path, writable=not self.read_only))
             except _codec.FormatError as exc:
-                if i == len(numbers) - 1 and not self.read_only:
+                if i == len(numbers) - 1 and not self.read_only and _all_zero(path):
                     # A crash while the newest segment was being created: it holds nothing.
                     log.warning("removing unfinished segment %s (%s)", path, exc)
                     _unlink(path)
                 else:
-                    log.error("skipping damaged segment %s: %s", path, exc)
+                    log.error("skipping damaged segment %s (its entries are unreadable; "
+                              "`walrus verify` lists them): %s", path, exc)
             except FileNotFoundError:
                 continue  # deleted by a live writer while an observer looked
         return opened
 
-    def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None
-                  ) -> tuple[SegmentSummary, bool, bool]:
-        """Summary of ``seg`` up to ``limit``; returns (summary, durable evidence, torn)."""
+    def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None,
+                  durable: int = 0) -> tuple[SegmentSummary, bool, bool]:
+        """Summary of ``seg`` up to ``limit``; returns (summary, durable evidence, torn).
+
+        ``durable``: an offset below which the segment is known to have been synced.
+        """
         summary = start
         if summary is None:
             summary = self._load_index(seg)
         if summary is not None and (summary.sealed or summary.end >= limit):
             return summary, True, False
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
-        buf, result = settled_scan(seg, begin, limit, live=self.read_only)
+        buf, result = settled_scan(seg, begin, limit, live=self.read_only, durable=durable)
         scanned = _codec.summarize(seg.number, seg.salt, result, buf)
         evidence = summary is not None or any(
             r.durable >= seg.lsn_base for r in result.records)
@@ -114,16 +121,20 @@ class Rebuilder:
             summary, evidence, torn = self.summarize(seg, limit)
             summaries.append((seg, summary, evidence, torn))
         # A segment that ends before its successor says it should: the gap was either lost
-        # in a crash (then nothing after it was ever durable, and it goes) or is corruption.
+        # in a crash (then nothing after it was ever durable, and it goes) or is corruption
+        # (a later segment proves it was synced: scan it again, skipping the damage).
         keep = len(summaries)
         for i in range(len(summaries) - 1):
-            seg, summary, _, _ = summaries[i]
+            seg, summary, evidence, torn = summaries[i]
             nxt = summaries[i + 1][0]
             expected = nxt.prev_end & _codec.OFFSET_MASK
-            if (nxt.prev_end >> SEG_SHIFT == seg.number and summary.end < expected
-                    and not any(e for _, _, e, _ in summaries[i + 1:])):
+            if nxt.prev_end >> SEG_SHIFT != seg.number or summary.end >= expected:
+                continue
+            if not any(e for _, _, e, _ in summaries[i + 1:]):
                 keep = i + 1
                 break
+            summary, _, torn = self.summarize(seg, expected, durable=expected)
+            summaries[i] = (seg, summary, evidence, torn)
         for seg, _, _, _ in summaries[keep:]:
             log.warning("discarding segment %s: it follows a torn write and was never durable",
                         seg.path)
@@ -238,9 +249,11 @@ class Rebuilder:
             t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
 
 
-def settled_scan(seg: Segment, begin: int, limit: int,
-                 live: bool) -> tuple[object, _codec.ScanResult]:
+def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
+                 durable: int = 0) -> tuple[object, _codec.ScanResult]:
     """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned and the result.
+
+    ``durable``: as for :func:`_codec.scan`, an offset below which damage is corruption.
 
     ``live``: the segment may be written while we look (observers, ``walrus verify``). A record
     still being written then looks damaged while records after it, written once it was
@@ -248,12 +261,12 @@ def settled_scan(seg: Segment, begin: int, limit: int,
     the damage stays where it was; only then is it real.
     """
     buf = seg.whole()
-    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
     for _ in range(LIVE_RESCANS if live else 0):
         if not result.damaged:
             break
         buf = seg.whole()
-        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base)
+        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
         same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
         result = again
         if same:
@@ -300,8 +313,10 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
     wal.meta = rebuilder.meta
     if read_only:
         return wal, rebuilder
+    wal.next_number = rebuilder.max_number + 1
     if not segments:
-        first = Segment.create(backend, directory, 1, segment_size, 0)
+        first = Segment.create(backend, directory, wal.next_number, segment_size, 0)
+        wal.next_number += 1
         sync_directory(directory)
         wal.segments[first.number] = first
         wal.active = first
@@ -320,6 +335,15 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
                         if not os.path.exists(os.path.join(directory, index_name(s.number)))]
         wal.unsynced = list(wal.to_index)
     return wal, rebuilder
+
+
+def _all_zero(path: str) -> bool:
+    """Does the file hold nothing but zeros (a segment whose creation was interrupted)?"""
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if chunk.count(0) != len(chunk):
+                return False
+    return True
 
 
 def _unlink(path: str) -> None:

@@ -26,7 +26,7 @@ from ._codec import (
     SegmentSummary,
 )
 from ._errors import StorageError
-from ._recovery import Rebuilder, settled_scan
+from ._recovery import Rebuilder, _all_zero, settled_scan
 from ._segment import INDEX_SUFFIX, Segment, index_name, parse_name, segment_name
 from .backends._base import Backend
 from .plugins._selection import select_backend
@@ -132,7 +132,7 @@ class _Verifier:
             except FileNotFoundError:
                 self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
             except _codec.FormatError as exc:
-                if i == len(numbers) - 1 and self._all_zero_header(path):
+                if i == len(numbers) - 1 and _all_zero(path):
                     self.report.notes.append(
                         f"{name} is an unfinished new segment (a crash while it was created); "
                         "recovery removes it")
@@ -141,11 +141,6 @@ class _Verifier:
                                                      f"bad segment header: {exc}"))
         self.report.segments = len(opened)
         return opened
-
-    @staticmethod
-    def _all_zero_header(path: str) -> bool:
-        with open(path, "rb") as f:
-            return not f.read(SEGMENT_HEADER_SIZE).strip(b"\0")
 
     def _scan(self, seg: Segment, nxt: Segment | None) -> _Scanned:
         limit = seg.size - HEADER_SIZE
@@ -189,29 +184,13 @@ class _Verifier:
 
     def _rescan_as_durable(self, item: _Scanned, limit: int) -> None:
         seg = item.segment
-        buf = seg.whole()
-        records, damaged = list(item.result.records), list(item.result.damaged)
-        pos = item.result.end
-        while pos < limit:
-            status, record = _codec.check(buf, pos, limit, seg.salt, seg.lsn_base)
-            if status == _codec.OK:
-                assert record is not None
-                more = _codec.scan(buf, pos, limit, seg.salt, seg.lsn_base)
-                if more.end > pos:
-                    records += more.records
-                    damaged += more.damaged
-                    pos = more.end
-                    continue
-                # a batch that breaks off: its records never form a whole batch
-            damaged.append((pos, record if status == _codec.BAD_CRC else None))
-            after = record.end if record is not None else pos + _codec.ALIGN
-            pos = _codec.resync(buf, after, limit, seg.salt, seg.lsn_base)
-        for position, record in damaged[len(item.result.damaged):]:
+        buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True, durable=limit)
+        for position, record in result.damaged:
             self.damaged[(seg.number, position)] = record
-        self.report.records += len(records) + len(damaged) - len(item.result.records) - len(
-            item.result.damaged)
-        item.result = ScanResult(records, limit, False, damaged, False)
-        item.summary = _codec.summarize(seg.number, seg.salt, item.result, buf)
+        self.report.records += (len(result.records) + len(result.damaged)
+                                - len(item.result.records) - len(item.result.damaged))
+        item.result = result
+        item.summary = _codec.summarize(seg.number, seg.salt, result, buf)
 
     # --- index files --------------------------------------------------------------------------
 

@@ -1,0 +1,98 @@
+"""Shared fixtures: every engine test runs against every available backend."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import walrus
+from walrus import Walrus
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = [row.name for row in walrus.available_backends() if row.available]
+if os.environ.get("WALRUS_REQUIRE_URING") and "io_uring" not in BACKENDS:
+    raise RuntimeError("WALRUS_REQUIRE_URING is set but the io_uring backend is unavailable: "
+                       + next((r.reason for r in walrus.available_backends()
+                               if r.name == "io_uring"), "not registered"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's WALRUS_* settings; relative paths land in tmp_path."""
+    for name in list(os.environ):
+        if name.startswith("WALRUS_") and name not in ("WALRUS_REQUIRE_URING", "WALRUS_URING"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WALRUS_QUIET", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+WalFactory = Callable[..., Walrus]
+
+
+@pytest.fixture
+def open_wal(tmp_path: Path, backend: str) -> Iterator[WalFactory]:
+    """Open instances on the parametrised backend; all are closed at teardown."""
+    opened: list[Walrus] = []
+
+    def factory(path: Path | str | None = None, **kwargs: Any) -> Walrus:
+        kwargs.setdefault("backend", backend)
+        wal = Walrus(data_dir=path if path is not None else tmp_path / "wal", **kwargs)
+        opened.append(wal)
+        return wal
+
+    yield factory
+    for wal in opened:
+        try:
+            wal.close()
+        except walrus.WalrusError:
+            pass
+
+
+def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a fresh interpreter (a real, separate process).
+
+    The code should end with ``os._exit(0)`` where it means to die without closing.
+    """
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def drain(wal: Walrus, topic: str, checkpoint: bool = True) -> list[bytes]:
+    """read_next until None."""
+    out = []
+    while (entry := wal.read_next(topic, checkpoint=checkpoint)) is not None:
+        out.append(entry.data)
+        if not checkpoint:
+            break
+    return out
+
+
+def peek_all(wal: Walrus, topic: str, start: int = 0) -> list[walrus.Entry]:
+    """Every retained entry from ``start`` without touching the cursor."""
+    out: list[walrus.Entry] = []
+    while True:
+        batch = wal.batch_read_for_topic(topic, 1 << 30, checkpoint=False, start_offset=start)
+        if not batch:
+            return out
+        out.extend(batch)
+        start = batch[-1].offset + 1
+
+
+def segment_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.wal"))

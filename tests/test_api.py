@@ -1,0 +1,105 @@
+"""Pins the public surface: names, signatures, error hierarchy, constants."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import walrus
+
+PUBLIC = {
+    "MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MAX_ENTRY_BYTES", "Availability", "BackendInfo",
+    "BackendSpec", "BackendUnavailableError", "BatchTooLargeError", "CorruptionError", "Entry",
+    "EntryTooLargeError", "FsyncSchedule", "InvalidArgumentError", "InvalidTopicError",
+    "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "StorageError", "Walrus",
+    "WalrusClosedError", "WalrusError", "WalrusLockedError", "__version__",
+    "available_backends", "backend_spec", "hookimpl",
+}
+
+SIGNATURES = {
+    "append_for_topic": "(self, topic: 'str', data: 'Payload') -> 'None'",
+    "batch_append_for_topic": "(self, topic: 'str', entries: 'Sequence[Payload]') -> 'None'",
+    "flush": "(self) -> 'None'",
+    "read_next": "(self, topic: 'str', checkpoint: 'bool' = True) -> 'Entry | None'",
+    "batch_read_for_topic": "(self, topic: 'str', max_bytes: 'int', checkpoint: 'bool' = True, "
+                            "start_offset: 'int | None' = None) -> 'list[Entry]'",
+    "topics": "(self) -> 'list[str]'",
+    "get_topic_entry_count": "(self, topic: 'str') -> 'int'",
+    "get_topic_entry_counts": "(self) -> 'dict[str, int]'",
+    "get_topic_size": "(self, topic: 'str') -> 'int'",
+    "mark_topic_clean": "(self, topic: 'str') -> 'None'",
+    "mark_topic_dirty": "(self, topic: 'str') -> 'None'",
+    "topic_is_clean": "(self, topic: 'str') -> 'bool'",
+    "close": "(self) -> 'None'",
+}
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    assert set(walrus.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert hasattr(walrus, name), name
+
+
+@pytest.mark.parametrize("method", sorted(SIGNATURES))
+def test_method_signatures(method: str) -> None:
+    assert str(inspect.signature(getattr(walrus.Walrus, method))) == SIGNATURES[method]
+
+
+def test_constructors() -> None:
+    for name in ("new", "with_consistency", "with_consistency_and_schedule", "new_for_key",
+                 "with_consistency_for_key", "with_consistency_and_schedule_for_key"):
+        assert isinstance(inspect.getattr_static(walrus.Walrus, name), classmethod), name
+    params = inspect.signature(walrus.Walrus).parameters
+    assert list(params) == ["data_dir", "key", "consistency", "fsync_schedule", "backend",
+                            "read_only", "segment_size"]
+    assert all(p.kind is p.KEYWORD_ONLY for name, p in params.items() if name != "data_dir")
+
+
+def test_constants() -> None:
+    assert walrus.MAX_ENTRY_BYTES == 1 << 30
+    assert walrus.MAX_BATCH_ENTRIES == 2000
+    assert walrus.MAX_BATCH_BYTES == 10 << 30
+
+
+@pytest.mark.parametrize("error, bases", [
+    (walrus.InvalidTopicError, (ValueError,)),
+    (walrus.EntryTooLargeError, (ValueError,)),
+    (walrus.BatchTooLargeError, (ValueError,)),
+    (walrus.InvalidArgumentError, (ValueError, TypeError)),
+    (walrus.OffsetOutOfRangeError, (ValueError,)),
+    (walrus.WalrusLockedError, (OSError,)),
+    (walrus.WalrusClosedError, (OSError,)),
+    (walrus.CorruptionError, (OSError,)),
+    (walrus.BackendUnavailableError, (OSError,)),
+    (walrus.StorageError, (OSError,)),
+    (walrus.ReadOnlyError, (OSError,)),
+])
+def test_error_hierarchy(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
+    assert issubclass(error, walrus.WalrusError)
+    for base in bases:
+        assert issubclass(error, base)
+
+
+def test_modes_spell_like_the_original() -> None:
+    from walrus import FsyncSchedule, ReadConsistency
+
+    assert ReadConsistency.StrictlyAtOnce == ReadConsistency.StrictlyAtOnce
+    assert ReadConsistency.AtLeastOnce(persist_every=5).persist_every == 5
+    assert ReadConsistency.AtLeastOnce(persist_every=0).persist_every == 1
+    assert ReadConsistency.AtLeastOnce(5) == ReadConsistency.AtLeastOnce(persist_every=5)
+    assert FsyncSchedule.Milliseconds(200).interval_ms == 200
+    assert FsyncSchedule.SyncEach != FsyncSchedule.NoFsync
+    assert repr(FsyncSchedule.Milliseconds(5)) == "FsyncSchedule.Milliseconds(5)"
+    with pytest.raises(walrus.InvalidArgumentError):
+        ReadConsistency.AtLeastOnce(persist_every=-1)
+    with pytest.raises(walrus.InvalidArgumentError):
+        FsyncSchedule.Milliseconds("10")  # type: ignore[arg-type]
+
+
+def test_entry_is_an_immutable_value() -> None:
+    entry = walrus.Entry(b"x", 3, "t")
+    assert (entry.data, entry.offset, entry.topic) == (b"x", 3, "t")
+    with pytest.raises(AttributeError):
+        entry.data = b"y"  # type: ignore[misc]
+    assert entry == walrus.Entry(b"x", 3, "t") and hash(entry) == hash(walrus.Entry(b"x", 3, "t"))

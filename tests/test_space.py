@@ -1,0 +1,102 @@
+"""Bounded disk space and bounded file descriptors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from walrus import FsyncSchedule, ReadConsistency, Walrus
+
+from .conftest import WalFactory, drain, segment_files
+
+
+def _reclaim(wal: Walrus) -> None:
+    wal.flush()
+    wal._background.run_once()  # type: ignore[union-attr]
+
+
+def disk_bytes(path: Path) -> int:
+    return sum(f.stat().st_blocks * 512 for f in path.iterdir() if f.is_file())
+
+
+def test_steady_producer_and_consumer_run_in_bounded_space(open_wal: WalFactory,
+                                                           tmp_path: Path) -> None:
+    wal = open_wal(tmp_path / "w", segment_size=64 << 10,
+                   consistency=ReadConsistency.AtLeastOnce(persist_every=50))
+    payload = b"p" * 500
+    peak_files = 0
+    total = 0
+    for round_ in range(60):  # ~3 MB through 64 KiB segments
+        wal.batch_append_for_topic("work", [payload] * 100)
+        total += 100
+        consumed = drain(wal, "work")
+        assert len(consumed) == 100
+        if round_ % 10 == 9:
+            _reclaim(wal)
+            peak_files = max(peak_files, len(segment_files(tmp_path / "w")))
+    assert total * len(payload) > 40 * (64 << 10)  # far more data than the bound below
+    assert peak_files <= 4
+    assert disk_bytes(tmp_path / "w") < 8 * (64 << 10)
+
+
+def test_an_unconsumed_topic_keeps_its_segments(open_wal: WalFactory, tmp_path: Path) -> None:
+    wal = open_wal(tmp_path / "w", segment_size=16 << 10)
+    for i in range(600):
+        wal.append_for_topic("kept", b"%04d" % i * 10)
+        wal.append_for_topic("eaten", b"x" * 40)
+    drain(wal, "eaten")
+    _reclaim(wal)
+    wal.close()
+    wal = open_wal(tmp_path / "w", segment_size=16 << 10)
+    assert [int(x[:4]) for x in drain(wal, "kept")] == list(range(600))
+
+
+def test_reclaimed_offsets_are_reported_not_invented(open_wal: WalFactory,
+                                                     tmp_path: Path) -> None:
+    import pytest
+
+    from walrus import OffsetOutOfRangeError
+
+    wal = open_wal(tmp_path / "w", segment_size=16 << 10)
+    for i in range(1000):
+        wal.append_for_topic("t", b"%05d" % i * 8)
+    for _ in range(900):
+        wal.read_next("t")
+    _reclaim(wal)
+    with pytest.raises(OffsetOutOfRangeError, match="reclaimed"):
+        wal.batch_read_for_topic("t", 100, checkpoint=False, start_offset=0)
+    assert wal.read_next("t").offset == 900  # type: ignore[union-attr]
+    wal.close()
+    wal = open_wal(tmp_path / "w", segment_size=16 << 10)
+    assert wal.read_next("t").offset == 901  # type: ignore[union-attr]
+    assert wal.get_topic_entry_count("t") == 98
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_file_descriptors_stay_bounded_with_thousands_of_topics(open_wal: WalFactory,
+                                                                tmp_path: Path) -> None:
+    before = open_fds()
+    wal = open_wal(tmp_path / "w", segment_size=256 << 10,
+                   fsync_schedule=FsyncSchedule.NoFsync)
+    for round_ in range(3):
+        for k in range(3500):
+            wal.append_for_topic(f"topic-{k}", b"%d" % round_ * 50)
+    assert len(wal.topics()) == 3500
+    assert open_fds() - before < 64
+    wal.close()
+    assert open_fds() <= before + 1
+
+
+def test_close_releases_threads_and_files(tmp_path: Path, backend: str) -> None:
+    import threading
+
+    threads, fds = threading.active_count(), open_fds()
+    for i in range(5):
+        with Walrus(data_dir=tmp_path / f"w{i}", backend=backend, segment_size=8192) as wal:
+            for j in range(300):
+                wal.append_for_topic("t", b"%d" % j * 20)
+    assert threading.active_count() == threads
+    assert open_fds() == fds

@@ -1,0 +1,120 @@
+"""A hypothesis state machine drives the public API against an in-memory model."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import hypothesis.strategies as st
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import walrus
+from walrus import FsyncSchedule, OffsetOutOfRangeError, ReadConsistency, Walrus
+
+from .conftest import BACKENDS
+
+TOPICS = st.sampled_from(["a", "b", "c"])
+PAYLOADS = st.binary(max_size=200)
+
+
+class WalModel(RuleBasedStateMachine):
+    """Model: per topic the list of entries and the shared cursor."""
+
+    @initialize(backend=st.sampled_from(BACKENDS),
+                consistency=st.sampled_from([ReadConsistency.StrictlyAtOnce,
+                                             ReadConsistency.AtLeastOnce(persist_every=3)]))
+    def open(self, backend: str, consistency: ReadConsistency) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="walrus-model-"))
+        self.backend = backend
+        self.consistency = consistency
+        self.entries: dict[str, list[bytes]] = {}
+        self.cursor: dict[str, int] = {}
+        self.wal = self._open()
+
+    def _open(self) -> Walrus:
+        return Walrus(data_dir=self.dir, backend=self.backend, segment_size=8192,
+                      consistency=self.consistency,  # a clean close persists either exactly
+                      fsync_schedule=FsyncSchedule.NoFsync)
+
+    def teardown(self) -> None:
+        if hasattr(self, "wal"):
+            self.wal.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(topic=TOPICS, data=PAYLOADS)
+    def append(self, topic: str, data: bytes) -> None:
+        self.wal.append_for_topic(topic, data)
+        self.entries.setdefault(topic, []).append(data)
+        self.cursor.setdefault(topic, 0)
+
+    @rule(topic=TOPICS, batch=st.lists(PAYLOADS, max_size=30))
+    def batch_append(self, topic: str, batch: list[bytes]) -> None:
+        self.wal.batch_append_for_topic(topic, batch)
+        if batch:
+            self.entries.setdefault(topic, []).extend(batch)
+            self.cursor.setdefault(topic, 0)
+
+    @rule(topic=TOPICS, checkpoint=st.booleans())
+    def read_next(self, topic: str, checkpoint: bool) -> None:
+        entry = self.wal.read_next(topic, checkpoint=checkpoint)
+        entries, at = self.entries.get(topic, []), self.cursor.get(topic, 0)
+        if at >= len(entries):
+            assert entry is None
+            return
+        assert entry == walrus.Entry(entries[at], at, topic)
+        if checkpoint:
+            self.cursor[topic] = at + 1
+
+    @rule(topic=TOPICS, budget=st.integers(0, 1500), checkpoint=st.booleans())
+    def batch_read(self, topic: str, budget: int, checkpoint: bool) -> None:
+        got = self.wal.batch_read_for_topic(topic, budget, checkpoint=checkpoint)
+        entries, at = self.entries.get(topic, []), self.cursor.get(topic, 0)
+        expected: list[walrus.Entry] = []
+        total = 0
+        for offset in range(at, min(len(entries), at + walrus.MAX_BATCH_ENTRIES)):
+            data = entries[offset]
+            if expected and total + len(data) > budget:
+                break
+            expected.append(walrus.Entry(data, offset, topic))
+            total += len(data)
+        assert got == expected
+        if checkpoint:
+            self.cursor[topic] = at + len(got)
+
+    @rule(topic=TOPICS, start=st.integers(0, 300), budget=st.integers(0, 2000))
+    def read_from_offset(self, topic: str, start: int, budget: int) -> None:
+        entries = self.entries.get(topic, [])
+        try:
+            got = self.wal.batch_read_for_topic(topic, budget, checkpoint=False,
+                                                start_offset=start)
+        except OffsetOutOfRangeError:
+            assert start < self.cursor.get(topic, 0)  # only consumed entries are reclaimed
+            return
+        assert all(e == walrus.Entry(entries[e.offset], e.offset, topic) for e in got)
+        assert [e.offset for e in got] == list(range(start, start + len(got)))
+        if start < len(entries):
+            assert got
+
+    @rule()
+    def reopen(self) -> None:
+        self.wal.close()
+        self.wal = self._open()
+
+    @precondition(lambda self: len(self.wal._wal.segments) > 1)
+    @rule()
+    def reclaim(self) -> None:
+        self.wal._background.run_once()  # type: ignore[union-attr]
+
+    @invariant()
+    def counts_and_topics_match(self) -> None:
+        if not hasattr(self, "wal"):
+            return
+        expected = {t: len(e) - self.cursor[t] for t, e in self.entries.items()}
+        assert self.wal.get_topic_entry_counts() == expected
+        assert sorted(self.wal.topics()) == sorted(self.entries)
+
+
+TestWalModel = WalModel.TestCase
+TestWalModel.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
