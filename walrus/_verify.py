@@ -10,6 +10,7 @@ segment that was never durable) is reported as a note, not as damage.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 
 import attrs
@@ -30,6 +31,8 @@ from ._recovery import Rebuilder, _all_zero, settled_scan
 from ._segment import INDEX_SUFFIX, Segment, index_name, parse_name, segment_name
 from .backends._base import Backend
 from .plugins._selection import select_backend
+
+NEWEST_SEGMENT_TRIES = 5
 
 
 @attrs.frozen
@@ -127,18 +130,26 @@ class _Verifier:
         for i, number in enumerate(numbers):
             name = segment_name(number)
             path = os.path.join(self.directory, name)
-            try:
-                opened.append(Segment.open(self.backend, path, writable=False))
-            except FileNotFoundError:
-                self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
-            except _codec.FormatError as exc:
-                if i == len(numbers) - 1 and _all_zero(path):
-                    self.report.notes.append(
-                        f"{name} is an unfinished new segment (a crash while it was created); "
-                        "recovery removes it")
-                else:
-                    self.report.damage.append(Damage(name, 0, None, None,
-                                                     f"bad segment header: {exc}"))
+            newest = i == len(numbers) - 1
+            # A live writer may be creating the newest segment right now (allocated, header
+            # not stamped yet): look again before calling it damaged.
+            for attempt in range(NEWEST_SEGMENT_TRIES if newest else 1):
+                try:
+                    opened.append(Segment.open(self.backend, path, writable=False))
+                    break
+                except FileNotFoundError:
+                    self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
+                    break
+                except _codec.FormatError as exc:
+                    if attempt + 1 < (NEWEST_SEGMENT_TRIES if newest else 1):
+                        time.sleep(0.05)
+                    elif newest and _all_zero(path):
+                        self.report.notes.append(
+                            f"{name} is a new segment without a header yet (being created, or "
+                            "a crash while it was created; recovery removes it)")
+                    else:
+                        self.report.damage.append(Damage(name, 0, None, None,
+                                                         f"bad segment header: {exc}"))
         self.report.segments = len(opened)
         return opened
 
@@ -211,12 +222,15 @@ class _Verifier:
             self.report.damage.append(Damage(name, None, None, None,
                                              "index belongs to another segment"))
             return
-        if index.end > item.result.end:
+        result = item.result
+        if index.end > result.end:
+            # A live writer may have filled the segment and indexed it since we scanned it.
+            _, result = settled_scan(seg, SEGMENT_HEADER_SIZE, index.end, live=True)
+        if index.end > result.end:
             self.report.damage.append(Damage(
                 name, None, None, None, f"index covers the segment to byte {index.end}, but "
-                f"its records end at byte {item.result.end}"))
+                f"its records end at byte {result.end}"))
             return
-        result = item.result
         prefix = ScanResult([r for r in result.records if r.offset < index.end], index.end,
                             False, [d for d in result.damaged if d[0] < index.end], False)
         expected = _codec.summarize(seg.number, seg.salt, prefix, seg.whole())
