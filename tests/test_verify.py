@@ -13,6 +13,7 @@ from walrus._segment import index_name, segment_name
 from walrus._verify import verify_directory
 
 from .cli_support import data_dir, quiet_isolated_env, start_python, tree_state, walrus_cmd
+from .test_recovery import flip
 
 __all__ = ["data_dir", "quiet_isolated_env"]  # fixtures
 
@@ -34,14 +35,6 @@ def locate(path: Path, topic: str, offset: int) -> tuple[Path, int]:
         t = wal._wal.by_name[topic]
         lsn = t.lsns[offset - t.first_seq]
     return path / segment_name(lsn >> SEG_SHIFT), lsn & OFFSET_MASK
-
-
-def flip(path: Path, pos: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(pos)
-        byte = f.read(1)
-        f.seek(pos)
-        f.write(bytes([byte[0] ^ 0x5A]))
 
 
 def test_a_healthy_directory_verifies(data_dir: Path) -> None:

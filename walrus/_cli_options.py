@@ -68,6 +68,31 @@ def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
+def at_least(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number no smaller than ``minimum``."""
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    convert.__name__ = what
+    return convert
+
+
+def interval(text: str) -> float:
+    """An argparse type: a polling interval in seconds, in (0, 60]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"must be in (0, 60] seconds, got {text}")
+    return value
+
+
 def add_directory_options(parser: argparse.ArgumentParser, *, writer: bool) -> None:
     """``DIR`` plus the options every command that opens a directory shares."""
     parser.add_argument("data_dir", metavar="DIR", type=Path, help="the data directory")

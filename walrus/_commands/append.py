@@ -11,24 +11,22 @@ import os
 import sys
 from collections.abc import Iterator
 
-from .._cli_options import add_directory_options, open_writer
+from .._cli_options import open_writer
 from .._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 from .._errors import EntryTooLargeError
 from .._topic_stats import offset_range
 from .._walrus import check_topic
-from . import CommandError, Subparsers
+from . import CommandError, Subparsers, topic_command
 
 BATCH_BYTES = 16 << 20
 """Payload bytes per batch of ``--lines`` (besides the 2000-entry cap)."""
 
 
 def register(commands: Subparsers) -> None:
-    parser = commands.add_parser(
-        "append", help="append entries to a topic",
+    parser = topic_command(
+        commands, "append", summary="append entries to a topic",
         description="Append one entry (DATA, or the contents of --file), or with --lines one "
-                    "entry per line of standard input (or of --file).")
-    add_directory_options(parser, writer=True)
-    parser.add_argument("topic", metavar="TOPIC")
+                    "entry per line of standard input (or of --file).", writer=True)
     parser.add_argument("data", metavar="DATA", nargs="?",
                         help="the entry, as UTF-8 (bytes that are not UTF-8 pass through)")
     parser.add_argument("--lines", action="store_true",

@@ -10,49 +10,27 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from .._cli_options import add_directory_options, open_observer, open_writer
+from .._cli_options import at_least, open_observer, open_writer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
 from .._entry import Entry
 from .._walrus import Walrus, check_topic
-from . import CommandError, Subparsers, require_topic
+from . import CommandError, Subparsers, require_topic, topic_command
 
 READ_BUDGET = 4 << 20
 """Payload bytes asked for per batch read while peeking."""
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def offset(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an entry offset, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"an offset is >= 0, got {value}")
-    return value
-
-
 def register(commands: Subparsers) -> None:
-    parser = commands.add_parser(
-        "read", help="read (consume) or peek at entries of a topic",
+    parser = topic_command(
+        commands, "read", summary="read (consume) or peek at entries of a topic",
         description="Read the next N entries at the topic's shared cursor and consume them. "
                     "--peek and --from-offset leave the cursor alone and work beside a running "
-                    "writer.")
-    add_directory_options(parser, writer=True)
-    parser.add_argument("topic", metavar="TOPIC")
+                    "writer.", writer=True)
     parser.add_argument("--peek", action="store_true",
                         help="do not consume: show the entries at the cursor")
-    parser.add_argument("-n", metavar="N", type=positive_int, default=1,
+    parser.add_argument("-n", metavar="N", type=at_least(1, "a number of entries"), default=1,
                         help="read up to N entries (default 1)")
-    parser.add_argument("--from-offset", metavar="O", type=offset,
+    parser.add_argument("--from-offset", metavar="O", type=at_least(0, "an entry offset"),
                         help="read from entry offset O (implies --peek)")
     parser.add_argument("--format", choices=FORMATS, default="raw", help=FORMAT_HELP)
     parser.set_defaults(func=run)
@@ -96,4 +74,4 @@ def peek(wal: Walrus, topic: str, start: int, limit: int) -> Iterator[list[Entry
         yield batch
 
 
-__all__ = ["CommandError", "offset", "peek", "positive_int", "register", "run"]
+__all__ = ["CommandError", "peek", "register", "run"]

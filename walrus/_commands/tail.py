@@ -12,35 +12,24 @@ import sys
 import time
 from types import FrameType
 
-from .._cli_options import add_directory_options, open_observer
+from .._cli_options import at_least, interval, open_observer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
 from .._topic_stats import offset_range
 from .._walrus import check_topic
-from . import Subparsers, require_topic
-from .read import READ_BUDGET, offset
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value <= 60:
-        raise argparse.ArgumentTypeError(f"must be in (0, 60] seconds, got {text}")
-    return value
+from . import Subparsers, require_topic, topic_command
+from .read import READ_BUDGET
 
 
 def register(commands: Subparsers) -> None:
-    parser = commands.add_parser(
-        "tail", help="print a topic's entries as they arrive, until interrupted",
+    parser = topic_command(
+        commands, "tail", summary="print a topic's entries as they arrive, until interrupted",
         description="Print entries appended to TOPIC from now on (or from --from-offset), "
-                    "until interrupted. Works beside a running writer; never consumes.")
-    add_directory_options(parser, writer=False)
-    parser.add_argument("topic", metavar="TOPIC")
-    parser.add_argument("--from-offset", metavar="O", type=offset,
+                    "until interrupted. Works beside a running writer; never consumes.",
+        writer=False)
+    parser.add_argument("--from-offset", metavar="O", type=at_least(0, "an entry offset"),
                         help="start at entry offset O instead of the end")
     parser.add_argument("--format", choices=FORMATS, default="raw", help=FORMAT_HELP)
-    parser.add_argument("--interval", metavar="SECONDS", type=seconds, default=0.1,
+    parser.add_argument("--interval", metavar="SECONDS", type=interval, default=0.1,
                         help="how often to look for new entries when idle (default 0.1)")
     parser.set_defaults(func=run)
 
