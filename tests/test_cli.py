@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from walrus import Walrus
 
 from .cli_support import (
+    child_env,
     data_dir,
     quiet_isolated_env,
     start_python,
@@ -337,3 +339,34 @@ def test_tail_starts_at_the_end_by_default(data_dir: Path) -> None:
     assert tail.returncode == 0
     offsets = [json.loads(line)["offset"] for line in lines.lines]
     assert offsets == list(range(first, sent + 2))  # every new entry, in order, once
+
+
+# --- consuming reads: an entry is consumed only once it is written ---------------------------
+
+
+def test_a_damaged_entry_is_reported_and_consumed(data_dir: Path) -> None:
+    from .test_recovery import flip
+    from .test_verify import locate
+
+    ok("append", data_dir, "t", "--lines", stdin=b"e0\ne1\ne2\n")
+    segment, pos = locate(data_dir, "t", 1)
+    flip(segment, pos + 32)  # the first payload byte of entry 1
+    result = walrus_cmd("read", data_dir, "t", "-n", "3")
+    assert result.returncode == 2
+    assert result.stdout == b"e0\n"
+    assert result.stderr.decode().startswith("walrus read: error: topic 't' entry 1 is damaged")
+    assert ok("read", data_dir, "t") == b"e2\n"  # the cursor moved past the damaged entry
+
+
+def test_an_entry_that_cannot_be_written_stays_unconsumed(data_dir: Path) -> None:
+    ok("append", data_dir, "t", "--lines", stdin=b"e0\ne1\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "walrus", "read", str(data_dir), "t",
+                               "-n", "2"], stdout=write_end, stderr=subprocess.PIPE,
+                              env=child_env(), timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1 and proc.stderr == b""
+    assert topics_json(data_dir)["t"]["unconsumed"] == 2

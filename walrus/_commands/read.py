@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from .._cli_options import at_least, open_observer, open_writer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
 from .._entry import Entry
+from .._errors import CorruptionError
 from .._walrus import Walrus, check_topic
 from . import CommandError, Subparsers, require_topic, topic_command
 
@@ -53,11 +55,29 @@ def run(args: argparse.Namespace) -> int:
             return 0
     with open_writer(args) as wal:
         for _ in range(args.n):
-            entry = wal.read_next(args.topic, checkpoint=True)
-            if entry is None:
+            if not consume_after_writing(wal, args.topic, out, args.format):
                 break
-            write_entries(out, [entry], args.format)
     return 0
+
+
+def consume_after_writing(wal: Walrus, topic: str, out: BinaryIO, fmt: str) -> bool:
+    """Write the entry at the cursor, then consume it; False when there is none.
+
+    An entry that cannot be written (the reader of a pipe went away) stays unconsumed. A
+    damaged entry is consumed as a checkpointing read consumes it (the cursor moves past it)
+    and its CorruptionError goes to the caller.
+    """
+    try:
+        entry = wal.read_next(topic, checkpoint=False)
+    except CorruptionError:
+        wal.read_next(topic, checkpoint=True)  # raises CorruptionError again, moving past it
+        raise
+    if entry is None:
+        return False
+    write_entries(out, [entry], fmt)
+    consumed = wal.read_next(topic, checkpoint=True)  # we hold the lock: the same entry
+    assert consumed is not None and consumed.offset == entry.offset
+    return True
 
 
 def peek(wal: Walrus, topic: str, start: int, limit: int) -> Iterator[list[Entry]]:
