@@ -370,3 +370,21 @@ def test_an_entry_that_cannot_be_written_stays_unconsumed(data_dir: Path) -> Non
         os.close(write_end)
     assert proc.returncode == 1 and proc.stderr == b""
     assert topics_json(data_dir)["t"]["unconsumed"] == 2
+
+
+def test_reading_reclaimed_offsets_is_an_error(data_dir: Path) -> None:
+    with Walrus(data_dir=data_dir, segment_size=8 << 10) as wal:
+        for i in range(100):
+            wal.append_for_topic("t", b"%03d" % i * 40)
+        segments = len(list(data_dir.glob("*.wal")))
+        for _ in range(90):
+            wal.read_next("t")
+        deadline = time.monotonic() + 10
+        while len(list(data_dir.glob("*.wal"))) == segments and time.monotonic() < deadline:
+            time.sleep(0.05)  # the background worker deletes the consumed segments
+    first = topics_json(data_dir)["t"]["first_offset"]
+    assert isinstance(first, int) and 0 < first <= 90
+    for command in ("read", "tail"):
+        line = fails(command, data_dir, "t", "--from-offset", "0")
+        assert f"entries before offset {first} were reclaimed" in line
+    assert ok("read", data_dir, "t", "--from-offset", str(first)) == b"%03d" % first * 40 + b"\n"
