@@ -23,11 +23,15 @@ if os.environ.get("WALRUS_REQUIRE_URING") and "io_uring" not in BACKENDS:
                                if r.name == "io_uring"), "not registered"))
 
 
+KEEP_ENV = ("WALRUS_REQUIRE_URING", "WALRUS_URING", "WALRUS_PURE_PYTHON")
+"""Variables that select how the suite itself runs (they reach child processes too)."""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's WALRUS_* settings; relative paths land in tmp_path."""
     for name in list(os.environ):
-        if name.startswith("WALRUS_") and name not in ("WALRUS_REQUIRE_URING", "WALRUS_URING"):
+        if name.startswith("WALRUS_") and name not in KEEP_ENV:
             monkeypatch.delenv(name)
     monkeypatch.setenv("WALRUS_QUIET", "1")
     monkeypatch.chdir(tmp_path)

@@ -19,6 +19,7 @@ from .cli_support import (
     child_env,
     data_dir,
     quiet_isolated_env,
+    settled_tree_state,
     start_python,
     start_walrus,
     tree_state,
@@ -194,7 +195,7 @@ def test_locked_directory(data_dir: Path) -> None:
     holder = start_python(HOLDER, str(data_dir))
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"ready\n"
-        before = tree_state(data_dir)
+        before = settled_tree_state(data_dir)
         line = fails("append", data_dir, "t", "x")
         assert f"locked by process {holder.pid}" in line
         assert "locked" in fails("read", data_dir, "t")

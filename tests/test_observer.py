@@ -11,7 +11,13 @@ import pytest
 import walrus
 from walrus import ReadOnlyError, StorageError, Walrus
 
-from .cli_support import quiet_isolated_env, run_python, start_python, tree_state
+from .cli_support import (
+    quiet_isolated_env,
+    run_python,
+    settled_tree_state,
+    start_python,
+    tree_state,
+)
 
 __all__ = ["quiet_isolated_env"]
 
@@ -93,7 +99,7 @@ def test_observer_takes_no_lock_and_writes_nothing(tmp_path: Path) -> None:
     with Walrus(data_dir=data_dir) as writer:
         writer.append_for_topic("t", b"one")
         writer.flush()
-        before = tree_state(data_dir)
+        before = settled_tree_state(data_dir)
         with Walrus(data_dir=data_dir, read_only=True) as observer:
             assert observer.topics() == ["t"]
             assert observer.read_next("t", checkpoint=False) == (b"one", 0, "t")

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from ._errors import StorageError
 from ._log import Log, storage_error
+from ._speedups import populate
 
 log = logging.getLogger("walrus")
 
@@ -38,6 +39,11 @@ class Durability:
         self.undone_through = -1
         """Pending writes up to this LSN were undone after a failed pass."""
         self.undo_error: StorageError | None = None
+        self.waiting = 0
+        """Writers blocked in :meth:`wait` behind a running pass."""
+        self.crowd = 0
+        """How many writers the last pass released: >0 means others are likely to append
+        again in a moment, so the next leader lets them in before it syncs."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -74,7 +80,12 @@ class Durability:
         wal.synced(target, targets)
 
     def wait(self, lsn: int) -> None:
-        """Return once everything up to ``lsn`` is durable (SyncEach appends and reads)."""
+        """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).
+
+        The first writer to arrive leads a pass; writers arriving while it runs wait and are
+        covered by the next one. After a pass that released other writers, the new leader
+        yields the GIL a few times first so they can append and share its fsync.
+        """
         wal = self.wal
         with self.cond:
             while wal.durable < lsn:
@@ -84,14 +95,20 @@ class Durability:
                 if not self.busy:
                     self.busy = True
                     break
+                self.waiting += 1
                 self.cond.wait()
+                self.waiting -= 1
             else:
                 return
+            crowd = self.crowd
         try:
+            if crowd:
+                _gather(wal, crowd)
             self.pass_locked()
         finally:
             with self.cond:
                 self.busy = False
+                self.crowd = self.waiting
                 self.cond.notify_all()
 
     def flush(self) -> None:
@@ -109,6 +126,16 @@ class Durability:
                 self.pass_locked()
             except StorageError as exc:
                 log.error("background sync failed: %s", exc)
+
+
+def _gather(wal: Log, crowd: int) -> None:
+    """Give writers released by the last pass a moment to append before this one starts."""
+    pending = len(wal.pending)
+    for _ in range(2 * crowd):
+        time.sleep(0)
+        now = len(wal.pending)
+        if now - pending >= crowd:
+            return
 
 
 class Background:
@@ -136,6 +163,7 @@ class Background:
             self.thread.join()
 
     def _run(self) -> None:
+        self.populate_active()
         timeout = self.interval if self.interval is not None else 0.5
         next_flush = time.monotonic() + timeout
         while not self.stopping:
@@ -148,10 +176,31 @@ class Background:
                     next_flush = time.monotonic() + timeout
                     if self.interval is not None:
                         self.durability.background_pass()
+                self.prepare_spare()
                 self.index_sealed()
                 self.reclaim()
             except Exception:  # never let the worker die silently
                 log.exception("walrus background work failed")
+
+    def populate_active(self) -> None:
+        """Pre-fault the unwritten rest of the segment the log was opened on."""
+        with self.wal.lock:
+            seg = self.wal.active
+            view = None if seg is None or self.wal.closed else seg.view
+            start = 0 if seg is None else seg.end
+        if view is not None:
+            try:
+                populate(view, start)
+            except ValueError:  # closed meanwhile
+                pass
+
+    def prepare_spare(self) -> None:
+        """Keep the next segment ready so that a roll never waits for a file to be made."""
+        if self.wal.spare is None:
+            try:
+                self.wal.prepare_spare()
+            except OSError as exc:
+                log.warning("cannot prepare the next segment ahead of need: %s", exc)
 
     def run_once(self) -> None:
         """Index sealed segments and reclaim space now (tests and tools use this)."""

@@ -14,8 +14,9 @@ import errno
 import logging
 import os
 import threading
+from array import array
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import _codec
 from ._codec import (
@@ -43,7 +44,16 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
 )
-from ._segment import WINDOW, Segment, index_name
+from ._segment import SPARE_PREV_END, WINDOW, Segment, index_name
+from ._speedups import (
+    STOP_BUFFER,
+    STOP_COUNT,
+    STOP_SEGMENT,
+    encode_entries,
+    populate,
+    record_bytes,
+    verify_entries,
+)
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
 
 if TYPE_CHECKING:
@@ -135,6 +145,10 @@ class Log:
         self.meta: dict[int, dict[int, TopicSummary]] = {}
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self.on_seal: Callable[[], None] | None = None
+        self.spare: Segment | None = None
+        """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
+        self.new_topic: Callable[[str, Sequence[Payload]], int] = self._no_new_topic
+        """Where :meth:`append` sends the first append of a topic (set by the facade)."""
         self.cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
         self.next_number = (segments[-1].number + 1) if segments else 1
@@ -142,53 +156,64 @@ class Log:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def append_entry(self, t: Topic, data: Payload) -> int:
-        """Append one entry to an existing topic; returns the LSN just past it.
+    def append(self, topic: str, data: Payload, _pack: Any = _pack_into,
+               _crc: Any = _crc32, _crc_pack: Any = _crc_pack_into) -> int:
+        """Append one entry: the hot path behind ``Walrus.append_for_topic``.
 
-        The hot path: everything inline, one lock, no allocation beyond the record itself.
+        One Python frame, one lock, no allocation beyond the record itself (the defaults bind
+        the struct and zlib functions as locals). A topic seen for the first time goes to
+        ``new_topic``, the facade's validating path. Returns the LSN to wait for under
+        SyncEach, else 0.
         """
+        t = self.by_name.get(topic)
+        if t is None:
+            return self.new_topic(topic, (data,))
         if type(data) is not bytes:
             data = as_payload(data)
         n = len(data)
         if n > 4096:
             check_size(n)
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # not `with`: measurably cheaper on this path
+        try:
             if self.closed:
                 raise WalrusClosedError()
             seg = self.active
             p = seg.end  # type: ignore[union-attr]
-            e = p + HEADER_SIZE + n
+            e = p + 32 + n  # 32: HEADER_SIZE
             end = (e + 7) & ~7
-            if end > seg.size - _SEAL_ROOM or self.abandon_at is not None:  # type: ignore[union-attr]
+            if end > seg.limit:  # type: ignore[union-attr]  # full, or abandoned (limit 0)
                 seg = self._roll(end - p)
                 p = seg.end
-                e = p + HEADER_SIZE + n
+                e = p + 32 + n
                 end = (e + 7) & ~7
             seq = t.next_seq
             view = seg.view  # type: ignore[union-attr]
             if view is not None:
-                _pack_into(view, p, 0, n, t.tid, ENTRY, 0, seq, self.durable)
-                view[p + HEADER_SIZE:e] = data
+                _pack(view, p, 0, n, t.tid, 1, 0, seq, self.durable)  # 1: ENTRY
+                view[p + 32:e] = data
                 if n <= 4096:
-                    _crc_pack_into(view, p, _crc32(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
+                    _crc_pack(view, p, _crc(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
                 else:
                     with memoryview(view) as mv:
-                        _crc_pack_into(view, p, _crc32(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
+                        _crc_pack(view, p, _crc(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
             else:
                 self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
                     ENTRY, t.tid, 0, seq, self.durable, data, seg.salt), data])  # type: ignore[union-attr]
-            number = seg.number  # type: ignore[union-attr]
-            if t.seg != number:
-                t.enter_segment(number)
             t.lsns.append(seg.lsn_base | p)  # type: ignore[union-attr]
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
-            if self.sync_each:
-                self._add_pending(t, p, end, seg, seq, 1, end - p)  # type: ignore[arg-type]
-                t.next_seq = seq + 1
-            else:
+            if not self.sync_each:
                 t.visible = t.next_seq = seq + 1
+                return 0
+            self._add_pending(t, p, end, seg, seq, 1, end - p)  # type: ignore[arg-type]
+            t.next_seq = seq + 1
             return seg.lsn_base | end  # type: ignore[union-attr]
+        finally:
+            lock.release()
+
+    def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
+        raise InvalidArgumentError(f"unknown topic {name!r}")
 
     def append_batch(self, name: str, t: Topic | None, payloads: Sequence[Payload]) -> int:
         """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
@@ -220,17 +245,12 @@ class Log:
                 need += record_size(len(name_bytes))
             seg = self.active
             assert seg is not None
-            if seg.end + need > seg.size - _SEAL_ROOM or self.abandon_at is not None:
+            if seg.end + need > seg.limit:
                 seg = self._roll(need)
             p = seg.end
-            left = len(items) - 1 + new
-            records: list[tuple[int, int, int, int, Payload]] = []
-            if new:
-                records.append((TOPIC, tid, left, seq, name_bytes))
-                left -= 1
-            for i, data in enumerate(items):
-                records.append((ENTRY, tid, left - i, seq + i, data))
-            offsets = self._write_records(seg, p, records)
+            end, lsns = self._encode_batch(seg, p, need, tid, seq, items,
+                                           name_bytes if new else None)
+            seg.end = end
             if new:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
@@ -238,21 +258,38 @@ class Log:
                 self.by_tid[tid] = t
                 self.by_name[name] = t
                 self._note_meta(seg, tid, TOPIC, 0, name)
-                offsets = offsets[1:]
             assert t is not None
-            if t.seg != seg.number:
-                t.enter_segment(seg.number)
-            base = seg.lsn_base
-            t.lsns.extend([base | o for o in offsets])
-            end = seg.end
-            size = end - offsets[0]
+            t.lsns.extend(lsns)
+            size = end - (lsns[0] & OFFSET_MASK)
             t.nbytes += size
             if self.sync_each:
                 self._add_pending(t, p, end, seg, seq, len(items), size, created=new)
                 t.next_seq = seq + len(items)
             else:
                 t.visible = t.next_seq = seq + len(items)
-            return base | end
+            return seg.lsn_base | end
+
+    def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
+                      items: Sequence[Payload], topic: bytes | None) -> tuple[int, array[int]]:
+        """Encode a batch (headed by a TOPIC record for a new topic) at ``p``.
+
+        In place into a mapping; otherwise into one buffer written with a single call.
+        """
+        view = seg.view
+        target = view if view is not None else bytearray(need)
+        start = p if view is not None else 0
+        base = seg.lsn_base + (p - start)
+        left = len(items) - 1 + (topic is not None)
+        durable = self.durable
+        if topic is not None:
+            start = _codec.encode_into(target, start, TOPIC, tid, left, seq, durable, topic,
+                                       seg.salt)
+            left -= 1
+        end, lsns = encode_entries(target, start, items, tid, left, seq, durable, seg.salt, base)
+        if view is not None:
+            return end, lsns
+        self._write(seg, p, [target])
+        return p + end, lsns
 
     def write_state(self, t: Topic, kind: int, value: int | None = None) -> int:
         """Write a CURSOR, CLEAN or DIRTY record for ``t``; returns the LSN just past it.
@@ -266,7 +303,7 @@ class Log:
                 value = t.next_seq if kind == CLEAN else 0
             seg = self.active
             assert seg is not None
-            if seg.end + HEADER_SIZE > seg.size - _SEAL_ROOM or self.abandon_at is not None:
+            if seg.end + HEADER_SIZE > seg.limit:
                 seg = self._roll(HEADER_SIZE)
             p = seg.end
             self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
@@ -290,7 +327,6 @@ class Log:
 
         Undo runs newest first, so each undo removes exactly what its own append added.
         """
-        number = seg.number
 
         def publish() -> None:
             if t.visible < seq + count:
@@ -300,9 +336,6 @@ class Log:
             del t.lsns[len(t.lsns) - count:]
             t.next_seq = seq
             t.nbytes -= size
-            if t.marks and t.marks[-1] == (number, t.nbytes):
-                t.marks.pop()
-                t.seg = t.marks[-1][0] if t.marks else -1
             if created:
                 self.by_tid.pop(t.tid, None)
                 self.by_name.pop(t.name, None)
@@ -353,13 +386,21 @@ class Log:
     def _write(self, seg: Segment, p: int, parts: list[Payload]) -> None:
         """Write through a backend without a mapping; on failure the segment is abandoned."""
         try:
-            if len(parts) == 2 or sum(len(x) for x in parts) > (4 << 20):
+            if len(parts) == 1:
+                seg.file.write(p, parts[0])
+            elif len(parts) == 2 or sum(len(x) for x in parts) > (4 << 20):
                 seg.file.writev(p, parts)
             else:
                 seg.file.write(p, b"".join(parts))
         except OSError as exc:
-            self.abandon_at = seg.lsn_base | p
+            self.abandon(seg.lsn_base | p)
             raise storage_error(exc, f"writing to {seg.path} at {p}") from exc
+
+    def abandon(self, lsn: int) -> None:
+        """End the log at ``lsn`` in the active segment: the next write starts a new one."""
+        self.abandon_at = lsn
+        if self.active is not None:
+            self.active.limit = 0
 
     def _roll(self, need: int) -> Segment:
         """Close the active segment and start the next one (under the append lock)."""
@@ -377,14 +418,16 @@ class Log:
         size = max(self.segment_size,
                    SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
                    + need + _SEAL_ROOM)
-        number = max(self.next_number, old.number + 1)
-        try:
-            new = Segment.create(self.backend, self.directory, number, size, prev_end)
-            sync_directory(self.directory)
-        except OSError as exc:
-            self.abandon_at = prev_end
-            raise storage_error(exc, f"creating segment {number}") from exc
-        self.next_number = number + 1
+        new = self._take_spare(size, prev_end)
+        if new is None:
+            number = max(self.next_number, old.number + 1)
+            try:
+                new = Segment.create(self.backend, self.directory, number, size, prev_end)
+                sync_directory(self.directory)
+            except OSError as exc:
+                self.abandon(prev_end)
+                raise storage_error(exc, f"creating segment {number}") from exc
+            self.next_number = number + 1
         self.abandon_at = None
         old.sealed = True
         self.segments[new.number] = new
@@ -398,6 +441,42 @@ class Log:
         if self.on_seal is not None:
             self.on_seal()
         return new
+
+    def _take_spare(self, size: int, prev_end: int) -> Segment | None:
+        """The segment the background prepared, stamped as the next one; None if unusable."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        if spare.size >= size:
+            try:
+                spare.activate(prev_end)
+                return spare
+            except OSError as exc:
+                log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
+        discard(spare)
+        return None
+
+    def prepare_spare(self) -> None:
+        """Create, allocate and pre-fault the next segment ahead of need (background)."""
+        with self.lock:
+            if self.closed or self.spare is not None or self.read_only:
+                return
+            number = self.next_number
+            self.next_number += 1
+        seg = Segment.create(self.backend, self.directory, number, self.segment_size,
+                             SPARE_PREV_END)
+        sync_directory(self.directory)
+        if seg.view is not None:
+            populate(seg.view)
+        with self.lock:
+            active = self.active
+            if self.closed or self.spare is not None or (
+                    active is not None and active.number > number):
+                keep = False
+            else:
+                self.spare, keep = seg, True
+        if not keep:
+            discard(seg)
 
     def _preamble(self) -> list[tuple[int, int, int, int, Payload]]:
         """State records that open a segment, so older segments can be deleted."""
@@ -451,9 +530,9 @@ class Log:
                     item.undo()
                 self.pending.clear()
                 self._drop_after(start)
-                self.abandon_at = start
+                self.abandon(start)
             elif self.active is not None and self.abandon_at is None:
-                self.abandon_at = self.active.lsn_base | self.active.end
+                self.abandon(self.active.lsn_base | self.active.end)
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
@@ -496,6 +575,52 @@ class Log:
             f"topic {t.name!r} entry {seq} is damaged ({seg.path} at byte {pos & ~DAMAGED})",
             t.name, seq)
 
+    def read_run(self, t: Topic, seq: int, end: int, budget: int, limit: int) -> list[bytes]:
+        """Payloads of entries ``seq``, ``seq + 1``, ... (before ``end``, at most ``limit``).
+
+        Stops before the entry that would take the total past ``budget`` (the first is always
+        taken) and before a damaged one; raises CorruptionError only if the first is damaged.
+        """
+        out: list[bytes] = []
+        total = 0
+        lsns = t.lsns
+        while seq < end and len(out) < limit:
+            i = seq - t.first_seq
+            lsn = lsns[i]
+            number = lsn >> SEG_SHIFT
+            seg = self.segments.get(number)
+            if seg is None or lsn & DAMAGED:
+                break
+            view = seg.view
+            if view is not None:
+                buf: object = view
+                base = 0
+            else:
+                buf, base = seg.locate(lsn & OFFSET_MASK, HEADER_SIZE)
+            run = lsns[i:i + min(end - seq, limit - len(out))]
+            lengths, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
+                                           max(0, budget - total), not out)
+            for lsn, n in zip(run, lengths, strict=False):  # lengths: the prefix that passed
+                at = (lsn & OFFSET_MASK) - base + HEADER_SIZE
+                out.append(buf[at:at + n])  # type: ignore[index]
+                total += n
+            seq += len(lengths)
+            if stop == STOP_BUFFER and not lengths:
+                # The next record does not fit the read window: read it on its own.
+                data = self.read_payload(t, seq, max(0, budget - total) if out else MAX_ENTRY_BYTES)
+                if data is None:
+                    break
+                out.append(data)
+                total += len(data)
+                seq += 1
+            elif stop not in (STOP_COUNT, STOP_SEGMENT, STOP_BUFFER):
+                break
+        if not out and seq < end and limit:
+            data = self.read_payload(t, seq)  # raises CorruptionError for a damaged entry
+            if data is not None:
+                out.append(data)
+        return out
+
     def _decode_windowed(self, seg: Segment, pos: int,
                          max_len: int) -> tuple[int, int, bytes | None] | None:
         buf, base = seg.locate(pos, HEADER_SIZE)
@@ -530,7 +655,7 @@ class Log:
             if hi > lo:
                 entry.first_seq = t.first_seq + lo
                 entry.lsns = t.lsns[lo:hi]
-                entry.nbytes = t.bytes_in(seg.number)
+                entry.nbytes = record_bytes(seg.whole(), entry.lsns)
             summary.topics[tid] = entry
         return summary
 
@@ -579,8 +704,13 @@ class Log:
         if not doomed:
             return []
         oldest_kept = doomed[-1].number + 1
+        buffers = [(seg.number, seg.whole()) for seg in doomed]
         for t in list(self.by_tid.values()):
             with t.read_lock:
+                for number, buf in buffers:
+                    lo, hi = t.lsn_range(number)
+                    if hi > lo:
+                        t.nbytes -= record_bytes(buf, t.lsns[lo:hi])
                 t.drop_before(oldest_kept)
         with self.lock:
             for seg in doomed:
@@ -594,6 +724,15 @@ class Log:
                 except FileNotFoundError:
                     pass
         return doomed
+
+
+def discard(seg: Segment) -> None:
+    """Close and delete a segment that never became part of the log."""
+    seg.close()
+    try:
+        os.unlink(seg.path)
+    except FileNotFoundError:
+        pass
 
 
 def sync_directory(path: str) -> None:

@@ -55,7 +55,13 @@ class Rebuilder:
             self.max_number = max(self.max_number, number)
             path = os.path.join(self.directory, segment_name(number))
             try:
-                opened.append(Segment.open(self.backend, path, writable=not self.read_only))
+                seg = Segment.open(self.backend, path, writable=not self.read_only)
+                if seg.spare:  # prepared ahead of need, never used
+                    seg.close()
+                    if not self.read_only:
+                        _unlink(path)
+                    continue
+                opened.append(seg)
             except _codec.FormatError as exc:
                 if i == len(numbers) - 1 and not self.read_only and _all_zero(path):
                     # A crash while the newest segment was being created: it holds nothing.
@@ -180,10 +186,10 @@ class Rebuilder:
                 t.mark = MARKED_DIRTY if ts.mark == -2 else ts.mark
                 meta.setdefault(tid, _codec.TopicSummary()).mark = ts.mark
             if ts.first_seq >= 0 and len(ts.lsns):
-                self._add_entries(t, seg.number, ts)
+                self._add_entries(t, ts)
 
     @staticmethod
-    def _add_entries(t: Topic, number: int, ts: _codec.TopicSummary) -> None:
+    def _add_entries(t: Topic, ts: _codec.TopicSummary) -> None:
         if t.first_seq < 0:
             t.first_seq = ts.first_seq
         expected = t.first_seq + len(t.lsns)
@@ -196,8 +202,6 @@ class Rebuilder:
         if first > expected:  # entries whose records were lost to damage
             filler = (t.lsns[-1] if t.lsns else lsns[0] - _codec.ALIGN) | DAMAGED
             t.lsns.extend([filler] * (first - expected))
-        if t.seg != number:
-            t.enter_segment(number)
         t.lsns.extend(lsns)
         t.nbytes += ts.nbytes
         t.next_seq = max(t.next_seq, first + len(lsns))
@@ -221,7 +225,6 @@ class Rebuilder:
                     t.first_seq = t.next_seq
             t.cursor = min(max(t.persisted, t.first_seq), t.next_seq)
             t.visible = t.next_seq
-            t.reclaimed = t.marks[0][1] if t.marks else t.nbytes
 
     # --- following a live writer (read-only observers) -----------------------------------------
 
@@ -330,7 +333,7 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
         if rebuilder.last_torn or rebuilder.last_sealed:
             # Never write over bytes a crash left behind: continue in a fresh segment whose
             # header says where this one's log ends.
-            wal.abandon_at = last.lsn_base | last.end
+            wal.abandon(last.lsn_base | last.end)
         wal.to_index = [s for s in segments[:-1]
                         if not os.path.exists(os.path.join(directory, index_name(s.number)))]
         wal.unsynced = list(wal.to_index)

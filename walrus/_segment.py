@@ -9,6 +9,8 @@ from . import _codec
 from ._codec import SEGMENT_HEADER_SIZE, SegmentHeader
 from .backends._base import Backend, File
 
+SPARE_PREV_END = (1 << 64) - 1
+"""The ``prev_end`` of a segment prepared ahead of need and not yet part of the log."""
 WINDOW = 256 << 10
 """Read-ahead of backends without a memory mapping: one read serves many small entries."""
 SUFFIX = ".wal"
@@ -40,6 +42,7 @@ class Segment:
         "_window",
         "end",
         "file",
+        "limit",
         "lsn_base",
         "number",
         "path",
@@ -61,6 +64,8 @@ class Segment:
         self.lsn_base = header.number << _codec.SEG_SHIFT
         self.end = SEGMENT_HEADER_SIZE
         """Where this segment's records end (the write position while it is active)."""
+        self.limit = self.size - _codec.HEADER_SIZE
+        """Records may be written up to here (room stays for the SEAL); 0 once abandoned."""
         self.sealed = False
         self._window: tuple[int, bytes] | None = None
 
@@ -92,6 +97,20 @@ class Segment:
             file.close()
             raise
         return cls(header, path, file)
+
+    @property
+    def spare(self) -> bool:
+        """Prepared ahead of need and never used: not part of the log."""
+        return self.prev_end == SPARE_PREV_END
+
+    def activate(self, prev_end: int) -> None:
+        """Make a spare the next segment of the log: stamp where the previous one ended.
+
+        Durable with the segment's first sync; until then nothing in it is durable either.
+        """
+        header = SegmentHeader(self.number, self.salt, prev_end, time.time_ns())
+        self.file.write(0, _codec.encode_segment_header(header))
+        self.prev_end = prev_end
 
     def locate(self, pos: int, size: int) -> tuple[object, int]:
         """A buffer holding bytes [pos, pos + size) and the file offset of its first byte."""

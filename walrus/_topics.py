@@ -7,6 +7,7 @@ from array import array
 from bisect import bisect_left
 
 from ._codec import SEG_SHIFT
+from ._entry import Entry
 
 DAMAGED = 1
 """Low bit set on an LSN in a topic's index: the entry's record is damaged on disk.
@@ -26,18 +27,17 @@ class Topic:
     """
 
     __slots__ = (
+        "ahead",
+        "ahead_seq",
         "cursor",
         "first_seq",
         "lsns",
         "mark",
-        "marks",
         "name",
         "nbytes",
         "next_seq",
         "persisted",
         "read_lock",
-        "reclaimed",
-        "seg",
         "tid",
         "visible",
     )
@@ -56,20 +56,13 @@ class Topic:
         self.mark = NEVER_MARKED
         """The next offset when ``mark_topic_clean`` was called, or NEVER_MARKED/MARKED_DIRTY."""
         self.nbytes = 0
-        """Bytes of every entry ever indexed (headers and padding included)."""
-        self.reclaimed = 0
-        """Bytes of entries whose segments were deleted."""
-        self.seg = -1
-        """Segment of the newest entry."""
-        self.marks: list[tuple[int, int]] = []
-        """(segment, nbytes before the topic's first entry in it), oldest first."""
+        """Bytes the retained entries occupy on disk (headers and padding included)."""
         self.read_lock = threading.Lock()
         """Serialises consumers of this topic (and reclamation of its index)."""
-
-    def enter_segment(self, segment: int) -> None:
-        """Called before the first entry this topic writes into ``segment``."""
-        self.marks.append((segment, self.nbytes))
-        self.seg = segment
+        self.ahead: list[Entry] = []
+        """Entries decoded ahead of the cursor: ``ahead_seq, ahead_seq + 1, ...`` (entries
+        never change once visible, so this only needs the offsets to match)."""
+        self.ahead_seq = 0
 
     @property
     def clean(self) -> bool:
@@ -77,15 +70,7 @@ class Topic:
 
     @property
     def size(self) -> int:
-        return self.nbytes - self.reclaimed
-
-    def bytes_in(self, segment: int) -> int:
-        """Bytes of this topic's entries in ``segment``."""
-        for i, (number, before) in enumerate(self.marks):
-            if number == segment:
-                after = self.marks[i + 1][1] if i + 1 < len(self.marks) else self.nbytes
-                return after - before
-        return 0
+        return self.nbytes
 
     def lsn_range(self, segment: int) -> tuple[int, int]:
         """Indexes into ``lsns`` of this topic's entries in ``segment`` (damaged ones aside)."""
@@ -106,6 +91,3 @@ class Topic:
         if lo:
             del self.lsns[:lo]
             self.first_seq += lo
-        while self.marks and self.marks[0][0] < segment:
-            self.marks.pop(0)
-        self.reclaimed = self.marks[0][1] if self.marks else self.nbytes

@@ -135,8 +135,7 @@ class _Verifier:
             # not stamped yet): look again before calling it damaged.
             for attempt in range(NEWEST_SEGMENT_TRIES if newest else 1):
                 try:
-                    opened.append(Segment.open(self.backend, path, writable=False))
-                    break
+                    seg = Segment.open(self.backend, path, writable=False)
                 except FileNotFoundError:
                     self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
                     break
@@ -150,6 +149,12 @@ class _Verifier:
                     else:
                         self.report.damage.append(Damage(name, 0, None, None,
                                                          f"bad segment header: {exc}"))
+                    continue
+                if seg.spare:  # made ahead of need by a writer, not part of the log yet
+                    seg.close()
+                else:
+                    opened.append(seg)
+                break
         self.report.segments = len(opened)
         return opened
 

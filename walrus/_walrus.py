@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 
@@ -40,7 +41,7 @@ from ._errors import (
     WalrusClosedError,
     WalrusError,
 )
-from ._log import Log, Payload
+from ._log import Log, Payload, discard
 from ._recovery import Rebuilder, open_log
 from ._topics import MARKED_DIRTY, Topic
 from .plugins._selection import select_backend
@@ -48,6 +49,17 @@ from .plugins._selection import select_backend
 log = logging.getLogger("walrus")
 
 _new_entry = tuple.__new__
+AHEAD_COUNT = 128
+AHEAD_BYTES = 64 << 10
+"""read_next decodes up to this many entries (or bytes) at once and serves the next calls
+from them: one checksum pass in C per run instead of a chain of Python calls per entry."""
+
+
+def _entries(payloads: list[bytes], first: int, topic: str) -> list[Entry]:
+    """Entries for consecutive payloads, built in C-level loops (map/zip, no Python frame)."""
+    n = len(payloads)
+    return list(map(_new_entry, repeat(Entry, n),
+                    zip(payloads, range(first, first + n), repeat(topic, n), strict=True)))
 
 
 def check_topic(topic: object) -> str:
@@ -109,6 +121,9 @@ class Walrus:
         self._strict = not isinstance(self._consistency, AtLeastOnceMode)
         self._persist_every = (self._consistency.persist_every
                                if isinstance(self._consistency, AtLeastOnceMode) else 1)
+        self._lazy_every = 0 if self._strict else self._persist_every
+        """A read may skip writing the cursor while fewer than this were consumed since the
+        last persist (0 under StrictlyAtOnce: it never may)."""
         self._sync_each = isinstance(self._schedule, SyncEachSchedule)
         self._backend_name, self._backend = select_backend(backend)
         self._lock: DirectoryLock | None = None
@@ -130,6 +145,11 @@ class Walrus:
                                    f"opening {self._root}: {exc.strerror or exc}") from exc
             raise
         self._topics = self._wal.by_name
+        self._fast_topics = {} if read_only else self._topics
+        self._wal.new_topic = self._batch_new
+        if not read_only and not self._sync_each:
+            self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
+        """What the hot paths look topics up in: empty for observers, which must refresh."""
         self._durability = Durability(self._wal)
         self._closed = False
         if not read_only:
@@ -224,13 +244,15 @@ class Walrus:
     # --- writes -----------------------------------------------------------------------------------
 
     def append_for_topic(self, topic: str, data: Payload) -> None:
-        """Append one entry; durable per the fsync schedule when this returns."""
-        t = self._topics.get(topic)
-        if t is None or self._read_only:  # the slow path validates and refuses observers
-            self._batch_new(topic, (data,))
-            return
-        lsn = self._wal.append_entry(t, data)
-        if self._sync_each:
+        """Append one entry; durable per the fsync schedule when this returns.
+
+        (A writable instance not under SyncEach binds this name straight to the log's hot
+        path, ``Log.append``, which does the same in one frame.)
+        """
+        if self._read_only:
+            self._batch_new(topic, (data,))  # raises the reason
+        lsn = self._wal.append(topic, data)
+        if lsn:
             self._durability.wait(lsn)
 
     def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> None:
@@ -242,8 +264,8 @@ class Walrus:
         if len(entries) > MAX_BATCH_ENTRIES:
             raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
                                      f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-        t = self._topics.get(topic)
-        if t is None or self._read_only:
+        t = self._fast_topics.get(topic)
+        if t is None:
             if not entries:
                 check_topic(topic)
                 self._check_writable()
@@ -257,12 +279,14 @@ class Walrus:
         if self._sync_each:
             self._durability.wait(lsn)
 
-    def _batch_new(self, topic: str, entries: Sequence[Payload]) -> None:
+    def _batch_new(self, topic: str, entries: Sequence[Payload]) -> int:
+        """Append to a topic that may not exist yet (validated; creates it atomically)."""
         check_topic(topic)
         self._check_writable()
         lsn = self._wal.append_batch(topic, None, entries)
         if self._sync_each:
             self._durability.wait(lsn)
+        return 0
 
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
@@ -287,33 +311,53 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
-        t = self._topics.get(topic)
-        if t is None or self._read_only:
+        t = self._fast_topics.get(topic)
+        if t is None:
             t = self._lookup(topic, checkpoint)
             if t is None:
                 return None
-        wait = 0
-        with t.read_lock:
+        lock = t.read_lock
+        lock.acquire()  # not `with`: measurably cheaper on this path
+        try:
             if self._closed:
                 raise WalrusClosedError()
             seq = t.cursor
             if seq >= t.visible:
                 return None
-            try:
-                data = self._wal.read_payload(t, seq)
-            except CorruptionError as exc:
-                if checkpoint:
-                    wait = self._advance(t, seq, 1)
-                error: CorruptionError | None = exc
-            else:
-                if checkpoint:
-                    wait = self._advance(t, seq, 1)
-                error = None
+            i = seq - t.ahead_seq
+            ahead = t.ahead
+            entry = ahead[i] if 0 <= i < len(ahead) else self._read_ahead(t, seq, checkpoint)
+            if not checkpoint:
+                return entry
+            if seq - t.persisted < self._lazy_every:
+                t.cursor = seq + 1  # AtLeastOnce between two persists: nothing to write
+                return entry
+            wait = self._advance(t, seq, 1)
+        finally:
+            lock.release()
         if wait and self._sync_each:
             self._durability.wait(wait)
-        if error is not None:
-            raise error
-        return _new_entry(Entry, (data, seq, t.name))  # type: ignore[arg-type]
+        return entry
+
+    def _read_ahead(self, t: Topic, seq: int, checkpoint: bool) -> Entry:
+        """Refill the topic's read-ahead from ``seq`` (under its read lock).
+
+        A damaged entry raises CorruptionError; a checkpointing read consumes it first.
+        """
+        try:
+            ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
+        except CorruptionError:
+            if checkpoint:
+                wait = self._advance(t, seq, 1)
+                if wait and self._sync_each:
+                    t.read_lock.release()
+                    try:
+                        self._durability.wait(wait)
+                    finally:
+                        t.read_lock.acquire()
+            raise
+        t.ahead, t.ahead_seq = _entries(ahead, seq, t.name), seq
+        return t.ahead[0]
 
     def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
                              start_offset: int | None = None) -> list[Entry]:
@@ -327,8 +371,8 @@ class Walrus:
         start = _check_int("start_offset", start_offset, allow_none=True)
         assert budget is not None
         stateless = start is not None
-        t = self._topics.get(topic)
-        if t is None or self._read_only:
+        t = self._fast_topics.get(topic)
+        if t is None:
             t = self._lookup(topic, checkpoint and not stateless)
             if t is None:
                 return []
@@ -358,22 +402,12 @@ class Walrus:
     def _collect(self, t: Topic, seq: int,
                  budget: int) -> tuple[list[Entry], CorruptionError | None]:
         """Read entries from ``seq`` within the budget; stops before a damaged one."""
-        entries: list[Entry] = []
-        end = min(t.visible, seq + MAX_BATCH_ENTRIES)
-        read = self._wal.read_payload
-        name = t.name
-        total = 0
-        while seq < end:
-            try:
-                data = read(t, seq, budget - total) if entries else read(t, seq)
-            except CorruptionError as exc:
-                return entries, (None if entries else exc)
-            if data is None:
-                break
-            entries.append(_new_entry(Entry, (data, seq, name)))  # type: ignore[arg-type]
-            total += len(data)
-            seq += 1
-        return entries, None
+        try:
+            payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
+                                          budget, MAX_BATCH_ENTRIES)
+        except CorruptionError as exc:
+            return [], exc
+        return _entries(payloads, seq, t.name), None
 
     def _advance(self, t: Topic, seq: int, count: int) -> int:
         """Consume ``count`` entries from ``seq`` (under the topic's read lock).
@@ -505,6 +539,9 @@ class Walrus:
                     pass
             if self._background is not None:
                 self._background.stop()
+            if wal.spare is not None:  # prepared but never used: not part of the log
+                discard(wal.spare)
+                wal.spare = None
             if not self._read_only:
                 try:
                     self._durability.flush()

@@ -1,0 +1,149 @@
+"""The record codec's per-record loops: in C when the extension is built, else in Python.
+
+Chosen once at import; the reason is logged and exposed as ``REASON``. ``WALRUS_PURE_PYTHON``
+forces the Python path (the test suite runs both). Both paths produce and accept exactly the
+same bytes (``walrus/_codec.py`` is the definition).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+from . import _codec
+from ._codec import ENTRY, HEADER_SIZE, OFFSET_MASK, SEG_SHIFT
+from ._config import MAX_ENTRY_BYTES, env
+
+log = logging.getLogger("walrus")
+
+PAGE = mmap.PAGESIZE
+STOP_COUNT, STOP_BUDGET, STOP_DAMAGED, STOP_BUFFER, STOP_SEGMENT = range(5)
+"""Why :func:`verify_entries` stopped before the end of its run."""
+
+
+def _load() -> tuple[Any, Any, str]:
+    if env("WALRUS_PURE_PYTHON") is not None:
+        return None, None, "pure Python (WALRUS_PURE_PYTHON is set)"
+    try:
+        from ._native import _speedups  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, None, f"pure Python (C accelerators not built: {exc})"
+    return _speedups.ffi, _speedups.lib, "C accelerators (walrus._native._speedups)"
+
+
+_ffi, _lib, REASON = _load()
+ACCELERATED = _lib is not None
+log.debug("record codec loops: %s", REASON)
+
+_crc32 = __import__("zlib").crc32
+_unpack_from = _codec.RECORD.unpack_from
+
+
+def encode_entries(buf: Any, pos: int, payloads: Sequence[Any], tid: int, first_left: int,
+                   first_seq: int, durable: int, salt: int,
+                   lsn_base: int) -> tuple[int, array[int]]:
+    """Encode ENTRY records of one batch back to back into ``buf`` from ``pos``.
+
+    Returns the end offset and the LSN of each record (``lsn_base + its offset in buf``).
+    """
+    count = len(payloads)
+    if _lib is not None:
+        lengths = array("Q", map(len, payloads))
+        joined = payloads[0] if count == 1 else b"".join(payloads)
+        lsns = array("Q", bytes(8 * count))
+        with _ffi.from_buffer(buf, require_writable=True) as dst:
+            end = _lib.walrus_encode_entries(
+                dst, pos, _ffi.from_buffer(joined), _ffi.from_buffer("uint64_t[]", lengths),
+                count, tid, first_left, first_seq, durable, salt, lsn_base,
+                _ffi.from_buffer("uint64_t[]", lsns))
+        return int(end), lsns
+    lsns = array("Q")
+    encode = _codec.encode_into
+    for i, data in enumerate(payloads):
+        lsns.append(lsn_base + pos)
+        pos = encode(buf, pos, ENTRY, tid, first_left - i, first_seq + i, durable, data, salt)
+    return pos, lsns
+
+
+def populate(view: Any, start: int = 0) -> None:
+    """Pre-fault a mapping's pages from ``start`` on, so the writer never stalls on them.
+
+    Populating never changes a byte, so it may race a writer. Best effort: without the C
+    extension, or on kernels without MADV_POPULATE_WRITE, nothing happens.
+    """
+    if _lib is None:
+        return
+    start &= ~(PAGE - 1)
+    if start >= len(view):
+        return
+    with _ffi.from_buffer(view, require_writable=True) as addr:
+        _lib.walrus_populate(addr + start, len(view) - start)
+
+
+def record_bytes(buf: Any, lsns: array[int]) -> int:
+    """Bytes the records at ``lsns`` occupy in ``buf`` (a whole segment), padding included.
+
+    Damaged entries (flagged LSNs) count nothing: their size is unknown.
+    """
+    if _lib is not None:
+        with _ffi.from_buffer(buf) as src:
+            return int(_lib.walrus_record_bytes(src, len(buf),
+                                                _ffi.from_buffer("uint64_t[]", lsns), len(lsns)))
+    total = 0
+    size = len(buf)
+    for lsn in lsns:
+        off = lsn & OFFSET_MASK
+        if not lsn & 7 and off + HEADER_SIZE <= size:
+            total += _codec.record_size(_unpack_from(buf, off)[1])
+    return total
+
+
+def verify_entries(buf: Any, base: int, lsns: array[int], segment: int, tid: int,
+                   first_seq: int, salt: int, budget: int,
+                   first_free: bool) -> tuple[array[int] | list[int], int]:
+    """Check the ENTRY records at ``lsns`` (entries ``first_seq``, ``first_seq + 1``, ...).
+
+    ``buf`` holds the segment's bytes from offset ``base``. Stops at the first record that
+    is damaged, lies in another segment, runs past ``buf``, or would take the payload total
+    past ``budget`` (the first one is always taken when ``first_free``). Returns the payload
+    lengths of the records that passed and why it stopped.
+    """
+    count = len(lsns)
+    if _lib is not None:
+        lengths = array("I", bytes(4 * count))
+        stop = _ffi.new("int *")
+        with _ffi.from_buffer(buf) as src:
+            n = _lib.walrus_verify_entries(src, len(buf), base,
+                                           _ffi.from_buffer("uint64_t[]", lsns), count,
+                                           segment, tid, first_seq, salt, budget,
+                                           1 if first_free else 0,
+                                           _ffi.from_buffer("uint32_t[]", lengths), stop)
+        del lengths[n:]
+        return lengths, int(stop[0])
+    out: list[int] = []
+    total = 0
+    size = len(buf)
+    for i, lsn in enumerate(lsns):
+        if lsn >> SEG_SHIFT != segment:
+            return out, STOP_SEGMENT
+        if lsn & 7:
+            return out, STOP_DAMAGED
+        off = (lsn & OFFSET_MASK) - base
+        if off < 0 or off + HEADER_SIZE > size:
+            return out, STOP_BUFFER
+        crc, n, rtid, kind, _left, seq, _durable = _unpack_from(buf, off)
+        if n > MAX_ENTRY_BYTES or rtid != tid or kind != ENTRY or seq != first_seq + i:
+            return out, STOP_DAMAGED
+        if (i or not first_free) and total + n > budget:
+            return out, STOP_BUDGET
+        end = off + HEADER_SIZE + n
+        if end > size:
+            return out, STOP_BUFFER
+        if _crc32(buf[off + 4:end], salt) != crc:
+            return out, STOP_DAMAGED
+        total += n
+        out.append(n)
+    return out, STOP_COUNT
