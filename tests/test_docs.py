@@ -218,3 +218,13 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "getting-started" / "index.html").exists()
+
+
+def test_readme_links_resolve() -> None:
+    """The README is not part of the site, so check its relative links here."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if "://" not in t]
+    assert local
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert missing == []
