@@ -21,6 +21,78 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+## --- benchmarks (docs/benchmarks.md) -------------------------------------------------------
+# Like the original's Makefile: FSYNC, THREADS, BACKEND, DURATION and BATCH pass through to the
+# WALRUS_* variables, e.g. `make bench-writes FSYNC=sync-each DURATION=30s`. OUT is the folder.
+OUT ?= bench_results
+BENCH := $(PY) -m walrus bench
+BENCH_ENV = $(if $(FSYNC),WALRUS_FSYNC=$(FSYNC)) $(if $(THREADS),WALRUS_THREADS=$(THREADS)) \
+	$(if $(BACKEND),WALRUS_BACKEND=$(BACKEND)) $(if $(DURATION),WALRUS_DURATION=$(DURATION)) \
+	$(if $(BATCH),WALRUS_BATCH_SIZE=$(BATCH))
+PEERS := $(VENV)/.peers
+ASV := cd asv_bench && $(abspath $(VENV))/bin/asv
+BASE ?= main
+
+.PHONY: bench-writes bench-reads bench-scaling bench-batch bench-batch-scaling bench-compare \
+	show-writes show-reads show-scaling show-batch show-batch-scaling show-compare \
+	bench-and-show-writes bench-and-show-reads bench-and-show-scaling bench-and-show-compare \
+	asv asv-continuous asv-publish
+
+$(PEERS): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,plot,peers]'
+	touch $(PEERS)
+
+## bench-writes: 10 threads appending 500-1024-byte entries in bursts (120 s)
+bench-writes: $(STAMP)
+	$(BENCH_ENV) $(BENCH) writes --out $(OUT)
+
+## bench-reads: 60 s of 2000 x 100 KiB batch writes, then batch reads
+bench-reads: $(STAMP)
+	$(BENCH_ENV) $(BENCH) reads --out $(OUT)
+
+## bench-scaling: append throughput for 1..10 threads (30 s each)
+bench-scaling: $(STAMP)
+	$(BENCH_ENV) $(BENCH) scaling --out $(OUT)
+
+## bench-batch: 16 threads appending batches of 2000 (120 s)
+bench-batch: $(STAMP)
+	$(BENCH_ENV) $(BENCH) batch --out $(OUT)
+
+## bench-batch-scaling: batch throughput for 1..10 threads (30 s each, batches of 256)
+bench-batch-scaling: $(STAMP)
+	$(BENCH_ENV) $(BENCH) batch-scaling --out $(OUT)
+
+## bench-compare: walrus against plain-Python baselines, sqlite3, lmdb, LevelDB and RocksDB
+bench-compare: $(PEERS)
+	$(BENCH) compare --out $(OUT)
+
+## show-*: plot a result as a PNG; opens it when a display exists, else prints its path
+show-writes show-reads show-scaling show-batch show-batch-scaling show-compare: $(STAMP)
+	$(BENCH) plot $(patsubst show-%,%,$@) --out $(OUT) --show
+
+bench-and-show-writes: bench-writes
+	$(MAKE) show-writes
+bench-and-show-reads: bench-reads
+	$(MAKE) show-reads
+bench-and-show-scaling: bench-scaling
+	$(MAKE) show-scaling
+bench-and-show-compare: bench-compare
+	$(MAKE) show-compare
+
+## asv: the asv suite once on the installed tree (offline), results saved for HEAD
+asv: $(STAMP)
+	$(ASV) machine --yes > /dev/null
+	$(ASV) run --quick --python=same --show-stderr --set-commit-hash $$(git rev-parse HEAD)
+
+## asv-continuous: compare BASE (main) with HEAD in asv's own environments; exits 1 on a regression
+asv-continuous: $(STAMP)
+	$(ASV) machine --yes > /dev/null
+	$(ASV) continuous --show-stderr $(BASE) $$(git rev-parse HEAD)
+
+## asv-publish: the HTML report in asv_bench/.asv/html
+asv-publish: $(STAMP)
+	$(ASV) publish
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check walrus tests
 

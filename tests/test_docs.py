@@ -3,7 +3,8 @@
 Rules for a block (anything else fails here, so nothing slips through unrun):
 
 * ``python``: executed; the blocks of a page share one namespace and one scratch directory, in
-  page order. A ``text`` block right after a python block is the output it must print.
+  page order. A ``text`` (or unlabelled) block right after a python block is the output it
+  must print; anywhere else such a block is literal text (recorded results), not code.
 * ``console``: a shell transcript; each ``$ command`` runs in that scratch directory with the
   source tree's ``walrus`` on PATH and must exit 0; the lines after it are its exact output
   (standard error included), where a line ``...`` matches any number of lines.
@@ -167,11 +168,12 @@ def run_page(page: str, tmp: Path) -> int:
                 last_output = None
             elif block.lang == "python":
                 last_output = python.run(where, block.text)
-            elif block.lang == "text":
-                assert last_output is not None, f"{where}: a text block follows no python block"
+            elif block.lang in ("text", "") and last_output is not None:
                 assert last_output == block.text, (
                     f"{where}: the python block above printed:\n{last_output}")
                 last_output = None
+            elif block.lang in ("text", ""):
+                last_output = None  # literal text (recorded results), not code
             elif block.lang == "console":
                 run_console(block, scratch, env)
                 last_output = None

@@ -245,21 +245,25 @@ def decode_split(header: bytes, payload: bytes, salt: int) -> tuple[int, int, by
 _NONZERO = re.compile(rb"[^\x00]")
 
 
-_ZERO_SPAN = bytes(1 << 20)
-"""Unwritten space is skipped a span at a time: comparing a slice with zeros runs at memory
-speed, about 40 times faster than the regular expression (observers look at the unwritten
-end of a live segment on every refresh)."""
+_CHUNK = 1 << 20
 
 
 def _next_candidate(buf: object, pos: int, limit: int) -> int:
-    """The first 8-aligned position >= pos whose 8 bytes are not all zero, else ``limit``."""
-    span = len(_ZERO_SPAN)
-    while limit - pos > span and buf[pos:pos + span] == _ZERO_SPAN:  # type: ignore[index]
-        pos += span
-    found = _NONZERO.search(buf, pos, limit)  # type: ignore[call-overload]
-    if found is None:
-        return limit
-    return max(pos, int(found.start()) & ~(ALIGN - 1))
+    """The first 8-aligned position >= pos whose 8 bytes are not all zero, else ``limit``.
+
+    Unwritten space is zeros: whole chunks are skipped with ``count`` (several GB/s), and a
+    regex finds the byte only inside the one chunk that has data.
+    """
+    start = pos
+    while start < limit:
+        end = min(start + _CHUNK, limit)
+        chunk = buf[start:end]  # type: ignore[index]
+        if chunk.count(0) != len(chunk):
+            found = _NONZERO.search(chunk)
+            assert found is not None
+            return max(pos, (start + int(found.start())) & ~(ALIGN - 1))
+        start = end
+    return limit
 
 
 def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int) -> int:

@@ -25,6 +25,9 @@ RECLAIM_EVERY = 0.1
 """Seconds between two looks for segments to delete (each look costs O(topics))."""
 TICK = 0.25
 """Longest sleep of the worker: how soon consumed segments are noticed."""
+CHECKPOINT_BYTES = 8 << 20
+"""The active segment's index is rewritten each time it grows by this much, bounding what
+a crash makes the next open rescan."""
 
 
 class Durability:
@@ -150,6 +153,8 @@ class Background:
         self.stopping = False
         self.reclaim_seen = -1
         self.reclaim_after = 0.0
+        self.checkpointed: dict[int, int] = {}
+        """Segment number -> offset its last checkpoint index covers."""
         self.thread = threading.Thread(target=self._run, name="walrus-background", daemon=True)
         self.thread.start()
 
@@ -179,8 +184,36 @@ class Background:
                 self.prepare_spare()
                 self.index_sealed()
                 self.reclaim()
+                self.checkpoint_active()
             except Exception:  # never let the worker die silently
                 log.exception("walrus background work failed")
+
+    def checkpoint_active(self) -> None:
+        """Index the synced part of the active segment once it grew by CHECKPOINT_BYTES.
+
+        A crash then rescans at most that much of it on the next open.
+        """
+        wal = self.wal
+        seg = wal.active
+        if seg is None or seg.sealed or seg.end - self.checkpointed.get(seg.number, 0) \
+                < CHECKPOINT_BYTES:
+            return
+        end = seg.end
+        summary = wal.summary_of(seg, end)
+        with self.durability.exclusive():
+            try:
+                self.durability.pass_locked()  # the index may only cover durable records
+            except StorageError as exc:
+                log.error("not checkpointing %s: %s", seg.path, exc)
+                return
+            if seg.sealed or wal.closed:
+                return  # sealed meanwhile: its full index follows
+            try:
+                wal.write_index(seg, summary)
+            except OSError as exc:
+                log.warning("could not checkpoint the index of %s: %s", seg.path, exc)
+                return
+        self.checkpointed = {seg.number: end}
 
     def populate_active(self) -> None:
         """Pre-fault the unwritten rest of the segment the log was opened on."""

@@ -639,12 +639,18 @@ class Log:
 
     # --- indexes and reclamation ----------------------------------------------------------------
 
-    def summary_of(self, seg: Segment) -> SegmentSummary:
-        """The index of a segment, built from memory (no rescan)."""
-        summary = SegmentSummary(seg.number, seg.salt, seg.end, seg.sealed)
+    def summary_of(self, seg: Segment, end: int | None = None) -> SegmentSummary:
+        """The index of a segment, built from memory (no rescan).
+
+        With ``end``, only records before that offset (a checkpoint of the active segment
+        while appends go on: entries before ``end`` never change).
+        """
+        covered = seg.end if end is None else end
+        summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
         meta = self.meta.get(seg.number, {})
+        buf = seg.whole()
         for tid, t in list(self.by_tid.items()):
-            lo, hi = t.lsn_range(seg.number)
+            lo, hi = t.lsn_range(seg.number, covered)
             m = meta.get(tid)
             if hi == lo and m is None:
                 continue
@@ -655,7 +661,7 @@ class Log:
             if hi > lo:
                 entry.first_seq = t.first_seq + lo
                 entry.lsns = t.lsns[lo:hi]
-                entry.nbytes = record_bytes(seg.whole(), entry.lsns)
+                entry.nbytes = record_bytes(buf, entry.lsns)
             summary.topics[tid] = entry
         return summary
 

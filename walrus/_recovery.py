@@ -36,6 +36,8 @@ class Rebuilder:
         self.last_sealed = False
         self.max_number = 0
         """Highest segment number on disk, damaged files included (never reused)."""
+        self.scanned = 0
+        """Bytes of segments scanned (not covered by an index): what reopening cost."""
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -87,6 +89,7 @@ class Rebuilder:
             return summary, True, False
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
         buf, result = settled_scan(seg, begin, limit, live=self.read_only, durable=durable)
+        self.scanned += max(0, result.end - begin)
         scanned = _codec.summarize(seg.number, seg.salt, result, buf)
         evidence = summary is not None or any(
             r.durable >= seg.lsn_base for r in result.records)

@@ -72,10 +72,11 @@ class Topic:
     def size(self) -> int:
         return self.nbytes
 
-    def lsn_range(self, segment: int) -> tuple[int, int]:
-        """Indexes into ``lsns`` of this topic's entries in ``segment`` (damaged ones aside)."""
+    def lsn_range(self, segment: int, end: int | None = None) -> tuple[int, int]:
+        """Indexes into ``lsns`` of this topic's entries in ``segment`` (before ``end``)."""
         lo = bisect_left(self.lsns, segment << SEG_SHIFT)
-        hi = bisect_left(self.lsns, (segment + 1) << SEG_SHIFT, lo)
+        limit = (segment + 1) << SEG_SHIFT if end is None else (segment << SEG_SHIFT) | end
+        hi = bisect_left(self.lsns, limit, lo)
         return lo, hi
 
     def first_unconsumed_lsn(self, cursor: int) -> int | None:

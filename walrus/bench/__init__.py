@@ -1,16 +1,18 @@
-"""Benchmark tooling: ``walrus bench ...`` (placeholder until the benchmark issue lands)."""
+"""Benchmark tooling: ``walrus bench writes|reads|scaling|batch|batch-scaling|compare|plot``.
+
+The workloads, CSV files and columns are the Rust original's, so results compare directly;
+each run also writes ``summary.json`` (rates, sampled latency percentiles, CPU, peak RSS,
+bytes written). ``compare`` runs the same single-thread workloads on walrus, sqlite3, the
+installed peers and a plain-Python file baseline, and reports ratios measured in one run.
+"""
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 
 def register(commands: Any) -> None:
     """Add the ``bench`` subcommand to the ``walrus`` command line."""
-    parser = commands.add_parser("bench", help="run benchmarks")
-    parser.set_defaults(func=_missing)
+    from ._commands import register as register_bench
 
-
-def _missing(args: argparse.Namespace) -> int:
-    raise SystemExit("walrus bench: not implemented yet")
+    register_bench(commands)

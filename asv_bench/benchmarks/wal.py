@@ -1,0 +1,147 @@
+"""Costs of walrus's core operations per backend and fsync schedule (lower is better).
+
+Each ``track_*`` returns nanoseconds per entry, the best of a few rounds (the machine is noisy);
+``peakmem_*`` records the process's peak memory. 100-byte entries, one thread, one topic.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+
+from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends
+from walrus._config import Consistency, Schedule
+
+BACKENDS = [b.name for b in available_backends() if b.available]
+SCHEDULES: dict[str, Schedule] = {
+    "no-fsync": FsyncSchedule.NoFsync,
+    "1000ms": FsyncSchedule.Milliseconds(1000),
+    "sync-each": FsyncSchedule.SyncEach,
+}
+CONSISTENCY: dict[str, Consistency] = {
+    "at-least-once-10000": ReadConsistency.AtLeastOnce(10000),
+    "strictly-at-once": ReadConsistency.StrictlyAtOnce,
+}
+PAYLOAD = b"w" * 100
+BATCH = [PAYLOAD] * 2000
+ROUNDS = 3
+TOPIC = "asv"
+
+
+def entries_per_round(fsync: str) -> int:
+    """Enough entries to time well, few enough that a durable write per entry stays quick."""
+    return 200 if fsync == "sync-each" else 20_000
+
+
+def best_ns_per_entry(rounds: int, entries: int, body: Callable[[int], None]) -> float:
+    """Run ``body(round)`` ``rounds`` times; the lowest cost per entry."""
+    best = float("inf")
+    for r in range(rounds):
+        start = time.perf_counter_ns()
+        body(r)
+        best = min(best, (time.perf_counter_ns() - start) / entries)
+    return best
+
+
+class _Instance:
+    """A fresh walrus in a temporary folder for each benchmark."""
+
+    params: tuple[list[str], ...] = (BACKENDS, list(SCHEDULES))
+    param_names: tuple[str, ...] = ("backend", "fsync")
+    timeout = 300
+    consistency: Consistency = ReadConsistency.AtLeastOnce(10000)
+
+    def setup(self, backend: str, fsync: str, *rest: str) -> None:
+        self.folder = tempfile.mkdtemp(prefix="walrus-asv-")
+        consistency = CONSISTENCY[rest[0]] if rest else self.consistency
+        self.wal = Walrus(data_dir=self.folder, backend=backend, consistency=consistency,
+                          fsync_schedule=SCHEDULES[fsync])
+        self.n = entries_per_round(fsync)
+
+    def teardown(self, *params: str) -> None:
+        self.wal.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def fill(self, entries: int) -> None:
+        for start in range(0, entries, len(BATCH)):
+            self.wal.batch_append_for_topic(TOPIC, BATCH[: min(len(BATCH), entries - start)])
+
+
+class Append(_Instance):
+    def track_append(self, backend: str, fsync: str) -> float:
+        append, n = self.wal.append_for_topic, self.n
+
+        def body(_: int) -> None:
+            for _ in range(n):
+                append(TOPIC, PAYLOAD)
+
+        return best_ns_per_entry(ROUNDS, n, body)
+
+    track_append.unit = "ns/entry"  # type: ignore[attr-defined]
+
+    def peakmem_append(self, backend: str, fsync: str) -> None:
+        append = self.wal.append_for_topic
+        for _ in range(self.n):
+            append(TOPIC, PAYLOAD)
+
+
+class BatchAppend(_Instance):
+    def track_batch_append(self, backend: str, fsync: str) -> float:
+        batches = max(1, self.n // len(BATCH))
+        append = self.wal.batch_append_for_topic
+
+        def body(_: int) -> None:
+            for _ in range(batches):
+                append(TOPIC, BATCH)
+
+        return best_ns_per_entry(ROUNDS, batches * len(BATCH), body)
+
+    track_batch_append.unit = "ns/entry"  # type: ignore[attr-defined]
+
+    def peakmem_batch_append(self, backend: str, fsync: str) -> None:
+        for _ in range(max(1, self.n // len(BATCH))):
+            self.wal.batch_append_for_topic(TOPIC, BATCH)
+
+
+class ReadNext(_Instance):
+    params = (BACKENDS, list(SCHEDULES), list(CONSISTENCY))
+    param_names = ("backend", "fsync", "consistency")
+
+    def setup(self, backend: str, fsync: str, *rest: str) -> None:
+        super().setup(backend, fsync, *rest)
+        self.fill(self.n * ROUNDS)
+
+    def track_read_next(self, backend: str, fsync: str, consistency: str) -> float:
+        read, n = self.wal.read_next, self.n
+
+        def body(_: int) -> None:
+            for _ in range(n):
+                read(TOPIC)
+
+        return best_ns_per_entry(ROUNDS, n, body)
+
+    track_read_next.unit = "ns/entry"  # type: ignore[attr-defined]
+
+
+class BatchRead(_Instance):
+    def setup(self, backend: str, fsync: str, *rest: str) -> None:
+        super().setup(backend, fsync, *rest)
+        self.fill(max(self.n, len(BATCH)) * ROUNDS)
+
+    def track_batch_read(self, backend: str, fsync: str) -> float:
+        read, per_round = self.wal.batch_read_for_topic, max(self.n, len(BATCH))
+
+        def body(_: int) -> None:
+            got = 0
+            while got < per_round:
+                got += len(read(TOPIC, 1 << 20))
+
+        return best_ns_per_entry(ROUNDS, per_round, body)
+
+    track_batch_read.unit = "ns/entry"  # type: ignore[attr-defined]
+
+    def peakmem_batch_read(self, backend: str, fsync: str) -> None:
+        while self.wal.batch_read_for_topic(TOPIC, 1 << 20):
+            pass

@@ -1,0 +1,31 @@
+"""A quick offline run of the asv suite, so it cannot rot (about 30 s)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ASV_DIR = Path(__file__).resolve().parent.parent / "asv_bench"
+
+
+@pytest.mark.slow
+def test_asv_quick_run_passes_offline(tmp_path: Path) -> None:
+    asv = shutil.which("asv", path=str(Path(sys.executable).parent)) or shutil.which("asv")
+    if asv is None:
+        pytest.skip("asv is not installed (pip install 'walrus-wal[dev]')")
+    env = {**os.environ, "HOME": str(tmp_path)}  # asv keeps its machine file in $HOME
+    subprocess.run([asv, "machine", "--yes"], cwd=ASV_DIR, env=env, check=True,
+                   capture_output=True)
+    done = subprocess.run([asv, "run", "--quick", "--python=same", "--show-stderr"],
+                          cwd=ASV_DIR, env=env, capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    for name in ("track_append", "track_batch_append", "track_read_next", "track_batch_read",
+                 "peakmem_append", "peakmem_batch_append", "peakmem_batch_read"):
+        assert f"{name}" in output and "failed" not in output, output
+    assert "ok" in output

@@ -1,0 +1,135 @@
+"""Benchmark settings from flags and ``WALRUS_*`` variables, parsed the way the original does.
+
+A flag wins over its variable, the variable over the default. An invalid value raises
+:class:`walrus.InvalidArgumentError` naming where it came from; nothing falls back silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+from .._config import (
+    MAX_BATCH_ENTRIES,
+    FsyncSchedule,
+    MillisecondsSchedule,
+    NoFsyncSchedule,
+    Schedule,
+    SyncEachSchedule,
+)
+from .._errors import InvalidArgumentError
+from ..plugins import registered_specs
+
+T = TypeVar("T")
+
+MAX_THREADS = 128
+"""The original's ceiling for a thread count or range."""
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
+
+
+def parse_fsync(text: str) -> Schedule:
+    """``sync-each``, ``no-fsync``/``none``, ``async`` (1000 ms), ``<n>ms`` or ``<n>``."""
+    value = text.strip()
+    if value == "sync-each":
+        return FsyncSchedule.SyncEach
+    if value in ("no-fsync", "none"):
+        return FsyncSchedule.NoFsync
+    if value == "async":
+        return FsyncSchedule.Milliseconds(1000)
+    digits = value[:-2] if value.endswith("ms") else value
+    if digits.isdigit():
+        return FsyncSchedule.Milliseconds(int(digits))
+    raise ValueError("expected sync-each, no-fsync, none, async, <n>ms or <n>")
+
+
+def fsync_label(schedule: Schedule) -> str:
+    """The spelling ``parse_fsync`` reads back."""
+    if isinstance(schedule, SyncEachSchedule):
+        return "sync-each"
+    if isinstance(schedule, NoFsyncSchedule):
+        return "no-fsync"
+    assert isinstance(schedule, MillisecondsSchedule)
+    return f"{schedule.interval_ms}ms"
+
+
+def parse_threads(text: str) -> tuple[int, int]:
+    """``<n>`` means 1..n, ``<a>-<b>`` means a..b; 1 <= a <= b <= 128."""
+    value = text.strip()
+    first, dash, last = value.partition("-")
+    if dash:
+        if not (first.isdigit() and last.isdigit()):
+            raise ValueError("expected <n> or <a>-<b>")
+        low, high = int(first), int(last)
+    elif value.isdigit():
+        low, high = 1, int(value)
+    else:
+        raise ValueError("expected <n> or <a>-<b>")
+    if not 1 <= low <= high <= MAX_THREADS:
+        raise ValueError(f"need 1 <= start <= end <= {MAX_THREADS}")
+    return low, high
+
+
+def parse_thread_count(text: str) -> int:
+    """One thread count: ``<n>`` (1..128). A range is refused: these runs use one count."""
+    if "-" in text:
+        raise ValueError("this benchmark runs one thread count; give <n>, not a range")
+    return parse_threads(text)[1]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``<n>s``, ``<n>m``, ``<n>h`` or a bare number of seconds (> 0)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("expected <n>s, <n>m, <n>h or a number of seconds")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+def parse_batch_size(text: str) -> int:
+    """Entries per batch: 1..MAX_BATCH_ENTRIES."""
+    value = text.strip()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH_ENTRIES:
+        raise ValueError(f"expected a whole number from 1 to {MAX_BATCH_ENTRIES}")
+    return int(value)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``512MiB``, ``2GB``, ``100k`` or a bare number (binary multiples)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("expected a size such as 512MiB, 4GiB or a number of bytes")
+    unit = match.group(2).lower().rstrip("b").rstrip("i")
+    scale = 1024 ** " kmgt".index(unit or " ")
+    return int(float(match.group(1)) * scale)
+
+
+def parse_backend(text: str) -> str:
+    """A backend name, a comma-separated fallback list or ``auto``; every name registered."""
+    names = [name.strip() for name in text.split(",")]
+    known = {spec.name for spec, _ in registered_specs()}
+    unknown = [name for name in names if name != "auto" and name not in known]
+    if not all(names) or unknown:
+        raise ValueError(f"unknown backend {', '.join(unknown) or '(empty)'}; "
+                         f"registered: {', '.join(sorted(known)) or 'none'}, or auto")
+    return ",".join(names)
+
+
+def pick(parse: Callable[[str], T], default: T, *sources: tuple[str, str | None]) -> T:
+    """The first given source (flags first, then variables), parsed; else the default.
+
+    ``sources`` are ``(name, text)`` pairs such as ``("--threads", args.threads)`` or
+    ``("WALRUS_THREADS", os.environ.get("WALRUS_THREADS"))``; None or "" means not given.
+    """
+    for name, text in sources:
+        if text:
+            try:
+                return parse(text)
+            except ValueError as exc:
+                raise InvalidArgumentError(f"{name}={text!r}: {exc}") from None
+    return default

@@ -1,0 +1,183 @@
+"""``walrus bench scale``: do costs stay flat as topics and entries grow, and how fast is reopening?
+
+* entries: the cost of single appends and of ``read_next`` near the start of a topic and
+  after 1 and 10 million entries (filled in between with batch appends);
+* topics: the cost of round-robin appends and reads over 1, 100 and 10,000 topics;
+* reopen: the time to reopen a cleanly closed directory of about 1 GiB (nothing sealed and
+  indexed is rescanned), and after a crash (only what was written since the last index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .._config import FsyncSchedule, ReadConsistency
+from .._walrus import Walrus
+
+PAYLOAD = b"x" * 100
+SAMPLE = 100_000
+"""Operations timed at each point."""
+
+
+def _ns_per_op(call: Any, args: list[tuple[Any, ...]]) -> float:
+    """Mean ns of ``call(*a)`` over ``args``."""
+    start = time.perf_counter()
+    for a in args:
+        call(*a)
+    return (time.perf_counter() - start) / len(args) * 1e9
+
+
+def _fill(wal: Walrus, topic: str, count: int) -> None:
+    for _ in range(count // 2000):
+        wal.batch_append_for_topic(topic, [PAYLOAD] * 2000)
+    if count % 2000:
+        wal.batch_append_for_topic(topic, [PAYLOAD] * (count % 2000))
+
+
+def entries(root: Path, backend: str | None, points: list[int]) -> list[dict[str, Any]]:
+    """ns per append and per read_next with ``point`` entries already in the topic."""
+    rows = []
+    path = root / "entries"
+    consistency = ReadConsistency.AtLeastOnce(persist_every=10_000)
+    with Walrus(data_dir=path, backend=backend, fsync_schedule=FsyncSchedule.NoFsync,
+                consistency=consistency) as wal:
+        have = 0
+        appends = [("t", PAYLOAD)] * SAMPLE
+        reads = [("t",)] * SAMPLE
+        for point in points:
+            _fill(wal, "t", point - have)
+            have = point + SAMPLE
+            append_ns = _ns_per_op(wal.append_for_topic, appends)
+            while have - wal.get_topic_entry_count("t") < point:  # move the cursor there
+                if not wal.batch_read_for_topic("t", 1 << 30):
+                    break
+            read_ns = _ns_per_op(wal.read_next, reads)
+            rows.append({"entries_in_topic": point, "append_ns": round(append_ns),
+                         "read_next_ns": round(read_ns)})
+    shutil.rmtree(path, ignore_errors=True)
+    return rows
+
+
+def topics(root: Path, backend: str | None, counts: list[int]) -> list[dict[str, Any]]:
+    """ns per round-robin append and read over ``count`` topics."""
+    rows = []
+    for count in counts:
+        path = root / f"topics-{count}"
+        names = [f"topic-{i}" for i in range(count)]
+        with Walrus(data_dir=path, backend=backend, fsync_schedule=FsyncSchedule.NoFsync,
+                    consistency=ReadConsistency.AtLeastOnce(persist_every=10_000)) as wal:
+            for name in names:
+                wal.append_for_topic(name, PAYLOAD)
+            order = [names[i % count] for i in range(SAMPLE)]
+            append_ns = _ns_per_op(wal.append_for_topic, [(n, PAYLOAD) for n in order])
+            for name in names:
+                wal.read_next(name)
+            read_ns = _ns_per_op(wal.read_next, [(n,) for n in order])
+            rows.append({"topics": count, "append_ns": round(append_ns),
+                         "read_next_ns": round(read_ns)})
+        shutil.rmtree(path, ignore_errors=True)
+    return rows
+
+
+_CRASH = """
+import os, sys, time
+from walrus import Walrus, FsyncSchedule
+wal = Walrus(data_dir=sys.argv[1], backend=sys.argv[2] or None,
+             fsync_schedule=FsyncSchedule.NoFsync)
+bursts = list(map(int, sys.argv[3:]))
+for i, count in enumerate(bursts):
+    if i:
+        time.sleep(1.5)  # a quiet moment: the background worker checkpoints the index
+    for _ in range(count // 2000):
+        wal.batch_append_for_topic("t", [b"y" * 100] * 2000)
+os._exit(0)
+"""
+
+
+def _crash_reopen(path: Path, backend: str | None, *bursts: int) -> tuple[float, int]:
+    """Write ``bursts`` in a child that dies without closing; time the reopen."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    subprocess.run([sys.executable, "-c", _CRASH, str(path), backend or "",
+                    *map(str, bursts)], check=True, env=env)
+    start = time.perf_counter()
+    with Walrus(data_dir=path, backend=backend) as wal:
+        return time.perf_counter() - start, wal._rebuilder.scanned
+
+
+def reopen(root: Path, backend: str | None, gib: float) -> dict[str, Any]:
+    """Seconds to reopen ~``gib`` GiB after a clean close and after a crash."""
+    path = root / "reopen"
+    count = int(gib * (1 << 30)) // 136
+    with Walrus(data_dir=path, backend=backend, fsync_schedule=FsyncSchedule.NoFsync) as wal:
+        _fill(wal, "t", count)
+    size = sum(f.stat().st_size for f in path.glob("*.wal"))
+    start = time.perf_counter()
+    with Walrus(data_dir=path, backend=backend) as wal:
+        clean = time.perf_counter() - start
+        clean_scanned = wal._rebuilder.scanned
+        assert wal.get_topic_entry_count("t") == count // 2000 * 2000 + count % 2000
+    burst, after = 200_000, 20_000
+    crash_burst = _crash_reopen(path, backend, burst)  # dies right after a burst
+    crash_quiet = _crash_reopen(path, backend, burst, after)  # a checkpoint, then a little
+    shutil.rmtree(path, ignore_errors=True)
+    return {"directory_bytes": size, "entries": count,
+            "clean_reopen_s": round(clean, 3), "clean_scanned_bytes": clean_scanned,
+            "crash_after_burst_reopen_s": round(crash_burst[0], 3),
+            "crash_after_burst_scanned_bytes": crash_burst[1],
+            "crash_after_burst_unindexed_bytes": burst * 136,
+            "crash_after_pause_reopen_s": round(crash_quiet[0], 3),
+            "crash_after_pause_scanned_bytes": crash_quiet[1],
+            "crash_after_pause_unindexed_bytes": after * 136}
+
+
+def add_scale(sub: Any) -> None:
+    p = sub.add_parser("scale", help="costs against entry and topic counts; reopen times",
+                       description=__doc__)
+    p.add_argument("--out", default="bench_results/scale", metavar="DIR")
+    p.add_argument("--entries", type=int, default=10_000_000,
+                   help="largest topic size measured (default %(default)s)")
+    p.add_argument("--topics", type=int, default=10_000,
+                   help="largest topic count measured (default %(default)s)")
+    p.add_argument("--reopen-gib", type=float, default=1.0, help="directory size to reopen")
+    p.add_argument("--backend", help="backend (default: auto)")
+    p.add_argument("--data-dir", metavar="DIR", help="scratch folder (default: system tmp)")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="walrus-scale-", dir=args.data_dir))
+    try:
+        points = sorted({0, min(1_000_000, args.entries), args.entries})
+        counts = sorted({1, min(100, args.topics), args.topics})
+        result: dict[str, Any] = {"entries": entries(root, args.backend, points),
+                  "topics": topics(root, args.backend, counts),
+                  "reopen": reopen(root, args.backend, args.reopen_gib)}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scale.json").write_text(json.dumps(result, indent=2) + "\n")
+    print("entries in topic | ns/append | ns/read_next")
+    for row in result["entries"]:
+        print(f"{row['entries_in_topic']:>16,} | {row['append_ns']:>9} | {row['read_next_ns']:>12}")
+    print("topics | ns/append | ns/read_next")
+    for row in result["topics"]:
+        print(f"{row['topics']:>6,} | {row['append_ns']:>9} | {row['read_next_ns']:>12}")
+    r = result["reopen"]
+    print(f"reopen {r['directory_bytes'] / 2**30:.2f} GiB cleanly closed: "
+          f"{r['clean_reopen_s']} s, scanned {r['clean_scanned_bytes']:,} B")
+    for case in ("burst", "pause"):
+        print(f"reopen after a crash following a {case}: {r[f'crash_after_{case}_reopen_s']} s, "
+              f"scanned {r[f'crash_after_{case}_scanned_bytes']:,} B "
+              f"(written since the last checkpoint: at most "
+              f"{r[f'crash_after_{case}_unindexed_bytes']:,} B plus what preceded the pause)")
+    return 0
