@@ -2,6 +2,7 @@
 
 Every subcommand that opens a data directory takes ``DIR`` and the same options; this module
 turns them into ``Walrus`` keyword arguments, and opens a writer or a read-only observer.
+``--fsync`` is spelled as ``WALRUS_FSYNC`` is, so it shares the benchmarks' parser.
 """
 
 from __future__ import annotations
@@ -12,34 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ._config import Consistency, FsyncSchedule, ReadConsistency, Schedule
+from ._config import Consistency, FsyncSchedule, ReadConsistency
 from ._errors import InvalidArgumentError
 from ._walrus import Walrus
+from .bench._options import parse_fsync
 
 FSYNC_HELP = ("fsync schedule: sync-each, no-fsync (or none), async (= 1000ms), <n>ms or <n> "
               "(milliseconds); default 1000ms")
 CONSISTENCY_HELP = ("read consistency: strictly-at-once (default) or at-least-once:N "
                     "(persist the cursor every N entries)")
 
-_MILLISECONDS = re.compile(r"(\d+)(ms)?")
 _AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)")
-
-
-def parse_fsync(text: str) -> Schedule:
-    """An fsync schedule spelled as ``WALRUS_FSYNC`` spells it."""
-    value = text.strip().lower()
-    if value == "sync-each":
-        return FsyncSchedule.SyncEach
-    if value in ("no-fsync", "none"):
-        return FsyncSchedule.NoFsync
-    if value == "async":
-        return FsyncSchedule.Milliseconds(1000)
-    match = _MILLISECONDS.fullmatch(value)
-    if match is None:
-        raise InvalidArgumentError(
-            f"invalid fsync schedule {text!r}: expected sync-each, no-fsync, none, async, "
-            "<n>ms or <n>")
-    return FsyncSchedule.Milliseconds(int(match.group(1)))
 
 
 def parse_consistency(text: str) -> Consistency:
@@ -49,22 +33,21 @@ def parse_consistency(text: str) -> Consistency:
         return ReadConsistency.StrictlyAtOnce
     match = _AT_LEAST_ONCE.fullmatch(value)
     if match is None:
-        raise InvalidArgumentError(
-            f"invalid consistency {text!r}: expected strictly-at-once or at-least-once:N")
+        raise InvalidArgumentError("expected strictly-at-once or at-least-once:N")
     return ReadConsistency.AtLeastOnce(persist_every=int(match.group(1)))
 
 
 T = TypeVar("T")
 
 
-def _argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+def _argument_type(parse: Callable[[str], T], what: str) -> Callable[[str], T]:
     """Adapt a parser so argparse reports its message as a bad-argument error."""
     def convert(text: str) -> T:
         try:
             return parse(text)
-        except InvalidArgumentError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = parse.__name__.removeprefix("parse_")
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: {exc}") from None
+    convert.__name__ = what
     return convert
 
 
@@ -102,10 +85,11 @@ def add_directory_options(parser: argparse.ArgumentParser, *, writer: bool) -> N
                         help="I/O backend: a name, a comma-separated fallback list or auto "
                              "(default: $WALRUS_BACKEND, else auto)")
     if writer:
-        parser.add_argument("--fsync", metavar="SCHEDULE", type=_argument_type(parse_fsync),
+        parser.add_argument("--fsync", metavar="SCHEDULE",
+                            type=_argument_type(parse_fsync, "fsync schedule"),
                             default=FsyncSchedule.Milliseconds(1000), help=FSYNC_HELP)
         parser.add_argument("--consistency", metavar="MODE",
-                            type=_argument_type(parse_consistency),
+                            type=_argument_type(parse_consistency, "consistency"),
                             default=ReadConsistency.StrictlyAtOnce, help=CONSISTENCY_HELP)
 
 
