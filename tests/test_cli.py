@@ -377,11 +377,11 @@ def test_reading_reclaimed_offsets_is_an_error(data_dir: Path) -> None:
     with Walrus(data_dir=data_dir, segment_size=8 << 10) as wal:
         for i in range(100):
             wal.append_for_topic("t", b"%03d" % i * 40)
-        segments = len(list(data_dir.glob("*.wal")))
         for _ in range(90):
             wal.read_next("t")
-        deadline = time.monotonic() + 10
-        while len(list(data_dir.glob("*.wal"))) == segments and time.monotonic() < deadline:
+        first_segment = min(data_dir.glob("*.wal"))
+        deadline = time.monotonic() + 30
+        while first_segment.exists() and time.monotonic() < deadline:
             time.sleep(0.05)  # the background worker deletes the consumed segments
     first = topics_json(data_dir)["t"]["first_offset"]
     assert isinstance(first, int) and 0 < first <= 90
