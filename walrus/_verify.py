@@ -32,7 +32,7 @@ from ._segment import INDEX_SUFFIX, Segment, index_name, parse_name, segment_nam
 from .backends._base import Backend
 from .plugins._selection import select_backend
 
-NEWEST_SEGMENT_TRIES = 5
+HEADER_TRIES = 5
 
 
 @attrs.frozen
@@ -131,16 +131,16 @@ class _Verifier:
             name = segment_name(number)
             path = os.path.join(self.directory, name)
             newest = i == len(numbers) - 1
-            # A live writer may be creating the newest segment right now (allocated, header
-            # not stamped yet): look again before calling it damaged.
-            for attempt in range(NEWEST_SEGMENT_TRIES if newest else 1):
+            # A live writer may be stamping a header right now (a segment it is creating, or
+            # a spare it is putting to use): look again before calling it damaged.
+            for attempt in range(HEADER_TRIES):
                 try:
                     seg = Segment.open(self.backend, path, writable=False)
                 except FileNotFoundError:
                     self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
                     break
                 except _codec.FormatError as exc:
-                    if attempt + 1 < (NEWEST_SEGMENT_TRIES if newest else 1):
+                    if attempt + 1 < HEADER_TRIES:
                         time.sleep(0.05)
                     elif newest and _all_zero(path):
                         self.report.notes.append(
