@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check docs clean
+.PHONY: demo test soak lint typecheck check docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 	$(PY) -m walrus bench writes --duration 5 --threads 2 --out bench_results/demo
 
-## test: the whole test suite
+## test: the whole test suite (the soak aside)
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## soak: the long-running soak (SOAK_SECONDS=120 per backend); prints memory, files and disk
+soak: $(STAMP)
+	$(PY) -m pytest -q -m soak -s tests/test_stress.py
 
 ## --- benchmarks (docs/benchmarks.md) -------------------------------------------------------
 # Like the original's Makefile: FSYNC, THREADS, BACKEND, DURATION and BATCH pass through to the

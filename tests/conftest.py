@@ -12,11 +12,21 @@ from typing import Any
 
 import pytest
 
-import walrus
-from walrus import Walrus
-
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = [row.name for row in walrus.available_backends() if row.available]
+PLUGINS = ROOT / "tests" / "plugins"
+"""Test-only plugins, found through their ``.dist-info`` like installed distributions."""
+if str(PLUGINS) not in sys.path:
+    sys.path.insert(0, str(PLUGINS))
+
+import walrus  # noqa: E402  (after the plugin path, so its entry points are found)
+from walrus import Walrus  # noqa: E402
+
+_AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
+FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
+"""The fault-injecting wrappers (tests/plugins/walrus_faults), one per wrapped backend."""
+BACKENDS = [name for name in _AVAILABLE if name not in FAULT_BACKENDS]
+if not FAULT_BACKENDS:
+    raise RuntimeError(f"the walrus_faults test plugin was not registered from {PLUGINS}")
 if os.environ.get("WALRUS_REQUIRE_URING") and "io_uring" not in BACKENDS:
     raise RuntimeError("WALRUS_REQUIRE_URING is set but the io_uring backend is unavailable: "
                        + next((r.reason for r in walrus.available_backends()
@@ -69,7 +79,7 @@ def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.Complet
 
     The code should end with ``os._exit(0)`` where it means to die without closing.
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
@@ -100,3 +110,13 @@ def peek_all(wal: Walrus, topic: str, start: int = 0) -> list[walrus.Entry]:
 
 def segment_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.wal"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The reliability figures (docs/reliability.md quotes them)."""
+    from ._workload import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for name, count in sorted(FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {count}")

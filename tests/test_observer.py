@@ -21,7 +21,9 @@ from .cli_support import (
 
 __all__ = ["quiet_isolated_env"]
 
-BACKENDS = [row.name for row in walrus.available_backends() if row.available]
+BACKENDS = [row.name for row in walrus.available_backends()
+            if row.available and row.plugin == "builtin"]
+"""The built-in backends (test plugins registered in this process do not exist in children)."""
 
 PAYLOAD = """
 import hashlib

@@ -8,17 +8,14 @@ from __future__ import annotations
 import errno
 import threading
 import tracemalloc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
+from walrus_faults import Machine, powered
 
-import walrus
-from walrus import BackendSpec, FsyncSchedule, ReadConsistency, StorageError, Walrus, hookimpl
-from walrus.backends import Backend, Buffer, File
+from walrus import FsyncSchedule, ReadConsistency, StorageError, Walrus
 from walrus.backends._base import create_file
-from walrus.plugins import plugin_manager
 
 from .conftest import WalFactory, drain, peek_all, run_child
 
@@ -179,82 +176,31 @@ def test_16_14_segment_files_are_never_truncated_on_creation(tmp_path: Path) -> 
     assert path.read_bytes() == b"precious"
 
 
-# --- I/O faults (16.5, 16.10): a backend that fails on command ----------------------------------
-
-
-class _Faulty(File):
-    def __init__(self, inner: File, owner: FaultyBackend) -> None:
-        self.inner, self.owner = inner, owner
-        self.path, self.size, self.view = inner.path, inner.size, None
-
-    def write(self, pos: int, data: Buffer) -> None:
-        self.owner.check("write")
-        self.inner.write(pos, data)
-
-    def writev(self, pos: int, buffers: Sequence[Buffer]) -> None:
-        self.owner.check("write")
-        self.inner.writev(pos, buffers)
-
-    def read(self, pos: int, size: int) -> bytes:
-        return self.inner.read(pos, size)
-
-    def sync(self) -> None:
-        self.owner.check("sync")
-        self.inner.sync()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class FaultyBackend(Backend):
-    name = "faulty-test"
-    armed: ClassVar[dict[str, int]] = {}
-
-    def __init__(self) -> None:
-        self.inner = walrus.backend_spec("pwrite").factory()
-
-    def check(self, op: str) -> None:
-        if op in self.armed:
-            raise OSError(self.armed[op], f"injected {op} failure")
-
-    def open(self, path: str, **kwargs: Any) -> File:
-        if kwargs.get("create"):
-            self.check("create")
-        return _Faulty(self.inner.open(path, **kwargs), self)
-
-    def sync_files(self, files: Sequence[File]) -> None:
-        for f in files:
-            f.sync()
-
-
-class _FaultPlugin:
-    @hookimpl
-    def walrus_register_backends(self) -> list[BackendSpec]:
-        return [BackendSpec("faulty-test", FaultyBackend)]
+# --- I/O faults (16.5, 16.10): the walrus_faults plugin (tests/plugins) fails on command ---
 
 
 @pytest.fixture
-def faulty() -> Iterator[dict[str, int]]:
-    plugin = _FaultPlugin()
-    plugin_manager().register(plugin)
-    FaultyBackend.armed = {}
-    yield FaultyBackend.armed
-    FaultyBackend.armed = {}
-    plugin_manager().unregister(plugin)
+def faulty() -> Iterator[Machine]:
+    """The simulated machine; tests open ``FAULTY`` (faults over pwrite) to use it."""
+    with powered() as m:
+        yield m
 
 
-def test_16_5_a_failed_batch_write_leaves_nothing_visible(faulty: dict[str, int],
+FAULTY = "faults-pwrite"
+
+
+def test_16_5_a_failed_batch_write_leaves_nothing_visible(faulty: Machine,
                                                           tmp_path: Path) -> None:
-    with Walrus(data_dir=tmp_path, backend="faulty-test") as wal:
+    with Walrus(data_dir=tmp_path, backend=FAULTY) as wal:
         wal.append_for_topic("t", b"before")
-        faulty["write"] = errno.ENOSPC
+        faulty.arm("write", errno.ENOSPC)
         with pytest.raises(StorageError) as info:
             wal.batch_append_for_topic("t", [b"x" * 100] * 50)
         assert info.value.errno == errno.ENOSPC and "injected write failure" in str(info.value)
         assert wal.get_topic_entry_count("t") == 1
         with pytest.raises(StorageError):
             wal.append_for_topic("t", b"still full")
-        faulty.clear()
+        faulty.disarm()
         wal.append_for_topic("t", b"after")  # usable again once the fault clears
         assert [e.data for e in peek_all(wal, "t")] == [b"before", b"after"]
     with Walrus(data_dir=tmp_path, backend="mmap") as wal:
@@ -262,35 +208,35 @@ def test_16_5_a_failed_batch_write_leaves_nothing_visible(faulty: dict[str, int]
 
 
 def test_16_10_a_failed_sync_is_raised_and_nothing_unacknowledged_survives(
-        faulty: dict[str, int], tmp_path: Path) -> None:
-    with Walrus(data_dir=tmp_path, backend="faulty-test",
+        faulty: Machine, tmp_path: Path) -> None:
+    with Walrus(data_dir=tmp_path, backend=FAULTY,
                 fsync_schedule=FsyncSchedule.SyncEach) as wal:
         wal.append_for_topic("t", b"durable")
-        faulty["sync"] = errno.EIO
+        faulty.arm("sync", errno.EIO)
         with pytest.raises(StorageError) as info:
             wal.append_for_topic("t", b"not acknowledged")
         assert info.value.errno == errno.EIO
         assert wal.get_topic_entry_count("t") == 1
         assert drain(wal, "t", checkpoint=False) == [b"durable"]
-        faulty.clear()
+        faulty.disarm()
         wal.append_for_topic("t", b"later")
         assert [e.data for e in peek_all(wal, "t")] == [b"durable", b"later"]
     with Walrus(data_dir=tmp_path, backend="pwrite") as wal:
         assert [e.data for e in peek_all(wal, "t")] == [b"durable", b"later"]
 
 
-def test_a_failed_background_sync_is_raised_by_the_next_flush(faulty: dict[str, int],
+def test_a_failed_background_sync_is_raised_by_the_next_flush(faulty: Machine,
                                                               tmp_path: Path) -> None:
-    with Walrus(data_dir=tmp_path, backend="faulty-test",
+    with Walrus(data_dir=tmp_path, backend=FAULTY,
                 fsync_schedule=FsyncSchedule.Milliseconds(10)) as wal:
-        faulty["sync"] = errno.EIO
+        faulty.arm("sync", errno.EIO)
         wal.append_for_topic("t", b"acknowledged before the failure")
         log = wal._wal
         deadline = __import__("time").monotonic() + 5
         while wal._durability.error is None:
             assert __import__("time").monotonic() < deadline
             __import__("time").sleep(0.01)
-        faulty.clear()
+        faulty.disarm()
         with pytest.raises(StorageError, match="may not be durable"):
             wal.flush()
         wal.append_for_topic("t", b"after")
@@ -299,15 +245,15 @@ def test_a_failed_background_sync_is_raised_by_the_next_flush(faulty: dict[str, 
         assert wal.get_topic_entry_count("t") == 2
 
 
-def test_a_failed_segment_creation_is_reported_and_retried(faulty: dict[str, int],
+def test_a_failed_segment_creation_is_reported_and_retried(faulty: Machine,
                                                            tmp_path: Path) -> None:
-    with Walrus(data_dir=tmp_path, backend="faulty-test", segment_size=8192) as wal:
-        faulty["create"] = errno.EMFILE
+    with Walrus(data_dir=tmp_path, backend=FAULTY, segment_size=8192) as wal:
+        faulty.arm("create", errno.EMFILE)
         with pytest.raises(StorageError, match="creating segment"):
             for i in range(1000):
                 wal.append_for_topic("t", b"%d" % i * 20)
         written = wal.get_topic_entry_count("t")
-        faulty.clear()
+        faulty.disarm()
         wal.append_for_topic("t", b"next")
         assert wal.get_topic_entry_count("t") == written + 1
     with Walrus(data_dir=tmp_path, backend="mmap", segment_size=8192) as wal:

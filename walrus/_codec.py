@@ -117,9 +117,12 @@ def encode_record(kind: int, topic_id: int, batch_left: int, seq: int, durable: 
 # --- segment header --------------------------------------------------------------------------
 
 SEGMENT_MAGIC = b"WALRUSPY"
-_SEGMENT = struct.Struct("<8sHHIQIIQQ")
-"""magic, version, header size, flags, segment number, salt, reserved, prev_end, created_ns;
-then zero padding up to byte 60 and a CRC-32 of bytes [0, 60) at 60."""
+_SEGMENT = struct.Struct("<8sHHIQIIQQQ")
+"""magic, version, header size, flags, segment number, salt, reserved, prev_end, created_ns,
+prev_durable; then zero padding up to byte 60 and a CRC-32 of bytes [0, 60) at 60."""
+FOLLOWS_FAILED_SYNC = 1
+"""Segment flag: started because a sync failed. The previous segment's bytes after
+``prev_durable`` may be lost without anything later being suspect."""
 
 
 @attrs.frozen
@@ -134,11 +137,15 @@ class SegmentHeader:
     Authoritative: bytes of the previous segment at or after it are not part of the log.
     """
     created_ns: int = 0
+    flags: int = 0
+    prev_durable: int = 0
+    """LSN through which the log was known durable when this segment started."""
 
 
 def encode_segment_header(header: SegmentHeader) -> bytes:
-    body = _SEGMENT.pack(SEGMENT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_SIZE, 0, header.number,
-                         header.salt, 0, header.prev_end, header.created_ns)
+    body = _SEGMENT.pack(SEGMENT_MAGIC, FORMAT_VERSION, SEGMENT_HEADER_SIZE, header.flags,
+                         header.number, header.salt, 0, header.prev_end, header.created_ns,
+                         header.prev_durable)
     body = body.ljust(SEGMENT_HEADER_SIZE - 4, b"\0")
     return body + CRC.pack(_crc32(body))
 
@@ -151,14 +158,15 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     data = bytes(data[:SEGMENT_HEADER_SIZE])
     if len(data) < SEGMENT_HEADER_SIZE:
         raise FormatError("segment header is truncated")
-    magic, version, size, _flags, number, salt, _r, prev_end, created = _SEGMENT.unpack_from(data)
+    (magic, version, size, flags, number, salt, _r, prev_end, created,
+     prev_durable) = _SEGMENT.unpack_from(data)
     if magic != SEGMENT_MAGIC:
         raise FormatError("not a walrus segment (bad magic)")
     if CRC.unpack_from(data, SEGMENT_HEADER_SIZE - 4)[0] != _crc32(data[:-4]):
         raise FormatError("segment header checksum mismatch")
     if version != FORMAT_VERSION or size != SEGMENT_HEADER_SIZE:
         raise FormatError(f"unsupported segment format version {version}")
-    return SegmentHeader(number=number, salt=salt, prev_end=prev_end, created_ns=created)
+    return SegmentHeader(number, salt, prev_end, created, flags, prev_durable)
 
 
 def new_salt() -> int:

@@ -118,7 +118,11 @@ class Durability:
         """Make everything written so far durable; raise a failure nobody was told about."""
         with self.exclusive():
             error, self.error = self.error, None
-            self.pass_locked()
+            try:
+                self.pass_locked()
+            except StorageError:
+                self.error = None  # raised to this caller: reported now, not again later
+                raise
         if error is not None:
             raise StorageError(error.errno, str(error))
 

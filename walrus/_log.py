@@ -24,6 +24,7 @@ from ._codec import (
     CURSOR,
     DIRTY,
     ENTRY,
+    FOLLOWS_FAILED_SYNC,
     HEADER_SIZE,
     OFFSET_MASK,
     RECORD,
@@ -137,6 +138,9 @@ class Log:
         """LSN through which everything written is durable (claims in record headers)."""
         self.abandon_at: int | None = None
         """Set when the active segment must not be written again: the LSN where its log ends."""
+        self.failed_sync = False
+        """The active segment was abandoned because a sync failed: bytes of it after
+        ``durable`` may be lost, which the next segment's header records."""
         self.pending: list[_Pending] = []
         self.unsynced: list[Segment] = []
         """Sealed segments with writes not yet synced, oldest first."""
@@ -165,7 +169,10 @@ class Log:
         ``new_topic``, the facade's validating path. Returns the LSN to wait for under
         SyncEach, else 0.
         """
-        t = self.by_name.get(topic)
+        try:
+            t = self.by_name.get(topic)
+        except TypeError:  # unhashable, so not a str: the validating path names the problem
+            t = None
         if t is None:
             return self.new_topic(topic, (data,))
         if type(data) is not bytes:
@@ -418,17 +425,20 @@ class Log:
         size = max(self.segment_size,
                    SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
                    + need + _SEAL_ROOM)
-        new = self._take_spare(size, prev_end)
+        flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
+        new = self._take_spare(size, prev_end, flags)
         if new is None:
             number = max(self.next_number, old.number + 1)
             try:
-                new = Segment.create(self.backend, self.directory, number, size, prev_end)
+                new = Segment.create(self.backend, self.directory, number, size, prev_end,
+                                     flags, self.durable)
                 sync_directory(self.directory)
             except OSError as exc:
                 self.abandon(prev_end)
                 raise storage_error(exc, f"creating segment {number}") from exc
             self.next_number = number + 1
         self.abandon_at = None
+        self.failed_sync = False
         old.sealed = True
         self.segments[new.number] = new
         self.active = new
@@ -442,14 +452,14 @@ class Log:
             self.on_seal()
         return new
 
-    def _take_spare(self, size: int, prev_end: int) -> Segment | None:
+    def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
         """The segment the background prepared, stamped as the next one; None if unusable."""
         spare, self.spare = self.spare, None
         if spare is None:
             return None
         if spare.size >= size:
             try:
-                spare.activate(prev_end)
+                spare.activate(prev_end, flags, self.durable)
                 return spare
             except OSError as exc:
                 log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
@@ -504,7 +514,10 @@ class Log:
         """A sync pass covering ``targets`` succeeded: publish what it made durable."""
         with self.lock:
             self.durable = max(self.durable, target)
-            self.unsynced = [s for s in self.unsynced if all(s is not t for t, _ in targets)]
+            # A segment counts as synced only up to where the pass found it: one that was
+            # active when the pass began may have been written on (and sealed) meanwhile.
+            covered = {id(seg): end for seg, end in targets}
+            self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
             done = 0
             for item in self.pending:
                 if item.end > target:
@@ -533,6 +546,7 @@ class Log:
                 self.abandon(start)
             elif self.active is not None and self.abandon_at is None:
                 self.abandon(self.active.lsn_base | self.active.end)
+                self.failed_sync = True
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
@@ -733,12 +747,18 @@ class Log:
 
 
 def discard(seg: Segment) -> None:
-    """Close and delete a segment that never became part of the log."""
+    """Close and delete a segment that never became part of the log.
+
+    Never raises for the deletion: a leftover is harmless (recovery removes unused spares),
+    while an error here would abort a roll or a close halfway.
+    """
     seg.close()
     try:
         os.unlink(seg.path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        log.warning("could not remove the unused segment %s: %s", seg.path, exc)
 
 
 def sync_directory(path: str) -> None:

@@ -139,10 +139,17 @@ class Rebuilder:
             expected = nxt.prev_end & _codec.OFFSET_MASK
             if nxt.prev_end >> SEG_SHIFT != seg.number or summary.end >= expected:
                 continue
-            if not any(e for _, _, e, _ in summaries[i + 1:]):
+            if any(e for _, _, e, _ in summaries[i + 1:]):
+                durable = expected  # a later segment was synced, so all of this one was
+            elif nxt.header.flags & _codec.FOLLOWS_FAILED_SYNC:
+                # The log moved on after a failed sync: what this segment held past the
+                # durable point then may be lost, and nothing later is suspect for it.
+                known = nxt.header.prev_durable
+                durable = known & _codec.OFFSET_MASK if known >> SEG_SHIFT == seg.number else 0
+            else:
                 keep = i + 1
                 break
-            summary, _, torn = self.summarize(seg, expected, durable=expected)
+            summary, _, torn = self.summarize(seg, expected, durable=durable)
             summaries[i] = (seg, summary, evidence, torn)
         for seg, _, _, _ in summaries[keep:]:
             log.warning("discarding segment %s: it follows a torn write and was never durable",

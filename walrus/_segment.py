@@ -42,6 +42,7 @@ class Segment:
         "_window",
         "end",
         "file",
+        "header",
         "limit",
         "lsn_base",
         "number",
@@ -54,6 +55,7 @@ class Segment:
     )
 
     def __init__(self, header: SegmentHeader, path: str, file: File) -> None:
+        self.header = header
         self.number = header.number
         self.salt = header.salt
         self.prev_end = header.prev_end
@@ -70,10 +72,11 @@ class Segment:
         self._window: tuple[int, bytes] | None = None
 
     @classmethod
-    def create(cls, backend: Backend, directory: str, number: int, size: int,
-               prev_end: int) -> Segment:
+    def create(cls, backend: Backend, directory: str, number: int, size: int, prev_end: int,
+               flags: int = 0, prev_durable: int = 0) -> Segment:
         """Create, allocate and stamp a new segment file (the caller syncs the directory)."""
-        header = SegmentHeader(number, _codec.new_salt(), prev_end, time.time_ns())
+        header = SegmentHeader(number, _codec.new_salt(), prev_end, time.time_ns(), flags,
+                               prev_durable)
         path = os.path.join(directory, segment_name(number))
         file = backend.open(path, size=size, create=True)
         try:
@@ -103,13 +106,15 @@ class Segment:
         """Prepared ahead of need and never used: not part of the log."""
         return self.prev_end == SPARE_PREV_END
 
-    def activate(self, prev_end: int) -> None:
+    def activate(self, prev_end: int, flags: int, prev_durable: int) -> None:
         """Make a spare the next segment of the log: stamp where the previous one ended.
 
         Durable with the segment's first sync; until then nothing in it is durable either.
         """
-        header = SegmentHeader(self.number, self.salt, prev_end, time.time_ns())
+        header = SegmentHeader(self.number, self.salt, prev_end, time.time_ns(), flags,
+                               prev_durable)
         self.file.write(0, _codec.encode_segment_header(header))
+        self.header = header
         self.prev_end = prev_end
 
     def locate(self, pos: int, size: int) -> tuple[object, int]:

@@ -84,6 +84,10 @@ class _Scanned:
     summary: SegmentSummary
     evidence: bool
     """Something in this segment proves it was durable once (an index, a durability claim)."""
+    index: SegmentSummary | None
+    """The segment's index file, when it has a valid one."""
+    index_problem: str | None
+    """Why its index file cannot be used, when it has one that cannot."""
 
 
 def verify_directory(directory: str | os.PathLike[str], backend: str | None = None) -> Report:
@@ -162,14 +166,32 @@ class _Verifier:
         limit = seg.size - HEADER_SIZE
         if nxt is not None and nxt.prev_end >> SEG_SHIFT == seg.number:
             limit = min(limit, nxt.prev_end & OFFSET_MASK)
-        buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True)
+        index, problem = self._read_index(seg)
+        # An index is written once what it covers was synced: damage below its end is
+        # corruption, never a torn tail (recovery trusts the index the same way).
+        durable = min(index.end, limit) if index is not None else 0
+        buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True, durable=durable)
         summary = _codec.summarize(seg.number, seg.salt, result, buf)
         self.report.records += len(result.records) + len(result.damaged)
         for pos, record in result.damaged:
             self.damaged[(seg.number, pos)] = record
-        has_index = os.path.exists(os.path.join(self.directory, index_name(seg.number)))
-        evidence = has_index or any(r.durable >= seg.lsn_base for r in result.records)
-        return _Scanned(seg, result, summary, evidence)
+        evidence = (index is not None or problem is not None
+                    or any(r.durable >= seg.lsn_base for r in result.records))
+        return _Scanned(seg, result, summary, evidence, index, problem)
+
+    def _read_index(self, seg: Segment) -> tuple[SegmentSummary | None, str | None]:
+        try:
+            with open(os.path.join(self.directory, index_name(seg.number)), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None, None
+        try:
+            index = _codec.decode_index(data)
+        except _codec.FormatError as exc:
+            return None, f"unreadable index: {exc}"
+        if index.number != seg.number or index.salt != seg.salt:
+            return None, "index belongs to another segment"
+        return index, None
 
     def _check_continuity(self, scanned: list[_Scanned]) -> list[_Scanned]:
         """Segments recovery keeps; a break in the log before durable data is damage."""
@@ -213,24 +235,19 @@ class _Verifier:
     def _check_index(self, item: _Scanned) -> None:
         seg = item.segment
         name = index_name(seg.number)
-        try:
-            with open(os.path.join(self.directory, name), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
+        if item.index_problem is not None:
+            self.report.damage.append(Damage(name, None, None, None, item.index_problem))
             return
-        try:
-            index = _codec.decode_index(data)
-        except _codec.FormatError as exc:
-            self.report.damage.append(Damage(name, None, None, None, f"unreadable index: {exc}"))
-            return
-        if index.number != seg.number or index.salt != seg.salt:
-            self.report.damage.append(Damage(name, None, None, None,
-                                             "index belongs to another segment"))
-            return
+        index = item.index
+        if index is None:
+            index, _ = self._read_index(seg)  # written since we scanned?
+            if index is None:
+                return
         result = item.result
         if index.end > result.end:
             # A live writer may have filled the segment and indexed it since we scanned it.
-            _, result = settled_scan(seg, SEGMENT_HEADER_SIZE, index.end, live=True)
+            _, result = settled_scan(seg, SEGMENT_HEADER_SIZE, index.end, live=True,
+                                     durable=index.end)
         if index.end > result.end:
             self.report.damage.append(Damage(
                 name, None, None, None, f"index covers the segment to byte {index.end}, but "
@@ -257,18 +274,36 @@ class _Verifier:
     # --- entries ------------------------------------------------------------------------------
 
     def _check_entries(self, kept: list[_Scanned]) -> None:
-        """Fold the scans into topics as recovery does; report every damaged entry."""
+        """Fold the scans into topics as recovery does; report every damaged entry.
+
+        A damaged record that a valid index file places is that entry, exactly (recovery
+        trusts the index too); the others are placed by the gaps they leave in the topics.
+        """
         rebuilder = Rebuilder(self.directory, self.backend, read_only=True)
         for item in kept:
             rebuilder.apply(item.segment, item.summary)
         rebuilder.finish()
         files = {item.segment.number: os.path.basename(item.segment.path) for item in kept}
         unclaimed = sorted(self.damaged)
+        names = {tid: t.name for tid, t in rebuilder.topics.items()}
+        reported: set[tuple[int, int]] = set()
+        indexed = _indexed_entries(item.index for item in kept)
+        for key in list(unclaimed):
+            if key in indexed and indexed[key][0] in names:
+                tid, offset = indexed[key]
+                record = self.damaged[key]
+                problem = ("checksum mismatch" if record is not None
+                           and (record.topic_id, record.seq) == (tid, offset) else
+                           "damaged record")
+                self.report.damage.append(Damage(files.get(key[0], segment_name(key[0])),
+                                                 key[1], names[tid], offset, problem))
+                reported.add((tid, offset))
+                unclaimed.remove(key)
         for t in sorted(rebuilder.topics.values(), key=lambda t: t.tid):
             self.report.topics += 1
             self.report.entries += len(t.lsns)
             for i, lsn in enumerate(t.lsns):
-                if lsn & DAMAGED:
+                if lsn & DAMAGED and (t.tid, t.first_seq + i) not in reported:
                     self._report_entry(t.name, t.tid, t.first_seq + i, lsn & ~DAMAGED, files,
                                        unclaimed)
         for number, pos in unclaimed:
@@ -292,6 +327,19 @@ class _Verifier:
         position = key[1] if key[1] >= 0 else None
         self.report.damage.append(Damage(files.get(key[0], segment_name(key[0])), position,
                                          topic, offset, problem))
+
+
+def _indexed_entries(indexes: Iterable[SegmentSummary | None]
+                     ) -> dict[tuple[int, int], tuple[int, int]]:
+    """(segment, byte position) -> (topic id, offset) of every entry valid indexes list."""
+    found = {}
+    for index in indexes:
+        if index is None:
+            continue
+        for tid, ts in index.topics.items():
+            for i, lsn in enumerate(ts.lsns):
+                found[(lsn >> SEG_SHIFT, lsn & OFFSET_MASK & ~DAMAGED)] = (tid, ts.first_seq + i)
+    return found
 
 
 def _difference(a: _codec.TopicSummary | None, b: _codec.TopicSummary | None,

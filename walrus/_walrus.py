@@ -264,7 +264,7 @@ class Walrus:
         if len(entries) > MAX_BATCH_ENTRIES:
             raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
                                      f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-        t = self._fast_topics.get(topic)
+        t = self._find(topic)
         if t is None:
             if not entries:
                 check_topic(topic)
@@ -311,7 +311,10 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
-        t = self._fast_topics.get(topic)
+        try:
+            t = self._fast_topics.get(topic)
+        except TypeError:  # unhashable, so not a str: the slow path names the problem
+            t = None
         if t is None:
             t = self._lookup(topic, checkpoint)
             if t is None:
@@ -371,7 +374,7 @@ class Walrus:
         start = _check_int("start_offset", start_offset, allow_none=True)
         assert budget is not None
         stateless = start is not None
-        t = self._fast_topics.get(topic)
+        t = self._find(topic)
         if t is None:
             t = self._lookup(topic, checkpoint and not stateless)
             if t is None:
@@ -428,6 +431,14 @@ class Walrus:
             lsn = self._wal.write_state(t, CURSOR, seq)
         t.cursor = new
         return lsn
+
+    def _find(self, topic: str) -> Topic | None:
+        """A known topic's state on the hot paths; None for an unknown name, for a non-str
+        (validated later) and always for observers (they refresh first)."""
+        try:
+            return self._fast_topics.get(topic)
+        except TypeError:  # unhashable, so not a str: check_topic says what is wrong
+            return None
 
     def _lookup(self, topic: str, consuming: bool) -> Topic | None:
         """The slow path of a read: validate, follow a live writer, refuse consuming reads."""
