@@ -9,6 +9,8 @@ segment that was never durable) is reported as a note, not as damage.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import time
 from collections.abc import Iterable
@@ -109,6 +111,8 @@ class _Verifier:
         self.report = Report(directory)
         self.damaged: dict[tuple[int, int], Record | None] = {}
         """Every damaged record found by a scan, by (segment number, byte position)."""
+        self.damaged_until: dict[tuple[int, int], int] = {}
+        """Where the next intact record after each damaged place begins."""
 
     def run(self) -> Report:
         names = os.listdir(self.directory)
@@ -173,11 +177,27 @@ class _Verifier:
         buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True, durable=durable)
         summary = _codec.summarize(seg.number, seg.salt, result, buf)
         self.report.records += len(result.records) + len(result.damaged)
-        for pos, record in result.damaged:
-            self.damaged[(seg.number, pos)] = record
+        self._note_damage(seg.number, result)
         evidence = (index is not None or problem is not None
                     or any(r.durable >= seg.lsn_base for r in result.records))
         return _Scanned(seg, result, summary, evidence, index, problem)
+
+    def _note_damage(self, number: int, result: ScanResult) -> None:
+        """Remember damaged records, and the holes where a record with an unreadable header
+        must start (records are contiguous: one ends where the next begins)."""
+        for pos, record in result.damaged:
+            self.damaged[(number, pos)] = record
+        spans = sorted([(r.offset, r.end) for r in result.records]
+                       + [(pos, r.end) for pos, r in result.damaged if r is not None])
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            if end < start:
+                self.damaged.setdefault((number, end), None)
+        # Each damaged place reaches to the next intact record: records an index puts in
+        # there are damaged too, even where the damage hides where they begin.
+        intact = sorted(r.offset for r in result.records)
+        for key in [k for k in self.damaged if k[0] == number]:
+            after = bisect.bisect_right(intact, key[1])
+            self.damaged_until[key] = intact[after] if after < len(intact) else result.end
 
     def _read_index(self, seg: Segment) -> tuple[SegmentSummary | None, str | None]:
         try:
@@ -223,8 +243,7 @@ class _Verifier:
     def _rescan_as_durable(self, item: _Scanned, limit: int) -> None:
         seg = item.segment
         buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True, durable=limit)
-        for position, record in result.damaged:
-            self.damaged[(seg.number, position)] = record
+        self._note_damage(seg.number, result)
         self.report.records += (len(result.records) + len(result.damaged)
                                 - len(item.result.records) - len(item.result.damaged))
         item.result = result
@@ -289,15 +308,20 @@ class _Verifier:
         reported: set[tuple[int, int]] = set()
         indexed = _indexed_entries(item.index for item in kept)
         for key in list(unclaimed):
-            if key in indexed and indexed[key][0] in names:
-                tid, offset = indexed[key]
-                record = self.damaged[key]
+            inside = [k for k in indexed
+                      if k[0] == key[0] and key[1] <= k[1] < self.damaged_until[key]]
+            for place in sorted(inside):
+                tid, offset = indexed[place]
+                if tid not in names or (tid, offset) in reported:
+                    continue
+                record = self.damaged.get(place)
                 problem = ("checksum mismatch" if record is not None
                            and (record.topic_id, record.seq) == (tid, offset) else
                            "damaged record")
-                self.report.damage.append(Damage(files.get(key[0], segment_name(key[0])),
-                                                 key[1], names[tid], offset, problem))
+                self.report.damage.append(Damage(files.get(place[0], segment_name(place[0])),
+                                                 place[1], names[tid], offset, problem))
                 reported.add((tid, offset))
+            if inside:
                 unclaimed.remove(key)
         for t in sorted(rebuilder.topics.values(), key=lambda t: t.tid):
             self.report.topics += 1
@@ -320,8 +344,15 @@ class _Verifier:
         else:
             # The entry's header itself is damaged: recovery noted the gap after the entry
             # before it, so the first damaged record after that one is this entry's.
+            after = key
             key = next((k for k in unclaimed if k > key), (key[0], -1))
-            problem = "damaged record" if key[1] >= 0 else "missing: no intact record holds it"
+            problem = "damaged record"
+            if key[1] < 0:
+                # Several records lost in one damaged stretch: where each began is lost too.
+                stretch = next((k for k in sorted(self.damaged) if k > after), None)
+                problem = "lost in a damaged stretch" + (
+                    f" from byte {stretch[1]} to {self.damaged_until[stretch]}"
+                    if stretch is not None and stretch[0] == after[0] else "")
         if key in unclaimed:
             unclaimed.remove(key)
         position = key[1] if key[1] >= 0 else None
