@@ -227,7 +227,7 @@ class Background:
             start = 0 if seg is None else seg.end
         if view is not None:
             try:
-                populate(view, start)
+                populate(view, start, self.wal.populate_writable)
             except ValueError:  # closed meanwhile
                 pass
 

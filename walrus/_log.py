@@ -149,6 +149,8 @@ class Log:
         self.meta: dict[int, dict[int, TopicSummary]] = {}
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self.on_seal: Callable[[], None] | None = None
+        self.populate_writable = False
+        """Pre-fault fresh segments writable (only when nothing syncs them early: NoFsync)."""
         self.spare: Segment | None = None
         """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
         self.new_topic: Callable[[str, Sequence[Payload]], int] = self._no_new_topic
@@ -477,7 +479,7 @@ class Log:
                              SPARE_PREV_END)
         sync_directory(self.directory)
         if seg.view is not None:
-            populate(seg.view)
+            populate(seg.view, 0, self.populate_writable)
         with self.lock:
             active = self.active
             if self.closed or self.spare is not None or (

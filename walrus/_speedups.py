@@ -68,11 +68,14 @@ def encode_entries(buf: Any, pos: int, payloads: Sequence[Any], tid: int, first_
     return pos, lsns
 
 
-def populate(view: Any, start: int = 0) -> None:
-    """Pre-fault a mapping's pages from ``start`` on, so the writer never stalls on them.
+def populate(view: Any, start: int = 0, writable: bool = False) -> None:
+    """Pre-fault a mapping's pages from ``start`` on, so the writer stalls on them less.
 
-    Populating never changes a byte, so it may race a writer. Best effort: without the C
-    extension, or on kernels without MADV_POPULATE_WRITE, nothing happens.
+    ``writable`` maps them writable too (the cheapest appends), but marks every page dirty:
+    the next sync then writes the whole rest of the segment back, zeros included. Worth it
+    only when nothing syncs before the segment is full (NoFsync); read-populating still
+    saves about a third of the fault cost. Populating never changes a byte, so it may race
+    a writer. Best effort: without the C extension or on older kernels nothing happens.
     """
     if _lib is None:
         return
@@ -80,7 +83,7 @@ def populate(view: Any, start: int = 0) -> None:
     if start >= len(view):
         return
     with _ffi.from_buffer(view, require_writable=True) as addr:
-        _lib.walrus_populate(addr + start, len(view) - start)
+        _lib.walrus_populate(addr + start, len(view) - start, 1 if writable else 0)
 
 
 def record_bytes(buf: Any, lsns: array[int]) -> int:

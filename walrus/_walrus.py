@@ -21,6 +21,7 @@ from ._config import (
     AtLeastOnceMode,
     Consistency,
     MillisecondsSchedule,
+    NoFsyncSchedule,
     Schedule,
     SyncEachSchedule,
     check_consistency,
@@ -147,6 +148,7 @@ class Walrus:
         self._topics = self._wal.by_name
         self._fast_topics = {} if read_only else self._topics
         self._wal.new_topic = self._batch_new
+        self._wal.populate_writable = isinstance(self._schedule, NoFsyncSchedule)
         if not read_only and not self._sync_each:
             self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""

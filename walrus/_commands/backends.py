@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .._cli_output import render_table
 from ..plugins import available_backends
+from ..plugins._report import format_backend_table
 from . import Subparsers
 
 
@@ -28,18 +28,5 @@ def run(args: argparse.Namespace) -> int:
                               "priority": row.priority, "plugin": row.plugin,
                               "description": row.description}))
         return 0
-    print(backend_table(), end="")
+    print(format_backend_table(rows))
     return 0
-
-
-def backend_table() -> str:
-    """The plugin package's report when it exists, else a table of our own."""
-    try:
-        from ..plugins._report import format_backend_table  # type: ignore[import-not-found]
-    except ImportError:
-        table = [(r.name, "yes" if r.available else "no", r.priority, r.plugin, r.reason)
-                 for r in available_backends()]
-        return render_table(("BACKEND", "AVAILABLE", "PRIORITY", "PLUGIN", "REASON"), table,
-                            right=(False, False, True, False, False))
-    report: str = format_backend_table()
-    return report if report.endswith("\n") else report + "\n"

@@ -11,13 +11,17 @@
 #include <sys/mman.h>
 #include <zlib.h>
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
 
-int walrus_populate(char *addr, uint64_t len) {
-    /* Fault a mapping's pages in, writable, without touching their bytes (Linux >= 5.14). */
-    return madvise(addr, (size_t)len, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
+int walrus_populate(char *addr, uint64_t len, int writable) {
+    /* Fault a mapping's pages in without touching their bytes (Linux >= 5.14). */
+    int advice = writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
+    return madvise(addr, (size_t)len, advice) == 0 ? 0 : errno;
 }
 
 #define HEADER 32u

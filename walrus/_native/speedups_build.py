@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = "walrus._native._speedups"
 
 CDEF = """
-int walrus_populate(char *addr, uint64_t len);
+int walrus_populate(char *addr, uint64_t len, int writable);
 uint64_t walrus_encode_entries(char *dst_, uint64_t pos, const char *payloads_,
                                const uint64_t *lengths, uint64_t count, uint32_t tid,
                                uint32_t first_left, uint64_t first_seq, uint64_t durable,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from ..plugins import BackendSpec, hookimpl
-from . import _mmap, _pwrite
+from . import _io_uring, _mmap, _pwrite
 
 
 @hookimpl
 def walrus_register_backends() -> list[BackendSpec]:
-    """The built-in ``mmap`` and ``pwrite`` backends."""
+    """The built-in ``mmap``, ``pwrite`` and ``io_uring`` backends."""
     return [
         BackendSpec("mmap", _mmap.MmapBackend, priority=100, probe=_mmap.probe,
                     description=_mmap.MmapBackend.__doc__ or ""),
         BackendSpec("pwrite", _pwrite.PwriteBackend, priority=50, probe=_pwrite.probe,
                     description=_pwrite.PwriteBackend.__doc__ or ""),
+        BackendSpec("io_uring", _io_uring.IoUringBackend, priority=25, probe=_io_uring.probe,
+                    description=_io_uring.IoUringBackend.__doc__ or ""),
     ]

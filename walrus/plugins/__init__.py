@@ -10,6 +10,7 @@ where the module implements ``walrus_register_backends`` with ``@walrus.hookimpl
 
 from ._hookspecs import hookimpl, hookspec
 from ._manager import available_backends, backend_spec, plugin_manager, registered_specs
+from ._report import format_backend_table
 from ._selection import select_backend
 from ._spec import Availability, BackendInfo, BackendSpec
 
@@ -19,6 +20,7 @@ __all__ = [
     "BackendSpec",
     "available_backends",
     "backend_spec",
+    "format_backend_table",
     "hookimpl",
     "hookspec",
     "plugin_manager",

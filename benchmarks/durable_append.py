@@ -1,0 +1,78 @@
+"""Would O_DIRECT make durable appends faster? One 4 KiB durable append at a time, three ways.
+
+    python benchmarks/durable_append.py [--count 600] [--dir PATH]
+
+1. ``os.pwrite`` + ``os.fdatasync`` (what the pwrite backend does per sync pass);
+2. an io_uring write + an io_uring fdatasync (the io_uring backend);
+3. one io_uring write to a file opened ``O_DIRECT | O_DSYNC`` (no page cache, no separate sync).
+
+The three alternate append by append so that disk latency drifts hit them alike. A WAL's
+durable appends are sequential and group-committed (queue depth 1), so that is what this
+measures; ``docs/backends.md`` says what the backend concluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from walrus.backends._uring_ring import Ring
+
+SIZE = 64 << 20
+BLOCK = 4096
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=600)
+    parser.add_argument("--dir", default=".")
+    args = parser.parse_args()
+    ring = Ring()
+    block = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT requires
+    block.write(b"r" * BLOCK)
+    paths = [os.path.join(args.dir, f".durable-append-{i}") for i in range(3)]
+    flags = [0, 0, os.O_DIRECT | os.O_DSYNC]
+    fds = [os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC | f, 0o644)
+           for p, f in zip(paths, flags, strict=True)]
+    try:
+        for fd in fds:
+            os.posix_fallocate(fd, 0, SIZE)
+        def buffered(pos: int) -> None:
+            os.pwrite(fds[0], block, pos)
+            os.fdatasync(fds[0])
+
+        def uring(pos: int) -> None:
+            ring.write(fds[1], pos, block, paths[1])
+            ring.sync([fds[1]], [paths[1]])
+
+        def direct(pos: int) -> None:
+            ring.write(fds[2], pos, block, paths[2])
+
+        ways: list[tuple[str, Callable[[int], None]]] = [
+            ("os.pwrite + os.fdatasync", buffered),
+            ("io_uring write + fdatasync", uring),
+            ("io_uring write, O_DIRECT|O_DSYNC", direct),
+        ]
+        spent: list[list[float]] = [[] for _ in ways]
+        for i in range(args.count * len(ways)):
+            k = i % len(ways)
+            start = time.perf_counter()
+            ways[k][1]((i // len(ways)) * BLOCK % SIZE)
+            spent[k].append((time.perf_counter() - start) * 1e6)
+        for (name, _), times in zip(ways, spent, strict=True):
+            q = statistics.quantiles(times, n=10)
+            print(f"{name:34s} p10 {q[0]:7.0f} us  p50 {statistics.median(times):7.0f} us  "
+                  f"p90 {q[-1]:7.0f} us")
+    finally:
+        for fd, path in zip(fds, paths, strict=True):
+            os.close(fd)
+            os.unlink(path)
+        ring.close()
+
+
+if __name__ == "__main__":
+    main()
