@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test soak lint typecheck check clean
+.PHONY: demo test soak lint typecheck check docs clean
 
 NATIVE_SOURCES := setup.py $(wildcard walrus/_native/*.c walrus/_native/*_build.py)
 
@@ -116,5 +116,9 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+## docs: build the documentation site into site/ (strict: a broken link or anchor fails)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis wal_files
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis wal_files site

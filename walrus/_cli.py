@@ -1,30 +1,78 @@
-"""The ``walrus`` command line (also ``python -m walrus``)."""
+"""The ``walrus`` command line (also ``python -m walrus``).
+
+Every subcommand lives in ``walrus._commands`` (``bench`` in ``walrus.bench``). Whatever goes
+wrong that the user can fix (a bad argument, a locked directory, a missing topic) ends in one
+line on standard error and exit status 2, before anything is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from ._commands import CommandError, append, backends, read, tail, topics, verify
+from ._errors import WalrusError
 from ._version import __version__
+
+ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (and the same for every subcommand)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ERROR_EXIT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="walrus", description="A durable, topic-aware write-ahead log.")
+    parser = _Parser(
+        prog="walrus",
+        description="A durable, topic-aware write-ahead log: append, read, follow and check "
+                    "topics of a data directory.")
     parser.add_argument("--version", action="version", version=f"walrus-wal {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (append, read, tail, topics, verify, backends):
+        module.register(commands)
     from .bench import register as register_bench
 
     register_bench(commands)
     return parser
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one line that names the problem."""
+    if isinstance(exc, OSError) and not isinstance(exc, WalrusError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (CommandError, WalrusError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return _broken_pipe()
+        print(f"walrus {args.command}: error: {describe(exc)}", file=sys.stderr)
+        return ERROR_EXIT
+    except KeyboardInterrupt:
+        print(f"walrus {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return result
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``walrus read ... | head``): stop quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

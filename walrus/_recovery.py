@@ -88,8 +88,7 @@ class Rebuilder:
         if summary is not None and (summary.sealed or summary.end >= limit):
             return summary, True, False
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
-        buf = seg.whole()
-        result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
+        buf, result = settled_scan(seg, begin, limit, live=self.read_only, durable=durable)
         self.scanned += max(0, result.end - begin)
         scanned = _codec.summarize(seg.number, seg.salt, result, buf)
         evidence = summary is not None or any(
@@ -261,6 +260,34 @@ class Rebuilder:
                 t.first_seq = t.next_seq
             t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
             t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+
+
+def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
+                 durable: int = 0) -> tuple[object, _codec.ScanResult]:
+    """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned and the result.
+
+    ``durable``: as for :func:`_codec.scan`, an offset below which damage is corruption.
+
+    ``live``: the segment may be written while we look (observers, ``walrus verify``). A record
+    still being written then looks damaged while records after it, written once it was
+    complete, already look whole. A second look sees it whole, so the scan is repeated until
+    the damage stays where it was; only then is it real.
+    """
+    buf = seg.whole()
+    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
+    for _ in range(LIVE_RESCANS if live else 0):
+        if not result.damaged:
+            break
+        buf = seg.whole()
+        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
+        same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
+        result = again
+        if same:
+            break
+    return buf, result
+
+
+LIVE_RESCANS = 5
 
 
 def _merge(into: SegmentSummary, more: SegmentSummary) -> None:

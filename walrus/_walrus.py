@@ -530,9 +530,9 @@ class Walrus:
                 wal.segments.setdefault(seg.number, seg)
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
-                if tid not in wal.by_tid:
-                    wal.by_tid[tid] = t
-                    wal.by_name[t.name] = t
+                # by_tid is the rebuilder's own dict (already up to date); by_name is not.
+                wal.by_tid.setdefault(tid, t)
+                wal.by_name.setdefault(t.name, t)
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""

@@ -1,0 +1,5 @@
+"""An example walrus backend: buffered Python file objects (see ``plugin`` for registration)."""
+
+from .backend import FileObjBackend, FileObjFile
+
+__all__ = ["FileObjBackend", "FileObjFile"]

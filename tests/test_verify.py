@@ -1,0 +1,175 @@
+"""``walrus verify``: finds every kind of damage, names it precisely, and changes nothing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from walrus import CorruptionError, FsyncSchedule, Walrus
+from walrus._codec import OFFSET_MASK, SEG_SHIFT, SegmentSummary, decode_index, encode_index
+from walrus._segment import index_name, segment_name
+from walrus._verify import verify_directory
+
+from .cli_support import data_dir, quiet_isolated_env, start_python, tree_state, walrus_cmd
+from .test_recovery import flip
+
+__all__ = ["data_dir", "quiet_isolated_env"]  # fixtures
+
+ENTRIES = 300
+
+
+def populate(path: Path, schedule: object = FsyncSchedule.NoFsync) -> None:
+    """Three topics over several sealed (indexed) segments and an active one; some consumed."""
+    with Walrus(data_dir=path, segment_size=8 << 10, fsync_schedule=schedule) as wal:  # type: ignore[arg-type]
+        for i in range(ENTRIES):
+            wal.append_for_topic(f"t{i % 3}", f"entry {i} ".encode() * (1 + i % 9))
+        wal.read_next("t0")
+        wal.mark_topic_clean("t2")
+
+
+def locate(path: Path, topic: str, offset: int) -> tuple[Path, int]:
+    """The segment file and byte position of an entry's record."""
+    with Walrus(data_dir=path, read_only=True) as wal:
+        t = wal._wal.by_name[topic]
+        lsn = t.lsns[offset - t.first_seq]
+    return path / segment_name(lsn >> SEG_SHIFT), lsn & OFFSET_MASK
+
+
+def test_a_healthy_directory_verifies(data_dir: Path) -> None:
+    populate(data_dir)
+    report = verify_directory(data_dir)
+    assert report.ok, report.lines()
+    assert report.segments > 3 and report.topics == 3 and report.entries == ENTRIES
+    result = walrus_cmd("verify", data_dir)
+    assert result.returncode == 0
+    assert result.stdout.decode().splitlines()[-1].endswith(
+        f"{ENTRIES} entries in 3 topic(s): OK")
+
+
+def test_verify_writes_nothing(data_dir: Path) -> None:
+    populate(data_dir)
+    before = tree_state(data_dir)
+    assert walrus_cmd("verify", data_dir).returncode == 0
+    assert tree_state(data_dir) == before
+
+
+def test_a_flipped_payload_byte_is_reported_with_topic_offset_file_and_position(
+        data_dir: Path) -> None:
+    populate(data_dir)
+    segment, pos = locate(data_dir, "t1", 40)
+    flip(segment, pos + 40)  # inside the payload
+    result = walrus_cmd("verify", data_dir)
+    assert result.returncode == 1
+    out = result.stdout.decode().splitlines()
+    assert out[0] == (f"DAMAGED topic 't1' entry 40: checksum mismatch "
+                      f"({segment.name} at byte {pos})")
+    assert out[-1].endswith("1 problem(s) found")
+    # the library agrees about the entry
+    with Walrus(data_dir=data_dir) as wal, pytest.raises(CorruptionError, match="entry 40"):
+        wal.batch_read_for_topic("t1", 1 << 20, checkpoint=False, start_offset=40)
+
+
+def test_a_damaged_header_is_attributed_to_its_entry(data_dir: Path) -> None:
+    populate(data_dir, FsyncSchedule.SyncEach)  # later records claim durability past it
+    segment, pos = locate(data_dir, "t2", 50)
+    with open(segment, "r+b") as f:
+        f.seek(pos)
+        f.write(bytes(32))
+    report = verify_directory(data_dir)
+    assert [(d.topic, d.offset, d.file, d.position) for d in report.damage] == [
+        ("t2", 50, segment.name, pos)]
+
+
+def test_damage_in_the_active_segment_is_found(data_dir: Path) -> None:
+    populate(data_dir, FsyncSchedule.SyncEach)
+    segment, pos = locate(data_dir, "t0", ENTRIES // 3 - 5)
+    flip(segment, pos + 33)
+    report = verify_directory(data_dir)
+    assert [(d.topic, d.offset) for d in report.damage] == [("t0", ENTRIES // 3 - 5)]
+
+
+def test_a_damaged_segment_header_is_reported(data_dir: Path) -> None:
+    populate(data_dir)
+    second = data_dir / segment_name(2)
+    flip(second, 20)
+    report = verify_directory(data_dir)
+    assert any(d.file == second.name and "bad segment header" in d.problem
+               for d in report.damage)
+    assert not report.ok
+
+
+def test_an_unreadable_index_is_reported(data_dir: Path) -> None:
+    populate(data_dir)
+    index = data_dir / index_name(1)
+    flip(index, 30)
+    report = verify_directory(data_dir)
+    assert [(d.file, d.problem.split(":")[0]) for d in report.damage] == [
+        (index.name, "unreadable index")]
+
+
+def test_an_index_that_disagrees_with_its_segment_is_reported(data_dir: Path) -> None:
+    populate(data_dir)
+    index = data_dir / index_name(2)
+    summary: SegmentSummary = decode_index(index.read_bytes())
+    topic = next(iter(summary.topics.values()))
+    topic.lsns = topic.lsns[:-1]  # an index that forgets an entry (recovery would trust it)
+    index.write_bytes(encode_index(summary))
+    report = verify_directory(data_dir)
+    assert len(report.damage) == 1
+    assert report.damage[0].file == index.name
+    assert "disagrees with its segment" in report.damage[0].problem
+
+
+def test_a_torn_tail_is_a_note_not_damage(data_dir: Path) -> None:
+    populate(data_dir)
+    last = sorted(data_dir.glob("*.wal"))[-1]
+    with Walrus(data_dir=data_dir, read_only=True) as wal:
+        end = wal._wal.active.end  # type: ignore[union-attr]
+    with open(last, "r+b") as f:  # half a record, as a crash mid-write leaves it
+        f.seek(end)
+        f.write(b"\x13\x37" * 20)
+    report = verify_directory(data_dir)
+    assert report.ok, report.lines()
+    assert any("interrupted write" in note for note in report.notes)
+
+
+def test_missing_directory_is_an_error(tmp_path: Path) -> None:
+    result = walrus_cmd("verify", tmp_path / "absent")
+    assert result.returncode == 2
+    assert b"does not exist" in result.stderr
+
+
+LIVE_WRITER = """
+import sys, time
+from walrus import Walrus
+with Walrus(data_dir=sys.argv[1], segment_size=32 << 10) as wal:
+    print("ready", flush=True)
+    deadline = time.monotonic() + float(sys.argv[2])
+    i = 0
+    while time.monotonic() < deadline:
+        wal.append_for_topic("t%d" % (i % 4), b"x" * (i % 700))
+        if i % 5 == 0:
+            wal.batch_append_for_topic("b", [b"y" * 100] * 7)
+        if i % 3 == 0:
+            wal.read_next("t%d" % (i % 4))  # consumers let old segments be reclaimed
+        i += 1
+"""
+
+
+def test_verify_beside_a_live_writer_finds_no_false_damage(data_dir: Path) -> None:
+    writer = start_python(LIVE_WRITER, str(data_dir), "4")
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
+        runs = 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            report = verify_directory(data_dir)
+            assert report.ok, report.lines()
+            runs += 1
+        assert runs >= 3
+    finally:
+        _, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0, err.decode()
+    assert verify_directory(data_dir).ok

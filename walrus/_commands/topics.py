@@ -1,0 +1,38 @@
+"""``walrus topics``: every topic with its entries, unconsumed entries, bytes and clean flag."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .._cli_options import add_directory_options, open_observer
+from .._cli_output import render_table
+from .._topic_stats import topic_stats
+from . import Subparsers
+
+
+def register(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "topics", help="list topics with their counts, sizes and clean flags",
+        description="List every topic: entries on disk, entries not yet consumed by the shared "
+                    "cursor, bytes on disk (headers included) and the clean flag. Works beside "
+                    "a running writer.")
+    add_directory_options(parser, writer=False)
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="a text table (default) or one JSON object a line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_observer(args) as wal:
+        stats = topic_stats(wal)
+    if args.format == "json":
+        for s in stats:
+            print(json.dumps({"topic": s.name, "entries": s.entries, "unconsumed": s.unconsumed,
+                              "bytes": s.size, "clean": s.clean, "first_offset": s.first_offset,
+                              "next_offset": s.next_offset}, ensure_ascii=False))
+        return 0
+    rows = [(s.name, s.entries, s.unconsumed, s.size, "yes" if s.clean else "no") for s in stats]
+    print(render_table(("TOPIC", "ENTRIES", "UNCONSUMED", "BYTES", "CLEAN"), rows,
+                       right=(False, True, True, True, False)), end="")
+    return 0
