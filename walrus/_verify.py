@@ -323,13 +323,26 @@ class _Verifier:
                 reported.add((tid, offset))
             if inside:
                 unclaimed.remove(key)
+        pending = []
         for t in sorted(rebuilder.topics.values(), key=lambda t: t.tid):
             self.report.topics += 1
             self.report.entries += len(t.lsns)
             for i, lsn in enumerate(t.lsns):
                 if lsn & DAMAGED and (t.tid, t.first_seq + i) not in reported:
-                    self._report_entry(t.name, t.tid, t.first_seq + i, lsn & ~DAMAGED, files,
-                                       unclaimed)
+                    pending.append((t, t.first_seq + i, lsn & ~DAMAGED))
+        # Damaged records whose header still names their entry are that entry, exactly: they
+        # are claimed first, so the guesses below never hand one to another topic's gap.
+        guessed = []
+        for t, offset, lsn in pending:
+            key = (lsn >> SEG_SHIFT, lsn & OFFSET_MASK)
+            record = self.damaged.get(key)
+            if key in unclaimed and record is not None and (record.topic_id, record.seq) == (
+                    t.tid, offset):
+                self._report_entry(t.name, t.tid, offset, lsn, files, unclaimed)
+            else:
+                guessed.append((t, offset, lsn))
+        for t, offset, lsn in guessed:
+            self._report_entry(t.name, t.tid, offset, lsn, files, unclaimed)
         for number, pos in unclaimed:
             self.report.damage.append(Damage(files.get(number, segment_name(number)), pos, None,
                                              None, "damaged record (not an entry of any topic)"))
