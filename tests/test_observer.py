@@ -205,8 +205,6 @@ def test_an_idle_observer_poll_is_cheap(tmp_path: Path) -> None:
     assert per_poll < 0.2, f"{per_poll * 1000:.0f} ms per idle poll"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: observers never release reclaimed segments "
-                   "(see the CLI branch's report); remove this mark with the fix")
 def test_an_observer_releases_segments_the_writer_reclaimed(tmp_path: Path) -> None:
     """A long ``walrus tail`` beside a busy writer must not hold every deleted segment open
     (file descriptors, mappings and the disk space of deleted files)."""

@@ -203,12 +203,17 @@ BAD_CRC = 2
 """The header is plausible but the checksum over header and payload does not match."""
 
 
-def check(buf: object, pos: int, limit: int, salt: int,
-          lsn_base: int) -> tuple[int, Record | None]:
-    """Classify the bytes at ``pos`` (which must be 8-aligned and < ``limit``)."""
+def check(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
+          base: int = 0) -> tuple[int, Record | None]:
+    """Classify the bytes at ``pos`` (which must be 8-aligned and < ``limit``).
+
+    Positions are file offsets; ``buf`` holds the file's bytes from offset ``base`` (all
+    scanning functions take it, so a backend without a mapping reads only what it scans).
+    """
     if pos + HEADER_SIZE > limit:
         return BAD_HEADER, None
-    crc, n, tid, kind, left, seq, durable = _unpack_from(buf, pos)  # type: ignore[arg-type]
+    at = pos - base
+    crc, n, tid, kind, left, seq, durable = _unpack_from(buf, at)  # type: ignore[arg-type]
     end = pos + HEADER_SIZE + n
     if (kind not in KIND_NAMES or end > limit or n > MAX_ENTRY_BYTES
             or (n and kind not in _PAYLOAD_KINDS) or left >= MAX_BATCH_ENTRIES
@@ -216,10 +221,10 @@ def check(buf: object, pos: int, limit: int, salt: int,
         return BAD_HEADER, None
     record = Record(pos, kind, tid, left, seq, durable, n)
     if n <= 4096:
-        actual = _crc32(buf[pos + 4:end], salt)  # type: ignore[index]
+        actual = _crc32(buf[at + 4:end - base], salt)  # type: ignore[index]
     else:
         with memoryview(buf) as view:  # type: ignore[arg-type]
-            actual = _crc32(view[pos + 4:end], salt)
+            actual = _crc32(view[at + 4:end - base], salt)
     return (OK if actual == crc else BAD_CRC), record
 
 
@@ -256,7 +261,7 @@ _NONZERO = re.compile(rb"[^\x00]")
 _CHUNK = 1 << 20
 
 
-def _next_candidate(buf: object, pos: int, limit: int) -> int:
+def _next_candidate(buf: object, pos: int, limit: int, base: int = 0) -> int:
     """The first 8-aligned position >= pos whose 8 bytes are not all zero, else ``limit``.
 
     Unwritten space is zeros: whole chunks are skipped with ``count`` (several GB/s), and a
@@ -265,7 +270,7 @@ def _next_candidate(buf: object, pos: int, limit: int) -> int:
     start = pos
     while start < limit:
         end = min(start + _CHUNK, limit)
-        chunk = buf[start:end]  # type: ignore[index]
+        chunk = buf[start - base:end - base]  # type: ignore[index]
         if chunk.count(0) != len(chunk):
             found = _NONZERO.search(chunk)
             assert found is not None
@@ -274,14 +279,14 @@ def _next_candidate(buf: object, pos: int, limit: int) -> int:
     return limit
 
 
-def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int) -> int:
+def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int, base: int = 0) -> int:
     """The next position at or after ``pos`` holding a valid record, else ``limit``."""
-    pos = _next_candidate(buf, pos, limit)
+    pos = _next_candidate(buf, pos, limit, base)
     while pos < limit:
-        status, _ = check(buf, pos, limit, salt, lsn_base)
+        status, _ = check(buf, pos, limit, salt, lsn_base, base)
         if status == OK:
             return pos
-        pos = _next_candidate(buf, pos + ALIGN, limit)
+        pos = _next_candidate(buf, pos + ALIGN, limit, base)
     return limit
 
 
@@ -302,7 +307,7 @@ class ScanResult:
 
 
 def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
-         durable: int = 0) -> ScanResult:
+         durable: int = 0, base: int = 0) -> ScanResult:
     """Decode the records of one segment from ``start`` up to ``limit``.
 
     The log ends at the first damaged record that nothing durable lies beyond (a torn tail:
@@ -317,7 +322,7 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
     """Records of a batch whose last record has not been seen yet."""
     pos = start
     while pos < limit:
-        status, record = check(buf, pos, limit, salt, lsn_base)
+        status, record = check(buf, pos, limit, salt, lsn_base, base)
         if status == OK:
             assert record is not None
             if not pending or _continues(pending[-1], record):
@@ -333,14 +338,14 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
             beyond = pos  # a valid record, but the open batch broke off before it
         elif status == BAD_CRC:
             assert record is not None
-            beyond = resync(buf, record.end, limit, salt, lsn_base)
+            beyond = resync(buf, record.end, limit, salt, lsn_base, base)
         else:
-            beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base)
+            beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
         # Damage at pos: corruption if something valid beyond it claims durability past it.
         if pos >= durable and not _claims_durable(buf, beyond, limit, salt, lsn_base,
-                                                  lsn_base + pos):
+                                                  lsn_base + pos, base):
             cut = pending[0].offset if pending else pos
-            torn = _next_candidate(buf, cut, limit) < limit
+            torn = _next_candidate(buf, cut, limit, base) < limit
             return ScanResult(records, cut, False, damaged, torn)
         if status != OK:
             damaged.append((pos, record if status == BAD_CRC else None))
@@ -364,12 +369,12 @@ def _continues(last: Record, record: Record) -> bool:
 
 
 def _claims_durable(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
-                    target: int) -> bool:
+                    target: int, base: int = 0) -> bool:
     """Does any valid record from ``pos`` on say the log was durable past ``target``?"""
     while pos < limit:
-        status, record = check(buf, pos, limit, salt, lsn_base)
+        status, record = check(buf, pos, limit, salt, lsn_base, base)
         if status != OK or record is None:
-            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base)
+            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
             continue
         if record.durable > target:
             return True
@@ -459,11 +464,12 @@ def decode_index(data: bytes) -> SegmentSummary:
     return summary
 
 
-def summarize(number: int, salt: int, result: ScanResult, buf: object) -> SegmentSummary:
+def summarize(number: int, salt: int, result: ScanResult, buf: object,
+              base: int = 0) -> SegmentSummary:
     """Fold scanned records into a summary (the same thing an index file stores)."""
     summary = SegmentSummary(number, salt, result.end, result.sealed)
     topics = summary.topics
-    base = number << SEG_SHIFT
+    lsn_base = number << SEG_SHIFT
     damaged = {record.offset for _, record in result.damaged if record is not None}
     records = sorted([*result.records, *(r for _, r in result.damaged if r is not None)])
     for r in records:
@@ -473,16 +479,17 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object) -> Segmen
             # A damaged header is only trusted when it names exactly the next entry of a
             # topic already seen here; anything else shows up later as a gap in offsets.
             if kind == ENTRY and t is not None and r.seq == t.first_seq + len(t.lsns):
-                _add_entry(t, r.seq, base | r.offset | DAMAGED, record_size(r.length))
+                _add_entry(t, r.seq, lsn_base | r.offset | DAMAGED, record_size(r.length))
             continue
         if kind == SEAL:
             continue
         if t is None:
             t = topics[r.topic_id] = TopicSummary()
         if kind == ENTRY:
-            _add_entry(t, r.seq, base | r.offset, record_size(r.length))
+            _add_entry(t, r.seq, lsn_base | r.offset, record_size(r.length))
         elif kind == TOPIC:
-            t.name = bytes(buf[r.payload_offset:r.payload_offset + r.length]).decode(  # type: ignore[index]
+            at = r.payload_offset - base
+            t.name = bytes(buf[at:at + r.length]).decode(  # type: ignore[index]
                 "utf-8", "surrogatepass")
             t.next_seq = max(t.next_seq, r.seq)
         elif kind == CURSOR:

@@ -15,6 +15,7 @@ from . import _codec
 from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._log import Log, sync_directory
 from ._segment import Segment, index_name, parse_name, segment_name
+from ._speedups import record_bytes
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
 from .backends._base import Backend
 
@@ -88,9 +89,10 @@ class Rebuilder:
         if summary is not None and (summary.sealed or summary.end >= limit):
             return summary, True, False
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
-        buf, result = settled_scan(seg, begin, limit, live=self.read_only, durable=durable)
+        buf, base, result = settled_scan(seg, begin, limit, live=self.read_only,
+                                         durable=durable)
         self.scanned += max(0, result.end - begin)
-        scanned = _codec.summarize(seg.number, seg.salt, result, buf)
+        scanned = _codec.summarize(seg.number, seg.salt, result, buf, base)
         evidence = summary is not None or any(
             r.durable >= seg.lsn_base for r in result.records)
         if summary is not None:
@@ -239,10 +241,12 @@ class Rebuilder:
     # --- following a live writer (read-only observers) -----------------------------------------
 
     def refresh(self) -> None:
-        """Pick up records and segments a live writer added since the last look."""
+        """Pick up what a live writer added since the last look, and let go of what it
+        deleted (reclaimed segments: their entries were consumed)."""
+        on_disk = self.segment_numbers()
         known = {s.number for s in self.segments}
         newest = self.segments[-1] if self.segments else None
-        numbers = [n for n in self.segment_numbers() if n not in known
+        numbers = [n for n in on_disk if n not in known
                    and (newest is None or n > newest.number)]
         fresh = self.open_segments(numbers)
         if newest is not None and not newest.sealed:
@@ -255,16 +259,39 @@ class Rebuilder:
         for seg in fresh:
             summary, _, _ = self.summarize(seg, seg.size - _codec.HEADER_SIZE)
             self.apply(seg, summary)
+        if on_disk and self.segments[:-1] and self.segments[0].number < on_disk[0]:
+            # Every segment was scanned to its end above: letting go loses nothing.
+            self._release_before(on_disk[0])
         for t in self.topics.values():
             if t.first_seq < 0:
                 t.first_seq = t.next_seq
             t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
             t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
 
+    def _release_before(self, oldest: int) -> None:
+        """Close segments older than the oldest still on disk (the writer deleted them);
+        never the newest, which the next look continues from."""
+        gone = [s for s in self.segments[:-1] if s.number < oldest]
+        buffers = [(s.number, s.whole()) for s in gone]
+        for t in list(self.topics.values()):
+            with t.read_lock:
+                for number, buf in buffers:
+                    lo, hi = t.lsn_range(number)
+                    if hi > lo:
+                        t.nbytes -= record_bytes(buf, t.lsns[lo:hi])
+                t.drop_before(min(oldest, self.segments[-1].number))
+                t.ahead = []
+        del buffers
+        for seg in gone:
+            self.segments.remove(seg)
+            self.meta.pop(seg.number, None)
+            seg.close()
+
 
 def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
-                 durable: int = 0) -> tuple[object, _codec.ScanResult]:
-    """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned and the result.
+                 durable: int = 0) -> tuple[object, int, _codec.ScanResult]:
+    """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned (with the file
+    offset of its first byte) and the result.
 
     ``durable``: as for :func:`_codec.scan`, an offset below which damage is corruption.
 
@@ -273,18 +300,18 @@ def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
     complete, already look whole. A second look sees it whole, so the scan is repeated until
     the damage stays where it was; only then is it real.
     """
-    buf = seg.whole()
-    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
+    buf, base = seg.region(begin, limit)
+    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable, base)
     for _ in range(LIVE_RESCANS if live else 0):
         if not result.damaged:
             break
-        buf = seg.whole()
-        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable)
+        buf, base = seg.region(begin, limit)
+        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable, base)
         same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
         result = again
         if same:
             break
-    return buf, result
+    return buf, base, result
 
 
 LIVE_RESCANS = 5

@@ -129,6 +129,16 @@ class Segment:
         self._window = (pos, data)
         return data, pos
 
+    def region(self, begin: int, limit: int) -> tuple[object, int]:
+        """A buffer holding bytes [begin, limit) and the file offset of its first byte.
+
+        A mapped file is its own buffer; otherwise only that range is read (observers scan
+        a segment's tail on every look, so reading the whole file each time would not do).
+        """
+        if self.view is not None:
+            return self.view, 0
+        return self.file.read(begin, max(0, limit - begin)), begin
+
     def whole(self) -> object:
         """The whole file as one buffer (recovery scans it)."""
         if self.view is not None:

@@ -174,8 +174,9 @@ class _Verifier:
         # An index is written once what it covers was synced: damage below its end is
         # corruption, never a torn tail (recovery trusts the index the same way).
         durable = min(index.end, limit) if index is not None else 0
-        buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True, durable=durable)
-        summary = _codec.summarize(seg.number, seg.salt, result, buf)
+        buf, base, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True,
+                                         durable=durable)
+        summary = _codec.summarize(seg.number, seg.salt, result, buf, base)
         self.report.records += len(result.records) + len(result.damaged)
         self._note_damage(seg.number, result)
         evidence = (index is not None or problem is not None
@@ -242,12 +243,13 @@ class _Verifier:
 
     def _rescan_as_durable(self, item: _Scanned, limit: int) -> None:
         seg = item.segment
-        buf, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True, durable=limit)
+        buf, base, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True,
+                                         durable=limit)
         self._note_damage(seg.number, result)
         self.report.records += (len(result.records) + len(result.damaged)
                                 - len(item.result.records) - len(item.result.damaged))
         item.result = result
-        item.summary = _codec.summarize(seg.number, seg.salt, result, buf)
+        item.summary = _codec.summarize(seg.number, seg.salt, result, buf, base)
 
     # --- index files --------------------------------------------------------------------------
 
@@ -265,7 +267,7 @@ class _Verifier:
         result = item.result
         if index.end > result.end:
             # A live writer may have filled the segment and indexed it since we scanned it.
-            _, result = settled_scan(seg, SEGMENT_HEADER_SIZE, index.end, live=True,
+            _, _, result = settled_scan(seg, SEGMENT_HEADER_SIZE, index.end, live=True,
                                      durable=index.end)
         if index.end > result.end:
             self.report.damage.append(Damage(

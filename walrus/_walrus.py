@@ -526,8 +526,7 @@ class Walrus:
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
             rebuilder.refresh()
-            for seg in rebuilder.segments:
-                wal.segments.setdefault(seg.number, seg)
+            wal.segments = {seg.number: seg for seg in rebuilder.segments}
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
                 # by_tid is the rebuilder's own dict (already up to date); by_name is not.
