@@ -44,9 +44,10 @@ class Durability:
         self.undo_error: StorageError | None = None
         self.waiting = 0
         """Writers blocked in :meth:`wait` behind a running pass."""
-        self.crowd = 0
-        """How many writers the last pass released: >0 means others are likely to append
-        again in a moment, so the next leader lets them in before it syncs."""
+        self.sleepers: list[tuple[int, threading.Event]] = []
+        """(LSN, event) of each blocked writer: a pass wakes only those it made durable."""
+        self.syncer: Syncer | None = None
+        """Runs passes back to back while writers keep arriving (see :meth:`wait`)."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -59,8 +60,27 @@ class Durability:
             yield
         finally:
             with self.cond:
-                self.busy = False
-                self.cond.notify_all()
+                self.released()
+
+    def released(self) -> None:
+        """A pass (or exclusive work) ended; the caller holds ``cond``.
+
+        Wakes the writers it made durable, and all of them when no pass is coming without
+        them (no syncer at work): one will lead the next. Waking only those it concerns
+        keeps the others from taking the GIL for nothing while the next fsync runs.
+        """
+        self.busy = False
+        durable = self.wal.durable
+        syncer = self.syncer
+        everyone = syncer is None or not syncer.active or self.undone_through >= 0
+        keep = []
+        for lsn, event in self.sleepers:
+            if everyone or lsn <= durable:
+                event.set()
+            else:
+                keep.append((lsn, event))
+        self.sleepers = keep
+        self.cond.notify_all()  # exclusive() callers and the syncer wait on the condition
 
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
@@ -85,34 +105,53 @@ class Durability:
     def wait(self, lsn: int) -> None:
         """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).
 
-        The first writer to arrive leads a pass; writers arriving while it runs wait and are
-        covered by the next one. After a pass that released other writers, the new leader
-        yields the GIL a few times first so they can append and share its fsync.
+        A writer alone leads its own pass: no thread handoff on its path. When a pass ends
+        with other writers waiting, several threads are appending at once, and the leader
+        hands the passes to the syncer thread, which runs them back to back while writers
+        keep arriving. Writers released by one pass then append during the next fsync (with
+        the GIL free) instead of before it, so each fsync covers all of them (group commit).
         """
         wal = self.wal
+        event = None
         with self.cond:
             while wal.durable < lsn:
                 if lsn <= self.undone_through:
                     assert self.undo_error is not None
                     raise StorageError(self.undo_error.errno, str(self.undo_error))
-                if not self.busy:
+                syncer = self.syncer
+                if not self.busy and (syncer is None or not syncer.active):
                     self.busy = True
                     break
+                if event is None:
+                    event = _event()
+                event.clear()
+                self.sleepers.append((lsn, event))
                 self.waiting += 1
-                self.cond.wait()
-                self.waiting -= 1
+                self.cond.release()
+                try:
+                    event.wait()
+                finally:
+                    self.cond.acquire()
+                    self.waiting -= 1
             else:
                 return
-            crowd = self.crowd
         try:
-            if crowd:
-                _gather(wal, crowd)
             self.pass_locked()
         finally:
             with self.cond:
-                self.busy = False
-                self.crowd = self.waiting
-                self.cond.notify_all()
+                if self.waiting:
+                    self._start_syncer()
+                self.released()
+
+    def _start_syncer(self) -> None:
+        """Hand group commit to the syncer thread (the caller holds ``cond``)."""
+        if self.syncer is None:
+            self.syncer = Syncer(self)
+        self.syncer.activate()
+
+    def stop(self) -> None:
+        if self.syncer is not None:
+            self.syncer.stop()
 
     def flush(self) -> None:
         """Make everything written so far durable; raise a failure nobody was told about."""
@@ -135,14 +174,68 @@ class Durability:
                 log.error("background sync failed: %s", exc)
 
 
-def _gather(wal: Log, crowd: int) -> None:
-    """Give writers released by the last pass a moment to append before this one starts."""
-    pending = len(wal.pending)
-    for _ in range(2 * crowd):
-        time.sleep(0)
-        now = len(wal.pending)
-        if now - pending >= crowd:
-            return
+class Syncer:
+    """The thread that runs sync passes back to back while several writers wait on them."""
+
+    def __init__(self, durability: Durability) -> None:
+        self.durability = durability
+        self.active = False
+        """Passes are this thread's job now; writers only wait (guarded by ``cond``)."""
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="walrus-sync", daemon=True)
+        self.thread.start()
+
+    def activate(self) -> None:
+        """Called with ``cond`` held."""
+        self.active = True
+        self.durability.cond.notify_all()
+
+    def stop(self) -> None:
+        with self.durability.cond:
+            self.stopping = True
+            self.active = False
+            if not self.durability.busy:
+                self.durability.released()  # waiters lead their own passes from now on
+            self.durability.cond.notify_all()
+        self.thread.join()
+
+    def _run(self) -> None:
+        d = self.durability
+        wal = d.wal
+        cond = d.cond
+        while True:
+            with cond:
+                while not self.active and not self.stopping:
+                    cond.wait()
+                if self.stopping:
+                    return
+                while d.busy:
+                    cond.wait()
+                if not d.waiting or not wal.pending:
+                    self.active = False  # nobody waits: the next writer leads again
+                    d.released()
+                    continue
+                d.busy = True
+            try:
+                d.pass_locked()
+            except StorageError as exc:
+                log.error("sync failed: %s", exc)  # the waiters raise it themselves
+            except Exception:  # pragma: no cover - never let the thread die silently
+                log.exception("walrus sync thread failed")
+            finally:
+                with cond:
+                    d.released()
+
+
+_local = threading.local()
+
+
+def _event() -> threading.Event:
+    """This thread's reusable wake-up event (a writer waits on one pass at a time)."""
+    event: threading.Event | None = getattr(_local, "event", None)
+    if event is None:
+        event = _local.event = threading.Event()
+    return event
 
 
 class Background:

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -132,7 +133,9 @@ class Log:
         self.segment_size = segment_size
         self.sync_each = sync_each
         self.read_only = read_only
-        self.lock = threading.Lock()
+        self.mutex = threading.Lock()
+        """The append lock; ``lock`` takes it the convoy-free way (see :func:`wait_for`)."""
+        self.lock = AppendLock(self.mutex)
         self.closed = False
         self.durable = 0
         """LSN through which everything written is durable (claims in record headers)."""
@@ -182,8 +185,9 @@ class Log:
         n = len(data)
         if n > 4096:
             check_size(n)
-        lock = self.lock
-        lock.acquire()  # not `with`: measurably cheaper on this path
+        lock = self.mutex
+        if not lock.acquire(False):  # not `with`: measurably cheaper on this path
+            wait_for(lock)
         try:
             if self.closed:
                 raise WalrusClosedError()
@@ -746,6 +750,43 @@ class Log:
                 except FileNotFoundError:
                     pass
         return doomed
+
+
+SPINS = 200
+"""How often a writer yields the GIL to the append lock's holder before blocking on it."""
+
+
+def wait_for(lock: threading.Lock) -> None:
+    """Take a held lock without queueing on it.
+
+    The holder is usually a thread the GIL preempted inside its (microseconds long) critical
+    section. Blocking on the lock would hand ownership through a chain of context switches,
+    and with several appending threads that chain (a lock convoy) never ends: measured, four
+    threads on four topics fell to a quarter of one thread's rate. Yielding the GIL instead
+    lets the holder finish; the lock is then free for whoever holds the GIL. Only a long
+    hold (a segment being created) falls back to blocking.
+    """
+    for _ in range(SPINS):
+        time.sleep(0)
+        if lock.acquire(False):
+            return
+    lock.acquire()
+
+
+class AppendLock:
+    """A lock taken with :func:`wait_for`: never queued on, so never a convoy."""
+
+    __slots__ = ("mutex",)
+
+    def __init__(self, mutex: threading.Lock) -> None:
+        self.mutex = mutex
+
+    def __enter__(self) -> None:
+        if not self.mutex.acquire(False):
+            wait_for(self.mutex)
+
+    def __exit__(self, *exc: object) -> None:
+        self.mutex.release()
 
 
 def discard(seg: Segment) -> None:

@@ -551,6 +551,7 @@ class Walrus:
                     pass
             if self._background is not None:
                 self._background.stop()
+            self._durability.stop()
             if wal.spare is not None:  # prepared but never used: not part of the log
                 discard(wal.spare)
                 wal.spare = None
