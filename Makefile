@@ -49,6 +49,7 @@ ASV := cd asv_bench && $(abspath $(VENV))/bin/asv
 BASE ?= main
 
 .PHONY: bench-writes bench-reads bench-scaling bench-batch bench-batch-scaling bench-compare \
+	bench-targets bench-scale bench-backends \
 	show-writes show-reads show-scaling show-batch show-batch-scaling show-compare \
 	bench-and-show-writes bench-and-show-reads bench-and-show-scaling bench-and-show-compare \
 	asv asv-continuous asv-publish
@@ -80,6 +81,18 @@ bench-batch-scaling: $(STAMP)
 ## bench-compare: walrus against plain-Python baselines, sqlite3, lmdb, LevelDB and RocksDB
 bench-compare: $(PEERS)
 	$(BENCH) compare --out $(OUT)
+
+## bench-targets: the performance targets as ratios to plain-Python ceilings (docs/performance.md)
+bench-targets: $(STAMP)
+	$(BENCH) targets --repeats 5 --out $(OUT)/targets
+
+## bench-scale: costs as topics and entries grow; reopen times (docs/performance.md)
+bench-scale: $(STAMP)
+	$(BENCH) scale --out $(OUT)/scale
+
+## bench-backends: the built-in backends side by side (docs/backends.md)
+bench-backends: $(STAMP)
+	$(BENCH) backends --rounds 5
 
 ## show-*: plot a result as a PNG; opens it when a display exists, else prints its path
 show-writes show-reads show-scaling show-batch show-batch-scaling show-compare: $(STAMP)

@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _codec
+from . import _codec, _speedups
 from ._codec import (
     CLEAN,
     CURSOR,
@@ -166,19 +166,19 @@ class Log:
     # --- writing ------------------------------------------------------------------------------
 
     def append(self, topic: str, data: Payload, _pack: Any = _pack_into,
-               _crc: Any = _crc32, _crc_pack: Any = _crc_pack_into) -> int:
+               _crc: Any = _crc32, _crc_pack: Any = _crc_pack_into,
+               _encode: Any = _speedups.encode_entry) -> int:
         """Append one entry: the hot path behind ``Walrus.append_for_topic``.
 
         One Python frame, one lock, no allocation beyond the record itself (the defaults bind
-        the struct and zlib functions as locals). A topic seen for the first time goes to
-        ``new_topic``, the facade's validating path. Returns the LSN to wait for under
-        SyncEach, else 0.
+        the struct and zlib functions as locals). Into a writable mapping with the C
+        extension, the record is one C call (``encode_entry``). A topic seen for the first
+        time goes to ``new_topic``, the facade's validating path. Returns the LSN to wait for
+        under SyncEach, else 0.
         """
         try:
-            t = self.by_name.get(topic)
-        except TypeError:  # unhashable, so not a str: the validating path names the problem
-            t = None
-        if t is None:
+            t = self.by_name[topic]
+        except (KeyError, TypeError):  # new, or unhashable: the validating path sees to it
             return self.new_topic(topic, (data,))
         if type(data) is not bytes:
             data = as_payload(data)
@@ -201,8 +201,10 @@ class Log:
                 e = p + 32 + n
                 end = (e + 7) & ~7
             seq = t.next_seq
-            view = seg.view  # type: ignore[union-attr]
-            if view is not None:
+            address = seg.address  # type: ignore[union-attr]
+            if address is not None and type(data) is bytes:
+                _encode(address, p, data, n, t.tid, seq, self.durable, seg.salt)  # type: ignore[union-attr]
+            elif (view := seg.view) is not None:  # type: ignore[union-attr]
                 _pack(view, p, 0, n, t.tid, 1, 0, seq, self.durable)  # 1: ENTRY
                 view[p + 32:e] = data
                 if n <= 4096:
@@ -618,14 +620,13 @@ class Log:
             else:
                 buf, base = seg.locate(lsn & OFFSET_MASK, HEADER_SIZE)
             run = lsns[i:i + min(end - seq, limit - len(out))]
-            lengths, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
-                                           max(0, budget - total), not out)
-            for lsn, n in zip(run, lengths, strict=False):  # lengths: the prefix that passed
-                at = (lsn & OFFSET_MASK) - base + HEADER_SIZE
-                out.append(buf[at:at + n])  # type: ignore[index]
-                total += n
-            seq += len(lengths)
-            if stop == STOP_BUFFER and not lengths:
+            starts, ends, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
+                                                max(0, budget - total), not out)
+            if starts:  # the payloads of the prefix that passed, sliced in C-level loops
+                out += map(buf.__getitem__, map(slice, starts, ends))  # type: ignore[attr-defined,index]
+                total += sum(ends) - sum(starts)
+            seq += len(starts)
+            if stop == STOP_BUFFER and not starts:
                 # The next record does not fit the read window: read it on its own.
                 data = self.read_payload(t, seq, max(0, budget - total) if out else MAX_ENTRY_BYTES)
                 if data is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import _codec
+from . import _codec, _speedups
 from ._codec import SEGMENT_HEADER_SIZE, SegmentHeader
 from .backends._base import Backend, File
 
@@ -40,6 +40,7 @@ class Segment:
 
     __slots__ = (
         "_window",
+        "address",
         "end",
         "file",
         "header",
@@ -62,6 +63,8 @@ class Segment:
         self.path = path
         self.file = file
         self.view = file.view
+        self.address = _speedups.address_of(file.view)
+        """A C pointer into a writable mapping, for the one-call append (else None)."""
         self.size = file.size
         self.lsn_base = header.number << _codec.SEG_SHIFT
         self.end = SEGMENT_HEADER_SIZE
@@ -148,4 +151,6 @@ class Segment:
     def close(self) -> None:
         self._window = None
         self.view = None
+        address, self.address = self.address, None
+        _speedups.release(address)
         self.file.close()

@@ -39,6 +39,31 @@ ACCELERATED = _lib is not None
 log.debug("record codec loops: %s", REASON)
 
 _crc32 = __import__("zlib").crc32
+
+encode_entry: Any = None if _lib is None else _lib.walrus_encode_entry
+"""``encode_entry(address, pos, data, n, tid, seq, durable, salt) -> end``: one ENTRY record
+written at ``address + pos`` (``address`` from :func:`address_of`). None without the C
+extension: the caller packs the record in Python then."""
+
+
+def address_of(view: Any) -> Any:
+    """A C pointer into a writable mapping for :data:`encode_entry`, or None.
+
+    The pointer pins the mapping (``mmap.close`` refuses while it lives), so a segment's
+    writes can never land in unmapped memory; :func:`release` unpins it before the close.
+    """
+    if _ffi is None or view is None:
+        return None
+    try:
+        return _ffi.from_buffer(view, require_writable=True)
+    except (TypeError, BufferError):  # a read-only mapping
+        return None
+
+
+def release(address: Any) -> None:
+    """Unpin a mapping pinned by :func:`address_of`."""
+    if address is not None:
+        _ffi.release(address)
 _unpack_from = _codec.RECORD.unpack_from
 
 
@@ -106,47 +131,53 @@ def record_bytes(buf: Any, lsns: array[int]) -> int:
 
 def verify_entries(buf: Any, base: int, lsns: array[int], segment: int, tid: int,
                    first_seq: int, salt: int, budget: int,
-                   first_free: bool) -> tuple[array[int] | list[int], int]:
+                   first_free: bool) -> tuple[Sequence[int], Sequence[int], int]:
     """Check the ENTRY records at ``lsns`` (entries ``first_seq``, ``first_seq + 1``, ...).
 
     ``buf`` holds the segment's bytes from offset ``base``. Stops at the first record that
     is damaged, lies in another segment, runs past ``buf``, or would take the payload total
-    past ``budget`` (the first one is always taken when ``first_free``). Returns the payload
-    lengths of the records that passed and why it stopped.
+    past ``budget`` (the first one is always taken when ``first_free``). Returns where the
+    payloads of the records that passed start and end in ``buf`` (so the caller slices them
+    out in one C-level loop) and why it stopped.
     """
     count = len(lsns)
     if _lib is not None:
-        lengths = array("I", bytes(4 * count))
+        starts = array("Q", bytes(8 * count))
+        ends = array("Q", bytes(8 * count))
         stop = _ffi.new("int *")
         with _ffi.from_buffer(buf) as src:
             n = _lib.walrus_verify_entries(src, len(buf), base,
                                            _ffi.from_buffer("uint64_t[]", lsns), count,
                                            segment, tid, first_seq, salt, budget,
                                            1 if first_free else 0,
-                                           _ffi.from_buffer("uint32_t[]", lengths), stop)
-        del lengths[n:]
-        return lengths, int(stop[0])
-    out: list[int] = []
+                                           _ffi.from_buffer("uint64_t[]", starts),
+                                           _ffi.from_buffer("uint64_t[]", ends), stop)
+        if n < count:
+            del starts[n:], ends[n:]
+        return starts, ends, int(stop[0])
+    out_starts: list[int] = []
+    out_ends: list[int] = []
     total = 0
     size = len(buf)
     for i, lsn in enumerate(lsns):
         if lsn >> SEG_SHIFT != segment:
-            return out, STOP_SEGMENT
+            return out_starts, out_ends, STOP_SEGMENT
         if lsn & 7:
-            return out, STOP_DAMAGED
+            return out_starts, out_ends, STOP_DAMAGED
         off = (lsn & OFFSET_MASK) - base
         if off < 0 or off + HEADER_SIZE > size:
-            return out, STOP_BUFFER
+            return out_starts, out_ends, STOP_BUFFER
         crc, n, rtid, kind, _left, seq, _durable = _unpack_from(buf, off)
         if n > MAX_ENTRY_BYTES or rtid != tid or kind != ENTRY or seq != first_seq + i:
-            return out, STOP_DAMAGED
+            return out_starts, out_ends, STOP_DAMAGED
         if (i or not first_free) and total + n > budget:
-            return out, STOP_BUDGET
+            return out_starts, out_ends, STOP_BUDGET
         end = off + HEADER_SIZE + n
         if end > size:
-            return out, STOP_BUFFER
+            return out_starts, out_ends, STOP_BUFFER
         if _crc32(buf[off + 4:end], salt) != crc:
-            return out, STOP_DAMAGED
+            return out_starts, out_ends, STOP_DAMAGED
         total += n
-        out.append(n)
-    return out, STOP_COUNT
+        out_starts.append(off + HEADER_SIZE)
+        out_ends.append(end)
+    return out_starts, out_ends, STOP_COUNT

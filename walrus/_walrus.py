@@ -50,9 +50,9 @@ from .plugins._selection import select_backend
 log = logging.getLogger("walrus")
 
 _new_entry = tuple.__new__
-AHEAD_COUNT = 128
+AHEAD_COUNT = 512
 AHEAD_BYTES = 64 << 10
-"""read_next decodes up to this many entries (or bytes) at once and serves the next calls
+"""read_next checks up to this many entries (or bytes) at once and serves the next calls
 from them: one checksum pass in C per run instead of a chain of Python calls per entry."""
 
 
@@ -314,13 +314,12 @@ class Walrus:
         ``checkpoint=False`` peeks.
         """
         try:
-            t = self._fast_topics.get(topic)
-        except TypeError:  # unhashable, so not a str: the slow path names the problem
-            t = None
-        if t is None:
-            t = self._lookup(topic, checkpoint)
-            if t is None:
+            t = self._fast_topics[topic]
+        except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
+            found = self._lookup(topic, checkpoint)
+            if found is None:
                 return None
+            t = found
         lock = t.read_lock
         lock.acquire()  # not `with`: measurably cheaper on this path
         try:

@@ -37,7 +37,9 @@ def register(commands: Any) -> None:
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     for name, help_text in _HELP.items():
         _add_benchmark(sub, name, help_text)
+    from ._backends import add_backends
     from ._compare_cli import add_compare
+    from ._durable_append import add_durable_append
     from ._plot_cli import add_plot
     from ._scale import add_scale
     from ._targets import add_targets
@@ -46,6 +48,8 @@ def register(commands: Any) -> None:
     add_plot(sub)
     add_targets(sub)
     add_scale(sub)
+    add_backends(sub)
+    add_durable_append(sub)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:

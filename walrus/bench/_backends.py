@@ -1,6 +1,6 @@
-"""Backends side by side: the same workloads on every available backend, in one run.
+"""``walrus bench backends``: the same workloads on every available backend, in one run.
 
-    python benchmarks/backends.py [--rounds 3] [--quick] [--dir PATH] [--backends a,b]
+    walrus bench backends [--rounds 3] [--quick] [--dir PATH] [--backends a,b]
 
 Prints a Markdown table of medians (higher is better) and each backend's ratio to ``pwrite``
 measured in the same round (median and range over rounds); absolute figures differ between
@@ -20,19 +20,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import walrus
-from walrus import FsyncSchedule, ReadConsistency, Walrus
+import attrs
+
+from .._config import FsyncSchedule, ReadConsistency
+from .._walrus import Walrus
+from ..plugins import available_backends, backend_spec
 
 PAYLOAD = b"x" * 100
 BATCH = [PAYLOAD] * 2000
 BASELINE = "pwrite"
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class Scale:
     batches_nofsync: int = 100
     batches_synceach: int = 25
@@ -45,11 +47,11 @@ class Scale:
 QUICK = Scale(20, 5, 40, 8, 40_000, 5)
 
 
-@dataclass
+@attrs.define
 class Row:
     workload: str
     unit: str
-    rates: dict[str, list[float]] = field(default_factory=dict)
+    rates: dict[str, list[float]] = attrs.field(factory=dict)
 
     def median(self, backend: str) -> float | None:
         values = self.rates.get(backend)
@@ -141,7 +143,7 @@ def sync_100_files(backend: str, path: Path, scale: Scale) -> float:
     The engine keeps every topic in one log, so its passes sync one or two files; this row
     shows what overlapping syncs are worth to a layout with many files.
     """
-    impl = walrus.backend_spec(backend).factory()
+    impl = backend_spec(backend).factory()
     path.mkdir()
     files = [impl.open(str(path / f"{i}.dat"), size=1 << 20, create=True) for i in range(100)]
     try:
@@ -176,7 +178,7 @@ def measure(backends: list[str] | None = None, rounds: int = 3, quick: bool = Fa
             directory: str | None = None,
             progress: Callable[[str], None] | None = None) -> list[Row]:
     """Run every workload ``rounds`` times on each backend; returns one row per workload."""
-    names = backends or [r.name for r in walrus.available_backends() if r.available]
+    names = backends or [r.name for r in available_backends() if r.available]
     scale = QUICK if quick else Scale()
     rows = [Row(title, unit) for title, unit, _ in WORKLOADS]
     base = Path(tempfile.mkdtemp(prefix="walrus-backends-", dir=directory))
@@ -244,13 +246,17 @@ def _filesystem(path: str) -> str:
     return kind
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    parser.add_argument("--dir", default=".", help="where to write (default: here)")
-    parser.add_argument("--backends", help="comma-separated names (default: all available)")
-    args = parser.parse_args()
+def add_backends(sub: Any) -> None:
+    p = sub.add_parser("backends", help="the backends side by side (docs/backends.md's table)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    p.add_argument("--dir", default=".", help="where to write (default: here)")
+    p.add_argument("--backends", help="comma-separated names (default: all available)")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
     names = args.backends.split(",") if args.backends else None
     rows = measure(names, args.rounds, args.quick, args.dir,
                    progress=lambda line: print(line, flush=True))
@@ -258,7 +264,4 @@ def main() -> None:
           f"{_filesystem(args.dir)}, Python {platform.python_version()}, "
           f"medians of {args.rounds} rounds\n")
     print(format_table(rows))
-
-
-if __name__ == "__main__":
-    main()
+    return 0

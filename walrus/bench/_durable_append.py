@@ -1,6 +1,8 @@
-"""Would O_DIRECT make durable appends faster? One 4 KiB durable append at a time, three ways.
+"""``walrus bench durable-append``: would O_DIRECT make durable appends faster?
 
-    python benchmarks/durable_append.py [--count 600] [--dir PATH]
+One 4 KiB durable append at a time, three ways:
+
+    walrus bench durable-append [--count 600] [--dir PATH]
 
 1. ``os.pwrite`` + ``os.fdatasync`` (what the pwrite backend does per sync pass);
 2. an io_uring write + an io_uring fdatasync (the io_uring backend);
@@ -19,21 +21,27 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-
-from walrus.backends._uring_ring import Ring
+from typing import Any
 
 SIZE = 64 << 20
 BLOCK = 4096
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--count", type=int, default=600)
-    parser.add_argument("--dir", default=".")
-    args = parser.parse_args()
+def add_durable_append(sub: Any) -> None:
+    p = sub.add_parser("durable-append", help="O_DIRECT or not for durable appends (io_uring)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=600)
+    p.add_argument("--dir", default=".")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from ..backends._uring_ring import Ring  # needs the io_uring extension
+
     ring = Ring()
-    block = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT requires
-    block.write(b"r" * BLOCK)
+    page = mmap.mmap(-1, BLOCK)  # page-aligned, as O_DIRECT requires
+    page.write(b"r" * BLOCK)
+    block = memoryview(page)
     paths = [os.path.join(args.dir, f".durable-append-{i}") for i in range(3)]
     flags = [0, 0, os.O_DIRECT | os.O_DSYNC]
     fds = [os.open(p, os.O_RDWR | os.O_CREAT | os.O_TRUNC | f, 0o644)
@@ -72,7 +80,6 @@ def main() -> None:
             os.close(fd)
             os.unlink(path)
         ring.close()
-
-
-if __name__ == "__main__":
-    main()
+        block.release()
+        page.close()
+    return 0
