@@ -28,6 +28,7 @@ import attrs
 from .._config import FsyncSchedule, ReadConsistency
 from .._walrus import Walrus
 from ..plugins import available_backends, backend_spec
+from ._compare_report import rate_text
 
 PAYLOAD = b"x" * 100
 BATCH = [PAYLOAD] * 2000
@@ -198,18 +199,6 @@ def measure(backends: list[str] | None = None, rounds: int = 3, quick: bool = Fa
     return rows
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1e6:
-        return f"{value / 1e6:.2f} M"
-    if value >= 1e4:
-        return f"{value / 1e3:.0f} k"
-    if value >= 1e3:
-        return f"{value / 1e3:.1f} k"
-    return f"{value:.0f}"
-
-
 def _ratio(row: Row, name: str) -> str:
     """The median over rounds of ``name`` / ``pwrite`` within each round, with its range."""
     ratios = sorted(a / b for a, b in zip(row.rates.get(name, []), row.rates.get(BASELINE, []),
@@ -227,7 +216,8 @@ def format_table(rows: list[Row]) -> str:
     head = ["workload", "unit", *names] + [f"{n} / {BASELINE}" for n in others]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [row.workload, row.unit, *(_fmt(row.median(n)) for n in names)]
+        cells = [row.workload, row.unit,
+                 *(rate_text(row.median(n), missing="-", per="") for n in names)]
         cells += [_ratio(row, n) for n in others]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

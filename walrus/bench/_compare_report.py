@@ -12,14 +12,17 @@ COLUMNS = ("system", "kind", "workload", "entries_per_second", "ratio_to_baselin
            "baseline", "runs", "entry_bytes", "seconds_per_run", "error")
 
 
-def rate_text(rate: float | None) -> str:
+def rate_text(rate: float | None, missing: str = "error", per: str = "/s") -> str:
+    """A rate for a table: ``1.23 M/s``, ``781.1 k/s``, ``67 /s`` (``missing`` for None)."""
     if rate is None:
-        return "error"
+        return missing
     if rate >= 1e6:
-        return f"{rate / 1e6:.2f} M/s"
-    if rate >= 1e3:
-        return f"{rate / 1e3:.1f} k/s"
-    return f"{rate:.0f} /s"
+        text = f"{rate / 1e6:.2f} M"
+    elif rate >= 1e3:
+        text = f"{rate / 1e3:.1f} k"
+    else:
+        text = f"{rate:.0f} "
+    return (text + per).rstrip()
 
 
 def baseline_rates(cells: Sequence[Cell], baseline: str) -> dict[str, float | None]:

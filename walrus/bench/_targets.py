@@ -30,6 +30,7 @@ import attrs
 from .._config import FsyncSchedule, ReadConsistency
 from .._walrus import Walrus
 from ..plugins import available_backends
+from ._compare_report import rate_text
 
 PAYLOAD = b"x" * 100
 HEADER = struct.Struct("<IIQ")
@@ -342,10 +343,6 @@ def measure_all(scratch: Path, sizes: Sizes, repeats: int, backends: list[str],
     return results
 
 
-def _fmt(rate: float) -> str:
-    return f"{rate / 1e6:.2f} M/s" if rate >= 1e5 else f"{rate / 1e3:.1f} k/s"
-
-
 def report(results: list[Result]) -> str:
     lines = ["| workload | baseline | target | walrus (best backend) | baseline rate | ratio "
              "| held |", "|---|---|---|---|---|---|---|"]
@@ -353,7 +350,7 @@ def report(results: list[Result]) -> str:
         backend, rate, base, ratio = r.best()
         held = "yes" if ratio >= r.row.target else "NO"
         lines.append(f"| {r.row.name} | {r.row.baseline} | >= {r.row.target:g}x | "
-                     f"{_fmt(rate)} ({backend}) | {_fmt(base)} | {ratio:.2f}x | {held} |")
+                     f"{rate_text(rate)} ({backend}) | {rate_text(base)} | {ratio:.2f}x | {held} |")
     return "\n".join(lines)
 
 
