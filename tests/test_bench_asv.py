@@ -26,6 +26,7 @@ def test_asv_quick_run_passes_offline(tmp_path: Path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     for name in ("track_append", "track_batch_append", "track_read_next", "track_batch_read",
+                 "track_threaded_append",
                  "peakmem_append", "peakmem_batch_append", "peakmem_batch_read"):
         assert f"{name}" in output and "failed" not in output, output
     assert "ok" in output
