@@ -62,10 +62,6 @@ _crc_pack_into = CRC.pack_into
 _unpack_from = RECORD.unpack_from
 
 
-def lsn_of(segment: int, offset: int) -> int:
-    return (segment << SEG_SHIFT) | offset
-
-
 def record_size(length: int) -> int:
     """Bytes a record with ``length`` payload bytes occupies, padding included."""
     return (HEADER_SIZE + length + ALIGN - 1) & ~(ALIGN - 1)

@@ -239,10 +239,13 @@ class Log:
             raise BatchTooLargeError(
                 f"batch of {len(payloads)} entries is over MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
         items = [as_payload(d) for d in payloads]
-        total = 0
-        for data in items:
-            check_size(len(data))
-            total += len(data)
+        total = need = 0
+        for data in items:  # one pass: the limits, and the room the records take
+            n = len(data)
+            if n > MAX_ENTRY_BYTES:
+                check_size(n)
+            total += n
+            need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
         if total > MAX_BATCH_BYTES:
             raise BatchTooLargeError(
                 f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
@@ -255,7 +258,6 @@ class Log:
             tid = self.max_tid + 1 if t is None else t.tid
             seq = 0 if t is None else t.next_seq
             name_bytes = name.encode("utf-8", "surrogatepass")
-            need = sum(record_size(len(d)) for d in items)
             if new:
                 need += record_size(len(name_bytes))
             seg = self.active
@@ -734,11 +736,7 @@ class Log:
         buffers = [(seg.number, seg.whole()) for seg in doomed]
         for t in list(self.by_tid.values()):
             with t.read_lock:
-                for number, buf in buffers:
-                    lo, hi = t.lsn_range(number)
-                    if hi > lo:
-                        t.nbytes -= record_bytes(buf, t.lsns[lo:hi])
-                t.drop_before(oldest_kept)
+                t.drop_before(oldest_kept, buffers)
         with self.lock:
             for seg in doomed:
                 del self.segments[seg.number]

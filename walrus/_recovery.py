@@ -15,7 +15,6 @@ from . import _codec
 from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._log import Log, sync_directory
 from ._segment import Segment, index_name, parse_name, segment_name
-from ._speedups import record_bytes
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
 from .backends._base import Backend
 
@@ -275,11 +274,7 @@ class Rebuilder:
         buffers = [(s.number, s.whole()) for s in gone]
         for t in list(self.topics.values()):
             with t.read_lock:
-                for number, buf in buffers:
-                    lo, hi = t.lsn_range(number)
-                    if hi > lo:
-                        t.nbytes -= record_bytes(buf, t.lsns[lo:hi])
-                t.drop_before(min(oldest, self.segments[-1].number))
+                t.drop_before(min(oldest, self.segments[-1].number), buffers)
                 t.ahead = []
         del buffers
         for seg in gone:

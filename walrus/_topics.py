@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from array import array
 from bisect import bisect_left
+from collections.abc import Sequence
 
 from ._codec import SEG_SHIFT
 from ._entry import Entry
+from ._speedups import record_bytes
 
 DAMAGED = 1
 """Low bit set on an LSN in a topic's index: the entry's record is damaged on disk.
@@ -86,8 +88,14 @@ class Topic:
             return self.lsns[i] & ~DAMAGED
         return None
 
-    def drop_before(self, segment: int) -> None:
-        """Forget entries stored in segments older than ``segment`` (they were deleted)."""
+    def drop_before(self, segment: int, closing: Sequence[tuple[int, object]]) -> None:
+        """Forget entries stored in segments older than ``segment`` (they are being deleted
+        or closed), taking the bytes of those in ``closing`` (number and contents of each
+        segment) off the topic's size. The caller holds ``read_lock``."""
+        for number, buf in closing:
+            lo, hi = self.lsn_range(number)
+            if hi > lo:
+                self.nbytes -= record_bytes(buf, self.lsns[lo:hi])
         lo = bisect_left(self.lsns, segment << SEG_SHIFT)
         if lo:
             del self.lsns[:lo]
