@@ -45,6 +45,21 @@ def test_targets_measure_each_row_on_each_backend(tmp_path: Path,
     assert "| append_for_topic, NoFsync |" in capsys.readouterr().out
 
 
+def test_the_plain_python_reference_row_runs_once_without_a_target(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "targets"
+    assert main(["bench", "targets", "--quick", "--repeats", "1", "--only", "4 threads",
+                 "--out", str(out), "--data-dir", str(tmp_path)]) == 0
+    summary = {row["workload"]: row for row in json.loads((out / "targets.json").read_text())}
+    reference = summary["4 threads, plain-Python group commit (reference)"]
+    assert reference["backend"] == "plain Python" and reference["target"] is None
+    assert reference["held"] is None and reference["rate"] > 0
+    assert reference["ratio"] == pytest.approx(reference["rate"] / reference["baseline_rate"])
+    assert summary["4 threads appending under SyncEach"]["held"] is not None
+    printed = capsys.readouterr().out
+    assert "| - | " in printed and "(plain Python) |" in printed and "| reference |" in printed
+
+
 def test_scale_reopens_a_clean_directory_without_scanning(tmp_path: Path) -> None:
     out = tmp_path / "scale"
     assert main(["bench", "scale", "--entries", "200000", "--topics", "50",

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from ._errors import StorageError
 from ._log import Log, storage_error
-from ._speedups import populate
+from ._prefault import FAST, MIN_LEAD, Prefaulter, SyncCadence
 
 log = logging.getLogger("walrus")
 
@@ -241,7 +241,8 @@ def _event() -> threading.Event:
 class Background:
     """The worker thread of one instance."""
 
-    def __init__(self, wal: Log, durability: Durability, interval: float | None) -> None:
+    def __init__(self, wal: Log, durability: Durability, interval: float | None,
+                 writeback: float | None = None) -> None:
         self.wal = wal
         self.durability = durability
         self.interval = interval
@@ -252,6 +253,15 @@ class Background:
         self.reclaim_after = 0.0
         self.checkpointed: dict[int, int] = {}
         """Segment number -> offset its last checkpoint index covers."""
+        self.prefaulter: Prefaulter | None = None
+        """Faults pages in ahead of the writer, when something other than each append's own
+        sync writes them back (``writeback``: the flusher's interval, or the kernel's under
+        NoFsync; None under SyncEach) and the segments are mapped writable."""
+        active = wal.active
+        if writeback is not None and active is not None and active.address is not None:
+            cadence = SyncCadence(writeback, CHECKPOINT_BYTES, TICK)
+            if cadence.lead(FAST) >= MIN_LEAD:
+                self.prefaulter = Prefaulter(wal, cadence)
         self.thread = threading.Thread(target=self._run, name="walrus-background", daemon=True)
         self.thread.start()
 
@@ -263,6 +273,8 @@ class Background:
         self.wakeup.set()
         if self.thread is not threading.current_thread():
             self.thread.join()
+        if self.prefaulter is not None:
+            self.prefaulter.stop()
 
     def _run(self) -> None:
         self.populate_active()
@@ -314,15 +326,9 @@ class Background:
 
     def populate_active(self) -> None:
         """Pre-fault the unwritten rest of the segment the log was opened on."""
-        with self.wal.lock:
-            seg = self.wal.active
-            view = None if seg is None or self.wal.closed else seg.view
-            start = 0 if seg is None else seg.end
-        if view is not None:
-            try:
-                populate(view, start, self.wal.populate_writable)
-            except ValueError:  # closed meanwhile
-                pass
+        seg = self.wal.active
+        if seg is not None and not self.wal.closed:
+            seg.populate(seg.end)
 
     def prepare_spare(self) -> None:
         """Keep the next segment ready so that a roll never waits for a file to be made."""

@@ -52,7 +52,6 @@ from ._speedups import (
     STOP_COUNT,
     STOP_SEGMENT,
     encode_entries,
-    populate,
     record_bytes,
     verify_entries,
 )
@@ -152,8 +151,10 @@ class Log:
         self.meta: dict[int, dict[int, TopicSummary]] = {}
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self.on_seal: Callable[[], None] | None = None
-        self.populate_writable = False
-        """Pre-fault fresh segments writable (only when nothing syncs them early: NoFsync)."""
+        self.progress_step = 0
+        """When not 0, ``on_progress`` is called each time the writer passes this many more
+        bytes of the active segment (the prefaulter's cue)."""
+        self.on_progress: Callable[[], None] | None = None
         self.spare: Segment | None = None
         """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
         self.new_topic: Callable[[str, Sequence[Payload]], int] = self._no_new_topic
@@ -195,8 +196,8 @@ class Log:
             p = seg.end  # type: ignore[union-attr]
             e = p + 32 + n  # 32: HEADER_SIZE
             end = (e + 7) & ~7
-            if end > seg.limit:  # type: ignore[union-attr]  # full, or abandoned (limit 0)
-                seg = self._roll(end - p)
+            if end > seg.check_at:  # type: ignore[union-attr]  # full, abandoned, or a mark
+                seg = self.make_room(end - p)
                 p = seg.end
                 e = p + 32 + n
                 end = (e + 7) & ~7
@@ -262,8 +263,8 @@ class Log:
                 need += record_size(len(name_bytes))
             seg = self.active
             assert seg is not None
-            if seg.end + need > seg.limit:
-                seg = self._roll(need)
+            if seg.end + need > seg.check_at:
+                seg = self.make_room(need)
             p = seg.end
             end, lsns = self._encode_batch(seg, p, need, tid, seq, items,
                                            name_bytes if new else None)
@@ -320,8 +321,8 @@ class Log:
                 value = t.next_seq if kind == CLEAN else 0
             seg = self.active
             assert seg is not None
-            if seg.end + HEADER_SIZE > seg.limit:
-                seg = self._roll(HEADER_SIZE)
+            if seg.end + HEADER_SIZE > seg.check_at:
+                seg = self.make_room(HEADER_SIZE)
             p = seg.end
             self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
             previous = (t.persisted, t.mark)
@@ -417,7 +418,25 @@ class Log:
         """End the log at ``lsn`` in the active segment: the next write starts a new one."""
         self.abandon_at = lsn
         if self.active is not None:
-            self.active.limit = 0
+            self.active.limit = self.active.check_at = 0
+
+    def make_room(self, need: int) -> Segment:
+        """The slow path of a write of ``need`` bytes that ends past the active segment's
+        ``check_at`` (under the append lock): roll to a new segment if it does not fit, else
+        note the next mark; either way tell ``on_progress`` that the writer moved on."""
+        seg = self.active
+        assert seg is not None
+        if seg.end + need > seg.limit:
+            seg = self._roll(need)
+        else:
+            self._next_check(seg, seg.end + need)
+        if self.on_progress is not None:
+            self.on_progress()
+        return seg
+
+    def _next_check(self, seg: Segment, pos: int) -> None:
+        seg.check_at = min(seg.limit, pos + self.progress_step) if self.progress_step \
+            else seg.limit
 
     def _roll(self, need: int) -> Segment:
         """Close the active segment and start the next one (under the append lock)."""
@@ -452,6 +471,7 @@ class Log:
         old.sealed = True
         self.segments[new.number] = new
         self.active = new
+        self._next_check(new, new.end)
         self.unsynced.append(old)
         self.to_index.append(old)
         self._write_records(new, new.end, preamble)
@@ -486,8 +506,7 @@ class Log:
         seg = Segment.create(self.backend, self.directory, number, self.segment_size,
                              SPARE_PREV_END)
         sync_directory(self.directory)
-        if seg.view is not None:
-            populate(seg.view, 0, self.populate_writable)
+        seg.populate(0)
         with self.lock:
             active = self.active
             if self.closed or self.spare is not None or (
@@ -609,6 +628,8 @@ class Log:
         total = 0
         lsns = t.lsns
         while seq < end and len(out) < limit:
+            if out and total > budget:  # over already (the first is free): even b"" is past it
+                break
             i = seq - t.first_seq
             lsn = lsns[i]
             number = lsn >> SEG_SHIFT

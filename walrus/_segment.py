@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from . import _codec, _speedups
@@ -39,8 +40,10 @@ class Segment:
     """A segment file and what the engine knows about it."""
 
     __slots__ = (
+        "_mapping_lock",
         "_window",
         "address",
+        "check_at",
         "end",
         "file",
         "header",
@@ -71,8 +74,13 @@ class Segment:
         """Where this segment's records end (the write position while it is active)."""
         self.limit = self.size - _codec.HEADER_SIZE
         """Records may be written up to here (room stays for the SEAL); 0 once abandoned."""
+        self.check_at = self.limit
+        """A write ending past here takes the slow path (``Log.make_room``): at ``limit``,
+        or before it when the writer tells a prefaulter how far it got."""
         self.sealed = False
         self._window: tuple[int, bytes] | None = None
+        self._mapping_lock = threading.Lock()
+        """Held while another thread pre-faults the mapping, which must not close meanwhile."""
 
     @classmethod
     def create(cls, backend: Backend, directory: str, number: int, size: int, prev_end: int,
@@ -148,9 +156,19 @@ class Segment:
             return self.view
         return self.file.read(0, self.size)
 
+    def populate(self, start: int, end: int | None = None, writable: bool = False) -> None:
+        """Pre-fault the mapped pages of ``[start, end)`` (see ``_speedups.populate``).
+
+        Safe from any thread: a segment closed meanwhile is left alone.
+        """
+        with self._mapping_lock:
+            if self.view is not None and self.address is not None:
+                _speedups.populate(self.view, start, end, writable)
+
     def close(self) -> None:
-        self._window = None
-        self.view = None
-        address, self.address = self.address, None
-        _speedups.release(address)
-        self.file.close()
+        with self._mapping_lock:
+            self._window = None
+            self.view = None
+            address, self.address = self.address, None
+            _speedups.release(address)
+            self.file.close()

@@ -93,22 +93,22 @@ def encode_entries(buf: Any, pos: int, payloads: Sequence[Any], tid: int, first_
     return pos, lsns
 
 
-def populate(view: Any, start: int = 0, writable: bool = False) -> None:
-    """Pre-fault a mapping's pages from ``start`` on, so the writer stalls on them less.
+def populate(view: Any, start: int = 0, end: int | None = None, writable: bool = False) -> None:
+    """Pre-fault a mapping's pages in ``[start, end)``, so the writer stalls on them less.
 
     ``writable`` maps them writable too (the cheapest appends), but marks every page dirty:
-    the next sync then writes the whole rest of the segment back, zeros included. Worth it
-    only when nothing syncs before the segment is full (NoFsync); read-populating still
-    saves about a third of the fault cost. Populating never changes a byte, so it may race
-    a writer. Best effort: without the C extension or on older kernels nothing happens.
+    a sync that runs before the data arrives writes them back as zeros. Read-populating
+    still saves about a third of the fault cost. Populating never changes a byte, so it may
+    race a writer. Best effort: without the C extension or on older kernels nothing happens.
     """
     if _lib is None:
         return
     start &= ~(PAGE - 1)
-    if start >= len(view):
+    end = len(view) if end is None else min(end, len(view))
+    if start >= end:
         return
     with _ffi.from_buffer(view, require_writable=True) as addr:
-        _lib.walrus_populate(addr + start, len(view) - start, 1 if writable else 0)
+        _lib.walrus_populate(addr + start, end - start, 1 if writable else 0)
 
 
 def record_bytes(buf: Any, lsns: array[int]) -> int:

@@ -43,6 +43,7 @@ from ._errors import (
     WalrusError,
 )
 from ._log import Log, Payload, discard
+from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topics import MARKED_DIRTY, Topic
 from .plugins._selection import select_backend
@@ -148,7 +149,6 @@ class Walrus:
         self._topics = self._wal.by_name
         self._fast_topics = {} if read_only else self._topics
         self._wal.new_topic = self._batch_new
-        self._wal.populate_writable = isinstance(self._schedule, NoFsyncSchedule)
         if not read_only and not self._sync_each:
             self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
@@ -157,7 +157,9 @@ class Walrus:
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
                         if isinstance(self._schedule, MillisecondsSchedule) else None)
-            self._background = Background(self._wal, self._durability, interval)
+            writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
+                         else interval)
+            self._background = Background(self._wal, self._durability, interval, writeback)
             self._wal.on_seal = self._background.wake
         log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
                   self._consistency, self._schedule)

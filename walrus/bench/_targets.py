@@ -33,6 +33,8 @@ from ..plugins import available_backends
 from ._compare_report import rate_text
 
 PAYLOAD = b"x" * 100
+PLAIN = "plain Python"
+"""What the reference rows run on instead of a backend."""
 HEADER = struct.Struct("<IIQ")
 """The ceilings' 16-byte record header: crc32, length, sequence number."""
 
@@ -56,7 +58,8 @@ Measure = Callable[[Path, str, Sizes], float]
 @attrs.frozen
 class Row:
     name: str
-    target: float
+    target: float | None
+    """None: a plain-Python reference row (no walrus; measured once, not per backend)."""
     baseline: str
     measure: Measure
     ceiling: Callable[[Path, Sizes], float] | None = None
@@ -69,6 +72,13 @@ def _rate(count: int, work: Callable[[], object]) -> float:
     start = time.perf_counter()
     work()
     return count / (time.perf_counter() - start)
+
+
+def _run_all(workers: list[threading.Thread]) -> None:
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
 
 
 def _calls(count: int, call: Callable[..., object], *args: Any) -> float:
@@ -188,6 +198,51 @@ def ceiling_fdatasync(path: Path, sizes: Sizes) -> float:
         os.close(fd)
 
 
+def group_commit(count: int) -> Measure:
+    """Plain Python, no walrus: ``count`` threads each write a record and wait until it is
+    durable, with the simplest group commit (a writer that finds no sync running syncs for
+    everyone written so far; the others wait on a condition). The most that Python threads
+    get from group commit on this machine, for comparison with walrus's row."""
+    def measure(path: Path, _backend: str, sizes: Sizes) -> float:
+        each = sizes.threads_each
+        fd = os.open(path / "g.bin", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        record = HEADER.pack(0, 100, 0) + PAYLOAD
+        cond = threading.Condition()
+        state = {"written": 0, "durable": 0, "busy": False}
+
+        def worker() -> None:
+            for _ in range(each):
+                with cond:
+                    pos = state["written"]
+                    os.pwrite(fd, record, pos)
+                    mine = state["written"] = pos + len(record)
+                    while state["durable"] < mine:
+                        if state["busy"]:
+                            cond.wait()
+                            continue
+                        state["busy"] = True
+                        covered = state["written"]
+                        cond.release()
+                        try:
+                            os.fdatasync(fd)
+                        finally:
+                            cond.acquire()
+                            state["busy"] = False
+                        state["durable"] = covered
+                        cond.notify_all()
+
+        try:
+            os.posix_fallocate(fd, 0, (count * each + 1) * len(record))
+            os.fsync(fd)
+            os.sync()
+            workers = [threading.Thread(target=worker) for _ in range(count)]
+            return _rate(count * each, lambda: _run_all(workers))
+        finally:
+            os.close(fd)
+
+    return measure
+
+
 # --- walrus workloads ----------------------------------------------------------------------
 
 
@@ -265,12 +320,7 @@ def threads(count: int, schedule: Any, same_topic: bool = False
             workers = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
             if durable:
                 os.sync()
-            start = time.perf_counter()
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            return count * each / (time.perf_counter() - start)
+            return _rate(count * each, lambda: _run_all(workers))
 
     return measure
 
@@ -292,6 +342,8 @@ ROWS = [
         append(FsyncSchedule.Milliseconds(1000)), relative=append(FsyncSchedule.NoFsync)),
     Row("4 threads appending under SyncEach", 3.0, "one thread under SyncEach",
         threads(4, FsyncSchedule.SyncEach), relative=threads(1, FsyncSchedule.SyncEach)),
+    Row("4 threads, plain-Python group commit (reference)", None, "one thread of it",
+        group_commit(4), relative=group_commit(1)),
     Row("4 threads on 4 topics, NoFsync", 0.8, "one thread's total",
         threads(4, FsyncSchedule.NoFsync), relative=threads(1, FsyncSchedule.NoFsync)),
 ]
@@ -332,7 +384,7 @@ def measure_all(scratch: Path, sizes: Sizes, repeats: int, backends: list[str],
         for result in results:
             row = result.row
             ceiling = _in_scratch(scratch, row.ceiling, sizes) if row.ceiling else 0.0
-            for backend in backends:
+            for backend in backends if row.target is not None else [PLAIN]:
                 rate = _in_scratch(scratch, row.measure, backend, sizes)
                 base = ceiling
                 if row.relative is not None:
@@ -343,14 +395,21 @@ def measure_all(scratch: Path, sizes: Sizes, repeats: int, backends: list[str],
     return results
 
 
+def _held(row: Row, ratio: float) -> str:
+    if row.target is None:
+        return "reference"
+    return "yes" if ratio >= row.target else "NO"
+
+
 def report(results: list[Result]) -> str:
     lines = ["| workload | baseline | target | walrus (best backend) | baseline rate | ratio "
              "| held |", "|---|---|---|---|---|---|---|"]
     for r in results:
         backend, rate, base, ratio = r.best()
-        held = "yes" if ratio >= r.row.target else "NO"
-        lines.append(f"| {r.row.name} | {r.row.baseline} | >= {r.row.target:g}x | "
-                     f"{rate_text(rate)} ({backend}) | {rate_text(base)} | {ratio:.2f}x | {held} |")
+        target = "-" if r.row.target is None else f">= {r.row.target:g}x"
+        lines.append(f"| {r.row.name} | {r.row.baseline} | {target} | "
+                     f"{rate_text(rate)} ({backend}) | {rate_text(base)} | {ratio:.2f}x | "
+                     f"{_held(r.row, ratio)} |")
     return "\n".join(lines)
 
 
@@ -371,7 +430,8 @@ def write_files(results: list[Result], out: Path, repeats: int) -> None:
         backend, rate, base, ratio = r.best()
         summary.append({"workload": r.row.name, "baseline": r.row.baseline,
                         "target": r.row.target, "backend": backend, "rate": rate,
-                        "baseline_rate": base, "ratio": ratio, "held": ratio >= r.row.target,
+                        "baseline_rate": base, "ratio": ratio,
+                        "held": None if r.row.target is None else ratio >= r.row.target,
                         "repeats": repeats})
     (out / "targets.json").write_text(json.dumps(summary, indent=2) + "\n")
 

@@ -1,0 +1,203 @@
+"""The prefaulter: pages just ahead of a fast writer are faulted in, and never too many.
+
+What it does is visible in ``/proc/self/smaps``: a page faulted in writable is dirty before
+any data reaches it. These tests read the dirty bytes of the active segment's mapping to see
+how far ahead of the writer the thread went.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from walrus import FsyncSchedule, Walrus, _durability, _prefault, _speedups
+from walrus._segment import Segment
+from walrus.backends._mmap import MmapBackend
+
+pytestmark = pytest.mark.skipif(not _speedups.ACCELERATED, reason=_speedups.REASON)
+
+PAYLOAD = b"p" * 100
+BATCH = [PAYLOAD] * 2000
+FOLIO = 2 << 20
+"""The page cache dirties and counts whole folios, up to 2 MiB on x86-64 (64 KiB ones are
+common here): a store dirties up to this much past it, with or without a prefaulter."""
+
+
+def dirty_bytes(path: str) -> int:
+    """Dirty bytes of this process's mapping of ``path`` (shared and private)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):  # a mapping's heading line
+                inside = line.rstrip().endswith(path)
+            elif inside and first in ("Shared_Dirty:", "Private_Dirty:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def active(wal: Walrus) -> Segment:
+    seg = wal._wal.active
+    assert seg is not None
+    return seg
+
+
+def prefaulter(wal: Walrus) -> _prefault.Prefaulter:
+    found = wal._background.prefaulter  # type: ignore[union-attr]
+    assert found is not None
+    return found
+
+
+def prefault_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "walrus-prefault"]
+
+
+def settle(seg: Segment, at_least: int, timeout: float = 5.0) -> int:
+    """The mapping's dirty bytes once they reach ``at_least`` (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    dirty = dirty_bytes(seg.path)
+    while dirty < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+        dirty = dirty_bytes(seg.path)
+    return dirty
+
+
+def test_a_fast_writer_finds_the_pages_ahead_faulted_in(tmp_path: Path) -> None:
+    with Walrus(data_dir=tmp_path / "wal", backend="mmap",
+                fsync_schedule=FsyncSchedule.Milliseconds(60_000)) as wal:
+        seg, p = active(wal), prefaulter(wal)
+        # Syncs this rare make any pace earn the whole lead (so a loaded machine cannot make
+        # the writer look slow), and no sync cleans the pages while the test looks at them.
+        p.cadence = _prefault.SyncCadence(60.0, 1 << 40, 60.0)
+        assert p.max_lead == 5 << 20 and p.step > FOLIO  # so a lead shows
+        for _ in range(2):  # up to just past the second mark (5 MiB: no checkpoint yet)
+            mark = seg.check_at
+            while seg.end <= mark:
+                wal.batch_append_for_topic("t", BATCH)
+            assert seg.check_at == seg.end + p.step  # the next mark, one step on
+        assert seg.end < _durability.CHECKPOINT_BYTES
+        end = seg.end
+        dirty = settle(seg, end + p.max_lead)
+        assert dirty >= end + p.max_lead - 2 * len(PAYLOAD * len(BATCH))  # faulted in ahead
+        assert dirty <= end + p.max_lead + FOLIO  # never more than the lead
+        mark = seg.check_at
+        while seg.end <= mark:  # single appends pass the marks too
+            wal.append_for_topic("t", PAYLOAD)
+        assert seg.check_at == seg.end + p.step
+
+
+def test_a_slow_writer_gets_no_lead(tmp_path: Path) -> None:
+    # Milliseconds(1000): a lead of one step (2.5 MiB) needs 100 MiB/s; this writer does 5.
+    with Walrus(data_dir=tmp_path / "wal", backend="mmap",
+                fsync_schedule=FsyncSchedule.Milliseconds(1000)) as wal:
+        seg, p = active(wal), prefaulter(wal)
+        while seg.end < 3 * p.step:
+            wal.batch_append_for_topic("t", [PAYLOAD] * 200)  # about 27 KB
+            time.sleep(0.005)
+            assert dirty_bytes(seg.path) <= seg.end + FOLIO
+        time.sleep(0.2)
+        assert dirty_bytes(seg.path) <= seg.end + FOLIO
+
+
+def test_lead_follows_the_pace_and_the_syncs(tmp_path: Path) -> None:
+    mib = 1 << 20
+    with Walrus(data_dir=tmp_path / "wal", backend="mmap",
+                fsync_schedule=FsyncSchedule.Milliseconds(1000)) as wal:
+        [thread] = prefault_threads()
+        p = prefaulter(wal)
+        assert p.cadence == _prefault.SyncCadence(1.0, _durability.CHECKPOINT_BYTES,
+                                                  _durability.TICK)
+        # At 200 MiB/s the checkpoints sync every tick (50 MiB): 10 % of that, in 2 steps.
+        assert (p.max_lead, p.step) == (5 * mib, 5 * mib // 2)
+        assert wal._wal.progress_step == p.step
+        assert p.lead(400 * mib, 1.0) == p.max_lead  # capped
+        assert p.lead(100 * mib, 1.0) == p.step  # 10 % of 25 MiB per sync
+        assert p.lead(40 * mib, 1.0) == 0  # 10 % of 10 MiB: under one step, not worth it
+        assert p.lead(mib, 0.0) == p.max_lead  # no division by zero
+    assert not thread.is_alive()
+    with Walrus(data_dir=tmp_path / "short", backend="mmap",
+                fsync_schedule=FsyncSchedule.Milliseconds(100)) as wal:
+        assert prefaulter(wal).max_lead == 2 * mib  # 10 % of 20 MiB per sync
+    with Walrus(data_dir=tmp_path / "shorter", backend="mmap",
+                fsync_schedule=FsyncSchedule.Milliseconds(10)) as wal:
+        assert prefault_threads() == []  # a lead of 0.2 MiB is not worth a thread
+
+
+def test_sync_cadence() -> None:
+    mib = 1 << 20
+    cadence = _prefault.SyncCadence(interval=1.0, checkpoint_bytes=8 * mib, tick=0.25)
+    assert cadence.bytes_between(400 * mib) == 100 * mib  # a checkpoint every tick
+    assert cadence.bytes_between(16 * mib) == 8 * mib  # a checkpoint every 8 MiB
+    assert cadence.bytes_between(4 * mib) == 4 * mib  # the flusher first
+    nofsync = _prefault.SyncCadence(interval=30.0, checkpoint_bytes=8 * mib, tick=0.25)
+    assert nofsync.lead(10_000 * mib) == _prefault.MAX_LEAD
+    assert cadence.lead(123_457) % (2 * _speedups.PAGE) == 0
+
+
+@pytest.mark.parametrize("schedule", [FsyncSchedule.NoFsync, FsyncSchedule.Milliseconds(500)])
+def test_schedules_that_sync_in_the_background_prefault(tmp_path: Path, schedule: object) -> None:
+    with Walrus(data_dir=tmp_path / "wal", backend="mmap", fsync_schedule=schedule) as wal:
+        assert len(prefault_threads()) == 1
+        assert active(wal).check_at == active(wal).end + prefaulter(wal).step
+    assert prefault_threads() == []
+
+
+@pytest.mark.parametrize(("backend", "schedule"), [
+    ("mmap", FsyncSchedule.SyncEach),  # every sync would write the lead
+    ("pwrite", FsyncSchedule.Milliseconds(1000)),  # nothing mapped to fault in
+])
+def test_no_prefaulting(tmp_path: Path, backend: str, schedule: object) -> None:
+    with Walrus(data_dir=tmp_path / "wal", backend=backend, fsync_schedule=schedule) as wal:
+        assert prefault_threads() == []
+        seg = active(wal)
+        assert seg.check_at == seg.limit
+        wal.batch_append_for_topic("t", BATCH)
+        assert seg.check_at == seg.limit
+
+
+def test_the_writer_rolls_past_marks_into_new_segments(tmp_path: Path) -> None:
+    size = 12 << 20
+    with Walrus(data_dir=tmp_path / "wal", backend="mmap", segment_size=size,
+                fsync_schedule=FsyncSchedule.Milliseconds(1000)) as wal:
+        first, p = active(wal), prefaulter(wal)
+        count = 0
+        while active(wal) is first or active(wal).end < 2 * p.step:
+            wal.batch_append_for_topic("t", BATCH)
+            count += len(BATCH)
+        seg = active(wal)
+        assert seg.check_at <= seg.end + p.step
+        got = 0
+        while (batch := wal.batch_read_for_topic("t", 1 << 20)):
+            assert all(e.data == PAYLOAD for e in batch)
+            got += len(batch)
+        assert got == count
+
+
+def test_closing_a_segment_waits_for_a_populate_in_flight(tmp_path: Path) -> None:
+    seg = Segment.create(MmapBackend(), str(tmp_path), 1, 64 << 20, 0)
+    started = threading.Event()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def populate_again_and_again() -> None:
+        try:
+            while not stop.is_set():
+                seg.populate(0)  # 64 MiB: milliseconds without the GIL
+                started.set()
+        except BaseException as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    other = threading.Thread(target=populate_again_and_again)
+    other.start()
+    try:
+        assert started.wait(10)
+        seg.close()  # an mmap refuses to close while the other thread's populate pins it
+    finally:
+        stop.set()
+        other.join()
+    assert errors == []
+    assert seg.view is None and seg.file.view is None  # really unmapped
+    seg.populate(0, writable=True)  # closed: a no-op

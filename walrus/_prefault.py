@@ -1,0 +1,143 @@
+"""Write-faulting the active segment just ahead of the writer, in a thread of its own.
+
+The first store to each page of a fresh segment costs a write fault; on ext4 it also
+converts the page's preallocated (unwritten) extent: 1.3-3 us a page, a seventh of an
+append from Python. Faulting a whole segment in writable beforehand would take that off the
+append path, but a page faulted in writable is dirty: the next sync (or the kernel's own
+writeback) would write the rest of the segment as zeros, and later again with the data.
+
+So the writer tells this thread each time it passes another ``step`` bytes (and at each
+roll), and the thread faults the next pages in (madvise ``MADV_POPULATE_WRITE``, without the
+GIL), only as many as keep the zeros a sync may write under ``ZEROS`` of the bytes the writer
+produces between two syncs (see :class:`SyncCadence`). A fast writer (the one that would
+feel the faults) gets a lead; a slow one gets none and keeps its faults, which cost it
+little at its pace. Not used under SyncEach, where every append's sync would write the lead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import attrs
+
+from ._log import Log
+from ._segment import Segment
+from ._speedups import PAGE
+
+log = logging.getLogger("walrus")
+
+FAST = 200 << 20
+"""Bytes per second: about the fastest a single writer appends from Python on this kind of
+machine, the pace the largest lead is sized for."""
+ZEROS = 0.1
+"""The most of the bytes written back by one sync that may be zeros faulted in ahead."""
+MIN_LEAD, MAX_LEAD = 1 << 20, 32 << 20
+"""Below MIN_LEAD a lead is not worth a thread; MAX_LEAD caps it under rare syncs."""
+STEPS = 2
+"""Wake-ups per lead: the thread keeps ahead even when it waits a while for the GIL. Few
+wake-ups matter too: each takes the GIL twice, and four appending threads feel it."""
+
+
+@attrs.frozen
+class SyncCadence:
+    """When the active segment's dirty pages get written back, whatever the schedule."""
+
+    interval: float
+    """Seconds between two flusher passes (under NoFsync: the kernel's writeback age)."""
+    checkpoint_bytes: int
+    """The background worker also syncs (to checkpoint) once the segment grew this much..."""
+    tick: float
+    """... looking about this often."""
+
+    def bytes_between(self, pace: float) -> float:
+        """Bytes a writer going at ``pace`` bytes per second produces between two syncs."""
+        return min(pace * self.interval, max(self.checkpoint_bytes, pace * self.tick))
+
+    def lead(self, pace: float) -> int:
+        """How far ahead of such a writer pages may be faulted in (page multiple)."""
+        lead = min(MAX_LEAD, int(ZEROS * self.bytes_between(pace)))
+        return lead - lead % (STEPS * PAGE)  # so that a step is whole pages too
+
+
+def writeback_age() -> float:
+    """Seconds after which the kernel writes a dirty page back by itself (Linux's
+    ``dirty_expire_centisecs``; 30 s when it cannot be read): how often the pages of a log
+    that nothing syncs get written, in effect."""
+    try:
+        with open("/proc/sys/vm/dirty_expire_centisecs") as f:
+            return max(1, int(f.read())) / 100
+    except (OSError, ValueError):
+        return 30.0
+
+
+class Prefaulter:
+    """The thread that keeps the pages just ahead of the writer faulted in writable."""
+
+    def __init__(self, wal: Log, cadence: SyncCadence) -> None:
+        self.wal = wal
+        self.cadence = cadence
+        self.max_lead = cadence.lead(FAST)
+        """The lead of a writer going at FAST."""
+        self.step = self.max_lead // STEPS
+        """The writer wakes the thread each time it passes this many more bytes."""
+        self.stopping = False
+        self.cue = threading.Lock()
+        """Held while there is nothing to do; the writer releases it. Unlike ``Event.set``
+        that never blocks: this thread may hold the Event's lock when the GIL preempts it,
+        and the writer calls in with the append lock held."""
+        self.cue.acquire()
+        self.thread = threading.Thread(target=self._run, name="walrus-prefault", daemon=True)
+        with wal.lock:
+            wal.progress_step = self.step
+            wal.on_progress = self.wake
+            if wal.active is not None:
+                wal.active.check_at = min(wal.active.check_at, wal.active.end + self.step)
+        self.thread.start()
+
+    def wake(self) -> None:
+        try:
+            self.cue.release()
+        except RuntimeError:  # released already: a wake-up is pending
+            pass
+
+    def stop(self) -> None:
+        with self.wal.lock:
+            self.wal.progress_step = 0
+            self.wal.on_progress = None
+            if self.wal.active is not None:
+                self.wal.active.check_at = self.wal.active.limit
+        self.stopping = True
+        self.wake()
+        self.thread.join()
+
+    def lead(self, moved: int, seconds: float) -> int:
+        """Bytes to keep faulted in ahead of a writer that moved ``moved`` bytes in
+        ``seconds``: 0 when that is less than a wake-up's worth."""
+        lead = min(self.max_lead, self.cadence.lead(moved / max(seconds, 1e-6)))
+        return lead if lead >= self.step else 0
+
+    def _run(self) -> None:
+        seg: Segment | None = None
+        ready = 0  # pages of seg below this are faulted in already
+        seen, at = 0, time.monotonic()  # where the writer was in seg at the last look, and when
+        while True:
+            self.cue.acquire()
+            if self.stopping:
+                return
+            active = self.wal.active
+            if active is None:
+                continue
+            now, end = time.monotonic(), active.end
+            moved = end - seen if active is seg else end + (0 if seg is None else seg.end - seen)
+            if active is not seg:
+                seg, ready = active, end
+            lead = self.lead(moved, now - at)
+            seen, at = end, now
+            if lead and end + lead > ready:
+                try:
+                    seg.populate(max(ready, end), end + lead, writable=True)
+                except Exception:  # never let the thread die silently
+                    log.exception("walrus prefault thread failed")
+                ready = end + lead
