@@ -116,6 +116,21 @@ def segment_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.wal"))
 
 
+def smaps_bytes(path: str | Path, *fields: str) -> int:
+    """The sum of ``fields`` (e.g. ``"Rss"``) over this process's mappings of ``path``, in
+    bytes, from ``/proc/self/smaps``."""
+    total, inside = 0, False
+    wanted = {f"{field}:" for field in fields}
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=1)[0]
+            if "-" in first and not first.endswith(":"):  # a mapping's heading line
+                inside = line.rstrip().endswith(str(path))
+            elif inside and first in wanted:
+                total += int(line.split()[1]) * 1024
+    return total
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The reliability figures (docs/reliability.md quotes them)."""
     from ._workload import FIGURES

@@ -17,6 +17,8 @@ from walrus import FsyncSchedule, Walrus, _durability, _prefault, _speedups
 from walrus._segment import Segment
 from walrus.backends._mmap import MmapBackend
 
+from .conftest import smaps_bytes
+
 pytestmark = pytest.mark.skipif(not _speedups.ACCELERATED, reason=_speedups.REASON)
 
 PAYLOAD = b"p" * 100
@@ -28,15 +30,7 @@ common here): a store dirties up to this much past it, with or without a prefaul
 
 def dirty_bytes(path: str) -> int:
     """Dirty bytes of this process's mapping of ``path`` (shared and private)."""
-    total, inside = 0, False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            first = line.split(maxsplit=1)[0]
-            if "-" in first and not first.endswith(":"):  # a mapping's heading line
-                inside = line.rstrip().endswith(path)
-            elif inside and first in ("Shared_Dirty:", "Private_Dirty:"):
-                total += int(line.split()[1]) * 1024
-    return total
+    return smaps_bytes(path, "Shared_Dirty", "Private_Dirty")
 
 
 def active(wal: Walrus) -> Segment:

@@ -345,7 +345,8 @@ class Background:
         self.reclaim()
 
     def index_sealed(self) -> None:
-        """Sync sealed segments and write their index files (so reopening skips them)."""
+        """Sync sealed segments, write their index files (so reopening skips them), and
+        unmap their pages: a log nobody consumes would otherwise grow the process's RSS."""
         wal = self.wal
         if not wal.to_index:
             return
@@ -364,6 +365,7 @@ class Background:
                     log.warning("could not write the index of %s: %s", seg.path, exc)
                     return
                 wal.to_index.remove(seg)
+                seg.release_pages()  # clean now, and read again only by a late consumer
 
     def reclaim(self) -> None:
         """Delete segments that every persisted cursor has passed."""

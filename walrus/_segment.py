@@ -165,6 +165,13 @@ class Segment:
             if self.view is not None and self.address is not None:
                 _speedups.populate(self.view, start, end, writable)
 
+    def release_pages(self) -> None:
+        """Unmap the pages of a segment that is no longer written, so a log nobody
+        consumes does not grow the process's RSS (see ``_speedups.release_pages``)."""
+        with self._mapping_lock:
+            if self.view is not None:
+                _speedups.release_pages(self.view)
+
     def close(self) -> None:
         with self._mapping_lock:
             self._window = None

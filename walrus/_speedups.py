@@ -111,6 +111,21 @@ def populate(view: Any, start: int = 0, end: int | None = None, writable: bool =
         _lib.walrus_populate(addr + start, end - start, 1 if writable else 0)
 
 
+def release_pages(view: Any) -> None:
+    """Unmap a mapping's pages from this process, leaving them to the page cache.
+
+    For a segment that is no longer written: its pages stop counting in the process's RSS,
+    and a later read maps them again from the page cache (a minor fault per page). Dropping
+    a shared file mapping's pages never loses a byte: a dirty page stays dirty in the page
+    cache, and the next sync writes it. Without the GIL when the C extension is there.
+    """
+    if _lib is not None:
+        with _ffi.from_buffer(view) as addr:
+            _lib.walrus_madvise(addr, len(view), mmap.MADV_DONTNEED)
+    else:
+        view.madvise(mmap.MADV_DONTNEED)
+
+
 def record_bytes(buf: Any, lsns: array[int]) -> int:
     """Bytes the records at ``lsns`` occupy in ``buf`` (a whole segment), padding included.
 

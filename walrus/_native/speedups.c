@@ -32,13 +32,17 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-int walrus_populate(char *addr, uint64_t len, int writable) {
-    /* Fault a mapping's pages in without touching their bytes (Linux >= 5.14). */
-    int advice = writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ;
+int walrus_madvise(char *addr, uint64_t len, int advice) {
+    /* madvise without the GIL: faulting in or dropping a segment's pages takes milliseconds. */
     PyThreadState *gil = PyEval_SaveThread();
     int err = madvise(addr, (size_t)len, advice) == 0 ? 0 : errno;
     PyEval_RestoreThread(gil);
     return err;
+}
+
+int walrus_populate(char *addr, uint64_t len, int writable) {
+    /* Fault a mapping's pages in without touching their bytes (Linux >= 5.14). */
+    return walrus_madvise(addr, len, writable ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
 }
 
 #define HEADER 32u

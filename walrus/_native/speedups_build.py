@@ -15,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE = "walrus._native._speedups"
 
 CDEF = """
+int walrus_madvise(char *addr, uint64_t len, int advice);
 int walrus_populate(char *addr, uint64_t len, int writable);
 uint64_t walrus_encode_entry(char *dst, uint64_t pos, const char *data, uint64_t n,
                              uint32_t tid, uint64_t seq, uint64_t durable, uint32_t salt);
