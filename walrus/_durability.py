@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from ._errors import StorageError
 from ._log import Log, storage_error
-from ._prefault import FAST, MIN_LEAD, Prefaulter, SyncCadence
+from ._prefault import Prefaulter, SyncCadence
 
 log = logging.getLogger("walrus")
 
@@ -257,11 +257,8 @@ class Background:
         """Faults pages in ahead of the writer, when something other than each append's own
         sync writes them back (``writeback``: the flusher's interval, or the kernel's under
         NoFsync; None under SyncEach) and the segments are mapped writable."""
-        active = wal.active
-        if writeback is not None and active is not None and active.address is not None:
-            cadence = SyncCadence(writeback, CHECKPOINT_BYTES, TICK)
-            if cadence.lead(FAST) >= MIN_LEAD:
-                self.prefaulter = Prefaulter(wal, cadence)
+        if writeback is not None:
+            self.prefaulter = Prefaulter.start(wal, SyncCadence(writeback, CHECKPOINT_BYTES, TICK))
         self.thread = threading.Thread(target=self._run, name="walrus-background", daemon=True)
         self.thread.start()
 

@@ -434,6 +434,13 @@ class Log:
             self.on_progress()
         return seg
 
+    def watch_progress(self, step: int, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` each time the writer passes ``step`` more bytes (0, None: stop)."""
+        with self.lock:
+            self.progress_step, self.on_progress = step, callback
+            if self.active is not None:
+                self._next_check(self.active, self.active.end)
+
     def _next_check(self, seg: Segment, pos: int) -> None:
         seg.check_at = min(seg.limit, pos + self.progress_step) if self.progress_step \
             else seg.limit

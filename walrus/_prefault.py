@@ -89,12 +89,17 @@ class Prefaulter:
         and the writer calls in with the append lock held."""
         self.cue.acquire()
         self.thread = threading.Thread(target=self._run, name="walrus-prefault", daemon=True)
-        with wal.lock:
-            wal.progress_step = self.step
-            wal.on_progress = self.wake
-            if wal.active is not None:
-                wal.active.check_at = min(wal.active.check_at, wal.active.end + self.step)
+        wal.watch_progress(self.step, self.wake)
         self.thread.start()
+
+    @classmethod
+    def start(cls, wal: Log, cadence: SyncCadence) -> Prefaulter | None:
+        """A prefaulter for ``wal`` if its segments are mapped writable and a writer going
+        at FAST would earn a lead worth a thread; else None."""
+        active = wal.active
+        if active is None or active.address is None or cadence.lead(FAST) < MIN_LEAD:
+            return None
+        return cls(wal, cadence)
 
     def wake(self) -> None:
         try:
@@ -103,11 +108,7 @@ class Prefaulter:
             pass
 
     def stop(self) -> None:
-        with self.wal.lock:
-            self.wal.progress_step = 0
-            self.wal.on_progress = None
-            if self.wal.active is not None:
-                self.wal.active.check_at = self.wal.active.limit
+        self.wal.watch_progress(0, None)
         self.stopping = True
         self.wake()
         self.thread.join()
