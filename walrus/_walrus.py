@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
@@ -41,6 +42,7 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
     WalrusError,
+    WalrusForkedError,
 )
 from ._log import Log, Payload, discard
 from ._prefault import writeback_age
@@ -91,6 +93,23 @@ def _check_int(name: str, value: object, allow_none: bool = False) -> int | None
     return value
 
 
+_OPEN: dict[int, weakref.ref[Walrus]] = {}
+"""Every open instance of this process, so that a forked child can disown them all."""
+
+
+def _disown_inherited() -> None:
+    """In a forked child: every instance the parent had open is the parent's alone."""
+    for ref in list(_OPEN.values()):
+        wal = ref()
+        if wal is not None:
+            wal._disown()
+    _OPEN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disown_inherited)
+
+
 class Walrus:
     """A durable, topic-aware write-ahead log in one directory.
 
@@ -110,6 +129,7 @@ class Walrus:
                  read_only: bool = False,
                  segment_size: int = DEFAULT_SEGMENT_BYTES) -> None:
         self._closed = True  # until fully open: close() and __del__ must see a safe state
+        self._owner = os.getpid()
         self._consistency = check_consistency(consistency)
         self._schedule = check_schedule(fsync_schedule)
         if not isinstance(read_only, bool):
@@ -161,6 +181,8 @@ class Walrus:
                          else interval)
             self._background = Background(self._wal, self._durability, interval, writeback)
             self._wal.on_seal = self._background.wake
+        ident = id(self)
+        _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
         log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
                   self._consistency, self._schedule)
 
@@ -511,7 +533,27 @@ class Walrus:
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._owner != os.getpid():
+                raise WalrusForkedError(self._owner)
             raise WalrusClosedError()
+
+    def _disown(self) -> None:
+        """This process is a fork of the one that opened the instance: refuse every call.
+
+        The parent goes on using the files, the write position, the lock and the io_uring
+        rings, so the child must not touch them, not even to close or free them (a lock or
+        a ring a parent thread held at the fork would never be released here). Empty topic
+        tables send every call to a path that checks ``_closed`` first; the child closes
+        only its own copies of the lock's descriptors, so it never holds the directory
+        after the parent is gone.
+        """
+        self._closed = True
+        self._close_lock = threading.Lock()
+        self._topics = self._fast_topics = self._wal.by_name = {}
+        self._backend.disown()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _check_writable(self) -> None:
         self._check_open()
@@ -573,6 +615,7 @@ class Walrus:
             self._backend.close()
             if self._lock is not None:
                 self._lock.release()
+            _OPEN.pop(id(self), None)
             if error is not None:
                 raise error
 
