@@ -16,7 +16,8 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _codec, _speedups
@@ -72,10 +73,50 @@ _SEAL_ROOM = HEADER_SIZE
 Payload = bytes | bytearray | memoryview
 
 
-def as_payload(data: object) -> bytes | memoryview:
-    """Accept any bytes-like object as a payload; reject everything else by name."""
+def as_payload(data: object) -> bytes:
+    """One payload as an immutable snapshot: bytes as they are, any other bytes-like object
+    copied once (after its size is checked), everything else refused by name.
+
+    The copy is what makes the record whole: another thread may change a bytearray (or the
+    buffer behind a memoryview) while the record is checksummed and written, and a record
+    whose bytes differ from its checksum would be an acknowledged entry that never reads
+    back.
+    """
     if type(data) is bytes:
         return data
+    view = _flat_view(data)
+    check_size(len(view))
+    return view.tobytes()
+
+
+def snapshot_batch(payloads: Iterable[object]) -> tuple[list[bytes], int]:
+    """A batch as one immutable snapshot, checked against every limit before anything is
+    copied; returns the payloads and the room their records take.
+
+    Entries are counted as they are iterated, never from ``len()``: a sequence whose
+    ``len()`` understates it, or a list another thread grows meanwhile, must not get more
+    than ``MAX_BATCH_ENTRIES`` records written (recovery would take them for damage).
+    """
+    raw = list(islice(payloads, MAX_BATCH_ENTRIES + 1))
+    if len(raw) > MAX_BATCH_ENTRIES:
+        raise BatchTooLargeError(f"batch of at least {len(raw)} entries is over "
+                                 f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
+    views: list[bytes | memoryview] = [d if type(d) is bytes else _flat_view(d) for d in raw]
+    total = need = 0
+    for data in views:  # one pass: the limits, and the room the records take
+        n = len(data)
+        if n > MAX_ENTRY_BYTES:
+            check_size(n)
+        total += n
+        need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
+    if total > MAX_BATCH_BYTES:
+        raise BatchTooLargeError(
+            f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
+    return [d.tobytes() if isinstance(d, memoryview) else d for d in views], need
+
+
+def _flat_view(data: object) -> memoryview:
+    """A bytes-like object as a flat view of its bytes (not copied unless non-contiguous)."""
     if isinstance(data, (str, int, float)) or data is None:
         raise InvalidArgumentError(
             f"entry data must be bytes-like, not {type(data).__name__}"
@@ -231,25 +272,12 @@ class Log:
     def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
         raise InvalidArgumentError(f"unknown topic {name!r}")
 
-    def append_batch(self, name: str, t: Topic | None, payloads: Sequence[Payload]) -> int:
+    def append_batch(self, name: str, t: Topic | None, items: list[bytes], need: int) -> int:
         """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
 
-        Returns the LSN just past the batch. Checks every limit before writing anything.
+        ``items`` and ``need`` are what :func:`snapshot_batch` returned (every limit is
+        checked there). Returns the LSN just past the batch.
         """
-        if len(payloads) > MAX_BATCH_ENTRIES:
-            raise BatchTooLargeError(
-                f"batch of {len(payloads)} entries is over MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-        items = [as_payload(d) for d in payloads]
-        total = need = 0
-        for data in items:  # one pass: the limits, and the room the records take
-            n = len(data)
-            if n > MAX_ENTRY_BYTES:
-                check_size(n)
-            total += n
-            need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
-        if total > MAX_BATCH_BYTES:
-            raise BatchTooLargeError(
-                f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
         with self.lock:
             if self.closed:
                 raise WalrusClosedError()

@@ -33,7 +33,6 @@ from ._dirlock import DirectoryLock
 from ._durability import Background, Durability
 from ._entry import Entry
 from ._errors import (
-    BatchTooLargeError,
     CorruptionError,
     InvalidArgumentError,
     InvalidTopicError,
@@ -44,7 +43,7 @@ from ._errors import (
     WalrusError,
     WalrusForkedError,
 )
-from ._log import Log, Payload, discard
+from ._log import Log, Payload, discard, snapshot_batch
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topics import MARKED_DIRTY, Topic
@@ -287,21 +286,15 @@ class Walrus:
                 entries, Sequence):
             raise InvalidArgumentError(
                 f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
-        if len(entries) > MAX_BATCH_ENTRIES:
-            raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
-                                     f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
         t = self._find(topic)
         if t is None:
-            if not entries:
-                check_topic(topic)
-                self._check_writable()
-                return
             self._batch_new(topic, entries)
             return
-        if not entries:
+        items, need = snapshot_batch(entries)
+        if not items:
             self._check_writable()
             return
-        lsn = self._wal.append_batch(topic, t, entries)
+        lsn = self._wal.append_batch(topic, t, items, need)
         if self._sync_each:
             self._durability.wait(lsn)
 
@@ -309,7 +302,10 @@ class Walrus:
         """Append to a topic that may not exist yet (validated; creates it atomically)."""
         check_topic(topic)
         self._check_writable()
-        lsn = self._wal.append_batch(topic, None, entries)
+        items, need = snapshot_batch(entries)
+        if not items:
+            return 0
+        lsn = self._wal.append_batch(topic, None, items, need)
         if self._sync_each:
             self._durability.wait(lsn)
         return 0
