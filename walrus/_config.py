@@ -24,6 +24,9 @@ MAX_BATCH_BYTES = 10 << 30
 MAX_TOPIC_BYTES = 255
 """Longest topic name, in UTF-8 bytes."""
 
+MAX_SEGMENT_BYTES = 1 << 40
+"""Largest ``segment_size``: byte offsets within a segment take 40 bits of an LSN."""
+
 DEFAULT_BASE_DIR = "wal_files"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 """Default size of a log segment file; a larger entry or batch gets a segment of its own size."""
@@ -170,7 +173,13 @@ def resolve_root(data_dir: str | os.PathLike[str] | None, key: str | None) -> Pa
             raise InvalidArgumentError(
                 f"data_dir must be a str or a path, not {type(data_dir).__name__}"
             )
-        base = Path(data_dir)
+        path = os.fspath(data_dir)
+        if not isinstance(path, str):
+            raise InvalidArgumentError(
+                f"data_dir must be a str path, not {type(path).__name__}")
+        if "\0" in path:
+            raise InvalidArgumentError(f"data_dir must not contain a NUL character: {path!r}")
+        base = Path(path)
         return base / sanitize_key(key) if key is not None else base
     base = Path(env("WALRUS_DATA_DIR") or DEFAULT_BASE_DIR)
     if key is None:

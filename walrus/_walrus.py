@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +19,8 @@ from ._config import (
     DEFAULT_SCHEDULE,
     DEFAULT_SEGMENT_BYTES,
     MAX_BATCH_ENTRIES,
+    MAX_ENTRY_BYTES,
+    MAX_SEGMENT_BYTES,
     MAX_TOPIC_BYTES,
     AtLeastOnceMode,
     Consistency,
@@ -43,7 +46,7 @@ from ._errors import (
     WalrusError,
     WalrusForkedError,
 )
-from ._log import Log, Payload, discard, snapshot_batch
+from ._log import Log, Payload, discard, snapshot_batch, storage_error
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topics import MARKED_DIRTY, Topic
@@ -52,6 +55,8 @@ from .plugins._selection import select_backend
 log = logging.getLogger("walrus")
 
 _new_entry = tuple.__new__
+MAX_READ_BUDGET = MAX_BATCH_ENTRIES * MAX_ENTRY_BYTES
+"""A batch read never returns more payload than this, so a larger ``max_bytes`` is the same."""
 AHEAD_COUNT = 512
 AHEAD_BYTES = 64 << 10
 """read_next checks up to this many entries (or bytes) at once and serves the next calls
@@ -80,6 +85,24 @@ def check_topic(topic: object) -> str:
     if size > MAX_TOPIC_BYTES:
         raise InvalidTopicError(f"topic is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
     return topic
+
+
+def _not_a_bool(name: str, value: object) -> InvalidArgumentError:
+    """The error for a flag that is not True or False: a truthy string like ``"no"`` must
+    never be taken for True (it would consume the entry)."""
+    return InvalidArgumentError(f"{name} must be True or False, not {value!r}")
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """A read that fails in the backend (a failing disk) raises StorageError, as writes do;
+    walrus's own errors pass unchanged."""
+    try:
+        yield
+    except WalrusError:
+        raise
+    except OSError as exc:
+        raise storage_error(exc, what) from exc
 
 
 def _check_int(name: str, value: object, allow_none: bool = False) -> int | None:
@@ -137,6 +160,9 @@ class Walrus:
         assert size is not None
         if size < 4096:
             raise InvalidArgumentError(f"segment_size must be at least 4096 bytes, got {size}")
+        if size > MAX_SEGMENT_BYTES:
+            raise InvalidArgumentError(
+                f"segment_size must be at most {MAX_SEGMENT_BYTES} bytes (1 TiB), got {size}")
         self._root = resolve_root(data_dir, key)
         self._read_only = read_only
         self._strict = not isinstance(self._consistency, AtLeastOnceMode)
@@ -333,6 +359,8 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
+        if checkpoint is not True and checkpoint is not False:
+            raise _not_a_bool("checkpoint", checkpoint)
         try:
             t = self._fast_topics[topic]
         except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
@@ -369,7 +397,8 @@ class Walrus:
         A damaged entry raises CorruptionError; a checkpointing read consumes it first.
         """
         try:
-            ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
+            with _reading(f"reading topic {t.name!r} at offset {seq}"):
+                ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
                 wait = self._advance(t, seq, 1)
@@ -393,7 +422,10 @@ class Walrus:
         """
         budget = _check_int("max_bytes", max_bytes)
         start = _check_int("start_offset", start_offset, allow_none=True)
+        if checkpoint is not True and checkpoint is not False:
+            raise _not_a_bool("checkpoint", checkpoint)
         assert budget is not None
+        budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
         stateless = start is not None
         t = self._find(topic)
         if t is None:
@@ -427,8 +459,9 @@ class Walrus:
                  budget: int) -> tuple[list[Entry], CorruptionError | None]:
         """Read entries from ``seq`` within the budget; stops before a damaged one."""
         try:
-            payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
-                                          budget, MAX_BATCH_ENTRIES)
+            with _reading(f"reading topic {t.name!r} at offset {seq}"):
+                payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
+                                              budget, MAX_BATCH_ENTRIES)
         except CorruptionError as exc:
             return [], exc
         return _entries(payloads, seq, t.name), None
@@ -564,7 +597,8 @@ class Walrus:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
-            rebuilder.refresh()
+            with _reading(f"following the log in {self._root}"):
+                rebuilder.refresh()
             wal.segments = {seg.number: seg for seg in rebuilder.segments}
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
