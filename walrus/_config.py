@@ -150,12 +150,22 @@ def fnv1a64(data: bytes) -> int:
     return h
 
 
+RESERVED_NAME = "lock"
+RESERVED_SUFFIXES = (".wal", ".idx", ".tmp")
+"""Names a data directory's own files have or may have (compared in lower case): ``LOCK``,
+segments, indexes and files being written. A key folder never takes one."""
+
+
 def sanitize_key(key: str) -> str:
-    """Turn an instance key into one safe directory name that can never leave its base."""
+    """Turn an instance key into one safe directory name that can never leave its base,
+    nor take the name of a file of the base's own log (a folder named like a segment or
+    ``LOCK`` would break the instance that owns the base)."""
     if not isinstance(key, str):
         raise InvalidArgumentError(f"an instance key must be a str, not {type(key).__name__}")
     name = "".join(c if c in _KEEP else "_" for c in key)
-    if not name.strip("_") or name in (".", ".."):
+    folded = name.lower()
+    if (not name.strip("_") or name in (".", "..") or folded == RESERVED_NAME
+            or folded.endswith(RESERVED_SUFFIXES)):
         return "ns_" + format(fnv1a64(key.encode("utf-8", "surrogatepass")), "x")
     return name
 

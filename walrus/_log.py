@@ -802,7 +802,7 @@ class Log:
             for path in (seg.path, os.path.join(self.directory, index_name(seg.number))):
                 try:
                     os.unlink(path)
-                except FileNotFoundError:
+                except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)
                     pass
         return doomed
 
