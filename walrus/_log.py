@@ -486,9 +486,7 @@ class Log:
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
         preamble = self._preamble()
-        size = max(self.segment_size,
-                   SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
-                   + need + _SEAL_ROOM)
+        size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need)
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
         new = self._take_spare(size, prev_end, flags)
         if new is None:
@@ -516,6 +514,19 @@ class Log:
         if self.on_seal is not None:
             self.on_seal()
         return new
+
+    def new_segment_size(self, preamble: int, need: int) -> int:
+        """Bytes of the next segment, whose preamble takes ``preamble`` bytes and whose
+        first write takes ``need``.
+
+        At least ``segment_size``, and room for at least as many bytes of entries as the
+        preamble takes: the preamble repeats every topic's state, and with many topics of
+        long names it could fill a whole segment, so every append would roll and write it
+        again. This way it takes at most half of any segment, and costs at most one byte
+        written per byte of entries.
+        """
+        return max(self.segment_size,
+                   SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM)
 
     def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
         """The segment the background prepared, stamped as the next one; None if unusable."""
