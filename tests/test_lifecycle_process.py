@@ -408,12 +408,15 @@ class _BytesPath(os.PathLike[bytes]):
     lambda d: Walrus(data_dir=d / "a", segment_size=(1 << 40) + 1),
     lambda d: Walrus(data_dir=str(d / "c\0d")),
     lambda d: Walrus(data_dir=_BytesPath()),  # type: ignore[arg-type]
-], ids=["segment_size-2**64", "segment_size-over-1TiB", "data_dir-NUL", "data_dir-bytes"])
+    lambda d: Walrus(data_dir=d / "a", fsync_schedule=FsyncSchedule.Milliseconds(10 ** 400)),
+], ids=["segment_size-2**64", "segment_size-over-1TiB", "data_dir-NUL", "data_dir-bytes",
+        "Milliseconds-10**400"])
 def test_out_of_range_arguments_are_invalid_argument_errors(
         tmp_path: Path, call: Callable[[Path], Walrus]) -> None:
     with pytest.raises(InvalidArgumentError):
         call(tmp_path)
     assert not (tmp_path / "a").exists()
+    Walrus(data_dir=tmp_path / "a").close()  # nothing was left locked
 
 
 def test_a_budget_beyond_any_batch_means_no_limit(open_wal: WalFactory) -> None:

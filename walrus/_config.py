@@ -8,6 +8,7 @@ original does (``ReadConsistency.AtLeastOnce(persist_every=N)``, ``FsyncSchedule
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,8 +45,17 @@ def _persist_every(value: object) -> int:
     return max(1, _nonnegative_int("AtLeastOnce persist_every", value))
 
 
+MAX_INTERVAL_MS = int(threading.TIMEOUT_MAX) * 1000
+"""Longest ``Milliseconds`` interval: the longest wait the platform can express (about 292
+years on Linux); a longer one could not even be turned into seconds."""
+
+
 def _milliseconds(value: object) -> int:
-    return max(1, _nonnegative_int("Milliseconds interval", value))
+    interval = _nonnegative_int("Milliseconds interval", value)
+    if interval > MAX_INTERVAL_MS:
+        raise InvalidArgumentError(
+            f"Milliseconds interval must be at most {MAX_INTERVAL_MS}, got {interval}")
+    return max(1, interval)
 
 
 @attrs.frozen(repr=False)
