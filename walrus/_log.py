@@ -71,6 +71,7 @@ _SEAL_ROOM = HEADER_SIZE
 """Every segment keeps room for its SEAL record."""
 
 Payload = bytes | bytearray | memoryview
+_BYTES = {bytes}
 
 
 def as_payload(data: object) -> bytes:
@@ -101,7 +102,9 @@ def snapshot_batch(payloads: Iterable[object]) -> tuple[list[bytes], int]:
     if len(raw) > MAX_BATCH_ENTRIES:
         raise BatchTooLargeError(f"batch of at least {len(raw)} entries is over "
                                  f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-    views: list[bytes | memoryview] = [d if type(d) is bytes else _flat_view(d) for d in raw]
+    all_bytes = set(map(type, raw)) == _BYTES  # C-level loops: the common case costs little
+    views: list[Any] = raw if all_bytes else [
+        d if type(d) is bytes else _flat_view(d) for d in raw]
     total = need = 0
     for data in views:  # one pass: the limits, and the room the records take
         n = len(data)
@@ -112,6 +115,8 @@ def snapshot_batch(payloads: Iterable[object]) -> tuple[list[bytes], int]:
     if total > MAX_BATCH_BYTES:
         raise BatchTooLargeError(
             f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
+    if all_bytes:
+        return raw, need  # type: ignore[return-value]
     return [d.tobytes() if isinstance(d, memoryview) else d for d in views], need
 
 

@@ -124,7 +124,10 @@ def _disown_inherited() -> None:
     for ref in list(_OPEN.values()):
         wal = ref()
         if wal is not None:
-            wal._disown()
+            try:
+                wal._disown()
+            except Exception:  # it is marked closed first, which is what counts
+                pass
     _OPEN.clear()
 
 
@@ -579,10 +582,10 @@ class Walrus:
         self._closed = True
         self._close_lock = threading.Lock()
         self._topics = self._fast_topics = self._wal.by_name = {}
-        self._backend.disown()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        self._backend.disown()
 
     def _check_writable(self) -> None:
         self._check_open()
