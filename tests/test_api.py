@@ -13,7 +13,7 @@ PUBLIC = {
     "BackendSpec", "BackendUnavailableError", "BatchTooLargeError", "CorruptionError", "Entry",
     "EntryTooLargeError", "FsyncSchedule", "InvalidArgumentError", "InvalidTopicError",
     "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "StorageError", "Walrus",
-    "WalrusClosedError", "WalrusError", "WalrusLockedError", "__version__",
+    "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
     "available_backends", "backend_spec", "hookimpl",
 }
 
@@ -70,6 +70,7 @@ def test_constants() -> None:
     (walrus.OffsetOutOfRangeError, (ValueError,)),
     (walrus.WalrusLockedError, (OSError,)),
     (walrus.WalrusClosedError, (OSError,)),
+    (walrus.WalrusForkedError, (walrus.WalrusClosedError, OSError)),
     (walrus.CorruptionError, (OSError,)),
     (walrus.BackendUnavailableError, (OSError,)),
     (walrus.StorageError, (OSError,)),

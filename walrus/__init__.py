@@ -57,6 +57,9 @@ from ._errors import (
     WalrusError as WalrusError,
 )
 from ._errors import (
+    WalrusForkedError as WalrusForkedError,
+)
+from ._errors import (
     WalrusLockedError as WalrusLockedError,
 )
 from ._version import __version__ as __version__
@@ -102,6 +105,7 @@ __all__ = [
     "Walrus",
     "WalrusClosedError",
     "WalrusError",
+    "WalrusForkedError",
     "WalrusLockedError",
     "__version__",
     "available_backends",

@@ -8,6 +8,7 @@ original does (``ReadConsistency.AtLeastOnce(persist_every=N)``, ``FsyncSchedule
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +24,9 @@ MAX_BATCH_BYTES = 10 << 30
 """Largest total payload of one batch append (10 GiB)."""
 MAX_TOPIC_BYTES = 255
 """Longest topic name, in UTF-8 bytes."""
+
+MAX_SEGMENT_BYTES = 1 << 40
+"""Largest ``segment_size``: byte offsets within a segment take 40 bits of an LSN."""
 
 DEFAULT_BASE_DIR = "wal_files"
 DEFAULT_SEGMENT_BYTES = 64 << 20
@@ -41,8 +45,17 @@ def _persist_every(value: object) -> int:
     return max(1, _nonnegative_int("AtLeastOnce persist_every", value))
 
 
+MAX_INTERVAL_MS = int(threading.TIMEOUT_MAX) * 1000
+"""Longest ``Milliseconds`` interval: the longest wait the platform can express (about 292
+years on Linux); a longer one could not even be turned into seconds."""
+
+
 def _milliseconds(value: object) -> int:
-    return max(1, _nonnegative_int("Milliseconds interval", value))
+    interval = _nonnegative_int("Milliseconds interval", value)
+    if interval > MAX_INTERVAL_MS:
+        raise InvalidArgumentError(
+            f"Milliseconds interval must be at most {MAX_INTERVAL_MS}, got {interval}")
+    return max(1, interval)
 
 
 @attrs.frozen(repr=False)
@@ -147,12 +160,22 @@ def fnv1a64(data: bytes) -> int:
     return h
 
 
+RESERVED_NAME = "lock"
+RESERVED_SUFFIXES = (".wal", ".idx", ".tmp")
+"""Names a data directory's own files have or may have (compared in lower case): ``LOCK``,
+segments, indexes and files being written. A key folder never takes one."""
+
+
 def sanitize_key(key: str) -> str:
-    """Turn an instance key into one safe directory name that can never leave its base."""
+    """Turn an instance key into one safe directory name that can never leave its base,
+    nor take the name of a file of the base's own log (a folder named like a segment or
+    ``LOCK`` would break the instance that owns the base)."""
     if not isinstance(key, str):
         raise InvalidArgumentError(f"an instance key must be a str, not {type(key).__name__}")
     name = "".join(c if c in _KEEP else "_" for c in key)
-    if not name.strip("_") or name in (".", ".."):
+    folded = name.lower()
+    if (not name.strip("_") or name in (".", "..") or folded == RESERVED_NAME
+            or folded.endswith(RESERVED_SUFFIXES)):
         return "ns_" + format(fnv1a64(key.encode("utf-8", "surrogatepass")), "x")
     return name
 
@@ -170,7 +193,13 @@ def resolve_root(data_dir: str | os.PathLike[str] | None, key: str | None) -> Pa
             raise InvalidArgumentError(
                 f"data_dir must be a str or a path, not {type(data_dir).__name__}"
             )
-        base = Path(data_dir)
+        path = os.fspath(data_dir)
+        if not isinstance(path, str):
+            raise InvalidArgumentError(
+                f"data_dir must be a str path, not {type(path).__name__}")
+        if "\0" in path:
+            raise InvalidArgumentError(f"data_dir must not contain a NUL character: {path!r}")
+        base = Path(path)
         return base / sanitize_key(key) if key is not None else base
     base = Path(env("WALRUS_DATA_DIR") or DEFAULT_BASE_DIR)
     if key is None:

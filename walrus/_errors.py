@@ -8,6 +8,7 @@ so existing ``except OSError`` handlers keep working.
 from __future__ import annotations
 
 import errno
+import os
 
 
 class WalrusError(Exception):
@@ -63,6 +64,22 @@ class WalrusClosedError(WalrusError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class WalrusForkedError(WalrusClosedError):
+    """The instance was inherited through ``fork()``: it belongs to the process that opened it.
+
+    A child sharing the parent's files, write position, locks and io_uring rings would
+    overwrite the parent's entries (or break its rings), so every call in the child raises
+    this instead; the parent goes on unaffected. Open a new instance in the child.
+    """
+
+    def __init__(self, owner: int) -> None:
+        super().__init__(
+            f"this Walrus instance belongs to process {owner}, which opened it; this process "
+            f"({os.getpid()}) inherited it through fork() and cannot use it (open a new "
+            "instance here, e.g. Walrus(data_dir=..., read_only=True) beside the parent)")
+        self.pid = owner
 
 
 class CorruptionError(WalrusError, OSError):

@@ -16,7 +16,8 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _codec, _speedups
@@ -70,12 +71,57 @@ _SEAL_ROOM = HEADER_SIZE
 """Every segment keeps room for its SEAL record."""
 
 Payload = bytes | bytearray | memoryview
+_BYTES = {bytes}
 
 
-def as_payload(data: object) -> bytes | memoryview:
-    """Accept any bytes-like object as a payload; reject everything else by name."""
+def as_payload(data: object) -> bytes:
+    """One payload as an immutable snapshot: bytes as they are, any other bytes-like object
+    copied once (after its size is checked), everything else refused by name.
+
+    The copy is what makes the record whole: another thread may change a bytearray (or the
+    buffer behind a memoryview) while the record is checksummed and written, and a record
+    whose bytes differ from its checksum would be an acknowledged entry that never reads
+    back.
+    """
     if type(data) is bytes:
         return data
+    view = _flat_view(data)
+    check_size(len(view))
+    return view.tobytes()
+
+
+def snapshot_batch(payloads: Iterable[object]) -> tuple[list[bytes], int]:
+    """A batch as one immutable snapshot, checked against every limit before anything is
+    copied; returns the payloads and the room their records take.
+
+    Entries are counted as they are iterated, never from ``len()``: a sequence whose
+    ``len()`` understates it, or a list another thread grows meanwhile, must not get more
+    than ``MAX_BATCH_ENTRIES`` records written (recovery would take them for damage).
+    """
+    raw = list(islice(payloads, MAX_BATCH_ENTRIES + 1))
+    if len(raw) > MAX_BATCH_ENTRIES:
+        raise BatchTooLargeError(f"batch of at least {len(raw)} entries is over "
+                                 f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
+    all_bytes = set(map(type, raw)) == _BYTES  # C-level loops: the common case costs little
+    views: list[Any] = raw if all_bytes else [
+        d if type(d) is bytes else _flat_view(d) for d in raw]
+    total = need = 0
+    for data in views:  # one pass: the limits, and the room the records take
+        n = len(data)
+        if n > MAX_ENTRY_BYTES:
+            check_size(n)
+        total += n
+        need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
+    if total > MAX_BATCH_BYTES:
+        raise BatchTooLargeError(
+            f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
+    if all_bytes:
+        return raw, need  # type: ignore[return-value]
+    return [d.tobytes() if isinstance(d, memoryview) else d for d in views], need
+
+
+def _flat_view(data: object) -> memoryview:
+    """A bytes-like object as a flat view of its bytes (not copied unless non-contiguous)."""
     if isinstance(data, (str, int, float)) or data is None:
         raise InvalidArgumentError(
             f"entry data must be bytes-like, not {type(data).__name__}"
@@ -231,25 +277,12 @@ class Log:
     def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
         raise InvalidArgumentError(f"unknown topic {name!r}")
 
-    def append_batch(self, name: str, t: Topic | None, payloads: Sequence[Payload]) -> int:
+    def append_batch(self, name: str, t: Topic | None, items: list[bytes], need: int) -> int:
         """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
 
-        Returns the LSN just past the batch. Checks every limit before writing anything.
+        ``items`` and ``need`` are what :func:`snapshot_batch` returned (every limit is
+        checked there). Returns the LSN just past the batch.
         """
-        if len(payloads) > MAX_BATCH_ENTRIES:
-            raise BatchTooLargeError(
-                f"batch of {len(payloads)} entries is over MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-        items = [as_payload(d) for d in payloads]
-        total = need = 0
-        for data in items:  # one pass: the limits, and the room the records take
-            n = len(data)
-            if n > MAX_ENTRY_BYTES:
-                check_size(n)
-            total += n
-            need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
-        if total > MAX_BATCH_BYTES:
-            raise BatchTooLargeError(
-                f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
         with self.lock:
             if self.closed:
                 raise WalrusClosedError()
@@ -458,9 +491,7 @@ class Log:
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
         preamble = self._preamble()
-        size = max(self.segment_size,
-                   SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
-                   + need + _SEAL_ROOM)
+        size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need)
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
         new = self._take_spare(size, prev_end, flags)
         if new is None:
@@ -488,6 +519,19 @@ class Log:
         if self.on_seal is not None:
             self.on_seal()
         return new
+
+    def new_segment_size(self, preamble: int, need: int) -> int:
+        """Bytes of the next segment, whose preamble takes ``preamble`` bytes and whose
+        first write takes ``need``.
+
+        At least ``segment_size``, and room for at least as many bytes of entries as the
+        preamble takes: the preamble repeats every topic's state, and with many topics of
+        long names it could fill a whole segment, so every append would roll and write it
+        again. This way it takes at most half of any segment, and costs at most one byte
+        written per byte of entries.
+        """
+        return max(self.segment_size,
+                   SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM)
 
     def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
         """The segment the background prepared, stamped as the next one; None if unusable."""
@@ -774,7 +818,7 @@ class Log:
             for path in (seg.path, os.path.join(self.directory, index_name(seg.number))):
                 try:
                     os.unlink(path)
-                except FileNotFoundError:
+                except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)
                     pass
         return doomed
 

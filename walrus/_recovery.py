@@ -14,7 +14,7 @@ import os
 from . import _codec
 from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._log import Log, sync_directory
-from ._segment import Segment, index_name, parse_name, segment_name
+from ._segment import Segment, index_name, list_directory, parse_name, segment_name
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
 from .backends._base import Backend
 
@@ -42,8 +42,13 @@ class Rebuilder:
     # --- loading ------------------------------------------------------------------------------
 
     def segment_numbers(self) -> list[int]:
+        """The segment files' numbers, in order. A number that something other than a file
+        has taken counts in ``max_number``, so the writer never tries to create it."""
+        files, others = list_directory(self.directory)
+        for name in others:
+            self.max_number = max(self.max_number, parse_name(name) or 0)
         numbers = []
-        for name in os.listdir(self.directory):
+        for name in files:
             number = parse_name(name)
             if number is not None:
                 numbers.append(number)
@@ -109,7 +114,7 @@ class Rebuilder:
         try:
             with open(path, "rb") as f:
                 summary = _codec.decode_index(f.read())
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             return None
         except (OSError, _codec.FormatError) as exc:
             log.warning("ignoring index %s (%s); scanning the segment instead", path, exc)

@@ -26,6 +26,24 @@ def index_name(number: int) -> str:
     return f"{number:016x}{INDEX_SUFFIX}"
 
 
+def list_directory(directory: str) -> tuple[list[str], list[str]]:
+    """The names in a data directory: (regular files, everything else).
+
+    The log is made of files only: a folder named like one of them (a key folder made by an
+    older version, whose key looked like a segment) is never taken for it.
+    """
+    files: list[str] = []
+    others: list[str] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                is_file = entry.is_file()
+            except OSError:
+                is_file = False
+            (files if is_file else others).append(entry.name)
+    return files, others
+
+
 def parse_name(name: str) -> int | None:
     """The segment number a file name stands for, or None if it is not a segment."""
     if not name.endswith(SUFFIX) or len(name) != 16 + len(SUFFIX):

@@ -30,7 +30,7 @@ from ._codec import (
 )
 from ._errors import StorageError
 from ._recovery import Rebuilder, _all_zero, settled_scan
-from ._segment import INDEX_SUFFIX, Segment, index_name, parse_name, segment_name
+from ._segment import INDEX_SUFFIX, Segment, index_name, list_directory, parse_name, segment_name
 from .backends._base import Backend
 from .plugins._selection import select_backend
 
@@ -115,7 +115,7 @@ class _Verifier:
         """Where the next intact record after each damaged place begins."""
 
     def run(self) -> Report:
-        names = os.listdir(self.directory)
+        names, _ = list_directory(self.directory)
         numbers = sorted(n for n in map(parse_name, names) if n is not None)
         segments = self._open(numbers)
         try:

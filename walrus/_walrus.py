@@ -6,7 +6,9 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import repeat
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +19,8 @@ from ._config import (
     DEFAULT_SCHEDULE,
     DEFAULT_SEGMENT_BYTES,
     MAX_BATCH_ENTRIES,
+    MAX_ENTRY_BYTES,
+    MAX_SEGMENT_BYTES,
     MAX_TOPIC_BYTES,
     AtLeastOnceMode,
     Consistency,
@@ -32,7 +36,6 @@ from ._dirlock import DirectoryLock
 from ._durability import Background, Durability
 from ._entry import Entry
 from ._errors import (
-    BatchTooLargeError,
     CorruptionError,
     InvalidArgumentError,
     InvalidTopicError,
@@ -41,8 +44,9 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
     WalrusError,
+    WalrusForkedError,
 )
-from ._log import Log, Payload, discard
+from ._log import Log, Payload, discard, snapshot_batch, storage_error
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topics import MARKED_DIRTY, Topic
@@ -51,6 +55,8 @@ from .plugins._selection import select_backend
 log = logging.getLogger("walrus")
 
 _new_entry = tuple.__new__
+MAX_READ_BUDGET = MAX_BATCH_ENTRIES * MAX_ENTRY_BYTES
+"""A batch read never returns more payload than this, so a larger ``max_bytes`` is the same."""
 AHEAD_COUNT = 512
 AHEAD_BYTES = 64 << 10
 """read_next checks up to this many entries (or bytes) at once and serves the next calls
@@ -81,6 +87,24 @@ def check_topic(topic: object) -> str:
     return topic
 
 
+def _not_a_bool(name: str, value: object) -> InvalidArgumentError:
+    """The error for a flag that is not True or False: a truthy string like ``"no"`` must
+    never be taken for True (it would consume the entry)."""
+    return InvalidArgumentError(f"{name} must be True or False, not {value!r}")
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """A read that fails in the backend (a failing disk) raises StorageError, as writes do;
+    walrus's own errors pass unchanged."""
+    try:
+        yield
+    except WalrusError:
+        raise
+    except OSError as exc:
+        raise storage_error(exc, what) from exc
+
+
 def _check_int(name: str, value: object, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
@@ -89,6 +113,26 @@ def _check_int(name: str, value: object, allow_none: bool = False) -> int | None
     if value < 0:
         raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
     return value
+
+
+_OPEN: dict[int, weakref.ref[Walrus]] = {}
+"""Every open instance of this process, so that a forked child can disown them all."""
+
+
+def _disown_inherited() -> None:
+    """In a forked child: every instance the parent had open is the parent's alone."""
+    for ref in list(_OPEN.values()):
+        wal = ref()
+        if wal is not None:
+            try:
+                wal._disown()
+            except Exception:  # it is marked closed first, which is what counts
+                pass
+    _OPEN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disown_inherited)
 
 
 class Walrus:
@@ -110,6 +154,7 @@ class Walrus:
                  read_only: bool = False,
                  segment_size: int = DEFAULT_SEGMENT_BYTES) -> None:
         self._closed = True  # until fully open: close() and __del__ must see a safe state
+        self._owner = os.getpid()
         self._consistency = check_consistency(consistency)
         self._schedule = check_schedule(fsync_schedule)
         if not isinstance(read_only, bool):
@@ -118,6 +163,9 @@ class Walrus:
         assert size is not None
         if size < 4096:
             raise InvalidArgumentError(f"segment_size must be at least 4096 bytes, got {size}")
+        if size > MAX_SEGMENT_BYTES:
+            raise InvalidArgumentError(
+                f"segment_size must be at most {MAX_SEGMENT_BYTES} bytes (1 TiB), got {size}")
         self._root = resolve_root(data_dir, key)
         self._read_only = read_only
         self._strict = not isinstance(self._consistency, AtLeastOnceMode)
@@ -161,6 +209,8 @@ class Walrus:
                          else interval)
             self._background = Background(self._wal, self._durability, interval, writeback)
             self._wal.on_seal = self._background.wake
+        ident = id(self)
+        _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
         log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
                   self._consistency, self._schedule)
 
@@ -265,21 +315,15 @@ class Walrus:
                 entries, Sequence):
             raise InvalidArgumentError(
                 f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
-        if len(entries) > MAX_BATCH_ENTRIES:
-            raise BatchTooLargeError(f"batch of {len(entries)} entries is over "
-                                     f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
         t = self._find(topic)
         if t is None:
-            if not entries:
-                check_topic(topic)
-                self._check_writable()
-                return
             self._batch_new(topic, entries)
             return
-        if not entries:
+        items, need = snapshot_batch(entries)
+        if not items:
             self._check_writable()
             return
-        lsn = self._wal.append_batch(topic, t, entries)
+        lsn = self._wal.append_batch(topic, t, items, need)
         if self._sync_each:
             self._durability.wait(lsn)
 
@@ -287,7 +331,10 @@ class Walrus:
         """Append to a topic that may not exist yet (validated; creates it atomically)."""
         check_topic(topic)
         self._check_writable()
-        lsn = self._wal.append_batch(topic, None, entries)
+        items, need = snapshot_batch(entries)
+        if not items:
+            return 0
+        lsn = self._wal.append_batch(topic, None, items, need)
         if self._sync_each:
             self._durability.wait(lsn)
         return 0
@@ -315,6 +362,8 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
+        if checkpoint is not True and checkpoint is not False:
+            raise _not_a_bool("checkpoint", checkpoint)
         try:
             t = self._fast_topics[topic]
         except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
@@ -351,7 +400,8 @@ class Walrus:
         A damaged entry raises CorruptionError; a checkpointing read consumes it first.
         """
         try:
-            ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
+            with _reading(f"reading topic {t.name!r} at offset {seq}"):
+                ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
                 wait = self._advance(t, seq, 1)
@@ -375,7 +425,10 @@ class Walrus:
         """
         budget = _check_int("max_bytes", max_bytes)
         start = _check_int("start_offset", start_offset, allow_none=True)
+        if checkpoint is not True and checkpoint is not False:
+            raise _not_a_bool("checkpoint", checkpoint)
         assert budget is not None
+        budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
         stateless = start is not None
         t = self._find(topic)
         if t is None:
@@ -409,8 +462,9 @@ class Walrus:
                  budget: int) -> tuple[list[Entry], CorruptionError | None]:
         """Read entries from ``seq`` within the budget; stops before a damaged one."""
         try:
-            payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
-                                          budget, MAX_BATCH_ENTRIES)
+            with _reading(f"reading topic {t.name!r} at offset {seq}"):
+                payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
+                                              budget, MAX_BATCH_ENTRIES)
         except CorruptionError as exc:
             return [], exc
         return _entries(payloads, seq, t.name), None
@@ -511,7 +565,27 @@ class Walrus:
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._owner != os.getpid():
+                raise WalrusForkedError(self._owner)
             raise WalrusClosedError()
+
+    def _disown(self) -> None:
+        """This process is a fork of the one that opened the instance: refuse every call.
+
+        The parent goes on using the files, the write position, the lock and the io_uring
+        rings, so the child must not touch them, not even to close or free them (a lock or
+        a ring a parent thread held at the fork would never be released here). Empty topic
+        tables send every call to a path that checks ``_closed`` first; the child closes
+        only its own copies of the lock's descriptors, so it never holds the directory
+        after the parent is gone.
+        """
+        self._closed = True
+        self._close_lock = threading.Lock()
+        self._topics = self._fast_topics = self._wal.by_name = {}
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self._backend.disown()
 
     def _check_writable(self) -> None:
         self._check_open()
@@ -526,7 +600,8 @@ class Walrus:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
-            rebuilder.refresh()
+            with _reading(f"following the log in {self._root}"):
+                rebuilder.refresh()
             wal.segments = {seg.number: seg for seg in rebuilder.segments}
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
@@ -573,6 +648,7 @@ class Walrus:
             self._backend.close()
             if self._lock is not None:
                 self._lock.release()
+            _OPEN.pop(id(self), None)
             if error is not None:
                 raise error
 

@@ -80,6 +80,13 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (rings, threads); files are closed before."""
 
+    def disown(self) -> None:  # noqa: B027 - optional hook
+        """This process is a fork of the one that made the backend, which still uses it.
+
+        Called in the child instead of :meth:`close`: release nothing shared with the parent
+        (rings, threads), and make any later use fail rather than touch it.
+        """
+
 
 def create_file(path: str, size: int) -> int:
     """Create ``path`` exclusively, allocate ``size`` bytes and return a read-write fd.

@@ -68,3 +68,6 @@ class IoUringBackend(Backend):
 
     def close(self) -> None:
         self._ring.close()
+
+    def disown(self) -> None:
+        self._ring.disown()

@@ -128,6 +128,19 @@ class Ring:
         """Wait for running operations, then free the rings; later calls raise EBADF."""
         self._lib.wr_pool_close(self._pool)
 
+    def disown(self) -> None:
+        """In a forked child: never touch the parent's rings again, not even to free them
+        (one a parent thread was using at the fork would be waited for for ever, and the
+        rings' memory is shared with the parent). Later calls raise EBADF from a pool of
+        this process's own, closed at once."""
+        ffi, lib = self._ffi, self._lib
+        ffi.gc(self._pool, None)  # this copy of the parent's pool is never freed here
+        pool = lib.wr_pool_new(1, 1)
+        if pool == ffi.NULL:
+            raise MemoryError("cannot allocate an io_uring ring pool")
+        lib.wr_pool_close(pool)
+        self._pool = ffi.gc(pool, lib.wr_pool_free)
+
 
 def _kernel() -> str:
     return f"Linux {platform.release()}"

@@ -70,6 +70,9 @@ class FaultFile(File):
     def close(self) -> None:
         self.inner.close()
 
+    def disown(self) -> None:
+        self.inner.disown()
+
 
 class FaultBackend(Backend):
     """Wraps the registered backend ``inner``."""
@@ -99,3 +102,6 @@ class FaultBackend(Backend):
 
     def close(self) -> None:
         self.inner.close()
+
+    def disown(self) -> None:
+        self.inner.disown()
