@@ -1,0 +1,133 @@
+"""Following a live writer from a read-only observer: what the writer added since the last look.
+
+A directory listing is not a snapshot: a segment created (or a spare stamped, or an old segment
+deleted) while it runs may be missing from it. So the listing only tells where to start; the
+log itself is followed backwards from the newest segment through each header's ``prev_end``,
+opening every predecessor by name. A link that cannot be opened is either a segment the writer
+reclaimed (gone: everything older is gone too) or a damaged one.
+
+The active segment's unwritten end is zeros: a look walks the records from where the previous
+one stopped and ends at the first position not written yet, so it costs what is new, not the
+size of the segment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from . import _codec
+from ._codec import HEADER_SIZE, SEG_SHIFT
+from ._config import MAX_ENTRY_BYTES
+from ._segment import Segment, segment_name
+from .backends._base import Backend
+
+log = logging.getLogger("walrus")
+
+WINDOW = 64 << 10
+"""What a look reads at a time from a backend without a mapping (grown for a large record)."""
+
+
+class Chain:
+    """The segments the writer added after the newest one known, in log order."""
+
+    __slots__ = ("reclaimed", "segments")
+
+    def __init__(self, segments: list[Segment], reclaimed: bool) -> None:
+        self.segments = segments
+        self.reclaimed = reclaimed
+        """The first link's predecessor was deleted: the writer reclaimed every segment before
+        it (only a prefix is ever deleted), including all those the observer knew."""
+
+
+def follow(directory: str, backend: Backend, newest: int, numbers: list[int]) -> Chain:
+    """The chain of segments after segment ``newest`` (0: none known), ``numbers`` being a
+    directory listing; a segment not readable yet (being created, or a spare being stamped)
+    at the head of the chain is left for the next look."""
+    chain: list[Segment] = []
+    for number in reversed([n for n in numbers if n > newest]):
+        head = _open(backend, directory, number)
+        if head is not None:
+            chain.append(head)
+            break
+    reclaimed = False
+    while chain:
+        previous = chain[-1].prev_end >> SEG_SHIFT
+        if previous <= newest:
+            break  # linked to what is known (lower: the writer dropped a never-durable tail)
+        path = os.path.join(directory, segment_name(previous))
+        try:
+            seg = Segment.open(backend, path, writable=False)
+        except FileNotFoundError:
+            reclaimed = True
+            break
+        except _codec.FormatError as exc:  # its successor exists, so it is really damaged
+            log.error("skipping damaged segment %s (its entries are unreadable; "
+                      "`walrus verify` lists them): %s", path, exc)
+            break
+        chain.append(seg)
+    chain.reverse()
+    return Chain(chain, reclaimed)
+
+
+def _open(backend: Backend, directory: str, number: int) -> Segment | None:
+    """Segment ``number`` if it is part of the log now; None if it is gone, a spare, or its
+    header is not readable (yet)."""
+    try:
+        seg = Segment.open(backend, os.path.join(directory, segment_name(number)),
+                           writable=False)
+    except (FileNotFoundError, _codec.FormatError):
+        return None
+    if seg.spare:
+        seg.close()
+        return None
+    return seg
+
+
+def written_end(seg: Segment, begin: int, limit: int) -> tuple[int, bool]:
+    """How far the valid records from ``begin`` reach (a SEAL included), and whether what
+    follows is still unwritten: zeros, or a record whose bytes are still arriving (zeros
+    right after it). False means bytes that are neither: a header being written, or damage.
+    Reads only what it walks (plus one window)."""
+    pos = begin
+    end = limit if seg.view is not None else min(limit, begin + WINDOW)
+    while True:
+        buf, base = seg.region(pos, end)
+        while pos < end:
+            status, record = _codec.check(buf, pos, end, seg.salt, seg.lsn_base, base)
+            if status != _codec.OK:
+                break
+            assert record is not None
+            pos = record.end
+            if record.kind == _codec.SEAL:
+                return pos, True
+        if pos >= limit:
+            return limit, True
+        need = _needs(buf, pos, base, end)
+        if end < limit and need > end:  # a record that does not fit in what was read
+            end = min(limit, max(need, pos + WINDOW))
+            continue
+        return pos, _unwritten(buf, pos, base, end, seg)
+
+
+def _needs(buf: object, pos: int, base: int, end: int) -> int:
+    """How far to read to judge ``pos``: the record that seems to start there and the
+    bytes right after it."""
+    if pos + HEADER_SIZE > end:
+        return pos + HEADER_SIZE
+    length = _codec.RECORD.unpack_from(buf, pos - base)[1]  # type: ignore[arg-type]
+    return pos + _codec.record_size(min(length, MAX_ENTRY_BYTES)) + _codec.ALIGN
+
+
+def _unwritten(buf: object, pos: int, base: int, end: int, seg: Segment) -> bool:
+    """Is ``pos`` the writer's frontier: zeros, or a plausible record with zeros after it?"""
+    if _zeros(buf, pos, base, min(end, pos + HEADER_SIZE)):
+        return True
+    status, record = _codec.check(buf, pos, end, seg.salt, seg.lsn_base, base)
+    return (status == _codec.BAD_CRC and record is not None
+            and _zeros(buf, record.end, base, min(end, record.end + _codec.ALIGN)))
+
+
+def _zeros(buf: object, begin: int, base: int, end: int) -> bool:
+    chunk = buf[begin - base:end - base]  # type: ignore[index]
+    return bool(chunk.count(0) == len(chunk))
