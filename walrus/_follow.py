@@ -18,7 +18,6 @@ import os
 
 from . import _codec
 from ._codec import HEADER_SIZE, SEG_SHIFT
-from ._config import MAX_ENTRY_BYTES
 from ._segment import Segment, segment_name
 from .backends._base import Backend
 
@@ -103,20 +102,20 @@ def written_end(seg: Segment, begin: int, limit: int) -> tuple[int, bool]:
                 return pos, True
         if pos >= limit:
             return limit, True
-        need = _needs(buf, pos, base, end)
+        need = _needs(seg, buf, pos, base, end, limit)
         if end < limit and need > end:  # a record that does not fit in what was read
             end = min(limit, max(need, pos + WINDOW))
             continue
         return pos, _unwritten(buf, pos, base, end, seg)
 
 
-def _needs(buf: object, pos: int, base: int, end: int) -> int:
-    """How far to read to judge ``pos``: the record that seems to start there and the
-    bytes right after it."""
+def _needs(seg: Segment, buf: object, pos: int, base: int, end: int, limit: int) -> int:
+    """How far to read to judge ``pos``: a plausible record that seems to start there and
+    the bytes right after it."""
     if pos + HEADER_SIZE > end:
         return pos + HEADER_SIZE
-    length = _codec.RECORD.unpack_from(buf, pos - base)[1]  # type: ignore[arg-type]
-    return pos + _codec.record_size(min(length, MAX_ENTRY_BYTES)) + _codec.ALIGN
+    _, record = _codec.check(buf, pos, limit, seg.salt, seg.lsn_base, base)
+    return end if record is None else record.end + _codec.ALIGN
 
 
 def _unwritten(buf: object, pos: int, base: int, end: int, seg: Segment) -> bool:
