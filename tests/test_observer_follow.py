@@ -37,7 +37,10 @@ while True:
     n += 4
 """
 
-FOLLOW_SECONDS = 3.0
+FOLLOW_SECONDS = 2.0
+LISTING_PADDING = 1000
+"""Other long names in the directory: listing it takes several system calls, as for a log
+that retains thousands of segments, so a segment created meanwhile may be missing from it."""
 
 
 @pytest.fixture
@@ -45,6 +48,11 @@ def fast_writer(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path
     """A writer process appending batches as fast as it can, rolling every few batches (its
     background thread prepares spares and indexes sealed segments meanwhile)."""
     data_dir = tmp_path / "wal"
+    data_dir.mkdir()
+    other = data_dir / "other"
+    other.touch()
+    for i in range(LISTING_PADDING):  # links: directory entries without new files
+        os.link(other, data_dir / f"other-{i:05d}-{'n' * 200}")
     writer = subprocess.Popen([sys.executable, "-c", FAST_WRITER, str(data_dir),
                                request.param], stdout=subprocess.PIPE, env=child_env())
     try:
