@@ -15,16 +15,39 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 
 from . import _codec
 from ._codec import HEADER_SIZE, SEG_SHIFT
-from ._segment import Segment, segment_name
+from ._segment import SPARE_PREV_END, Segment, segment_name
 from .backends._base import Backend
 
 log = logging.getLogger("walrus")
 
 WINDOW = 64 << 10
 """What a look reads at a time from a backend without a mapping (grown for a large record)."""
+
+
+class Listing:
+    """The segment numbers in the directory, listed again only when it may have changed.
+
+    A directory's modification time changes whenever a file is created or deleted in it; a
+    change within the clock tick of the time last seen would not show, so that time is only
+    trusted once it is ``SETTLED_NS`` old (as git does for its index)."""
+
+    SETTLED_NS = 2_000_000_000
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.stamp = -1
+        self.numbers: list[int] = []
+
+    def get(self, list_now: Callable[[], list[int]]) -> list[int]:
+        stamp = os.stat(self.directory).st_mtime_ns
+        if stamp != self.stamp or time.time_ns() - stamp < self.SETTLED_NS:
+            self.numbers, self.stamp = list_now(), stamp
+        return self.numbers
 
 
 class Chain:
@@ -71,16 +94,25 @@ def follow(directory: str, backend: Backend, newest: int, numbers: list[int]) ->
 
 def _open(backend: Backend, directory: str, number: int) -> Segment | None:
     """Segment ``number`` if it is part of the log now; None if it is gone, a spare, or its
-    header is not readable (yet)."""
+    header is not readable (yet). The header is peeked at first: the writer's spare is there
+    on most looks, and mapping it each time would cost more than the rest of the look."""
+    path = os.path.join(directory, segment_name(number))
     try:
-        seg = Segment.open(backend, os.path.join(directory, segment_name(number)),
-                           writable=False)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        header = _codec.decode_segment_header(os.pread(fd, _codec.SEGMENT_HEADER_SIZE, 0))
+    except _codec.FormatError:
+        return None
+    finally:
+        os.close(fd)
+    if header.prev_end == SPARE_PREV_END:
+        return None
+    try:
+        return Segment.open(backend, path, writable=False)
     except (FileNotFoundError, _codec.FormatError):
         return None
-    if seg.spare:
-        seg.close()
-        return None
-    return seg
 
 
 def written_end(seg: Segment, begin: int, limit: int) -> tuple[int, bool]:

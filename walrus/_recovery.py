@@ -13,7 +13,7 @@ import os
 
 from . import _codec
 from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
-from ._follow import follow, written_end
+from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
 from ._segment import Segment, index_name, parse_name, segment_name
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
@@ -42,6 +42,8 @@ class Rebuilder:
         self.looked: tuple[int, int, int] | None = None
         """Observers: segment, stop position and file state of the last full look at the
         newest segment's unwritten end (see :meth:`_written`)."""
+        self.listing = Listing(directory)
+        """Observers: the directory's segment numbers as of the last look."""
         self.unanchored: set[int] = set()
         """Observers: topics whose every known entry was released (reclaimed by the writer)."""
 
@@ -249,18 +251,20 @@ class Rebuilder:
 
     # --- following a live writer (read-only observers) -----------------------------------------
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
         """Pick up what a live writer added since the last look, and let go of what it
-        deleted (reclaimed segments: their entries were consumed).
+        deleted (reclaimed segments: their entries were consumed). Returns whether anything
+        changed.
 
         Each segment the writer added is found through the ``prev_end`` links of the newest
         one (see ``_follow``), so none is missed however the writer's work interleaves with
         the look; the newest is read only as far as it is written.
         """
-        on_disk = self.segment_numbers()
+        on_disk = self.listing.get(self.segment_numbers)
         newest = self.segments[-1] if self.segments else None
         chain = follow(self.directory, self.backend, newest.number if newest else 0, on_disk)
         fresh = chain.segments
+        changed = bool(fresh)
         for seg in fresh:
             self.max_number = max(self.max_number, seg.number)
         if chain.reclaimed and self.segments:
@@ -268,23 +272,27 @@ class Rebuilder:
             newest = None
         if newest is not None and not newest.sealed:
             start = SegmentSummary(newest.number, newest.salt, newest.end, False)
-            self._follow_segment(newest, fresh[0] if fresh else None, start)
+            changed |= self._follow_segment(newest, fresh[0] if fresh else None, start)
         for i, seg in enumerate(fresh):
             self._follow_segment(seg, fresh[i + 1] if i + 1 < len(fresh) else None, None)
         if on_disk and self.segments[:-1] and self.segments[0].number < on_disk[0]:
             # Every segment was scanned to its end above: letting go loses nothing.
             self._release([s for s in self.segments[:-1] if s.number < on_disk[0]],
                           min(on_disk[0], self.segments[-1].number))
-        for t in self.topics.values():
-            if t.first_seq < 0 or not t.lsns:
-                t.first_seq = max(t.first_seq, t.next_seq)
-            t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
-            t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+            changed = True
+        if changed:
+            for t in self.topics.values():
+                if t.first_seq < 0 or not t.lsns:
+                    t.first_seq = max(t.first_seq, t.next_seq)
+                t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
+                t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+        return changed
 
     def _follow_segment(self, seg: Segment, nxt: Segment | None,
-                        start: SegmentSummary | None) -> None:
+                        start: SegmentSummary | None) -> bool:
         """Fold in what ``seg`` holds past ``start``: up to where its successor ``nxt`` says
-        it ends, or, for the newest segment, as far as the writer has written it."""
+        it ends, or, for the newest segment, as far as the writer has written it. Returns
+        whether there was anything."""
         if nxt is not None:
             limit = seg.size - _codec.HEADER_SIZE
             if nxt.prev_end >> SEG_SHIFT == seg.number:
@@ -293,8 +301,12 @@ class Rebuilder:
             if start is None:
                 start = self._load_index(seg)
             limit = self._written(seg, start)
+        known = bool(self.segments) and self.segments[-1] is seg
+        if known and start is not None and limit <= start.end:
+            return False
         summary, _, _ = self.summarize(seg, limit, start)
         self.apply(seg, summary)
+        return True
 
     def _written(self, seg: Segment, start: SegmentSummary | None) -> int:
         """How far to scan the newest segment: to where its records stop while the rest is

@@ -526,7 +526,8 @@ class Walrus:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
-            rebuilder.refresh()
+            if not rebuilder.refresh():
+                return
             wal.segments = {seg.number: seg for seg in rebuilder.segments}
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
