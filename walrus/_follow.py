@@ -80,8 +80,14 @@ def follow(directory: str, backend: Backend, newest: int, numbers: list[int]) ->
         path = os.path.join(directory, segment_name(previous))
         try:
             seg = Segment.open(backend, path, writable=False)
+            if seg.spare:
+                seg.close()
+                raise _codec.FormatError("a segment of the log reads as an unused spare")
         except FileNotFoundError:
-            reclaimed = True
+            # Reclaimed, if what the observer knew is gone too (only a prefix is deleted);
+            # otherwise lost some other way, and its entries count as damaged.
+            reclaimed = newest == 0 or not os.path.exists(
+                os.path.join(directory, segment_name(newest)))
             break
         except _codec.FormatError as exc:  # its successor exists, so it is really damaged
             log.error("skipping damaged segment %s (its entries are unreadable; "

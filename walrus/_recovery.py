@@ -318,10 +318,10 @@ class Rebuilder:
         if start is not None and start.sealed:
             return limit
         begin = start.end if start is not None else SEGMENT_HEADER_SIZE
-        stamp = _stamp(seg.path)
+        end, unwritten = written_end(seg, begin, limit)
+        stamp = _stamp(seg.path)  # after the walk: a write seen by neither shows next time
         if self.looked is None:
             self.looked = (seg.number, begin, stamp)  # what load() has just scanned
-        end, unwritten = written_end(seg, begin, limit)
         look = (seg.number, end, stamp)
         if end < limit and look != self.looked and not (unwritten and end > begin):
             end = limit
