@@ -67,6 +67,19 @@ def follow(directory: str, backend: Backend, newest: int, numbers: list[int]) ->
     directory listing; a segment not readable yet (being created, or a spare being stamped)
     at the head of the chain is left for the next look."""
     chain: list[Segment] = []
+    try:
+        reclaimed = _walk_back(backend, directory, newest, numbers, chain)
+    except BaseException:
+        for seg in chain:
+            seg.close()
+        raise
+    chain.reverse()
+    return Chain(chain, reclaimed)
+
+
+def _walk_back(backend: Backend, directory: str, newest: int, numbers: list[int],
+               chain: list[Segment]) -> bool:
+    """Fill ``chain`` newest first; returns whether it ends at a reclaimed segment."""
     for number in reversed([n for n in numbers if n > newest]):
         head = _open(backend, directory, number)
         if head is not None:
@@ -94,8 +107,7 @@ def follow(directory: str, backend: Backend, newest: int, numbers: list[int]) ->
                       "`walrus verify` lists them): %s", path, exc)
             break
         chain.append(seg)
-    chain.reverse()
-    return Chain(chain, reclaimed)
+    return reclaimed
 
 
 def _open(backend: Backend, directory: str, number: int) -> Segment | None:

@@ -42,7 +42,7 @@ from ._errors import (
     WalrusClosedError,
     WalrusError,
 )
-from ._log import Log, Payload, discard
+from ._log import Log, Payload, discard, storage_error
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topics import MARKED_DIRTY, Topic
@@ -526,8 +526,13 @@ class Walrus:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
-            if not rebuilder.refresh():
-                return
+            try:
+                if not rebuilder.refresh():
+                    return
+            except WalrusError:
+                raise
+            except OSError as exc:  # e.g. out of file descriptors: the look did not happen
+                raise storage_error(exc, f"following the writer of {self._root}") from exc
             wal.segments = {seg.number: seg for seg in rebuilder.segments}
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():
