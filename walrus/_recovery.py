@@ -13,6 +13,7 @@ import os
 
 from . import _codec
 from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
+from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
 from ._segment import Segment, index_name, list_directory, parse_name, segment_name
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
@@ -38,6 +39,13 @@ class Rebuilder:
         """Highest segment number on disk, damaged files included (never reused)."""
         self.scanned = 0
         """Bytes of segments scanned (not covered by an index): what reopening cost."""
+        self.looked: tuple[int, int, int] | None = None
+        """Observers: segment, stop position and file state of the last full look at the
+        newest segment's unwritten end (see :meth:`_written`)."""
+        self.listing = Listing(directory)
+        """Observers: the directory's segment numbers as of the last look."""
+        self.unanchored: set[int] = set()
+        """Observers: topics whose every known entry was released (reclaimed by the writer)."""
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -202,6 +210,10 @@ class Rebuilder:
                 t.mark = MARKED_DIRTY if ts.mark == -2 else ts.mark
                 meta.setdefault(tid, _codec.TopicSummary()).mark = ts.mark
             if ts.first_seq >= 0 and len(ts.lsns):
+                if tid in self.unanchored:  # its entries before these were reclaimed
+                    self.unanchored.discard(tid)
+                    if not t.lsns:
+                        t.first_seq = max(t.first_seq, ts.first_seq)
                 self._add_entries(t, ts)
 
     @staticmethod
@@ -244,43 +256,94 @@ class Rebuilder:
 
     # --- following a live writer (read-only observers) -----------------------------------------
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
         """Pick up what a live writer added since the last look, and let go of what it
-        deleted (reclaimed segments: their entries were consumed)."""
-        on_disk = self.segment_numbers()
-        known = {s.number for s in self.segments}
+        deleted (reclaimed segments: their entries were consumed). Returns whether anything
+        changed.
+
+        Each segment the writer added is found through the ``prev_end`` links of the newest
+        one (see ``_follow``), so none is missed however the writer's work interleaves with
+        the look; the newest is read only as far as it is written.
+        """
+        on_disk = self.listing.get(self.segment_numbers)
         newest = self.segments[-1] if self.segments else None
-        numbers = [n for n in on_disk if n not in known
-                   and (newest is None or n > newest.number)]
-        fresh = self.open_segments(numbers)
-        if newest is not None and not newest.sealed:
-            limit = newest.size - _codec.HEADER_SIZE
-            if fresh and fresh[0].prev_end >> SEG_SHIFT == newest.number:
-                limit = fresh[0].prev_end & _codec.OFFSET_MASK
-            start = SegmentSummary(newest.number, newest.salt, newest.end, False)
-            summary, _, _ = self.summarize(newest, limit, start)
-            self.apply(newest, summary)
+        chain = follow(self.directory, self.backend, newest.number if newest else 0, on_disk)
+        fresh = chain.segments
+        changed = bool(fresh)
         for seg in fresh:
-            summary, _, _ = self.summarize(seg, seg.size - _codec.HEADER_SIZE)
-            self.apply(seg, summary)
+            self.max_number = max(self.max_number, seg.number)
+        if chain.reclaimed and self.segments:
+            self._release(list(self.segments), fresh[0].number)
+            newest = None
+        if newest is not None and not newest.sealed:
+            start = SegmentSummary(newest.number, newest.salt, newest.end, False)
+            changed |= self._follow_segment(newest, fresh[0] if fresh else None, start)
+        for i, seg in enumerate(fresh):
+            self._follow_segment(seg, fresh[i + 1] if i + 1 < len(fresh) else None, None)
         if on_disk and self.segments[:-1] and self.segments[0].number < on_disk[0]:
             # Every segment was scanned to its end above: letting go loses nothing.
-            self._release_before(on_disk[0])
-        for t in self.topics.values():
-            if t.first_seq < 0:
-                t.first_seq = t.next_seq
-            t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
-            t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+            self._release([s for s in self.segments[:-1] if s.number < on_disk[0]],
+                          min(on_disk[0], self.segments[-1].number))
+            changed = True
+        if changed:
+            for t in self.topics.values():
+                if t.first_seq < 0 or not t.lsns:
+                    t.first_seq = max(t.first_seq, t.next_seq)
+                t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
+                t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+        return changed
 
-    def _release_before(self, oldest: int) -> None:
-        """Close segments older than the oldest still on disk (the writer deleted them);
-        never the newest, which the next look continues from."""
-        gone = [s for s in self.segments[:-1] if s.number < oldest]
+    def _follow_segment(self, seg: Segment, nxt: Segment | None,
+                        start: SegmentSummary | None) -> bool:
+        """Fold in what ``seg`` holds past ``start``: up to where its successor ``nxt`` says
+        it ends, or, for the newest segment, as far as the writer has written it. Returns
+        whether there was anything."""
+        if nxt is not None:
+            limit = seg.size - _codec.HEADER_SIZE
+            if nxt.prev_end >> SEG_SHIFT == seg.number:
+                limit = nxt.prev_end & _codec.OFFSET_MASK
+        else:
+            if start is None:
+                start = self._load_index(seg)
+            limit = self._written(seg, start)
+        known = bool(self.segments) and self.segments[-1] is seg
+        if known and start is not None and limit <= start.end:
+            return False
+        summary, _, _ = self.summarize(seg, limit, start)
+        self.apply(seg, summary)
+        return True
+
+    def _written(self, seg: Segment, start: SegmentSummary | None) -> int:
+        """How far to scan the newest segment: to where its records stop while the rest is
+        unwritten. Past anything else (damage, or a record still arriving) the whole segment
+        is scanned as recovery would, but only once for the same stop and the same file
+        state: a later look goes further when the writer touched the file (or once a newer
+        segment says where this one ends)."""
+        limit = seg.size - _codec.HEADER_SIZE
+        if start is not None and start.sealed:
+            return limit
+        begin = start.end if start is not None else SEGMENT_HEADER_SIZE
+        end, unwritten = written_end(seg, begin, limit)
+        stamp = _stamp(seg.path)  # after the walk: a write seen by neither shows next time
+        if self.looked is None:
+            self.looked = (seg.number, begin, stamp)  # what load() has just scanned
+        look = (seg.number, end, stamp)
+        if end < limit and look != self.looked and not (unwritten and end > begin):
+            end = limit
+        self.looked = look
+        return end
+
+    def _release(self, gone: list[Segment], before: int) -> None:
+        """Close segments the writer deleted and forget their entries (older than segment
+        ``before``): they were consumed. A topic left with no entry starts again at the
+        first one a later segment holds (those between were reclaimed unseen)."""
         buffers = [(s.number, s.whole()) for s in gone]
         for t in list(self.topics.values()):
             with t.read_lock:
-                t.drop_before(min(oldest, self.segments[-1].number), buffers)
+                t.drop_before(before, buffers)
                 t.ahead = []
+                if not t.lsns:
+                    self.unanchored.add(t.tid)
         del buffers
         for seg in gone:
             self.segments.remove(seg)
@@ -375,6 +438,14 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
                         if not os.path.exists(os.path.join(directory, index_name(s.number)))]
         wal.unsynced = list(wal.to_index)
     return wal, rebuilder
+
+
+def _stamp(path: str) -> int:
+    """The file's modification time: it changes when the writer writes (0: deleted)."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def _all_zero(path: str) -> bool:

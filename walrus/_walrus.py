@@ -600,8 +600,9 @@ class Walrus:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
-            with _reading(f"following the log in {self._root}"):
-                rebuilder.refresh()
+            with _reading(f"following the writer of {self._root}"):
+                if not rebuilder.refresh():
+                    return
             wal.segments = {seg.number: seg for seg in rebuilder.segments}
             wal.active = rebuilder.segments[-1] if rebuilder.segments else None
             for tid, t in rebuilder.topics.items():

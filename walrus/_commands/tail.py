@@ -29,8 +29,8 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--from-offset", metavar="O", type=at_least(0, "an entry offset"),
                         help="start at entry offset O instead of the end")
     parser.add_argument("--format", choices=FORMATS, default="raw", help=FORMAT_HELP)
-    parser.add_argument("--interval", metavar="SECONDS", type=interval, default=0.1,
-                        help="how often to look for new entries when idle (default 0.1)")
+    parser.add_argument("--interval", metavar="SECONDS", type=interval, default=0.01,
+                        help="how often to look for new entries when idle (default 0.01)")
     parser.set_defaults(func=run)
 
 

@@ -31,6 +31,11 @@ class MmapFile(File):
         except BaseException:
             os.close(fd)
             raise
+        if not writable and self.view is not None:
+            # Never synced, and the mapping holds its own descriptor: an observer of a log
+            # with many segments needs one descriptor each, not two.
+            os.close(fd)
+            self._fd = -1
 
     def write(self, pos: int, data: Buffer) -> None:
         if self.view is None or pos + len(data) > self.size:
