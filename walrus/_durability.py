@@ -48,19 +48,24 @@ class Durability:
         """(LSN, event) of each blocked writer: a pass wakes only those it made durable."""
         self.syncer: Syncer | None = None
         """Runs passes back to back while writers keep arriving (see :meth:`wait`)."""
+        self.stopped = False
+        """Set by :meth:`stop` (closing): writers lead their own passes, no syncer starts."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the right to run a pass (or to close and delete files) for a while."""
-        with self.cond:
-            while self.busy:
-                self.cond.wait()
-            self.busy = True
+        taken = False
         try:
+            with self.cond:
+                while self.busy:
+                    self.cond.wait()
+                self.busy = True
+                taken = True  # no call since the store above: no interrupt between the two
             yield
         finally:
-            with self.cond:
-                self.released()
+            if taken:
+                with self.cond:
+                    self.released()
 
     def released(self) -> None:
         """A pass (or exclusive work) ended; the caller holds ``cond``.
@@ -113,43 +118,55 @@ class Durability:
         """
         wal = self.wal
         event = None
-        with self.cond:
-            while wal.durable < lsn:
-                if lsn <= self.undone_through:
-                    assert self.undo_error is not None
-                    raise StorageError(self.undo_error.errno, str(self.undo_error))
-                syncer = self.syncer
-                if not self.busy and (syncer is None or not syncer.active):
-                    self.busy = True
-                    break
-                if event is None:
-                    event = _event()
-                event.clear()
-                self.sleepers.append((lsn, event))
-                self.waiting += 1
-                self.cond.release()
-                try:
-                    event.wait()
-                finally:
-                    self.cond.acquire()
-                    self.waiting -= 1
-            else:
-                return
+        lead = False
         try:
+            with self.cond:
+                while wal.durable < lsn:
+                    if lsn <= self.undone_through:
+                        assert self.undo_error is not None
+                        raise StorageError(self.undo_error.errno, str(self.undo_error))
+                    syncer = self.syncer
+                    if not self.busy and (syncer is None or not syncer.active):
+                        # No call between these two stores: an interrupt (KeyboardInterrupt
+                        # from a signal handler) cannot land between them, so the finally
+                        # below always gives back the right to run a pass it took.
+                        self.busy = True
+                        lead = True
+                        break
+                    if event is None:
+                        event = _event()
+                    event.clear()
+                    self.sleepers.append((lsn, event))
+                    self.waiting += 1
+                    self.cond.release()
+                    try:
+                        event.wait()
+                    finally:
+                        self.cond.acquire()
+                        self.waiting -= 1
+                else:
+                    return
             self.pass_locked()
         finally:
-            with self.cond:
-                if self.waiting:
-                    self._start_syncer()
-                self.released()
+            if lead:
+                with self.cond:
+                    if self.waiting:
+                        self._start_syncer()
+                    self.released()
 
     def _start_syncer(self) -> None:
-        """Hand group commit to the syncer thread (the caller holds ``cond``)."""
+        """Hand group commit to the syncer thread (the caller holds ``cond``); never once
+        stopped, or writers would wait for a thread that is gone."""
+        if self.stopped:
+            return
         if self.syncer is None:
             self.syncer = Syncer(self)
         self.syncer.activate()
 
     def stop(self) -> None:
+        """No syncer from now on (closing): every waiting writer leads its own pass."""
+        with self.cond:
+            self.stopped = True
         if self.syncer is not None:
             self.syncer.stop()
 

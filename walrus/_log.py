@@ -46,7 +46,7 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
 )
-from ._segment import SPARE_PREV_END, WINDOW, Segment, index_name
+from ._segment import SPARE_PREV_END, WINDOW, Segment, index_name, segment_name, size_for
 from ._speedups import (
     STOP_BUFFER,
     STOP_COUNT,
@@ -322,7 +322,7 @@ class Log:
             seg = self.active
             assert seg is not None
             if seg.end + HEADER_SIZE > seg.check_at:
-                seg = self.make_room(HEADER_SIZE)
+                seg = self.make_room(HEADER_SIZE, state=True)
             p = seg.end
             self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
             previous = (t.persisted, t.mark)
@@ -331,11 +331,15 @@ class Log:
                 self.cursor_writes += 1
             else:
                 t.mark = value if kind == CLEAN else MARKED_DIRTY
+            meta = self.meta.setdefault(seg.number, {}).setdefault(t.tid, TopicSummary())
+            noted = (meta.cursor, meta.mark)
             self._note_meta(seg, t.tid, kind, value)
             if self.sync_each:
-                def undo(t: Topic = t, previous: tuple[int, int] = previous) -> None:
+                def undo(t: Topic = t, previous: tuple[int, int] = previous,
+                         meta: TopicSummary = meta, noted: tuple[int, int] = noted) -> None:
                     t.persisted, t.mark = previous
                     t.cursor = min(t.cursor, max(t.persisted, t.first_seq))
+                    meta.cursor, meta.mark = noted  # the segment's index must not claim it
                 self.pending.append(_Pending(seg.lsn_base | p, seg.lsn_base | seg.end, None, undo))
             return seg.lsn_base | seg.end
 
@@ -411,7 +415,8 @@ class Log:
             else:
                 seg.file.write(p, b"".join(parts))
         except OSError as exc:
-            self.abandon(seg.lsn_base | p)
+            if seg is self.active:
+                self.abandon(seg.lsn_base | p)
             raise storage_error(exc, f"writing to {seg.path} at {p}") from exc
 
     def abandon(self, lsn: int) -> None:
@@ -420,14 +425,22 @@ class Log:
         if self.active is not None:
             self.active.limit = self.active.check_at = 0
 
-    def make_room(self, need: int) -> Segment:
+    def make_room(self, need: int, state: bool = False) -> Segment:
         """The slow path of a write of ``need`` bytes that ends past the active segment's
         ``check_at`` (under the append lock): roll to a new segment if it does not fit, else
-        note the next mark; either way tell ``on_progress`` that the writer moved on."""
+        note the next mark; either way tell ``on_progress`` that the writer moved on.
+
+        A ``state`` record (a cursor or a mark) that finds no new segment (a full disk) goes
+        into the room the segment keeps for them: consumers go on, so space can be reclaimed.
+        """
         seg = self.active
         assert seg is not None
         if seg.end + need > seg.limit:
-            seg = self._roll(need)
+            try:
+                seg = self._roll(need)
+            except StorageError:
+                if not state or self.abandon_at is not None or seg.end + need > seg.state_limit:
+                    raise
         else:
             self._next_check(seg, seg.end + need)
         if self.on_progress is not None:
@@ -446,52 +459,90 @@ class Log:
             else seg.limit
 
     def _roll(self, need: int) -> Segment:
-        """Close the active segment and start the next one (under the append lock)."""
+        """Seal the active segment and start the next one (under the append lock).
+
+        The next segment is made whole (created or taken from the spare, its state records
+        written) before anything of the log changes; a failure on the way (a full disk)
+        leaves the active segment as it was. The switch itself is plain stores with no call
+        between them, so an interrupt (a signal handler raising KeyboardInterrupt) finds the
+        roll either not begun or complete; a file it left half made is taken over next time.
+        """
         old = self.active
         assert old is not None
         prev_end = self.abandon_at
         if prev_end is None:
             prev_end = old.lsn_base | old.end
-            try:  # the SEAL marks the end; the records' region ends where it starts
-                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
-                old.end -= HEADER_SIZE
-            except OSError:
-                pass  # the next segment's prev_end says where the log ended anyway
         preamble = self._preamble()
-        size = max(self.segment_size,
-                   SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble)
-                   + need + _SEAL_ROOM)
+        size = max(self.segment_size, size_for(
+            SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble) + need
+            + _SEAL_ROOM))
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
-        new = self._take_spare(size, prev_end, flags)
-        if new is None:
-            number = max(self.next_number, old.number + 1)
-            try:
-                new = Segment.create(self.backend, self.directory, number, size, prev_end,
-                                     flags, self.durable)
-                sync_directory(self.directory)
-            except OSError as exc:
-                self.abandon(prev_end)
-                raise storage_error(exc, f"creating segment {number}") from exc
-            self.next_number = number + 1
-        self.abandon_at = None
-        self.failed_sync = False
-        old.sealed = True
-        self.segments[new.number] = new
-        self.active = new
-        self._next_check(new, new.end)
-        self.unsynced.append(old)
-        self.to_index.append(old)
-        self._write_records(new, new.end, preamble)
+        new = self._take_spare(size, prev_end, flags) or self._create(
+            max(self.next_number, old.number + 1), size, prev_end, flags)
+        try:
+            self._write_records(new, new.end, preamble)
+        except OSError as exc:
+            if new is self.spare:
+                self.spare = None
+            discard(new)
+            raise storage_error(exc, f"starting segment {new.number}") from exc
         for kind, tid, _left, value, payload in preamble:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
+        self._next_check(new, new.end)
+        if self.abandon_at is None:
+            end = old.end
+            try:  # the SEAL marks the end; the records' region ends where it starts
+                self._write_records(old, end, [(SEAL, 0, 0, 0, b"")])
+            except OSError:
+                pass  # the next segment's prev_end says where the log ended anyway
+            finally:
+                old.end = end
+        next_number = max(self.next_number, new.number + 1)
+        spare = None if new is self.spare else self.spare
+        # The switch: stores only (no call, so no interrupt and no other thread in between).
+        self.unsynced += [old]
+        self.to_index += [old]
+        self.segments[new.number] = new
+        old.sealed = True
+        self.spare = spare
+        self.abandon_at = None
+        self.failed_sync = False
+        self.next_number = next_number
+        self.active = new
         if self.on_seal is not None:
             self.on_seal()
         return new
 
+    def _create(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
+        """Create segment ``number`` as the next one; nothing of the log changes.
+
+        The log does not know the number yet, so a file already there is one an interrupted
+        roll left half made: it is removed and made again.
+        """
+        try:
+            try:
+                new = Segment.create(self.backend, self.directory, number, size, prev_end,
+                                     flags, self.durable)
+            except FileExistsError:
+                os.unlink(os.path.join(self.directory, segment_name(number)))
+                new = Segment.create(self.backend, self.directory, number, size, prev_end,
+                                     flags, self.durable)
+        except OSError as exc:
+            raise storage_error(exc, f"creating segment {number}") from exc
+        try:
+            sync_directory(self.directory)
+        except OSError as exc:
+            discard(new)
+            raise storage_error(exc, f"creating segment {number}") from exc
+        return new
+
     def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
-        """The segment the background prepared, stamped as the next one; None if unusable."""
-        spare, self.spare = self.spare, None
+        """The segment the background prepared, stamped as the next one; None if unusable.
+
+        It stays the spare until the roll's switch: stamping it again is harmless.
+        """
+        spare = self.spare
         if spare is None:
             return None
         if spare.size >= size:
@@ -500,6 +551,7 @@ class Log:
                 return spare
             except OSError as exc:
                 log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
+        self.spare = None
         discard(spare)
         return None
 
@@ -579,10 +631,32 @@ class Log:
                     item.undo()
                 self.pending.clear()
                 self._drop_after(start)
+                self._erase_from(start)
                 self.abandon(start)
             elif self.active is not None and self.abandon_at is None:
                 self.abandon(self.active.lsn_base | self.active.end)
                 self.failed_sync = True
+
+    def _erase_from(self, lsn: int) -> None:
+        """Zero the undone writes from ``lsn`` to the end of the active segment, so that no
+        reopen finds them: they are still in the file, and the next segment (which would say
+        where the log ends) may never be made on a failing disk. Best effort: the zeros reach
+        the disk with the next sync that succeeds."""
+        seg = self.active
+        assert seg is not None and lsn >> SEG_SHIFT == seg.number
+        pos = lsn & OFFSET_MASK
+        end, seg.end = seg.end, pos
+        try:
+            while pos < end:
+                n = min(end - pos, 1 << 20)
+                if seg.view is not None:
+                    seg.view[pos:pos + n] = bytes(n)
+                else:
+                    seg.file.write(pos, bytes(n))
+                pos += n
+        except OSError as exc:
+            log.warning("could not erase the writes a failed sync undid in %s: %s",
+                        seg.path, exc)
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
