@@ -133,8 +133,9 @@ class Log:
         self.sync_each = sync_each
         self.read_only = read_only
         self.mutex = threading.Lock()
-        """The append lock; ``lock`` takes it the convoy-free way (see :func:`wait_for`)."""
-        self.lock = AppendLock(self.mutex)
+        """The append lock. Hot paths wait for it with :func:`wait_for` (no convoy), then
+        take it with ``with`` (safe from interrupts)."""
+        self.lock = self.mutex
         self.closed = False
         self.durable = 0
         """LSN through which everything written is durable (claims in record headers)."""
@@ -163,6 +164,8 @@ class Log:
         """Counts CURSOR records; reclamation only looks again when it moved."""
         self.next_number = (segments[-1].number + 1) if segments else 1
         """Number of the next segment to create (numbers of damaged files are never reused)."""
+        self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
+        """While a roll makes the next segment: the sync targets as it found them."""
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -187,9 +190,9 @@ class Log:
         if n > 4096:
             check_size(n)
         lock = self.mutex
-        if not lock.acquire(False):  # not `with`: measurably cheaper on this path
+        if lock.locked():
             wait_for(lock)
-        try:
+        with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
             if self.closed:
                 raise WalrusClosedError()
             seg = self.active
@@ -216,17 +219,23 @@ class Log:
             else:
                 self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
                     ENTRY, t.tid, 0, seq, self.durable, data, seg.salt), data])  # type: ignore[union-attr]
-            t.lsns.append(seg.lsn_base | p)  # type: ignore[union-attr]
+            # The bookkeeping: stores, then one call that ends it, so an interrupt (a signal
+            # handler raising, which happens only at a call) finds the append whole or not
+            # begun; no other thread runs in between either (the GIL switches at calls too).
+            lsn = seg.lsn_base | p  # type: ignore[union-attr]
+            if not self.sync_each:
+                t.nbytes += end - p
+                seg.end = end  # type: ignore[union-attr]
+                t.visible = t.next_seq = seq + 1
+                t.lsns.append(lsn)
+                return 0
+            pending = self._pending(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
-            if not self.sync_each:
-                t.visible = t.next_seq = seq + 1
-                return 0
-            self._add_pending(t, p, end, seg, seq, 1, end - p)  # type: ignore[arg-type]
             t.next_seq = seq + 1
-            return seg.lsn_base | end  # type: ignore[union-attr]
-        finally:
-            lock.release()
+            self.pending += (pending,)
+            t.lsns.append(lsn)
+            return lsn + end - p
 
     def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
         raise InvalidArgumentError(f"unknown topic {name!r}")
@@ -250,7 +259,9 @@ class Log:
         if total > MAX_BATCH_BYTES:
             raise BatchTooLargeError(
                 f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
-        with self.lock:
+        lock = self.mutex
+        wait_for(lock)
+        with lock:
             if self.closed:
                 raise WalrusClosedError()
             if t is None:
@@ -268,23 +279,29 @@ class Log:
             p = seg.end
             end, lsns = self._encode_batch(seg, p, need, tid, seq, items,
                                            name_bytes if new else None)
-            seg.end = end
-            if new:
+            # Everything that calls first; then stores only (see append): an interrupt finds
+            # the batch whole or not begun.
+            count = len(items)
+            size = end - (lsns[0] & OFFSET_MASK)
+            if t is None:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
+            meta = self._meta(seg, tid)
+            pending = self._pending(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                    created=new) if self.sync_each else None
+            seg.end = end
+            if new:
                 self.max_tid = tid
                 self.by_tid[tid] = t
                 self.by_name[name] = t
-                self._note_meta(seg, tid, TOPIC, 0, name)
-            assert t is not None
-            t.lsns.extend(lsns)
-            size = end - (lsns[0] & OFFSET_MASK)
+                meta.name = name
+            t.lsns += lsns
             t.nbytes += size
-            if self.sync_each:
-                self._add_pending(t, p, end, seg, seq, len(items), size, created=new)
-                t.next_seq = seq + len(items)
+            t.next_seq = seq + count
+            if pending is None:
+                t.visible = seq + count
             else:
-                t.visible = t.next_seq = seq + len(items)
+                self.pending += (pending,)
             return seg.lsn_base | end
 
     def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
@@ -314,7 +331,9 @@ class Log:
 
         A CLEAN record without a value marks the topic clean at its current next offset.
         """
-        with self.lock:
+        lock = self.mutex
+        wait_for(lock)
+        with lock:
             if self.closed:
                 raise WalrusClosedError()
             if value is None:
@@ -324,27 +343,30 @@ class Log:
             if seg.end + HEADER_SIZE > seg.check_at:
                 seg = self.make_room(HEADER_SIZE, state=True)
             p = seg.end
-            self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
-            previous = (t.persisted, t.mark)
-            if kind == CURSOR:
-                t.persisted = value
-                self.cursor_writes += 1
-            else:
-                t.mark = value if kind == CLEAN else MARKED_DIRTY
-            meta = self.meta.setdefault(seg.number, {}).setdefault(t.tid, TopicSummary())
-            noted = (meta.cursor, meta.mark)
-            self._note_meta(seg, t.tid, kind, value)
+            end = self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
+            meta = self._meta(seg, t.tid)
+            pending = None
             if self.sync_each:
-                def undo(t: Topic = t, previous: tuple[int, int] = previous,
-                         meta: TopicSummary = meta, noted: tuple[int, int] = noted) -> None:
+                def undo(t: Topic = t, previous: tuple[int, int] = (t.persisted, t.mark),
+                         meta: TopicSummary = meta,
+                         noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
                     t.persisted, t.mark = previous
                     t.cursor = min(t.cursor, max(t.persisted, t.first_seq))
                     meta.cursor, meta.mark = noted  # the segment's index must not claim it
-                self.pending.append(_Pending(seg.lsn_base | p, seg.lsn_base | seg.end, None, undo))
-            return seg.lsn_base | seg.end
+                pending = _Pending(seg.lsn_base | p, seg.lsn_base | end, None, undo)
+            # Stores only from here (see append): an interrupt finds it whole or not begun.
+            seg.end = end
+            if kind == CURSOR:
+                t.persisted = meta.cursor = value
+                self.cursor_writes += 1
+            else:
+                t.mark = meta.mark = value if kind == CLEAN else MARKED_DIRTY
+            if pending is not None:
+                self.pending += (pending,)
+            return seg.lsn_base | end
 
-    def _add_pending(self, t: Topic, p: int, end: int, seg: Segment, seq: int, count: int,
-                     size: int, created: bool = False) -> None:
+    def _pending(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
+                 created: bool = False) -> _Pending:
         """Under SyncEach: publish the entries once durable, or undo them if the sync fails.
 
         Undo runs newest first, so each undo removes exactly what its own append added.
@@ -362,12 +384,15 @@ class Log:
                 self.by_tid.pop(t.tid, None)
                 self.by_name.pop(t.name, None)
 
-        base = seg.lsn_base
-        self.pending.append(_Pending(base | p, base | end, publish, undo))
+        return _Pending(start, end, publish, undo)
+
+    def _meta(self, seg: Segment, tid: int) -> TopicSummary:
+        """The state records of ``tid`` in ``seg`` (for its index)."""
+        return self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
 
     def _note_meta(self, seg: Segment, tid: int, kind: int, value: int,
                    name: str | None = None) -> None:
-        meta = self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
+        meta = self._meta(seg, tid)
         if kind == TOPIC:
             meta.name = name
             meta.next_seq = max(meta.next_seq, value)
@@ -379,9 +404,9 @@ class Log:
             meta.mark = -2
 
     def _write_records(self, seg: Segment, p: int,
-                       records: Sequence[tuple[int, int, int, int, Payload]]) -> list[int]:
-        """Encode records back to back from ``p``; returns their offsets and moves ``seg.end``."""
-        offsets = []
+                       records: Sequence[tuple[int, int, int, int, Payload]]) -> int:
+        """Encode records back to back from ``p``; returns where they end (the caller moves
+        ``seg.end`` there)."""
         durable = self.durable
         salt = seg.salt
         view = seg.view
@@ -389,12 +414,10 @@ class Log:
         if view is not None:
             encode = _codec.encode_into
             for kind, tid, left, seq, data in records:
-                offsets.append(pos)
                 pos = encode(view, pos, kind, tid, left, seq, durable, data, salt)
         else:
             parts: list[Payload] = []
             for kind, tid, left, seq, data in records:
-                offsets.append(pos)
                 parts.append(_codec.encode_header(kind, tid, left, seq, durable, data, salt))
                 parts.append(data)
                 pad = _codec.padding(len(data))
@@ -402,8 +425,7 @@ class Log:
                     parts.append(pad)
                 pos += record_size(len(data))
             self._write(seg, p, parts)
-        seg.end = pos
-        return offsets
+        return pos
 
     def _write(self, seg: Segment, p: int, parts: list[Payload]) -> None:
         """Write through a backend without a mapping; on failure the segment is abandoned."""
@@ -477,10 +499,14 @@ class Log:
             SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble) + need
             + _SEAL_ROOM))
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
-        new = self._take_spare(size, prev_end, flags) or self._create(
-            max(self.next_number, old.number + 1), size, prev_end, flags)
+        self.rolling = self._targets()
         try:
-            self._write_records(new, new.end, preamble)
+            new = self._take_spare(size, prev_end, flags) or self._create(
+                max(self.next_number, old.number + 1), size, prev_end, flags)
+        finally:
+            self.rolling = None
+        try:
+            new.end = self._write_records(new, new.end, preamble)
         except OSError as exc:
             if new is self.spare:
                 self.spare = None
@@ -491,13 +517,10 @@ class Log:
             self._note_meta(new, tid, kind, value, name)
         self._next_check(new, new.end)
         if self.abandon_at is None:
-            end = old.end
             try:  # the SEAL marks the end; the records' region ends where it starts
-                self._write_records(old, end, [(SEAL, 0, 0, 0, b"")])
+                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
-            finally:
-                old.end = end
         next_number = max(self.next_number, new.number + 1)
         spare = None if new is self.spare else self.spare
         # The switch: stores only (no call, so no interrupt and no other thread in between).
@@ -590,17 +613,35 @@ class Log:
     # --- durability ---------------------------------------------------------------------------
 
     def sync_targets(self) -> tuple[int, list[tuple[Segment, int]]]:
-        """What a sync pass must cover right now: (LSN written so far, [(segment, end)])."""
-        with self.lock:
-            active = self.active
-            assert active is not None
-            targets = [(s, s.end) for s in self.unsynced]
-            targets.append((active, active.end))
-            return active.lsn_base | active.end, targets
+        """What a sync pass must cover right now: (LSN written so far, [(segment, end)]).
+
+        While a roll holds the append lock to make a file (slow on some file systems), the
+        targets it saw are the answer: nothing can be written meanwhile, and the sync that
+        keeps the schedule's promise must not wait for the allocation.
+        """
+        mutex = self.mutex
+        if mutex.locked():
+            wait_for(mutex)
+            while mutex.locked():
+                rolling = self.rolling
+                if rolling is not None:
+                    return rolling
+                time.sleep(ROLL_POLL)
+        with mutex:
+            return self._targets()
+
+    def _targets(self) -> tuple[int, list[tuple[Segment, int]]]:
+        """The sync targets (under the append lock)."""
+        active = self.active
+        assert active is not None
+        targets = [(s, s.end) for s in self.unsynced]
+        targets.append((active, active.end))
+        return active.lsn_base | active.end, targets
 
     def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
         """A sync pass covering ``targets`` succeeded: publish what it made durable."""
-        with self.lock:
+        wait_for(self.mutex)
+        with self.mutex:
             self.durable = max(self.durable, target)
             # A segment counts as synced only up to where the pass found it: one that was
             # active when the pass began may have been written on (and sealed) meanwhile.
@@ -624,7 +665,8 @@ class Log:
         acknowledged already: keep them, and move on to a fresh segment so that new writes get
         a clean durability record.
         """
-        with self.lock:
+        wait_for(self.mutex)
+        with self.mutex:
             if self.pending:
                 start = self.pending[0].start
                 for item in reversed(self.pending):
@@ -645,7 +687,7 @@ class Log:
         seg = self.active
         assert seg is not None and lsn >> SEG_SHIFT == seg.number
         pos = lsn & OFFSET_MASK
-        end, seg.end = seg.end, pos
+        end, seg.end = min(seg.end + _SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
         try:
             while pos < end:
                 n = min(end - pos, 1 << 20)
@@ -827,7 +869,7 @@ class Log:
         log is ever deleted, and never a segment still waiting to be synced or indexed.
         """
         doomed = []
-        for number, seg in self.segments.items():
+        for number, seg in list(self.segments.items()):  # a roll may add one meanwhile
             if ((number + 1) << SEG_SHIFT > low or seg is self.active or seg in self.unsynced
                     or seg in self.to_index):
                 break
@@ -855,39 +897,29 @@ class Log:
 
 SPINS = 200
 """How often a writer yields the GIL to the append lock's holder before blocking on it."""
+ROLL_POLL = 0.001
+"""Seconds a sync pass waits between two looks for a roll under way, once the append lock
+was held longer than SPINS."""
 
 
 def wait_for(lock: threading.Lock) -> None:
-    """Take a held lock without queueing on it.
+    """Wait for a held lock to be free without queueing on it (then take it with ``with``).
 
     The holder is usually a thread the GIL preempted inside its (microseconds long) critical
     section. Blocking on the lock would hand ownership through a chain of context switches,
     and with several appending threads that chain (a lock convoy) never ends: measured, four
     threads on four topics fell to a quarter of one thread's rate. Yielding the GIL instead
     lets the holder finish; the lock is then free for whoever holds the GIL. Only a long
-    hold (a segment being created) falls back to blocking.
+    hold (a segment being created) falls back to blocking, in the ``with``.
+
+    The lock is taken with ``with lock:`` and never ``acquire()``: a signal handler that
+    raises (KeyboardInterrupt) does so only at a call, and one right after ``acquire()``
+    returned would leave the lock taken for ever; ``with`` enters in C.
     """
     for _ in range(SPINS):
-        time.sleep(0)
-        if lock.acquire(False):
+        if not lock.locked():
             return
-    lock.acquire()
-
-
-class AppendLock:
-    """A lock taken with :func:`wait_for`: never queued on, so never a convoy."""
-
-    __slots__ = ("mutex",)
-
-    def __init__(self, mutex: threading.Lock) -> None:
-        self.mutex = mutex
-
-    def __enter__(self) -> None:
-        if not self.mutex.acquire(False):
-            wait_for(self.mutex)
-
-    def __exit__(self, *exc: object) -> None:
-        self.mutex.release()
+        time.sleep(0)
 
 
 def discard(seg: Segment) -> None:
