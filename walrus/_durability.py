@@ -333,6 +333,9 @@ class Background:
         self.reclaim_seen = -1
         self.reclaim_after = 0.0
         self.checkpointed: dict[int, int] = {}
+        self.work = threading.Lock()
+        """Serialises indexing and reclaiming (the worker, and ``run_once`` from outside); no
+        sync pass waits for it."""
         """Segment number -> offset its last checkpoint index covers."""
         self.prefaulter: Prefaulter | None = None
         """Faults pages in ahead of the writer, when something other than each append's own
@@ -364,9 +367,10 @@ class Background:
                 break
             try:
                 self.prepare_spare()
-                self.index_sealed()
-                self.reclaim()
-                self.checkpoint_active()
+                with self.work:
+                    self.index_sealed()
+                    self.reclaim()
+                    self.checkpoint_active()
             except Exception:  # never let the worker die silently
                 log.exception("walrus background work failed")
 
@@ -419,9 +423,10 @@ class Background:
 
     def run_once(self) -> None:
         """Index sealed segments and reclaim space now (tests and tools use this)."""
-        self.reclaim_seen, self.reclaim_after = -1, 0.0
-        self.index_sealed()
-        self.reclaim()
+        with self.work:
+            self.reclaim_seen, self.reclaim_after = -1, 0.0
+            self.index_sealed()
+            self.reclaim()
 
     def index_sealed(self) -> None:
         """Sync sealed segments, write their index files (so reopening skips them), and

@@ -46,7 +46,15 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
 )
-from ._segment import SPARE_PREV_END, WINDOW, Segment, index_name, segment_name, size_for
+from ._segment import (
+    SPARE_PREV_END,
+    STATE_ROOM,
+    WINDOW,
+    Segment,
+    index_name,
+    segment_name,
+    size_for,
+)
 from ._speedups import (
     STOP_BUFFER,
     STOP_COUNT,
@@ -452,8 +460,9 @@ class Log:
         ``check_at`` (under the append lock): roll to a new segment if it does not fit, else
         note the next mark; either way tell ``on_progress`` that the writer moved on.
 
-        A ``state`` record (a cursor or a mark) that finds no new segment (a full disk) goes
-        into the room the segment keeps for them: consumers go on, so space can be reclaimed.
+        A ``state`` record (a cursor or a mark) that finds no room for a new segment (a full
+        disk) goes into the room the segment keeps for them, then into a small segment: a
+        consumer can go on, so that the segments it passed are reclaimed and space is freed.
         """
         seg = self.active
         assert seg is not None
@@ -461,8 +470,10 @@ class Log:
             try:
                 seg = self._roll(need)
             except StorageError:
-                if not state or self.abandon_at is not None or seg.end + need > seg.state_limit:
+                if not state or self.abandon_at is not None:
                     raise
+                if seg.end + need > seg.state_limit:
+                    seg = self._roll(need, STATE_ROOM)
         else:
             self._next_check(seg, seg.end + need)
         if self.on_progress is not None:
@@ -480,7 +491,7 @@ class Log:
         seg.check_at = min(seg.limit, pos + self.progress_step) if self.progress_step \
             else seg.limit
 
-    def _roll(self, need: int) -> Segment:
+    def _roll(self, need: int, size: int | None = None) -> Segment:
         """Seal the active segment and start the next one (under the append lock).
 
         The next segment is made whole (created or taken from the spare, its state records
@@ -488,6 +499,8 @@ class Log:
         leaves the active segment as it was. The switch itself is plain stores with no call
         between them, so an interrupt (a signal handler raising KeyboardInterrupt) finds the
         roll either not begun or complete; a file it left half made is taken over next time.
+        ``size``: make the new segment only that big (plus what ``need`` takes), not the
+        configured size.
         """
         old = self.active
         assert old is not None
@@ -495,7 +508,7 @@ class Log:
         if prev_end is None:
             prev_end = old.lsn_base | old.end
         preamble = self._preamble()
-        size = max(self.segment_size, size_for(
+        size = max(self.segment_size if size is None else size, size_for(
             SEGMENT_HEADER_SIZE + sum(record_size(len(r[4])) for r in preamble) + need
             + _SEAL_ROOM))
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
