@@ -103,7 +103,7 @@ def _all(wal: Walrus, topic: str) -> list[bytes]:
     return got
 
 
-# --- the Milliseconds(n) window ------------------------------------------------------------------
+# --- the Milliseconds(n) window --------------------------------------------------------------
 
 WINDOW = 0.1
 SLOW_ALLOCATION = 1.0
@@ -152,7 +152,7 @@ def test_milliseconds_window_holds_while_allocation_is_slow(
                       f"{WINDOW + MARGIN} s for a sync to start: {late[:10]}")
 
 
-# --- a failed SyncEach write -----------------------------------------------------------------------
+# --- a failed SyncEach write -----------------------------------------------------------------
 
 def test_a_sync_each_append_whose_fsync_failed_never_comes_back(tmp_path: Path) -> None:
     """The fsync fails and so does making the next segment (nothing on disk can say where
@@ -197,7 +197,7 @@ def test_a_failed_sync_each_cursor_is_not_indexed(tmp_path: Path) -> None:
         assert entry is not None and entry.data == b"a"
 
 
-# --- close() racing SyncEach writers ---------------------------------------------------------------
+# --- close() racing SyncEach writers ---------------------------------------------------------
 
 def test_close_racing_sync_each_appenders_leaves_nobody_blocked(tmp_path: Path,
                                                                 backend: str) -> None:
@@ -228,7 +228,7 @@ def test_close_racing_sync_each_appenders_leaves_nobody_blocked(tmp_path: Path,
             f"round {round_}: an appender is still blocked 10 s after close()"
 
 
-# --- Ctrl-C inside a call ----------------------------------------------------------------------------
+# --- Ctrl-C inside a call --------------------------------------------------------------------
 
 def test_an_interrupted_roll_leaves_no_file_in_the_way(
         tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,7 +239,7 @@ def test_an_interrupted_roll_leaves_no_file_in_the_way(
     real_create = _segment.Segment.create.__func__  # type: ignore[attr-defined]
     armed = [True]
 
-    def interrupted_create(cls: type, *args: object, **kwargs: object) -> object:
+    def interrupted_create(cls: type, /, *args: object, **kwargs: object) -> object:
         seg = real_create(cls, *args, **kwargs)
         if armed[0] and threading.current_thread() is threading.main_thread():
             armed[0] = False
@@ -336,7 +336,7 @@ def test_ctrl_c_at_random_moments_keeps_the_instance_whole(tmp_path: Path, seed:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-# --- a full disk -------------------------------------------------------------------------------------
+# --- a full disk -----------------------------------------------------------------------------
 
 def _fill_until_full(wal: Walrus, appended: int, entry: bytes) -> int:
     """Append until the disk refuses a new segment; returns how many entries there are."""

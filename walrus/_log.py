@@ -174,6 +174,8 @@ class Log:
         """Number of the next segment to create (numbers of damaged files are never reused)."""
         self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
         """While a roll makes the next segment: the sync targets as it found them."""
+        self.making: Segment | None = None
+        """The segment a roll is making, until it is part of the log (removed on failure)."""
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -513,18 +515,24 @@ class Log:
             + _SEAL_ROOM))
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
         self.rolling = self._targets()
+        self.making = None
         try:
-            new = self._take_spare(size, prev_end, flags) or self._create(
-                max(self.next_number, old.number + 1), size, prev_end, flags)
+            new = self._next_segment(max(self.next_number, old.number + 1), size, prev_end,
+                                     flags)
+            new.end = self._write_records(new, new.end, preamble)
+        except BaseException as exc:
+            # Whatever happened (a full disk, an interrupt), no segment the log does not
+            # know may stay: a crash would find it naming where the log ended.
+            made, self.making = self.making, None
+            if made is not None:
+                if made is self.spare:
+                    self.spare = None
+                discard(made)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, "starting the next segment") from exc
+            raise
         finally:
             self.rolling = None
-        try:
-            new.end = self._write_records(new, new.end, preamble)
-        except OSError as exc:
-            if new is self.spare:
-                self.spare = None
-            discard(new)
-            raise storage_error(exc, f"starting segment {new.number}") from exc
         for kind, tid, _left, value, payload in preamble:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
@@ -545,10 +553,27 @@ class Log:
         self.abandon_at = None
         self.failed_sync = False
         self.next_number = next_number
+        self.making = None
         self.active = new
         if self.on_seal is not None:
             self.on_seal()
         return new
+
+    def _next_segment(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
+        """The spare, stamped as the next segment, or else a new segment ``number``; noted
+        in ``making`` before anything is written to it."""
+        spare = self.spare
+        if spare is not None and spare.size >= size:
+            self.making = spare
+            try:
+                spare.activate(prev_end, flags, self.durable)
+                return spare
+            except OSError as exc:
+                log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
+        if spare is not None:
+            self.making = self.spare = None
+            discard(spare)
+        return self._create(number, size, prev_end, flags)
 
     def _create(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
         """Create segment ``number`` as the next one; nothing of the log changes.
@@ -566,30 +591,9 @@ class Log:
                                      flags, self.durable)
         except OSError as exc:
             raise storage_error(exc, f"creating segment {number}") from exc
-        try:
-            sync_directory(self.directory)
-        except OSError as exc:
-            discard(new)
-            raise storage_error(exc, f"creating segment {number}") from exc
+        self.making = new
+        sync_directory(self.directory)
         return new
-
-    def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
-        """The segment the background prepared, stamped as the next one; None if unusable.
-
-        It stays the spare until the roll's switch: stamping it again is harmless.
-        """
-        spare = self.spare
-        if spare is None:
-            return None
-        if spare.size >= size:
-            try:
-                spare.activate(prev_end, flags, self.durable)
-                return spare
-            except OSError as exc:
-                log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
-        self.spare = None
-        discard(spare)
-        return None
 
     def prepare_spare(self) -> None:
         """Create, allocate and pre-fault the next segment ahead of need (background)."""
