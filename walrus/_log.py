@@ -137,7 +137,9 @@ class Log:
         self.by_tid = topics
         self.by_name = {t.name: t for t in topics.values()}
         self.max_tid = max_tid
-        self.segment_size = segment_size
+        self.segment_size = size_for(segment_size)
+        """Bytes of a new segment file: the configured size for entries, plus the room kept
+        for state records (see ``state_room``), so that the room costs no entry capacity."""
         self.sync_each = sync_each
         self.read_only = read_only
         self.mutex = threading.Lock()

@@ -19,7 +19,8 @@ INDEX_SUFFIX = ".idx"
 STATE_ROOM = 256 << 10
 """Room each segment keeps past its entries for state records (cursors, marks), used only
 when no next segment can be made (a full disk): consumers can still consume, so that space
-is reclaimed. 8192 records (0.4 % of a 64 MiB segment); at most a quarter of a small one."""
+is reclaimed. 8192 records (0.4 % of a 64 MiB segment); at most a quarter of a small one.
+Segment files are made that much larger than the configured size (see ``size_for``)."""
 
 
 def state_room(size: int) -> int:
