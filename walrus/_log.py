@@ -177,6 +177,8 @@ class Log:
         self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
         """While a roll makes the next segment: the sync targets as it found them."""
         self.making: Segment | None = None
+        self.deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
+        """Sync passes that ended while a roll was making a file: it publishes them."""
         """The segment a roll is making, until it is part of the log (removed on failure)."""
 
     # --- writing ------------------------------------------------------------------------------
@@ -535,6 +537,9 @@ class Log:
             raise
         finally:
             self.rolling = None
+            deferred, self.deferred = self.deferred, []
+            for target, targets in deferred:
+                self._publish(target, targets)
         for kind, tid, _left, value, payload in preamble:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
@@ -638,16 +643,28 @@ class Log:
         targets it saw are the answer: nothing can be written meanwhile, and the sync that
         keeps the schedule's promise must not wait for the allocation.
         """
-        mutex = self.mutex
-        if mutex.locked():
-            wait_for(mutex)
-            while mutex.locked():
-                rolling = self.rolling
-                if rolling is not None:
-                    return rolling
-                time.sleep(ROLL_POLL)
-        with mutex:
+        if self._rolling():
+            rolling = self.rolling
+            if rolling is not None:
+                return rolling
+        with self.mutex:
             return self._targets()
+
+    def _rolling(self) -> bool:
+        """Wait for the append lock to look free; True instead once a roll holds it to make
+        a file (``rolling`` is set)."""
+        mutex = self.mutex
+        for spin in range(SPINS + 1):
+            if not mutex.locked():
+                return False
+            if self.rolling is not None:
+                return True
+            time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
+        while mutex.locked():
+            if self.rolling is not None:
+                return True
+            time.sleep(ROLL_POLL)
+        return False
 
     def _targets(self) -> tuple[int, list[tuple[Segment, int]]]:
         """The sync targets (under the append lock)."""
@@ -658,14 +675,26 @@ class Log:
         return active.lsn_base | active.end, targets
 
     def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
-        """A sync pass covering ``targets`` succeeded: publish what it made durable."""
+        """A sync pass covering ``targets`` succeeded: publish what it made durable.
+
+        Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
+        the next pass must not wait for the allocation either.
+        """
+        if not self.sync_each and self._rolling() and self.rolling is not None:
+            self.deferred += [(target, targets)]  # no call since the test: the roll sees it
+            return
         wait_for(self.mutex)
         with self.mutex:
-            self.durable = max(self.durable, target)
-            # A segment counts as synced only up to where the pass found it: one that was
-            # active when the pass began may have been written on (and sealed) meanwhile.
-            covered = {id(seg): end for seg, end in targets}
-            self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
+            self._publish(target, targets)
+
+    def _publish(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """Note what a sync pass made durable (under the append lock)."""
+        self.durable = max(self.durable, target)
+        # A segment counts as synced only up to where the pass found it: one that was
+        # active when the pass began may have been written on (and sealed) meanwhile.
+        covered = {id(seg): end for seg, end in targets}
+        self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
+        if self.pending:
             done = 0
             for item in self.pending:
                 if item.end > target:
@@ -673,8 +702,7 @@ class Log:
                 if item.publish is not None:
                     item.publish()
                 done += 1
-            if done:
-                del self.pending[:done]
+            del self.pending[:done]
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
