@@ -106,7 +106,7 @@ class Durability:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
             wal.sync_failed(target)
-            with self.cond:
+            with self.mutex:
                 self.undone_through = max(self.undone_through, target)
                 self.undo_error = error
                 if not wal.sync_each:
@@ -176,7 +176,7 @@ class Durability:
 
     def stop(self) -> None:
         """No syncer from now on (closing): every waiting writer leads its own pass."""
-        with self.cond:
+        with self.mutex:
             self.stopped = True
         if self.syncer is not None:
             self.syncer.stop()
@@ -219,7 +219,7 @@ class Syncer:
         self.durability.cond.notify_all()
 
     def stop(self) -> None:
-        with self.durability.cond:
+        with self.durability.mutex:
             self.stopping = True
             self.active = False
             if not self.durability.busy:
