@@ -3,8 +3,10 @@
 A *sync pass* syncs every segment with unsynced writes, oldest first, and then publishes
 what it covered. Passes never overlap. Under ``SyncEach`` a writer that needs durability
 either leads the next pass or waits for the running one: writers arriving together share
-one fsync (group commit). The background worker runs the ``Milliseconds(n)`` flusher, writes
-the index of sealed segments, and deletes segments that every cursor has passed.
+one fsync (group commit). Under ``Milliseconds(n)`` the flusher thread starts a pass every n ms
+and does nothing else, so that no other work delays it; the background worker prepares the
+next segment, writes the index of sealed segments and deletes segments that every cursor has
+passed, holding the right to run a pass only for the passes it needs itself.
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ class Durability:
 
     def __init__(self, wal: Log) -> None:
         self.wal = wal
-        self.cond = threading.Condition(threading.Lock())
+        self.mutex = threading.Lock()
+        """The condition's lock. Main-thread code takes it with ``with self.mutex``: a C
+        ``__enter__``, so an interrupt cannot land between taking it and the block (as it
+        can inside ``Condition.__enter__``, a Python function)."""
+        self.cond = threading.Condition(self.mutex)
         self.busy = False
         self.error: StorageError | None = None
         """A failed pass not reported yet: the next ``flush()`` raises it."""
@@ -44,23 +50,29 @@ class Durability:
         self.undo_error: StorageError | None = None
         self.waiting = 0
         """Writers blocked in :meth:`wait` behind a running pass."""
-        self.sleepers: list[tuple[int, threading.Event]] = []
+        self.sleepers: list[tuple[int, Cue]] = []
         """(LSN, event) of each blocked writer: a pass wakes only those it made durable."""
         self.syncer: Syncer | None = None
         """Runs passes back to back while writers keep arriving (see :meth:`wait`)."""
+        self.stopped = False
+        """Set by :meth:`stop` (closing): writers lead their own passes, no syncer starts."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the right to run a pass (or to close and delete files) for a while."""
-        with self.cond:
-            while self.busy:
-                self.cond.wait()
-            self.busy = True
+        taken = False
         try:
+            with self.mutex:
+                while self.busy:
+                    self.cond.wait()
+                self.busy = True
+                taken = True  # no call since the store above: no interrupt between the two
             yield
         finally:
-            with self.cond:
-                self.released()
+            if taken:
+                with self.mutex:
+                    self.busy = False  # first, before any call: see wait()
+                    self.released()
 
     def released(self) -> None:
         """A pass (or exclusive work) ended; the caller holds ``cond``.
@@ -94,7 +106,7 @@ class Durability:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
             wal.sync_failed(target)
-            with self.cond:
+            with self.mutex:
                 self.undone_through = max(self.undone_through, target)
                 self.undo_error = error
                 if not wal.sync_each:
@@ -113,43 +125,59 @@ class Durability:
         """
         wal = self.wal
         event = None
-        with self.cond:
-            while wal.durable < lsn:
-                if lsn <= self.undone_through:
-                    assert self.undo_error is not None
-                    raise StorageError(self.undo_error.errno, str(self.undo_error))
-                syncer = self.syncer
-                if not self.busy and (syncer is None or not syncer.active):
-                    self.busy = True
-                    break
-                if event is None:
-                    event = _event()
-                event.clear()
-                self.sleepers.append((lsn, event))
-                self.waiting += 1
-                self.cond.release()
+        lead = False
+        try:
+            while True:
+                with self.mutex:
+                    if wal.durable >= lsn:
+                        return
+                    if lsn <= self.undone_through:
+                        assert self.undo_error is not None
+                        raise StorageError(self.undo_error.errno, str(self.undo_error))
+                    syncer = self.syncer
+                    if not self.busy and (syncer is None or not syncer.active):
+                        # No call between these two stores: an interrupt (KeyboardInterrupt
+                        # from a signal handler) cannot land between them, so the finally
+                        # below always gives back the right to run a pass it took.
+                        self.busy = True
+                        lead = True
+                        break
+                    if event is None:
+                        event = _event()
+                    event.clear()
+                    self.sleepers.append((lsn, event))
+                    self.waiting += 1
                 try:
                     event.wait()
                 finally:
-                    self.cond.acquire()
-                    self.waiting -= 1
-            else:
-                return
-        try:
+                    with self.mutex:
+                        self.waiting -= 1
             self.pass_locked()
         finally:
-            with self.cond:
-                if self.waiting:
-                    self._start_syncer()
-                self.released()
+            if lead:
+                # An interrupt (a signal handler raising in the main thread) lands only at
+                # a call: one before this store could leave the right to run passes taken
+                # for ever, hanging every later sync and close(). `with self.mutex` enters
+                # in C, unlike `with self.cond`.
+                with self.mutex:
+                    self.busy = False
+                    if self.waiting and not self.stopped:
+                        self._start_syncer()
+                    self.released()
 
     def _start_syncer(self) -> None:
-        """Hand group commit to the syncer thread (the caller holds ``cond``)."""
+        """Hand group commit to the syncer thread (the caller holds ``cond``); never once
+        stopped, or writers would wait for a thread that is gone."""
+        if self.stopped:
+            return
         if self.syncer is None:
             self.syncer = Syncer(self)
         self.syncer.activate()
 
     def stop(self) -> None:
+        """No syncer from now on (closing): every waiting writer leads its own pass."""
+        with self.mutex:
+            self.stopped = True
         if self.syncer is not None:
             self.syncer.stop()
 
@@ -191,7 +219,7 @@ class Syncer:
         self.durability.cond.notify_all()
 
     def stop(self) -> None:
-        with self.durability.cond:
+        with self.durability.mutex:
             self.stopping = True
             self.active = False
             if not self.durability.busy:
@@ -230,12 +258,65 @@ class Syncer:
 _local = threading.local()
 
 
-def _event() -> threading.Event:
-    """This thread's reusable wake-up event (a writer waits on one pass at a time)."""
-    event: threading.Event | None = getattr(_local, "event", None)
+class Cue:
+    """A wake-up that a signal handler raising in the thread that gives it cannot break.
+
+    ``Event.set`` enters a Condition in Python: an interrupt landing there leaves the
+    Event's lock taken, and every later ``set`` (a roll waking the worker, a pass waking
+    writers) blocks for ever. Here giving the cue is releasing a lock, one C call.
+    """
+
+    __slots__ = ("lock",)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+    def set(self) -> None:
+        try:
+            self.lock.release()
+        except RuntimeError:  # given already, not taken yet
+            pass
+
+    def clear(self) -> None:
+        self.lock.acquire(False)
+
+    def wait(self, timeout: float = -1) -> bool:
+        """Block until the cue is given (or ``timeout`` seconds); taking it clears it."""
+        return self.lock.acquire(timeout=timeout)
+
+
+def _event() -> Cue:
+    """This thread's reusable wake-up cue (a writer waits on one pass at a time)."""
+    event: Cue | None = getattr(_local, "event", None)
     if event is None:
-        event = _local.event = threading.Event()
+        event = _local.event = Cue()
     return event
+
+
+class Flusher:
+    """The ``Milliseconds(n)`` thread: a sync pass starts every n ms, whatever else goes on."""
+
+    def __init__(self, durability: Durability, interval: float) -> None:
+        self.durability = durability
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="walrus-flush", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        due = time.monotonic() + self.interval
+        while not self.stopping.wait(max(0.0, due - time.monotonic())):
+            # The next pass is due one interval after this one starts, not after it ends.
+            due = max(due + self.interval, time.monotonic())
+            try:
+                self.durability.background_pass()
+            except Exception:  # never let the thread die silently
+                log.exception("walrus flusher failed")
 
 
 class Background:
@@ -245,13 +326,16 @@ class Background:
                  writeback: float | None = None) -> None:
         self.wal = wal
         self.durability = durability
-        self.interval = interval
-        """Seconds between flusher passes under ``Milliseconds(n)``; None: no flusher."""
-        self.wakeup = threading.Event()
+        self.flusher = None if interval is None else Flusher(durability, interval)
+        """Syncs every ``interval`` seconds under ``Milliseconds(n)``; None: no flusher."""
+        self.wakeup = Cue()
         self.stopping = False
         self.reclaim_seen = -1
         self.reclaim_after = 0.0
         self.checkpointed: dict[int, int] = {}
+        self.work = threading.Lock()
+        """Serialises indexing and reclaiming (the worker, and ``run_once`` from outside); no
+        sync pass waits for it."""
         """Segment number -> offset its last checkpoint index covers."""
         self.prefaulter: Prefaulter | None = None
         """Faults pages in ahead of the writer, when something other than each append's own
@@ -270,27 +354,23 @@ class Background:
         self.wakeup.set()
         if self.thread is not threading.current_thread():
             self.thread.join()
+        if self.flusher is not None:
+            self.flusher.stop()
         if self.prefaulter is not None:
             self.prefaulter.stop()
 
     def _run(self) -> None:
         self.populate_active()
-        timeout = self.interval if self.interval is not None else 0.5
-        next_flush = time.monotonic() + timeout
         while not self.stopping:
-            self.wakeup.wait(min(TICK, max(0.0, next_flush - time.monotonic())))
-            self.wakeup.clear()
+            self.wakeup.wait(TICK)
             if self.stopping:
                 break
             try:
-                if time.monotonic() >= next_flush:
-                    next_flush = time.monotonic() + timeout
-                    if self.interval is not None:
-                        self.durability.background_pass()
                 self.prepare_spare()
-                self.index_sealed()
-                self.reclaim()
-                self.checkpoint_active()
+                with self.work:
+                    self.index_sealed()
+                    self.reclaim()
+                    self.checkpoint_active()
             except Exception:  # never let the worker die silently
                 log.exception("walrus background work failed")
 
@@ -306,20 +386,26 @@ class Background:
             return
         end = seg.end
         summary = wal.summary_of(seg, end)
+        if not self.synced():  # the index may only cover durable records
+            return
+        if seg.sealed or wal.closed:
+            return  # sealed meanwhile: its full index follows
+        try:  # this thread alone writes indexes until close() stops it: no pass waits for it
+            wal.write_index(seg, summary)
+        except OSError as exc:
+            log.warning("could not checkpoint the index of %s: %s", seg.path, exc)
+            return
+        self.checkpointed = {seg.number: end}
+
+    def synced(self) -> bool:
+        """Run a sync pass for work that needs one (indexing, reclaiming); False if it failed."""
         with self.durability.exclusive():
             try:
-                self.durability.pass_locked()  # the index may only cover durable records
+                self.durability.pass_locked()
             except StorageError as exc:
-                log.error("not checkpointing %s: %s", seg.path, exc)
-                return
-            if seg.sealed or wal.closed:
-                return  # sealed meanwhile: its full index follows
-            try:
-                wal.write_index(seg, summary)
-            except OSError as exc:
-                log.warning("could not checkpoint the index of %s: %s", seg.path, exc)
-                return
-        self.checkpointed = {seg.number: end}
+                log.error("background work waits for a sync that failed: %s", exc)
+                return False
+        return True
 
     def populate_active(self) -> None:
         """Pre-fault the unwritten rest of the segment the log was opened on."""
@@ -337,32 +423,27 @@ class Background:
 
     def run_once(self) -> None:
         """Index sealed segments and reclaim space now (tests and tools use this)."""
-        self.reclaim_seen, self.reclaim_after = -1, 0.0
-        self.index_sealed()
-        self.reclaim()
+        with self.work:
+            self.reclaim_seen, self.reclaim_after = -1, 0.0
+            self.index_sealed()
+            self.reclaim()
 
     def index_sealed(self) -> None:
         """Sync sealed segments, write their index files (so reopening skips them), and
         unmap their pages: a log nobody consumes would otherwise grow the process's RSS."""
         wal = self.wal
-        if not wal.to_index:
+        if not wal.to_index or not self.synced():
             return
-        with self.durability.exclusive():
+        for seg in list(wal.to_index):
+            if seg in wal.unsynced:
+                continue
             try:
-                self.durability.pass_locked()
-            except StorageError as exc:
-                log.error("could not sync sealed segments: %s", exc)
+                wal.write_index(seg, wal.summary_of(seg))
+            except OSError as exc:
+                log.warning("could not write the index of %s: %s", seg.path, exc)
                 return
-            for seg in list(wal.to_index):
-                if seg in wal.unsynced:
-                    continue
-                try:
-                    wal.write_index(seg, wal.summary_of(seg))
-                except OSError as exc:
-                    log.warning("could not write the index of %s: %s", seg.path, exc)
-                    return
-                wal.to_index.remove(seg)
-                seg.release_pages()  # clean now, and read again only by a late consumer
+            wal.to_index.remove(seg)
+            seg.release_pages()  # clean now, and read again only by a late consumer
 
     def reclaim(self) -> None:
         """Delete segments that every persisted cursor has passed."""
@@ -374,14 +455,9 @@ class Background:
         self.reclaim_seen = wal.cursor_writes
         self.reclaim_after = now + RECLAIM_EVERY
         persisted = {tid: t.persisted for tid, t in list(wal.by_tid.items())}
-        with self.durability.exclusive():
-            try:
-                self.durability.pass_locked()  # the cursors below must be durable before deleting
-            except StorageError as exc:
-                log.error("not reclaiming space: %s", exc)
-                return
-            low = wal.low_watermark(persisted)
-            doomed = wal.delete_before(low)
+        if not self.synced():  # the cursors below must be durable before deleting
+            return
+        doomed = wal.delete_before(wal.low_watermark(persisted))
         if doomed:
             log.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))

@@ -47,7 +47,15 @@ from ._errors import (
     StorageError,
     WalrusClosedError,
 )
-from ._segment import SPARE_PREV_END, WINDOW, Segment, index_name
+from ._segment import (
+    SPARE_PREV_END,
+    STATE_ROOM,
+    WINDOW,
+    Segment,
+    index_name,
+    segment_name,
+    size_for,
+)
 from ._speedups import (
     STOP_BUFFER,
     STOP_COUNT,
@@ -175,12 +183,15 @@ class Log:
         self.by_tid = topics
         self.by_name = {t.name: t for t in topics.values()}
         self.max_tid = max_tid
-        self.segment_size = segment_size
+        self.segment_size = size_for(segment_size)
+        """Bytes of a new segment file: the configured size for entries, plus the room kept
+        for state records (see ``state_room``), so that the room costs no entry capacity."""
         self.sync_each = sync_each
         self.read_only = read_only
         self.mutex = threading.Lock()
-        """The append lock; ``lock`` takes it the convoy-free way (see :func:`wait_for`)."""
-        self.lock = AppendLock(self.mutex)
+        """The append lock. Hot paths wait for it with :func:`wait_for` (no convoy), then
+        take it with ``with`` (safe from interrupts)."""
+        self.lock = self.mutex
         self.closed = False
         self.durable = 0
         """LSN through which everything written is durable (claims in record headers)."""
@@ -209,6 +220,12 @@ class Log:
         """Counts CURSOR records; reclamation only looks again when it moved."""
         self.next_number = (segments[-1].number + 1) if segments else 1
         """Number of the next segment to create (numbers of damaged files are never reused)."""
+        self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
+        """While a roll makes the next segment: the sync targets as it found them."""
+        self.making: Segment | None = None
+        self.deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
+        """Sync passes that ended while a roll was making a file: it publishes them."""
+        """The segment a roll is making, until it is part of the log (removed on failure)."""
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -233,9 +250,9 @@ class Log:
         if n > 4096:
             check_size(n)
         lock = self.mutex
-        if not lock.acquire(False):  # not `with`: measurably cheaper on this path
+        if lock.locked():
             wait_for(lock)
-        try:
+        with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
             if self.closed:
                 raise WalrusClosedError()
             seg = self.active
@@ -262,17 +279,23 @@ class Log:
             else:
                 self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
                     ENTRY, t.tid, 0, seq, self.durable, data, seg.salt), data])  # type: ignore[union-attr]
-            t.lsns.append(seg.lsn_base | p)  # type: ignore[union-attr]
+            # The bookkeeping: stores, then one call that ends it, so an interrupt (a signal
+            # handler raising, which happens only at a call) finds the append whole or not
+            # begun; no other thread runs in between either (the GIL switches at calls too).
+            lsn = seg.lsn_base | p  # type: ignore[union-attr]
+            if not self.sync_each:
+                t.nbytes += end - p
+                seg.end = end  # type: ignore[union-attr]
+                t.visible = t.next_seq = seq + 1
+                t.lsns.append(lsn)
+                return 0
+            pending = self._pending(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
-            if not self.sync_each:
-                t.visible = t.next_seq = seq + 1
-                return 0
-            self._add_pending(t, p, end, seg, seq, 1, end - p)  # type: ignore[arg-type]
             t.next_seq = seq + 1
-            return seg.lsn_base | end  # type: ignore[union-attr]
-        finally:
-            lock.release()
+            self.pending += (pending,)
+            t.lsns.append(lsn)
+            return lsn + end - p
 
     def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
         raise InvalidArgumentError(f"unknown topic {name!r}")
@@ -283,7 +306,9 @@ class Log:
         ``items`` and ``need`` are what :func:`snapshot_batch` returned (every limit is
         checked there). Returns the LSN just past the batch.
         """
-        with self.lock:
+        lock = self.mutex
+        wait_for(lock)
+        with lock:
             if self.closed:
                 raise WalrusClosedError()
             if t is None:
@@ -301,23 +326,29 @@ class Log:
             p = seg.end
             end, lsns = self._encode_batch(seg, p, need, tid, seq, items,
                                            name_bytes if new else None)
-            seg.end = end
-            if new:
+            # Everything that calls first; then stores only (see append): an interrupt finds
+            # the batch whole or not begun.
+            count = len(items)
+            size = end - (lsns[0] & OFFSET_MASK)
+            if t is None:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
+            meta = self._meta(seg, tid)
+            pending = self._pending(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                    created=new) if self.sync_each else None
+            seg.end = end
+            if new:
                 self.max_tid = tid
                 self.by_tid[tid] = t
                 self.by_name[name] = t
-                self._note_meta(seg, tid, TOPIC, 0, name)
-            assert t is not None
-            t.lsns.extend(lsns)
-            size = end - (lsns[0] & OFFSET_MASK)
+                meta.name = name
+            t.lsns += lsns
             t.nbytes += size
-            if self.sync_each:
-                self._add_pending(t, p, end, seg, seq, len(items), size, created=new)
-                t.next_seq = seq + len(items)
+            t.next_seq = seq + count
+            if pending is None:
+                t.visible = seq + count
             else:
-                t.visible = t.next_seq = seq + len(items)
+                self.pending += (pending,)
             return seg.lsn_base | end
 
     def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
@@ -347,7 +378,9 @@ class Log:
 
         A CLEAN record without a value marks the topic clean at its current next offset.
         """
-        with self.lock:
+        lock = self.mutex
+        wait_for(lock)
+        with lock:
             if self.closed:
                 raise WalrusClosedError()
             if value is None:
@@ -355,25 +388,32 @@ class Log:
             seg = self.active
             assert seg is not None
             if seg.end + HEADER_SIZE > seg.check_at:
-                seg = self.make_room(HEADER_SIZE)
+                seg = self.make_room(HEADER_SIZE, state=True)
             p = seg.end
-            self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
-            previous = (t.persisted, t.mark)
-            if kind == CURSOR:
-                t.persisted = value
-                self.cursor_writes += 1
-            else:
-                t.mark = value if kind == CLEAN else MARKED_DIRTY
-            self._note_meta(seg, t.tid, kind, value)
+            end = self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
+            meta = self._meta(seg, t.tid)
+            pending = None
             if self.sync_each:
-                def undo(t: Topic = t, previous: tuple[int, int] = previous) -> None:
+                def undo(t: Topic = t, previous: tuple[int, int] = (t.persisted, t.mark),
+                         meta: TopicSummary = meta,
+                         noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
                     t.persisted, t.mark = previous
                     t.cursor = min(t.cursor, max(t.persisted, t.first_seq))
-                self.pending.append(_Pending(seg.lsn_base | p, seg.lsn_base | seg.end, None, undo))
-            return seg.lsn_base | seg.end
+                    meta.cursor, meta.mark = noted  # the segment's index must not claim it
+                pending = _Pending(seg.lsn_base | p, seg.lsn_base | end, None, undo)
+            # Stores only from here (see append): an interrupt finds it whole or not begun.
+            seg.end = end
+            if kind == CURSOR:
+                t.persisted = meta.cursor = value
+                self.cursor_writes += 1
+            else:
+                t.mark = meta.mark = value if kind == CLEAN else MARKED_DIRTY
+            if pending is not None:
+                self.pending += (pending,)
+            return seg.lsn_base | end
 
-    def _add_pending(self, t: Topic, p: int, end: int, seg: Segment, seq: int, count: int,
-                     size: int, created: bool = False) -> None:
+    def _pending(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
+                 created: bool = False) -> _Pending:
         """Under SyncEach: publish the entries once durable, or undo them if the sync fails.
 
         Undo runs newest first, so each undo removes exactly what its own append added.
@@ -391,12 +431,15 @@ class Log:
                 self.by_tid.pop(t.tid, None)
                 self.by_name.pop(t.name, None)
 
-        base = seg.lsn_base
-        self.pending.append(_Pending(base | p, base | end, publish, undo))
+        return _Pending(start, end, publish, undo)
+
+    def _meta(self, seg: Segment, tid: int) -> TopicSummary:
+        """The state records of ``tid`` in ``seg`` (for its index)."""
+        return self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
 
     def _note_meta(self, seg: Segment, tid: int, kind: int, value: int,
                    name: str | None = None) -> None:
-        meta = self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
+        meta = self._meta(seg, tid)
         if kind == TOPIC:
             meta.name = name
             meta.next_seq = max(meta.next_seq, value)
@@ -408,9 +451,9 @@ class Log:
             meta.mark = -2
 
     def _write_records(self, seg: Segment, p: int,
-                       records: Sequence[tuple[int, int, int, int, Payload]]) -> list[int]:
-        """Encode records back to back from ``p``; returns their offsets and moves ``seg.end``."""
-        offsets = []
+                       records: Sequence[tuple[int, int, int, int, Payload]]) -> int:
+        """Encode records back to back from ``p``; returns where they end (the caller moves
+        ``seg.end`` there)."""
         durable = self.durable
         salt = seg.salt
         view = seg.view
@@ -418,12 +461,10 @@ class Log:
         if view is not None:
             encode = _codec.encode_into
             for kind, tid, left, seq, data in records:
-                offsets.append(pos)
                 pos = encode(view, pos, kind, tid, left, seq, durable, data, salt)
         else:
             parts: list[Payload] = []
             for kind, tid, left, seq, data in records:
-                offsets.append(pos)
                 parts.append(_codec.encode_header(kind, tid, left, seq, durable, data, salt))
                 parts.append(data)
                 pad = _codec.padding(len(data))
@@ -431,8 +472,7 @@ class Log:
                     parts.append(pad)
                 pos += record_size(len(data))
             self._write(seg, p, parts)
-        seg.end = pos
-        return offsets
+        return pos
 
     def _write(self, seg: Segment, p: int, parts: list[Payload]) -> None:
         """Write through a backend without a mapping; on failure the segment is abandoned."""
@@ -444,7 +484,8 @@ class Log:
             else:
                 seg.file.write(p, b"".join(parts))
         except OSError as exc:
-            self.abandon(seg.lsn_base | p)
+            if seg is self.active:
+                self.abandon(seg.lsn_base | p)
             raise storage_error(exc, f"writing to {seg.path} at {p}") from exc
 
     def abandon(self, lsn: int) -> None:
@@ -453,14 +494,25 @@ class Log:
         if self.active is not None:
             self.active.limit = self.active.check_at = 0
 
-    def make_room(self, need: int) -> Segment:
+    def make_room(self, need: int, state: bool = False) -> Segment:
         """The slow path of a write of ``need`` bytes that ends past the active segment's
         ``check_at`` (under the append lock): roll to a new segment if it does not fit, else
-        note the next mark; either way tell ``on_progress`` that the writer moved on."""
+        note the next mark; either way tell ``on_progress`` that the writer moved on.
+
+        A ``state`` record (a cursor or a mark) that finds no room for a new segment (a full
+        disk) goes into the room the segment keeps for them, then into a small segment: a
+        consumer can go on, so that the segments it passed are reclaimed and space is freed.
+        """
         seg = self.active
         assert seg is not None
         if seg.end + need > seg.limit:
-            seg = self._roll(need)
+            try:
+                seg = self._roll(need)
+            except StorageError:
+                if not state or self.abandon_at is not None:
+                    raise
+                if seg.end + need > seg.state_limit:
+                    seg = self._roll(need, STATE_ROOM)
         else:
             self._next_check(seg, seg.end + need)
         if self.on_progress is not None:
@@ -478,74 +530,121 @@ class Log:
         seg.check_at = min(seg.limit, pos + self.progress_step) if self.progress_step \
             else seg.limit
 
-    def _roll(self, need: int) -> Segment:
-        """Close the active segment and start the next one (under the append lock)."""
+    def _roll(self, need: int, size: int | None = None) -> Segment:
+        """Seal the active segment and start the next one (under the append lock).
+
+        The next segment is made whole (created or taken from the spare, its state records
+        written) before anything of the log changes; a failure on the way (a full disk)
+        leaves the active segment as it was. The switch itself is plain stores with no call
+        between them, so an interrupt (a signal handler raising KeyboardInterrupt) finds the
+        roll either not begun or complete; a file it left half made is taken over next time.
+        ``size``: make the new segment only that big (plus what ``need`` takes), not the
+        configured size.
+        """
         old = self.active
         assert old is not None
         prev_end = self.abandon_at
         if prev_end is None:
             prev_end = old.lsn_base | old.end
-            try:  # the SEAL marks the end; the records' region ends where it starts
-                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
-                old.end -= HEADER_SIZE
-            except OSError:
-                pass  # the next segment's prev_end says where the log ended anyway
         preamble = self._preamble()
-        size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need)
+        size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need, size)
         flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
-        new = self._take_spare(size, prev_end, flags)
-        if new is None:
-            number = max(self.next_number, old.number + 1)
-            try:
-                new = Segment.create(self.backend, self.directory, number, size, prev_end,
-                                     flags, self.durable)
-                sync_directory(self.directory)
-            except OSError as exc:
-                self.abandon(prev_end)
-                raise storage_error(exc, f"creating segment {number}") from exc
-            self.next_number = number + 1
-        self.abandon_at = None
-        self.failed_sync = False
-        old.sealed = True
-        self.segments[new.number] = new
-        self.active = new
-        self._next_check(new, new.end)
-        self.unsynced.append(old)
-        self.to_index.append(old)
-        self._write_records(new, new.end, preamble)
+        self.rolling = self._targets()
+        self.making = None
+        try:
+            new = self._next_segment(max(self.next_number, old.number + 1), size, prev_end,
+                                     flags)
+            new.end = self._write_records(new, new.end, preamble)
+        except BaseException as exc:
+            # Whatever happened (a full disk, an interrupt), no segment the log does not
+            # know may stay: a crash would find it naming where the log ended.
+            made, self.making = self.making, None
+            if made is not None:
+                if made is self.spare:
+                    self.spare = None
+                discard(made)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, "starting the next segment") from exc
+            raise
+        finally:
+            self.rolling = None
+            deferred, self.deferred = self.deferred, []
+            for target, targets in deferred:
+                self._publish(target, targets)
         for kind, tid, _left, value, payload in preamble:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
+        self._next_check(new, new.end)
+        if self.abandon_at is None:
+            try:  # the SEAL marks the end; the records' region ends where it starts
+                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
+            except OSError:
+                pass  # the next segment's prev_end says where the log ended anyway
+        next_number = max(self.next_number, new.number + 1)
+        spare = None if new is self.spare else self.spare
+        # The switch: stores only (no call, so no interrupt and no other thread in between).
+        self.unsynced += [old]
+        self.to_index += [old]
+        self.segments[new.number] = new
+        old.sealed = True
+        self.spare = spare
+        self.abandon_at = None
+        self.failed_sync = False
+        self.next_number = next_number
+        self.making = None
+        self.active = new
         if self.on_seal is not None:
             self.on_seal()
         return new
 
-    def new_segment_size(self, preamble: int, need: int) -> int:
+    def new_segment_size(self, preamble: int, need: int, minimum: int | None = None) -> int:
         """Bytes of the next segment, whose preamble takes ``preamble`` bytes and whose
-        first write takes ``need``.
+        first write takes ``need`` (at least ``minimum``, else ``segment_size``).
 
-        At least ``segment_size``, and room for at least as many bytes of entries as the
-        preamble takes: the preamble repeats every topic's state, and with many topics of
-        long names it could fill a whole segment, so every append would roll and write it
-        again. This way it takes at most half of any segment, and costs at most one byte
-        written per byte of entries.
+        Room for at least as many bytes of entries as the preamble takes: the preamble
+        repeats every topic's state, and with many topics of long names it could fill a
+        whole segment, so every append would roll and write it again. This way it takes at
+        most half of any segment's entries, and costs at most one byte written per byte of
+        entries.
         """
-        return max(self.segment_size,
-                   SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM)
+        return max(self.segment_size if minimum is None else minimum,
+                   size_for(SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM))
 
-    def _take_spare(self, size: int, prev_end: int, flags: int) -> Segment | None:
-        """The segment the background prepared, stamped as the next one; None if unusable."""
-        spare, self.spare = self.spare, None
-        if spare is None:
-            return None
-        if spare.size >= size:
+    def _next_segment(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
+        """The spare, stamped as the next segment, or else a new segment ``number``; noted
+        in ``making`` before anything is written to it."""
+        spare = self.spare
+        if spare is not None and spare.size >= size:
+            self.making = spare
             try:
                 spare.activate(prev_end, flags, self.durable)
                 return spare
             except OSError as exc:
                 log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
-        discard(spare)
-        return None
+        if spare is not None:
+            self.making = self.spare = None
+            discard(spare)
+        return self._create(number, size, prev_end, flags)
+
+    def _create(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
+        """Create segment ``number`` as the next one; nothing of the log changes.
+
+        The log does not know the number yet, so a file already there is one an interrupted
+        roll left half made: it is removed and made again.
+        """
+        try:
+            try:
+                new = Segment.create(self.backend, self.directory, number, size, prev_end,
+                                     flags, self.durable)
+            except FileExistsError:
+                os.unlink(os.path.join(self.directory, segment_name(number)))
+                new = Segment.create(self.backend, self.directory, number, size, prev_end,
+                                     flags, self.durable)
+        except OSError as exc:
+            raise storage_error(exc, f"creating segment {number}") from exc
+        self.making = new
+        sync_directory(self.directory)
+        return new
 
     def prepare_spare(self) -> None:
         """Create, allocate and pre-fault the next segment ahead of need (background)."""
@@ -582,22 +681,64 @@ class Log:
     # --- durability ---------------------------------------------------------------------------
 
     def sync_targets(self) -> tuple[int, list[tuple[Segment, int]]]:
-        """What a sync pass must cover right now: (LSN written so far, [(segment, end)])."""
-        with self.lock:
-            active = self.active
-            assert active is not None
-            targets = [(s, s.end) for s in self.unsynced]
-            targets.append((active, active.end))
-            return active.lsn_base | active.end, targets
+        """What a sync pass must cover right now: (LSN written so far, [(segment, end)]).
+
+        While a roll holds the append lock to make a file (slow on some file systems), the
+        targets it saw are the answer: nothing can be written meanwhile, and the sync that
+        keeps the schedule's promise must not wait for the allocation.
+        """
+        if self._rolling():
+            rolling = self.rolling
+            if rolling is not None:
+                return rolling
+        with self.mutex:
+            return self._targets()
+
+    def _rolling(self) -> bool:
+        """Wait for the append lock to look free; True instead once a roll holds it to make
+        a file (``rolling`` is set)."""
+        mutex = self.mutex
+        for spin in range(SPINS + 1):
+            if not mutex.locked():
+                return False
+            if self.rolling is not None:
+                return True
+            time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
+        while mutex.locked():
+            if self.rolling is not None:
+                return True
+            time.sleep(ROLL_POLL)
+        return False
+
+    def _targets(self) -> tuple[int, list[tuple[Segment, int]]]:
+        """The sync targets (under the append lock)."""
+        active = self.active
+        assert active is not None
+        targets = [(s, s.end) for s in self.unsynced]
+        targets.append((active, active.end))
+        return active.lsn_base | active.end, targets
 
     def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
-        """A sync pass covering ``targets`` succeeded: publish what it made durable."""
-        with self.lock:
-            self.durable = max(self.durable, target)
-            # A segment counts as synced only up to where the pass found it: one that was
-            # active when the pass began may have been written on (and sealed) meanwhile.
-            covered = {id(seg): end for seg, end in targets}
-            self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
+        """A sync pass covering ``targets`` succeeded: publish what it made durable.
+
+        Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
+        the next pass must not wait for the allocation either.
+        """
+        if not self.sync_each and self._rolling() and self.rolling is not None:
+            self.deferred += [(target, targets)]  # no call since the test: the roll sees it
+            return
+        wait_for(self.mutex)
+        with self.mutex:
+            self._publish(target, targets)
+
+    def _publish(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """Note what a sync pass made durable (under the append lock)."""
+        self.durable = max(self.durable, target)
+        # A segment counts as synced only up to where the pass found it: one that was
+        # active when the pass began may have been written on (and sealed) meanwhile.
+        covered = {id(seg): end for seg, end in targets}
+        self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
+        if self.pending:
             done = 0
             for item in self.pending:
                 if item.end > target:
@@ -605,8 +746,7 @@ class Log:
                 if item.publish is not None:
                     item.publish()
                 done += 1
-            if done:
-                del self.pending[:done]
+            del self.pending[:done]
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
@@ -616,17 +756,40 @@ class Log:
         acknowledged already: keep them, and move on to a fresh segment so that new writes get
         a clean durability record.
         """
-        with self.lock:
+        wait_for(self.mutex)
+        with self.mutex:
             if self.pending:
                 start = self.pending[0].start
                 for item in reversed(self.pending):
                     item.undo()
                 self.pending.clear()
                 self._drop_after(start)
+                self._erase_from(start)
                 self.abandon(start)
             elif self.active is not None and self.abandon_at is None:
                 self.abandon(self.active.lsn_base | self.active.end)
                 self.failed_sync = True
+
+    def _erase_from(self, lsn: int) -> None:
+        """Zero the undone writes from ``lsn`` to the end of the active segment, so that no
+        reopen finds them: they are still in the file, and the next segment (which would say
+        where the log ends) may never be made on a failing disk. Best effort: the zeros reach
+        the disk with the next sync that succeeds."""
+        seg = self.active
+        assert seg is not None and lsn >> SEG_SHIFT == seg.number
+        pos = lsn & OFFSET_MASK
+        end, seg.end = min(seg.end + _SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
+        try:
+            while pos < end:
+                n = min(end - pos, 1 << 20)
+                if seg.view is not None:
+                    seg.view[pos:pos + n] = bytes(n)
+                else:
+                    seg.file.write(pos, bytes(n))
+                pos += n
+        except OSError as exc:
+            log.warning("could not erase the writes a failed sync undid in %s: %s",
+                        seg.path, exc)
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
@@ -797,7 +960,7 @@ class Log:
         log is ever deleted, and never a segment still waiting to be synced or indexed.
         """
         doomed = []
-        for number, seg in self.segments.items():
+        for number, seg in list(self.segments.items()):  # a roll may add one meanwhile
             if ((number + 1) << SEG_SHIFT > low or seg is self.active or seg in self.unsynced
                     or seg in self.to_index):
                 break
@@ -825,39 +988,29 @@ class Log:
 
 SPINS = 200
 """How often a writer yields the GIL to the append lock's holder before blocking on it."""
+ROLL_POLL = 0.001
+"""Seconds a sync pass waits between two looks for a roll under way, once the append lock
+was held longer than SPINS."""
 
 
 def wait_for(lock: threading.Lock) -> None:
-    """Take a held lock without queueing on it.
+    """Wait for a held lock to be free without queueing on it (then take it with ``with``).
 
     The holder is usually a thread the GIL preempted inside its (microseconds long) critical
     section. Blocking on the lock would hand ownership through a chain of context switches,
     and with several appending threads that chain (a lock convoy) never ends: measured, four
     threads on four topics fell to a quarter of one thread's rate. Yielding the GIL instead
     lets the holder finish; the lock is then free for whoever holds the GIL. Only a long
-    hold (a segment being created) falls back to blocking.
+    hold (a segment being created) falls back to blocking, in the ``with``.
+
+    The lock is taken with ``with lock:`` and never ``acquire()``: a signal handler that
+    raises (KeyboardInterrupt) does so only at a call, and one right after ``acquire()``
+    returned would leave the lock taken for ever; ``with`` enters in C.
     """
     for _ in range(SPINS):
-        time.sleep(0)
-        if lock.acquire(False):
+        if not lock.locked():
             return
-    lock.acquire()
-
-
-class AppendLock:
-    """A lock taken with :func:`wait_for`: never queued on, so never a convoy."""
-
-    __slots__ = ("mutex",)
-
-    def __init__(self, mutex: threading.Lock) -> None:
-        self.mutex = mutex
-
-    def __enter__(self) -> None:
-        if not self.mutex.acquire(False):
-            wait_for(self.mutex)
-
-    def __exit__(self, *exc: object) -> None:
-        self.mutex.release()
+        time.sleep(0)
 
 
 def discard(seg: Segment) -> None:

@@ -418,7 +418,7 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
         return wal, rebuilder
     wal.next_number = rebuilder.max_number + 1
     if not segments:
-        first = Segment.create(backend, directory, wal.next_number, segment_size, 0)
+        first = Segment.create(backend, directory, wal.next_number, wal.segment_size, 0)
         wal.next_number += 1
         sync_directory(directory)
         wal.segments[first.number] = first

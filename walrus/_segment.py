@@ -16,6 +16,21 @@ WINDOW = 256 << 10
 """Read-ahead of backends without a memory mapping: one read serves many small entries."""
 SUFFIX = ".wal"
 INDEX_SUFFIX = ".idx"
+STATE_ROOM = 256 << 10
+"""Room each segment keeps past its entries for state records (cursors, marks), used only
+when no next segment can be made (a full disk): consumers can still consume, so that space
+is reclaimed. 8192 records (0.4 % of a 64 MiB segment); at most a quarter of a small one.
+Segment files are made that much larger than the configured size (see ``size_for``)."""
+
+
+def state_room(size: int) -> int:
+    """The room kept for state records in a segment of ``size`` bytes (8-aligned)."""
+    return min(STATE_ROOM, size // 4) & ~7
+
+
+def size_for(room: int) -> int:
+    """The size of a segment that keeps at least ``room`` bytes (SEAL included) for entries."""
+    return (room + min(STATE_ROOM, room // 3 + 8) + 7) & ~7
 
 
 def segment_name(number: int) -> str:
@@ -73,6 +88,7 @@ class Segment:
         "salt",
         "sealed",
         "size",
+        "state_limit",
         "view",
     )
 
@@ -90,8 +106,11 @@ class Segment:
         self.lsn_base = header.number << _codec.SEG_SHIFT
         self.end = SEGMENT_HEADER_SIZE
         """Where this segment's records end (the write position while it is active)."""
-        self.limit = self.size - _codec.HEADER_SIZE
-        """Records may be written up to here (room stays for the SEAL); 0 once abandoned."""
+        self.state_limit = self.size - _codec.HEADER_SIZE
+        """Records may be written up to here (room stays for the SEAL)."""
+        self.limit = self.state_limit - state_room(self.size)
+        """Entries may be written up to here (room stays for state records, see
+        ``state_room``); 0 once abandoned."""
         self.check_at = self.limit
         """A write ending past here takes the slow path (``Log.make_room``): at ``limit``,
         or before it when the writer tells a prefaulter how far it got."""

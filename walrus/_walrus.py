@@ -626,6 +626,8 @@ class Walrus:
             for t in list(wal.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
+            with wal.lock:  # no write from now on: racing appends raise WalrusClosedError
+                wal.closed = True  # (and writers leading passes cannot starve the last one)
             if self._background is not None:
                 self._background.stop()
             self._durability.stop()
@@ -637,8 +639,6 @@ class Walrus:
                     self._durability.flush()
                 except BaseException as exc:
                     error = error or exc
-                with wal.lock:
-                    wal.closed = True
                 if error is None:
                     self._write_indexes()
             for seg in list(wal.segments.values()):
