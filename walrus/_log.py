@@ -223,9 +223,9 @@ class Log:
         self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
         """While a roll makes the next segment: the sync targets as it found them."""
         self.making: Segment | None = None
+        """The segment a roll is making, until it is part of the log (removed on failure)."""
         self.deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
         """Sync passes that ended while a roll was making a file: it publishes them."""
-        """The segment a roll is making, until it is part of the log (removed on failure)."""
 
     # --- writing ------------------------------------------------------------------------------
 
