@@ -453,8 +453,9 @@ class Log:
         if prev_end is None:
             prev_end = old.lsn_base | old.end
             try:  # the SEAL marks the end; the records' region ends where it starts
-                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
-                old.end -= HEADER_SIZE
+                if old.end + HEADER_SIZE <= old.size:  # else a file cut short: no room
+                    self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
+                    old.end -= HEADER_SIZE
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
         preamble = self._preamble()
