@@ -270,3 +270,20 @@ def test_record_decoding_stops_at_the_end_of_the_buffer() -> None:
         short = buf[:size]
         assert _codec.check(short, 64, len(buf), salt, 0)[0] == _codec.BAD_HEADER
         assert _codec.decode_entry(short, 64, salt) is None
+
+
+def test_the_log_goes_on_after_its_last_segment_was_cut_short(
+        tmp_path: Path, backend: str, truncated: Callable[[Path, str, int, bool], None]) -> None:
+    """Appends after reopening roll past a last segment shorter than its index says."""
+    path = tmp_path / "wal"
+    truncated(path, backend, 3000, True)
+    last = max(path.glob("*.wal"))
+    os.truncate(last, 200)
+    with Walrus(data_dir=path, backend=backend, segment_size=8192) as wal:
+        start = wal.get_topic_entry_count("t")
+        for i in range(60):
+            wal.append_for_topic("t", b"after %d" % i)
+    with Walrus(data_dir=path, backend=backend, segment_size=8192) as wal:
+        got = wal.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=start)
+        assert [(e.offset, e.data) for e in got] == [
+            (start + i, b"after %d" % i) for i in range(60)]
