@@ -333,7 +333,7 @@ KINDS: dict[str, Damage] = {f.__name__: f for f in (
     index_damage, delete_file, lock_damage)}
 KNOWN_RECOVERY_GAPS: frozenset[str] = frozenset({
     "segment_header_flip", "delete_file", "truncate_segment", "cut_bytes", "garbage",
-    "random_flips"})
+    "zero_run", "random_flips"})
 """Kinds whose trials find damage that recovery does not account for yet. All seen in the
 last segments of the log: a segment whose header fails, that is deleted, cut short, or
 damaged past the last durable point is dropped, and its entries' offsets are handed out

@@ -133,10 +133,13 @@ class WalModel(RuleBasedStateMachine):
             index.unlink()
         self.wal = self._open()
 
-    @precondition(lambda self: len(self.wal._wal.segments) > 1)
     @rule()
     def reclaim(self) -> None:
-        self.wal._background.run_once()  # type: ignore[union-attr]
+        # Not a precondition: the background thread changes the number of segments at its
+        # own pace, and a precondition that varies between runs of the same steps makes
+        # hypothesis fail (FlakyStrategyDefinition).
+        if len(self.wal._wal.segments) > 1:
+            self.wal._background.run_once()  # type: ignore[union-attr]
 
     @invariant()
     def counts_and_topics_match(self) -> None:
