@@ -287,3 +287,22 @@ def test_the_log_goes_on_after_its_last_segment_was_cut_short(
         got = wal.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=start)
         assert [(e.offset, e.data) for e in got] == [
             (start + i, b"after %d" % i) for i in range(60)]
+
+
+def test_an_offset_no_record_holds_reads_as_damage(tmp_path: Path, backend: str) -> None:
+    """A cursor persisted past the last entry recovery found (the entries between were lost)
+    keeps those offsets from being handed out again; reading one raises, naming it."""
+    path = tmp_path / "wal"
+    with Walrus(data_dir=path, backend=backend) as wal:
+        for i in range(5):
+            wal.append_for_topic("t", entry("t", i))
+        t = wal._wal.by_name["t"]
+        wal._wal.write_state(t, _codec.CURSOR, 10)  # as if entries 5..9 had been lost
+    with Walrus(data_dir=path, backend=backend) as wal:
+        assert wal.read_next("t") is None
+        got = wal.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=3)
+        assert [e.offset for e in got] == [3, 4]
+        for offset in (5, 9):
+            with pytest.raises(CorruptionError) as raised:
+                wal.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=offset)
+            assert (raised.value.topic, raised.value.offset) == ("t", offset)
