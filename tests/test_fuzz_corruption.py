@@ -526,7 +526,10 @@ def trial(p: Pristine, path: Path, backend: str, rng: random.Random) -> Counter[
         check_new_offsets(wal, p, fresh)
     with Walrus(data_dir=path, backend=backend, segment_size=SEGMENT) as wal:
         for topic, offset in fresh.items():
-            got = wal.batch_read_for_topic(topic, 0, checkpoint=False, start_offset=offset)
+            try:
+                got = wal.batch_read_for_topic(topic, 0, checkpoint=False, start_offset=offset)
+            except OffsetOutOfRangeError:  # recovery moved the topic past it: lost
+                got = []
             require([(e.offset, e.data) for e in got] == [(offset, b"after the damage")],
                     f"{topic!r}: the entry appended after the damage did not survive",
                     gap=True)
