@@ -30,7 +30,7 @@ test: $(STAMP)
 # The C accelerators must never change behaviour: these run without them too.
 PURE_PYTHON_TESTS := tests/test_codec.py tests/test_basic.py tests/test_batch.py \
 	tests/test_consistency.py tests/test_recovery.py tests/test_stateful.py \
-	tests/test_power_loss.py
+	tests/test_power_loss.py tests/test_damage_reads.py
 
 ## soak: the long-running soak (SOAK_SECONDS=120 per backend); prints memory, files and disk
 soak: $(STAMP)

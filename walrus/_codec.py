@@ -51,6 +51,11 @@ SEAL = 6
 KIND_NAMES = {ENTRY: "ENTRY", TOPIC: "TOPIC", CURSOR: "CURSOR", CLEAN: "CLEAN", DIRTY: "DIRTY",
               SEAL: "SEAL"}
 _PAYLOAD_KINDS = (ENTRY, TOPIC)
+_MAX_LEFT = {ENTRY: MAX_BATCH_ENTRIES - 1, TOPIC: MAX_BATCH_ENTRIES, CURSOR: 0, CLEAN: 0,
+             DIRTY: 0, SEAL: 0}
+"""The highest ``batch_left`` each kind of record can carry. A batch holds at most
+``MAX_BATCH_ENTRIES`` entries; the batch that creates a topic is headed by its TOPIC record,
+one record more. Other records never belong to a batch."""
 
 RECORD = struct.Struct("<IIIHHQQ")
 """crc, length, topic_id, kind, batch_left, seq, durable."""
@@ -205,14 +210,17 @@ def check(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
 
     Positions are file offsets; ``buf`` holds the file's bytes from offset ``base`` (all
     scanning functions take it, so a backend without a mapping reads only what it scans).
+    Bytes past the end of ``buf`` count as missing, whatever ``limit`` says: a file cut
+    short ends in damage, never in an exception.
     """
+    limit = min(limit, base + len(buf))  # type: ignore[arg-type]  # a file cut short
     if pos + HEADER_SIZE > limit:
         return BAD_HEADER, None
     at = pos - base
     crc, n, tid, kind, left, seq, durable = _unpack_from(buf, at)  # type: ignore[arg-type]
     end = pos + HEADER_SIZE + n
-    if (kind not in KIND_NAMES or end > limit or n > MAX_ENTRY_BYTES
-            or (n and kind not in _PAYLOAD_KINDS) or left >= MAX_BATCH_ENTRIES
+    if (left > _MAX_LEFT.get(kind, -1) or end > limit or n > MAX_ENTRY_BYTES
+            or (n and kind not in _PAYLOAD_KINDS)
             or (tid == 0) != (kind == SEAL) or durable > lsn_base + pos):
         return BAD_HEADER, None
     record = Record(pos, kind, tid, left, seq, durable, n)
@@ -231,6 +239,8 @@ def decode_entry(buf: object, pos: int, salt: int,
     The read path: every entry is verified before it is returned. A payload longer than
     ``max_len`` is not copied (nor verified): its place in the tuple is None.
     """
+    if pos + HEADER_SIZE > len(buf):  # type: ignore[arg-type]  # a file cut short
+        return None
     crc, n, tid, kind, _left, seq, _durable = _unpack_from(buf, pos)  # type: ignore[arg-type]
     end = pos + HEADER_SIZE + n
     if kind != ENTRY or end > len(buf):  # type: ignore[arg-type]

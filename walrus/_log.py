@@ -575,7 +575,7 @@ class Log:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
         self._next_check(new, new.end)
-        if self.abandon_at is None:
+        if self.abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
             try:  # the SEAL marks the end; the records' region ends where it starts
                 self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
             except OSError:
@@ -814,7 +814,10 @@ class Log:
 
         Raises CorruptionError if the record is damaged or is not the entry it should be.
         """
-        lsn = t.lsns[seq - t.first_seq]
+        i = seq - t.first_seq
+        if not 0 <= i < len(t.lsns):  # an offset handed out whose record recovery never found
+            raise CorruptionError(f"topic {t.name!r} entry {seq} is lost", t.name, seq)
+        lsn = t.lsns[i]
         seg = self.segments.get(lsn >> SEG_SHIFT)
         if seg is None:
             raise CorruptionError(f"topic {t.name!r} entry {seq}: its segment is missing",
@@ -836,12 +839,15 @@ class Log:
         """Payloads of entries ``seq``, ``seq + 1``, ... (before ``end``, at most ``limit``).
 
         Stops before the entry that would take the total past ``budget`` (the first is always
-        taken) and before a damaged one; raises CorruptionError only if the first is damaged.
+        taken) and before a damaged one; raises CorruptionError only if the first is damaged,
+        so a caller that consumes what it got plus the entry an error names never consumes
+        an entry it did not deliver.
         """
         out: list[bytes] = []
         total = 0
         lsns = t.lsns
-        while seq < end and len(out) < limit:
+        stop_at = min(end, t.first_seq + len(lsns))  # offsets past the index are lost entries
+        while seq < stop_at and len(out) < limit:
             if out and total > budget:  # over already (the first is free): even b"" is past it
                 break
             i = seq - t.first_seq
@@ -856,7 +862,7 @@ class Log:
                 base = 0
             else:
                 buf, base = seg.locate(lsn & OFFSET_MASK, HEADER_SIZE)
-            run = lsns[i:i + min(end - seq, limit - len(out))]
+            run = lsns[i:i + min(stop_at - seq, limit - len(out))]
             starts, ends, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
                                                 max(0, budget - total), not out)
             if starts:  # the payloads of the prefix that passed, sliced in C-level loops
@@ -864,8 +870,15 @@ class Log:
                 total += sum(ends) - sum(starts)
             seq += len(starts)
             if stop == STOP_BUFFER and not starts:
-                # The next record does not fit the read window: read it on its own.
-                data = self.read_payload(t, seq, max(0, budget - total) if out else MAX_ENTRY_BYTES)
+                # The next record does not fit the read window (or the file): read it on its
+                # own. Damage there ends the run; the next call raises for it.
+                try:
+                    data = self.read_payload(t, seq,
+                                             max(0, budget - total) if out else MAX_ENTRY_BYTES)
+                except CorruptionError:
+                    if out:
+                        break
+                    raise
                 if data is None:
                     break
                 out.append(data)
