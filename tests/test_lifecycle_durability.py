@@ -83,8 +83,14 @@ class _Plugin:
                                    description="pwrite with injected failures")]
 
 
-if not plugin_manager().has_plugin(FAILING):
+@pytest.fixture(autouse=True, scope="module")
+def _failing_disk_registered() -> Iterator[None]:
+    """The failing disk is a backend of this module's tests only (others list backends)."""
     plugin_manager().register(_Plugin(), name=FAILING)
+    try:
+        yield
+    finally:
+        plugin_manager().unregister(name=FAILING)
 
 
 @pytest.fixture(autouse=True)
