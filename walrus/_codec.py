@@ -252,9 +252,16 @@ def decode_split(header: bytes, payload: bytes, salt: int) -> tuple[int, int, by
 
 
 _NONZERO = re.compile(rb"[^\x00]")
+_PLAUSIBLE = re.compile(rb"[\x01-\x06]\x00.[\x00-\x07]", re.DOTALL)
+"""Bytes 12..15 of a plausible record header: a known kind, ``batch_left`` below 2048.
+
+Resynchronising looks for this with C-speed searches and checks only what matches, so it costs
+the same whatever the bytes are (compressed or encrypted payloads included)."""
+_KIND_AT = 12
 
 
 _CHUNK = 1 << 20
+_FIRST_CHUNK = 4096
 
 
 def _next_candidate(buf: object, pos: int, limit: int, base: int = 0) -> int:
@@ -276,13 +283,30 @@ def _next_candidate(buf: object, pos: int, limit: int, base: int = 0) -> int:
 
 
 def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int, base: int = 0) -> int:
-    """The next position at or after ``pos`` holding a valid record, else ``limit``."""
-    pos = _next_candidate(buf, pos, limit, base)
-    while pos < limit:
-        status, _ = check(buf, pos, limit, salt, lsn_base, base)
-        if status == OK:
-            return pos
-        pos = _next_candidate(buf, pos + ALIGN, limit, base)
+    """The first position at or after ``pos`` (8-aligned) holding a valid record, else ``limit``.
+
+    Every aligned position is considered, so no valid record is skipped. Linear in the bytes
+    passed over: each byte is copied once (in chunks that grow from 4 KiB, so a record found
+    nearby costs little), zero runs are skipped with ``count``, and only positions whose kind
+    and batch fields are plausible are checked.
+    """
+    size = _FIRST_CHUNK
+    while pos + HEADER_SIZE <= limit:
+        chunk = bytes(buf[pos - base:min(pos + size + HEADER_SIZE, limit) - base])  # type: ignore[index]
+        size = min(size * 2, _CHUNK)
+        last = len(chunk) - HEADER_SIZE  # the last position whose header the chunk holds
+        if chunk.count(0) != len(chunk):
+            at = _KIND_AT
+            while (found := _PLAUSIBLE.search(chunk, at, last + _KIND_AT + 4)) is not None:
+                candidate = found.start() - _KIND_AT
+                if candidate % ALIGN == 0:
+                    if check(buf, pos + candidate, limit, salt, lsn_base, base)[0] == OK:
+                        return pos + candidate
+                    candidate += ALIGN
+                else:
+                    candidate = (candidate + ALIGN - 1) & ~(ALIGN - 1)
+                at = candidate + _KIND_AT
+        pos += (last // ALIGN + 1) * ALIGN
     return limit
 
 
@@ -311,14 +335,19 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
     valid record whose ``durable`` field covers it was durable once: it is corruption, kept
     as ``damaged`` so reads report it, and the scan goes on. So is damage below ``durable``,
     an offset the caller knows was synced (a later segment proved it).
+
+    The length of a damaged record is never believed: the scan resynchronises at the next
+    valid record after its header, so a flipped length bit cannot hide the records after it.
     """
+    chain = _walk(buf, start, limit, salt, lsn_base, base)
+    claims = _later_claims(chain)
     records: list[Record] = []
     damaged: list[tuple[int, Record | None]] = []
     pending: list[Record] = []
     """Records of a batch whose last record has not been seen yet."""
-    pos = start
-    while pos < limit:
-        status, record = check(buf, pos, limit, salt, lsn_base, base)
+    i = 0
+    while i < len(chain):
+        pos, status, record = chain[i]
         if status == OK:
             assert record is not None
             if not pending or _continues(pending[-1], record):
@@ -329,17 +358,13 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
                 if not record.batch_left:
                     records.extend(pending)
                     pending.clear()
-                pos = record.end
+                i += 1
                 continue
-            beyond = pos  # a valid record, but the open batch broke off before it
-        elif status == BAD_CRC:
-            assert record is not None
-            beyond = resync(buf, record.end, limit, salt, lsn_base, base)
+            after = i  # a valid record, but the open batch broke off before it
         else:
-            beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
+            after = i + 1
         # Damage at pos: corruption if something valid beyond it claims durability past it.
-        if pos >= durable and not _claims_durable(buf, beyond, limit, salt, lsn_base,
-                                                  lsn_base + pos, base):
+        if pos >= durable and claims[after] <= lsn_base + pos:
             cut = pending[0].offset if pending else pos
             torn = _next_candidate(buf, cut, limit, base) < limit
             return ScanResult(records, cut, False, damaged, torn)
@@ -347,9 +372,41 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
             damaged.append((pos, record if status == BAD_CRC else None))
         records.extend(pending)
         pending.clear()
-        pos = beyond
+        i = after
     cut = pending[0].offset if pending else limit
     return ScanResult(records, cut, False, damaged, bool(pending))
+
+
+def _walk(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
+          base: int) -> list[tuple[int, int, Record | None]]:
+    """Every place a scan stops at, in order: (position, status, header or None).
+
+    A valid record leads to the one after it; a damaged one to the next valid record after
+    its header (its length may be what is damaged). Stops after a SEAL.
+    """
+    chain: list[tuple[int, int, Record | None]] = []
+    while pos < limit:
+        status, record = check(buf, pos, limit, salt, lsn_base, base)
+        chain.append((pos, status, record))
+        if status == OK:
+            assert record is not None
+            if record.kind == SEAL:
+                break
+            pos = record.end
+        else:
+            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
+    return chain
+
+
+def _later_claims(chain: list[tuple[int, int, Record | None]]) -> list[int]:
+    """For each place in ``chain``: the highest ``durable`` claim of a valid record from
+    there on (-1 if none), so every damaged place is judged in constant time."""
+    claims = [-1] * (len(chain) + 1)
+    for i in range(len(chain) - 1, -1, -1):
+        _, status, record = chain[i]
+        here = record.durable if status == OK and record is not None else -1
+        claims[i] = max(claims[i + 1], here)
+    return claims
 
 
 def _continues(last: Record, record: Record) -> bool:
@@ -362,20 +419,6 @@ def _continues(last: Record, record: Record) -> bool:
     return (record.batch_left == last.batch_left - 1 and record.kind == ENTRY
             and last.kind in (ENTRY, TOPIC) and record.topic_id == last.topic_id
             and record.seq == last.seq + step)
-
-
-def _claims_durable(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
-                    target: int, base: int = 0) -> bool:
-    """Does any valid record from ``pos`` on say the log was durable past ``target``?"""
-    while pos < limit:
-        status, record = check(buf, pos, limit, salt, lsn_base, base)
-        if status != OK or record is None:
-            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
-            continue
-        if record.durable > target:
-            return True
-        pos = record.end
-    return False
 
 
 # --- segment index (the recovery checkpoint of a segment) -----------------------------------
