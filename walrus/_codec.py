@@ -165,6 +165,81 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     return SegmentHeader(number, salt, prev_end, created, flags, prev_durable)
 
 
+_SALT_PROBE = 64 << 10
+"""Only records up to this size are used to recover a salt (the first record of a segment
+is a small TOPIC record in practice; bigger ones would cost more checksum passes)."""
+
+
+def recover_salt(buf: object, start: int, limit: int, lsn_base: int, base: int = 0) -> int | None:
+    """The salt of a segment whose header is damaged, found from its records, or None.
+
+    A record's checksum is an affine function of the salt, so each plausible record header
+    gives exactly one candidate salt (solved over GF(2)). A candidate is believed only if
+    the record after it checks out with it too, or nothing but zeros follows.
+    """
+    pos = start
+    while pos + HEADER_SIZE <= limit:
+        pos = resync_plausible(buf, pos, limit, lsn_base, base)
+        if pos >= limit:
+            return None
+        salt = _salt_for(buf, pos - base)
+        status, record = check(buf, pos, limit, salt, lsn_base, base) if salt else (BAD_CRC, None)
+        if status == OK and record is not None and (
+                _next_candidate(buf, record.end, limit, base) >= limit
+                or check(buf, record.end, limit, salt, lsn_base, base)[0] == OK):
+            return salt
+        pos += ALIGN
+    return None
+
+
+def resync_plausible(buf: object, pos: int, limit: int, lsn_base: int, base: int = 0) -> int:
+    """The first aligned position at or after ``pos`` whose header is plausible (checksum
+    not checked: the salt is what is being looked for), else ``limit``."""
+    while pos + HEADER_SIZE <= limit:
+        pos = _next_candidate(buf, pos, limit, base)
+        if pos + HEADER_SIZE > limit:
+            break
+        if _plausible(buf, pos, limit, lsn_base, base):
+            return pos
+        pos += ALIGN
+    return limit
+
+
+def _plausible(buf: object, pos: int, limit: int, lsn_base: int, base: int) -> bool:
+    _crc, n, tid, kind, left, _seq, durable = _unpack_from(buf, pos - base)  # type: ignore[arg-type]
+    return (kind in KIND_NAMES and pos + HEADER_SIZE + n <= limit and n <= _SALT_PROBE
+            and (not n or kind in _PAYLOAD_KINDS) and left < MAX_BATCH_ENTRIES + 1
+            and (tid == 0) == (kind == SEAL) and durable <= lsn_base + pos)
+
+
+def _salt_for(buf: object, at: int) -> int:
+    """The salt under which the record at buffer index ``at`` is valid (0 if none is)."""
+    crc, n = struct.unpack_from("<II", buf, at)  # type: ignore[arg-type]
+    data = bytes(buf[at + 4:at + HEADER_SIZE + n])  # type: ignore[index]
+    # crc32(data, s) == crc32(data, 0) ^ L(s), with L linear: solve L(s) == crc ^ crc32(data, 0).
+    zero = _crc32(data, 0)
+    columns = [_crc32(data, 1 << i) ^ zero for i in range(32)]
+    return _solve_gf2(columns, crc ^ zero) or 0
+
+
+def _solve_gf2(columns: list[int], target: int) -> int | None:
+    """The x with XOR of columns[i] for each bit i set in x == target, or None."""
+    rows: list[tuple[int, int]] = []  # (pivoted column value, the x bits that make it)
+    for i, col in enumerate(columns):
+        x = 1 << i
+        for value, bits in rows:
+            if col ^ value < col:
+                col, x = col ^ value, x ^ bits
+        if col:
+            rows.append((col, x))
+            rows.sort(reverse=True)
+    result = 0
+    for value, bits in rows:
+        if target ^ value < target:
+            target, result = target ^ value, result ^ bits
+    return result if target == 0 else None
+
+
 def new_salt() -> int:
     return int.from_bytes(os.urandom(4), "little") or 1
 

@@ -259,8 +259,9 @@ class Log:
             tid = self.max_tid + 1 if t is None else t.tid
             seq = 0 if t is None else t.next_seq
             name_bytes = name.encode("utf-8", "surrogatepass")
-            if new:
-                need += record_size(len(name_bytes))
+            size = need  # what the entries' records take
+            if new:  # the TOPIC record that heads the batch, and its copy after it
+                need += 2 * record_size(len(name_bytes))
             seg = self.active
             assert seg is not None
             if seg.end + need > seg.check_at:
@@ -275,10 +276,9 @@ class Log:
                 self.max_tid = tid
                 self.by_tid[tid] = t
                 self.by_name[name] = t
-                self._note_meta(seg, tid, TOPIC, 0, name)
+                self._note_meta(seg, tid, TOPIC, seq + len(items), name)
             assert t is not None
             t.lsns.extend(lsns)
-            size = end - (lsns[0] & OFFSET_MASK)
             t.nbytes += size
             if self.sync_each:
                 self._add_pending(t, p, end, seg, seq, len(items), size, created=new)
@@ -291,7 +291,10 @@ class Log:
                       items: Sequence[Payload], topic: bytes | None) -> tuple[int, array[int]]:
         """Encode a batch (headed by a TOPIC record for a new topic) at ``p``.
 
-        In place into a mapping; otherwise into one buffer written with a single call.
+        A new topic's name is written twice: in the TOPIC record that heads the batch, and in
+        a TOPIC record of its own after it, so one damaged byte cannot cost the topic its name
+        (recovery would then know its entries only by a number). In place into a mapping;
+        otherwise into one buffer written with a single call.
         """
         view = seg.view
         target = view if view is not None else bytearray(need)
@@ -304,6 +307,9 @@ class Log:
                                        seg.salt)
             left -= 1
         end, lsns = encode_entries(target, start, items, tid, left, seq, durable, seg.salt, base)
+        if topic is not None:
+            end = _codec.encode_into(target, end, TOPIC, tid, 0, seq + len(items), durable, topic,
+                                     seg.salt)
         if view is not None:
             return end, lsns
         self._write(seg, p, [target])
