@@ -27,7 +27,7 @@ from walrus import CorruptionError, Damage, _codec
 from walrus._segment import index_name, segment_name
 from walrus._verify import verify_directory
 
-from .conftest import PLUGINS, ROOT, WalFactory, peek_all, segment_files
+from .conftest import PLUGINS, ROOT, peek_all, segment_files
 
 SEGMENT = 8192
 
