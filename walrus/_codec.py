@@ -21,6 +21,7 @@ An LSN (log sequence number) is ``segment_number << 40 | offset_in_segment``.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import struct
@@ -414,15 +415,14 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
     The length of a damaged record is never believed: the scan resynchronises at the next
     valid record after its header, so a flipped length bit cannot hide the records after it.
     """
-    chain = _walk(buf, start, limit, salt, lsn_base, base)
-    claims = _later_claims(chain)
     records: list[Record] = []
     damaged: list[tuple[int, Record | None]] = []
     pending: list[Record] = []
     """Records of a batch whose last record has not been seen yet."""
-    i = 0
-    while i < len(chain):
-        pos, status, record = chain[i]
+    claims: _Claims | None = None
+    pos = start
+    while pos < limit:
+        status, record = check(buf, pos, limit, salt, lsn_base, base)
         if status == OK:
             assert record is not None
             if not pending or _continues(pending[-1], record):
@@ -433,55 +433,53 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
                 if not record.batch_left:
                     records.extend(pending)
                     pending.clear()
-                i += 1
+                pos = record.end
                 continue
-            after = i  # a valid record, but the open batch broke off before it
+            beyond = pos  # a valid record, but the open batch broke off before it
         else:
-            after = i + 1
+            beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
         # Damage at pos: corruption if something valid beyond it claims durability past it.
-        if pos >= durable and claims[after] <= lsn_base + pos:
-            cut = pending[0].offset if pending else pos
-            torn = _next_candidate(buf, cut, limit, base) < limit
-            return ScanResult(records, cut, False, damaged, torn)
+        if pos >= durable:
+            if claims is None:
+                claims = _Claims(buf, beyond, limit, salt, lsn_base, base)
+            if not claims.past(beyond, lsn_base + pos):
+                cut = pending[0].offset if pending else pos
+                torn = _next_candidate(buf, cut, limit, base) < limit
+                return ScanResult(records, cut, False, damaged, torn)
         if status != OK:
             damaged.append((pos, record if status == BAD_CRC else None))
         records.extend(pending)
         pending.clear()
-        i = after
+        pos = beyond
     cut = pending[0].offset if pending else limit
     return ScanResult(records, cut, False, damaged, bool(pending))
 
 
-def _walk(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
-          base: int) -> list[tuple[int, int, Record | None]]:
-    """Every place a scan stops at, in order: (position, status, header or None).
+class _Claims:
+    """The ``durable`` claims of the valid records from a place on, walked once (as the scan
+    walks: a valid record leads to the one after it, damage to the next valid record), so
+    each damaged place is judged without walking the rest of the segment again."""
 
-    A valid record leads to the one after it; a damaged one to the next valid record after
-    its header (its length may be what is damaged). Stops after a SEAL.
-    """
-    chain: list[tuple[int, int, Record | None]] = []
-    while pos < limit:
-        status, record = check(buf, pos, limit, salt, lsn_base, base)
-        chain.append((pos, status, record))
-        if status == OK:
-            assert record is not None
-            if record.kind == SEAL:
-                break
+    def __init__(self, buf: object, pos: int, limit: int, salt: int, lsn_base: int,
+                 base: int) -> None:
+        self.positions: list[int] = []
+        self.highest: list[int] = []
+        """The highest claim of the record at ``positions[i]`` and of all after it."""
+        while pos < limit:
+            status, record = check(buf, pos, limit, salt, lsn_base, base)
+            if status != OK or record is None:
+                pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
+                continue
+            self.positions.append(pos)
+            self.highest.append(record.durable)
             pos = record.end
-        else:
-            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
-    return chain
+        for i in range(len(self.highest) - 2, -1, -1):
+            self.highest[i] = max(self.highest[i], self.highest[i + 1])
 
-
-def _later_claims(chain: list[tuple[int, int, Record | None]]) -> list[int]:
-    """For each place in ``chain``: the highest ``durable`` claim of a valid record from
-    there on (-1 if none), so every damaged place is judged in constant time."""
-    claims = [-1] * (len(chain) + 1)
-    for i in range(len(chain) - 1, -1, -1):
-        _, status, record = chain[i]
-        here = record.durable if status == OK and record is not None else -1
-        claims[i] = max(claims[i + 1], here)
-    return claims
+    def past(self, pos: int, target: int) -> bool:
+        """Does a valid record at or after ``pos`` say the log was durable past ``target``?"""
+        i = bisect.bisect_left(self.positions, pos)
+        return i < len(self.highest) and self.highest[i] > target
 
 
 def _continues(last: Record, record: Record) -> bool:
