@@ -217,6 +217,49 @@ def test_a_damaged_segment_header_hides_nothing(tmp_path: Path, backend: str, wh
     assert any("bad segment header" in d.problem for d in verify_directory(directory).damage)
 
 
+def _write_segment(path: Path, header: _codec.SegmentHeader,
+                   records: list[tuple[int, int, int, bytes]]) -> list[int]:
+    """A segment file of SEGMENT bytes holding ``records`` (kind, batch_left, seq, payload)
+    of topic id 1; returns where each record starts."""
+    data = bytearray(SEGMENT)
+    data[:_codec.SEGMENT_HEADER_SIZE] = _codec.encode_segment_header(header)
+    pos, starts = _codec.SEGMENT_HEADER_SIZE, []
+    for kind, left, seq, payload in records:
+        record = _codec.encode_record(kind, 1, left, seq, 0, payload, header.salt)
+        starts.append(pos)
+        data[pos:pos + len(record)] = record
+        pos += len(record)
+    path.write_bytes(bytes(data))
+    return starts
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_undone_appends_before_a_recovered_header_never_come_back(tmp_path: Path, backend: str,
+                                                                  damaged: bool) -> None:
+    """Segment 1 holds valid records past where the log ended in it (appends undone after a
+    failed sync, whose offsets segment 2 then used): segment 2's ``prev_end`` says where the
+    log ended; with that header damaged, segment 2's preamble says it."""
+    directory = tmp_path / "wal"
+    directory.mkdir()
+    kept = [b"e%d" % i for i in range(5)]
+    first = [(_codec.TOPIC, 5, 0, b"t")] + [(_codec.ENTRY, 4 - i, i, d) for i, d in
+                                           enumerate(kept)]
+    starts = _write_segment(directory / segment_name(1), _codec.SegmentHeader(1, 11, 0), [
+        *first, (_codec.TOPIC, 0, 5, b"t"), (_codec.ENTRY, 0, 5, b"undone-5"),
+        (_codec.ENTRY, 0, 6, b"undone-6")])
+    real = [b"real-5", b"real-6", b"real-7"]
+    ended = 1 << _codec.SEG_SHIFT | starts[7]
+    _write_segment(directory / segment_name(2), _codec.SegmentHeader(
+        2, 22, ended, flags=_codec.FOLLOWS_FAILED_SYNC, prev_durable=ended), [
+        (_codec.TOPIC, 0, 5, b"t"), *[(_codec.ENTRY, 0, 5 + i, d) for i, d in enumerate(real)]])
+    if damaged:
+        flip_bit(directory / segment_name(2), 33)  # in prev_end
+    with walrus.Walrus(data_dir=directory, backend=backend) as wal:
+        assert [e.data for e in peek_all(wal, "t")] == [*kept, *real]
+        assert [d.path for d in wal.damage()] == (
+            [str(directory / segment_name(2))] if damaged else [])
+
+
 def test_a_lost_segment_is_reported_and_its_offsets_never_reused(tmp_path: Path,
                                                                  backend: str) -> None:
     directory = tmp_path / "wal"

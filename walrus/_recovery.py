@@ -201,6 +201,7 @@ class Rebuilder:
                 limit = min(limit, nxt.prev_end & _codec.OFFSET_MASK)
             summary, evidence, torn = self.summarize(seg, limit)
             summaries.append((seg, summary, evidence, torn))
+        self._bound_before_recovered(summaries)
         # A segment that ends before its successor says it should: the gap was either lost
         # in a crash (then nothing after it was ever durable, and it goes) or is corruption
         # (a later segment proves it was synced: scan it again, skipping the damage).
@@ -240,6 +241,26 @@ class Rebuilder:
             self.last_sealed = last.sealed
         self.finish()
         self.report_damage()
+
+    def _bound_before_recovered(self,
+                                summaries: list[tuple[Segment, SegmentSummary, bool, bool]]
+                                ) -> None:
+        """Where the log ended in a segment followed by one whose header was recovered.
+
+        That header's ``prev_end`` is lost, and a segment abandoned after a failed write or
+        sync may hold valid records past it (appends that were undone, whose offsets were
+        then used again). The successor's preamble states each topic's next offset when the
+        log moved on: the previous segment ends at its first entry at or past one of them.
+        """
+        for i in range(len(summaries) - 1):
+            seg, summary, evidence, _ = summaries[i]
+            later = summaries[i + 1]
+            if later[0].number not in self.recovered or summary.sealed:
+                continue
+            cut = _first_entry_at_or_past(summary, later[1])
+            if cut is not None and cut < summary.end:
+                summary, _, torn = self.summarize(seg, cut)
+                summaries[i] = (seg, summary, evidence, torn)
 
     # --- folding ------------------------------------------------------------------------------
 
@@ -475,6 +496,21 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
                         if not os.path.exists(os.path.join(directory, index_name(s.number)))]
         wal.unsynced = list(wal.to_index)
     return wal, rebuilder
+
+
+def _first_entry_at_or_past(summary: SegmentSummary, successor: SegmentSummary) -> int | None:
+    """Position in ``summary``'s segment of its first entry whose offset the successor's
+    TOPIC records say was still to come when the log moved on (None if there is none)."""
+    cut = None
+    for tid, ts in summary.topics.items():
+        later = successor.topics.get(tid)
+        if later is None or later.name is None or ts.first_seq < 0:
+            continue
+        i = max(0, later.next_seq - ts.first_seq)
+        if i < len(ts.lsns) and not ts.lsns[i] & DAMAGED:
+            pos = ts.lsns[i] & _codec.OFFSET_MASK
+            cut = pos if cut is None else min(cut, pos)
+    return cut
 
 
 def _damaged_runs(t: Topic) -> list[tuple[int, int, int]]:
