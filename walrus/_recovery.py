@@ -147,7 +147,7 @@ class Rebuilder:
         """Record damage (``damage``), and say so: it may have cost acknowledged data."""
         damage = Damage(topic, first, last, path, reason)
         self.damage.append(damage)
-        log.warning("damage on disk: %s", damage.describe())
+        log.warning("damage found on open: %s", damage.describe())
 
     def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None,
                   durable: int = 0) -> tuple[SegmentSummary, bool, bool]:
@@ -351,7 +351,7 @@ class Rebuilder:
         for t in sorted(self.topics.values(), key=lambda t: t.tid):
             for number, first, last in _damaged_runs(t):
                 self.found(t.name, first, last, files.get(number, segment_name(number)),
-                           "damaged on disk: reads raise CorruptionError")
+                           "unreadable: reads raise CorruptionError")
             accounted.update(lsn & ~DAMAGED for lsn in t.lsns if lsn & DAMAGED)
         for tid, places in sorted(self.unnamed.items()):
             for path, first, last in places:
