@@ -447,7 +447,13 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
                 torn = _next_candidate(buf, cut, limit, base) < limit
                 return ScanResult(records, cut, False, damaged, torn)
         if status != OK:
-            damaged.append((pos, record if status == BAD_CRC else None))
+            if pending:  # a batch's records are contiguous: this was the batch's next one
+                record = _next_in_batch(pending[-1], pos, beyond)
+            damaged.append((pos, record if status == BAD_CRC or pending else None))
+            if record is not None and pos < record.end < beyond:
+                # Damage reaches past the end this record's header claims: another record
+                # (at least) began there, its header unreadable.
+                damaged.append((record.end, None))
         records.extend(pending)
         pending.clear()
         pos = beyond
@@ -480,6 +486,14 @@ class _Claims:
         """Does a valid record at or after ``pos`` say the log was durable past ``target``?"""
         i = bisect.bisect_left(self.positions, pos)
         return i < len(self.highest) and self.highest[i] > target
+
+
+def _next_in_batch(last: Record, pos: int, beyond: int) -> Record:
+    """The header the record at ``pos``, damaged, must have had: the next of ``last``'s batch
+    (the valid record before it says so; the damaged header itself is not believed)."""
+    return Record(pos, ENTRY, last.topic_id, last.batch_left - 1,
+                  last.seq + (1 if last.kind == ENTRY else 0), 0,
+                  max(0, beyond - pos - HEADER_SIZE))
 
 
 def _continues(last: Record, record: Record) -> bool:
@@ -584,15 +598,23 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
     lsn_base = number << SEG_SHIFT
     damaged = {record.offset for _, record in result.damaged if record is not None}
     records = sorted([*result.records, *(r for _, r in result.damaged if r is not None)])
+    promised: dict[int, tuple[int, int]] = {}
+    """Per topic: the next offset a batch broken by damage was framed to reach, and where."""
+    prev: Record | None = None
     for r in records:
         kind = r.kind
         t = topics.get(r.topic_id)
         if r.offset in damaged:
             # A damaged header is only trusted when it names exactly the next entry of a
             # topic already seen here; anything else shows up later as a gap in offsets.
-            if kind == ENTRY and t is not None and r.seq == t.first_seq + len(t.lsns):
-                _add_entry(t, r.seq, lsn_base | r.offset | DAMAGED, record_size(r.length))
+            if kind == ENTRY and t is not None and r.seq == _next_offset(t):
+                lsn = lsn_base | r.offset | DAMAGED
+                _add_entry(t, r.seq, lsn, record_size(r.length))
+                if prev is not None and prev.end == r.offset and _continues(prev, r):
+                    promised[r.topic_id] = (r.seq + r.batch_left + 1, lsn)
+            prev = None
             continue
+        prev = r
         if kind == SEAL:
             continue
         if t is None:
@@ -610,7 +632,19 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
             t.mark = r.seq
         elif kind == DIRTY:
             t.mark = -2
+    for tid, (reach, lsn) in promised.items():
+        # The rest of a broken batch: its entries were written (the batch's framing says how
+        # many) and are lost with the damage unless records of them were found after it.
+        t = topics[tid]
+        if reach > _next_offset(t):
+            _add_entry(t, reach - 1, lsn, 0)
     return summary
+
+
+def _next_offset(t: TopicSummary) -> int:
+    """The offset of the entry that would come next in ``t`` (its TOPIC record's, if none
+    has been seen yet)."""
+    return t.first_seq + len(t.lsns) if t.first_seq >= 0 else t.next_seq
 
 
 def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int) -> None:
