@@ -174,6 +174,31 @@ def test_a_flipped_length_bit_loses_only_its_own_entry(hundred_synced: Path, bac
     assert [(d.topic, d.offset) for d in report.damage] == [("t", 10)]
 
 
+@pytest.mark.parametrize("damaged", [1, 2, 3])
+def test_a_batch_broken_by_damage_keeps_the_offsets_it_was_framed_with(
+        tmp_path: Path, backend: str, damaged: int) -> None:
+    """The damaged record's header is unreadable; the records of its batch before it say which
+    entry it was, and how many the batch held: no offset of it is handed out again."""
+    directory = tmp_path / "wal"
+    crashed(directory, backend, """
+        w.append_for_topic('t', b't-0')
+        w.batch_append_for_topic('t', [b't-1', b't-2', b't-3'])
+        w.append_for_topic('other', b'o-0')
+    """)
+    segment = segment_files(directory)[0]
+    length_field = segment.read_bytes().index(b"t-%d" % damaged) - 32 + 4
+    with open(segment, "r+b") as f:
+        f.seek(length_field)
+        f.write(b"\xf0\xff\xff\xff")  # an implausible length: the header says nothing
+    with walrus.Walrus(data_dir=directory, backend=backend) as wal:
+        readable, reported = readable_or_reported(wal, "t", 4)
+        assert reported == [damaged] and readable == [o for o in range(4) if o != damaged]
+        assert [(d.topic, d.first_offset, d.last_offset) for d in wal.damage()] == [
+            ("t", damaged, damaged)]
+        wal.append_for_topic("t", b"t-4")
+        assert [e.offset for e in peek_all(wal, "t", 4)] == [4]
+
+
 # --- a damaged segment header ---------------------------------------------------------------------
 
 

@@ -598,6 +598,8 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
     lsn_base = number << SEG_SHIFT
     damaged = {record.offset for _, record in result.damaged if record is not None}
     records = sorted([*result.records, *(r for _, r in result.damaged if r is not None)])
+    loose = sorted(pos for pos, record in result.damaged if record is None)
+    """Damaged records whose header says nothing: each is the first entry of a gap, in turn."""
     promised: dict[int, tuple[int, int]] = {}
     """Per topic: the next offset a batch broken by damage was framed to reach, and where."""
     prev: Record | None = None
@@ -620,7 +622,11 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
         if t is None:
             t = topics[r.topic_id] = TopicSummary()
         if kind == ENTRY:
-            _add_entry(t, r.seq, lsn_base | r.offset, record_size(r.length))
+            gap_at = None
+            if t.first_seq >= 0 and r.seq > _next_offset(t):
+                gap_at = _claim_loose(loose, t.lsns[-1] & OFFSET_MASK if t.lsns else 0, r.offset)
+            _add_entry(t, r.seq, lsn_base | r.offset, record_size(r.length),
+                       None if gap_at is None else lsn_base | gap_at)
         elif kind == TOPIC:
             at = r.payload_offset - base
             t.name = bytes(buf[at:at + r.length]).decode(  # type: ignore[index]
@@ -647,15 +653,27 @@ def _next_offset(t: TopicSummary) -> int:
     return t.first_seq + len(t.lsns) if t.first_seq >= 0 else t.next_seq
 
 
-def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int) -> None:
-    """Index an entry; offsets skipped over (records with damaged headers) are flagged."""
+def _claim_loose(loose: list[int], after: int, before: int) -> int | None:
+    """Take the first damaged record strictly between two positions: where the first entry
+    of a gap in a topic's offsets was (records of one topic are in offset order)."""
+    i = bisect.bisect_right(loose, after)
+    if i < len(loose) and loose[i] < before:
+        return loose.pop(i)
+    return None
+
+
+def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int,
+               gap_at: int | None = None) -> None:
+    """Index an entry; offsets skipped over (records with damaged headers) are flagged, at
+    ``gap_at`` when the damaged record where the gap begins is known."""
     if t.first_seq < 0:
         t.first_seq = seq
     expected = t.first_seq + len(t.lsns)
     if seq < expected:
         return  # a damaged header that decoded to an earlier offset: keep the first
     if seq > expected:
-        filler = (t.lsns[-1] if t.lsns else lsn - ALIGN) | DAMAGED
+        filler = (gap_at if gap_at is not None else t.lsns[-1] if t.lsns else lsn - ALIGN
+                  ) | DAMAGED
         t.lsns.extend([filler] * (seq - expected))
     t.lsns.append(lsn)
     t.nbytes += size

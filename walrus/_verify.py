@@ -364,11 +364,11 @@ class _Verifier:
             # The entry's header itself is damaged: recovery noted the gap after the entry
             # before it, so the first damaged record after that one is this entry's.
             after = key
-            key = next((k for k in unclaimed if k > key), (key[0], -1))
+            key = next((k for k in unclaimed if k >= key), (key[0], -1))
             problem = "damaged record"
             if key[1] < 0:
                 # Several records lost in one damaged stretch: where each began is lost too.
-                stretch = next((k for k in sorted(self.damaged) if k > after), None)
+                stretch = next((k for k in sorted(self.damaged) if k >= after), None)
                 problem = "lost in a damaged stretch" + (
                     f" from byte {stretch[1]} to {self.damaged_until[stretch]}"
                     if stretch is not None and stretch[0] == after[0] else "")
