@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from array import array
 from collections.abc import Iterable
 
 from . import _codec
@@ -333,6 +334,12 @@ class Rebuilder:
                 t.lsns.extend([t.lsns[-1] | DAMAGED] * (t.next_seq - end))
             elif not t.lsns:
                 t.first_seq = t.next_seq
+            if t.lsns and t.first_seq > t.persisted:
+                # Only consumed entries are ever reclaimed: unconsumed ones before the first
+                # entry found were lost to damage (a creating batch or its segment's head).
+                first = (t.lsns[0] & ~DAMAGED) - _codec.ALIGN
+                t.lsns[0:0] = array("Q", [first | DAMAGED] * (t.first_seq - t.persisted))
+                t.first_seq = t.persisted
             if t.persisted > t.next_seq:
                 # Consumed entries were lost with a power cut; never hand their offsets out
                 # again (a new entry there would count as consumed).
