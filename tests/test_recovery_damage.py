@@ -32,14 +32,14 @@ from .conftest import PLUGINS, ROOT, peek_all, segment_files
 SEGMENT = 8192
 
 
-def crashed(directory: Path, backend: str, code: str) -> str:
+def crashed(directory: Path, backend: str, code: str, segment_size: int = 64 << 20) -> str:
     """Open ``directory`` under SyncEach in a child process, run ``code`` (with the log as
     ``w``), then SIGKILL the child; returns what it printed."""
     script = textwrap.dedent(f"""
         import os, signal, sys
         from walrus import FsyncSchedule, Walrus
         w = Walrus(data_dir={str(directory)!r}, backend={backend!r},
-                   fsync_schedule=FsyncSchedule.SyncEach)
+                   fsync_schedule=FsyncSchedule.SyncEach, segment_size={segment_size})
     """) + textwrap.dedent(code) + "\nsys.stdout.flush()\nos.kill(os.getpid(), signal.SIGKILL)\n"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
@@ -138,6 +138,33 @@ def test_entries_of_a_topic_whose_name_is_lost_are_reported_and_its_id_never_reu
     assert "topic id 2" in caplog.text
     report = verify_directory(directory)
     assert any("topic id 2" in d.problem for d in report.damage)
+
+
+def test_a_lost_creating_batch_is_reported_at_its_offsets(tmp_path: Path, backend: str) -> None:
+    """Every record of a topic's first batch destroyed: its name survives in later segments'
+    preambles, and its first offsets were never consumed, so they cannot have been reclaimed:
+    they are damaged, not gone."""
+    directory = tmp_path / "wal"
+    crashed(directory, backend, """
+        w.batch_append_for_topic('a', [b'a-0', b'a-1'])
+        for i in range(80):
+            w.append_for_topic('b', b'b-%d' % i + b'.' * 100)
+        w.append_for_topic('a', b'a-2')
+    """, segment_size=SEGMENT)
+    for index in directory.glob("*.idx"):  # damage an indexed segment hides is found by reads
+        index.unlink()
+    first = segment_files(directory)[0]
+    with open(first, "r+b") as f:  # the TOPIC record, both entries and the name's copy
+        end = first.read_bytes().index(b"b-0") - 32
+        f.seek(_codec.SEGMENT_HEADER_SIZE)
+        f.write(bytes(end - _codec.SEGMENT_HEADER_SIZE))
+    with walrus.Walrus(data_dir=directory, backend=backend, segment_size=SEGMENT) as wal:
+        assert readable_or_reported(wal, "a", 3) == ([2], [0, 1])
+        assert [(d.topic, d.first_offset, d.last_offset) for d in wal.damage()
+                if d.topic is not None] == [("a", 0, 1)]
+        assert len(readable_or_reported(wal, "b", 80)[0]) == 80
+        wal.append_for_topic("a", b"a-3")
+        assert [e.offset for e in peek_all(wal, "a", 3)] == [3]
 
 
 # --- a damaged length field -----------------------------------------------------------------------
