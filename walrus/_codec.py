@@ -27,6 +27,7 @@ import re
 import struct
 import zlib
 from array import array
+from collections.abc import Callable
 from typing import NamedTuple
 
 import attrs
@@ -180,7 +181,8 @@ def recover_salt(buf: object, start: int, limit: int, lsn_base: int, base: int =
     """
     pos = start
     while pos + HEADER_SIZE <= limit:
-        pos = resync_plausible(buf, pos, limit, lsn_base, base)
+        pos = _first_plausible(buf, pos, limit, base,
+                               lambda at: _plausible(buf, at, limit, lsn_base, base))
         if pos >= limit:
             return None
         salt = _salt_for(buf, pos - base)
@@ -191,19 +193,6 @@ def recover_salt(buf: object, start: int, limit: int, lsn_base: int, base: int =
             return salt
         pos += ALIGN
     return None
-
-
-def resync_plausible(buf: object, pos: int, limit: int, lsn_base: int, base: int = 0) -> int:
-    """The first aligned position at or after ``pos`` whose header is plausible (checksum
-    not checked: the salt is what is being looked for), else ``limit``."""
-    while pos + HEADER_SIZE <= limit:
-        pos = _next_candidate(buf, pos, limit, base)
-        if pos + HEADER_SIZE > limit:
-            break
-        if _plausible(buf, pos, limit, lsn_base, base):
-            return pos
-        pos += ALIGN
-    return limit
 
 
 def _plausible(buf: object, pos: int, limit: int, lsn_base: int, base: int) -> bool:
@@ -361,10 +350,20 @@ def _next_candidate(buf: object, pos: int, limit: int, base: int = 0) -> int:
 def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int, base: int = 0) -> int:
     """The first position at or after ``pos`` (8-aligned) holding a valid record, else ``limit``.
 
-    Every aligned position is considered, so no valid record is skipped. Linear in the bytes
-    passed over: each byte is copied once (in chunks that grow from 4 KiB, so a record found
-    nearby costs little), zero runs are skipped with ``count``, and only positions whose kind
-    and batch fields are plausible are checked.
+    Every aligned position is considered, so no valid record is skipped.
+    """
+    return _first_plausible(buf, pos, limit, base, lambda at: check(
+        buf, at, limit, salt, lsn_base, base)[0] == OK)
+
+
+def _first_plausible(buf: object, pos: int, limit: int, base: int,
+                     accept: Callable[[int], bool]) -> int:
+    """The first aligned position at or after ``pos`` whose kind and batch fields are
+    plausible and that ``accept`` takes, else ``limit``.
+
+    Linear in the bytes passed over: each byte is copied once (in chunks that grow from 4 KiB,
+    so a record found nearby costs little), zero runs are skipped with ``count``, and only
+    positions that match ``_PLAUSIBLE`` are offered to ``accept``.
     """
     size = _FIRST_CHUNK
     while pos + HEADER_SIZE <= limit:
@@ -376,7 +375,7 @@ def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int, base: in
             while (found := _PLAUSIBLE.search(chunk, at, last + _KIND_AT + 4)) is not None:
                 candidate = found.start() - _KIND_AT
                 if candidate % ALIGN == 0:
-                    if check(buf, pos + candidate, limit, salt, lsn_base, base)[0] == OK:
+                    if accept(pos + candidate):
                         return pos + candidate
                     candidate += ALIGN
                 else:

@@ -44,9 +44,9 @@ class Rebuilder:
         self.damage: list[Damage] = []
         """What recovery found damaged or lost (``Walrus.damage``)."""
         self.recovered: set[int] = set()
+        """Segments whose header was damaged and whose salt was recovered."""
         self.blank: list[str] = []
         """Unfinished new segments a read-only look left in place (a writer removes them)."""
-        """Segments whose header was damaged and whose salt was recovered."""
         self.damaged_at: dict[int, list[int]] = {}
         """Positions of the damaged records each segment's last scan found."""
         self.names: dict[int, str] = {}
