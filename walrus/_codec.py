@@ -370,6 +370,8 @@ def _first_plausible(buf: object, pos: int, limit: int, base: int,
         chunk = bytes(buf[pos - base:min(pos + size + HEADER_SIZE, limit) - base])  # type: ignore[index]
         size = min(size * 2, _CHUNK)
         last = len(chunk) - HEADER_SIZE  # the last position whose header the chunk holds
+        if last < 0:
+            break  # the buffer ends before ``limit`` (a file cut short)
         if chunk.count(0) != len(chunk):
             at = _KIND_AT
             while (found := _PLAUSIBLE.search(chunk, at, last + _KIND_AT + 4)) is not None:
@@ -601,7 +603,7 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
     """Damaged records whose header says nothing: each is the first entry of a gap, in turn."""
     promised: dict[int, tuple[int, int]] = {}
     """Per topic: the next offset a batch broken by damage was framed to reach, and where."""
-    prev: Record | None = None
+    starts = [r.offset for r in result.records]  # in order: where valid records begin
     for r in records:
         kind = r.kind
         t = topics.get(r.topic_id)
@@ -611,11 +613,14 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
             if kind == ENTRY and t is not None and r.seq == _next_offset(t):
                 lsn = lsn_base | r.offset | DAMAGED
                 _add_entry(t, r.seq, lsn, record_size(r.length))
-                if prev is not None and prev.end == r.offset and _continues(prev, r):
-                    promised[r.topic_id] = (r.seq + r.batch_left + 1, lsn)
-            prev = None
+                # The rest of its batch follows it, contiguous: as many records as the
+                # damaged stretch up to the next valid record can hold, at most.
+                i = bisect.bisect_right(starts, r.offset)
+                room = ((starts[i] if i < len(starts) else result.end) - r.offset) // HEADER_SIZE
+                rest = min(r.batch_left, room - 1)
+                if rest > 0:
+                    promised[r.topic_id] = (r.seq + rest + 1, lsn)
             continue
-        prev = r
         if kind == SEAL:
             continue
         if t is None:

@@ -210,7 +210,8 @@ class Rebuilder:
         for i in range(len(summaries) - 1):
             seg, summary, evidence, torn = summaries[i]
             nxt = summaries[i + 1][0]
-            expected = nxt.prev_end & _codec.OFFSET_MASK
+            # (a file cut short ends where it ends: its lost tail is not scanned for)
+            expected = min(nxt.prev_end & _codec.OFFSET_MASK, seg.size - _codec.HEADER_SIZE)
             if nxt.prev_end >> SEG_SHIFT != seg.number or summary.end >= expected:
                 continue
             if any(e for _, _, e, _ in summaries[i + 1:]):
