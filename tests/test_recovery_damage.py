@@ -332,6 +332,26 @@ def test_a_lost_segment_is_reported_and_its_offsets_never_reused(tmp_path: Path,
             assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
 
 
+def test_a_segment_cut_short_opens_and_reports_what_it_lost(tmp_path: Path,
+                                                             backend: str) -> None:
+    directory = tmp_path / "wal"
+    written = _three_topics(directory, backend)
+    first = segment_files(directory)[0]
+    for index in directory.glob("*.idx"):
+        index.unlink()
+    os.truncate(first, first.stat().st_size // 2 + 3)
+    with walrus.Walrus(data_dir=directory, backend=backend, segment_size=SEGMENT) as wal:
+        damage = wal.damage()
+        for topic, entries in written.items():
+            readable, damaged = readable_or_reported(wal, topic, len(entries))
+            assert damaged and sorted(readable + damaged) == list(range(len(entries)))
+            assert {o for d in damage if d.topic == topic
+                    for o in range(d.first_offset, d.last_offset + 1)  # type: ignore[arg-type]
+                    } == set(damaged)
+            wal.append_for_topic(topic, b"more")
+            assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
+
+
 # --- what a crash leaves by design is not damage -----------------------------------------------
 
 

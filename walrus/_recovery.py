@@ -210,11 +210,20 @@ class Rebuilder:
         for i in range(len(summaries) - 1):
             seg, summary, evidence, torn = summaries[i]
             nxt = summaries[i + 1][0]
-            # (a file cut short ends where it ends: its lost tail is not scanned for)
-            expected = min(nxt.prev_end & _codec.OFFSET_MASK, seg.size - _codec.HEADER_SIZE)
-            if nxt.prev_end >> SEG_SHIFT != seg.number or summary.end >= expected:
+            if nxt.prev_end >> SEG_SHIFT != seg.number:
                 continue
-            if any(e for _, _, e, _ in summaries[i + 1:]):
+            expected = nxt.prev_end & _codec.OFFSET_MASK
+            if expected > seg.size - _codec.HEADER_SIZE:
+                # The log went on past the end of the file: it was cut short (files are
+                # allocated whole when created, so no crash does this). What it still holds
+                # was written before what follows, which is kept; its lost tail is damage.
+                expected = seg.size - _codec.HEADER_SIZE
+                self.found(None, None, None, seg.path, f"file cut short at byte {seg.size}: "
+                           "the entries it held after that are lost")
+                durable = expected
+            elif summary.end >= expected:
+                continue
+            elif any(e for _, _, e, _ in summaries[i + 1:]):
                 durable = expected  # a later segment was synced, so all of this one was
             elif nxt.header.flags & _codec.FOLLOWS_FAILED_SYNC:
                 # The log moved on after a failed sync: what this segment held past the
