@@ -71,6 +71,13 @@ def readable_or_reported(wal: walrus.Walrus, topic: str, count: int) -> tuple[li
     return readable, damaged
 
 
+def reported_offsets(damage: list[Damage], topic: str) -> set[int]:
+    """The offsets of ``topic`` that ``damage`` lists."""
+    return {o for d in damage if d.topic == topic
+            and d.first_offset is not None and d.last_offset is not None
+            for o in range(d.first_offset, d.last_offset + 1)}
+
+
 # --- a damaged TOPIC record ---------------------------------------------------------------------
 
 
@@ -325,9 +332,7 @@ def test_a_lost_segment_is_reported_and_its_offsets_never_reused(tmp_path: Path,
         for topic, entries in written.items():
             readable, damaged = readable_or_reported(wal, topic, len(entries))
             assert damaged and sorted(readable + damaged) == list(range(len(entries)))
-            reported = {o for d in damage if d.topic == topic and d.first_offset is not None
-                        for o in range(d.first_offset, d.last_offset + 1)}  # type: ignore[operator]
-            assert reported == set(damaged)
+            assert reported_offsets(damage, topic) == set(damaged)
             wal.append_for_topic(topic, b"more")
             assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
 
@@ -345,9 +350,7 @@ def test_a_segment_cut_short_opens_and_reports_what_it_lost(tmp_path: Path,
         for topic, entries in written.items():
             readable, damaged = readable_or_reported(wal, topic, len(entries))
             assert damaged and sorted(readable + damaged) == list(range(len(entries)))
-            assert {o for d in damage if d.topic == topic
-                    for o in range(d.first_offset, d.last_offset + 1)  # type: ignore[arg-type]
-                    } == set(damaged)
+            assert reported_offsets(damage, topic) == set(damaged)
             wal.append_for_topic(topic, b"more")
             assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
 
