@@ -10,7 +10,8 @@ import walrus
 
 PUBLIC = {
     "MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MAX_ENTRY_BYTES", "Availability", "BackendInfo",
-    "BackendSpec", "BackendUnavailableError", "BatchTooLargeError", "CorruptionError", "Entry",
+    "BackendSpec", "BackendUnavailableError", "BatchTooLargeError", "CorruptionError", "Damage",
+    "Entry",
     "EntryTooLargeError", "FsyncSchedule", "InvalidArgumentError", "InvalidTopicError",
     "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "StorageError", "Walrus",
     "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
@@ -32,6 +33,7 @@ SIGNATURES = {
     "mark_topic_dirty": "(self, topic: 'str') -> 'None'",
     "topic_is_clean": "(self, topic: 'str') -> 'bool'",
     "close": "(self) -> 'None'",
+    "damage": "(self) -> 'list[Damage]'",
 }
 
 

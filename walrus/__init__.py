@@ -22,6 +22,7 @@ from ._config import (
 from ._config import (
     ReadConsistency as ReadConsistency,
 )
+from ._damage import Damage as Damage
 from ._entry import Entry as Entry
 from ._errors import (
     BackendUnavailableError as BackendUnavailableError,
@@ -93,6 +94,7 @@ __all__ = [
     "BackendUnavailableError",
     "BatchTooLargeError",
     "CorruptionError",
+    "Damage",
     "Entry",
     "EntryTooLargeError",
     "FsyncSchedule",

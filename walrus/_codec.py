@@ -21,11 +21,13 @@ An LSN (log sequence number) is ``segment_number << 40 | offset_in_segment``.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import struct
 import zlib
 from array import array
+from collections.abc import Callable
 from typing import NamedTuple
 
 import attrs
@@ -170,6 +172,69 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     return SegmentHeader(number, salt, prev_end, created, flags, prev_durable)
 
 
+_SALT_PROBE = 64 << 10
+"""Only records up to this size are used to recover a salt (the first record of a segment
+is a small TOPIC record in practice; bigger ones would cost more checksum passes)."""
+
+
+def recover_salt(buf: object, start: int, limit: int, lsn_base: int, base: int = 0) -> int | None:
+    """The salt of a segment whose header is damaged, found from its records, or None.
+
+    A record's checksum is an affine function of the salt, so each plausible record header
+    gives exactly one candidate salt (solved over GF(2)). A candidate is believed only if
+    the record after it checks out with it too, or nothing but zeros follows.
+    """
+    pos = start
+    while pos + HEADER_SIZE <= limit:
+        pos = _first_plausible(buf, pos, limit, base,
+                               lambda at: _plausible(buf, at, limit, lsn_base, base))
+        if pos >= limit:
+            return None
+        salt = _salt_for(buf, pos - base)
+        status, record = check(buf, pos, limit, salt, lsn_base, base) if salt else (BAD_CRC, None)
+        if status == OK and record is not None and (
+                _next_candidate(buf, record.end, limit, base) >= limit
+                or check(buf, record.end, limit, salt, lsn_base, base)[0] == OK):
+            return salt
+        pos += ALIGN
+    return None
+
+
+def _plausible(buf: object, pos: int, limit: int, lsn_base: int, base: int) -> bool:
+    _crc, n, tid, kind, left, _seq, durable = _unpack_from(buf, pos - base)  # type: ignore[arg-type]
+    return (kind in KIND_NAMES and pos + HEADER_SIZE + n <= limit and n <= _SALT_PROBE
+            and (not n or kind in _PAYLOAD_KINDS) and left < MAX_BATCH_ENTRIES + 1
+            and (tid == 0) == (kind == SEAL) and durable <= lsn_base + pos)
+
+
+def _salt_for(buf: object, at: int) -> int:
+    """The salt under which the record at buffer index ``at`` is valid (0 if none is)."""
+    crc, n = struct.unpack_from("<II", buf, at)  # type: ignore[arg-type]
+    data = bytes(buf[at + 4:at + HEADER_SIZE + n])  # type: ignore[index]
+    # crc32(data, s) == crc32(data, 0) ^ L(s), with L linear: solve L(s) == crc ^ crc32(data, 0).
+    zero = _crc32(data, 0)
+    columns = [_crc32(data, 1 << i) ^ zero for i in range(32)]
+    return _solve_gf2(columns, crc ^ zero) or 0
+
+
+def _solve_gf2(columns: list[int], target: int) -> int | None:
+    """The x with XOR of columns[i] for each bit i set in x == target, or None."""
+    rows: list[tuple[int, int]] = []  # (pivoted column value, the x bits that make it)
+    for i, col in enumerate(columns):
+        x = 1 << i
+        for value, bits in rows:
+            if col ^ value < col:
+                col, x = col ^ value, x ^ bits
+        if col:
+            rows.append((col, x))
+            rows.sort(reverse=True)
+    result = 0
+    for value, bits in rows:
+        if target ^ value < target:
+            target, result = target ^ value, result ^ bits
+    return result if target == 0 else None
+
+
 def new_salt() -> int:
     return int.from_bytes(os.urandom(4), "little") or 1
 
@@ -262,9 +327,16 @@ def decode_split(header: bytes, payload: bytes, salt: int) -> tuple[int, int, by
 
 
 _NONZERO = re.compile(rb"[^\x00]")
+_PLAUSIBLE = re.compile(rb"[\x01-\x06]\x00.[\x00-\x07]", re.DOTALL)
+"""Bytes 12..15 of a plausible record header: a known kind, ``batch_left`` below 2048.
+
+Resynchronising looks for this with C-speed searches and checks only what matches, so it costs
+the same whatever the bytes are (compressed or encrypted payloads included)."""
+_KIND_AT = 12
 
 
 _CHUNK = 1 << 20
+_FIRST_CHUNK = 4096
 
 
 def _next_candidate(buf: object, pos: int, limit: int, base: int = 0) -> int:
@@ -286,13 +358,42 @@ def _next_candidate(buf: object, pos: int, limit: int, base: int = 0) -> int:
 
 
 def resync(buf: object, pos: int, limit: int, salt: int, lsn_base: int, base: int = 0) -> int:
-    """The next position at or after ``pos`` holding a valid record, else ``limit``."""
-    pos = _next_candidate(buf, pos, limit, base)
-    while pos < limit:
-        status, _ = check(buf, pos, limit, salt, lsn_base, base)
-        if status == OK:
-            return pos
-        pos = _next_candidate(buf, pos + ALIGN, limit, base)
+    """The first position at or after ``pos`` (8-aligned) holding a valid record, else ``limit``.
+
+    Every aligned position is considered, so no valid record is skipped.
+    """
+    return _first_plausible(buf, pos, limit, base, lambda at: check(
+        buf, at, limit, salt, lsn_base, base)[0] == OK)
+
+
+def _first_plausible(buf: object, pos: int, limit: int, base: int,
+                     accept: Callable[[int], bool]) -> int:
+    """The first aligned position at or after ``pos`` whose kind and batch fields are
+    plausible and that ``accept`` takes, else ``limit``.
+
+    Linear in the bytes passed over: each byte is copied once (in chunks that grow from 4 KiB,
+    so a record found nearby costs little), zero runs are skipped with ``count``, and only
+    positions that match ``_PLAUSIBLE`` are offered to ``accept``.
+    """
+    size = _FIRST_CHUNK
+    while pos + HEADER_SIZE <= limit:
+        chunk = bytes(buf[pos - base:min(pos + size + HEADER_SIZE, limit) - base])  # type: ignore[index]
+        size = min(size * 2, _CHUNK)
+        last = len(chunk) - HEADER_SIZE  # the last position whose header the chunk holds
+        if last < 0:
+            break  # the buffer ends before ``limit`` (a file cut short)
+        if chunk.count(0) != len(chunk):
+            at = _KIND_AT
+            while (found := _PLAUSIBLE.search(chunk, at, last + _KIND_AT + 4)) is not None:
+                candidate = found.start() - _KIND_AT
+                if candidate % ALIGN == 0:
+                    if accept(pos + candidate):
+                        return pos + candidate
+                    candidate += ALIGN
+                else:
+                    candidate = (candidate + ALIGN - 1) & ~(ALIGN - 1)
+                at = candidate + _KIND_AT
+        pos += (last // ALIGN + 1) * ALIGN
     return limit
 
 
@@ -321,11 +422,15 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
     valid record whose ``durable`` field covers it was durable once: it is corruption, kept
     as ``damaged`` so reads report it, and the scan goes on. So is damage below ``durable``,
     an offset the caller knows was synced (a later segment proved it).
+
+    The length of a damaged record is never believed: the scan resynchronises at the next
+    valid record after its header, so a flipped length bit cannot hide the records after it.
     """
     records: list[Record] = []
     damaged: list[tuple[int, Record | None]] = []
     pending: list[Record] = []
     """Records of a batch whose last record has not been seen yet."""
+    claims: _Claims | None = None
     pos = start
     while pos < limit:
         status, record = check(buf, pos, limit, salt, lsn_base, base)
@@ -342,24 +447,64 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
                 pos = record.end
                 continue
             beyond = pos  # a valid record, but the open batch broke off before it
-        elif status == BAD_CRC:
-            assert record is not None
-            beyond = resync(buf, record.end, limit, salt, lsn_base, base)
         else:
             beyond = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
         # Damage at pos: corruption if something valid beyond it claims durability past it.
-        if pos >= durable and not _claims_durable(buf, beyond, limit, salt, lsn_base,
-                                                  lsn_base + pos, base):
-            cut = pending[0].offset if pending else pos
-            torn = _next_candidate(buf, cut, limit, base) < limit
-            return ScanResult(records, cut, False, damaged, torn)
+        if pos >= durable:
+            if claims is None:
+                claims = _Claims(buf, beyond, limit, salt, lsn_base, base)
+            if not claims.past(beyond, lsn_base + pos):
+                cut = pending[0].offset if pending else pos
+                torn = _next_candidate(buf, cut, limit, base) < limit
+                return ScanResult(records, cut, False, damaged, torn)
         if status != OK:
-            damaged.append((pos, record if status == BAD_CRC else None))
+            if pending:  # a batch's records are contiguous: this was the batch's next one
+                record = _next_in_batch(pending[-1], pos, beyond)
+            damaged.append((pos, record if status == BAD_CRC or pending else None))
+            if record is not None and pos < record.end < beyond:
+                # Damage reaches past the end this record's header claims: another record
+                # (at least) began there, its header unreadable.
+                damaged.append((record.end, None))
         records.extend(pending)
         pending.clear()
         pos = beyond
     cut = pending[0].offset if pending else limit
     return ScanResult(records, cut, False, damaged, bool(pending))
+
+
+class _Claims:
+    """The ``durable`` claims of the valid records from a place on, walked once (as the scan
+    walks: a valid record leads to the one after it, damage to the next valid record), so
+    each damaged place is judged without walking the rest of the segment again."""
+
+    def __init__(self, buf: object, pos: int, limit: int, salt: int, lsn_base: int,
+                 base: int) -> None:
+        self.positions: list[int] = []
+        self.highest: list[int] = []
+        """The highest claim of the record at ``positions[i]`` and of all after it."""
+        while pos < limit:
+            status, record = check(buf, pos, limit, salt, lsn_base, base)
+            if status != OK or record is None:
+                pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
+                continue
+            self.positions.append(pos)
+            self.highest.append(record.durable)
+            pos = record.end
+        for i in range(len(self.highest) - 2, -1, -1):
+            self.highest[i] = max(self.highest[i], self.highest[i + 1])
+
+    def past(self, pos: int, target: int) -> bool:
+        """Does a valid record at or after ``pos`` say the log was durable past ``target``?"""
+        i = bisect.bisect_left(self.positions, pos)
+        return i < len(self.highest) and self.highest[i] > target
+
+
+def _next_in_batch(last: Record, pos: int, beyond: int) -> Record:
+    """The header the record at ``pos``, damaged, must have had: the next of ``last``'s batch
+    (the valid record before it says so; the damaged header itself is not believed)."""
+    return Record(pos, ENTRY, last.topic_id, last.batch_left - 1,
+                  last.seq + (1 if last.kind == ENTRY else 0), 0,
+                  max(0, beyond - pos - HEADER_SIZE))
 
 
 def _continues(last: Record, record: Record) -> bool:
@@ -372,20 +517,6 @@ def _continues(last: Record, record: Record) -> bool:
     return (record.batch_left == last.batch_left - 1 and record.kind == ENTRY
             and last.kind in (ENTRY, TOPIC) and record.topic_id == last.topic_id
             and record.seq == last.seq + step)
-
-
-def _claims_durable(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
-                    target: int, base: int = 0) -> bool:
-    """Does any valid record from ``pos`` on say the log was durable past ``target``?"""
-    while pos < limit:
-        status, record = check(buf, pos, limit, salt, lsn_base, base)
-        if status != OK or record is None:
-            pos = resync(buf, pos + ALIGN, limit, salt, lsn_base, base)
-            continue
-        if record.durable > target:
-            return True
-        pos = record.end
-    return False
 
 
 # --- segment index (the recovery checkpoint of a segment) -----------------------------------
@@ -478,21 +609,38 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
     lsn_base = number << SEG_SHIFT
     damaged = {record.offset for _, record in result.damaged if record is not None}
     records = sorted([*result.records, *(r for _, r in result.damaged if r is not None)])
+    loose = sorted(pos for pos, record in result.damaged if record is None)
+    """Damaged records whose header says nothing: each is the first entry of a gap, in turn."""
+    promised: dict[int, tuple[int, int]] = {}
+    """Per topic: the next offset a batch broken by damage was framed to reach, and where."""
+    starts = [r.offset for r in result.records]  # in order: where valid records begin
     for r in records:
         kind = r.kind
         t = topics.get(r.topic_id)
         if r.offset in damaged:
             # A damaged header is only trusted when it names exactly the next entry of a
             # topic already seen here; anything else shows up later as a gap in offsets.
-            if kind == ENTRY and t is not None and r.seq == t.first_seq + len(t.lsns):
-                _add_entry(t, r.seq, lsn_base | r.offset | DAMAGED, record_size(r.length))
+            if kind == ENTRY and t is not None and r.seq == _next_offset(t):
+                lsn = lsn_base | r.offset | DAMAGED
+                _add_entry(t, r.seq, lsn, record_size(r.length))
+                # The rest of its batch follows it, contiguous: as many records as the
+                # damaged stretch up to the next valid record can hold, at most.
+                i = bisect.bisect_right(starts, r.offset)
+                room = ((starts[i] if i < len(starts) else result.end) - r.offset) // HEADER_SIZE
+                rest = min(r.batch_left, room - 1)
+                if rest > 0:
+                    promised[r.topic_id] = (r.seq + rest + 1, lsn)
             continue
         if kind == SEAL:
             continue
         if t is None:
             t = topics[r.topic_id] = TopicSummary()
         if kind == ENTRY:
-            _add_entry(t, r.seq, lsn_base | r.offset, record_size(r.length))
+            gap_at = None
+            if t.first_seq >= 0 and r.seq > _next_offset(t):
+                gap_at = _claim_loose(loose, t.lsns[-1] & OFFSET_MASK if t.lsns else 0, r.offset)
+            _add_entry(t, r.seq, lsn_base | r.offset, record_size(r.length),
+                       None if gap_at is None else lsn_base | gap_at)
         elif kind == TOPIC:
             at = r.payload_offset - base
             t.name = bytes(buf[at:at + r.length]).decode(  # type: ignore[index]
@@ -504,18 +652,42 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
             t.mark = r.seq
         elif kind == DIRTY:
             t.mark = -2
+    for tid, (reach, lsn) in promised.items():
+        # The rest of a broken batch: its entries were written (the batch's framing says how
+        # many) and are lost with the damage unless records of them were found after it.
+        t = topics[tid]
+        if reach > _next_offset(t):
+            _add_entry(t, reach - 1, lsn, 0)
     return summary
 
 
-def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int) -> None:
-    """Index an entry; offsets skipped over (records with damaged headers) are flagged."""
+def _next_offset(t: TopicSummary) -> int:
+    """The offset of the entry that would come next in ``t`` (its TOPIC record's, if none
+    has been seen yet)."""
+    return t.first_seq + len(t.lsns) if t.first_seq >= 0 else t.next_seq
+
+
+def _claim_loose(loose: list[int], after: int, before: int) -> int | None:
+    """Take the first damaged record strictly between two positions: where the first entry
+    of a gap in a topic's offsets was (records of one topic are in offset order)."""
+    i = bisect.bisect_right(loose, after)
+    if i < len(loose) and loose[i] < before:
+        return loose.pop(i)
+    return None
+
+
+def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int,
+               gap_at: int | None = None) -> None:
+    """Index an entry; offsets skipped over (records with damaged headers) are flagged, at
+    ``gap_at`` when the damaged record where the gap begins is known."""
     if t.first_seq < 0:
         t.first_seq = seq
     expected = t.first_seq + len(t.lsns)
     if seq < expected:
         return  # a damaged header that decoded to an earlier offset: keep the first
     if seq > expected:
-        filler = (t.lsns[-1] if t.lsns else lsn - ALIGN) | DAMAGED
+        filler = (gap_at if gap_at is not None else t.lsns[-1] if t.lsns else lsn - ALIGN
+                  ) | DAMAGED
         t.lsns.extend([filler] * (seq - expected))
     t.lsns.append(lsn)
     t.nbytes += size

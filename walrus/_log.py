@@ -317,8 +317,9 @@ class Log:
             tid = self.max_tid + 1 if t is None else t.tid
             seq = 0 if t is None else t.next_seq
             name_bytes = name.encode("utf-8", "surrogatepass")
-            if new:
-                need += record_size(len(name_bytes))
+            size = need  # what the entries' records take
+            if new:  # the TOPIC record that heads the batch, and its copy after it
+                need += 2 * record_size(len(name_bytes))
             seg = self.active
             assert seg is not None
             if seg.end + need > seg.check_at:
@@ -329,7 +330,6 @@ class Log:
             # Everything that calls first; then stores only (see append): an interrupt finds
             # the batch whole or not begun.
             count = len(items)
-            size = end - (lsns[0] & OFFSET_MASK)
             if t is None:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
@@ -342,6 +342,7 @@ class Log:
                 self.by_tid[tid] = t
                 self.by_name[name] = t
                 meta.name = name
+                meta.next_seq = seq + count  # a new topic's first state in this segment
             t.lsns += lsns
             t.nbytes += size
             t.next_seq = seq + count
@@ -355,7 +356,10 @@ class Log:
                       items: Sequence[Payload], topic: bytes | None) -> tuple[int, array[int]]:
         """Encode a batch (headed by a TOPIC record for a new topic) at ``p``.
 
-        In place into a mapping; otherwise into one buffer written with a single call.
+        A new topic's name is written twice: in the TOPIC record that heads the batch, and in
+        a TOPIC record of its own after it, so one damaged byte cannot cost the topic its name
+        (recovery would then know its entries only by a number). In place into a mapping;
+        otherwise into one buffer written with a single call.
         """
         view = seg.view
         target = view if view is not None else bytearray(need)
@@ -368,6 +372,9 @@ class Log:
                                        seg.salt)
             left -= 1
         end, lsns = encode_entries(target, start, items, tid, left, seq, durable, seg.salt, base)
+        if topic is not None:
+            end = _codec.encode_into(target, end, TOPIC, tid, 0, seq + len(items), durable, topic,
+                                     seg.salt)
         if view is not None:
             return end, lsns
         self._write(seg, p, [target])

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+from array import array
+from collections.abc import Iterable
 
 from . import _codec
 from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
+from ._damage import Damage
 from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
 from ._segment import Segment, index_name, list_directory, parse_name, segment_name
@@ -46,6 +49,18 @@ class Rebuilder:
         """Observers: the directory's segment numbers as of the last look."""
         self.unanchored: set[int] = set()
         """Observers: topics whose every known entry was released (reclaimed by the writer)."""
+        self.damage: list[Damage] = []
+        """What recovery found damaged or lost (``Walrus.damage``)."""
+        self.recovered: set[int] = set()
+        """Segments whose header was damaged and whose salt was recovered."""
+        self.blank: list[str] = []
+        """Unfinished new segments a read-only look left in place (a writer removes them)."""
+        self.damaged_at: dict[int, list[int]] = {}
+        """Positions of the damaged records each segment's last scan found."""
+        self.names: dict[int, str] = {}
+        """Every topic name any segment records, by id (a name can outlive a damaged copy)."""
+        self.unnamed: dict[int, list[tuple[str, int, int]]] = {}
+        """Entries of topic ids whose name no segment records: (file, first, last offset)."""
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -66,7 +81,8 @@ class Rebuilder:
 
     def open_segments(self, numbers: list[int]) -> list[Segment]:
         opened = []
-        for i, number in enumerate(numbers):
+        blank: list[tuple[int, str, Exception]] = []
+        for number in numbers:
             self.max_number = max(self.max_number, number)
             path = os.path.join(self.directory, segment_name(number))
             try:
@@ -76,18 +92,76 @@ class Rebuilder:
                     if not self.read_only:
                         _unlink(path)
                     continue
-                opened.append(seg)
             except _codec.FormatError as exc:
-                if i == len(numbers) - 1 and not self.read_only and _all_zero(path):
-                    # A crash while the newest segment was being created: it holds nothing.
-                    log.warning("removing unfinished segment %s (%s)", path, exc)
-                    _unlink(path)
-                else:
-                    log.error("skipping damaged segment %s (its entries are unreadable; "
-                              "`walrus verify` lists them): %s", path, exc)
+                if _all_zero(path, SEGMENT_HEADER_SIZE):
+                    blank.append((number, path, exc))
+                    continue
+                recovered = self._reopen_damaged(number, path, exc)
+                if recovered is None:
+                    continue
+                seg = recovered
             except FileNotFoundError:
                 continue  # deleted by a live writer while an observer looked
+            opened.append(seg)
+        self._settle_blank(blank, opened)
         return opened
+
+    def _settle_blank(self, blank: list[tuple[int, str, Exception]],
+                      opened: list[Segment]) -> None:
+        """Segments with a bad header and nothing after it: a crash while one was created
+        (or a spare was put to use) leaves them, and they never held anything; unless a later
+        segment says the log went on in one, which then lost everything it held."""
+        went_on_in = {seg.prev_end >> SEG_SHIFT for seg in opened}
+        for number, path, exc in blank:
+            if number in went_on_in:
+                self.found(None, None, None, path,
+                           f"bad segment header ({exc}) and nothing after it readable: "
+                           "the entries it held are lost")
+            elif self.read_only:
+                self.blank.append(path)
+            else:
+                log.info("removing unfinished segment %s (%s)", path, exc)
+                _unlink(path)
+
+    def _reopen_damaged(self, number: int, path: str, exc: Exception) -> Segment | None:
+        """Open a segment whose header fails, with its salt recovered from its index file or
+        its records (the number comes from the file name); None if neither gives it."""
+        file = self.backend.open(path, writable=not self.read_only)
+        try:
+            salt = self._index_salt(number)
+            if salt is None:
+                buf = file.view if file.view is not None else file.read(0, file.size)
+                salt = _codec.recover_salt(buf, SEGMENT_HEADER_SIZE,
+                                           file.size - _codec.HEADER_SIZE, number << SEG_SHIFT)
+            if salt is None:
+                file.close()
+                self.found(None, None, None, path,
+                           f"bad segment header ({exc}) and no record in it readable: "
+                           "the entries it held are lost")
+                return None
+        except BaseException:
+            file.close()
+            raise
+        self.found(None, None, None, path,
+                   f"bad segment header ({exc}); its records were recovered")
+        self.recovered.add(number)
+        return Segment(_codec.SegmentHeader(number, salt, 0), path, file)
+
+    def _index_salt(self, number: int) -> int | None:
+        """The salt a valid index file records for segment ``number``, if it has one."""
+        try:
+            with open(os.path.join(self.directory, index_name(number)), "rb") as f:
+                index = _codec.decode_index(f.read())
+        except (OSError, _codec.FormatError):
+            return None
+        return index.salt if index.number == number else None
+
+    def found(self, topic: str | None, first: int | None, last: int | None, path: str,
+              reason: str) -> None:
+        """Record damage (``damage``), and say so: it may have cost acknowledged data."""
+        damage = Damage(topic, first, last, path, reason)
+        self.damage.append(damage)
+        log.warning("damage found on open: %s", damage.describe())
 
     def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None,
                   durable: int = 0) -> tuple[SegmentSummary, bool, bool]:
@@ -112,9 +186,7 @@ class Rebuilder:
             summary.end, summary.sealed = scanned.end, scanned.sealed
         else:
             summary = scanned
-        if result.damaged:
-            log.error("segment %s holds %d damaged record(s); reads of them raise "
-                      "CorruptionError", seg.path, len(result.damaged))
+        self.damaged_at[seg.number] = [pos for pos, _ in result.damaged]
         return summary, evidence, result.torn
 
     def _load_index(self, seg: Segment) -> SegmentSummary | None:
@@ -143,6 +215,7 @@ class Rebuilder:
                 limit = min(limit, nxt.prev_end & _codec.OFFSET_MASK)
             summary, evidence, torn = self.summarize(seg, limit)
             summaries.append((seg, summary, evidence, torn))
+        self._bound_before_recovered(summaries)
         # A segment that ends before its successor says it should: the gap was either lost
         # in a crash (then nothing after it was ever durable, and it goes) or is corruption
         # (a later segment proves it was synced: scan it again, skipping the damage).
@@ -150,10 +223,20 @@ class Rebuilder:
         for i in range(len(summaries) - 1):
             seg, summary, evidence, torn = summaries[i]
             nxt = summaries[i + 1][0]
-            expected = nxt.prev_end & _codec.OFFSET_MASK
-            if nxt.prev_end >> SEG_SHIFT != seg.number or summary.end >= expected:
+            if nxt.prev_end >> SEG_SHIFT != seg.number:
                 continue
-            if any(e for _, _, e, _ in summaries[i + 1:]):
+            expected = nxt.prev_end & _codec.OFFSET_MASK
+            if expected > seg.size - _codec.HEADER_SIZE:
+                # The log went on past the end of the file: it was cut short (files are
+                # allocated whole when created, so no crash does this). What it still holds
+                # was written before what follows, which is kept; its lost tail is damage.
+                expected = seg.size - _codec.HEADER_SIZE
+                self.found(None, None, None, seg.path, f"file cut short at byte {seg.size}: "
+                           "the entries it held after that are lost")
+                durable = expected
+            elif summary.end >= expected:
+                continue
+            elif any(e for _, _, e, _ in summaries[i + 1:]):
                 durable = expected  # a later segment was synced, so all of this one was
             elif nxt.header.flags & _codec.FOLLOWS_FAILED_SYNC:
                 # The log moved on after a failed sync: what this segment held past the
@@ -172,15 +255,46 @@ class Rebuilder:
             if not self.read_only:
                 _unlink(seg.path)
                 _unlink(os.path.join(self.directory, index_name(seg.number)))
+        self.learn_names(summary for _, summary, _, _ in summaries[:keep])
         for seg, summary, _, _ in summaries[:keep]:
             self.apply(seg, summary)
         if summaries[:keep]:
-            _, last, _, torn = summaries[keep - 1]
-            self.last_torn = torn or keep < len(summaries)
+            last_seg, last, _, torn = summaries[keep - 1]
+            # Never append behind a header that failed: continue in a fresh segment.
+            self.last_torn = torn or keep < len(summaries) or last_seg.number in self.recovered
             self.last_sealed = last.sealed
         self.finish()
+        self.report_damage()
+
+    def _bound_before_recovered(self,
+                                summaries: list[tuple[Segment, SegmentSummary, bool, bool]]
+                                ) -> None:
+        """Where the log ended in a segment followed by one whose header was recovered.
+
+        That header's ``prev_end`` is lost, and a segment abandoned after a failed write or
+        sync may hold valid records past it (appends that were undone, whose offsets were
+        then used again). The successor's preamble states each topic's next offset when the
+        log moved on: the previous segment ends at its first entry at or past one of them.
+        """
+        for i in range(len(summaries) - 1):
+            seg, summary, evidence, _ = summaries[i]
+            later = summaries[i + 1]
+            if later[0].number not in self.recovered or summary.sealed:
+                continue
+            cut = _first_entry_at_or_past(summary, later[1])
+            if cut is not None and cut < summary.end:
+                summary, _, torn = self.summarize(seg, cut)
+                summaries[i] = (seg, summary, evidence, torn)
 
     # --- folding ------------------------------------------------------------------------------
+
+    def learn_names(self, summaries: Iterable[SegmentSummary]) -> None:
+        """Note every topic name the segments record before folding them in: a segment whose
+        TOPIC records are damaged takes its topics' names from another one."""
+        for summary in summaries:
+            for tid, ts in summary.topics.items():
+                if ts.name is not None:
+                    self.names.setdefault(tid, ts.name)
 
     def apply(self, seg: Segment, summary: SegmentSummary) -> None:
         """Fold one segment's summary into the topics (segments arrive in log order)."""
@@ -191,14 +305,16 @@ class Rebuilder:
         meta = self.meta.setdefault(seg.number, {})
         for tid, ts in summary.topics.items():
             t = self.topics.get(tid)
+            self.max_tid = max(self.max_tid, tid)  # an id is never reused for another name
             if t is None:
-                if ts.name is None:
-                    log.error("segment %s holds entries of unknown topic id %d; skipping them",
-                              seg.path, tid)
+                name = ts.name if ts.name is not None else self.names.get(tid)
+                if name is None:
+                    if len(ts.lsns):
+                        self.unnamed.setdefault(tid, []).append(
+                            (seg.path, ts.first_seq, ts.first_seq + len(ts.lsns) - 1))
                     continue
-                t = self.topics[tid] = Topic(tid, ts.name, 0)
+                t = self.topics[tid] = Topic(tid, name, 0)
                 t.first_seq = -1
-                self.max_tid = max(self.max_tid, tid)
             if ts.name is not None:
                 m = meta.setdefault(tid, _codec.TopicSummary())
                 m.name, m.next_seq = ts.name, max(m.next_seq, ts.next_seq)
@@ -245,6 +361,12 @@ class Rebuilder:
                 t.lsns.extend([t.lsns[-1] | DAMAGED] * (t.next_seq - end))
             elif not t.lsns:
                 t.first_seq = t.next_seq
+            if t.lsns and t.first_seq > t.persisted:
+                # Only consumed entries are ever reclaimed: unconsumed ones before the first
+                # entry found were lost to damage (a creating batch or its segment's head).
+                first = (t.lsns[0] & ~DAMAGED) - _codec.ALIGN
+                t.lsns[0:0] = array("Q", [first | DAMAGED] * (t.first_seq - t.persisted))
+                t.first_seq = t.persisted
             if t.persisted > t.next_seq:
                 # Consumed entries were lost with a power cut; never hand their offsets out
                 # again (a new entry there would count as consumed).
@@ -253,6 +375,27 @@ class Rebuilder:
                     t.first_seq = t.next_seq
             t.cursor = min(max(t.persisted, t.first_seq), t.next_seq)
             t.visible = t.next_seq
+
+    def report_damage(self) -> None:
+        """List (``damage``) and log what the folded topics show lost or unreadable: runs of
+        damaged entries, entries of topics whose name is lost, and damaged records that are
+        no entry (state records, or headers too damaged to say whose they were)."""
+        files = {seg.number: seg.path for seg in self.segments}
+        accounted: set[int] = set()
+        for t in sorted(self.topics.values(), key=lambda t: t.tid):
+            for number, first, last in _damaged_runs(t):
+                self.found(t.name, first, last, files.get(number, segment_name(number)),
+                           "unreadable: reads raise CorruptionError")
+            accounted.update(lsn & ~DAMAGED for lsn in t.lsns if lsn & DAMAGED)
+        for tid, places in sorted(self.unnamed.items()):
+            for path, first, last in places:
+                self.found(None, first, last, path,
+                           f"entries of topic id {tid}, whose name was lost with its damaged "
+                           "TOPIC records")
+        for number, positions in sorted(self.damaged_at.items()):
+            for pos in positions:
+                if (number << SEG_SHIFT | pos) not in accounted and number in files:
+                    self.found(None, None, None, files[number], f"damaged record at byte {pos}")
 
     # --- following a live writer (read-only observers) -----------------------------------------
 
@@ -448,9 +591,40 @@ def _stamp(path: str) -> int:
         return 0
 
 
-def _all_zero(path: str) -> bool:
-    """Does the file hold nothing but zeros (a segment whose creation was interrupted)?"""
+def _first_entry_at_or_past(summary: SegmentSummary, successor: SegmentSummary) -> int | None:
+    """Position in ``summary``'s segment of its first entry whose offset the successor's
+    TOPIC records say was still to come when the log moved on (None if there is none)."""
+    cut = None
+    for tid, ts in summary.topics.items():
+        later = successor.topics.get(tid)
+        if later is None or later.name is None or ts.first_seq < 0:
+            continue
+        i = max(0, later.next_seq - ts.first_seq)
+        if i < len(ts.lsns) and not ts.lsns[i] & DAMAGED:
+            pos = ts.lsns[i] & _codec.OFFSET_MASK
+            cut = pos if cut is None else min(cut, pos)
+    return cut
+
+
+def _damaged_runs(t: Topic) -> list[tuple[int, int, int]]:
+    """(segment number, first, last offset) of each run of damaged entries of ``t``."""
+    runs: list[tuple[int, int, int]] = []
+    for i, lsn in enumerate(t.lsns):
+        if not lsn & DAMAGED:
+            continue
+        number, offset = lsn >> SEG_SHIFT, t.first_seq + i
+        if runs and runs[-1][0] == number and runs[-1][2] == offset - 1:
+            runs[-1] = (number, runs[-1][1], offset)
+        else:
+            runs.append((number, offset, offset))
+    return runs
+
+
+def _all_zero(path: str, start: int = 0) -> bool:
+    """Does the file hold nothing but zeros from ``start`` on (a segment whose creation was
+    interrupted)?"""
     with open(path, "rb") as f:
+        f.seek(start)
         while chunk := f.read(1 << 20):
             if chunk.count(0) != len(chunk):
                 return False

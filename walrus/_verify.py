@@ -29,7 +29,7 @@ from ._codec import (
     SegmentSummary,
 )
 from ._errors import StorageError
-from ._recovery import Rebuilder, _all_zero, settled_scan
+from ._recovery import Rebuilder, settled_scan
 from ._segment import INDEX_SUFFIX, Segment, index_name, list_directory, parse_name, segment_name
 from .backends._base import Backend
 from .plugins._selection import select_backend
@@ -134,35 +134,32 @@ class _Verifier:
     # --- segments -------------------------------------------------------------------------------
 
     def _open(self, numbers: list[int]) -> list[Segment]:
-        opened = []
-        for i, number in enumerate(numbers):
-            name = segment_name(number)
-            path = os.path.join(self.directory, name)
-            newest = i == len(numbers) - 1
-            # A live writer may be stamping a header right now (a segment it is creating, or
-            # a spare it is putting to use): look again before calling it damaged.
-            for attempt in range(HEADER_TRIES):
-                try:
-                    seg = Segment.open(self.backend, path, writable=False)
-                except FileNotFoundError:
-                    self.report.notes.append(f"{name} was deleted while verifying (reclaimed)")
-                    break
-                except _codec.FormatError as exc:
-                    if attempt + 1 < HEADER_TRIES:
-                        time.sleep(0.05)
-                    elif newest and _all_zero(path):
-                        self.report.notes.append(
-                            f"{name} is a new segment without a header yet (being created, or "
-                            "a crash while it was created; recovery removes it)")
-                    else:
-                        self.report.damage.append(Damage(name, 0, None, None,
-                                                         f"bad segment header: {exc}"))
-                    continue
-                if seg.spare:  # made ahead of need by a writer, not part of the log yet
-                    seg.close()
-                else:
-                    opened.append(seg)
+        """Open the segments as recovery does (a damaged header is recovered from the
+        segment's records or index), noting what recovery would remove."""
+        # A live writer may be stamping a header right now (a segment it is creating, or
+        # a spare it is putting to use): look again before calling it damaged.
+        for attempt in range(HEADER_TRIES):
+            rebuilder = Rebuilder(self.directory, self.backend, read_only=True)
+            opened = rebuilder.open_segments(numbers)
+            if not rebuilder.damage or attempt + 1 == HEADER_TRIES:
                 break
+            for seg in opened:
+                seg.close()
+            time.sleep(0.05)
+        for found in rebuilder.damage:
+            self.report.damage.append(Damage(os.path.basename(found.path), 0, None, None,
+                                             found.reason))
+        for path in rebuilder.blank:
+            self.report.notes.append(
+                f"{os.path.basename(path)} is a new segment without a header yet (being "
+                "created, or a crash while it was created; recovery removes it)")
+        gone = set(numbers) - {seg.number for seg in opened} - {
+            parse_name(os.path.basename(p)) for p in [*rebuilder.blank, *(
+                d.path for d in rebuilder.damage)]}
+        for number in sorted(gone):
+            if not os.path.exists(os.path.join(self.directory, segment_name(number))):
+                self.report.notes.append(
+                    f"{segment_name(number)} was deleted while verifying (reclaimed)")
         self.report.segments = len(opened)
         return opened
 
@@ -301,9 +298,16 @@ class _Verifier:
         trusts the index too); the others are placed by the gaps they leave in the topics.
         """
         rebuilder = Rebuilder(self.directory, self.backend, read_only=True)
+        rebuilder.learn_names(item.summary for item in kept)
         for item in kept:
             rebuilder.apply(item.segment, item.summary)
         rebuilder.finish()
+        for tid, places in sorted(rebuilder.unnamed.items()):
+            for path, first, last in places:
+                self.report.damage.append(Damage(
+                    os.path.basename(path), None, None, None,
+                    f"entries {first}..{last} of topic id {tid}, whose name was lost with its "
+                    "damaged TOPIC records"))
         files = {item.segment.number: os.path.basename(item.segment.path) for item in kept}
         unclaimed = sorted(self.damaged)
         names = {tid: t.name for tid, t in rebuilder.topics.items()}
@@ -360,11 +364,11 @@ class _Verifier:
             # The entry's header itself is damaged: recovery noted the gap after the entry
             # before it, so the first damaged record after that one is this entry's.
             after = key
-            key = next((k for k in unclaimed if k > key), (key[0], -1))
+            key = next((k for k in unclaimed if k >= key), (key[0], -1))
             problem = "damaged record"
             if key[1] < 0:
                 # Several records lost in one damaged stretch: where each began is lost too.
-                stretch = next((k for k in sorted(self.damaged) if k > after), None)
+                stretch = next((k for k in sorted(self.damaged) if k >= after), None)
                 problem = "lost in a damaged stretch" + (
                     f" from byte {stretch[1]} to {self.damaged_until[stretch]}"
                     if stretch is not None and stretch[0] == after[0] else "")

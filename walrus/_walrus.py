@@ -32,6 +32,7 @@ from ._config import (
     check_schedule,
     resolve_root,
 )
+from ._damage import Damage
 from ._dirlock import DirectoryLock
 from ._durability import Background, Durability
 from ._entry import Entry
@@ -515,6 +516,14 @@ class Walrus:
         self._check_open()
         self._observe()
         return [t.name for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)]
+
+    def damage(self) -> list[Damage]:
+        """What opening the directory found damaged on disk or lost to damage: entries (by
+        topic and offset range) whose reads raise ``CorruptionError`` or whose records are
+        gone, and damaged files or records. Empty when nothing was; a crash's torn tail and
+        unused fresh segments are not damage."""
+        self._check_open()
+        return list(self._rebuilder.damage)
 
     def get_topic_entry_count(self, topic: str) -> int:
         """Entries not yet consumed by the shared cursor."""
