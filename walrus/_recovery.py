@@ -49,6 +49,9 @@ class Rebuilder:
         """Observers: the directory's segment numbers as of the last look."""
         self.unanchored: set[int] = set()
         """Observers: topics whose every known entry was released (reclaimed by the writer)."""
+        self.dropped = 0
+        """The newest segment that opening found never durable (after a torn write): a writer
+        deletes it when it opens the directory, so an observer never follows it either."""
         self.damage: list[Damage] = []
         """What recovery found damaged or lost (``Walrus.damage``)."""
         self.recovered: set[int] = set()
@@ -252,6 +255,7 @@ class Rebuilder:
             log.warning("discarding segment %s: it follows a torn write and was never durable",
                         seg.path)
             seg.close()
+            self.dropped = max(self.dropped, seg.number)
             if not self.read_only:
                 _unlink(seg.path)
                 _unlink(os.path.join(self.directory, index_name(seg.number)))
@@ -410,7 +414,8 @@ class Rebuilder:
         """
         on_disk = self.listing.get(self.segment_numbers)
         newest = self.segments[-1] if self.segments else None
-        chain = follow(self.directory, self.backend, newest.number if newest else 0, on_disk)
+        known = max(newest.number if newest else 0, self.dropped)
+        chain = follow(self.directory, self.backend, known, on_disk)
         fresh = chain.segments
         changed = bool(fresh)
         for seg in fresh:
