@@ -27,6 +27,12 @@ RECLAIM_EVERY = 0.1
 """Seconds between two looks for segments to delete (each look costs O(topics))."""
 TICK = 0.25
 """Longest sleep of the worker: how soon consumed segments are noticed."""
+RECHECK = 0.1
+"""Seconds after which a thread waiting for a pass (or for the right to run one) looks again
+by itself. A wake-up is given by calls in the thread that ends a pass; in the main thread a
+signal handler raising (KeyboardInterrupt) can land before them, and Python code cannot rule
+that out, so a wake-up may be lost: waiting threads then look again instead of sleeping for
+ever. Costs ten wake-ups a second in a waiting thread, none on the append path."""
 CHECKPOINT_BYTES = 8 << 20
 """The active segment's index is rewritten each time it grows by this much, bounding what
 a crash makes the next open rescan."""
@@ -43,6 +49,9 @@ class Durability:
         can inside ``Condition.__enter__``, a Python function)."""
         self.cond = threading.Condition(self.mutex)
         self.busy = False
+        self.owner = 0
+        """The thread holding ``busy``. A thread that finds it holds ``busy`` while not in a
+        pass itself was interrupted before it could give it back (see :meth:`forgive`)."""
         self.error: StorageError | None = None
         """A failed pass not reported yet: the next ``flush()`` raises it."""
         self.undone_through = -1
@@ -61,10 +70,12 @@ class Durability:
     def exclusive(self) -> Iterator[None]:
         """Hold the right to run a pass (or to close and delete files) for a while."""
         taken = False
+        me = _ident()
         try:
             with self.mutex:
-                while self.busy:
-                    self.cond.wait()
+                while self.busy and self.owner != me:  # its own: left by an interrupt
+                    self.cond.wait(RECHECK)
+                self.owner = me
                 self.busy = True
                 taken = True  # no call since the store above: no interrupt between the two
             yield
@@ -73,6 +84,25 @@ class Durability:
                 with self.mutex:
                     self.busy = False  # first, before any call: see wait()
                     self.released()
+
+    def forgive(self) -> None:
+        """Give back a right to run passes that this thread (not in a pass now) still holds.
+
+        Only the main thread gets interrupts (KeyboardInterrupt from a signal handler), at a
+        call or while blocked taking a lock, and Python code cannot rule out one landing
+        before a ``finally`` has given the right back (a blocked ``acquire`` runs signal
+        handlers; so does entering a function). So the right records its holder, and the
+        holder's next call (an append, a flush, ``close()``) sees it left behind and gives it
+        back. The caller holds ``cond``.
+        """
+        self.busy = False
+        self.released()
+
+    def reclaim(self) -> None:
+        """:meth:`forgive` for a thread about to wait for the others (``close()``)."""
+        with self.mutex:
+            if self.busy and self.owner == _ident():
+                self.forgive()
 
     def released(self) -> None:
         """A pass (or exclusive work) ended; the caller holds ``cond``.
@@ -126,9 +156,12 @@ class Durability:
         wal = self.wal
         event = None
         lead = False
+        me = _ident()
         try:
             while True:
                 with self.mutex:
+                    if self.busy and self.owner == me:
+                        self.forgive()
                     if wal.durable >= lsn:
                         return
                     if lsn <= self.undone_through:
@@ -139,6 +172,7 @@ class Durability:
                         # No call between these two stores: an interrupt (KeyboardInterrupt
                         # from a signal handler) cannot land between them, so the finally
                         # below always gives back the right to run a pass it took.
+                        self.owner = me
                         self.busy = True
                         lead = True
                         break
@@ -148,7 +182,7 @@ class Durability:
                     self.sleepers.append((lsn, event))
                     self.waiting += 1
                 try:
-                    event.wait()
+                    event.wait(RECHECK)
                 finally:
                     with self.mutex:
                         self.waiting -= 1
@@ -231,18 +265,20 @@ class Syncer:
         d = self.durability
         wal = d.wal
         cond = d.cond
+        me = _ident()
         while True:
             with cond:
                 while not self.active and not self.stopping:
-                    cond.wait()
+                    cond.wait(RECHECK)
                 if self.stopping:
                     return
                 while d.busy:
-                    cond.wait()
+                    cond.wait(RECHECK)
                 if not d.waiting or not wal.pending:
                     self.active = False  # nobody waits: the next writer leads again
                     d.released()
                     continue
+                d.owner = me
                 d.busy = True
             try:
                 d.pass_locked()
@@ -256,6 +292,7 @@ class Syncer:
 
 
 _local = threading.local()
+_ident = threading.get_ident
 
 
 class Cue:

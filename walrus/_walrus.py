@@ -637,6 +637,7 @@ class Walrus:
                     pass
             with wal.lock:  # no write from now on: racing appends raise WalrusClosedError
                 wal.closed = True  # (and writers leading passes cannot starve the last one)
+            self._durability.reclaim()  # a pass an interrupt left unfinished in this thread
             if self._background is not None:
                 self._background.stop()
             self._durability.stop()
