@@ -22,7 +22,7 @@ from walrus import FsyncSchedule, StorageError, Walrus, WalrusClosedError
 from walrus.backends import Backend, Buffer, File
 from walrus.plugins import plugin_manager
 
-from .conftest import BACKENDS, PLUGINS, ROOT
+from .conftest import PLUGINS, ROOT
 
 FAILING = "test-failing-disk"
 DISK: dict[str, object] = {"sync_fails": False, "create_errno": None, "room": None}
@@ -327,12 +327,12 @@ print(f"{len(acked)} acknowledged, {k - len(acked)} interrupted")
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_ctrl_c_at_random_moments_keeps_the_instance_whole(tmp_path: Path, seed: int) -> None:
+def test_ctrl_c_at_random_moments_keeps_the_instance_whole(tmp_path: Path, seed: int,
+                                                           backend: str) -> None:
     """KeyboardInterrupts land at random moments inside SyncEach appends (rolls included):
     no append fails afterwards, close() finishes, and after a reopen every acknowledged
     entry is there and nothing reads as damaged."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
-    backend = BACKENDS[seed % len(BACKENDS)]
     try:
         done = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(CHILD), str(tmp_path / "w"), backend,
@@ -405,3 +405,43 @@ def test_a_full_disk_still_drains(tmp_path: Path) -> None:
     with Walrus(data_dir=d, backend="pwrite") as again:
         got = again.read_next("t")
         assert got is not None and got.data == b"more"
+
+
+# --- interrupts in the thread that holds the right to sync ------------------------------------
+
+
+def test_a_right_to_sync_left_by_an_interrupt_is_given_back(tmp_path: Path) -> None:
+    """An interrupt can land before a pass's holder gives the right back (Python code cannot
+    rule it out): the holder's next append takes it back instead of waiting for itself."""
+    wal = Walrus(data_dir=tmp_path / "w", fsync_schedule=FsyncSchedule.SyncEach)
+    durability = wal._durability
+
+    def holder() -> None:
+        with durability.mutex:  # as an interrupted pass leaves it
+            durability.busy, durability.owner = True, threading.get_ident()
+        wal.append_for_topic("t", b"after the interrupt")
+
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the append waited for a pass its own thread left behind"
+    wal.close()
+    with Walrus(data_dir=tmp_path / "w") as again:
+        assert _all(again, "t") == [b"after the interrupt"]
+
+
+def test_a_lost_wake_up_is_not_waited_for_for_ever(tmp_path: Path) -> None:
+    """The right to sync given back without the wake-up (the interrupt landed between the
+    two): a thread waiting for it looks again by itself."""
+    wal = Walrus(data_dir=tmp_path / "w", fsync_schedule=FsyncSchedule.SyncEach)
+    durability = wal._durability
+    with durability.mutex:
+        durability.busy, durability.owner = True, -1
+    thread = threading.Thread(target=wal.flush, daemon=True)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive()  # it waits while the right is taken
+    durability.busy = False  # given back, no wake-up
+    thread.join(10)
+    assert not thread.is_alive(), "flush() waited for ever for a wake-up that was lost"
+    wal.close()
