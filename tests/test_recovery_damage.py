@@ -459,3 +459,24 @@ def test_many_damaged_records_are_judged_in_linear_time(counted_checks: list[int
     assert [pos for pos, _ in result.damaged] == offsets[1:count:2]
     assert len(result.records) == count // 2 + 1
     assert counted_checks[0] < 4 * count
+
+
+def test_damage_found_on_open_is_printed_without_any_logging_configured(tmp_path: Path) -> None:
+    """Damage is loud by default: a program that configured no logging still sees it on
+    stderr (and quiet mode keeps warnings)."""
+    d = tmp_path / "w"
+    with walrus.Walrus(data_dir=d, segment_size=8192) as wal:
+        for i in range(150):
+            wal.append_for_topic("abc"[i % 3], b"%d|" % i + b"." * 100)
+    flip_bit(segment_files(d)[0], 20)  # the first segment's header: its number field
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PLUGINS)])}
+    env.pop("WALRUS_QUIET", None)
+    code = ("import sys, walrus\n"
+            "with walrus.Walrus(data_dir=sys.argv[1], segment_size=8192) as wal:\n"
+            "    assert wal.damage(), 'nothing reported'\n")
+    for quiet in (False, True):
+        done = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True,
+                              text=True, timeout=60, env={**env, **(
+                                  {"WALRUS_QUIET": "1"} if quiet else {})})
+        assert done.returncode == 0, done.stderr
+        assert "damage found on open" in done.stderr, done.stderr

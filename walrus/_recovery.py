@@ -252,7 +252,7 @@ class Rebuilder:
             summary, _, torn = self.summarize(seg, expected, durable=durable)
             summaries[i] = (seg, summary, evidence, torn)
         for seg, _, _, _ in summaries[keep:]:
-            log.warning("discarding segment %s: it follows a torn write and was never durable",
+            log.info("discarding segment %s: it follows a torn write and was never durable",
                         seg.path)
             seg.close()
             self.dropped = max(self.dropped, seg.number)
