@@ -473,13 +473,14 @@ def consume_everything(wal: Walrus, topic: str, rng: random.Random) -> Seen:
 
 def check_loss_reported(topic: str, p: Pristine, seen: Seen, wal: Walrus) -> Counter[str]:
     """Every acknowledged entry the building process had not consumed: read back, reported
-    by a CorruptionError, or missing. Returns how many of each.
-
-    Missing ones are the entries no read could report (a topic that vanished, entries cut
-    with a segment's tail): the log must still say they are lost. That check goes here once
-    the log has an API for it.
+    by a CorruptionError, or missing; a missing one must be in what the log reports as lost
+    (``Walrus.damage()``: at its offset, or in damage no topic can be named for). Returns how
+    many of each.
     """
+    reports = wal.damage()
+    unnamed = any(d.topic is None for d in reports)
     outcome: Counter[str] = Counter()
+    silent = []
     for offset in range(p.plan.consumed[topic], p.plan.acked[topic]):
         if offset in seen.delivered:
             outcome["read back"] += 1
@@ -487,6 +488,13 @@ def check_loss_reported(topic: str, p: Pristine, seen: Seen, wal: Walrus) -> Cou
             outcome["reported damaged"] += 1
         else:
             outcome["missing"] += 1
+            if not unnamed and not any(
+                    d.topic == topic and d.first_offset is not None
+                    and d.last_offset is not None and d.first_offset <= offset <= d.last_offset
+                    for d in reports):
+                silent.append(offset)
+    require(not silent, f"{topic!r}: acknowledged entries lost without a report: {silent[:10]}",
+            gap=True)
     return outcome
 
 

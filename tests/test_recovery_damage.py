@@ -236,6 +236,18 @@ def test_a_batch_broken_by_damage_keeps_the_offsets_it_was_framed_with(
 # --- a damaged segment header ---------------------------------------------------------------------
 
 
+def assert_losses_reported_and_offsets_kept(wal: walrus.Walrus, damage: list[Damage],
+                                            written: dict[str, list[bytes]]) -> None:
+    """Every entry of each topic reads back or is reported damaged (by reads and by
+    ``damage()`` alike), and the next append gets the offset after the last one written."""
+    for topic, entries in written.items():
+        readable, damaged = readable_or_reported(wal, topic, len(entries))
+        assert damaged and sorted(readable + damaged) == list(range(len(entries)))
+        assert reported_offsets(damage, topic) == set(damaged)
+        wal.append_for_topic(topic, b"more")
+        assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
+
+
 def _three_topics(directory: Path, backend: str) -> dict[str, list[bytes]]:
     written: dict[str, list[bytes]] = {"a": [], "b": [], "c": []}
     with walrus.Walrus(data_dir=directory, backend=backend, segment_size=SEGMENT) as wal:
@@ -329,12 +341,7 @@ def test_a_lost_segment_is_reported_and_its_offsets_never_reused(tmp_path: Path,
     with walrus.Walrus(data_dir=directory, backend=backend, segment_size=SEGMENT) as wal:
         damage = wal.damage()
         assert any(d.path == str(middle) and d.first_offset is None for d in damage)
-        for topic, entries in written.items():
-            readable, damaged = readable_or_reported(wal, topic, len(entries))
-            assert damaged and sorted(readable + damaged) == list(range(len(entries)))
-            assert reported_offsets(damage, topic) == set(damaged)
-            wal.append_for_topic(topic, b"more")
-            assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
+        assert_losses_reported_and_offsets_kept(wal, damage, written)
 
 
 def test_a_segment_cut_short_opens_and_reports_what_it_lost(tmp_path: Path,
@@ -347,12 +354,7 @@ def test_a_segment_cut_short_opens_and_reports_what_it_lost(tmp_path: Path,
     os.truncate(first, first.stat().st_size // 2 + 3)
     with walrus.Walrus(data_dir=directory, backend=backend, segment_size=SEGMENT) as wal:
         damage = wal.damage()
-        for topic, entries in written.items():
-            readable, damaged = readable_or_reported(wal, topic, len(entries))
-            assert damaged and sorted(readable + damaged) == list(range(len(entries)))
-            assert reported_offsets(damage, topic) == set(damaged)
-            wal.append_for_topic(topic, b"more")
-            assert peek_all(wal, topic, len(entries))[0].offset == len(entries)
+        assert_losses_reported_and_offsets_kept(wal, damage, written)
 
 
 # --- what a crash leaves by design is not damage -----------------------------------------------
@@ -480,3 +482,28 @@ def test_damage_found_on_open_is_printed_without_any_logging_configured(tmp_path
                                   {"WALRUS_QUIET": "1"} if quiet else {})})
         assert done.returncode == 0, done.stderr
         assert "damage found on open" in done.stderr, done.stderr
+
+
+def test_a_lost_segment_holding_every_entry_of_a_topic_is_reported(tmp_path: Path,
+                                                                    backend: str) -> None:
+    """Only consumed entries are ever reclaimed: a topic whose every stored entry went with a
+    deleted segment has them reported damaged, not taken for reclaimed."""
+    d = tmp_path / "w"
+    with walrus.Walrus(data_dir=d, backend=backend, segment_size=8192) as wal:
+        wal.batch_append_for_topic("big", [b"%d" % i + b"." * 200 for i in range(100)])
+        for _ in range(10):
+            wal.read_next("big")
+        for i in range(200):  # later segments, whose preambles name "big" and its cursor
+            wal.append_for_topic("other", b"%d" % i + b"." * 100)
+        t = wal._wal.by_name["big"]
+        holding = {lsn >> _codec.SEG_SHIFT for lsn in t.lsns}
+    assert len(holding) == 1  # the batch got a segment of its own
+    number = holding.pop()
+    (d / segment_name(number)).unlink()
+    (d / index_name(number)).unlink(missing_ok=True)
+    with walrus.Walrus(data_dir=d, backend=backend, segment_size=8192) as wal:
+        assert reported_offsets(wal.damage(), "big") == set(range(10, 100))
+        with pytest.raises(CorruptionError):
+            wal.read_next("big", checkpoint=False)
+        wal.append_for_topic("big", b"after")
+        assert wal.get_topic_entry_count("big") == 91  # 90 reported damaged, then the new one

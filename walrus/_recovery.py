@@ -365,10 +365,12 @@ class Rebuilder:
                 t.lsns.extend([t.lsns[-1] | DAMAGED] * (t.next_seq - end))
             elif not t.lsns:
                 t.first_seq = t.next_seq
-            if t.lsns and t.first_seq > t.persisted:
+            if t.first_seq > t.persisted and (t.lsns or self.segments):
                 # Only consumed entries are ever reclaimed: unconsumed ones before the first
-                # entry found were lost to damage (a creating batch or its segment's head).
-                first = (t.lsns[0] & ~DAMAGED) - _codec.ALIGN
+                # entry found (or before the next offset, when none is found) were lost to
+                # damage (a creating batch, its segment's head, or a whole segment).
+                first = ((t.lsns[0] & ~DAMAGED) - _codec.ALIGN if t.lsns
+                         else self.segments[0].lsn_base | SEGMENT_HEADER_SIZE)
                 t.lsns[0:0] = array("Q", [first | DAMAGED] * (t.first_seq - t.persisted))
                 t.first_seq = t.persisted
             if t.persisted > t.next_seq:
