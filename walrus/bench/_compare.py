@@ -5,8 +5,9 @@ Every figure is a rate measured in this run; ratios divide by the baseline syste
 varies 20-35 % from run to run. Repeats are interleaved across systems and the median kept.
 
 A workload is one entry in :data:`WORKLOADS`: a sync mode to open the store with and a
-function that drives it for the given seconds. Adding a row (issue 6's table, say) means
-adding an entry here, and a method to :class:`~._stores.Store` if it needs a new operation.
+function that drives it for the given seconds. Adding a row (one of the performance targets,
+say) means adding an entry here, and a method to :class:`~._stores.Store` if it needs a new
+operation.
 """
 
 from __future__ import annotations

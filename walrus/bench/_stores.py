@@ -190,7 +190,7 @@ def baseline_systems() -> list[System]:
         System("python-file", "baseline", lambda f, d: FileStore(f, d, checksum=False),
                "buffered file write, 16-byte header, no checksum"),
         System("python-file-crc32", "baseline", FileStore,
-               "buffered file write, 16-byte header with zlib.crc32 (issue 6's ceiling)"),
+               "buffered file write, 16-byte header with zlib.crc32 (the targets' ceiling)"),
         System("python-pwrite", "baseline", PwriteStore, "os.pwrite per record + fdatasync"),
     ]
 

@@ -437,7 +437,7 @@ def write_files(results: list[Result], out: Path, repeats: int) -> None:
 
 
 def add_targets(sub: Any) -> None:
-    p = sub.add_parser("targets", help="the performance targets table (issue 6), as ratios",
+    p = sub.add_parser("targets", help="the performance targets table, as ratios",
                        description=__doc__)
     p.add_argument("--out", default="bench_results/targets", metavar="DIR")
     p.add_argument("--repeats", type=int, default=3, help="interleaved runs (median reported)")
