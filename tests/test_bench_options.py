@@ -7,35 +7,8 @@ import argparse
 import pytest
 
 from walrus import FsyncSchedule, InvalidArgumentError
-from walrus.bench._options import (
-    fsync_label,
-    parse_backend,
-    parse_batch_size,
-    parse_duration,
-    parse_fsync,
-    parse_size,
-    parse_threads,
-)
+from walrus.bench._options import parse_batch_size, parse_duration, parse_size, parse_threads
 from walrus.bench._settings import resolve_settings
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("sync-each", FsyncSchedule.SyncEach),
-    ("no-fsync", FsyncSchedule.NoFsync),
-    ("none", FsyncSchedule.NoFsync),
-    ("async", FsyncSchedule.Milliseconds(1000)),
-    ("250ms", FsyncSchedule.Milliseconds(250)),
-    ("500", FsyncSchedule.Milliseconds(500)),
-])
-def test_fsync_values_follow_the_original(text: str, expected: object) -> None:
-    assert parse_fsync(text) == expected
-    assert parse_fsync(fsync_label(parse_fsync(text))) == expected
-
-
-@pytest.mark.parametrize("text", ["", "sync", "fast", "ms", "-5ms", "1.5ms", "10s"])
-def test_fsync_rejects_what_the_original_would_ignore(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_fsync(text)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -78,15 +51,6 @@ def test_sizes() -> None:
     assert parse_size("4096") == 4096
     with pytest.raises(ValueError):
         parse_size("lots")
-
-
-def test_backend_names_must_be_registered() -> None:
-    assert parse_backend("auto") == "auto"
-    assert parse_backend("pwrite, mmap") == "pwrite,mmap"
-    with pytest.raises(ValueError, match="nope"):
-        parse_backend("nope")
-    with pytest.raises(ValueError):
-        parse_backend("mmap,")
 
 
 def _args(**flags: object) -> argparse.Namespace:

@@ -83,6 +83,21 @@ def test_console_script_is_installed() -> None:
     assert result.returncode == 0 and result.stdout.startswith(b"walrus-wal ")
 
 
+def test_the_library_and_its_commands_never_load_the_benchmarks(data_dir: Path) -> None:
+    """The benchmark tools are imported by ``walrus bench`` alone, never by walrus itself."""
+    loaded = run_python("""
+        import sys
+        import walrus
+        from walrus._cli import main
+        assert main(["append", sys.argv[1], "t", "x", "-q"]) == 0
+        assert main(["read", sys.argv[1], "t"]) == 0
+        assert main(["topics", sys.argv[1]]) == 0
+        assert main(["backends"]) == 0
+        print(sorted(m for m in sys.modules if m.startswith(("walrus.bench", "walrus_bench"))))
+    """, str(data_dir)).stdout.decode().splitlines()[-1]
+    assert loaded == "[]"
+
+
 # --- append and read --------------------------------------------------------------------------
 
 

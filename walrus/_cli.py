@@ -1,8 +1,9 @@
 """The ``walrus`` command line (also ``python -m walrus``).
 
-Every subcommand lives in ``walrus._commands`` (``bench`` in ``walrus.bench``). Whatever goes
-wrong that the user can fix (a bad argument, a locked directory, a missing topic) ends in one
-line on standard error and exit status 2, before anything is written.
+Every subcommand lives in ``walrus._commands``, except ``bench``: the benchmark tools are a
+package of their own, imported only when ``walrus bench`` runs (the other commands never load
+them). Whatever goes wrong that the user can fix (a bad argument, a locked directory, a missing
+topic) ends in one line on standard error and exit status 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, bench: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; ``bench`` fills in the benchmark subcommands (an import)."""
     parser = _Parser(
         prog="walrus",
         description="A durable, topic-aware write-ahead log: append, read, follow and check "
@@ -37,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (append, read, tail, topics, verify, backends):
         module.register(commands)
-    from .bench import register as register_bench
+    bench_parser = commands.add_parser("bench", help="run benchmarks")
+    if bench:
+        from .bench import register as register_bench
 
-    register_bench(commands)
+        register_bench(bench_parser)
     return parser
 
 
@@ -53,8 +57,9 @@ def describe(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(bench=arguments[:1] == ["bench"])
+    args = parser.parse_args(arguments)
     try:
         result: int = args.func(args)
     except (CommandError, WalrusError, OSError) as exc:

@@ -2,40 +2,25 @@
 
 Every subcommand that opens a data directory takes ``DIR`` and the same options; this module
 turns them into ``Walrus`` keyword arguments, and opens a writer or a read-only observer.
-``--fsync`` is spelled as ``WALRUS_FSYNC`` is, so it shares the benchmarks' parser.
+``--fsync`` and ``--consistency`` are parsed by ``_settings_parse``, so they are spelled as
+``WALRUS_FSYNC`` and the benchmarks' flags are.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ._config import Consistency, FsyncSchedule, ReadConsistency
-from ._errors import InvalidArgumentError
+from ._config import FsyncSchedule, ReadConsistency
+from ._settings_parse import parse_consistency, parse_fsync
 from ._walrus import Walrus
-from .bench._options import parse_fsync
 
 FSYNC_HELP = ("fsync schedule: sync-each, no-fsync (or none), async (= 1000ms), <n>ms or <n> "
               "(milliseconds); default 1000ms")
 CONSISTENCY_HELP = ("read consistency: strictly-at-once (default) or at-least-once:N "
                     "(persist the cursor every N entries)")
-
-_AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)")
-
-
-def parse_consistency(text: str) -> Consistency:
-    """``strictly-at-once`` or ``at-least-once:N``."""
-    value = text.strip().lower()
-    if value in ("strictly-at-once", "strict"):
-        return ReadConsistency.StrictlyAtOnce
-    match = _AT_LEAST_ONCE.fullmatch(value)
-    if match is None:
-        raise InvalidArgumentError("expected strictly-at-once or at-least-once:N")
-    return ReadConsistency.AtLeastOnce(persist_every=int(match.group(1)))
-
 
 T = TypeVar("T")
 

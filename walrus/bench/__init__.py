@@ -8,11 +8,11 @@ installed peers and a plain-Python file baseline, and reports ratios measured in
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
 
 
-def register(commands: Any) -> None:
-    """Add the ``bench`` subcommand to the ``walrus`` command line."""
+def register(bench: argparse.ArgumentParser) -> None:
+    """Fill in the ``walrus bench`` parser: its description and one subcommand per benchmark."""
     from ._commands import register as register_bench
 
-    register_bench(commands)
+    register_bench(bench)

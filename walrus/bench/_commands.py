@@ -28,12 +28,10 @@ def _benchmarks() -> dict[str, Benchmark]:
             "batch": _batch.run, "batch-scaling": _scaling.run_batch_scaling}
 
 
-def register(commands: Any) -> None:
-    """Add ``bench`` and its subcommands to the ``walrus`` parser."""
-    bench = commands.add_parser(
-        "bench", help="run benchmarks",
-        description="Benchmarks reproducing the Rust original's suite, a peer comparison "
-                    "and plots. Flags win over the WALRUS_* variables.")
+def register(bench: argparse.ArgumentParser) -> None:
+    """Describe the ``walrus bench`` parser and add one subcommand per benchmark."""
+    bench.description = ("Benchmarks reproducing the Rust original's suite, a peer comparison "
+                         "and plots. Flags win over the WALRUS_* variables.")
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     for name, help_text in _HELP.items():
         _add_benchmark(sub, name, help_text)

@@ -2,6 +2,7 @@
 
 A flag wins over its variable, the variable over the default. An invalid value raises
 :class:`walrus.InvalidArgumentError` naming where it came from; nothing falls back silently.
+Settings the library also reads (fsync schedule, backend) use its own parsers.
 """
 
 from __future__ import annotations
@@ -10,16 +11,8 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from .._config import (
-    MAX_BATCH_ENTRIES,
-    FsyncSchedule,
-    MillisecondsSchedule,
-    NoFsyncSchedule,
-    Schedule,
-    SyncEachSchedule,
-)
+from .._config import MAX_BATCH_ENTRIES
 from .._errors import InvalidArgumentError
-from ..plugins import registered_specs
 
 T = TypeVar("T")
 
@@ -29,31 +22,6 @@ MAX_THREADS = 128
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
-
-
-def parse_fsync(text: str) -> Schedule:
-    """``sync-each``, ``no-fsync``/``none``, ``async`` (1000 ms), ``<n>ms`` or ``<n>``."""
-    value = text.strip()
-    if value == "sync-each":
-        return FsyncSchedule.SyncEach
-    if value in ("no-fsync", "none"):
-        return FsyncSchedule.NoFsync
-    if value == "async":
-        return FsyncSchedule.Milliseconds(1000)
-    digits = value[:-2] if value.endswith("ms") else value
-    if digits.isdigit():
-        return FsyncSchedule.Milliseconds(int(digits))
-    raise ValueError("expected sync-each, no-fsync, none, async, <n>ms or <n>")
-
-
-def fsync_label(schedule: Schedule) -> str:
-    """The spelling ``parse_fsync`` reads back."""
-    if isinstance(schedule, SyncEachSchedule):
-        return "sync-each"
-    if isinstance(schedule, NoFsyncSchedule):
-        return "no-fsync"
-    assert isinstance(schedule, MillisecondsSchedule)
-    return f"{schedule.interval_ms}ms"
 
 
 def parse_threads(text: str) -> tuple[int, int]:
@@ -107,17 +75,6 @@ def parse_size(text: str) -> int:
     unit = match.group(2).lower().rstrip("b").rstrip("i")
     scale = 1024 ** " kmgt".index(unit or " ")
     return int(float(match.group(1)) * scale)
-
-
-def parse_backend(text: str) -> str:
-    """A backend name, a comma-separated fallback list or ``auto``; every name registered."""
-    names = [name.strip() for name in text.split(",")]
-    known = {spec.name for spec, _ in registered_specs()}
-    unknown = [name for name in names if name != "auto" and name not in known]
-    if not all(names) or unknown:
-        raise ValueError(f"unknown backend {', '.join(unknown) or '(empty)'}; "
-                         f"registered: {', '.join(sorted(known)) or 'none'}, or auto")
-    return ",".join(names)
 
 
 def pick(parse: Callable[[str], T], default: T, *sources: tuple[str, str | None]) -> T:

@@ -9,12 +9,10 @@ from collections.abc import Mapping
 import attrs
 
 from .._config import FsyncSchedule, Schedule
+from .._settings_parse import fsync_label, parse_backend, parse_fsync
 from ._options import (
-    fsync_label,
-    parse_backend,
     parse_batch_size,
     parse_duration,
-    parse_fsync,
     parse_size,
     parse_thread_count,
     parse_threads,

@@ -1,0 +1,51 @@
+"""The library's text spellings of settings, shared by the CLI, the benchmarks and variables."""
+
+from __future__ import annotations
+
+import pytest
+
+from walrus import FsyncSchedule, InvalidArgumentError, ReadConsistency
+from walrus._settings_parse import fsync_label, parse_backend, parse_consistency, parse_fsync
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("sync-each", FsyncSchedule.SyncEach),
+    ("no-fsync", FsyncSchedule.NoFsync),
+    ("none", FsyncSchedule.NoFsync),
+    ("async", FsyncSchedule.Milliseconds(1000)),
+    ("250ms", FsyncSchedule.Milliseconds(250)),
+    ("500", FsyncSchedule.Milliseconds(500)),
+])
+def test_fsync_values_follow_the_original(text: str, expected: object) -> None:
+    assert parse_fsync(text) == expected
+    assert parse_fsync(fsync_label(parse_fsync(text))) == expected
+
+
+@pytest.mark.parametrize("text", ["", "sync", "fast", "ms", "-5ms", "1.5ms", "10s"])
+def test_fsync_rejects_what_the_original_would_ignore(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_fsync(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("strictly-at-once", ReadConsistency.StrictlyAtOnce),
+    ("Strict", ReadConsistency.StrictlyAtOnce),
+    ("at-least-once:5", ReadConsistency.AtLeastOnce(persist_every=5)),
+])
+def test_consistency_values(text: str, expected: object) -> None:
+    assert parse_consistency(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "at-least-once", "at-least-once:x", "sometimes"])
+def test_consistency_rejects_other_text(text: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="strictly-at-once or at-least-once:N"):
+        parse_consistency(text)
+
+
+def test_backend_names_must_be_registered() -> None:
+    assert parse_backend("auto") == "auto"
+    assert parse_backend("pwrite, mmap") == "pwrite,mmap"
+    with pytest.raises(ValueError, match="nope"):
+        parse_backend("nope")
+    with pytest.raises(ValueError):
+        parse_backend("mmap,")
