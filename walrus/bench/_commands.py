@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ._context import Run, start_run
+from ._context import Run, add_common, start_run
 from ._settings import DEFAULTS, resolve_settings
 
 Benchmark = Callable[[Run, Any], None]
@@ -48,16 +48,6 @@ def register(bench: argparse.ArgumentParser) -> None:
     add_scale(sub)
     add_backends(sub)
     add_durable_append(sub)
-
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    """Options every measuring subcommand has."""
-    parser.add_argument("--out", default="bench_results", metavar="DIR",
-                        help="folder for the CSV files and summary.json (default: %(default)s)")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="where scratch data goes (default: $WALRUS_DATA_DIR or ./wal_files); "
-                             "a fresh subfolder is made and removed afterwards")
-    parser.add_argument("--keep-data", action="store_true", help="keep the scratch data")
 
 
 def _add_benchmark(sub: Any, name: str, help_text: str) -> None:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import attrs
 
-from ._stores import Store, System
+from ._peers import peer_systems
+from ._stores import Store, System, baseline_systems, walrus_systems
 
 CHUNK = 1000
 SYNC_CHUNK = 10
@@ -30,6 +31,11 @@ PREFILL_MAX = 2_000_000
 Step = Callable[[], int]
 Drive = Callable[[Store, list[bytes], float], tuple[int, float]]
 """Runs a workload on an open store for some seconds; returns (entries, seconds)."""
+
+
+def all_systems() -> list[System]:
+    """Walrus on each backend, the baselines, sqlite3, and the peers that are installed."""
+    return [*walrus_systems(), *baseline_systems(), *peer_systems()]
 
 
 def timed(step: Step, seconds: float) -> tuple[int, float]:

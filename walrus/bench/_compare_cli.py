@@ -6,18 +6,15 @@ import argparse
 from typing import Any
 
 from .._errors import InvalidArgumentError
-from ._compare import WORKLOADS, measure
+from ._compare import WORKLOADS, all_systems, measure
 from ._compare_report import COLUMNS, CSV, results, table, write_csv
-from ._context import start_run
+from ._context import add_common, start_run
 from ._options import parse_duration, parse_size, pick
-from ._stores import all_systems
 
 DEFAULT_BASELINE = "python-file-crc32"
 
 
 def add_compare(sub: Any) -> None:
-    from ._commands import add_common
-
     p = sub.add_parser(
         "compare", help="single-thread workloads on walrus, baselines and peers",
         description="Append (no sync), append with an fsync per 1000, consume with a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -75,6 +76,16 @@ class Run:
         print(self.summary.table())
         print(f"results in {self.out}/")
         return 1 if self.summary.errors else 0
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every measuring subcommand has: where :func:`start_run` puts its files."""
+    parser.add_argument("--out", default="bench_results", metavar="DIR",
+                        help="folder for the CSV files and summary.json (default: %(default)s)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where scratch data goes (default: $WALRUS_DATA_DIR or ./wal_files); "
+                             "a fresh subfolder is made and removed afterwards")
+    parser.add_argument("--keep-data", action="store_true", help="keep the scratch data")
 
 
 @contextmanager

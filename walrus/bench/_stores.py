@@ -195,12 +195,5 @@ def baseline_systems() -> list[System]:
     ]
 
 
-def all_systems() -> list[System]:
-    """Walrus on each backend, the baselines, sqlite3, and the peers that are installed."""
-    from ._peers import peer_systems
-
-    return [*walrus_systems(), *baseline_systems(), *peer_systems()]
-
-
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
