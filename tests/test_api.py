@@ -11,9 +11,10 @@ import walrus
 PUBLIC = {
     "MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MAX_ENTRY_BYTES", "Availability", "BackendInfo",
     "BackendSpec", "BackendUnavailableError", "BatchTooLargeError", "CorruptionError", "Damage",
-    "Entry",
+    "Consistency", "Entry",
     "EntryTooLargeError", "FsyncSchedule", "InvalidArgumentError", "InvalidTopicError",
-    "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "StorageError", "Walrus",
+    "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "Schedule", "StorageError",
+    "Walrus",
     "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
     "available_backends", "backend_spec", "hookimpl",
 }
@@ -98,6 +99,17 @@ def test_modes_spell_like_the_original() -> None:
         ReadConsistency.AtLeastOnce(persist_every=-1)
     with pytest.raises(walrus.InvalidArgumentError):
         FsyncSchedule.Milliseconds("10")  # type: ignore[arg-type]
+
+
+def test_mode_types_cover_every_mode() -> None:
+    """``Consistency`` and ``Schedule`` are the types of the values, for annotations."""
+    from walrus import Consistency, FsyncSchedule, ReadConsistency, Schedule
+
+    for mode in (ReadConsistency.StrictlyAtOnce, ReadConsistency.AtLeastOnce(3)):
+        assert isinstance(mode, Consistency) and not isinstance(mode, Schedule)
+    for schedule in (FsyncSchedule.SyncEach, FsyncSchedule.NoFsync,
+                     FsyncSchedule.Milliseconds(5)):
+        assert isinstance(schedule, Schedule) and not isinstance(schedule, Consistency)
 
 
 def test_entry_is_an_immutable_value() -> None:

@@ -17,10 +17,16 @@ from ._config import (
     MAX_ENTRY_BYTES as MAX_ENTRY_BYTES,
 )
 from ._config import (
+    Consistency as Consistency,
+)
+from ._config import (
     FsyncSchedule as FsyncSchedule,
 )
 from ._config import (
     ReadConsistency as ReadConsistency,
+)
+from ._config import (
+    Schedule as Schedule,
 )
 from ._damage import Damage as Damage
 from ._entry import Entry as Entry
@@ -93,6 +99,7 @@ __all__ = [
     "BackendSpec",
     "BackendUnavailableError",
     "BatchTooLargeError",
+    "Consistency",
     "CorruptionError",
     "Damage",
     "Entry",
@@ -103,6 +110,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "ReadConsistency",
     "ReadOnlyError",
+    "Schedule",
     "StorageError",
     "Walrus",
     "WalrusClosedError",

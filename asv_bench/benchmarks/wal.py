@@ -12,8 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends
-from walrus._config import Consistency, Schedule
+from walrus import Consistency, FsyncSchedule, ReadConsistency, Schedule, Walrus, available_backends
 
 BACKENDS = [b.name for b in available_backends() if b.available]
 SCHEDULES: dict[str, Schedule] = {

@@ -25,9 +25,8 @@ from typing import Any
 
 import attrs
 
-from .._config import FsyncSchedule, ReadConsistency
-from .._walrus import Walrus
-from ..plugins import available_backends, backend_spec
+from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends, backend_spec
+
 from ._compare_report import rate_text
 
 PAYLOAD = b"x" * 100

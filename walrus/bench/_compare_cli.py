@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._errors import InvalidArgumentError
+from walrus import InvalidArgumentError
+
 from ._compare import WORKLOADS, all_systems, measure
 from ._compare_report import COLUMNS, CSV, results, table, write_csv
 from ._context import add_common, start_run

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import attrs
 
-from .._config import Consistency, ReadConsistency, Schedule
-from .._walrus import Walrus
+from walrus import Consistency, ReadConsistency, Schedule, Walrus
+
 from ._progress import Progress
 from ._resources import Usage
 from ._runner import Phase, RowMaker, RunClock

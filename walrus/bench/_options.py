@@ -11,8 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from .._config import MAX_BATCH_ENTRIES
-from .._errors import InvalidArgumentError
+from walrus import MAX_BATCH_ENTRIES, InvalidArgumentError
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._errors import InvalidArgumentError
+from walrus import InvalidArgumentError
 
 MIB = float(1 << 20)
 COLORS = {"walrus": "#1f77b4", "baseline": "#7f7f7f", "peer": "#ff7f0e"}

@@ -12,7 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .._walrus import Walrus
+from walrus import Walrus
+
 from ._context import Run
 from ._payloads import chunks, payloads, uniform_size
 from ._runner import PhaseResult, Worker

@@ -8,8 +8,11 @@ from collections.abc import Mapping
 
 import attrs
 
-from .._config import FsyncSchedule, Schedule
-from .._settings_parse import fsync_label, parse_backend, parse_fsync
+# The library's own parsers of these settings (private: walrus has no public parsing API), so
+# that WALRUS_FSYNC and --fsync mean here what they mean to the walrus command line.
+from walrus import FsyncSchedule, Schedule
+from walrus._settings_parse import fsync_label, parse_backend, parse_fsync
+
 from ._options import (
     parse_batch_size,
     parse_duration,

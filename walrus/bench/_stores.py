@@ -16,9 +16,7 @@ from typing import BinaryIO, Protocol
 
 import attrs
 
-from .._config import FsyncSchedule, ReadConsistency
-from .._walrus import Walrus
-from ..plugins import available_backends
+from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends
 
 CURSOR_EVERY = 1000
 """A consumer persists its position once every 1000 entries (AtLeastOnce(1000) in walrus)."""

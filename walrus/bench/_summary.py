@@ -10,7 +10,8 @@ from pathlib import Path
 
 import attrs
 
-from .._version import __version__
+from walrus import __version__
+
 from ._resources import Usage
 from ._runner import PhaseResult
 from ._sampling import Latency

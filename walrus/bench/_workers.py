@@ -11,7 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from .._walrus import Walrus
+from walrus import Walrus
+
 from ._payloads import CHUNK, Chunk
 from ._runner import Worker
 from ._sampling import Tally
