@@ -122,7 +122,7 @@ asv-publish: $(STAMP)
 	$(ASV) publish
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check walrus tests
+	$(VENV)/bin/ruff check walrus walrus_bench tests
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

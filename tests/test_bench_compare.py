@@ -10,7 +10,7 @@ import pytest
 
 from walrus import available_backends
 from walrus._cli import main
-from walrus.bench._compare import all_systems
+from walrus_bench._compare import all_systems
 
 WORKLOADS = ["append", "append_sync1000", "consume", "batch1000", "sync_each"]
 COLUMNS = ["system", "kind", "workload", "entries_per_second", "ratio_to_baseline", "baseline",

@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from walrus import FsyncSchedule, InvalidArgumentError
-from walrus.bench._options import parse_batch_size, parse_duration, parse_size, parse_threads
-from walrus.bench._settings import resolve_settings
+from walrus_bench._options import parse_batch_size, parse_duration, parse_size, parse_threads
+from walrus_bench._settings import resolve_settings
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -58,7 +58,7 @@ def test_plot_without_results_says_what_to_run(tmp_path: Path,
 
 def test_show_opens_with_a_display(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a display, ``--show`` hands the PNG to the desktop's opener (a stand-in here)."""
-    from walrus.bench import _plot_cli
+    from walrus_bench import _plot_cli
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from walrus.bench._progress import Progress
+from walrus_bench._progress import Progress
 
 
 class Terminal(io.StringIO):

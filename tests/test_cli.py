@@ -98,6 +98,20 @@ def test_the_library_and_its_commands_never_load_the_benchmarks(data_dir: Path) 
     assert loaded == "[]"
 
 
+@pytest.mark.parametrize("args", [["bench"], ["bench", "--help"], ["bench", "writes"]])
+def test_bench_without_the_benchmark_tools_says_so(args: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from walrus._cli import main
+
+    monkeypatch.setitem(sys.modules, "walrus_bench", None)  # as if it were not installed
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("walrus bench: error: the benchmark tools (the walrus_bench package) "
+                          "are not installed")
+    assert main(["backends"]) == 0  # every other command works without them
+
+
 # --- append and read --------------------------------------------------------------------------
 
 

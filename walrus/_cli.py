@@ -1,9 +1,10 @@
 """The ``walrus`` command line (also ``python -m walrus``).
 
 Every subcommand lives in ``walrus._commands``, except ``bench``: the benchmark tools are a
-package of their own, imported only when ``walrus bench`` runs (the other commands never load
-them). Whatever goes wrong that the user can fix (a bad argument, a locked directory, a missing
-topic) ends in one line on standard error and exit status 2, before anything is written.
+package of their own (``walrus_bench``), imported only when ``walrus bench`` runs, so the
+library and its other commands never load them. Whatever goes wrong that the user can fix (a
+bad argument, a locked directory, a missing topic) ends in one line on standard error and exit
+status 2, before anything is written.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._commands import CommandError, append, backends, read, tail, topics, verify
@@ -20,6 +21,10 @@ from ._version import __version__
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
+BENCH_MISSING = ("the benchmark tools (the walrus_bench package) are not installed; they ship "
+                 "with walrus-wal, so reinstall it: pip install --force-reinstall walrus-wal")
+
+RegisterBench = Callable[[argparse.ArgumentParser], None]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,8 +34,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser(*, bench: bool = False) -> argparse.ArgumentParser:
-    """The whole command line; ``bench`` fills in the benchmark subcommands (an import)."""
+def build_parser(*, bench: RegisterBench | None = None) -> argparse.ArgumentParser:
+    """The whole command line; ``bench`` (``walrus_bench.register``) fills in ``walrus bench``."""
     parser = _Parser(
         prog="walrus",
         description="A durable, topic-aware write-ahead log: append, read, follow and check "
@@ -40,11 +45,20 @@ def build_parser(*, bench: bool = False) -> argparse.ArgumentParser:
     for module in (append, read, tail, topics, verify, backends):
         module.register(commands)
     bench_parser = commands.add_parser("bench", help="run benchmarks")
-    if bench:
-        from .bench import register as register_bench
-
-        register_bench(bench_parser)
+    if bench is not None:
+        bench(bench_parser)
     return parser
+
+
+def bench_tools() -> RegisterBench | None:
+    """``walrus_bench.register``, or None when the benchmark tools are not installed."""
+    try:
+        from walrus_bench import register
+    except ModuleNotFoundError as exc:
+        if exc.name != "walrus_bench":
+            raise  # installed, but something it needs is missing: say so in full
+        return None
+    return register
 
 
 def describe(exc: BaseException) -> str:
@@ -58,8 +72,13 @@ def describe(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(bench=arguments[:1] == ["bench"])
-    args = parser.parse_args(arguments)
+    bench = None
+    if arguments[:1] == ["bench"]:
+        bench = bench_tools()
+        if bench is None:
+            print(f"walrus bench: error: {BENCH_MISSING}", file=sys.stderr)
+            return ERROR_EXIT
+    args = build_parser(bench=bench).parse_args(arguments)
     try:
         result: int = args.func(args)
     except (CommandError, WalrusError, OSError) as exc:
