@@ -2,11 +2,8 @@
 
     walrus bench backends [--rounds 3] [--quick] [--dir PATH] [--backends a,b]
 
-Prints a Markdown table of medians (higher is better) and each backend's ratio to ``pwrite``
-measured in the same round (median and range over rounds); absolute figures differ between
-machines and runs, ratios much less.
-Rounds rotate the order of the backends so that drifting disk latency hits each alike.
-:func:`measure` and :func:`format_table` are what a bench tool can call.
+What it prints is :data:`DESCRIPTION` (the command's help). :func:`measure` and
+:func:`format_table` are what a bench tool can call.
 """
 
 from __future__ import annotations
@@ -235,10 +232,19 @@ def _filesystem(path: str) -> str:
     return kind
 
 
+DESCRIPTION = (
+    "The same workloads on every available backend, in one run. Prints a Markdown table of "
+    "medians (higher is better) and each backend's ratio to pwrite measured in the same round "
+    "(median and range over rounds): absolute figures differ between machines and runs, ratios "
+    "much less. Rounds rotate the order of the backends so that drifting disk latency hits each "
+    "alike.")
+
+
 def add_backends(sub: Any) -> None:
     p = sub.add_parser("backends", help="the backends side by side (docs/backends.md's table)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
+                       description=DESCRIPTION)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds; medians and ranges are over rounds (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     p.add_argument("--dir", default=".", help="where to write (default: here)")
     p.add_argument("--backends", help="comma-separated names (default: all available)")

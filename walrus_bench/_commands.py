@@ -30,8 +30,11 @@ def _benchmarks() -> dict[str, Benchmark]:
 
 def register(bench: argparse.ArgumentParser) -> None:
     """Describe the ``walrus bench`` parser and add one subcommand per benchmark."""
-    bench.description = ("Benchmarks reproducing the Rust original's suite, a peer comparison "
-                         "and plots. Flags win over the WALRUS_* variables.")
+    bench.description = (
+        "Benchmarks: the suite of walrus-rust 0.2, the Rust crate walrus rewrites (same "
+        "workloads, CSV files and columns), a comparison with other stores, the performance "
+        "targets, scale and backend measurements, and plots. Flags win over the WALRUS_* "
+        "variables.")
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     for name, help_text in _HELP.items():
         _add_benchmark(sub, name, help_text)

@@ -1,8 +1,9 @@
 """``walrus bench compare``: single-thread workloads on walrus, baselines and peers.
 
 Every figure is a rate measured in this run; ratios divide by the baseline system
-(``python-file-crc32`` unless told otherwise) measured in the same run, since this machine
-varies 20-35 % from run to run. Repeats are interleaved across systems and the median kept.
+(``python-file-crc32`` unless told otherwise) measured in the same run, since timings vary
+from run to run (20-35 % on the machine kind of docs/performance.md). Repeats are interleaved
+across systems and the median kept.
 
 A workload is one entry in :data:`WORKLOADS`: a sync mode to open the store with and a
 function that drives it for the given seconds. Adding a row (one of the performance targets,

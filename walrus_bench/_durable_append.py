@@ -30,8 +30,9 @@ BLOCK = 4096
 def add_durable_append(sub: Any) -> None:
     p = sub.add_parser("durable-append", help="O_DIRECT or not for durable appends (io_uring)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=600)
-    p.add_argument("--dir", default=".")
+    p.add_argument("--count", type=int, default=600,
+                   help="durable appends per way (default %(default)s)")
+    p.add_argument("--dir", default=".", help="where to write (default: here)")
     p.set_defaults(func=_main)
 
 

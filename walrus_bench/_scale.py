@@ -1,10 +1,6 @@
 """``walrus bench scale``: do costs stay flat as topics and entries grow, and how fast is reopening?
 
-* entries: the cost of single appends and of ``read_next`` near the start of a topic and
-  after 1 and 10 million entries (filled in between with batch appends);
-* topics: the cost of round-robin appends and reads over 1, 100 and 10,000 topics;
-* reopen: the time to reopen a cleanly closed directory of about 1 GiB (nothing sealed and
-  indexed is rescanned), and after a crash (only what was written since the last index).
+What it measures is :data:`DESCRIPTION` (the command's help).
 """
 
 from __future__ import annotations
@@ -162,15 +158,26 @@ def reopen(root: Path, backend: str | None, gib: float) -> dict[str, Any]:
             "crash_after_pause_unindexed_bytes": after * 136}
 
 
+DESCRIPTION = (
+    "Do costs stay flat as topics and entries grow, and how fast is reopening? Entries: the "
+    "cost of single appends and of read_next near the start of a topic and after 1 million and "
+    "--entries entries (filled in between with batch appends). Topics: the cost of round-robin "
+    "appends and reads over 1, 100 and --topics topics. Reopen: the time to reopen a cleanly "
+    "closed directory of --reopen-gib GiB (nothing sealed and indexed is rescanned), and after "
+    "a crash (only what was written since the last index).")
+
+
 def add_scale(sub: Any) -> None:
     p = sub.add_parser("scale", help="costs against entry and topic counts; reopen times",
-                       description=__doc__)
-    p.add_argument("--out", default="bench_results/scale", metavar="DIR")
+                       description=DESCRIPTION)
+    p.add_argument("--out", default="bench_results/scale", metavar="DIR",
+                   help="folder for scale.json (default: %(default)s)")
     p.add_argument("--entries", type=int, default=10_000_000,
                    help="largest topic size measured (default %(default)s)")
     p.add_argument("--topics", type=int, default=10_000,
                    help="largest topic count measured (default %(default)s)")
-    p.add_argument("--reopen-gib", type=float, default=1.0, help="directory size to reopen")
+    p.add_argument("--reopen-gib", type=float, default=1.0,
+                   help="size of the directory to reopen, in GiB (default %(default)s)")
     p.add_argument("--backend", help="backend (default: auto)")
     p.add_argument("--data-dir", metavar="DIR", help="scratch folder (default: system tmp)")
     p.set_defaults(func=_main)
