@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,24 @@ def test_help_lists_every_subcommand(flag: str) -> None:
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_every_subcommand_has_help(name: str) -> None:
     assert ok(name, "-h").decode().startswith(f"usage: walrus {name}")
+
+
+BENCHMARKS = ["writes", "reads", "scaling", "batch", "batch-scaling", "compare", "plot",
+              "targets", "scale", "backends", "durable-append"]
+INTERNAL_WORDS = re.compile(r"\bissue\b|\bseed\b|\brepro\b|reference/|measurements\.md|"
+                            r"\.\./shared|:func:|``|this machine", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("benchmark", ["", *BENCHMARKS])
+def test_bench_help_speaks_to_users(benchmark: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """No project-internal words, markup or unsourced "this machine" figures in the help."""
+    from walrus._cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", *([benchmark] if benchmark else []), "--help"])
+    help_text = capsys.readouterr().out
+    assert exit_.value.code == 0 and help_text.startswith("usage: walrus bench")
+    assert INTERNAL_WORDS.search(help_text) is None, help_text
 
 
 def test_console_script_is_installed() -> None:

@@ -1,16 +1,6 @@
 """``walrus bench durable-append``: would O_DIRECT make durable appends faster?
 
-One 4 KiB durable append at a time, three ways:
-
-    walrus bench durable-append [--count 600] [--dir PATH]
-
-1. ``os.pwrite`` + ``os.fdatasync`` (what the pwrite backend does per sync pass);
-2. an io_uring write + an io_uring fdatasync (the io_uring backend);
-3. one io_uring write to a file opened ``O_DIRECT | O_DSYNC`` (no page cache, no separate sync).
-
-The three alternate append by append so that disk latency drifts hit them alike. A WAL's
-durable appends are sequential and group-committed (queue depth 1), so that is what this
-measures; ``docs/backends.md`` says what the backend concluded.
+What it measures, and why so, is :data:`DESCRIPTION` (the command's help).
 """
 
 from __future__ import annotations
@@ -25,11 +15,23 @@ from typing import Any
 
 SIZE = 64 << 20
 BLOCK = 4096
+DESCRIPTION = """\
+Would O_DIRECT make durable appends faster? One 4 KiB durable append at a time, three ways:
+
+1. os.pwrite + os.fdatasync (what the pwrite backend does per sync pass);
+2. an io_uring write + an io_uring fdatasync (the io_uring backend);
+3. one io_uring write to a file opened O_DIRECT | O_DSYNC (no page cache, no separate sync).
+
+The three alternate append by append so that disk latency drifts hit them alike. A WAL's
+durable appends are sequential and group-committed (queue depth 1), so that is what this
+measures; docs/backends.md says what the backend concluded. Needs the io_uring backend built.
+"""
 
 
 def add_durable_append(sub: Any) -> None:
     p = sub.add_parser("durable-append", help="O_DIRECT or not for durable appends (io_uring)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=600,
                    help="durable appends per way (default %(default)s)")
     p.add_argument("--dir", default=".", help="where to write (default: here)")
