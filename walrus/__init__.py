@@ -63,6 +63,7 @@ from ._errors import (
 from ._errors import (
     WalrusLockedError as WalrusLockedError,
 )
+from ._topic_info import TopicInfo as TopicInfo
 from ._version import __version__ as __version__
 from ._walrus import Walrus as Walrus
 from .plugins import (
@@ -104,6 +105,7 @@ __all__ = [
     "ReadConsistency",
     "ReadOnlyError",
     "StorageError",
+    "TopicInfo",
     "Walrus",
     "WalrusClosedError",
     "WalrusError",
