@@ -25,6 +25,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+import walrus
+
 from .cli_support import ROOT, quiet_isolated_env
 
 __all__ = ["quiet_isolated_env"]  # fixtures
@@ -220,6 +222,15 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "getting-started" / "index.html").exists()
+    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'id="(walrus\.[\w.]+)"', api))
+    public = {f"walrus.{name}" for name in walrus.__all__}
+    methods = {f"walrus.Walrus.{name}" for name in dir(walrus.Walrus) if not name.startswith("_")}
+    assert public - anchors == set(), "names of walrus.__all__ missing from the API reference"
+    assert methods - anchors == set(), "Walrus methods missing from the API reference"
+    assert "walrus.Walrus.get_topic_entry_count" in anchors
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'href="api/"' in index, "the index links to the API reference"
 
 
 def test_readme_links_resolve() -> None:

@@ -142,10 +142,10 @@ class Walrus:
 
     ``Walrus()`` opens the default directory (``$WALRUS_DATA_DIR`` or ``./wal_files``, under
     ``$WALRUS_INSTANCE_KEY`` when set) with ``StrictlyAtOnce`` reads and a 1000 ms fsync
-    schedule. Every keyword is optional::
-
-        Walrus(data_dir=..., key=..., consistency=..., fsync_schedule=..., backend=...,
-               read_only=False)
+    schedule. Every keyword is optional: ``key`` names an instance folder under the base
+    directory, ``backend`` picks the I/O backend (a name, a comma-separated fallback list, or
+    ``auto``), ``read_only=True`` opens an observer beside a running writer, and
+    ``segment_size`` sets the size of new log files (64 MiB by default).
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
@@ -243,11 +243,13 @@ class Walrus:
 
     @classmethod
     def with_consistency(cls, consistency: Consistency) -> Walrus:
+        """The default directory with this read consistency, Milliseconds(1000)."""
         return cls(consistency=consistency)
 
     @classmethod
     def with_consistency_and_schedule(cls, consistency: Consistency,
                                       schedule: Schedule) -> Walrus:
+        """The default directory with this read consistency and fsync schedule."""
         return cls(consistency=consistency, fsync_schedule=schedule)
 
     @classmethod
@@ -257,11 +259,13 @@ class Walrus:
 
     @classmethod
     def with_consistency_for_key(cls, key: str, consistency: Consistency) -> Walrus:
+        """The instance folder of ``key`` (as ``new_for_key``) with this read consistency."""
         return cls(key=key, consistency=consistency)
 
     @classmethod
     def with_consistency_and_schedule_for_key(cls, key: str, consistency: Consistency,
                                               schedule: Schedule) -> Walrus:
+        """The instance folder of ``key`` with this read consistency and fsync schedule."""
         return cls(key=key, consistency=consistency, fsync_schedule=schedule)
 
     # --- properties -------------------------------------------------------------------------------
@@ -278,18 +282,22 @@ class Walrus:
 
     @property
     def consistency(self) -> Consistency:
+        """The read consistency: when a consuming read's cursor is persisted."""
         return self._consistency
 
     @property
     def fsync_schedule(self) -> Schedule:
+        """When appends are made durable."""
         return self._schedule
 
     @property
     def read_only(self) -> bool:
+        """True for an observer opened with ``read_only=True`` (peeks only, no writes)."""
         return self._read_only
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called (or in a forked child); every call then raises."""
         return self._closed
 
     def __repr__(self) -> str:
@@ -302,12 +310,9 @@ class Walrus:
 
     def append_for_topic(self, topic: str, data: Payload) -> int:
         """Append one entry and return its offset; durable per the fsync schedule when this
-        returns.
-
-        The topic is created by its first append. (A writable instance not under SyncEach
-        binds this name straight to the log's hot path, ``Log.append``, which does the same
-        in one frame.)
-        """
+        returns. The topic is created by its first append."""
+        # A writable instance not under SyncEach binds this name straight to the log's hot
+        # path, Log.append, which does the same in one frame.
         if self._read_only:
             self._batch_new(topic, (data,))  # raises the reason
         return self._wal.append(topic, data)
@@ -533,6 +538,7 @@ class Walrus:
         return 0 if t is None else max(0, t.visible - t.cursor)
 
     def get_topic_entry_counts(self) -> dict[str, int]:
+        """``get_topic_entry_count`` of every topic, in the order they were created."""
         self._check_open()
         self._observe()
         return {t.name: max(0, t.visible - t.cursor)
@@ -540,7 +546,7 @@ class Walrus:
 
     def topic_info(self, topic: str) -> TopicInfo:
         """The topic's offset range, unconsumed entries, size and clean flag, all taken at
-        one moment (see :class:`TopicInfo`). An unknown topic reads as an empty one."""
+        one moment (a ``TopicInfo``). An unknown topic reads as an empty one."""
         t = self._query(topic)
         if t is None:
             return TopicInfo(topic, 0, 0, 0, 0, True)
@@ -563,9 +569,12 @@ class Walrus:
         return t is None or t.clean
 
     def mark_topic_clean(self, topic: str) -> None:
+        """Set the topic's clean flag (it survives restarts; the next append clears it).
+        Marking never creates a topic."""
         self._mark(topic, CLEAN)
 
     def mark_topic_dirty(self, topic: str) -> None:
+        """Clear the topic's clean flag, as an append does."""
         self._mark(topic, DIRTY)
 
     def _mark(self, topic: str, kind: int) -> None:
