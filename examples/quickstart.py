@@ -1,4 +1,4 @@
-"""The seed's first example, in Python."""
+"""The first example of the getting-started guide: append an entry, then read it back."""
 
 import tempfile
 

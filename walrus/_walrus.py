@@ -234,7 +234,7 @@ class Walrus:
                 raise StorageError(errno.EACCES, f"data directory {root} is not writable")
         return str(root)
 
-    # --- the seed's constructors ----------------------------------------------------------------
+    # --- the Rust original's constructors, as classmethods ---------------------------------------
 
     @classmethod
     def new(cls) -> Walrus:
