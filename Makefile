@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(NATIVE_SOURCES)
 	$(PY) -m pip install --quiet -e '.[dev,plot]'
 	touch $(STAMP)
 
-## demo: the getting-started example (examples/quickstart.py), then a short benchmark
+## demo: the seed's first example, then a short benchmark
 demo: $(STAMP)
 	$(PY) examples/quickstart.py
 	$(PY) -m walrus bench writes --duration 5 --threads 2 --out bench_results/demo

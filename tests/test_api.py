@@ -13,10 +13,9 @@ PUBLIC = {
     "BackendSpec", "BackendUnavailableError", "BatchTooLargeError", "CorruptionError", "Damage",
     "Entry",
     "EntryTooLargeError", "FsyncSchedule", "InvalidArgumentError", "InvalidTopicError",
-    "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "StorageError", "TopicInfo",
-    "Walrus",
+    "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "StorageError", "Walrus",
     "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
-    "available_backends", "backend_spec", "hookimpl",
+    "available_backends", "backend_spec", "hookimpl", "TopicInfo",
 }
 
 SIGNATURES = {
