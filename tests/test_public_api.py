@@ -4,7 +4,7 @@ topic's offset range, counts, size and clean flag (the command line uses nothing
 from __future__ import annotations
 
 import ast
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -91,11 +91,8 @@ def test_concurrent_appends_each_get_their_own_entrys_offset(
                 mine[data] = wal.append_for_topic("t", data)
         got.update(mine)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(writer, range(4)))  # re-raises what a writer raised
     stored = _all(wal, "t")
     assert len(stored) == len(got) + 1
     assert {offset: data for data, offset in got.items()} == {
