@@ -233,6 +233,20 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert 'href="api/"' in index, "the index links to the API reference"
 
 
+def test_a_public_name_the_api_page_does_not_place_is_added() -> None:
+    """A new export reaches the API reference even before docs/api.md files it anywhere."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import mkdocs_hooks
+    finally:
+        sys.path.remove(str(ROOT))
+    assert mkdocs_hooks.public_names() == list(walrus.__all__)
+    page = "# API\n\n::: walrus.Walrus\n"
+    added = mkdocs_hooks.with_every_public_name(page, ["Walrus", "NewThing"])
+    assert added == "# API\n\n::: walrus.Walrus\n\n## Other names\n\n::: walrus.NewThing\n"
+    assert mkdocs_hooks.with_every_public_name(page, ["Walrus"]) == page
+
+
 def test_readme_links_resolve() -> None:
     """The README is not part of the site, so check its relative links here."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
