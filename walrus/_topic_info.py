@@ -15,6 +15,7 @@ class TopicInfo:
     """
 
     topic: str
+    """The topic's name, as asked for."""
     first_offset: int
     """Offset of the oldest entry still on disk; older ones were consumed and their space
     reclaimed."""
