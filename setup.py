@@ -12,12 +12,18 @@ one row of ``NATIVE`` and is switched by its own environment variable:
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 import sysconfig
+import textwrap
 from typing import Any, NamedTuple
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
+
+HINTS = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "walrus", "_native", "hints.py"))
+"""``walrus/_native/hints.py``: what to install, worded as the run-time messages word it."""
 
 
 class Native(NamedTuple):
@@ -28,19 +34,26 @@ class Native(NamedTuple):
     """The environment variable with auto, 0 or 1."""
     header: str
     linux_only: bool
-    hint: str
+    feature: str
+    packages: str
+    """The system packages with ``header`` (and the library), for the message."""
     without: str
     """What happens at run time when it is not built."""
 
 
 NATIVE = [
     Native("walrus._native._uring", "walrus/_native/uring_build.py:ffibuilder", "WALRUS_URING",
-           "liburing.h", True, "install liburing-dev (Debian, Ubuntu) or liburing-devel",
-           "the io_uring backend will report 'not built'"),
+           "liburing.h", True, "the io_uring backend", HINTS["URING_PACKAGES"],
+           "only the io_uring backend (which walrus never picks by default) will be "
+           "unavailable, reporting 'not built'"),
     Native("walrus._native._speedups", "walrus/_native/speedups_build.py:ffibuilder",
-           "WALRUS_SPEEDUPS", "zlib.h", False, "install zlib1g-dev (Debian, Ubuntu) or "
-           "zlib-devel", "the record codec will run in pure Python"),
+           "WALRUS_SPEEDUPS", "zlib.h", False, "the record codec's C accelerators",
+           HINTS["SPEEDUPS_PACKAGES"], "the record codec will run in pure Python, which is slower"),
 ]
+
+BUILD_COMMANDS = {"bdist_wheel", "editable_wheel", "build", "build_ext", "install", "develop"}
+"""Commands that build the extensions: only these tell the user about a skipped one (pip also
+runs this file to read the metadata, and once is enough)."""
 
 
 def mode(native: Native) -> str:
@@ -67,13 +80,43 @@ def missing(native: Native) -> str | None:
     except ImportError:
         return "cffi is not installed"
     if not any(os.path.isfile(os.path.join(d, native.header)) for d in include_dirs()):
-        return f"{native.header} not found ({native.hint})"
+        return f"{native.header} not found"
     return None
 
 
 def skip(native: Native, why: str) -> None:
-    sys.stderr.write(f"WARNING: not building {native.module}: {why}; {native.without} "
-                     f"(set {native.switch}=1 to make this an error)\n")
+    """Warn that ``native`` is not built, what that means and what to install."""
+    lines = [f"WARNING: not building {native.module} ({native.feature}): {why.rstrip('.')}.",
+             f"walrus-wal works without it; {native.without}.",
+             f"To build it: {HINTS['what_to_install'](native.packages)}:"]
+    text = "\n".join(textwrap.fill(line, 92, subsequent_indent="  ", break_long_words=False,
+                                   initial_indent="" if i == 0 else "  ")
+                     for i, line in enumerate(lines))
+    text += (f"\n      {HINTS['REINSTALL']}\n"
+             f"  (set {native.switch}=1 to make this an error, {native.switch}=0 to skip it "
+             f"quietly)\n")
+    sys.stderr.write(text)
+    if any(arg in BUILD_COMMANDS for arg in sys.argv[1:]):
+        tell_terminal(text)
+
+
+def tell_terminal(text: str) -> None:
+    """Also write ``text`` to the controlling terminal when standard error is not one.
+
+    pip captures a build's output and shows it only if the build fails (or with -v), so a
+    warning on standard error alone never reaches the person who ran ``pip install``. Without
+    a terminal (CI, a Dockerfile) there is no one to tell there: the build log has it.
+    """
+    try:
+        if os.isatty(sys.stderr.fileno()):
+            return
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write("\n" + text)
+    except OSError:
+        pass
 
 
 def chosen() -> list[Native]:

@@ -16,12 +16,12 @@ PUBLIC = {
     "OffsetOutOfRangeError", "ReadConsistency", "ReadOnlyError", "Schedule", "StorageError",
     "Walrus",
     "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
-    "available_backends", "backend_spec", "hookimpl",
+    "available_backends", "backend_spec", "hookimpl", "TopicInfo",
 }
 
 SIGNATURES = {
-    "append_for_topic": "(self, topic: 'str', data: 'Payload') -> 'None'",
-    "batch_append_for_topic": "(self, topic: 'str', entries: 'Sequence[Payload]') -> 'None'",
+    "append_for_topic": "(self, topic: 'str', data: 'Payload') -> 'int'",
+    "batch_append_for_topic": "(self, topic: 'str', entries: 'Sequence[Payload]') -> 'int'",
     "flush": "(self) -> 'None'",
     "read_next": "(self, topic: 'str', checkpoint: 'bool' = True) -> 'Entry | None'",
     "batch_read_for_topic": "(self, topic: 'str', max_bytes: 'int', checkpoint: 'bool' = True, "
@@ -33,6 +33,7 @@ SIGNATURES = {
     "mark_topic_clean": "(self, topic: 'str') -> 'None'",
     "mark_topic_dirty": "(self, topic: 'str') -> 'None'",
     "topic_is_clean": "(self, topic: 'str') -> 'bool'",
+    "topic_info": "(self, topic: 'str') -> 'TopicInfo'",
     "close": "(self) -> 'None'",
     "damage": "(self) -> 'list[Damage]'",
 }

@@ -25,6 +25,8 @@ from pathlib import Path
 import attrs
 import pytest
 
+import walrus
+
 from .cli_support import ROOT, quiet_isolated_env
 
 __all__ = ["quiet_isolated_env"]  # fixtures
@@ -220,6 +222,29 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "site" / "getting-started" / "index.html").exists()
+    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'id="(walrus\.[\w.]+)"', api))
+    public = {f"walrus.{name}" for name in walrus.__all__}
+    methods = {f"walrus.Walrus.{name}" for name in dir(walrus.Walrus) if not name.startswith("_")}
+    assert public - anchors == set(), "names of walrus.__all__ missing from the API reference"
+    assert methods - anchors == set(), "Walrus methods missing from the API reference"
+    assert "walrus.Walrus.get_topic_entry_count" in anchors
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'href="api/"' in index, "the index links to the API reference"
+
+
+def test_a_public_name_the_api_page_does_not_place_is_added() -> None:
+    """A new export reaches the API reference even before docs/api.md files it anywhere."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import mkdocs_hooks
+    finally:
+        sys.path.remove(str(ROOT))
+    assert mkdocs_hooks.public_names() == list(walrus.__all__)
+    page = "# API\n\n::: walrus.Walrus\n"
+    added = mkdocs_hooks.with_every_public_name(page, ["Walrus", "NewThing"])
+    assert added == "# API\n\n::: walrus.Walrus\n\n## Other names\n\n::: walrus.NewThing\n"
+    assert mkdocs_hooks.with_every_public_name(page, ["Walrus"]) == page
 
 
 def test_readme_links_resolve() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import array
 import errno
+import fcntl
 import json
 import os
 import shutil
 import site
 import subprocess
 import sys
+import termios
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -147,7 +149,9 @@ def test_probe_reports_a_refused_ring(extension_built: None, err: int,
 def test_probe_reports_an_extension_that_was_not_built(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "walrus", tmp_path / "walrus",
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
-    _assert_unavailable(child(SELECTION_REPORT, package=tmp_path), "not built", MODULE)
+    # The reason says what to install and how to rebuild past pip's cached wheel.
+    _assert_unavailable(child(SELECTION_REPORT, package=tmp_path), "not built", MODULE,
+                        "liburing-dev", "a C compiler", "--no-cache-dir walrus-wal")
 
 
 def test_probe_reports_missing_cffi(extension_built: None) -> None:
@@ -157,17 +161,31 @@ def test_probe_reports_missing_cffi(extension_built: None) -> None:
 
 # --- the optional build --------------------------------------------------------------------------
 
-def _build(tmp_path: Path, switch: str, cc: str | None = None) -> tuple[int, str, list[Path]]:
+def _build(tmp_path: Path, switch: str, cc: str | None = None,
+           terminal: int | None = None) -> tuple[int, str, list[Path]]:
+    """``setup.py build_ext`` into ``tmp_path``; its output is captured, as pip captures it.
+
+    It runs without a controlling terminal (a session of its own), unless ``terminal`` (a
+    pty's follower end) is given to be that terminal.
+    """
     if not (ROOT / "setup.py").is_file():
         pytest.skip("no setup.py: not running from a source tree")
-    env = dict(os.environ, WALRUS_URING=switch)
+    env = dict(os.environ, WALRUS_URING=switch, WALRUS_SPEEDUPS="0")
     if cc is not None:
         env["CC"] = cc
+
+    def own_terminal() -> None:
+        os.setsid()
+        if terminal is not None:
+            fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)
+
     out = tmp_path / "lib"
     result = subprocess.run(
         [sys.executable, "setup.py", "build_ext", "--build-lib", str(out),
          "--build-temp", str(tmp_path / "tmp")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=300, preexec_fn=own_terminal,
+        pass_fds=() if terminal is None else (terminal,))
     return result.returncode, result.stdout + result.stderr, sorted(out.rglob("_uring*.so"))
 
 
@@ -182,6 +200,48 @@ def test_auto_build_turns_a_failure_into_a_warning(tmp_path: Path) -> None:
     assert code == 0, output
     assert f"WARNING: not building {MODULE}" in output and "'not built'" in output
     assert built == []
+
+
+def test_a_skipped_build_is_told_on_the_terminal(tmp_path: Path) -> None:
+    """pip shows a build's captured output only when it fails: the warning must also reach
+    the terminal of whoever installs, with what to install."""
+    leader, follower = os.openpty()
+    try:
+        code, output, built = _build(tmp_path, "auto", cc="false", terminal=follower)
+        os.close(follower)
+        follower = -1
+        seen = _drain(leader)
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert code == 0, output
+    assert built == []
+    assert f"WARNING: not building {MODULE} (the io_uring backend)" in seen, seen
+    for hint in ("liburing-dev", "liburing-devel", "a C compiler",
+                 "pip install --force-reinstall --no-deps --no-cache-dir walrus-wal"):
+        assert hint in seen, seen
+    assert seen.count("WARNING: not building") == 1, seen
+
+
+def _drain(leader: int) -> str:
+    """Everything written to a pty whose follower end is closed."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the follower end is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return " ".join(b"".join(chunks).decode("utf-8", "replace").split())
+
+
+def test_without_a_terminal_the_warning_is_in_the_output_only(tmp_path: Path) -> None:
+    code, output, _ = _build(tmp_path, "auto", cc="false")
+    assert code == 0, output
+    assert "liburing-dev (Debian, Ubuntu) or liburing-devel" in output
 
 
 def test_required_build_fails_loudly(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ from ._errors import (
 from ._errors import (
     WalrusLockedError as WalrusLockedError,
 )
+from ._topic_info import TopicInfo as TopicInfo
 from ._version import __version__ as __version__
 from ._walrus import Walrus as Walrus
 from .plugins import (
@@ -112,6 +113,7 @@ __all__ = [
     "ReadOnlyError",
     "Schedule",
     "StorageError",
+    "TopicInfo",
     "Walrus",
     "WalrusClosedError",
     "WalrusError",

@@ -83,7 +83,11 @@ class ReadConsistency:
     """Read consistency modes: ``StrictlyAtOnce`` or ``AtLeastOnce(persist_every=N)``."""
 
     StrictlyAtOnce: ClassVar[StrictlyAtOnceMode] = StrictlyAtOnceMode()
+    """A checkpointing read persists the new cursor before it returns: at most once."""
     AtLeastOnce = AtLeastOnceMode
+    """``AtLeastOnce(persist_every=N)``: the cursor is persisted once N more entries were
+    consumed (and on ``flush()`` and ``close()``); up to N entries may come again after a
+    crash, none is skipped."""
 
 
 @attrs.frozen(repr=False)
@@ -119,8 +123,12 @@ class FsyncSchedule:
     """Fsync schedules: ``Milliseconds(n)``, ``SyncEach`` or ``NoFsync``."""
 
     Milliseconds = MillisecondsSchedule
+    """``Milliseconds(n)``: a background thread makes appends durable every n ms."""
     SyncEach: ClassVar[SyncEachSchedule] = SyncEachSchedule()
+    """Every append is durable before it returns (concurrent appends share one fsync)."""
     NoFsync: ClassVar[NoFsyncSchedule] = NoFsyncSchedule()
+    """No fsync until ``flush()`` or ``close()`` (or a full segment): a power loss may lose
+    what came since; a process crash loses nothing."""
 
 
 DEFAULT_CONSISTENCY: Consistency = ReadConsistency.StrictlyAtOnce

@@ -216,6 +216,9 @@ class Log:
         """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
         self.new_topic: Callable[[str, Sequence[Payload]], int] = self._no_new_topic
         """Where :meth:`append` sends the first append of a topic (set by the facade)."""
+        self.wait_durable: Callable[[int], None] = self._no_durability
+        """Under SyncEach: returns once the log is durable up to an LSN, raising if the
+        write was undone (set by the facade to its durability's wait)."""
         self.cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
         self.next_number = (segments[-1].number + 1) if segments else 1
@@ -237,8 +240,9 @@ class Log:
         One Python frame, one lock, no allocation beyond the record itself (the defaults bind
         the struct and zlib functions as locals). Into a writable mapping with the C
         extension, the record is one C call (``encode_entry``). A topic seen for the first
-        time goes to ``new_topic``, the facade's validating path. Returns the LSN to wait for
-        under SyncEach, else 0.
+        time goes to ``new_topic``, the facade's validating path. Returns the new entry's
+        offset (a value at hand: no cost); under SyncEach once ``wait_durable`` says it is
+        durable.
         """
         try:
             t = self.by_name[topic]
@@ -288,23 +292,29 @@ class Log:
                 seg.end = end  # type: ignore[union-attr]
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
-                return 0
+                return seq
             pending = self._pending(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
             t.next_seq = seq + 1
             self.pending += (pending,)
             t.lsns.append(lsn)
-            return lsn + end - p
+        self.wait_durable(pending.end)  # outside the lock: other writers join this sync
+        return seq
 
     def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
         raise InvalidArgumentError(f"unknown topic {name!r}")
+
+    def _no_durability(self, lsn: int) -> None:
+        """Never acknowledge a SyncEach write that nothing made durable."""
+        raise AssertionError("Log.wait_durable was not set for a SyncEach log")
 
     def append_batch(self, name: str, t: Topic | None, items: list[bytes], need: int) -> int:
         """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
 
         ``items`` and ``need`` are what :func:`snapshot_batch` returned (every limit is
-        checked there). Returns the LSN just past the batch.
+        checked there). Returns the offset of the batch's first entry; under SyncEach once
+        the batch is durable.
         """
         lock = self.mutex
         wait_for(lock)
@@ -348,9 +358,10 @@ class Log:
             t.next_seq = seq + count
             if pending is None:
                 t.visible = seq + count
-            else:
-                self.pending += (pending,)
-            return seg.lsn_base | end
+                return seq
+            self.pending += (pending,)
+        self.wait_durable(pending.end)
+        return seq
 
     def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
                       items: Sequence[Payload], topic: bytes | None) -> tuple[int, array[int]]:

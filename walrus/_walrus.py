@@ -47,9 +47,10 @@ from ._errors import (
     WalrusError,
     WalrusForkedError,
 )
-from ._log import Log, Payload, discard, snapshot_batch, storage_error
+from ._log import Log, Payload, discard, snapshot_batch, storage_error, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
+from ._topic_info import TopicInfo
 from ._topics import MARKED_DIRTY, Topic
 from .plugins._selection import select_backend
 
@@ -141,10 +142,10 @@ class Walrus:
 
     ``Walrus()`` opens the default directory (``$WALRUS_DATA_DIR`` or ``./wal_files``, under
     ``$WALRUS_INSTANCE_KEY`` when set) with ``StrictlyAtOnce`` reads and a 1000 ms fsync
-    schedule. Every keyword is optional::
-
-        Walrus(data_dir=..., key=..., consistency=..., fsync_schedule=..., backend=...,
-               read_only=False)
+    schedule. Every keyword is optional: ``key`` names an instance folder under the base
+    directory, ``backend`` picks the I/O backend (a name, a comma-separated fallback list, or
+    ``auto``), ``read_only=True`` opens an observer beside a running writer, and
+    ``segment_size`` sets the size of new log files (64 MiB by default).
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, *,
@@ -202,6 +203,7 @@ class Walrus:
             self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
         self._durability = Durability(self._wal)
+        self._wal.wait_durable = self._durability.wait
         self._closed = False
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
@@ -232,7 +234,7 @@ class Walrus:
                 raise StorageError(errno.EACCES, f"data directory {root} is not writable")
         return str(root)
 
-    # --- the seed's constructors ----------------------------------------------------------------
+    # --- the Rust original's constructors, as classmethods ---------------------------------------
 
     @classmethod
     def new(cls) -> Walrus:
@@ -241,11 +243,13 @@ class Walrus:
 
     @classmethod
     def with_consistency(cls, consistency: Consistency) -> Walrus:
+        """The default directory with this read consistency, Milliseconds(1000)."""
         return cls(consistency=consistency)
 
     @classmethod
     def with_consistency_and_schedule(cls, consistency: Consistency,
                                       schedule: Schedule) -> Walrus:
+        """The default directory with this read consistency and fsync schedule."""
         return cls(consistency=consistency, fsync_schedule=schedule)
 
     @classmethod
@@ -255,11 +259,13 @@ class Walrus:
 
     @classmethod
     def with_consistency_for_key(cls, key: str, consistency: Consistency) -> Walrus:
+        """The instance folder of ``key`` (as ``new_for_key``) with this read consistency."""
         return cls(key=key, consistency=consistency)
 
     @classmethod
     def with_consistency_and_schedule_for_key(cls, key: str, consistency: Consistency,
                                               schedule: Schedule) -> Walrus:
+        """The instance folder of ``key`` with this read consistency and fsync schedule."""
         return cls(key=key, consistency=consistency, fsync_schedule=schedule)
 
     # --- properties -------------------------------------------------------------------------------
@@ -276,18 +282,22 @@ class Walrus:
 
     @property
     def consistency(self) -> Consistency:
+        """The read consistency: when a consuming read's cursor is persisted."""
         return self._consistency
 
     @property
     def fsync_schedule(self) -> Schedule:
+        """When appends are made durable."""
         return self._schedule
 
     @property
     def read_only(self) -> bool:
+        """True for an observer opened with ``read_only=True`` (peeks only, no writes)."""
         return self._read_only
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called (or in a forked child); every call then raises."""
         return self._closed
 
     def __repr__(self) -> str:
@@ -298,47 +308,44 @@ class Walrus:
 
     # --- writes -----------------------------------------------------------------------------------
 
-    def append_for_topic(self, topic: str, data: Payload) -> None:
-        """Append one entry; durable per the fsync schedule when this returns.
-
-        (A writable instance not under SyncEach binds this name straight to the log's hot
-        path, ``Log.append``, which does the same in one frame.)
-        """
+    def append_for_topic(self, topic: str, data: Payload) -> int:
+        """Append one entry and return its offset; durable per the fsync schedule when this
+        returns. The topic is created by its first append."""
+        # A writable instance not under SyncEach binds this name straight to the log's hot
+        # path, Log.append, which does the same in one frame.
         if self._read_only:
             self._batch_new(topic, (data,))  # raises the reason
-        lsn = self._wal.append(topic, data)
-        if lsn:
-            self._durability.wait(lsn)
+        return self._wal.append(topic, data)
 
-    def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> None:
-        """Append up to 2000 entries (10 GiB) atomically: all are written or none is."""
+    def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> int:
+        """Append up to 2000 entries (10 GiB) atomically: all are written or none is.
+
+        Returns the offset of the batch's first entry (the others follow it one by one);
+        for an empty batch, which writes nothing, the offset the next entry will get.
+        """
         if isinstance(entries, (bytes, bytearray, memoryview, str)) or not isinstance(
                 entries, Sequence):
             raise InvalidArgumentError(
                 f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
         t = self._find(topic)
         if t is None:
-            self._batch_new(topic, entries)
-            return
+            return self._batch_new(topic, entries)
         items, need = snapshot_batch(entries)
         if not items:
             self._check_writable()
-            return
-        lsn = self._wal.append_batch(topic, t, items, need)
-        if self._sync_each:
-            self._durability.wait(lsn)
+            return t.next_seq
+        return self._wal.append_batch(topic, t, items, need)
 
     def _batch_new(self, topic: str, entries: Sequence[Payload]) -> int:
-        """Append to a topic that may not exist yet (validated; creates it atomically)."""
+        """Append to a topic that may not exist yet (validated; creates it atomically).
+        Returns the first entry's offset, as the appends do."""
         check_topic(topic)
         self._check_writable()
         items, need = snapshot_batch(entries)
         if not items:
-            return 0
-        lsn = self._wal.append_batch(topic, None, items, need)
-        if self._sync_each:
-            self._durability.wait(lsn)
-        return 0
+            t = self._topics.get(topic)
+            return 0 if t is None else t.next_seq
+        return self._wal.append_batch(topic, None, items, need)
 
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
@@ -531,10 +538,25 @@ class Walrus:
         return 0 if t is None else max(0, t.visible - t.cursor)
 
     def get_topic_entry_counts(self) -> dict[str, int]:
+        """``get_topic_entry_count`` of every topic, in the order they were created."""
         self._check_open()
         self._observe()
         return {t.name: max(0, t.visible - t.cursor)
                 for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)}
+
+    def topic_info(self, topic: str) -> TopicInfo:
+        """The topic's offset range, unconsumed entries, size and clean flag, all taken at
+        one moment (a ``TopicInfo``). An unknown topic reads as an empty one."""
+        t = self._query(topic)
+        if t is None:
+            return TopicInfo(topic, 0, 0, 0, 0, True)
+        lock = self._wal.mutex
+        with t.read_lock:  # no read or reclamation moves the cursor or the first offset,
+            wait_for(lock)
+            with lock:  # and no append the next offset or the size (topic, then append)
+                first, visible, cursor, size, clean = (t.first_seq, t.visible, t.cursor,
+                                                       t.size, t.clean)
+        return TopicInfo(topic, first, visible, max(0, visible - cursor), size, clean)
 
     def get_topic_size(self, topic: str) -> int:
         """Bytes the topic's retained entries occupy on disk, headers included."""
@@ -547,9 +569,12 @@ class Walrus:
         return t is None or t.clean
 
     def mark_topic_clean(self, topic: str) -> None:
+        """Set the topic's clean flag (it survives restarts; the next append clears it).
+        Marking never creates a topic."""
         self._mark(topic, CLEAN)
 
     def mark_topic_dirty(self, topic: str) -> None:
+        """Clear the topic's clean flag, as an append does."""
         self._mark(topic, DIRTY)
 
     def _mark(self, topic: str, kind: int) -> None:

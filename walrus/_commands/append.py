@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from .._cli_options import open_writer
 from .._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 from .._errors import EntryTooLargeError
-from .._topic_stats import offset_range
 from .._walrus import check_topic
 from . import CommandError, Subparsers, topic_command
 
@@ -44,13 +43,14 @@ def run(args: argparse.Namespace) -> int:
         if len(data) > MAX_ENTRY_BYTES:
             raise EntryTooLargeError(
                 f"an entry of {len(data)} bytes is over MAX_ENTRY_BYTES ({MAX_ENTRY_BYTES})")
-    with open_writer(args) as wal:
-        _, first = offset_range(wal, args.topic)
-        for batch in _batches(entries):
-            wal.batch_append_for_topic(args.topic, batch)
-        _, end = offset_range(wal, args.topic)
+    first = last = -1
+    with open_writer(args) as wal:  # the directory's lock: no other writer, so the batches'
+        for batch in _batches(entries):  # offsets follow each other
+            start = wal.batch_append_for_topic(args.topic, batch)
+            first = start if first < 0 else first
+            last = start + len(batch) - 1
     if not args.quiet:
-        span = f"offset {first}" if end - first == 1 else f"offsets {first}-{end - 1}"
+        span = f"offset {first}" if first == last else f"offsets {first}-{last}"
         noun = "entry" if len(entries) == 1 else "entries"
         where = f" ({span})" if entries else ""
         print(f"appended {len(entries)} {noun} to {args.topic!r}{where}")

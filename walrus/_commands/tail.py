@@ -14,7 +14,6 @@ from types import FrameType
 
 from .._cli_options import at_least, interval, open_observer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
-from .._topic_stats import offset_range
 from .._walrus import check_topic
 from . import Subparsers, require_topic, topic_command
 from .read import READ_BUDGET
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             require_topic(wal.topics(), args.topic, wal.data_dir)
             start = args.from_offset
             if start is None:
-                start = offset_range(wal, args.topic)[1]
+                start = wal.topic_info(args.topic).next_offset
             while not flag.stopping:
                 batch = wal.batch_read_for_topic(args.topic, READ_BUDGET, checkpoint=False,
                                                  start_offset=start)

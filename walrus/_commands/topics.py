@@ -7,7 +7,6 @@ import json
 
 from .._cli_options import add_directory_options, open_observer
 from .._cli_output import render_table
-from .._topic_stats import topic_stats
 from . import Subparsers
 
 
@@ -25,14 +24,14 @@ def register(commands: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with open_observer(args) as wal:
-        stats = topic_stats(wal)
+        stats = [wal.topic_info(name) for name in wal.topics()]
     if args.format == "json":
         for s in stats:
-            print(json.dumps({"topic": s.name, "entries": s.entries, "unconsumed": s.unconsumed,
+            print(json.dumps({"topic": s.topic, "entries": s.entries, "unconsumed": s.unconsumed,
                               "bytes": s.size, "clean": s.clean, "first_offset": s.first_offset,
                               "next_offset": s.next_offset}, ensure_ascii=False))
         return 0
-    rows = [(s.name, s.entries, s.unconsumed, s.size, "yes" if s.clean else "no") for s in stats]
+    rows = [(s.topic, s.entries, s.unconsumed, s.size, "yes" if s.clean else "no") for s in stats]
     print(render_table(("TOPIC", "ENTRIES", "UNCONSUMED", "BYTES", "CLEAN"), rows,
                        right=(False, True, True, True, False)), end="")
     return 0

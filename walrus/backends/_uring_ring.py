@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .._native.hints import URING_PACKAGES, how_to_build
 from ..plugins._spec import Availability
 from ._base import Buffer, pread_exact
 
@@ -182,8 +183,8 @@ def _probe() -> Availability:
         if getattr(exc, "name", None) == "_cffi_backend":
             return Availability(False, "not usable: cffi is not installed (pip install cffi)")
         if getattr(exc, "name", None) == MODULE:
-            return Availability(False, f"not built: {MODULE} is missing (build with liburing "
-                                       "headers and WALRUS_URING=1; see docs/backends.md)")
+            return Availability(False, f"not built: {MODULE} is missing; "
+                                       f"{how_to_build(URING_PACKAGES)}")
         return Availability(False, f"not loadable: {MODULE}: {exc}")
     ffi, lib = native.ffi, native.lib
     codes = [getattr(lib, f"IORING_OP_{name}") for name in OPCODES]
