@@ -21,8 +21,9 @@ appends, reopens again, and checks:
   what the log reports as lost).
 
 The offset and topic id checks belong to recovery: a breach of them is counted instead of
-failing the trial only for the one documented limit (:func:`known_recovery_gap`: damage at
-the end of the newest segment, with no index for it, reads as a torn write).
+failing the trial only for the documented limits (:func:`known_recovery_gap`: bytes cut
+out of the newest segment, with no index for it, when recovery reports the damage, or that
+segment deleted).
 ``RELIABILITY_SCALE`` multiplies the trials; ``FUZZ_SEED`` picks other
 seeds.
 """
@@ -361,16 +362,20 @@ def last_segment(path: Path) -> str:
     raise AssertionError(f"no segment in {path}")
 
 
-def known_recovery_gap(what: str, newest: str, variant: str) -> bool:
-    """Is this damage the one case recovery cannot account for yet?
+def known_recovery_gap(kind: str, what: str, newest: str, variant: str,
+                       gap: RecoveryGap) -> bool:
+    """Is this one of the cases recovery cannot account for entry by entry?
 
-    Damage to the last records of the log's newest segment, in a directory that has no index
-    for that segment (left by a crash, or its index deleted), reads exactly like a write a
-    crash cut short: nothing after it proves it was durable, so recovery cuts it as a torn
-    tail and its offsets may be handed out again (docs/reliability.md, "Known limits").
-    Every other offset or topic-id breach fails the trial.
+    In a directory with no index for the log's newest segment (left by a crash, or its index
+    deleted): bytes cut out of that segment or its end cut off (the entries that were in the
+    missing bytes may be of any topic, and nothing else in the directory names them; recovery
+    must still say so, with a damage report naming no topic), or the whole file deleted
+    (docs/reliability.md, "Known limits"). Every other offset or topic-id breach fails the
+    trial.
     """
-    return variant != "closed" and newest in what
+    if variant == "closed" or newest not in what:
+        return False
+    return kind == "delete_file" or (kind in ("cut_bytes", "truncate_segment") and gap.loud)
 
 
 # --- what a trial checks ---------------------------------------------------------------------
@@ -383,11 +388,19 @@ class Violation(AssertionError):
 class RecoveryGap(Violation):
     """Recovery lost track of what the directory held (an offset, a topic id)."""
 
+    def __init__(self, message: str, loud: bool) -> None:
+        super().__init__(message)
+        self.loud = loud
+        """The log reported damage it could not tie to a topic (``Damage.topic`` None)."""
 
-def require(condition: bool, message: str, gap: bool = False) -> None:
-    """Raise a Violation (a RecoveryGap with ``gap``) unless ``condition`` holds."""
+
+def require(condition: bool, message: str, gap: Walrus | None = None) -> None:
+    """Raise a Violation unless ``condition`` holds: a RecoveryGap when ``gap`` is the log
+    that recovery opened (the offset and topic-id checks)."""
     if not condition:
-        raise (RecoveryGap if gap else Violation)(message)
+        if gap is None:
+            raise Violation(message)
+        raise RecoveryGap(message, any(d.topic is None for d in gap.damage()))
 
 
 @dataclass
@@ -494,7 +507,7 @@ def check_loss_reported(topic: str, p: Pristine, seen: Seen, wal: Walrus) -> Cou
                     for d in reports):
                 silent.append(offset)
     require(not silent, f"{topic!r}: acknowledged entries lost without a report: {silent[:10]}",
-            gap=True)
+            gap=wal)
     return outcome
 
 
@@ -515,10 +528,10 @@ def check_new_offsets(wal: Walrus, p: Pristine, fresh: dict[str, int]) -> None:
             require(count == 1, f"a topic created after the damage holds {count} entries")
             tid = wal._wal.by_name[LATE].tid  # another topic's id: its records would be ours
             require(tid not in p.topic_ids, f"a new topic got the id {tid} of an older one",
-                    gap=True)
+                    gap=wal)
         require(got.offset >= p.plan.acked[topic],
                 f"{topic!r}: offset {got.offset} handed out again "
-                f"({p.plan.acked[topic]} were acknowledged)", gap=True)
+                f"({p.plan.acked[topic]} were acknowledged)", gap=wal)
         fresh[topic] = got.offset
 
 
@@ -551,7 +564,7 @@ def trial(p: Pristine, path: Path, backend: str, rng: random.Random) -> Counter[
                 got = []
             require([(e.offset, e.data) for e in got] == [(offset, b"after the damage")],
                     f"{topic!r}: the entry appended after the damage did not survive",
-                    gap=True)
+                    gap=wal)
     return outcome
 
 
@@ -589,7 +602,7 @@ def fuzz(kind: str, backend: str, variant: str, p: Pristine, where: Path) -> lis
         try:
             outcome = bounded(lambda: trial(p, path, backend, rng))  # noqa: B023
         except RecoveryGap as exc:
-            if not known_recovery_gap(what, newest, variant):
+            if not known_recovery_gap(kind, what, newest, variant, exc):
                 failures.append(f"seed {seed!r} ({what}): {exc}")
             FIGURES["corruption fuzzer: trials that met a known recovery gap"] += 1
         except Violation as exc:

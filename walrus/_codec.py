@@ -9,8 +9,8 @@ records, each 8-byte aligned::
     offset size  field
     0      4     crc         CRC-32 (zlib) of bytes [4, 32 + length), seeded with the segment salt
     4      4     length      payload bytes
-    8      4     topic_id    topic the record belongs to (0 for SEAL)
-    12     2     kind        ENTRY, TOPIC, CURSOR, CLEAN, DIRTY, SEAL
+    8      4     topic_id    topic the record belongs to (0 for SEAL and MARK)
+    12     2     kind        ENTRY, TOPIC, CURSOR, CLEAN, DIRTY, SEAL, MARK
     14     2     batch_left  records of the same batch that follow this one (0 commits it)
     16     8     seq         ENTRY: entry offset; TOPIC: next offset; CURSOR/CLEAN: a position
     24     8     durable     LSN through which the log was durable when this record was written
@@ -50,11 +50,17 @@ CURSOR = 3
 CLEAN = 4
 DIRTY = 5
 SEAL = 6
+MARK = 7
+"""The durable point, claimed just past the end of the log after a sync: not part of the log
+(the next write goes over it), it proves the last synced records durable, so damage to them is
+never taken for a torn write."""
 KIND_NAMES = {ENTRY: "ENTRY", TOPIC: "TOPIC", CURSOR: "CURSOR", CLEAN: "CLEAN", DIRTY: "DIRTY",
-              SEAL: "SEAL"}
+              SEAL: "SEAL", MARK: "MARK"}
 _PAYLOAD_KINDS = (ENTRY, TOPIC)
+_LOG_KINDS = (SEAL, MARK)
+"""Records of the log itself, not of a topic (``topic_id`` 0)."""
 _MAX_LEFT = {ENTRY: MAX_BATCH_ENTRIES - 1, TOPIC: MAX_BATCH_ENTRIES, CURSOR: 0, CLEAN: 0,
-             DIRTY: 0, SEAL: 0}
+             DIRTY: 0, SEAL: 0, MARK: 0}
 """The highest ``batch_left`` each kind of record can carry. A batch holds at most
 ``MAX_BATCH_ENTRIES`` entries; the batch that creates a topic is headed by its TOPIC record,
 one record more. Other records never belong to a batch."""
@@ -204,7 +210,7 @@ def _plausible(buf: object, pos: int, limit: int, lsn_base: int, base: int) -> b
     _crc, n, tid, kind, left, _seq, durable = _unpack_from(buf, pos - base)  # type: ignore[arg-type]
     return (kind in KIND_NAMES and pos + HEADER_SIZE + n <= limit and n <= _SALT_PROBE
             and (not n or kind in _PAYLOAD_KINDS) and left < MAX_BATCH_ENTRIES + 1
-            and (tid == 0) == (kind == SEAL) and durable <= lsn_base + pos)
+            and (tid == 0) == (kind in _LOG_KINDS) and durable <= lsn_base + pos)
 
 
 def _salt_for(buf: object, at: int) -> int:
@@ -286,7 +292,7 @@ def check(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
     end = pos + HEADER_SIZE + n
     if (left > _MAX_LEFT.get(kind, -1) or end > limit or n > MAX_ENTRY_BYTES
             or (n and kind not in _PAYLOAD_KINDS)
-            or (tid == 0) != (kind == SEAL) or durable > lsn_base + pos):
+            or (tid == 0) != (kind in _LOG_KINDS) or durable > lsn_base + pos):
         return BAD_HEADER, None
     record = Record(pos, kind, tid, left, seq, durable, n)
     if n <= 4096:
@@ -327,7 +333,7 @@ def decode_split(header: bytes, payload: bytes, salt: int) -> tuple[int, int, by
 
 
 _NONZERO = re.compile(rb"[^\x00]")
-_PLAUSIBLE = re.compile(rb"[\x01-\x06]\x00.[\x00-\x07]", re.DOTALL)
+_PLAUSIBLE = re.compile(rb"[\x01-\x07]\x00.[\x00-\x07]", re.DOTALL)
 """Bytes 12..15 of a plausible record header: a known kind, ``batch_left`` below 2048.
 
 Resynchronising looks for this with C-speed searches and checks only what matches, so it costs
@@ -397,14 +403,41 @@ def _first_plausible(buf: object, pos: int, limit: int, base: int,
     return limit
 
 
+def misplaced_records(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
+                      base: int = 0) -> list[Record]:
+    """Valid records from ``pos`` on at places no writer puts them (not 8-aligned, or before
+    the durable point they claim): bytes were cut out of the file or put into it, and what
+    followed moved. Linear, like :func:`resync`."""
+    found: list[Record] = []
+    limit = min(limit, base + len(buf))  # type: ignore[arg-type]
+    start = pos
+    while start + HEADER_SIZE <= limit:
+        chunk = bytes(buf[start - base:min(start + _CHUNK + HEADER_SIZE, limit) - base])  # type: ignore[index]
+        last = len(chunk) - HEADER_SIZE
+        at = _KIND_AT
+        while (match := _PLAUSIBLE.search(chunk, at, last + _KIND_AT + 4)) is not None:
+            candidate = start + match.start() - _KIND_AT
+            at = match.start() + 1
+            if found and candidate < found[-1].end:
+                continue
+            # A moved record's durable claim may lie past its new place: not checked here.
+            status, record = check(buf, candidate, limit, salt, lsn_base | OFFSET_MASK, base)
+            if status == OK and record is not None and (
+                    candidate % ALIGN or record.durable > lsn_base + candidate):
+                found.append(record)
+                at = max(at, record.end - start + _KIND_AT)
+        start += last + 1
+    return found
+
+
 @attrs.define
 class ScanResult:
     """What a scan of one segment found."""
 
     records: list[Record]
-    """Valid records of complete batches, in log order (SEAL records included)."""
+    """Valid records of complete batches, in log order (a SEAL or MARK that ends them included)."""
     end: int
-    """Where the log ends in this segment: after the last kept record, or at a SEAL."""
+    """Where the log ends in this segment: after the last kept record, at a SEAL or a MARK."""
     sealed: bool
     """The scan stopped at a SEAL record: the segment was closed by a roll."""
     damaged: list[tuple[int, Record | None]]
@@ -437,9 +470,9 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
         if status == OK:
             assert record is not None
             if not pending or _continues(pending[-1], record):
-                if record.kind == SEAL:
+                if record.kind in _LOG_KINDS:  # the end: sealed, or where the writer stood
                     records.append(record)
-                    return ScanResult(records, pos, True, damaged, False)
+                    return ScanResult(records, pos, record.kind == SEAL, damaged, False)
                 pending.append(record)
                 if not record.batch_left:
                     records.extend(pending)
@@ -505,6 +538,23 @@ def _next_in_batch(last: Record, pos: int, beyond: int) -> Record:
     return Record(pos, ENTRY, last.topic_id, last.batch_left - 1,
                   last.seq + (1 if last.kind == ENTRY else 0), 0,
                   max(0, beyond - pos - HEADER_SIZE))
+
+
+def header_as_written(buf: object, pos: int, base: int = 0) -> Record | None:
+    """The fields of the header at ``pos`` as they are, checks failed or not (None if the
+    buffer ends first): hints about damaged data, never believed alone."""
+    at = pos - base
+    if at < 0 or at + HEADER_SIZE > len(buf):  # type: ignore[arg-type]
+        return None
+    _crc, n, tid, kind, left, seq, durable = _unpack_from(buf, at)  # type: ignore[arg-type]
+    return Record(pos, kind, tid, left, seq, durable, n)
+
+
+def may_be_entry(record: Record) -> bool:
+    """Could this damaged header be an entry's? Its kind says so, is no kind at all, or
+    is one that carries no payload although the record has one."""
+    return (record.kind == ENTRY or record.kind not in KIND_NAMES
+            or (record.length > 0 and record.kind not in _PAYLOAD_KINDS))
 
 
 def _continues(last: Record, record: Record) -> bool:
@@ -631,7 +681,7 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
                 if rest > 0:
                     promised[r.topic_id] = (r.seq + rest + 1, lsn)
             continue
-        if kind == SEAL:
+        if kind in _LOG_KINDS:
             continue
         if t is None:
             t = topics[r.topic_id] = TopicSummary()

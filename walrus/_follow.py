@@ -134,10 +134,10 @@ def _open(backend: Backend, directory: str, number: int) -> Segment | None:
 
 
 def written_end(seg: Segment, begin: int, limit: int) -> tuple[int, bool]:
-    """How far the valid records from ``begin`` reach (a SEAL included), and whether what
-    follows is still unwritten: zeros, or a record whose bytes are still arriving (zeros
-    right after it). False means bytes that are neither: a header being written, or damage.
-    Reads only what it walks (plus one window)."""
+    """How far the valid records from ``begin`` reach (a SEAL included, a MARK not), and
+    whether what follows is still unwritten: zeros, or a record whose bytes are still
+    arriving (zeros right after it). False means bytes that are neither: a header being
+    written, or damage. Reads only what it walks (plus one window)."""
     pos = begin
     end = limit if seg.view is not None else min(limit, begin + WINDOW)
     while True:
@@ -147,6 +147,8 @@ def written_end(seg: Segment, begin: int, limit: int) -> tuple[int, bool]:
             if status != _codec.OK:
                 break
             assert record is not None
+            if record.kind == _codec.MARK:  # where the writer stands: the next write goes here
+                return pos, True
             pos = record.end
             if record.kind == _codec.SEAL:
                 return pos, True

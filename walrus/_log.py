@@ -28,6 +28,7 @@ from ._codec import (
     ENTRY,
     FOLLOWS_FAILED_SYNC,
     HEADER_SIZE,
+    MARK,
     OFFSET_MASK,
     RECORD,
     SEAL,
@@ -751,7 +752,9 @@ class Log:
 
     def _publish(self, target: int, targets: list[tuple[Segment, int]]) -> None:
         """Note what a sync pass made durable (under the append lock)."""
-        self.durable = max(self.durable, target)
+        if target > self.durable:
+            self.durable = target
+            self._mark_durable()
         # A segment counts as synced only up to where the pass found it: one that was
         # active when the pass began may have been written on (and sealed) meanwhile.
         covered = {id(seg): end for seg, end in targets}
@@ -765,6 +768,32 @@ class Log:
                     item.publish()
                 done += 1
             del self.pending[:done]
+
+    def _mark_durable(self) -> None:
+        """Claim the new durable point just past the end of the log (a MARK record).
+
+        Every record claims the durable point known when it was written, so damage to a
+        record is told from a torn write by a later record's claim. The records of the last
+        sync pass have no later record: the mark is it. It is not part of the log: the next
+        write goes over it (records are never shorter than it), and a roll's SEAL too. Best
+        effort and not synced itself: it reaches the disk with the next sync or the system's
+        own writeback; a mark that never does proves nothing, and a torn one is not a record.
+        (A 32-byte store per sync pass, under the append lock the pass takes anyway.)
+        """
+        seg = self.active
+        if seg is None or seg.sealed or self.abandon_at is not None or self.read_only:
+            return
+        p = seg.end
+        if p + HEADER_SIZE > seg.size:
+            return
+        record = _codec.encode_record(MARK, 0, 0, 0, self.durable, b"", seg.salt)
+        try:
+            if seg.view is not None:
+                seg.view[p:p + HEADER_SIZE] = record
+            else:
+                seg.file.write(p, record)
+        except OSError as exc:  # the next write, or sync, meets the failure and reports it
+            log.debug("could not mark the durable point in %s: %s", seg.path, exc)
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.

@@ -58,8 +58,8 @@ class Rebuilder:
         """Segments whose header was damaged and whose salt was recovered."""
         self.blank: list[str] = []
         """Unfinished new segments a read-only look left in place (a writer removes them)."""
-        self.damaged_at: dict[int, list[int]] = {}
-        """Positions of the damaged records each segment's last scan found."""
+        self.damaged_at: dict[int, list[tuple[int, _codec.Record | None]]] = {}
+        """The damaged records each segment's last scan found: (position, header if any)."""
         self.names: dict[int, str] = {}
         """Every topic name any segment records, by id (a name can outlive a damaged copy)."""
         self.unnamed: dict[int, list[tuple[str, int, int]]] = {}
@@ -189,7 +189,7 @@ class Rebuilder:
             summary.end, summary.sealed = scanned.end, scanned.sealed
         else:
             summary = scanned
-        self.damaged_at[seg.number] = [pos for pos, _ in result.damaged]
+        self.damaged_at[seg.number] = result.damaged
         return summary, evidence, result.torn
 
     def _load_index(self, seg: Segment) -> SegmentSummary | None:
@@ -256,12 +256,17 @@ class Rebuilder:
                         seg.path)
             seg.close()
             self.dropped = max(self.dropped, seg.number)
-            if not self.read_only:
-                _unlink(seg.path)
+            if not self.read_only:  # the index first: one left alone would say it was lost
                 _unlink(os.path.join(self.directory, index_name(seg.number)))
+                _unlink(seg.path)
         self.learn_names(summary for _, summary, _, _ in summaries[:keep])
         for seg, summary, _, _ in summaries[:keep]:
             self.apply(seg, summary)
+        if summaries[:keep]:
+            newest, summary, _, torn = summaries[keep - 1]
+            self.judge_end(newest, summary.end, torn)
+            self.account_deleted(newest.number)
+            self.claim_tail_damage(newest)
         if summaries[:keep]:
             last_seg, last, _, torn = summaries[keep - 1]
             # Never append behind a header that failed: continue in a fresh segment.
@@ -354,6 +359,155 @@ class Rebuilder:
         t.nbytes += ts.nbytes
         t.next_seq = max(t.next_seq, first + len(lsns))
 
+    def account_deleted(self, newest: int) -> None:
+        """Index files of segments after the newest one: the segment file was deleted (the
+        log only ever deletes a prefix of itself, and an index before its segment). What the
+        index says the segment held is lost: reported at its offsets, never handed out again.
+        """
+        files, _ = list_directory(self.directory)
+        for name in sorted(files):
+            number = parse_name(name.replace(".idx", ".wal")) if name.endswith(".idx") else None
+            if number is None or number <= newest:
+                continue
+            self.max_number = max(self.max_number, number)
+            path = os.path.join(self.directory, name)
+            try:
+                with open(path, "rb") as f:
+                    summary = _codec.decode_index(f.read())
+            except (OSError, _codec.FormatError):
+                continue
+            if summary.number != number:
+                continue
+            self.found(None, None, None, os.path.join(self.directory, segment_name(number)),
+                       "segment file missing (its index is left): the entries it held are lost")
+            filler = number << SEG_SHIFT | SEGMENT_HEADER_SIZE | DAMAGED
+            for tid, ts in summary.topics.items():
+                self.max_tid = max(self.max_tid, tid)
+                name_ = ts.name if ts.name is not None else self.names.get(tid)
+                t = self.topics.get(tid)
+                if t is None and name_ is not None:
+                    t = self.topics[tid] = Topic(tid, name_, 0)
+                    t.first_seq = -1
+                if t is None:
+                    continue
+                reach = max(ts.next_seq, ts.first_seq + len(ts.lsns) if ts.lsns else 0)
+                if not t.lsns:
+                    t.first_seq = min(t.next_seq, ts.first_seq) if ts.lsns else t.next_seq
+                missing = reach - (t.first_seq + len(t.lsns))
+                if missing > 0:
+                    t.lsns.extend([filler] * missing)
+                t.next_seq = max(t.next_seq, reach)
+
+    def judge_end(self, seg: Segment, end: int, torn: bool) -> None:
+        """Is where the newest segment's log ends what a crash leaves (``torn``: with an
+        unfinished write after it)?
+
+        A crash leaves unfinished records inside the file, aligned, each within the room the
+        file was allocated with. Two things no crash does: end the file inside a record (the
+        file was cut short), and leave valid records where no writer puts them (bytes were
+        cut out of the file or put into it, moving the records after them). Both are damage,
+        said loudly; the entries that the records found there were framed to hold (an
+        unfinished batch's records say how many follow) are reported lost at their offsets.
+        """
+        buf = seg.whole()
+        stop, framed = end, []
+        while True:  # the records of a batch the end of the file broke off, if any
+            status, record = _codec.check(buf, stop, seg.size, seg.salt, seg.lsn_base)
+            if status != _codec.OK or record is None or record.kind in (_codec.SEAL,
+                                                                         _codec.MARK):
+                break
+            framed.append(record)
+            stop = record.end
+        header = _codec.header_as_written(buf, stop)
+        if status != _codec.OK and (header is None or (
+                header.kind in _codec.KIND_NAMES
+                and stop + _codec.HEADER_SIZE + header.length > seg.size)):
+            self.found(None, None, None, seg.path, f"file cut short at byte {seg.size}: what "
+                       "it held after that is lost, and which entries is known only as far "
+                       "as the records before the cut say")
+            self._account_lost(seg, end, buf, framed + ([header] if header else []))
+            return
+        if not torn:
+            return
+        moved = _codec.misplaced_records(buf, end, seg.size, seg.salt, seg.lsn_base)
+        if moved:
+            self.found(None, None, None, seg.path, f"bytes cut out of the file or put into "
+                       f"it after byte {end}: the records after that are out of place")
+            self.damaged_at.setdefault(seg.number, []).append((end, None))  # the one cut
+            self._account_lost(seg, end, buf, moved)
+
+    def _account_lost(self, seg: Segment, end: int, buf: object,
+                      records: list[_codec.Record]) -> None:
+        """Entries that ``records`` (read past the end of the log) hold or were framed to
+        hold are lost at ``end``: their offsets are damaged, never handed out again."""
+        reach: dict[int, int] = {}
+        for record in records:
+            tid = record.topic_id
+            if record.kind not in (_codec.ENTRY, _codec.TOPIC) or not tid:
+                continue
+            self.max_tid = max(self.max_tid, tid)
+            if record.kind == _codec.TOPIC and tid not in self.topics:  # created in there
+                at = record.payload_offset
+                raw = bytes(buf[at:at + record.length])  # type: ignore[index]
+                if len(raw) == record.length or tid in self.names:  # else cut off too
+                    name = raw.decode("utf-8", "surrogatepass")
+                    t = self.topics[tid] = Topic(tid, self.names.setdefault(tid, name), 0)
+                    t.first_seq = -1
+            if tid in self.topics:
+                last = record.seq + record.batch_left - (record.kind == _codec.TOPIC)
+                reach[tid] = max(reach.get(tid, 0), last + 1)
+        for tid, past in reach.items():
+            t = self.topics[tid]
+            if not t.lsns:
+                t.first_seq = t.next_seq
+            missing = past - (t.first_seq + len(t.lsns))
+            if missing > 0:
+                t.lsns.extend([seg.lsn_base | end | DAMAGED] * missing)
+                t.next_seq = max(t.next_seq, past)
+
+    def claim_tail_damage(self, seg: Segment) -> None:
+        """Give damaged entries at the end of their topics in the newest segment their offsets.
+
+        Elsewhere a lost entry shows as a gap: before a later entry of its topic, or before
+        the next offset a later segment's TOPIC record states. After a topic's last entry in
+        the newest segment nothing shows it, and its offset would be handed out again. A
+        damaged header still says whose it is, unless the damage hit that field too: by its
+        topic id, or else by its offset when exactly one such topic expects that one next
+        (fields read as written, even from a header that failed its checks: these two are
+        only believed when they name such a topic).
+        The entry is then lost at that offset (reported by :meth:`report_damage`); a header
+        that names no topic either way is reported as a damaged record.
+        """
+        accounted = {lsn & ~DAMAGED for t in self.topics.values() for lsn in t.lsns
+                     if lsn & DAMAGED}
+        for pos, record in self.damaged_at.get(seg.number, ()):
+            lsn = seg.lsn_base | pos
+            if lsn in accounted:
+                continue
+            if record is None:  # a header that failed its checks: its fields as written
+                try:
+                    buf, base = seg.region(pos, pos + _codec.HEADER_SIZE)
+                except OSError:
+                    continue
+                record = _codec.header_as_written(buf, pos, base)
+            if record is None or not _codec.may_be_entry(record):
+                continue
+            ended = [t for t in self.topics.values()
+                     if not t.lsns or t.lsns[-1] & ~DAMAGED < lsn]
+            owner = next((t for t in ended if t.tid == record.topic_id), None)
+            if owner is None:
+                expecting = [t for t in ended if _next_offset(t) == record.seq]
+                owner = expecting[0] if len(expecting) == 1 else None
+            if owner is None:
+                continue
+            if not owner.lsns:
+                owner.first_seq = owner.next_seq
+            elif (end := owner.first_seq + len(owner.lsns)) < owner.next_seq:
+                owner.lsns.extend([owner.lsns[-1] | DAMAGED] * (owner.next_seq - end))
+            owner.lsns.append(lsn | DAMAGED)
+            owner.next_seq = owner.first_seq + len(owner.lsns)
+            accounted.add(lsn)
+
     def finish(self) -> None:
         """Settle cursors and counts once every segment is folded in."""
         for t in self.topics.values():
@@ -398,8 +552,8 @@ class Rebuilder:
                 self.found(None, first, last, path,
                            f"entries of topic id {tid}, whose name was lost with its damaged "
                            "TOPIC records")
-        for number, positions in sorted(self.damaged_at.items()):
-            for pos in positions:
+        for number, damaged in sorted(self.damaged_at.items()):
+            for pos, _ in damaged:
                 if (number << SEG_SHIFT | pos) not in accounted and number in files:
                     self.found(None, None, None, files[number], f"damaged record at byte {pos}")
 
@@ -643,3 +797,8 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _next_offset(t: Topic) -> int:
+    """The offset a topic's next entry gets, as far as the segments folded in so far say."""
+    return max(t.next_seq, t.first_seq + len(t.lsns)) if t.lsns else t.next_seq
