@@ -10,6 +10,7 @@ them as a range, for context; regressions are judged on the counted series in ``
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import threading
@@ -22,35 +23,43 @@ BACKENDS = backends()
 PAYLOAD = b"w" * 100
 
 
+_OPEN: dict[str, Walrus] = {}
+
+
+def _wal(backend: str) -> Walrus:
+    """One walrus per backend for the life of the benchmark's process, opened on first use.
+
+    Not in ``setup``: asv re-runs setup hooks before every timed call, which would time a
+    fresh log (its first segment) each call and leave the previous one open."""
+    wal = _OPEN.get(backend)
+    if wal is None:
+        folder = tempfile.mkdtemp(prefix="walrus-asv-")
+        wal = _OPEN[backend] = Walrus(data_dir=folder, backend=backend,
+                                      fsync_schedule=FsyncSchedule.SyncEach)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        atexit.register(wal.close)  # runs first: atexit is last in, first out
+    return wal
+
+
 class SyncEach:
     """Durable appends (FsyncSchedule.SyncEach), 100 bytes, wall clock per call."""
 
     params = (BACKENDS,)
     param_names = ("backend",)
-    number = 20  # appends per sample: asv divides, so the figure is per append
+    number = 20  # calls per sample: asv divides, so the figure is per call
     repeat = (20, 60, 30.0)  # 20 to 60 samples a round, at most 30 s
     rounds = 2
     warmup_time = 0.0
     timeout = 300
 
-    def setup(self, backend: str) -> None:
-        self.folder = tempfile.mkdtemp(prefix="walrus-asv-")
-        self.wal = Walrus(data_dir=self.folder, backend=backend,
-                          fsync_schedule=FsyncSchedule.SyncEach)
-        self.wal.append_for_topic("t", PAYLOAD)  # the first segment exists before timing
-
-    def teardown(self, backend: str) -> None:
-        self.wal.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
     def time_append(self, backend: str) -> None:
         """One durable ``append_for_topic``: mostly the device's fsync latency."""
-        self.wal.append_for_topic("t", PAYLOAD)
+        _wal(backend).append_for_topic("t", PAYLOAD)
 
     def time_append_4_threads(self, backend: str) -> None:
         """Four threads each making one durable append at once (group commit shares syncs)."""
-        workers = [threading.Thread(target=self.wal.append_for_topic, args=(f"t{i}", PAYLOAD))
-                   for i in range(4)]
+        append = _wal(backend).append_for_topic
+        workers = [threading.Thread(target=append, args=(f"t{i}", PAYLOAD)) for i in range(4)]
         for w in workers:
             w.start()
         for w in workers:
