@@ -10,16 +10,7 @@ command -v valgrind >/dev/null 2>&1 || want+=(valgrind)
 command -v strace >/dev/null 2>&1 || want+=(strace)
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
 command -v npm >/dev/null 2>&1 || want+=(npm)
-if [ ${#want[@]} -gt 0 ]; then
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "install-bench-deps: no apt-get; install ${want[*]} yourself" >&2
-        exit 1
-    fi
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null
-fi
+bash .ci/apt-install-missing.sh ${want[@]+"${want[@]}"}
 if [ ! -d asv_bench/dashboard/node_modules ]; then
     (cd asv_bench/dashboard && npm ci --no-audit --no-fund --loglevel=error)
 fi
