@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ._probe import backends
@@ -81,57 +82,56 @@ def count_syscalls(operation: str, backend: str, entries: int) -> float:
     raise RuntimeError("the probe's end marker is missing from strace's log")
 
 
-class Instructions:
-    """CPU-bound paths (no fsync), deterministic: instructions per entry (valgrind)."""
+class _Counted:
+    """One figure per backend, from a tool that may be missing (then asv skips it)."""
 
     params = (BACKENDS,)
     param_names = ("backend",)
     timeout = 600
-    unit = "instructions/entry"
+    tool = ""
 
     def setup(self, backend: str) -> None:
-        if shutil.which("valgrind") is None:
-            raise NotImplementedError("valgrind is not installed")  # asv: skipped
-
-    def track_append(self, backend: str) -> float:
-        """``append_for_topic`` of 100 bytes."""
-        return count_instructions("append", backend, 2000)
-
-    def track_batch_append(self, backend: str) -> float:
-        """``batch_append_for_topic`` of 2000 x 100 bytes, per entry."""
-        return count_instructions("batch_append", backend, 4000)
-
-    def track_read_next(self, backend: str) -> float:
-        """``read_next`` under AtLeastOnce(10000)."""
-        return count_instructions("read_next", backend, 2000)
-
-    def track_batch_read(self, backend: str) -> float:
-        """``batch_read_for_topic`` with a 1 MiB cap, per entry."""
-        return count_instructions("batch_read", backend, 4000)
-
-    def track_durable_append(self, backend: str) -> float:
-        """``append_for_topic`` under SyncEach: walrus's own CPU on the durable path."""
-        return count_instructions("durable_append", backend, 200)
+        if shutil.which(self.tool) is None:
+            raise NotImplementedError(f"{self.tool} is not installed")  # asv: skipped
 
 
+def _track(count: Callable[[str, str, int], float], operation: str, entries: int,
+           doc: str) -> Callable[[_Counted, str], float]:
+    """A ``track_*`` benchmark: ``count`` per entry of ``operation`` over ``entries``."""
 
-class Syscalls:
+    def track(self: _Counted, backend: str) -> float:
+        return count(operation, backend, entries)
+
+    track.__doc__ = doc
+    return track
+
+
+class Instructions(_Counted):
+    """CPU-bound paths (no fsync), deterministic: instructions per entry (valgrind)."""
+
+    tool = "valgrind"
+    unit = "instructions/entry"
+    track_append = _track(count_instructions, "append", 2000,
+                          "``append_for_topic`` of 100 bytes.")
+    track_batch_append = _track(count_instructions, "batch_append", 4000,
+                                "``batch_append_for_topic`` of 2000 x 100 bytes, per entry.")
+    track_read_next = _track(count_instructions, "read_next", 2000,
+                             "``read_next`` under AtLeastOnce(10000).")
+    track_batch_read = _track(count_instructions, "batch_read", 4000,
+                              "``batch_read_for_topic`` with a 1 MiB cap, per entry.")
+    track_durable_append = _track(count_instructions, "durable_append", 200,
+                                  "``append_for_topic`` under SyncEach: walrus's own CPU on "
+                                  "the durable path.")
+
+
+class Syscalls(_Counted):
     """I/O-bound paths, deterministic: storage system calls per entry (strace)."""
 
-    params = (BACKENDS,)
-    param_names = ("backend",)
-    timeout = 300
+    tool = "strace"
     unit = "syscalls/entry"
-
-    def setup(self, backend: str) -> None:
-        if shutil.which("strace") is None:
-            raise NotImplementedError("strace is not installed")  # asv: skipped
-
-    def track_durable_append(self, backend: str) -> float:
-        """``append_for_topic`` under SyncEach: writes and syncs asked of the kernel."""
-        return count_syscalls("durable_append", backend, 200)
-
-    def track_durable_read_next(self, backend: str) -> float:
-        """``read_next`` under StrictlyAtOnce (SyncEach): the cursor persisted per read."""
-        return count_syscalls("durable_read_next", backend, 200)
-
+    track_durable_append = _track(count_syscalls, "durable_append", 200,
+                                  "``append_for_topic`` under SyncEach: writes and syncs "
+                                  "asked of the kernel.")
+    track_durable_read_next = _track(count_syscalls, "durable_read_next", 200,
+                                     "``read_next`` under StrictlyAtOnce (SyncEach): the "
+                                     "cursor persisted per read.")
