@@ -6,12 +6,13 @@ does per entry does not. So each figure here is counted, not timed, in a process
 
 * ``Instructions`` (CPU-bound paths): machine instructions per entry, user space, all threads,
   counted by valgrind's callgrind, the way CodSpeed measures. Run to run they agree within
-  about 1 %, on a busy machine too. Needs ``valgrind`` (Debian: ``apt-get install valgrind``);
+  2 %, on a busy machine too. Needs ``valgrind`` (Debian: ``apt-get install valgrind``);
   without it these benchmarks are skipped.
 * ``Syscalls`` (I/O-bound paths): the write, sync and io_uring system calls per entry, counted
   by strace. A durable append's time is the device's fsync latency, which no code change here
   moves and which swings tenfold on a shared disk; what the code controls is how many writes
-  and syncs it asks for, and that is exact. Needs ``strace``.
+  and syncs it asks for. That count is exact for the caller's thread; the background
+  threads' few calls depend on timing and move it by up to 3 %. Needs ``strace``.
 
 Their timed twins are in ``durable`` (I/O, wall clock, with asv's noise statistics) and
 ``wal`` (wall clock of everything): a second series for context, not for verdicts.
