@@ -52,7 +52,7 @@ BASE ?= main
 	bench-targets bench-scale bench-backends \
 	show-writes show-reads show-scaling show-batch show-batch-scaling show-compare \
 	bench-and-show-writes bench-and-show-reads bench-and-show-scaling bench-and-show-compare \
-	asv asv-continuous asv-publish
+	asv asv-continuous asv-history asv-publish asv-preview asv-check-dashboard
 
 $(PEERS): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,plot,peers]'
@@ -107,19 +107,47 @@ bench-and-show-scaling: bench-scaling
 bench-and-show-compare: bench-compare
 	$(MAKE) show-compare
 
+# The series regressions are judged on: counted costs (instructions, system calls per entry),
+# which the load beside them does not move. The timed series are for context (docs/benchmarks.md).
+ASV_GATE ?= ^cost\.
+RANGE ?= $(BASE)~10..$(BASE)
+PORT ?= 8080
+ASV_HTML := asv_bench/.asv/html
+BENCH_TOOLS := $(VENV)/.bench-tools
+
 ## asv: the asv suite once on the installed tree (offline), results saved for HEAD
-asv: $(STAMP)
+asv: $(STAMP) $(BENCH_TOOLS)
 	$(ASV) machine --yes > /dev/null
 	$(ASV) run --quick --python=same --show-stderr --set-commit-hash $$(git rev-parse HEAD)
 
-## asv-continuous: compare BASE (main) with HEAD in asv's own environments; exits 1 on a regression
-asv-continuous: $(STAMP)
-	$(ASV) machine --yes > /dev/null
-	$(ASV) continuous --show-stderr $(BASE) $$(git rev-parse HEAD)
+# valgrind, strace, Chromium and the dashboard's npm packages (apt-get and npm ci, when missing)
+$(BENCH_TOOLS): asv_bench/dashboard/package-lock.json | $(STAMP)
+	bash .ci/install-bench-deps.sh
+	touch $(BENCH_TOOLS)
 
-## asv-publish: the HTML report in asv_bench/.asv/html
-asv-publish: $(STAMP)
+## asv-continuous: BASE (main) against HEAD in asv's own environments, on the counted series
+## (ASV_GATE); exits 1 when one costs 10 % more
+asv-continuous: $(STAMP) $(BENCH_TOOLS)
+	$(ASV) machine --yes > /dev/null
+	$(ASV) continuous --show-stderr --factor 1.1 --bench '$(ASV_GATE)' $(BASE) $$(git rev-parse HEAD)
+
+## asv-history: the whole suite on each commit of RANGE (default: BASE's last 10) not run yet
+asv-history: $(STAMP) $(BENCH_TOOLS)
+	$(ASV) machine --yes > /dev/null
+	$(ASV) run --show-stderr --skip-existing-commits $(RANGE)
+
+## asv-publish: the dashboard in asv_bench/.asv/html, its scripts from npm packages (no CDN)
+asv-publish: $(STAMP) $(BENCH_TOOLS)
 	$(ASV) publish
+	$(PY) asv_bench/dashboard/offline.py vendor $(ASV_HTML)
+
+## asv-preview: serve the dashboard on http://127.0.0.1:$(PORT)/ (Ctrl-C stops)
+asv-preview:
+	$(PY) -m http.server --bind 127.0.0.1 --directory $(ASV_HTML) $(PORT)
+
+## asv-check-dashboard: open the dashboard in headless Chromium, offline; screenshots in $(OUT)/dashboard
+asv-check-dashboard: $(STAMP) $(BENCH_TOOLS)
+	$(PY) asv_bench/dashboard/offline.py check $(ASV_HTML) --screenshots $(OUT)/dashboard
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check walrus walrus_bench tests

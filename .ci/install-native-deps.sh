@@ -6,11 +6,7 @@ want=()
 [ -f /usr/include/liburing.h ] || want+=(liburing-dev)
 [ -f /usr/include/zlib.h ] || want+=(zlib1g-dev)
 [ ${#want[@]} -eq 0 ] && exit 0
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-native-deps: no apt-get; install ${want[*]} yourself to build the C extensions" >&2
+bash "$(dirname "$0")/apt-install-missing.sh" "${want[@]}" || {
+    echo "install-native-deps: install ${want[*]} to build the C extensions" >&2
     exit 1
-fi
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-$sudo apt-get update -qq >/dev/null 2>&1 || true
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}" >/dev/null
+}

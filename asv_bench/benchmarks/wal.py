@@ -1,7 +1,9 @@
-"""Costs of walrus's core operations per backend and fsync schedule (lower is better).
+"""Wall clock, the second series: time per entry for each backend and fsync schedule.
 
-Each ``track_*`` returns nanoseconds per entry, the best of a few rounds (the machine is noisy);
-``peakmem_*`` records the process's peak memory. 100-byte entries, one thread, one topic.
+Each ``track_*`` returns wall-clock nanoseconds per entry, the best of a few rounds;
+``peakmem_*`` records the process's peak memory. 100-byte entries, one topic. On a shared
+machine these move by 2x with the load beside them: they show what a caller waits, for
+context. Regressions are judged on the counted series in ``cost`` (``make asv-continuous``).
 """
 
 from __future__ import annotations

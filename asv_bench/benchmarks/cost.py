@@ -1,0 +1,138 @@
+"""Deterministic costs: the series that regression checks read (lower is better).
+
+Wall-clock time on a shared 2-core machine moves by 2x with whatever else runs; what the code
+does per entry does not. So each figure here is counted, not timed, in a process of its own
+(``_probe.py``), and only between two markers around the operation:
+
+* ``Instructions`` (CPU-bound paths): machine instructions per entry, user space, all threads,
+  counted by valgrind's callgrind, the way CodSpeed measures. Run to run they agree within
+  2 %, on a busy machine too. Needs ``valgrind`` (Debian: ``apt-get install valgrind``);
+  without it these benchmarks are skipped.
+* ``Syscalls`` (I/O-bound paths): the write, sync and io_uring system calls per entry, counted
+  by strace. A durable append's time is the device's fsync latency, which no code change here
+  moves and which swings tenfold on a shared disk; what the code controls is how many writes
+  and syncs it asks for. That count is exact for the caller's thread; the background
+  threads' few calls depend on timing and move it by up to 3 %. Needs ``strace``.
+
+Their timed twins are in ``durable`` (I/O, wall clock, with asv's noise statistics) and
+``wal`` (wall clock of everything): a second series for context, not for verdicts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ._probe import backends
+
+PROBE = str(Path(__file__).resolve().parent / "_probe.py")
+BACKENDS = backends()
+IO_CALLS = ("write", "pwrite64", "writev", "pwritev", "pwritev2", "fsync", "fdatasync",
+            "sync_file_range", "msync", "io_uring_enter", "fallocate", "ftruncate", "openat")
+"""The system calls that move data to storage or make it durable (and open segments)."""
+
+
+def _probe_env() -> dict[str, str]:
+    """A fixed hash seed: dict layouts, and so instruction counts, do not vary run to run."""
+    return {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def count_instructions(operation: str, backend: str, entries: int) -> float:
+    """Instructions per entry of ``operation``, from callgrind's dump at the end marker."""
+    with tempfile.TemporaryDirectory(prefix="walrus-asv-cg-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", "--zero-before=getppid", "--dump-before=getpgrp",
+             f"--callgrind-out-file={out}", sys.executable, PROBE, operation, backend,
+             str(entries)],
+            check=True, env=_probe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The first dump holds what ran between the markers (the final file what followed).
+        text = (Path(tmp) / "callgrind.out.1").read_text()
+    found = re.search(r"^summary:\s+(\d+)", text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("callgrind wrote no summary")
+    return int(found.group(1)) / entries
+
+
+def count_syscalls(operation: str, backend: str, entries: int) -> float:
+    """Storage system calls per entry of ``operation``, from strace's log between markers."""
+    with tempfile.TemporaryDirectory(prefix="walrus-asv-st-") as tmp:
+        log = Path(tmp) / "strace.log"
+        subprocess.run(
+            ["strace", "-f", "-qq", "-o", str(log), "-e",
+             "trace=getppid,getpgrp," + ",".join(IO_CALLS), sys.executable, PROBE, operation,
+             backend, str(entries)],
+            check=True, env=_probe_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        lines = log.read_text().splitlines()
+    calls, inside = 0, False
+    for line in lines:
+        if "resumed>" in line:  # the second half of a call strace split across threads
+            continue
+        if "getppid(" in line:
+            inside = True
+        elif "getpgrp(" in line:
+            return calls / entries
+        elif inside:
+            calls += 1
+    raise RuntimeError("the probe's end marker is missing from strace's log")
+
+
+class _Counted:
+    """One figure per backend, from a tool that may be missing (then asv skips it)."""
+
+    params = (BACKENDS,)
+    param_names = ("backend",)
+    timeout = 600
+    tool = ""
+
+    def setup(self, backend: str) -> None:
+        if shutil.which(self.tool) is None:
+            raise NotImplementedError(f"{self.tool} is not installed")  # asv: skipped
+
+
+def _track(count: Callable[[str, str, int], float], operation: str, entries: int,
+           doc: str) -> Callable[[_Counted, str], float]:
+    """A ``track_*`` benchmark: ``count`` per entry of ``operation`` over ``entries``."""
+
+    def track(self: _Counted, backend: str) -> float:
+        return count(operation, backend, entries)
+
+    track.__doc__ = doc
+    return track
+
+
+class Instructions(_Counted):
+    """CPU-bound paths (no fsync), deterministic: instructions per entry (valgrind)."""
+
+    tool = "valgrind"
+    unit = "instructions/entry"
+    track_append = _track(count_instructions, "append", 2000,
+                          "``append_for_topic`` of 100 bytes.")
+    track_batch_append = _track(count_instructions, "batch_append", 4000,
+                                "``batch_append_for_topic`` of 2000 x 100 bytes, per entry.")
+    track_read_next = _track(count_instructions, "read_next", 2000,
+                             "``read_next`` under AtLeastOnce(10000).")
+    track_batch_read = _track(count_instructions, "batch_read", 4000,
+                              "``batch_read_for_topic`` with a 1 MiB cap, per entry.")
+    track_durable_append = _track(count_instructions, "durable_append", 200,
+                                  "``append_for_topic`` under SyncEach: walrus's own CPU on "
+                                  "the durable path.")
+
+
+class Syscalls(_Counted):
+    """I/O-bound paths, deterministic: storage system calls per entry (strace)."""
+
+    tool = "strace"
+    unit = "syscalls/entry"
+    track_durable_append = _track(count_syscalls, "durable_append", 200,
+                                  "``append_for_topic`` under SyncEach: writes and syncs "
+                                  "asked of the kernel.")
+    track_durable_read_next = _track(count_syscalls, "durable_read_next", 200,
+                                     "``read_next`` under StrictlyAtOnce (SyncEach): the "
+                                     "cursor persisted per read.")
