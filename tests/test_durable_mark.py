@@ -143,7 +143,7 @@ def test_a_deleted_newest_segment_is_accounted_from_its_index(tmp_path: Path,
     left says what it held, and those offsets stay taken."""
     directory = tmp_path / "w"
     with walrus.Walrus(data_dir=str(directory), backend=backend, segment_size=8192) as wal:
-        for i in range(40):
+        for _ in range(40):
             wal.append_for_topic("a", PAYLOAD)
         wal.append_for_topic("late", b"created in the last segment")
     newest = segment_files(directory)[-1]

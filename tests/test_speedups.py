@@ -161,7 +161,7 @@ def test_verification_gives_the_same_verdict_on_both_paths(
 
 def test_verification_stops_at_another_segment() -> None:
     buf = bytearray(2 * record_size(3))
-    _, lsns = _speedups.encode_entries(buf, 0, [b"abc", b"def"], 1, 0, 0, 0, 5, 2 << SEG_SHIFT)
+    _, lsns = _speedups.encode_entries(buf, 0, [b"abc", b"def"], 1, 1, 0, 0, 5, 2 << SEG_SHIFT)
     lsns = array("Q", [lsns[0], (3 << SEG_SHIFT) | (lsns[1] & ((1 << SEG_SHIFT) - 1))])
     starts, ends, stop = _speedups.verify_entries(bytes(buf), 0, lsns, 2, 1, 0, 5, 1 << 20, True)
     assert (list(starts), list(ends), stop) == ([HEADER_SIZE], [HEADER_SIZE + 3],
