@@ -20,7 +20,17 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
+
 Buffer = bytes | bytearray | memoryview
+
+
+@attrs.frozen
+class Availability:
+    """What a backend's probe returns: can the backend run here, and why (not)."""
+
+    ok: bool
+    reason: str = ""
 
 
 class File(abc.ABC):

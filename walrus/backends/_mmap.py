@@ -14,8 +14,7 @@ from __future__ import annotations
 import mmap
 import os
 
-from ..plugins._spec import Availability
-from ._base import Backend, Buffer, File, create_file, open_file
+from ._base import Availability, Backend, Buffer, File, create_file, open_file
 
 
 class MmapFile(File):
