@@ -45,6 +45,16 @@ def test_all_is_exactly_the_public_surface() -> None:
         assert hasattr(walrus, name), name
 
 
+def test_plugins_export_what_plugin_authors_call() -> None:
+    """Not the machinery (the hook specification, loading, selection): that is private."""
+    import walrus.plugins
+
+    public = {"Availability", "BackendInfo", "BackendSpec", "available_backends",
+              "backend_spec", "format_backend_table", "hookimpl", "plugin_manager"}
+    assert set(walrus.plugins.__all__) == public
+    assert {name for name in vars(walrus.plugins) if not name.startswith("_")} == public
+
+
 @pytest.mark.parametrize("method", sorted(SIGNATURES))
 def test_method_signatures(method: str) -> None:
     assert str(inspect.signature(getattr(walrus.Walrus, method))) == SIGNATURES[method]

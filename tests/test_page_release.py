@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from walrus import FsyncSchedule, Walrus, _speedups
+from walrus.backends import _mmap
 
 from .conftest import peek_all, smaps_bytes
 
@@ -34,6 +35,7 @@ def test_sealed_segments_release_their_pages(tmp_path: Path, monkeypatch: pytest
                                              pure: bool) -> None:
     if pure:
         monkeypatch.setattr(_speedups, "_lib", None)
+        monkeypatch.setattr(_mmap, "_lib", None)  # the mapping's page hooks
     elif not _speedups.ACCELERATED:
         pytest.skip(_speedups.REASON)
     with Walrus(data_dir=tmp_path / "wal", backend="mmap", segment_size=SEGMENT,

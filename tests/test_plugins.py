@@ -12,7 +12,8 @@ import pytest
 import walrus
 from walrus import Availability, BackendSpec, BackendUnavailableError, Walrus, hookimpl
 from walrus.backends._base import Backend
-from walrus.plugins import plugin_manager, select_backend
+from walrus.plugins import plugin_manager
+from walrus.plugins._selection import select_backend
 
 
 class _Plugin:

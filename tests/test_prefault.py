@@ -128,7 +128,7 @@ def test_sync_cadence() -> None:
     assert cadence.bytes_between(4 * mib) == 4 * mib  # the flusher first
     nofsync = _prefault.SyncCadence(interval=30.0, checkpoint_bytes=8 * mib, tick=0.25)
     assert nofsync.lead(10_000 * mib) == _prefault.MAX_LEAD
-    assert cadence.lead(123_457) % (2 * _speedups.PAGE) == 0
+    assert cadence.lead(123_457) % (2 * _prefault.PAGE) == 0
 
 
 @pytest.mark.parametrize("schedule", [FsyncSchedule.NoFsync, FsyncSchedule.Milliseconds(500)])

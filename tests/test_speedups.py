@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from walrus import _codec, _speedups
 from walrus._codec import HEADER_SIZE, SEG_SHIFT, record_size
+from walrus.backends._mmap import address_of, unpin
 
 needs_c = pytest.mark.skipif(not _speedups.ACCELERATED, reason=_speedups.REASON)
 
@@ -46,12 +47,12 @@ def test_encode_entry_writes_the_codec_record(data: bytes, tid: int, seq: int, d
     expected = bytearray(size)
     end = _codec.encode_into(expected, pos, _codec.ENTRY, tid, 0, seq, durable, data, salt)
     with mmap.mmap(-1, size) as view:
-        address = _speedups.address_of(view)
+        address = address_of(view)
         try:
             got_end = _speedups.encode_entry(address, pos, data, len(data), tid, seq, durable,
                                              salt)
         finally:
-            _speedups.release(address)
+            unpin(address)
         assert got_end == size
         assert view[pos:end] == expected[pos:end]
         assert view[end:size] == bytes(size - end)  # the padding is zeroed
@@ -63,7 +64,7 @@ def test_encode_entry_writes_the_codec_record(data: bytes, tid: int, seq: int, d
 def test_every_small_length_sums_as_zlib_does() -> None:
     """Small records take the C slice-by-8 CRC, larger ones zlib: both sides of the switch."""
     with mmap.mmap(-1, 1 << 16) as view:
-        address = _speedups.address_of(view)
+        address = address_of(view)
         try:
             for n in range(0, 1100):
                 data = bytes((i * 31 + n) & 0xFF for i in range(n))
@@ -73,18 +74,18 @@ def test_every_small_length_sums_as_zlib_does() -> None:
                 end = _codec.encode_into(expected, 8, _codec.ENTRY, 3, 0, n, 0, data, salt)
                 assert view[8:end] == expected[8:end], n
         finally:
-            _speedups.release(address)
+            unpin(address)
 
 
 @needs_c
 def test_a_pinned_mapping_cannot_be_closed_until_released() -> None:
     view = mmap.mmap(-1, 4096)
-    address = _speedups.address_of(view)
+    address = address_of(view)
     with pytest.raises(BufferError):
         view.close()
-    _speedups.release(address)
+    unpin(address)
     view.close()
-    assert _speedups.address_of(mmap.mmap(-1, 4096, access=mmap.ACCESS_READ)) is None
+    assert address_of(mmap.mmap(-1, 4096, access=mmap.ACCESS_READ)) is None
 
 
 @needs_c
@@ -100,7 +101,7 @@ def test_a_large_payload_is_encoded_without_holding_the_gil() -> None:
             ticks += 1
 
     with mmap.mmap(-1, record_size(len(data))) as view:
-        address = _speedups.address_of(view)
+        address = address_of(view)
         counter = threading.Thread(target=count)
         counter.start()
         try:
@@ -110,7 +111,7 @@ def test_a_large_payload_is_encoded_without_holding_the_gil() -> None:
         finally:
             done.set()
             counter.join()
-            _speedups.release(address)
+            unpin(address)
     assert during > 1000
 
 

@@ -17,6 +17,7 @@ little at its pace. Not used under SyncEach, where every append's sync would wri
 from __future__ import annotations
 
 import logging
+import mmap
 import threading
 import time
 
@@ -24,9 +25,11 @@ import attrs
 
 from ._log import Log
 from ._segment import Segment
-from ._speedups import PAGE
 
 log = logging.getLogger("walrus")
+
+PAGE = mmap.PAGESIZE
+"""Leads and steps are whole pages: a fault-in never stops part-way through one."""
 
 FAST = 200 << 20
 """Bytes per second: about the fastest a single writer appends from Python on this kind of

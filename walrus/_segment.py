@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 
-from . import _codec, _speedups
+from . import _codec
 from ._codec import SEGMENT_HEADER_SIZE, SegmentHeader
 from .backends._base import Backend, File
 
@@ -73,7 +72,6 @@ class Segment:
     """A segment file and what the engine knows about it."""
 
     __slots__ = (
-        "_mapping_lock",
         "_window",
         "address",
         "check_at",
@@ -100,7 +98,7 @@ class Segment:
         self.path = path
         self.file = file
         self.view = file.view
-        self.address = _speedups.address_of(file.view)
+        self.address = file.address
         """A C pointer into a writable mapping, for the one-call append (else None)."""
         self.size = file.size
         self.lsn_base = header.number << _codec.SEG_SHIFT
@@ -116,8 +114,6 @@ class Segment:
         or before it when the writer tells a prefaulter how far it got."""
         self.sealed = False
         self._window: tuple[int, bytes] | None = None
-        self._mapping_lock = threading.Lock()
-        """Held while another thread pre-faults the mapping, which must not close meanwhile."""
 
     @classmethod
     def create(cls, backend: Backend, directory: str, number: int, size: int, prev_end: int,
@@ -194,25 +190,18 @@ class Segment:
         return self.file.read(0, self.size)
 
     def populate(self, start: int, end: int | None = None, writable: bool = False) -> None:
-        """Pre-fault the mapped pages of ``[start, end)`` (see ``_speedups.populate``).
-
-        Safe from any thread: a segment closed meanwhile is left alone.
-        """
-        with self._mapping_lock:
-            if self.view is not None and self.address is not None:
-                _speedups.populate(self.view, start, end, writable)
+        """Pre-fault the pages of ``[start, end)`` if the backend maps them
+        (``File.prefault``). Safe from any thread: a segment closed meanwhile is left alone."""
+        self.file.prefault(start, end, writable)
 
     def release_pages(self) -> None:
-        """Unmap the pages of a segment that is no longer written, so a log nobody
-        consumes does not grow the process's RSS (see ``_speedups.release_pages``)."""
-        with self._mapping_lock:
-            if self.view is not None:
-                _speedups.release_pages(self.view)
+        """Give back the pages of a segment that is no longer written, if the backend maps
+        them (``File.release_pages``), so a log nobody consumes does not grow the process's
+        RSS."""
+        self.file.release_pages()
 
     def close(self) -> None:
-        with self._mapping_lock:
-            self._window = None
-            self.view = None
-            address, self.address = self.address, None
-            _speedups.release(address)
-            self.file.close()
+        self._window = None
+        self.view = None
+        self.address = None  # the file releases it
+        self.file.close()

@@ -20,7 +20,7 @@ from ._config import (
     SyncEachSchedule,
 )
 from ._errors import InvalidArgumentError
-from .plugins import registered_specs
+from .plugins._manager import registered_specs
 
 _AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)")
 

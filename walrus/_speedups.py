@@ -8,33 +8,21 @@ same bytes (``walrus/_codec.py`` is the definition).
 from __future__ import annotations
 
 import logging
-import mmap
 from array import array
 from collections.abc import Sequence
 from typing import Any
 
 from . import _codec
 from ._codec import ENTRY, HEADER_SIZE, OFFSET_MASK, SEG_SHIFT
-from ._config import MAX_ENTRY_BYTES, env
+from ._config import MAX_ENTRY_BYTES
+from ._native import speedups
 
 log = logging.getLogger("walrus")
 
-PAGE = mmap.PAGESIZE
 STOP_COUNT, STOP_BUDGET, STOP_DAMAGED, STOP_BUFFER, STOP_SEGMENT = range(5)
 """Why :func:`verify_entries` stopped before the end of its run."""
 
-
-def _load() -> tuple[Any, Any, str]:
-    if env("WALRUS_PURE_PYTHON") is not None:
-        return None, None, "pure Python (WALRUS_PURE_PYTHON is set)"
-    try:
-        from ._native import _speedups  # type: ignore[attr-defined]
-    except ImportError as exc:
-        return None, None, f"pure Python (C accelerators not built: {exc})"
-    return _speedups.ffi, _speedups.lib, "C accelerators (walrus._native._speedups)"
-
-
-_ffi, _lib, REASON = _load()
+_ffi, _lib, REASON = speedups()
 ACCELERATED = _lib is not None
 log.debug("record codec loops: %s", REASON)
 
@@ -42,28 +30,9 @@ _crc32 = __import__("zlib").crc32
 
 encode_entry: Any = None if _lib is None else _lib.walrus_encode_entry
 """``encode_entry(address, pos, data, n, tid, seq, durable, salt) -> end``: one ENTRY record
-written at ``address + pos`` (``address`` from :func:`address_of`). None without the C
-extension: the caller packs the record in Python then."""
+written at ``address + pos`` (``address``: a writable mapping's ``File.address``). None
+without the C extension: the caller packs the record in Python then."""
 
-
-def address_of(view: Any) -> Any:
-    """A C pointer into a writable mapping for :data:`encode_entry`, or None.
-
-    The pointer pins the mapping (``mmap.close`` refuses while it lives), so a segment's
-    writes can never land in unmapped memory; :func:`release` unpins it before the close.
-    """
-    if _ffi is None or view is None:
-        return None
-    try:
-        return _ffi.from_buffer(view, require_writable=True)
-    except (TypeError, BufferError):  # a read-only mapping
-        return None
-
-
-def release(address: Any) -> None:
-    """Unpin a mapping pinned by :func:`address_of`."""
-    if address is not None:
-        _ffi.release(address)
 _unpack_from = _codec.RECORD.unpack_from
 
 
@@ -91,39 +60,6 @@ def encode_entries(buf: Any, pos: int, payloads: Sequence[Any], tid: int, first_
         lsns.append(lsn_base + pos)
         pos = encode(buf, pos, ENTRY, tid, first_left - i, first_seq + i, durable, data, salt)
     return pos, lsns
-
-
-def populate(view: Any, start: int = 0, end: int | None = None, writable: bool = False) -> None:
-    """Pre-fault a mapping's pages in ``[start, end)``, so the writer stalls on them less.
-
-    ``writable`` maps them writable too (the cheapest appends), but marks every page dirty:
-    a sync that runs before the data arrives writes them back as zeros. Read-populating
-    still saves about a third of the fault cost. Populating never changes a byte, so it may
-    race a writer. Best effort: without the C extension or on older kernels nothing happens.
-    """
-    if _lib is None:
-        return
-    start &= ~(PAGE - 1)
-    end = len(view) if end is None else min(end, len(view))
-    if start >= end:
-        return
-    with _ffi.from_buffer(view, require_writable=True) as addr:
-        _lib.walrus_populate(addr + start, end - start, 1 if writable else 0)
-
-
-def release_pages(view: Any) -> None:
-    """Unmap a mapping's pages from this process, leaving them to the page cache.
-
-    For a segment that is no longer written: its pages stop counting in the process's RSS,
-    and a later read maps them again from the page cache (a minor fault per page). Dropping
-    a shared file mapping's pages never loses a byte: a dirty page stays dirty in the page
-    cache, and the next sync writes it. Without the GIL when the C extension is there.
-    """
-    if _lib is not None:
-        with _ffi.from_buffer(view) as addr:
-            _lib.walrus_madvise(addr, len(view), mmap.MADV_DONTNEED)
-    else:
-        view.madvise(mmap.MADV_DONTNEED)
 
 
 def record_bytes(buf: Any, lsns: array[int]) -> int:

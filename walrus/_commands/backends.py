@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..plugins import available_backends
-from ..plugins._report import format_backend_table
+from ..plugins import available_backends, format_backend_table
 from . import Subparsers
 
 

@@ -4,3 +4,27 @@ Each extension has a ``*_build.py`` script here that defines its ``ffibuilder``;
 this package is imported unless the feature using it is, and a missing extension is a
 normal, reported state (the feature's probe says "not built").
 """
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from .._config import env
+
+
+@functools.cache
+def speedups() -> tuple[Any, Any, str]:
+    """The ``_speedups`` extension as ``(ffi, lib, why)``, or ``(None, None, why)``.
+
+    Loaded once for its two users, the record codec loops (``walrus._speedups``) and the mmap
+    backend's page hooks, so both follow the same choice: ``WALRUS_PURE_PYTHON`` forces the
+    Python path (the test suite runs both).
+    """
+    if env("WALRUS_PURE_PYTHON") is not None:
+        return None, None, "pure Python (WALRUS_PURE_PYTHON is set)"
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, None, f"pure Python (C accelerators not built: {exc})"
+    return _speedups.ffi, _speedups.lib, "C accelerators (walrus._native._speedups)"

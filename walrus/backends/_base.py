@@ -10,6 +10,11 @@ object:
 A file whose backend maps it into memory exposes the mapping as :attr:`File.view`; the engine
 then encodes records in place and reads them without a system call. Otherwise the engine goes
 through :meth:`File.write`, :meth:`File.writev` and :meth:`File.read`.
+
+A mapping's pages are the backend's business too (SQLite's ``xFetch``/``xUnfetch`` model: an
+optional capability with a fallback). Three optional members with do-nothing defaults let the
+engine use them when a backend offers them: :attr:`File.address` (a pointer the engine's C
+encoder appends through), :meth:`File.prefault` and :meth:`File.release_pages`.
 """
 
 from __future__ import annotations
@@ -20,7 +25,17 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
+
 Buffer = bytes | bytearray | memoryview
+
+
+@attrs.frozen
+class Availability:
+    """What a backend's probe returns: can the backend run here, and why (not)."""
+
+    ok: bool
+    reason: str = ""
 
 
 class File(abc.ABC):
@@ -32,6 +47,11 @@ class File(abc.ABC):
     """Its size in bytes; log files are allocated at full size when created."""
     view: Any = None
     """A buffer over the whole file (an ``mmap``), writable unless opened read-only; or None."""
+    address: Any = None
+    """Optional: a C pointer (``char *`` of ``walrus._native._speedups``) to the first byte of
+    a writable :attr:`view`, through which the engine appends a record in one C call; or None
+    (the engine then writes through :attr:`view`). While it lives the mapping must stay mapped:
+    :meth:`close` releases it first."""
 
     @abc.abstractmethod
     def write(self, pos: int, data: Buffer) -> None:
@@ -54,6 +74,18 @@ class File(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the file; idempotent."""
+
+    def prefault(self, start: int, end: int | None = None,  # noqa: B027 - optional hook
+                 writable: bool = False) -> None:
+        """Optional: fault the pages of ``[start, end)`` in ahead of the writer.
+
+        Never changes a byte, may be called from another thread than the writer's, and does
+        nothing once the file is closed. The default does nothing (nothing to fault in).
+        """
+
+    def release_pages(self) -> None:  # noqa: B027 - optional hook
+        """Optional: give back this process's pages of a file no longer written, leaving the
+        data to the page cache (a later read maps it again). The default does nothing."""
 
 
 class Backend(abc.ABC):

@@ -9,8 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ..plugins._spec import Availability
-from ._base import Backend, Buffer, File, create_file, open_file, pread_exact, pwrite_all
+from ._base import (
+    Availability,
+    Backend,
+    Buffer,
+    File,
+    create_file,
+    open_file,
+    pread_exact,
+    pwrite_all,
+)
 
 IOV_MAX = 1024
 

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._native.hints import URING_PACKAGES, how_to_build
-from ..plugins._spec import Availability
-from ._base import Buffer, pread_exact
+from ._base import Availability, Buffer, pread_exact
 
 MODULE = "walrus._native._uring"
 DEPTH = 256

@@ -1,18 +1,21 @@
-"""Plugin machinery: hook specifications, the plugin manager and backend selection.
+"""Backend plugins: what plugin authors and users call.
 
 Third-party packages register backends through the ``walrus`` entry-point group::
 
     [project.entry-points.walrus]
     mybackend = "my_package.walrus_plugin"
 
-where the module implements ``walrus_register_backends`` with ``@walrus.hookimpl``.
+where the module implements ``walrus_register_backends`` with ``@walrus.hookimpl``
+(``plugin_manager().register(...)`` registers one by hand, as a test does). The machinery
+behind it (the hook specification, loading, backend selection) is the engine's, in this
+package's private modules.
 """
 
-from ._hookspecs import hookimpl, hookspec
-from ._manager import available_backends, backend_spec, plugin_manager, registered_specs
+from ..backends._base import Availability
+from ._hookspecs import hookimpl
+from ._manager import available_backends, backend_spec, plugin_manager
 from ._report import format_backend_table
-from ._selection import select_backend
-from ._spec import Availability, BackendInfo, BackendSpec
+from ._spec import BackendInfo, BackendSpec
 
 __all__ = [
     "Availability",
@@ -22,8 +25,5 @@ __all__ = [
     "backend_spec",
     "format_backend_table",
     "hookimpl",
-    "hookspec",
     "plugin_manager",
-    "registered_specs",
-    "select_backend",
 ]

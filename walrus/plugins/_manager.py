@@ -17,7 +17,7 @@ from ._spec import BackendInfo, BackendSpec
 
 log = logging.getLogger("walrus.plugins")
 
-BUILTIN_PLUGIN = "walrus.backends._register"
+BUILTIN_PLUGIN = "walrus.plugins._builtin"
 """The module that registers the built-in backends (through the same entry-point group)."""
 
 _lock = threading.Lock()

@@ -1,14 +1,16 @@
-"""Values that plugins hand to walrus: what a backend is and whether it can run here."""
+"""Values that plugins hand to walrus: what a backend is, and the rows that list them.
+
+Whether a backend can run here (``Availability``, what a probe returns) belongs to the backend
+contract in ``walrus.backends``: a probe lives beside its backend.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import attrs
 
-if TYPE_CHECKING:
-    from ..backends._base import Backend
+from ..backends._base import Availability, Backend
 
 
 def _name(instance: object, attribute: object, value: str) -> None:
@@ -16,14 +18,6 @@ def _name(instance: object, attribute: object, value: str) -> None:
         raise ValueError(f"a backend name must be a non-empty str without commas, got {value!r}")
     if value == "auto":
         raise ValueError("'auto' is reserved for automatic backend selection")
-
-
-@attrs.frozen
-class Availability:
-    """What a probe returns: can the backend run here, and why (not)."""
-
-    ok: bool
-    reason: str = ""
 
 
 @attrs.frozen

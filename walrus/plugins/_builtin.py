@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..plugins import BackendSpec, hookimpl
-from . import _io_uring, _mmap, _pwrite
+from ..backends import _io_uring, _mmap, _pwrite
+from ._hookspecs import hookimpl
+from ._spec import BackendSpec
 
 
 @hookimpl
