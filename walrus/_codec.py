@@ -575,12 +575,24 @@ INDEX_MAGIC = b"WALRIDX1"
 _INDEX_HEAD = struct.Struct("<8sHHIQIIQ")
 """magic, version, flags, reserved, segment number, salt, topic count, covered end."""
 _INDEX_TOPIC = struct.Struct("<IIQQQqqQ")
-"""topic_id, name length, first seq, entry count, next seq (from TOPIC), cursor (-1 none),
-clean mark (-1 none, -2 dirty), entry bytes; then the name and the entries' LSNs."""
+"""topic_id, name length, first seq, entry count, next seq (from TOPIC), cursor (``NO_CURSOR``),
+clean mark (or ``NO_MARK``, ``MARKED_DIRTY``), entry bytes; then the name and the entries' LSNs."""
 INDEX_SEALED = 1
 _NO_NAME = 0xFFFFFFFF
+
+# --- sentinels (in index files and in the engine's topics alike) ----------------------------
+
 DAMAGED = 1
-"""Low bit of an LSN in an index: the entry's record is damaged (records are 8-aligned)."""
+"""Low bit set on an LSN in a topic's index (in memory or in an index file): the entry's
+record is damaged on disk. Records are 8-aligned, so real LSNs have the low bits clear and
+flagged values still sort between their neighbours (the index stays ordered for bisection)."""
+NO_CURSOR = -1
+"""A topic's cursor in a segment that holds no CURSOR record of it."""
+NO_MARK = -1
+"""A topic's clean mark when no CLEAN or DIRTY record was written for it."""
+MARKED_DIRTY = -2
+"""A topic's clean mark after a DIRTY record (else the mark is the next offset when the topic
+was marked clean)."""
 
 
 @attrs.define
@@ -594,9 +606,9 @@ class TopicSummary:
     lsns: array[int] = attrs.field(factory=lambda: array("Q"))
     """LSN of each entry, for entries first_seq, first_seq + 1, ...; the low bit is set on
     entries whose record is damaged (``DAMAGED``)."""
-    cursor: int = -1
-    mark: int = -1
-    """-1: no clean/dirty record; -2: marked dirty; else marked clean at this next offset."""
+    cursor: int = NO_CURSOR
+    mark: int = NO_MARK
+    """``NO_MARK``, ``MARKED_DIRTY``, or the next offset when the topic was marked clean."""
     nbytes: int = 0
 
 
@@ -701,7 +713,7 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
         elif kind == CLEAN:
             t.mark = r.seq
         elif kind == DIRTY:
-            t.mark = -2
+            t.mark = MARKED_DIRTY
     for tid, (reach, lsn) in promised.items():
         # The rest of a broken batch: its entries were written (the batch's framing says how
         # many) and are lost with the damage unless records of them were found after it.

@@ -14,12 +14,12 @@ from array import array
 from collections.abc import Iterable
 
 from . import _codec
-from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
+from ._codec import DAMAGED, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._damage import Damage
 from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
 from ._segment import Segment, index_name, list_directory, parse_name, segment_name
-from ._topics import DAMAGED, MARKED_DIRTY, Topic
+from ._topics import Topic
 from .backends._base import Backend
 
 log = logging.getLogger("walrus")
@@ -331,8 +331,8 @@ class Rebuilder:
             if ts.cursor >= 0:
                 t.persisted = ts.cursor
                 meta.setdefault(tid, _codec.TopicSummary()).cursor = ts.cursor
-            if ts.mark != -1:
-                t.mark = MARKED_DIRTY if ts.mark == -2 else ts.mark
+            if ts.mark != NO_MARK:
+                t.mark = ts.mark
                 meta.setdefault(tid, _codec.TopicSummary()).mark = ts.mark
             if ts.first_seq >= 0 and len(ts.lsns):
                 if tid in self.unanchored:  # its entries before these were reclaimed
@@ -696,7 +696,7 @@ def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
         base.next_seq = max(base.next_seq, ts.next_seq)
         if ts.cursor >= 0:
             base.cursor = ts.cursor
-        if ts.mark != -1:
+        if ts.mark != NO_MARK:
             base.mark = ts.mark
         if ts.first_seq >= 0:
             if base.first_seq < 0:

@@ -7,17 +7,9 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from ._codec import SEG_SHIFT
+from ._codec import DAMAGED, NO_MARK, SEG_SHIFT
 from ._entry import Entry
 from ._speedups import record_bytes
-
-DAMAGED = 1
-"""Low bit set on an LSN in a topic's index: the entry's record is damaged on disk.
-
-Records are 8-aligned, so real LSNs have the low bits clear and flagged values still sort
-between their neighbours (the index stays ordered for bisection)."""
-NEVER_MARKED = -1
-MARKED_DIRTY = -2
 
 
 class Topic:
@@ -55,8 +47,8 @@ class Topic:
         """The shared cursor: entries below it are consumed."""
         self.persisted = 0
         """The cursor value last written to the log."""
-        self.mark = NEVER_MARKED
-        """The next offset when ``mark_topic_clean`` was called, or NEVER_MARKED/MARKED_DIRTY."""
+        self.mark = NO_MARK
+        """The next offset when ``mark_topic_clean`` was called, or NO_MARK/MARKED_DIRTY."""
         self.nbytes = 0
         """Bytes the retained entries occupy on disk (headers and padding included)."""
         self.read_lock = threading.Lock()
