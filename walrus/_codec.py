@@ -28,7 +28,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import attrs
 
@@ -595,6 +595,29 @@ MARKED_DIRTY = -2
 was marked clean)."""
 
 
+class Entries(Protocol):
+    """A topic's index of entries as recovery builds it (``TopicSummary``, ``Topic``)."""
+
+    first_seq: int
+    lsns: array[int]
+
+
+def extend_lost(t: Entries, end: int, lsn: int) -> bool:
+    """Give every offset from ``t``'s next one up to ``end`` (excluded) an entry whose record
+    was lost to damage, placed at ``lsn`` (where the lost records were, as near as is known):
+    reads of them raise ``CorruptionError`` and their offsets are never handed out again.
+    Returns whether any offset was missing."""
+    missing = end - (t.first_seq + len(t.lsns))
+    if missing > 0:
+        t.lsns.extend(lost(lsn, missing))
+    return missing > 0
+
+
+def lost(lsn: int, count: int) -> array[int]:
+    """``count`` index entries at ``lsn``, flagged ``DAMAGED``: the one place fillers are made."""
+    return array("Q", (lsn | DAMAGED,)) * count
+
+
 @attrs.define
 class TopicSummary:
     """What one segment holds for one topic."""
@@ -610,6 +633,10 @@ class TopicSummary:
     mark: int = NO_MARK
     """``NO_MARK``, ``MARKED_DIRTY``, or the next offset when the topic was marked clean."""
     nbytes: int = 0
+
+    def lose_until(self, end: int, lsn: int) -> bool:
+        """See :func:`extend_lost`."""
+        return extend_lost(self, end, lsn)
 
 
 @attrs.define
@@ -748,8 +775,6 @@ def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int,
     if seq < expected:
         return  # a damaged header that decoded to an earlier offset: keep the first
     if seq > expected:
-        filler = (gap_at if gap_at is not None else t.lsns[-1] if t.lsns else lsn - ALIGN
-                  ) | DAMAGED
-        t.lsns.extend([filler] * (seq - expected))
+        t.lose_until(seq, gap_at if gap_at is not None else t.lsns[-1] if t.lsns else lsn - ALIGN)
     t.lsns.append(lsn)
     t.nbytes += size

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from array import array
 from collections.abc import Iterable
 
 from . import _codec
@@ -353,8 +352,7 @@ class Rebuilder:
             if not lsns:
                 return
         if first > expected:  # entries whose records were lost to damage
-            filler = (t.lsns[-1] if t.lsns else lsns[0] - _codec.ALIGN) | DAMAGED
-            t.lsns.extend([filler] * (first - expected))
+            t.lose_until(first, t.lsns[-1] if t.lsns else lsns[0] - _codec.ALIGN)
         t.lsns.extend(lsns)
         t.nbytes += ts.nbytes
         t.next_seq = max(t.next_seq, first + len(lsns))
@@ -380,7 +378,7 @@ class Rebuilder:
                 continue
             self.found(None, None, None, os.path.join(self.directory, segment_name(number)),
                        "segment file missing (its index is left): the entries it held are lost")
-            filler = number << SEG_SHIFT | SEGMENT_HEADER_SIZE | DAMAGED
+            at = number << SEG_SHIFT | SEGMENT_HEADER_SIZE
             for tid, ts in summary.topics.items():
                 self.max_tid = max(self.max_tid, tid)
                 name_ = ts.name if ts.name is not None else self.names.get(tid)
@@ -393,9 +391,7 @@ class Rebuilder:
                 reach = max(ts.next_seq, ts.first_seq + len(ts.lsns) if ts.lsns else 0)
                 if not t.lsns:
                     t.first_seq = min(t.next_seq, ts.first_seq) if ts.lsns else t.next_seq
-                missing = reach - (t.first_seq + len(t.lsns))
-                if missing > 0:
-                    t.lsns.extend([filler] * missing)
+                t.lose_until(reach, at)
                 t.next_seq = max(t.next_seq, reach)
 
     def judge_end(self, seg: Segment, end: int, torn: bool) -> None:
@@ -460,9 +456,7 @@ class Rebuilder:
             t = self.topics[tid]
             if not t.lsns:
                 t.first_seq = t.next_seq
-            missing = past - (t.first_seq + len(t.lsns))
-            if missing > 0:
-                t.lsns.extend([seg.lsn_base | end | DAMAGED] * missing)
+            if t.lose_until(past, seg.lsn_base | end):
                 t.next_seq = max(t.next_seq, past)
 
     def claim_tail_damage(self, seg: Segment) -> None:
@@ -502,9 +496,9 @@ class Rebuilder:
                 continue
             if not owner.lsns:
                 owner.first_seq = owner.next_seq
-            elif (end := owner.first_seq + len(owner.lsns)) < owner.next_seq:
-                owner.lsns.extend([owner.lsns[-1] | DAMAGED] * (owner.next_seq - end))
-            owner.lsns.append(lsn | DAMAGED)
+            else:
+                owner.lose_until(owner.next_seq, owner.lsns[-1])
+            owner.lose_until(owner.first_seq + len(owner.lsns) + 1, lsn)  # this one
             owner.next_seq = owner.first_seq + len(owner.lsns)
             accounted.add(lsn)
 
@@ -513,11 +507,10 @@ class Rebuilder:
         for t in self.topics.values():
             if t.first_seq < 0:
                 t.first_seq = t.next_seq
-            end = t.first_seq + len(t.lsns)
-            if t.next_seq > end and t.lsns:
-                # A TOPIC record promises entries that no record holds: they were damaged.
-                t.lsns.extend([t.lsns[-1] | DAMAGED] * (t.next_seq - end))
-            elif not t.lsns:
+            if t.lsns:
+                # A TOPIC record may promise entries that no record holds: they were damaged.
+                t.lose_until(t.next_seq, t.lsns[-1])
+            else:
                 t.first_seq = t.next_seq
             if t.first_seq > t.persisted and (t.lsns or self.segments):
                 # Only consumed entries are ever reclaimed: unconsumed ones before the first
@@ -525,8 +518,7 @@ class Rebuilder:
                 # damage (a creating batch, its segment's head, or a whole segment).
                 first = ((t.lsns[0] & ~DAMAGED) - _codec.ALIGN if t.lsns
                          else self.segments[0].lsn_base | SEGMENT_HEADER_SIZE)
-                t.lsns[0:0] = array("Q", [first | DAMAGED] * (t.first_seq - t.persisted))
-                t.first_seq = t.persisted
+                t.lose_from(t.persisted, first)
             if t.persisted > t.next_seq:
                 # Consumed entries were lost with a power cut; never hand their offsets out
                 # again (a new entry there would count as consumed).
@@ -703,8 +695,8 @@ def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
                 base.first_seq = ts.first_seq
             gap = ts.first_seq - (base.first_seq + len(base.lsns))
             if gap > 0:
-                filler = (base.lsns[-1] if base.lsns else ts.lsns[0] - _codec.ALIGN) | DAMAGED
-                base.lsns.extend([filler] * gap)
+                base.lose_until(ts.first_seq,
+                                base.lsns[-1] if base.lsns else ts.lsns[0] - _codec.ALIGN)
             base.lsns.extend(ts.lsns[max(0, -gap):])
             base.nbytes += ts.nbytes
 

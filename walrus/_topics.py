@@ -7,7 +7,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from ._codec import DAMAGED, NO_MARK, SEG_SHIFT
+from ._codec import DAMAGED, NO_MARK, SEG_SHIFT, extend_lost, lost
 from ._entry import Entry
 from ._speedups import record_bytes
 
@@ -65,6 +65,18 @@ class Topic:
     @property
     def size(self) -> int:
         return self.nbytes
+
+    def lose_until(self, end: int, lsn: int) -> bool:
+        """Offsets up to ``end`` (excluded) were lost to damage at ``lsn`` (``extend_lost``)."""
+        return extend_lost(self, end, lsn)
+
+    def lose_from(self, start: int, lsn: int) -> None:
+        """Offsets from ``start`` up to the first known entry were lost to damage at ``lsn``:
+        the index starts at ``start`` (entries are only reclaimed once consumed, so unconsumed
+        offsets before the first entry found cannot have been)."""
+        if start < self.first_seq:
+            self.lsns[0:0] = lost(lsn, self.first_seq - start)
+            self.first_seq = start
 
     def lsn_range(self, segment: int, end: int | None = None) -> tuple[int, int]:
         """Indexes into ``lsns`` of this topic's entries in ``segment`` (before ``end``)."""
