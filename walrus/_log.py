@@ -419,7 +419,7 @@ class Log:
                          meta: TopicSummary = meta,
                          noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
                     t.persisted, t.mark = previous
-                    t.cursor = min(t.cursor, max(t.persisted, t.first_seq))
+                    t.rewind_cursor()
                     meta.cursor, meta.mark = noted  # the segment's index must not claim it
                 pending = _Pending(seg.lsn_base | p, seg.lsn_base | end, None, undo)
             # Stores only from here (see append): an interrupt finds it whole or not begun.

@@ -525,7 +525,7 @@ class Rebuilder:
                 t.next_seq = t.persisted
                 if not t.lsns:
                     t.first_seq = t.next_seq
-            t.cursor = min(max(t.persisted, t.first_seq), t.next_seq)
+            t.place_cursor(t.persisted)
             t.visible = t.next_seq
 
     def report_damage(self) -> None:
@@ -586,7 +586,7 @@ class Rebuilder:
                 if t.first_seq < 0 or not t.lsns:
                     t.first_seq = max(t.first_seq, t.next_seq)
                 t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
-                t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+                t.place_cursor(t.cursor)
         return changed
 
     def _follow_segment(self, seg: Segment, nxt: Segment | None,

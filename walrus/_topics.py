@@ -66,6 +66,22 @@ class Topic:
     def size(self) -> int:
         return self.nbytes
 
+    @property
+    def cursor_floor(self) -> int:
+        """The lowest place the shared cursor may stand: entries below the persisted cursor
+        were consumed for good, and those before ``first_seq`` are gone."""
+        return max(self.persisted, self.first_seq)
+
+    def place_cursor(self, at: int) -> None:
+        """Put the shared cursor at ``at``, or as near to it as it may stand: never below
+        ``cursor_floor``, never past the next offset."""
+        self.cursor = min(max(self.cursor_floor, at), self.next_seq)
+
+    def rewind_cursor(self) -> None:
+        """A cursor write was undone (``persisted`` is back to what it was): a cursor that
+        went past the floor goes back to it, so the entries after it are delivered again."""
+        self.cursor = min(self.cursor, self.cursor_floor)
+
     def lose_until(self, end: int, lsn: int) -> bool:
         """Offsets up to ``end`` (excluded) were lost to damage at ``lsn`` (``extend_lost``)."""
         return extend_lost(self, end, lsn)
