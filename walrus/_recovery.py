@@ -14,31 +14,27 @@ from collections.abc import Iterable
 
 from . import _codec
 from ._codec import DAMAGED, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
-from ._damage import Damage
+from ._directory import Directory, parse_index_name, scan_limit, settled_scan, unlink
 from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
-from ._segment import Segment, index_name, list_directory, parse_name, segment_name
+from ._segment import Segment, index_name, list_directory, segment_name
 from ._topics import Topic
 from .backends._base import Backend
 
 log = logging.getLogger("walrus")
 
 
-class Rebuilder:
+class Rebuilder(Directory):
     """Turns segment files into topics; keeps what it needs to pick up where it stopped."""
 
     def __init__(self, directory: str, backend: Backend, read_only: bool) -> None:
-        self.directory = directory
-        self.backend = backend
-        self.read_only = read_only
+        super().__init__(directory, backend, read_only)
         self.topics: dict[int, Topic] = {}
         self.max_tid = 0
         self.segments: list[Segment] = []
         self.meta: dict[int, dict[int, _codec.TopicSummary]] = {}
         self.last_torn = False
         self.last_sealed = False
-        self.max_number = 0
-        """Highest segment number on disk, damaged files included (never reused)."""
         self.scanned = 0
         """Bytes of segments scanned (not covered by an index): what reopening cost."""
         self.looked: tuple[int, int, int] | None = None
@@ -51,12 +47,6 @@ class Rebuilder:
         self.dropped = 0
         """The newest segment that opening found never durable (after a torn write): a writer
         deletes it when it opens the directory, so an observer never follows it either."""
-        self.damage: list[Damage] = []
-        """What recovery found damaged or lost (``Walrus.damage``)."""
-        self.recovered: set[int] = set()
-        """Segments whose header was damaged and whose salt was recovered."""
-        self.blank: list[str] = []
-        """Unfinished new segments a read-only look left in place (a writer removes them)."""
         self.damaged_at: dict[int, list[tuple[int, _codec.Record | None]]] = {}
         """The damaged records each segment's last scan found: (position, header if any)."""
         self.names: dict[int, str] = {}
@@ -65,105 +55,6 @@ class Rebuilder:
         """Entries of topic ids whose name no segment records: (file, first, last offset)."""
 
     # --- loading ------------------------------------------------------------------------------
-
-    def segment_numbers(self) -> list[int]:
-        """The segment files' numbers, in order. A number that something other than a file
-        has taken counts in ``max_number``, so the writer never tries to create it."""
-        files, others = list_directory(self.directory)
-        for name in others:
-            self.max_number = max(self.max_number, parse_name(name) or 0)
-        numbers = []
-        for name in files:
-            number = parse_name(name)
-            if number is not None:
-                numbers.append(number)
-            elif name.endswith(".idx.tmp") and not self.read_only:
-                _unlink(os.path.join(self.directory, name))
-        return sorted(numbers)
-
-    def open_segments(self, numbers: list[int]) -> list[Segment]:
-        opened = []
-        blank: list[tuple[int, str, Exception]] = []
-        for number in numbers:
-            self.max_number = max(self.max_number, number)
-            path = os.path.join(self.directory, segment_name(number))
-            try:
-                seg = Segment.open(self.backend, path, writable=not self.read_only)
-                if seg.spare:  # prepared ahead of need, never used
-                    seg.close()
-                    if not self.read_only:
-                        _unlink(path)
-                    continue
-            except _codec.FormatError as exc:
-                if _all_zero(path, SEGMENT_HEADER_SIZE):
-                    blank.append((number, path, exc))
-                    continue
-                recovered = self._reopen_damaged(number, path, exc)
-                if recovered is None:
-                    continue
-                seg = recovered
-            except FileNotFoundError:
-                continue  # deleted by a live writer while an observer looked
-            opened.append(seg)
-        self._settle_blank(blank, opened)
-        return opened
-
-    def _settle_blank(self, blank: list[tuple[int, str, Exception]],
-                      opened: list[Segment]) -> None:
-        """Segments with a bad header and nothing after it: a crash while one was created
-        (or a spare was put to use) leaves them, and they never held anything; unless a later
-        segment says the log went on in one, which then lost everything it held."""
-        went_on_in = {seg.prev_end >> SEG_SHIFT for seg in opened}
-        for number, path, exc in blank:
-            if number in went_on_in:
-                self.found(None, None, None, path,
-                           f"bad segment header ({exc}) and nothing after it readable: "
-                           "the entries it held are lost")
-            elif self.read_only:
-                self.blank.append(path)
-            else:
-                log.info("removing unfinished segment %s (%s)", path, exc)
-                _unlink(path)
-
-    def _reopen_damaged(self, number: int, path: str, exc: Exception) -> Segment | None:
-        """Open a segment whose header fails, with its salt recovered from its index file or
-        its records (the number comes from the file name); None if neither gives it."""
-        file = self.backend.open(path, writable=not self.read_only)
-        try:
-            salt = self._index_salt(number)
-            if salt is None:
-                buf = file.view if file.view is not None else file.read(0, file.size)
-                salt = _codec.recover_salt(buf, SEGMENT_HEADER_SIZE,
-                                           file.size - _codec.HEADER_SIZE, number << SEG_SHIFT)
-            if salt is None:
-                file.close()
-                self.found(None, None, None, path,
-                           f"bad segment header ({exc}) and no record in it readable: "
-                           "the entries it held are lost")
-                return None
-        except BaseException:
-            file.close()
-            raise
-        self.found(None, None, None, path,
-                   f"bad segment header ({exc}); its records were recovered")
-        self.recovered.add(number)
-        return Segment(_codec.SegmentHeader(number, salt, 0), path, file)
-
-    def _index_salt(self, number: int) -> int | None:
-        """The salt a valid index file records for segment ``number``, if it has one."""
-        try:
-            with open(os.path.join(self.directory, index_name(number)), "rb") as f:
-                index = _codec.decode_index(f.read())
-        except (OSError, _codec.FormatError):
-            return None
-        return index.salt if index.number == number else None
-
-    def found(self, topic: str | None, first: int | None, last: int | None, path: str,
-              reason: str) -> None:
-        """Record damage (``damage``), and say so: it may have cost acknowledged data."""
-        damage = Damage(topic, first, last, path, reason)
-        self.damage.append(damage)
-        log.warning("damage found on open: %s", damage.describe())
 
     def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None,
                   durable: int = 0) -> tuple[SegmentSummary, bool, bool]:
@@ -192,18 +83,16 @@ class Rebuilder:
         return summary, evidence, result.torn
 
     def _load_index(self, seg: Segment) -> SegmentSummary | None:
-        path = os.path.join(self.directory, index_name(seg.number))
+        """The segment's index, if it has one recovery can trust (else it is scanned)."""
         try:
-            with open(path, "rb") as f:
-                summary = _codec.decode_index(f.read())
-        except (FileNotFoundError, IsADirectoryError):
+            summary, problem = self.read_index(seg.number, seg.salt)
+        except IsADirectoryError:
             return None
-        except (OSError, _codec.FormatError) as exc:
-            log.warning("ignoring index %s (%s); scanning the segment instead", path, exc)
-            return None
-        if summary.number != seg.number or summary.salt != seg.salt:
-            log.warning("ignoring index %s: it belongs to another segment", path)
-            return None
+        except OSError as exc:
+            summary, problem = None, str(exc)
+        if problem is not None:
+            log.warning("ignoring index %s (%s); scanning the segment instead",
+                        os.path.join(self.directory, index_name(seg.number)), problem)
         return summary
 
     def load(self) -> None:
@@ -212,9 +101,7 @@ class Rebuilder:
         summaries: list[tuple[Segment, SegmentSummary, bool, bool]] = []
         for i, seg in enumerate(segments):
             nxt = segments[i + 1] if i + 1 < len(segments) else None
-            limit = seg.size - _codec.HEADER_SIZE
-            if nxt is not None and nxt.prev_end >> SEG_SHIFT == seg.number:
-                limit = min(limit, nxt.prev_end & _codec.OFFSET_MASK)
+            limit = scan_limit(seg, nxt)
             summary, evidence, torn = self.summarize(seg, limit)
             summaries.append((seg, summary, evidence, torn))
         self._bound_before_recovered(summaries)
@@ -256,8 +143,8 @@ class Rebuilder:
             seg.close()
             self.dropped = max(self.dropped, seg.number)
             if not self.read_only:  # the index first: one left alone would say it was lost
-                _unlink(os.path.join(self.directory, index_name(seg.number)))
-                _unlink(seg.path)
+                unlink(os.path.join(self.directory, index_name(seg.number)))
+                unlink(seg.path)
         self.learn_names(summary for _, summary, _, _ in summaries[:keep])
         for seg, summary, _, _ in summaries[:keep]:
             self.apply(seg, summary)
@@ -364,17 +251,12 @@ class Rebuilder:
         """
         files, _ = list_directory(self.directory)
         for name in sorted(files):
-            number = parse_name(name.replace(".idx", ".wal")) if name.endswith(".idx") else None
+            number = parse_index_name(name)
             if number is None or number <= newest:
                 continue
             self.max_number = max(self.max_number, number)
-            path = os.path.join(self.directory, name)
-            try:
-                with open(path, "rb") as f:
-                    summary = _codec.decode_index(f.read())
-            except (OSError, _codec.FormatError):
-                continue
-            if summary.number != number:
+            summary = self.usable_index(number)
+            if summary is None:
                 continue
             self.found(None, None, None, os.path.join(self.directory, segment_name(number)),
                        "segment file missing (its index is left): the entries it held are lost")
@@ -647,35 +529,6 @@ class Rebuilder:
             seg.close()
 
 
-def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
-                 durable: int = 0) -> tuple[object, int, _codec.ScanResult]:
-    """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned (with the file
-    offset of its first byte) and the result.
-
-    ``durable``: as for :func:`_codec.scan`, an offset below which damage is corruption.
-
-    ``live``: the segment may be written while we look (observers, ``walrus verify``). A record
-    still being written then looks damaged while records after it, written once it was
-    complete, already look whole. A second look sees it whole, so the scan is repeated until
-    the damage stays where it was; only then is it real.
-    """
-    buf, base = seg.region(begin, limit)
-    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable, base)
-    for _ in range(LIVE_RESCANS if live else 0):
-        if not result.damaged:
-            break
-        buf, base = seg.region(begin, limit)
-        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable, base)
-        same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
-        result = again
-        if same:
-            break
-    return buf, base, result
-
-
-LIVE_RESCANS = 5
-
-
 def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
     """Append a scan of a segment's tail to the summary of its head (from its index)."""
     for tid, ts in more.topics.items():
@@ -771,24 +624,6 @@ def _damaged_runs(t: Topic) -> list[tuple[int, int, int]]:
         else:
             runs.append((number, offset, offset))
     return runs
-
-
-def _all_zero(path: str, start: int = 0) -> bool:
-    """Does the file hold nothing but zeros from ``start`` on (a segment whose creation was
-    interrupted)?"""
-    with open(path, "rb") as f:
-        f.seek(start)
-        while chunk := f.read(1 << 20):
-            if chunk.count(0) != len(chunk):
-                return False
-    return True
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _next_offset(t: Topic) -> int:
