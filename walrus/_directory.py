@@ -179,9 +179,9 @@ def scan_limit(seg: Segment, nxt: Segment | None) -> int:
 def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
                  durable: int = 0) -> tuple[object, int, _codec.ScanResult]:
     """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned (with the file
-    offset of its first byte) and the result.
+    position in the file of its first byte) and the result.
 
-    ``durable``: as for :func:`_codec.scan`, an offset below which damage is corruption.
+    ``durable``: as for :func:`_codec.scan`, a position below which damage is corruption.
 
     ``live``: the segment may be written while we look (observers, ``walrus verify``). A record
     still being written then looks damaged while records after it, written once it was

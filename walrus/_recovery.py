@@ -60,7 +60,7 @@ class Rebuilder(Directory):
                   durable: int = 0) -> tuple[SegmentSummary, bool, bool]:
         """Summary of ``seg`` up to ``limit``; returns (summary, durable evidence, torn).
 
-        ``durable``: an offset below which the segment is known to have been synced.
+        ``durable``: a position below which the segment is known to have been synced.
         """
         summary = start
         if summary is None:
@@ -325,7 +325,7 @@ class Rebuilder(Directory):
                 continue
             self.max_tid = max(self.max_tid, tid)
             if record.kind == _codec.TOPIC and tid not in self.topics:  # created in there
-                at = record.payload_offset
+                at = record.payload_pos
                 raw = bytes(buf[at:at + record.length])  # type: ignore[index]
                 if len(raw) == record.length or tid in self.names:  # else cut off too
                     name = raw.decode("utf-8", "surrogatepass")

@@ -184,14 +184,14 @@ class _Verifier:
         must start (records are contiguous: one ends where the next begins)."""
         for pos, record in result.damaged:
             self.damaged[(number, pos)] = record
-        spans = sorted([(r.offset, r.end) for r in result.records]
+        spans = sorted([(r.pos, r.end) for r in result.records]
                        + [(pos, r.end) for pos, r in result.damaged if r is not None])
         for (_, end), (start, _) in itertools.pairwise(spans):
             if end < start:
                 self.damaged.setdefault((number, end), None)
         # Each damaged place reaches to the next intact record: records an index puts in
         # there are damaged too, even where the damage hides where they begin.
-        intact = sorted(r.offset for r in result.records)
+        intact = sorted(r.pos for r in result.records)
         for key in [k for k in self.damaged if k[0] == number]:
             after = bisect.bisect_right(intact, key[1])
             self.damaged_until[key] = intact[after] if after < len(intact) else result.end
@@ -259,7 +259,7 @@ class _Verifier:
                 name, None, None, None, f"index covers the segment to byte {index.end}, but "
                 f"its records end at byte {result.end}"))
             return
-        prefix = ScanResult([r for r in result.records if r.offset < index.end], index.end,
+        prefix = ScanResult([r for r in result.records if r.pos < index.end], index.end,
                             False, [d for d in result.damaged if d[0] < index.end], False)
         expected = _codec.summarize(seg.number, seg.salt, prefix, seg.whole())
         for tid in sorted(set(index.topics) | set(expected.topics)):
