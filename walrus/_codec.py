@@ -588,6 +588,8 @@ DAMAGED = 1
 """Low bit set on an LSN in a topic's index (in memory or in an index file): the entry's
 record is damaged on disk. Records are 8-aligned, so real LSNs have the low bits clear and
 flagged values still sort between their neighbours (the index stays ordered for bisection)."""
+NO_ENTRY = -1
+"""A topic's ``first_seq`` while none of its entries has been seen (in a segment, or yet)."""
 NO_CURSOR = -1
 """A topic's cursor in a segment that holds no CURSOR record of it."""
 NO_MARK = -1
@@ -627,7 +629,7 @@ class TopicSummary:
     name: str | None = None
     next_seq: int = 0
     """Highest "next offset" a TOPIC record stated for the topic in this segment."""
-    first_seq: int = -1
+    first_seq: int = NO_ENTRY
     lsns: array[int] = attrs.field(factory=lambda: array("Q"))
     """LSN of each entry, for entries first_seq, first_seq + 1, ...; the low bit is set on
     entries whose record is damaged (``DAMAGED``)."""
@@ -685,7 +687,7 @@ def decode_index(data: bytes) -> SegmentSummary:
         lsns = array("Q")
         lsns.frombytes(data[pos:pos + 8 * n])
         pos += 8 * n
-        summary.topics[tid] = TopicSummary(name, next_seq, first if n else -1, lsns, cursor,
+        summary.topics[tid] = TopicSummary(name, next_seq, first if n else NO_ENTRY, lsns, cursor,
                                            mark, nbytes)
     if pos != len(data) - 4:
         raise FormatError("segment index has trailing bytes")

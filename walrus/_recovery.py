@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 
 from . import _codec
-from ._codec import DAMAGED, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
+from ._codec import DAMAGED, NO_ENTRY, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._directory import Directory, parse_index_name, scan_limit, settled_scan, unlink
 from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
@@ -208,8 +208,7 @@ class Rebuilder(Directory):
                         self.unnamed.setdefault(tid, []).append(
                             (seg.path, ts.first_seq, ts.first_seq + len(ts.lsns) - 1))
                     continue
-                t = self.topics[tid] = Topic(tid, name, 0)
-                t.first_seq = -1
+                t = self._new_topic(tid, name)
             if ts.name is not None:
                 m = meta.setdefault(tid, _codec.TopicSummary())
                 m.name, m.next_seq = ts.name, max(m.next_seq, ts.next_seq)
@@ -226,6 +225,12 @@ class Rebuilder(Directory):
                     if not t.lsns:
                         t.first_seq = max(t.first_seq, ts.first_seq)
                 self._add_entries(t, ts)
+
+    def _new_topic(self, tid: int, name: str) -> Topic:
+        """A topic found on disk, none of whose entries has been folded in yet."""
+        t = self.topics[tid] = Topic(tid, name, 0)
+        t.first_seq = NO_ENTRY
+        return t
 
     @staticmethod
     def _add_entries(t: Topic, ts: _codec.TopicSummary) -> None:
@@ -266,8 +271,7 @@ class Rebuilder(Directory):
                 name_ = ts.name if ts.name is not None else self.names.get(tid)
                 t = self.topics.get(tid)
                 if t is None and name_ is not None:
-                    t = self.topics[tid] = Topic(tid, name_, 0)
-                    t.first_seq = -1
+                    t = self._new_topic(tid, name_)
                 if t is None:
                     continue
                 reach = max(ts.next_seq, ts.first_seq + len(ts.lsns) if ts.lsns else 0)
@@ -329,8 +333,7 @@ class Rebuilder(Directory):
                 raw = bytes(buf[at:at + record.length])  # type: ignore[index]
                 if len(raw) == record.length or tid in self.names:  # else cut off too
                     name = raw.decode("utf-8", "surrogatepass")
-                    t = self.topics[tid] = Topic(tid, self.names.setdefault(tid, name), 0)
-                    t.first_seq = -1
+                    t = self._new_topic(tid, self.names.setdefault(tid, name))
             if tid in self.topics:
                 last = record.seq + record.batch_left - (record.kind == _codec.TOPIC)
                 reach[tid] = max(reach.get(tid, 0), last + 1)
