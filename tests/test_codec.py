@@ -54,7 +54,7 @@ def build(log: list[tuple[int, list[bytes]]], claims: bool = False,
 
 def scanned(buf: bytes | bytearray, limit: int | None = None) -> list[tuple[int, int, bytes, int]]:
     result = _codec.scan(buf, SEGMENT_HEADER_SIZE, limit or len(buf), SALT, BASE)
-    return [(r.offset, r.topic_id, bytes(buf[r.payload_offset:r.payload_offset + r.length]),
+    return [(r.pos, r.topic_id, bytes(buf[r.payload_pos:r.payload_pos + r.length]),
              r.seq) for r in result.records]
 
 
@@ -118,7 +118,7 @@ def test_unfinished_batch_at_the_end_is_cut() -> None:
     last = written[-1][0]
     buf[last:last + HEADER_SIZE] = bytes(HEADER_SIZE)
     result = _codec.scan(buf, SEGMENT_HEADER_SIZE, len(buf), SALT, BASE)
-    assert [r.offset for r in result.records] == [written[0][0]]
+    assert [r.pos for r in result.records] == [written[0][0]]
     assert result.end == written[1][0]
 
 
@@ -128,7 +128,7 @@ def test_damage_covered_by_a_durable_claim_is_corruption_not_a_tail() -> None:
     middle = written[1][0]
     buf[middle + HEADER_SIZE] ^= 0xFF  # payload of b
     result = _codec.scan(buf, SEGMENT_HEADER_SIZE, len(buf), SALT, BASE)
-    assert [r.offset for r in result.records] == [written[0][0], written[2][0]]
+    assert [r.pos for r in result.records] == [written[0][0], written[2][0]]
     assert [offset for offset, _ in result.damaged] == [middle]
     summary = _codec.summarize(SEG, SALT, result, buf)
     lsns = list(summary.topics[1].lsns)
@@ -140,7 +140,7 @@ def test_damage_without_a_claim_is_a_torn_tail() -> None:
     buf, written = build([(1, [b"a" * 40]), (1, [b"b" * 40]), (1, [b"c" * 40])], claims=False)
     buf[written[1][0] + HEADER_SIZE] ^= 0xFF
     result = _codec.scan(buf, SEGMENT_HEADER_SIZE, len(buf), SALT, BASE)
-    assert [r.offset for r in result.records] == [written[0][0]]
+    assert [r.pos for r in result.records] == [written[0][0]]
     assert result.end == written[1][0] and result.torn
 
 
@@ -149,7 +149,7 @@ def test_damaged_header_is_skipped_when_durable_data_follows() -> None:
     middle = written[1][0]
     buf[middle:middle + HEADER_SIZE] = bytes(HEADER_SIZE)
     result = _codec.scan(buf, SEGMENT_HEADER_SIZE, len(buf), SALT, BASE)
-    assert [r.offset for r in result.records] == [written[0][0], written[2][0]]
+    assert [r.pos for r in result.records] == [written[0][0], written[2][0]]
     summary = _codec.summarize(SEG, SALT, result, buf)
     lsns = list(summary.topics[1].lsns)  # the skipped offset is filled in, flagged damaged
     assert len(lsns) == 3 and lsns[1] & _codec.DAMAGED

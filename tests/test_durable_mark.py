@@ -66,7 +66,7 @@ def test_a_mark_follows_the_last_synced_record(tmp_path: Path, backend: str) -> 
     newest = killed_after_appends(tmp_path / "w", backend)
     found = records(newest)
     assert found[-1].kind == _codec.MARK
-    assert found[-1].durable == (found[-1].offset | newest_base(newest))
+    assert found[-1].durable == (found[-1].pos | newest_base(newest))
     assert [r.kind for r in found].count(_codec.MARK) == 1  # each next write went over it
 
 
@@ -78,7 +78,7 @@ def test_damage_to_the_last_synced_entry_is_reported_and_its_offset_kept(
         tmp_path: Path, backend: str) -> None:
     directory = tmp_path / "w"
     newest = killed_after_appends(directory, backend)
-    flip_bit(newest, last_entry(newest).payload_offset + 7)
+    flip_bit(newest, last_entry(newest).payload_pos + 7)
     with reopen(directory, backend) as wal:
         assert [(d.topic, d.first_offset, d.last_offset) for d in wal.damage()] == [
             ("a", ENTRIES - 1, ENTRIES - 1)]
@@ -96,7 +96,7 @@ def test_a_damaged_header_of_the_last_entry_still_keeps_its_offset(
         tmp_path: Path, backend: str) -> None:
     directory = tmp_path / "w"
     newest = killed_after_appends(directory, backend)
-    flip_bit(newest, last_entry(newest).offset + 6, 7)  # the length: points past the file
+    flip_bit(newest, last_entry(newest).pos + 6, 7)  # the length: points past the file
     with reopen(directory, backend) as wal:
         assert ("a", ENTRIES - 1, ENTRIES - 1) in [
             (d.topic, d.first_offset, d.last_offset) for d in wal.damage()]
@@ -107,7 +107,7 @@ def test_bytes_cut_out_of_the_newest_segment_are_damage(tmp_path: Path, backend:
     directory = tmp_path / "w"
     newest = killed_after_appends(directory, backend)
     data = newest.read_bytes()
-    at = records(newest)[5].offset + 3
+    at = records(newest)[5].pos + 3
     newest.write_bytes(data[:at] + data[at + 1:])
     with reopen(directory, backend) as wal:
         reasons = [d.reason for d in wal.damage() if d.topic is None]
@@ -119,7 +119,7 @@ def test_a_newest_segment_cut_short_is_damage(tmp_path: Path, backend: str) -> N
     directory = tmp_path / "w"
     newest = killed_after_appends(directory, backend)
     middle = records(newest)[ENTRIES // 2]
-    os.truncate(newest, middle.offset + 100)
+    os.truncate(newest, middle.pos + 100)
     with reopen(directory, backend) as wal:
         assert any("cut short" in d.reason for d in wal.damage()), wal.damage()
 
@@ -130,7 +130,7 @@ def test_a_torn_write_after_the_mark_is_no_damage(tmp_path: Path, backend: str) 
     newest = killed_after_appends(directory, backend)
     mark = records(newest)[-1]
     with open(newest, "r+b") as f:  # a record header half written over the mark
-        f.seek(mark.offset + 4)
+        f.seek(mark.pos + 4)
         f.write(b"\x07" * 12)
     with reopen(directory, backend) as wal:
         assert wal.damage() == []

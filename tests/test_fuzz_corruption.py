@@ -239,28 +239,28 @@ def _record(p: Pristine, rng: random.Random,
 
 def payload_flip(path: Path, rng: random.Random, p: Pristine) -> str:
     name, r = _record(p, rng, lambda r: r.kind == _codec.ENTRY and r.length > 0)
-    return _flip_at(path / name, r.payload_offset + rng.randrange(r.length), rng)
+    return _flip_at(path / name, r.payload_pos + rng.randrange(r.length), rng)
 
 
 def crc_flip(path: Path, rng: random.Random, p: Pristine) -> str:
     name, r = _record(p, rng, lambda r: True)
-    return _flip_at(path / name, r.offset + rng.randrange(4), rng)
+    return _flip_at(path / name, r.pos + rng.randrange(4), rng)
 
 
 def length_flip(path: Path, rng: random.Random, p: Pristine) -> str:
     name, r = _record(p, rng, lambda r: True)
-    return _flip_at(path / name, r.offset + 4 + rng.randrange(4), rng)
+    return _flip_at(path / name, r.pos + 4 + rng.randrange(4), rng)
 
 
 def record_header_flip(path: Path, rng: random.Random, p: Pristine) -> str:
     """topic id, kind, batch_left, seq or durable of a record."""
     name, r = _record(p, rng, lambda r: True)
-    return _flip_at(path / name, r.offset + 8 + rng.randrange(24), rng)
+    return _flip_at(path / name, r.pos + 8 + rng.randrange(24), rng)
 
 
 def topic_record_flip(path: Path, rng: random.Random, p: Pristine) -> str:
     name, r = _record(p, rng, lambda r: r.kind == _codec.TOPIC)
-    return _flip_at(path / name, r.offset + rng.randrange(_codec.HEADER_SIZE + r.length), rng)
+    return _flip_at(path / name, r.pos + rng.randrange(_codec.HEADER_SIZE + r.length), rng)
 
 
 def segment_header_flip(path: Path, rng: random.Random, p: Pristine) -> str:

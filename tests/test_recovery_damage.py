@@ -443,7 +443,7 @@ def test_a_damaged_header_before_incompressible_data_is_scanned_in_linear_time(
     buf[offsets[1] + 12] = 9  # the big record's kind: its header is no longer plausible
     result = _codec.scan(bytes(buf), _codec.SEGMENT_HEADER_SIZE, len(buf) - 32, SALT, BASE,
                          durable=offsets[2])
-    assert [r.offset for r in result.records] == [offsets[0], offsets[2]]
+    assert [r.pos for r in result.records] == [offsets[0], offsets[2]]
     assert [pos for pos, _ in result.damaged] == [offsets[1]]
     assert counted_checks[0] < 100
 

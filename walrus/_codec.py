@@ -6,17 +6,18 @@ format and the whole format can be property-tested without files (``docs/format.
 A log is a sequence of segment files. Each segment starts with a 64-byte header and holds
 records, each 8-byte aligned::
 
-    offset size  field
+    pos    size  field
     0      4     crc         CRC-32 (zlib) of bytes [4, 32 + length), seeded with the segment salt
     4      4     length      payload bytes
     8      4     topic_id    topic the record belongs to (0 for SEAL and MARK)
     12     2     kind        ENTRY, TOPIC, CURSOR, CLEAN, DIRTY, SEAL, MARK
     14     2     batch_left  records of the same batch that follow this one (0 commits it)
-    16     8     seq         ENTRY: entry offset; TOPIC: next offset; CURSOR/CLEAN: a position
+    16     8     seq         ENTRY: entry offset; TOPIC: next offset; CURSOR/CLEAN: an offset
     24     8     durable     LSN through which the log was durable when this record was written
     32     n     payload
 
-An LSN (log sequence number) is ``segment_number << 40 | offset_in_segment``.
+An LSN (log sequence number) is ``segment_number << 40 | pos``, ``pos`` the byte position in the
+segment file. Here "pos" is always a byte position; "offset" is an entry's number in its topic.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import attrs
 
@@ -37,7 +38,7 @@ from ._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 # --- numbers ---------------------------------------------------------------------------------
 
 SEG_SHIFT = 40
-"""An LSN keeps the offset in its low 40 bits: a segment may hold up to 1 TiB."""
+"""An LSN keeps the byte position in its low 40 bits: a segment may hold up to 1 TiB."""
 OFFSET_MASK = (1 << SEG_SHIFT) - 1
 ALIGN = 8
 HEADER_SIZE = 32
@@ -249,9 +250,10 @@ def new_salt() -> int:
 
 
 class Record(NamedTuple):
-    """One decoded record header; the payload stays in the buffer at ``[offset + 32, ...)``."""
+    """One decoded record header; the payload stays in the buffer at ``[pos + 32, ...)``."""
 
-    offset: int
+    pos: int
+    """The record's byte position in its segment file (entry numbers are "offsets")."""
     kind: int
     topic_id: int
     batch_left: int
@@ -261,11 +263,11 @@ class Record(NamedTuple):
 
     @property
     def end(self) -> int:
-        return self.offset + record_size(self.length)
+        return self.pos + record_size(self.length)
 
     @property
-    def payload_offset(self) -> int:
-        return self.offset + HEADER_SIZE
+    def payload_pos(self) -> int:
+        return self.pos + HEADER_SIZE
 
 
 OK = 0
@@ -279,7 +281,7 @@ def check(buf: object, pos: int, limit: int, salt: int, lsn_base: int,
           base: int = 0) -> tuple[int, Record | None]:
     """Classify the bytes at ``pos`` (which must be 8-aligned and < ``limit``).
 
-    Positions are file offsets; ``buf`` holds the file's bytes from offset ``base`` (all
+    Positions are byte positions in the file; ``buf`` holds its bytes from ``base`` on (all
     scanning functions take it, so a backend without a mapping reads only what it scans).
     Bytes past the end of ``buf`` count as missing, whatever ``limit`` says: a file cut
     short ends in damage, never in an exception.
@@ -441,7 +443,7 @@ class ScanResult:
     sealed: bool
     """The scan stopped at a SEAL record: the segment was closed by a roll."""
     damaged: list[tuple[int, Record | None]]
-    """Damaged records kept in place because durable data lies beyond them (offset, header)."""
+    """Damaged records kept in place because durable data lies beyond them (pos, header)."""
     torn: bool
     """Bytes after ``end`` looked like an interrupted write (not just unwritten space)."""
 
@@ -454,7 +456,7 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
     the record and any unfinished batch before it are cut). A damaged record followed by a
     valid record whose ``durable`` field covers it was durable once: it is corruption, kept
     as ``damaged`` so reads report it, and the scan goes on. So is damage below ``durable``,
-    an offset the caller knows was synced (a later segment proved it).
+    a position the caller knows was synced (a later segment proved it).
 
     The length of a damaged record is never believed: the scan resynchronises at the next
     valid record after its header, so a flipped length bit cannot hide the records after it.
@@ -487,7 +489,7 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
             if claims is None:
                 claims = _Claims(buf, beyond, limit, salt, lsn_base, base)
             if not claims.past(beyond, lsn_base + pos):
-                cut = pending[0].offset if pending else pos
+                cut = pending[0].pos if pending else pos
                 torn = _next_candidate(buf, cut, limit, base) < limit
                 return ScanResult(records, cut, False, damaged, torn)
         if status != OK:
@@ -501,7 +503,7 @@ def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
         records.extend(pending)
         pending.clear()
         pos = beyond
-    cut = pending[0].offset if pending else limit
+    cut = pending[0].pos if pending else limit
     return ScanResult(records, cut, False, damaged, bool(pending))
 
 
@@ -575,12 +577,49 @@ INDEX_MAGIC = b"WALRIDX1"
 _INDEX_HEAD = struct.Struct("<8sHHIQIIQ")
 """magic, version, flags, reserved, segment number, salt, topic count, covered end."""
 _INDEX_TOPIC = struct.Struct("<IIQQQqqQ")
-"""topic_id, name length, first seq, entry count, next seq (from TOPIC), cursor (-1 none),
-clean mark (-1 none, -2 dirty), entry bytes; then the name and the entries' LSNs."""
+"""topic_id, name length, first seq, entry count, next seq (from TOPIC), cursor (``NO_CURSOR``),
+clean mark (or ``NO_MARK``, ``MARKED_DIRTY``), entry bytes; then the name and the entries' LSNs."""
 INDEX_SEALED = 1
 _NO_NAME = 0xFFFFFFFF
+
+# --- sentinels (in index files and in the engine's topics alike) ----------------------------
+
 DAMAGED = 1
-"""Low bit of an LSN in an index: the entry's record is damaged (records are 8-aligned)."""
+"""Low bit set on an LSN in a topic's index (in memory or in an index file): the entry's
+record is damaged on disk. Records are 8-aligned, so real LSNs have the low bits clear and
+flagged values still sort between their neighbours (the index stays ordered for bisection)."""
+NO_ENTRY = -1
+"""A topic's ``first_seq`` while none of its entries has been seen (in a segment, or yet)."""
+NO_CURSOR = -1
+"""A topic's cursor in a segment that holds no CURSOR record of it."""
+NO_MARK = -1
+"""A topic's clean mark when no CLEAN or DIRTY record was written for it."""
+MARKED_DIRTY = -2
+"""A topic's clean mark after a DIRTY record (else the mark is the next offset when the topic
+was marked clean)."""
+
+
+class Entries(Protocol):
+    """A topic's index of entries as recovery builds it (``TopicSummary``, ``Topic``)."""
+
+    first_seq: int
+    lsns: array[int]
+
+
+def extend_lost(t: Entries, end: int, lsn: int) -> bool:
+    """Give every offset from ``t``'s next one up to ``end`` (excluded) an entry whose record
+    was lost to damage, placed at ``lsn`` (where the lost records were, as near as is known):
+    reads of them raise ``CorruptionError`` and their offsets are never handed out again.
+    Returns whether any offset was missing."""
+    missing = end - (t.first_seq + len(t.lsns))
+    if missing > 0:
+        t.lsns.extend(lost(lsn, missing))
+    return missing > 0
+
+
+def lost(lsn: int, count: int) -> array[int]:
+    """``count`` index entries at ``lsn``, flagged ``DAMAGED``: the one place fillers are made."""
+    return array("Q", (lsn | DAMAGED,)) * count
 
 
 @attrs.define
@@ -590,14 +629,18 @@ class TopicSummary:
     name: str | None = None
     next_seq: int = 0
     """Highest "next offset" a TOPIC record stated for the topic in this segment."""
-    first_seq: int = -1
+    first_seq: int = NO_ENTRY
     lsns: array[int] = attrs.field(factory=lambda: array("Q"))
     """LSN of each entry, for entries first_seq, first_seq + 1, ...; the low bit is set on
     entries whose record is damaged (``DAMAGED``)."""
-    cursor: int = -1
-    mark: int = -1
-    """-1: no clean/dirty record; -2: marked dirty; else marked clean at this next offset."""
+    cursor: int = NO_CURSOR
+    mark: int = NO_MARK
+    """``NO_MARK``, ``MARKED_DIRTY``, or the next offset when the topic was marked clean."""
     nbytes: int = 0
+
+    def lose_until(self, end: int, lsn: int) -> bool:
+        """See :func:`extend_lost`."""
+        return extend_lost(self, end, lsn)
 
 
 @attrs.define
@@ -644,7 +687,7 @@ def decode_index(data: bytes) -> SegmentSummary:
         lsns = array("Q")
         lsns.frombytes(data[pos:pos + 8 * n])
         pos += 8 * n
-        summary.topics[tid] = TopicSummary(name, next_seq, first if n else -1, lsns, cursor,
+        summary.topics[tid] = TopicSummary(name, next_seq, first if n else NO_ENTRY, lsns, cursor,
                                            mark, nbytes)
     if pos != len(data) - 4:
         raise FormatError("segment index has trailing bytes")
@@ -657,26 +700,26 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
     summary = SegmentSummary(number, salt, result.end, result.sealed)
     topics = summary.topics
     lsn_base = number << SEG_SHIFT
-    damaged = {record.offset for _, record in result.damaged if record is not None}
+    damaged = {record.pos for _, record in result.damaged if record is not None}
     records = sorted([*result.records, *(r for _, r in result.damaged if r is not None)])
     loose = sorted(pos for pos, record in result.damaged if record is None)
     """Damaged records whose header says nothing: each is the first entry of a gap, in turn."""
     promised: dict[int, tuple[int, int]] = {}
     """Per topic: the next offset a batch broken by damage was framed to reach, and where."""
-    starts = [r.offset for r in result.records]  # in order: where valid records begin
+    starts = [r.pos for r in result.records]  # in order: where valid records begin
     for r in records:
         kind = r.kind
         t = topics.get(r.topic_id)
-        if r.offset in damaged:
+        if r.pos in damaged:
             # A damaged header is only trusted when it names exactly the next entry of a
             # topic already seen here; anything else shows up later as a gap in offsets.
             if kind == ENTRY and t is not None and r.seq == _next_offset(t):
-                lsn = lsn_base | r.offset | DAMAGED
+                lsn = lsn_base | r.pos | DAMAGED
                 _add_entry(t, r.seq, lsn, record_size(r.length))
                 # The rest of its batch follows it, contiguous: as many records as the
                 # damaged stretch up to the next valid record can hold, at most.
-                i = bisect.bisect_right(starts, r.offset)
-                room = ((starts[i] if i < len(starts) else result.end) - r.offset) // HEADER_SIZE
+                i = bisect.bisect_right(starts, r.pos)
+                room = ((starts[i] if i < len(starts) else result.end) - r.pos) // HEADER_SIZE
                 rest = min(r.batch_left, room - 1)
                 if rest > 0:
                     promised[r.topic_id] = (r.seq + rest + 1, lsn)
@@ -688,11 +731,11 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
         if kind == ENTRY:
             gap_at = None
             if t.first_seq >= 0 and r.seq > _next_offset(t):
-                gap_at = _claim_loose(loose, t.lsns[-1] & OFFSET_MASK if t.lsns else 0, r.offset)
-            _add_entry(t, r.seq, lsn_base | r.offset, record_size(r.length),
+                gap_at = _claim_loose(loose, t.lsns[-1] & OFFSET_MASK if t.lsns else 0, r.pos)
+            _add_entry(t, r.seq, lsn_base | r.pos, record_size(r.length),
                        None if gap_at is None else lsn_base | gap_at)
         elif kind == TOPIC:
-            at = r.payload_offset - base
+            at = r.payload_pos - base
             t.name = bytes(buf[at:at + r.length]).decode(  # type: ignore[index]
                 "utf-8", "surrogatepass")
             t.next_seq = max(t.next_seq, r.seq)
@@ -701,7 +744,7 @@ def summarize(number: int, salt: int, result: ScanResult, buf: object,
         elif kind == CLEAN:
             t.mark = r.seq
         elif kind == DIRTY:
-            t.mark = -2
+            t.mark = MARKED_DIRTY
     for tid, (reach, lsn) in promised.items():
         # The rest of a broken batch: its entries were written (the batch's framing says how
         # many) and are lost with the damage unless records of them were found after it.
@@ -736,8 +779,6 @@ def _add_entry(t: TopicSummary, seq: int, lsn: int, size: int,
     if seq < expected:
         return  # a damaged header that decoded to an earlier offset: keep the first
     if seq > expected:
-        filler = (gap_at if gap_at is not None else t.lsns[-1] if t.lsns else lsn - ALIGN
-                  ) | DAMAGED
-        t.lsns.extend([filler] * (seq - expected))
+        t.lose_until(seq, gap_at if gap_at is not None else t.lsns[-1] if t.lsns else lsn - ALIGN)
     t.lsns.append(lsn)
     t.nbytes += size

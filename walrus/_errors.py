@@ -15,6 +15,14 @@ class WalrusError(Exception):
     """Base class of every error walrus raises."""
 
 
+class _OSWalrusError(WalrusError, OSError):
+    """An error that is also an :class:`OSError` (it carries an errno); its text is the
+    message alone, without the ``[Errno N]`` prefix ``OSError`` would put before it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class InvalidArgumentError(WalrusError, ValueError, TypeError):
     """An argument (or an environment variable) has the wrong type or an invalid value."""
 
@@ -35,35 +43,26 @@ class OffsetOutOfRangeError(WalrusError, ValueError):
     """A ``start_offset`` names an entry whose segment has already been reclaimed."""
 
 
-class WalrusLockedError(WalrusError, OSError):
+class WalrusLockedError(_OSWalrusError):
     """The data directory is held open by another live process (or by this one)."""
 
     def __init__(self, message: str, pid: int | None = None) -> None:
         super().__init__(errno.EWOULDBLOCK, message)
         self.pid = pid
 
-    def __str__(self) -> str:
-        return str(self.strerror)
 
-
-class StorageError(WalrusError, OSError):
+class StorageError(_OSWalrusError):
     """A file operation failed (write, sync, create); the errno is the system's.
 
     The log is left as it was before the failing call; what was acknowledged earlier stays.
     """
 
-    def __str__(self) -> str:
-        return str(self.strerror)
 
-
-class WalrusClosedError(WalrusError, OSError):
+class WalrusClosedError(_OSWalrusError):
     """The instance has been closed."""
 
     def __init__(self, message: str = "this Walrus instance is closed") -> None:
         super().__init__(errno.EBADF, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 class WalrusForkedError(WalrusClosedError):
@@ -82,7 +81,7 @@ class WalrusForkedError(WalrusClosedError):
         self.pid = owner
 
 
-class CorruptionError(WalrusError, OSError):
+class CorruptionError(_OSWalrusError):
     """Stored data failed its checksum or framing check; it is never returned as data."""
 
     def __init__(self, message: str, topic: str | None = None, offset: int | None = None) -> None:
@@ -90,25 +89,16 @@ class CorruptionError(WalrusError, OSError):
         self.topic = topic
         self.offset = offset
 
-    def __str__(self) -> str:
-        return str(self.strerror)
 
-
-class BackendUnavailableError(WalrusError, OSError):
+class BackendUnavailableError(_OSWalrusError):
     """The requested I/O backend is not registered or its probe says it cannot run here."""
 
     def __init__(self, message: str) -> None:
         super().__init__(errno.ENOTSUP, message)
 
-    def __str__(self) -> str:
-        return str(self.strerror)
 
-
-class ReadOnlyError(WalrusError, OSError):
+class ReadOnlyError(_OSWalrusError):
     """A write or a checkpointing read was attempted on a read-only observer."""
 
     def __init__(self, message: str) -> None:
         super().__init__(errno.EROFS, message)
-
-    def __str__(self) -> str:
-        return str(self.strerror)

@@ -24,11 +24,13 @@ from . import _codec, _speedups
 from ._codec import (
     CLEAN,
     CURSOR,
+    DAMAGED,
     DIRTY,
     ENTRY,
     FOLLOWS_FAILED_SYNC,
     HEADER_SIZE,
     MARK,
+    MARKED_DIRTY,
     OFFSET_MASK,
     RECORD,
     SEAL,
@@ -65,7 +67,7 @@ from ._speedups import (
     record_bytes,
     verify_entries,
 )
-from ._topics import DAMAGED, MARKED_DIRTY, Topic
+from ._topics import Topic
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -417,7 +419,7 @@ class Log:
                          meta: TopicSummary = meta,
                          noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
                     t.persisted, t.mark = previous
-                    t.cursor = min(t.cursor, max(t.persisted, t.first_seq))
+                    t.rewind_cursor()
                     meta.cursor, meta.mark = noted  # the segment's index must not claim it
                 pending = _Pending(seg.lsn_base | p, seg.lsn_base | end, None, undo)
             # Stores only from here (see append): an interrupt finds it whole or not begun.
@@ -467,7 +469,7 @@ class Log:
         elif kind == CLEAN:
             meta.mark = value
         elif kind == DIRTY:
-            meta.mark = -2
+            meta.mark = MARKED_DIRTY
 
     def _write_records(self, seg: Segment, p: int,
                        records: Sequence[tuple[int, int, int, int, Payload]]) -> int:

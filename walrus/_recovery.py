@@ -10,36 +10,31 @@ from __future__ import annotations
 
 import logging
 import os
-from array import array
 from collections.abc import Iterable
 
 from . import _codec
-from ._codec import SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
-from ._damage import Damage
+from ._codec import DAMAGED, NO_ENTRY, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
+from ._directory import Directory, parse_index_name, scan_limit, settled_scan, unlink
 from ._follow import Listing, follow, written_end
 from ._log import Log, sync_directory
-from ._segment import Segment, index_name, list_directory, parse_name, segment_name
-from ._topics import DAMAGED, MARKED_DIRTY, Topic
+from ._segment import Segment, index_name, list_directory, segment_name
+from ._topics import Topic
 from .backends._base import Backend
 
 log = logging.getLogger("walrus")
 
 
-class Rebuilder:
+class Rebuilder(Directory):
     """Turns segment files into topics; keeps what it needs to pick up where it stopped."""
 
     def __init__(self, directory: str, backend: Backend, read_only: bool) -> None:
-        self.directory = directory
-        self.backend = backend
-        self.read_only = read_only
+        super().__init__(directory, backend, read_only)
         self.topics: dict[int, Topic] = {}
         self.max_tid = 0
         self.segments: list[Segment] = []
         self.meta: dict[int, dict[int, _codec.TopicSummary]] = {}
         self.last_torn = False
         self.last_sealed = False
-        self.max_number = 0
-        """Highest segment number on disk, damaged files included (never reused)."""
         self.scanned = 0
         """Bytes of segments scanned (not covered by an index): what reopening cost."""
         self.looked: tuple[int, int, int] | None = None
@@ -52,12 +47,6 @@ class Rebuilder:
         self.dropped = 0
         """The newest segment that opening found never durable (after a torn write): a writer
         deletes it when it opens the directory, so an observer never follows it either."""
-        self.damage: list[Damage] = []
-        """What recovery found damaged or lost (``Walrus.damage``)."""
-        self.recovered: set[int] = set()
-        """Segments whose header was damaged and whose salt was recovered."""
-        self.blank: list[str] = []
-        """Unfinished new segments a read-only look left in place (a writer removes them)."""
         self.damaged_at: dict[int, list[tuple[int, _codec.Record | None]]] = {}
         """The damaged records each segment's last scan found: (position, header if any)."""
         self.names: dict[int, str] = {}
@@ -67,110 +56,11 @@ class Rebuilder:
 
     # --- loading ------------------------------------------------------------------------------
 
-    def segment_numbers(self) -> list[int]:
-        """The segment files' numbers, in order. A number that something other than a file
-        has taken counts in ``max_number``, so the writer never tries to create it."""
-        files, others = list_directory(self.directory)
-        for name in others:
-            self.max_number = max(self.max_number, parse_name(name) or 0)
-        numbers = []
-        for name in files:
-            number = parse_name(name)
-            if number is not None:
-                numbers.append(number)
-            elif name.endswith(".idx.tmp") and not self.read_only:
-                _unlink(os.path.join(self.directory, name))
-        return sorted(numbers)
-
-    def open_segments(self, numbers: list[int]) -> list[Segment]:
-        opened = []
-        blank: list[tuple[int, str, Exception]] = []
-        for number in numbers:
-            self.max_number = max(self.max_number, number)
-            path = os.path.join(self.directory, segment_name(number))
-            try:
-                seg = Segment.open(self.backend, path, writable=not self.read_only)
-                if seg.spare:  # prepared ahead of need, never used
-                    seg.close()
-                    if not self.read_only:
-                        _unlink(path)
-                    continue
-            except _codec.FormatError as exc:
-                if _all_zero(path, SEGMENT_HEADER_SIZE):
-                    blank.append((number, path, exc))
-                    continue
-                recovered = self._reopen_damaged(number, path, exc)
-                if recovered is None:
-                    continue
-                seg = recovered
-            except FileNotFoundError:
-                continue  # deleted by a live writer while an observer looked
-            opened.append(seg)
-        self._settle_blank(blank, opened)
-        return opened
-
-    def _settle_blank(self, blank: list[tuple[int, str, Exception]],
-                      opened: list[Segment]) -> None:
-        """Segments with a bad header and nothing after it: a crash while one was created
-        (or a spare was put to use) leaves them, and they never held anything; unless a later
-        segment says the log went on in one, which then lost everything it held."""
-        went_on_in = {seg.prev_end >> SEG_SHIFT for seg in opened}
-        for number, path, exc in blank:
-            if number in went_on_in:
-                self.found(None, None, None, path,
-                           f"bad segment header ({exc}) and nothing after it readable: "
-                           "the entries it held are lost")
-            elif self.read_only:
-                self.blank.append(path)
-            else:
-                log.info("removing unfinished segment %s (%s)", path, exc)
-                _unlink(path)
-
-    def _reopen_damaged(self, number: int, path: str, exc: Exception) -> Segment | None:
-        """Open a segment whose header fails, with its salt recovered from its index file or
-        its records (the number comes from the file name); None if neither gives it."""
-        file = self.backend.open(path, writable=not self.read_only)
-        try:
-            salt = self._index_salt(number)
-            if salt is None:
-                buf = file.view if file.view is not None else file.read(0, file.size)
-                salt = _codec.recover_salt(buf, SEGMENT_HEADER_SIZE,
-                                           file.size - _codec.HEADER_SIZE, number << SEG_SHIFT)
-            if salt is None:
-                file.close()
-                self.found(None, None, None, path,
-                           f"bad segment header ({exc}) and no record in it readable: "
-                           "the entries it held are lost")
-                return None
-        except BaseException:
-            file.close()
-            raise
-        self.found(None, None, None, path,
-                   f"bad segment header ({exc}); its records were recovered")
-        self.recovered.add(number)
-        return Segment(_codec.SegmentHeader(number, salt, 0), path, file)
-
-    def _index_salt(self, number: int) -> int | None:
-        """The salt a valid index file records for segment ``number``, if it has one."""
-        try:
-            with open(os.path.join(self.directory, index_name(number)), "rb") as f:
-                index = _codec.decode_index(f.read())
-        except (OSError, _codec.FormatError):
-            return None
-        return index.salt if index.number == number else None
-
-    def found(self, topic: str | None, first: int | None, last: int | None, path: str,
-              reason: str) -> None:
-        """Record damage (``damage``), and say so: it may have cost acknowledged data."""
-        damage = Damage(topic, first, last, path, reason)
-        self.damage.append(damage)
-        log.warning("damage found on open: %s", damage.describe())
-
     def summarize(self, seg: Segment, limit: int, start: SegmentSummary | None = None,
                   durable: int = 0) -> tuple[SegmentSummary, bool, bool]:
         """Summary of ``seg`` up to ``limit``; returns (summary, durable evidence, torn).
 
-        ``durable``: an offset below which the segment is known to have been synced.
+        ``durable``: a position below which the segment is known to have been synced.
         """
         summary = start
         if summary is None:
@@ -193,18 +83,16 @@ class Rebuilder:
         return summary, evidence, result.torn
 
     def _load_index(self, seg: Segment) -> SegmentSummary | None:
-        path = os.path.join(self.directory, index_name(seg.number))
+        """The segment's index, if it has one recovery can trust (else it is scanned)."""
         try:
-            with open(path, "rb") as f:
-                summary = _codec.decode_index(f.read())
-        except (FileNotFoundError, IsADirectoryError):
+            summary, problem = self.read_index(seg.number, seg.salt)
+        except IsADirectoryError:
             return None
-        except (OSError, _codec.FormatError) as exc:
-            log.warning("ignoring index %s (%s); scanning the segment instead", path, exc)
-            return None
-        if summary.number != seg.number or summary.salt != seg.salt:
-            log.warning("ignoring index %s: it belongs to another segment", path)
-            return None
+        except OSError as exc:
+            summary, problem = None, str(exc)
+        if problem is not None:
+            log.warning("ignoring index %s (%s); scanning the segment instead",
+                        os.path.join(self.directory, index_name(seg.number)), problem)
         return summary
 
     def load(self) -> None:
@@ -213,9 +101,7 @@ class Rebuilder:
         summaries: list[tuple[Segment, SegmentSummary, bool, bool]] = []
         for i, seg in enumerate(segments):
             nxt = segments[i + 1] if i + 1 < len(segments) else None
-            limit = seg.size - _codec.HEADER_SIZE
-            if nxt is not None and nxt.prev_end >> SEG_SHIFT == seg.number:
-                limit = min(limit, nxt.prev_end & _codec.OFFSET_MASK)
+            limit = scan_limit(seg, nxt)
             summary, evidence, torn = self.summarize(seg, limit)
             summaries.append((seg, summary, evidence, torn))
         self._bound_before_recovered(summaries)
@@ -257,8 +143,8 @@ class Rebuilder:
             seg.close()
             self.dropped = max(self.dropped, seg.number)
             if not self.read_only:  # the index first: one left alone would say it was lost
-                _unlink(os.path.join(self.directory, index_name(seg.number)))
-                _unlink(seg.path)
+                unlink(os.path.join(self.directory, index_name(seg.number)))
+                unlink(seg.path)
         self.learn_names(summary for _, summary, _, _ in summaries[:keep])
         for seg, summary, _, _ in summaries[:keep]:
             self.apply(seg, summary)
@@ -322,8 +208,7 @@ class Rebuilder:
                         self.unnamed.setdefault(tid, []).append(
                             (seg.path, ts.first_seq, ts.first_seq + len(ts.lsns) - 1))
                     continue
-                t = self.topics[tid] = Topic(tid, name, 0)
-                t.first_seq = -1
+                t = self._new_topic(tid, name)
             if ts.name is not None:
                 m = meta.setdefault(tid, _codec.TopicSummary())
                 m.name, m.next_seq = ts.name, max(m.next_seq, ts.next_seq)
@@ -331,8 +216,8 @@ class Rebuilder:
             if ts.cursor >= 0:
                 t.persisted = ts.cursor
                 meta.setdefault(tid, _codec.TopicSummary()).cursor = ts.cursor
-            if ts.mark != -1:
-                t.mark = MARKED_DIRTY if ts.mark == -2 else ts.mark
+            if ts.mark != NO_MARK:
+                t.mark = ts.mark
                 meta.setdefault(tid, _codec.TopicSummary()).mark = ts.mark
             if ts.first_seq >= 0 and len(ts.lsns):
                 if tid in self.unanchored:  # its entries before these were reclaimed
@@ -340,6 +225,12 @@ class Rebuilder:
                     if not t.lsns:
                         t.first_seq = max(t.first_seq, ts.first_seq)
                 self._add_entries(t, ts)
+
+    def _new_topic(self, tid: int, name: str) -> Topic:
+        """A topic found on disk, none of whose entries has been folded in yet."""
+        t = self.topics[tid] = Topic(tid, name, 0)
+        t.first_seq = NO_ENTRY
+        return t
 
     @staticmethod
     def _add_entries(t: Topic, ts: _codec.TopicSummary) -> None:
@@ -353,8 +244,7 @@ class Rebuilder:
             if not lsns:
                 return
         if first > expected:  # entries whose records were lost to damage
-            filler = (t.lsns[-1] if t.lsns else lsns[0] - _codec.ALIGN) | DAMAGED
-            t.lsns.extend([filler] * (first - expected))
+            t.lose_until(first, t.lsns[-1] if t.lsns else lsns[0] - _codec.ALIGN)
         t.lsns.extend(lsns)
         t.nbytes += ts.nbytes
         t.next_seq = max(t.next_seq, first + len(lsns))
@@ -366,36 +256,28 @@ class Rebuilder:
         """
         files, _ = list_directory(self.directory)
         for name in sorted(files):
-            number = parse_name(name.replace(".idx", ".wal")) if name.endswith(".idx") else None
+            number = parse_index_name(name)
             if number is None or number <= newest:
                 continue
             self.max_number = max(self.max_number, number)
-            path = os.path.join(self.directory, name)
-            try:
-                with open(path, "rb") as f:
-                    summary = _codec.decode_index(f.read())
-            except (OSError, _codec.FormatError):
-                continue
-            if summary.number != number:
+            summary = self.usable_index(number)
+            if summary is None:
                 continue
             self.found(None, None, None, os.path.join(self.directory, segment_name(number)),
                        "segment file missing (its index is left): the entries it held are lost")
-            filler = number << SEG_SHIFT | SEGMENT_HEADER_SIZE | DAMAGED
+            at = number << SEG_SHIFT | SEGMENT_HEADER_SIZE
             for tid, ts in summary.topics.items():
                 self.max_tid = max(self.max_tid, tid)
                 name_ = ts.name if ts.name is not None else self.names.get(tid)
                 t = self.topics.get(tid)
                 if t is None and name_ is not None:
-                    t = self.topics[tid] = Topic(tid, name_, 0)
-                    t.first_seq = -1
+                    t = self._new_topic(tid, name_)
                 if t is None:
                     continue
                 reach = max(ts.next_seq, ts.first_seq + len(ts.lsns) if ts.lsns else 0)
                 if not t.lsns:
                     t.first_seq = min(t.next_seq, ts.first_seq) if ts.lsns else t.next_seq
-                missing = reach - (t.first_seq + len(t.lsns))
-                if missing > 0:
-                    t.lsns.extend([filler] * missing)
+                t.lose_until(reach, at)
                 t.next_seq = max(t.next_seq, reach)
 
     def judge_end(self, seg: Segment, end: int, torn: bool) -> None:
@@ -447,12 +329,11 @@ class Rebuilder:
                 continue
             self.max_tid = max(self.max_tid, tid)
             if record.kind == _codec.TOPIC and tid not in self.topics:  # created in there
-                at = record.payload_offset
+                at = record.payload_pos
                 raw = bytes(buf[at:at + record.length])  # type: ignore[index]
                 if len(raw) == record.length or tid in self.names:  # else cut off too
                     name = raw.decode("utf-8", "surrogatepass")
-                    t = self.topics[tid] = Topic(tid, self.names.setdefault(tid, name), 0)
-                    t.first_seq = -1
+                    t = self._new_topic(tid, self.names.setdefault(tid, name))
             if tid in self.topics:
                 last = record.seq + record.batch_left - (record.kind == _codec.TOPIC)
                 reach[tid] = max(reach.get(tid, 0), last + 1)
@@ -460,9 +341,7 @@ class Rebuilder:
             t = self.topics[tid]
             if not t.lsns:
                 t.first_seq = t.next_seq
-            missing = past - (t.first_seq + len(t.lsns))
-            if missing > 0:
-                t.lsns.extend([seg.lsn_base | end | DAMAGED] * missing)
+            if t.lose_until(past, seg.lsn_base | end):
                 t.next_seq = max(t.next_seq, past)
 
     def claim_tail_damage(self, seg: Segment) -> None:
@@ -502,9 +381,9 @@ class Rebuilder:
                 continue
             if not owner.lsns:
                 owner.first_seq = owner.next_seq
-            elif (end := owner.first_seq + len(owner.lsns)) < owner.next_seq:
-                owner.lsns.extend([owner.lsns[-1] | DAMAGED] * (owner.next_seq - end))
-            owner.lsns.append(lsn | DAMAGED)
+            else:
+                owner.lose_until(owner.next_seq, owner.lsns[-1])
+            owner.lose_until(owner.first_seq + len(owner.lsns) + 1, lsn)  # this one
             owner.next_seq = owner.first_seq + len(owner.lsns)
             accounted.add(lsn)
 
@@ -513,11 +392,10 @@ class Rebuilder:
         for t in self.topics.values():
             if t.first_seq < 0:
                 t.first_seq = t.next_seq
-            end = t.first_seq + len(t.lsns)
-            if t.next_seq > end and t.lsns:
-                # A TOPIC record promises entries that no record holds: they were damaged.
-                t.lsns.extend([t.lsns[-1] | DAMAGED] * (t.next_seq - end))
-            elif not t.lsns:
+            if t.lsns:
+                # A TOPIC record may promise entries that no record holds: they were damaged.
+                t.lose_until(t.next_seq, t.lsns[-1])
+            else:
                 t.first_seq = t.next_seq
             if t.first_seq > t.persisted and (t.lsns or self.segments):
                 # Only consumed entries are ever reclaimed: unconsumed ones before the first
@@ -525,15 +403,14 @@ class Rebuilder:
                 # damage (a creating batch, its segment's head, or a whole segment).
                 first = ((t.lsns[0] & ~DAMAGED) - _codec.ALIGN if t.lsns
                          else self.segments[0].lsn_base | SEGMENT_HEADER_SIZE)
-                t.lsns[0:0] = array("Q", [first | DAMAGED] * (t.first_seq - t.persisted))
-                t.first_seq = t.persisted
+                t.lose_from(t.persisted, first)
             if t.persisted > t.next_seq:
                 # Consumed entries were lost with a power cut; never hand their offsets out
                 # again (a new entry there would count as consumed).
                 t.next_seq = t.persisted
                 if not t.lsns:
                     t.first_seq = t.next_seq
-            t.cursor = min(max(t.persisted, t.first_seq), t.next_seq)
+            t.place_cursor(t.persisted)
             t.visible = t.next_seq
 
     def report_damage(self) -> None:
@@ -594,7 +471,7 @@ class Rebuilder:
                 if t.first_seq < 0 or not t.lsns:
                     t.first_seq = max(t.first_seq, t.next_seq)
                 t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
-                t.cursor = min(max(t.persisted, t.first_seq, t.cursor), t.next_seq)
+                t.place_cursor(t.cursor)
         return changed
 
     def _follow_segment(self, seg: Segment, nxt: Segment | None,
@@ -655,35 +532,6 @@ class Rebuilder:
             seg.close()
 
 
-def settled_scan(seg: Segment, begin: int, limit: int, live: bool,
-                 durable: int = 0) -> tuple[object, int, _codec.ScanResult]:
-    """Scan ``seg`` from ``begin`` to ``limit``; returns the buffer scanned (with the file
-    offset of its first byte) and the result.
-
-    ``durable``: as for :func:`_codec.scan`, an offset below which damage is corruption.
-
-    ``live``: the segment may be written while we look (observers, ``walrus verify``). A record
-    still being written then looks damaged while records after it, written once it was
-    complete, already look whole. A second look sees it whole, so the scan is repeated until
-    the damage stays where it was; only then is it real.
-    """
-    buf, base = seg.region(begin, limit)
-    result = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable, base)
-    for _ in range(LIVE_RESCANS if live else 0):
-        if not result.damaged:
-            break
-        buf, base = seg.region(begin, limit)
-        again = _codec.scan(buf, begin, limit, seg.salt, seg.lsn_base, durable, base)
-        same = [pos for pos, _ in again.damaged] == [pos for pos, _ in result.damaged]
-        result = again
-        if same:
-            break
-    return buf, base, result
-
-
-LIVE_RESCANS = 5
-
-
 def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
     """Append a scan of a segment's tail to the summary of its head (from its index)."""
     for tid, ts in more.topics.items():
@@ -696,15 +544,15 @@ def _merge(into: SegmentSummary, more: SegmentSummary) -> None:
         base.next_seq = max(base.next_seq, ts.next_seq)
         if ts.cursor >= 0:
             base.cursor = ts.cursor
-        if ts.mark != -1:
+        if ts.mark != NO_MARK:
             base.mark = ts.mark
         if ts.first_seq >= 0:
             if base.first_seq < 0:
                 base.first_seq = ts.first_seq
             gap = ts.first_seq - (base.first_seq + len(base.lsns))
             if gap > 0:
-                filler = (base.lsns[-1] if base.lsns else ts.lsns[0] - _codec.ALIGN) | DAMAGED
-                base.lsns.extend([filler] * gap)
+                base.lose_until(ts.first_seq,
+                                base.lsns[-1] if base.lsns else ts.lsns[0] - _codec.ALIGN)
             base.lsns.extend(ts.lsns[max(0, -gap):])
             base.nbytes += ts.nbytes
 
@@ -779,24 +627,6 @@ def _damaged_runs(t: Topic) -> list[tuple[int, int, int]]:
         else:
             runs.append((number, offset, offset))
     return runs
-
-
-def _all_zero(path: str, start: int = 0) -> bool:
-    """Does the file hold nothing but zeros from ``start`` on (a segment whose creation was
-    interrupted)?"""
-    with open(path, "rb") as f:
-        f.seek(start)
-        while chunk := f.read(1 << 20):
-            if chunk.count(0) != len(chunk):
-                return False
-    return True
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _next_offset(t: Topic) -> int:

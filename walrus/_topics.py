@@ -7,17 +7,9 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from ._codec import SEG_SHIFT
+from ._codec import DAMAGED, NO_MARK, SEG_SHIFT, extend_lost, lost
 from ._entry import Entry
 from ._speedups import record_bytes
-
-DAMAGED = 1
-"""Low bit set on an LSN in a topic's index: the entry's record is damaged on disk.
-
-Records are 8-aligned, so real LSNs have the low bits clear and flagged values still sort
-between their neighbours (the index stays ordered for bisection)."""
-NEVER_MARKED = -1
-MARKED_DIRTY = -2
 
 
 class Topic:
@@ -55,8 +47,8 @@ class Topic:
         """The shared cursor: entries below it are consumed."""
         self.persisted = 0
         """The cursor value last written to the log."""
-        self.mark = NEVER_MARKED
-        """The next offset when ``mark_topic_clean`` was called, or NEVER_MARKED/MARKED_DIRTY."""
+        self.mark = NO_MARK
+        """The next offset when ``mark_topic_clean`` was called, or NO_MARK/MARKED_DIRTY."""
         self.nbytes = 0
         """Bytes the retained entries occupy on disk (headers and padding included)."""
         self.read_lock = threading.Lock()
@@ -73,6 +65,34 @@ class Topic:
     @property
     def size(self) -> int:
         return self.nbytes
+
+    @property
+    def cursor_floor(self) -> int:
+        """The lowest place the shared cursor may stand: entries below the persisted cursor
+        were consumed for good, and those before ``first_seq`` are gone."""
+        return max(self.persisted, self.first_seq)
+
+    def place_cursor(self, at: int) -> None:
+        """Put the shared cursor at ``at``, or as near to it as it may stand: never below
+        ``cursor_floor``, never past the next offset."""
+        self.cursor = min(max(self.cursor_floor, at), self.next_seq)
+
+    def rewind_cursor(self) -> None:
+        """A cursor write was undone (``persisted`` is back to what it was): a cursor that
+        went past the floor goes back to it, so the entries after it are delivered again."""
+        self.cursor = min(self.cursor, self.cursor_floor)
+
+    def lose_until(self, end: int, lsn: int) -> bool:
+        """Offsets up to ``end`` (excluded) were lost to damage at ``lsn`` (``extend_lost``)."""
+        return extend_lost(self, end, lsn)
+
+    def lose_from(self, start: int, lsn: int) -> None:
+        """Offsets from ``start`` up to the first known entry were lost to damage at ``lsn``:
+        the index starts at ``start`` (entries are only reclaimed once consumed, so unconsumed
+        offsets before the first entry found cannot have been)."""
+        if start < self.first_seq:
+            self.lsns[0:0] = lost(lsn, self.first_seq - start)
+            self.first_seq = start
 
     def lsn_range(self, segment: int, end: int | None = None) -> tuple[int, int]:
         """Indexes into ``lsns`` of this topic's entries in ``segment`` (before ``end``)."""

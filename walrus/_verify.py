@@ -20,7 +20,6 @@ import attrs
 from . import _codec
 from ._codec import (
     DAMAGED,
-    HEADER_SIZE,
     OFFSET_MASK,
     SEG_SHIFT,
     SEGMENT_HEADER_SIZE,
@@ -28,9 +27,10 @@ from ._codec import (
     ScanResult,
     SegmentSummary,
 )
+from ._directory import Directory, parse_index_name, scan_limit, settled_scan
 from ._errors import StorageError
-from ._recovery import Rebuilder, settled_scan
-from ._segment import INDEX_SUFFIX, Segment, index_name, list_directory, parse_name, segment_name
+from ._recovery import Rebuilder
+from ._segment import Segment, index_name, list_directory, parse_name, segment_name
 from .backends._base import Backend
 from .plugins._selection import select_backend
 
@@ -109,6 +109,7 @@ class _Verifier:
         self.directory = directory
         self.backend = backend
         self.report = Report(directory)
+        self.files = Directory(directory, backend, read_only=True)
         self.damaged: dict[tuple[int, int], Record | None] = {}
         """Every damaged record found by a scan, by (segment number, byte position)."""
         self.damaged_until: dict[tuple[int, int], int] = {}
@@ -139,23 +140,23 @@ class _Verifier:
         # A live writer may be stamping a header right now (a segment it is creating, or
         # a spare it is putting to use): look again before calling it damaged.
         for attempt in range(HEADER_TRIES):
-            rebuilder = Rebuilder(self.directory, self.backend, read_only=True)
-            opened = rebuilder.open_segments(numbers)
-            if not rebuilder.damage or attempt + 1 == HEADER_TRIES:
+            files = Directory(self.directory, self.backend, read_only=True)
+            opened = files.open_segments(numbers)
+            if not files.damage or attempt + 1 == HEADER_TRIES:
                 break
             for seg in opened:
                 seg.close()
             time.sleep(0.05)
-        for found in rebuilder.damage:
+        for found in files.damage:
             self.report.damage.append(Damage(os.path.basename(found.path), 0, None, None,
                                              found.reason))
-        for path in rebuilder.blank:
+        for path in files.blank:
             self.report.notes.append(
                 f"{os.path.basename(path)} is a new segment without a header yet (being "
                 "created, or a crash while it was created; recovery removes it)")
         gone = set(numbers) - {seg.number for seg in opened} - {
-            parse_name(os.path.basename(p)) for p in [*rebuilder.blank, *(
-                d.path for d in rebuilder.damage)]}
+            parse_name(os.path.basename(p)) for p in [*files.blank, *(
+                d.path for d in files.damage)]}
         for number in sorted(gone):
             if not os.path.exists(os.path.join(self.directory, segment_name(number))):
                 self.report.notes.append(
@@ -164,9 +165,7 @@ class _Verifier:
         return opened
 
     def _scan(self, seg: Segment, nxt: Segment | None) -> _Scanned:
-        limit = seg.size - HEADER_SIZE
-        if nxt is not None and nxt.prev_end >> SEG_SHIFT == seg.number:
-            limit = min(limit, nxt.prev_end & OFFSET_MASK)
+        limit = scan_limit(seg, nxt)
         index, problem = self._read_index(seg)
         # An index is written once what it covers was synced: damage below its end is
         # corruption, never a torn tail (recovery trusts the index the same way).
@@ -185,31 +184,20 @@ class _Verifier:
         must start (records are contiguous: one ends where the next begins)."""
         for pos, record in result.damaged:
             self.damaged[(number, pos)] = record
-        spans = sorted([(r.offset, r.end) for r in result.records]
+        spans = sorted([(r.pos, r.end) for r in result.records]
                        + [(pos, r.end) for pos, r in result.damaged if r is not None])
         for (_, end), (start, _) in itertools.pairwise(spans):
             if end < start:
                 self.damaged.setdefault((number, end), None)
         # Each damaged place reaches to the next intact record: records an index puts in
         # there are damaged too, even where the damage hides where they begin.
-        intact = sorted(r.offset for r in result.records)
+        intact = sorted(r.pos for r in result.records)
         for key in [k for k in self.damaged if k[0] == number]:
             after = bisect.bisect_right(intact, key[1])
             self.damaged_until[key] = intact[after] if after < len(intact) else result.end
 
     def _read_index(self, seg: Segment) -> tuple[SegmentSummary | None, str | None]:
-        try:
-            with open(os.path.join(self.directory, index_name(seg.number)), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None, None
-        try:
-            index = _codec.decode_index(data)
-        except _codec.FormatError as exc:
-            return None, f"unreadable index: {exc}"
-        if index.number != seg.number or index.salt != seg.salt:
-            return None, "index belongs to another segment"
-        return index, None
+        return self.files.read_index(seg.number, seg.salt)
 
     def _check_continuity(self, scanned: list[_Scanned]) -> list[_Scanned]:
         """Segments recovery keeps; a break in the log before durable data is damage."""
@@ -271,7 +259,7 @@ class _Verifier:
                 name, None, None, None, f"index covers the segment to byte {index.end}, but "
                 f"its records end at byte {result.end}"))
             return
-        prefix = ScanResult([r for r in result.records if r.offset < index.end], index.end,
+        prefix = ScanResult([r for r in result.records if r.pos < index.end], index.end,
                             False, [d for d in result.damaged if d[0] < index.end], False)
         expected = _codec.summarize(seg.number, seg.salt, prefix, seg.whole())
         for tid in sorted(set(index.topics) | set(expected.topics)):
@@ -284,10 +272,9 @@ class _Verifier:
 
     def _check_orphan_indexes(self, names: Iterable[str], numbers: set[int]) -> None:
         for name in sorted(names):
-            if name.endswith(INDEX_SUFFIX):
-                number = parse_name(name[:-len(INDEX_SUFFIX)] + ".wal")
-                if number is not None and number not in numbers:
-                    self.report.notes.append(f"{name} has no segment (it was reclaimed)")
+            number = parse_index_name(name)
+            if number is not None and number not in numbers:
+                self.report.notes.append(f"{name} has no segment (it was reclaimed)")
 
     # --- entries ------------------------------------------------------------------------------
 

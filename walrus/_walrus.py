@@ -13,7 +13,7 @@ from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 
-from ._codec import CLEAN, CURSOR, DIRTY
+from ._codec import CLEAN, CURSOR, DIRTY, MARKED_DIRTY
 from ._config import (
     DEFAULT_CONSISTENCY,
     DEFAULT_SCHEDULE,
@@ -51,7 +51,7 @@ from ._log import Log, Payload, discard, snapshot_batch, storage_error, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topic_info import TopicInfo
-from ._topics import MARKED_DIRTY, Topic
+from ._topics import Topic
 from .plugins._selection import select_backend
 
 log = logging.getLogger("walrus")
