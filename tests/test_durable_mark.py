@@ -19,6 +19,7 @@ import walrus
 from walrus import CorruptionError, _codec
 
 from .conftest import segment_files
+from .test_fuzz_corruption import last_segment
 from .test_recovery_damage import crashed, flip_bit
 
 ENTRIES = 20
@@ -32,9 +33,8 @@ def killed_after_appends(directory: Path, backend: str) -> Path:
         for i in range({ENTRIES}):
             w.append_for_topic("a", {PAYLOAD!r})
     """, segment_size=65536)
-    newest = segment_files(directory)[-1]
-    assert not list(directory.glob("*.idx")) or not Path(
-        str(newest).replace(".wal", ".idx")).exists()
+    newest = Path(directory / last_segment(directory))  # not a spare made ahead of need
+    assert not newest.with_suffix(".idx").exists()
     return newest
 
 
@@ -156,3 +156,30 @@ def test_a_deleted_newest_segment_is_accounted_from_its_index(tmp_path: Path,
         wal.append_for_topic("a", b"new")
         wal.append_for_topic("late", b"new")
         assert (wal.get_topic_entry_count("a"), wal.get_topic_entry_count("late")) == (41, 2)
+
+
+def test_an_unreadable_index_still_proves_its_segment_synced(tmp_path: Path,
+                                                            backend: str) -> None:
+    """An index is written only once its segment was synced: damage in that segment is
+    corruption even when the index itself is damaged and nothing later claims durability,
+    and the segments after it are kept."""
+    directory = tmp_path / "w"
+    with walrus.Walrus(data_dir=str(directory), backend=backend, segment_size=8192,
+                       fsync_schedule=walrus.FsyncSchedule.NoFsync) as wal:
+        for i in range(40):
+            wal.append_for_topic("a", bytes([i + 1]) * 600)
+    files = segment_files(directory)
+    before, newest = files[-2], files[-1]
+    flip_bit(before, last_entry(before).payload_pos + 7)
+    before.with_suffix(".idx").write_bytes(b"not an index" * 8)
+    newest.with_suffix(".idx").unlink(missing_ok=True)
+    base = int(newest.stem, 16) << _codec.SEG_SHIFT
+    with open(newest, "r+b") as f:  # nothing in the newest segment claims it durable
+        for record in records(newest):
+            if record.durable >= base:
+                f.seek(record.pos)
+                f.write(bytes(_codec.HEADER_SIZE))
+    with reopen(directory, backend) as wal:
+        lost = [(d.topic, d.first_offset, d.last_offset) for d in wal.damage()]
+        assert len(lost) == 1 and lost[0][0] == "a", wal.damage()
+        assert wal.get_topic_entry_count("a") == 40

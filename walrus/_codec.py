@@ -447,6 +447,11 @@ class ScanResult:
     torn: bool
     """Bytes after ``end`` looked like an interrupted write (not just unwritten space)."""
 
+    @property
+    def counted(self) -> int:
+        """Records of the log it met, damaged ones included (a MARK is not one)."""
+        return len(self.records) + len(self.damaged) - sum(r.kind == MARK for r in self.records)
+
 
 def scan(buf: object, start: int, limit: int, salt: int, lsn_base: int,
          durable: int = 0, base: int = 0) -> ScanResult:

@@ -53,6 +53,9 @@ class Rebuilder(Directory):
         """Every topic name any segment records, by id (a name can outlive a damaged copy)."""
         self.unnamed: dict[int, list[tuple[str, int, int]]] = {}
         """Entries of topic ids whose name no segment records: (file, first, last offset)."""
+        self.synced_once: set[int] = set()
+        """Segments whose index file is there but unusable: the segment was synced once (an
+        index is written only then), so it is evidence like a usable one (as verify holds)."""
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -72,7 +75,7 @@ class Rebuilder(Directory):
                                          durable=durable)
         self.scanned += max(0, result.end - begin)
         scanned = _codec.summarize(seg.number, seg.salt, result, buf, base)
-        evidence = summary is not None or any(
+        evidence = summary is not None or seg.number in self.synced_once or any(
             r.durable >= seg.lsn_base for r in result.records)
         if summary is not None:
             _merge(summary, scanned)
@@ -93,6 +96,7 @@ class Rebuilder(Directory):
         if problem is not None:
             log.warning("ignoring index %s (%s); scanning the segment instead",
                         os.path.join(self.directory, index_name(seg.number)), problem)
+            self.synced_once.add(seg.number)  # an index is written once its segment is synced
         return summary
 
     def load(self) -> None:
@@ -125,8 +129,8 @@ class Rebuilder(Directory):
                 durable = expected
             elif summary.end >= expected:
                 continue
-            elif any(e for _, _, e, _ in summaries[i + 1:]):
-                durable = expected  # a later segment was synced, so all of this one was
+            elif seg.number in self.synced_once or any(e for _, _, e, _ in summaries[i + 1:]):
+                durable = expected  # it, or a later segment, was synced: so all of it was
             elif nxt.header.flags & _codec.FOLLOWS_FAILED_SYNC:
                 # The log moved on after a failed sync: what this segment held past the
                 # durable point then may be lost, and nothing later is suspect for it.

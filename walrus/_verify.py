@@ -173,7 +173,7 @@ class _Verifier:
         buf, base, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True,
                                          durable=durable)
         summary = _codec.summarize(seg.number, seg.salt, result, buf, base)
-        self.report.records += len(result.records) + len(result.damaged)
+        self.report.records += result.counted
         self._note_damage(seg.number, result)
         evidence = (index is not None or problem is not None
                     or any(r.durable >= seg.lsn_base for r in result.records))
@@ -231,8 +231,7 @@ class _Verifier:
         buf, base, result = settled_scan(seg, SEGMENT_HEADER_SIZE, limit, live=True,
                                          durable=limit)
         self._note_damage(seg.number, result)
-        self.report.records += (len(result.records) + len(result.damaged)
-                                - len(item.result.records) - len(item.result.damaged))
+        self.report.records += result.counted - item.result.counted
         item.result = result
         item.summary = _codec.summarize(seg.number, seg.salt, result, buf, base)
 
