@@ -16,8 +16,7 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _codec, _speedups
@@ -39,15 +38,8 @@ from ._codec import (
     TopicSummary,
     record_size,
 )
-from ._config import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
-from ._errors import (
-    BatchTooLargeError,
-    CorruptionError,
-    EntryTooLargeError,
-    InvalidArgumentError,
-    StorageError,
-    WalrusClosedError,
-)
+from ._errors import CorruptionError, StorageError, WalrusClosedError
+from ._limits import MAX_ENTRY_BYTES
 from ._segment import (
     SPARE_PREV_END,
     STATE_ROOM,
@@ -66,6 +58,7 @@ from ._speedups import (
     verify_entries,
 )
 from ._topics import DAMAGED, MARKED_DIRTY, Topic
+from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -80,74 +73,6 @@ _SEAL_ROOM = HEADER_SIZE
 """Every segment keeps room for its SEAL record."""
 
 Payload = bytes | bytearray | memoryview
-_BYTES = {bytes}
-
-
-def as_payload(data: object) -> bytes:
-    """One payload as an immutable snapshot: bytes as they are, any other bytes-like object
-    copied once (after its size is checked), everything else refused by name.
-
-    The copy is what makes the record whole: another thread may change a bytearray (or the
-    buffer behind a memoryview) while the record is checksummed and written, and a record
-    whose bytes differ from its checksum would be an acknowledged entry that never reads
-    back.
-    """
-    if type(data) is bytes:
-        return data
-    view = _flat_view(data)
-    check_size(len(view))
-    return view.tobytes()
-
-
-def snapshot_batch(payloads: Iterable[object]) -> tuple[list[bytes], int]:
-    """A batch as one immutable snapshot, checked against every limit before anything is
-    copied; returns the payloads and the room their records take.
-
-    Entries are counted as they are iterated, never from ``len()``: a sequence whose
-    ``len()`` understates it, or a list another thread grows meanwhile, must not get more
-    than ``MAX_BATCH_ENTRIES`` records written (recovery would take them for damage).
-    """
-    raw = list(islice(payloads, MAX_BATCH_ENTRIES + 1))
-    if len(raw) > MAX_BATCH_ENTRIES:
-        raise BatchTooLargeError(f"batch of at least {len(raw)} entries is over "
-                                 f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-    all_bytes = set(map(type, raw)) == _BYTES  # C-level loops: the common case costs little
-    views: list[Any] = raw if all_bytes else [
-        d if type(d) is bytes else _flat_view(d) for d in raw]
-    total = need = 0
-    for data in views:  # one pass: the limits, and the room the records take
-        n = len(data)
-        if n > MAX_ENTRY_BYTES:
-            check_size(n)
-        total += n
-        need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
-    if total > MAX_BATCH_BYTES:
-        raise BatchTooLargeError(
-            f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
-    if all_bytes:
-        return raw, need  # type: ignore[return-value]
-    return [d.tobytes() if isinstance(d, memoryview) else d for d in views], need
-
-
-def _flat_view(data: object) -> memoryview:
-    """A bytes-like object as a flat view of its bytes (not copied unless non-contiguous)."""
-    if isinstance(data, (str, int, float)) or data is None:
-        raise InvalidArgumentError(
-            f"entry data must be bytes-like, not {type(data).__name__}"
-            + (" (encode the str first)" if isinstance(data, str) else ""))
-    try:
-        view = memoryview(data)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidArgumentError(
-            f"entry data must be bytes-like, not {type(data).__name__}") from None
-    if not view.c_contiguous:
-        view = memoryview(view.tobytes())
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def check_size(n: int) -> None:
-    if n > MAX_ENTRY_BYTES:
-        raise EntryTooLargeError(f"entry of {n} bytes is over MAX_ENTRY_BYTES ({MAX_ENTRY_BYTES})")
 
 
 def storage_error(exc: OSError, what: str) -> StorageError:
@@ -215,8 +140,8 @@ class Log:
         self.on_progress: Callable[[], None] | None = None
         self.spare: Segment | None = None
         """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
-        self.new_topic: Callable[[str, Sequence[Payload]], int] = self._no_new_topic
-        """Where :meth:`append` sends the first append of a topic (set by the facade)."""
+        self.owner = os.getpid()
+        """The process that opened the log: a fork's copy refuses every write."""
         self.wait_durable: Callable[[int], None] = self._no_durability
         """Under SyncEach: returns once the log is durable up to an LSN, raising if the
         write was undone (set by the facade to its durability's wait)."""
@@ -241,14 +166,14 @@ class Log:
         One Python frame, one lock, no allocation beyond the record itself (the defaults bind
         the struct and zlib functions as locals). Into a writable mapping with the C
         extension, the record is one C call (``encode_entry``). A topic seen for the first
-        time goes to ``new_topic``, the facade's validating path. Returns the new entry's
+        time goes to :meth:`append_new`, the validating path. Returns the new entry's
         offset (a value at hand: no cost); under SyncEach once ``wait_durable`` says it is
         durable.
         """
         try:
             t = self.by_name[topic]
         except (KeyError, TypeError):  # new, or unhashable: the validating path sees to it
-            return self.new_topic(topic, (data,))
+            return self.append_new(topic, (data,))
         if type(data) is not bytes:
             data = as_payload(data)
         n = len(data)
@@ -303,8 +228,26 @@ class Log:
         self.wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
-    def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
-        raise InvalidArgumentError(f"unknown topic {name!r}")
+    def append_new(self, name: object, payloads: Sequence[object]) -> int:
+        """Append to a topic that may not exist yet (validated; creates it atomically with
+        its first entries). Returns the first entry's offset, as the appends do; for an empty
+        batch, which writes nothing, the offset the next entry will get."""
+        check_topic(name)
+        assert isinstance(name, str)
+        check_writable(self.closed, self.owner, self.read_only)
+        items, need = snapshot_batch(payloads)
+        if not items:
+            t = self.by_name.get(name)
+            return 0 if t is None else t.next_seq
+        return self.append_batch(name, None, items, need)
+
+    def disown(self) -> None:
+        """In a forked child: the parent goes on writing these files, so every write here
+        is refused (the topic table emptied in place sends every append to the checks of
+        :meth:`append_new`, and the append lock, which a parent thread may have held at the
+        fork, is never taken)."""
+        self.closed = True
+        self.by_name.clear()
 
     def _no_durability(self, lsn: int) -> None:
         """Never acknowledge a SyncEach write that nothing made durable."""

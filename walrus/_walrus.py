@@ -21,7 +21,6 @@ from ._config import (
     MAX_BATCH_ENTRIES,
     MAX_ENTRY_BYTES,
     MAX_SEGMENT_BYTES,
-    MAX_TOPIC_BYTES,
     AtLeastOnceMode,
     Consistency,
     MillisecondsSchedule,
@@ -39,19 +38,25 @@ from ._entry import Entry
 from ._errors import (
     CorruptionError,
     InvalidArgumentError,
-    InvalidTopicError,
     OffsetOutOfRangeError,
     ReadOnlyError,
     StorageError,
     WalrusClosedError,
     WalrusError,
-    WalrusForkedError,
 )
-from ._log import Log, Payload, discard, snapshot_batch, storage_error, wait_for
+from ._log import Log, Payload, discard, storage_error, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topic_info import TopicInfo
 from ._topics import MARKED_DIRTY, Topic
+from ._validate import (
+    check_open,
+    check_topic,
+    check_writable,
+    nonnegative_int,
+    not_a_bool,
+    snapshot_batch,
+)
 from .plugins._selection import select_backend
 
 log = logging.getLogger("walrus")
@@ -72,29 +77,6 @@ def _entries(payloads: list[bytes], first: int, topic: str) -> list[Entry]:
                     zip(payloads, range(first, first + n), repeat(topic, n), strict=True)))
 
 
-def check_topic(topic: object) -> str:
-    """Raise InvalidTopicError unless ``topic`` is a str of 1..255 UTF-8 bytes without NUL."""
-    if type(topic) is not str:
-        raise InvalidTopicError(f"topic must be a str, not {type(topic).__name__}")
-    if not topic:
-        raise InvalidTopicError("topic must not be empty")
-    if "\0" in topic:
-        raise InvalidTopicError(f"topic {topic!r} contains a NUL character")
-    try:
-        size = len(topic.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidTopicError(f"topic {topic!r} is not valid UTF-8 (lone surrogate)") from None
-    if size > MAX_TOPIC_BYTES:
-        raise InvalidTopicError(f"topic is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
-    return topic
-
-
-def _not_a_bool(name: str, value: object) -> InvalidArgumentError:
-    """The error for a flag that is not True or False: a truthy string like ``"no"`` must
-    never be taken for True (it would consume the entry)."""
-    return InvalidArgumentError(f"{name} must be True or False, not {value!r}")
-
-
 @contextmanager
 def _reading(what: str) -> Iterator[None]:
     """A read that fails in the backend (a failing disk) raises StorageError, as writes do;
@@ -105,16 +87,6 @@ def _reading(what: str) -> Iterator[None]:
         raise
     except OSError as exc:
         raise storage_error(exc, what) from exc
-
-
-def _check_int(name: str, value: object, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
-    return value
 
 
 _OPEN: dict[int, weakref.ref[Walrus]] = {}
@@ -161,8 +133,7 @@ class Walrus:
         self._schedule = check_schedule(fsync_schedule)
         if not isinstance(read_only, bool):
             raise InvalidArgumentError(f"read_only must be a bool, not {type(read_only).__name__}")
-        size = _check_int("segment_size", segment_size)
-        assert size is not None
+        size = nonnegative_int("segment_size", segment_size)
         if size < 4096:
             raise InvalidArgumentError(f"segment_size must be at least 4096 bytes, got {size}")
         if size > MAX_SEGMENT_BYTES:
@@ -198,7 +169,6 @@ class Walrus:
             raise
         self._topics = self._wal.by_name
         self._fast_topics = {} if read_only else self._topics
-        self._wal.new_topic = self._batch_new
         if not read_only and not self._sync_each:
             self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
@@ -314,7 +284,7 @@ class Walrus:
         # A writable instance not under SyncEach binds this name straight to the log's hot
         # path, Log.append, which does the same in one frame.
         if self._read_only:
-            self._batch_new(topic, (data,))  # raises the reason
+            self._wal.append_new(topic, (data,))  # raises the reason
         return self._wal.append(topic, data)
 
     def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> int:
@@ -329,23 +299,12 @@ class Walrus:
                 f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
         t = self._find(topic)
         if t is None:
-            return self._batch_new(topic, entries)
+            return self._wal.append_new(topic, entries)
         items, need = snapshot_batch(entries)
         if not items:
             self._check_writable()
             return t.next_seq
         return self._wal.append_batch(topic, t, items, need)
-
-    def _batch_new(self, topic: str, entries: Sequence[Payload]) -> int:
-        """Append to a topic that may not exist yet (validated; creates it atomically).
-        Returns the first entry's offset, as the appends do."""
-        check_topic(topic)
-        self._check_writable()
-        items, need = snapshot_batch(entries)
-        if not items:
-            t = self._topics.get(topic)
-            return 0 if t is None else t.next_seq
-        return self._wal.append_batch(topic, None, items, need)
 
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
@@ -371,7 +330,7 @@ class Walrus:
         ``checkpoint=False`` peeks.
         """
         if checkpoint is not True and checkpoint is not False:
-            raise _not_a_bool("checkpoint", checkpoint)
+            raise not_a_bool("checkpoint", checkpoint)
         try:
             t = self._fast_topics[topic]
         except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
@@ -431,11 +390,10 @@ class Walrus:
         With ``start_offset`` the read starts at that entry offset and touches neither the
         shared cursor nor the counts.
         """
-        budget = _check_int("max_bytes", max_bytes)
-        start = _check_int("start_offset", start_offset, allow_none=True)
+        budget = nonnegative_int("max_bytes", max_bytes)
+        start = None if start_offset is None else nonnegative_int("start_offset", start_offset)
         if checkpoint is not True and checkpoint is not False:
-            raise _not_a_bool("checkpoint", checkpoint)
-        assert budget is not None
+            raise not_a_bool("checkpoint", checkpoint)
         budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
         stateless = start is not None
         t = self._find(topic)
@@ -598,10 +556,7 @@ class Walrus:
     # --- lifecycle --------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
-            if self._owner != os.getpid():
-                raise WalrusForkedError(self._owner)
-            raise WalrusClosedError()
+        check_open(self._closed, self._owner)
 
     def _disown(self) -> None:
         """This process is a fork of the one that opened the instance: refuse every call.
@@ -615,16 +570,14 @@ class Walrus:
         """
         self._closed = True
         self._close_lock = threading.Lock()
-        self._topics = self._fast_topics = self._wal.by_name = {}
+        self._wal.disown()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
         self._backend.disown()
 
     def _check_writable(self) -> None:
-        self._check_open()
-        if self._read_only:
-            raise ReadOnlyError("this Walrus instance is a read-only observer")
+        check_writable(self._closed, self._owner, self._read_only)
 
     def _observe(self) -> None:
         """Observers: pick up what the writer added since the last look."""
