@@ -7,13 +7,11 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from itertools import repeat
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ._codec import CLEAN, CURSOR, DIRTY
+from ._codec import CLEAN, DIRTY
 from ._config import (
     DEFAULT_CONSISTENCY,
     DEFAULT_SCHEDULE,
@@ -31,20 +29,17 @@ from ._config import (
     check_schedule,
     resolve_root,
 )
+from ._cursors import Cursor, reading, refuse_consuming
 from ._damage import Damage
 from ._dirlock import DirectoryLock
 from ._durability import Background, Durability
 from ._entry import Entry
 from ._errors import (
-    CorruptionError,
     InvalidArgumentError,
-    OffsetOutOfRangeError,
-    ReadOnlyError,
     StorageError,
-    WalrusClosedError,
     WalrusError,
 )
-from ._log import Log, Payload, discard, storage_error, wait_for
+from ._log import Log, Payload, discard, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topic_info import TopicInfo
@@ -61,32 +56,8 @@ from .plugins._selection import select_backend
 
 log = logging.getLogger("walrus")
 
-_new_entry = tuple.__new__
 MAX_READ_BUDGET = MAX_BATCH_ENTRIES * MAX_ENTRY_BYTES
 """A batch read never returns more payload than this, so a larger ``max_bytes`` is the same."""
-AHEAD_COUNT = 512
-AHEAD_BYTES = 64 << 10
-"""read_next checks up to this many entries (or bytes) at once and serves the next calls
-from them: one checksum pass in C per run instead of a chain of Python calls per entry."""
-
-
-def _entries(payloads: list[bytes], first: int, topic: str) -> list[Entry]:
-    """Entries for consecutive payloads, built in C-level loops (map/zip, no Python frame)."""
-    n = len(payloads)
-    return list(map(_new_entry, repeat(Entry, n),
-                    zip(payloads, range(first, first + n), repeat(topic, n), strict=True)))
-
-
-@contextmanager
-def _reading(what: str) -> Iterator[None]:
-    """A read that fails in the backend (a failing disk) raises StorageError, as writes do;
-    walrus's own errors pass unchanged."""
-    try:
-        yield
-    except WalrusError:
-        raise
-    except OSError as exc:
-        raise storage_error(exc, what) from exc
 
 
 _OPEN: dict[int, weakref.ref[Walrus]] = {}
@@ -141,12 +112,6 @@ class Walrus:
                 f"segment_size must be at most {MAX_SEGMENT_BYTES} bytes (1 TiB), got {size}")
         self._root = resolve_root(data_dir, key)
         self._read_only = read_only
-        self._strict = not isinstance(self._consistency, AtLeastOnceMode)
-        self._persist_every = (self._consistency.persist_every
-                               if isinstance(self._consistency, AtLeastOnceMode) else 1)
-        self._lazy_every = 0 if self._strict else self._persist_every
-        """A read may skip writing the cursor while fewer than this were consumed since the
-        last persist (0 under StrictlyAtOnce: it never may)."""
         self._sync_each = isinstance(self._schedule, SyncEachSchedule)
         self._backend_name, self._backend = select_backend(backend)
         self._lock: DirectoryLock | None = None
@@ -174,6 +139,12 @@ class Walrus:
         """What the hot paths look topics up in: empty for observers, which must refresh."""
         self._durability = Durability(self._wal)
         self._wal.wait_durable = self._durability.wait
+        self._cursor = Cursor(
+            self._wal, self._fast_topics, self._lookup, self._durability.wait,
+            persist_every=(self._consistency.persist_every
+                           if isinstance(self._consistency, AtLeastOnceMode) else None),
+            sync_each=self._sync_each, read_only=read_only)
+        self.read_next = self._cursor.read_next  # type: ignore[method-assign]
         self._closed = False
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
@@ -316,10 +287,7 @@ class Walrus:
 
     def _persist_cursors(self) -> None:
         """Write the exact cursor of every topic whose persisted position lags (AtLeastOnce)."""
-        for t in list(self._wal.by_tid.values()):
-            with t.read_lock:
-                if t.cursor != t.persisted and t.cursor > t.persisted:
-                    self._wal.write_state(t, CURSOR, t.cursor)
+        self._cursor.persist(list(self._wal.by_tid.values()))
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -329,58 +297,9 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
-        if checkpoint is not True and checkpoint is not False:
-            raise not_a_bool("checkpoint", checkpoint)
-        try:
-            t = self._fast_topics[topic]
-        except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
-            found = self._lookup(topic, checkpoint)
-            if found is None:
-                return None
-            t = found
-        lock = t.read_lock
-        lock.acquire()  # not `with`: measurably cheaper on this path
-        try:
-            if self._closed:
-                raise WalrusClosedError()
-            seq = t.cursor
-            if seq >= t.visible:
-                return None
-            i = seq - t.ahead_seq
-            ahead = t.ahead
-            entry = ahead[i] if 0 <= i < len(ahead) else self._read_ahead(t, seq, checkpoint)
-            if not checkpoint:
-                return entry
-            if seq - t.persisted < self._lazy_every:
-                t.cursor = seq + 1  # AtLeastOnce between two persists: nothing to write
-                return entry
-            wait = self._advance(t, seq, 1)
-        finally:
-            lock.release()
-        if wait and self._sync_each:
-            self._durability.wait(wait)
-        return entry
-
-    def _read_ahead(self, t: Topic, seq: int, checkpoint: bool) -> Entry:
-        """Refill the topic's read-ahead from ``seq`` (under its read lock).
-
-        A damaged entry raises CorruptionError; a checkpointing read consumes it first.
-        """
-        try:
-            with _reading(f"reading topic {t.name!r} at offset {seq}"):
-                ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
-        except CorruptionError:
-            if checkpoint:
-                wait = self._advance(t, seq, 1)
-                if wait and self._sync_each:
-                    t.read_lock.release()
-                    try:
-                        self._durability.wait(wait)
-                    finally:
-                        t.read_lock.acquire()
-            raise
-        t.ahead, t.ahead_seq = _entries(ahead, seq, t.name), seq
-        return t.ahead[0]
+        # Every instance binds this name straight to its cursor's hot path, which does the
+        # same in one frame.
+        return self._cursor.read_next(topic, checkpoint)
 
     def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
                              start_offset: int | None = None) -> list[Entry]:
@@ -395,65 +314,12 @@ class Walrus:
         if checkpoint is not True and checkpoint is not False:
             raise not_a_bool("checkpoint", checkpoint)
         budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
-        stateless = start is not None
         t = self._find(topic)
         if t is None:
-            t = self._lookup(topic, checkpoint and not stateless)
+            t = self._lookup(topic, checkpoint and start is None)
             if t is None:
                 return []
-        wait = 0
-        with t.read_lock:
-            if self._closed:
-                raise WalrusClosedError()
-            if start is None:
-                seq = t.cursor
-            else:
-                seq = start
-                if seq < t.first_seq:
-                    raise OffsetOutOfRangeError(
-                        f"topic {topic!r}: entries before offset {t.first_seq} were reclaimed "
-                        f"(asked for offset {seq})")
-            entries, error = self._collect(t, seq, budget)
-            if checkpoint and not stateless:
-                consumed = len(entries) or (1 if error is not None else 0)
-                if consumed:
-                    wait = self._advance(t, seq, consumed)
-        if wait and self._sync_each:
-            self._durability.wait(wait)
-        if error is not None and not entries:
-            raise error
-        return entries
-
-    def _collect(self, t: Topic, seq: int,
-                 budget: int) -> tuple[list[Entry], CorruptionError | None]:
-        """Read entries from ``seq`` within the budget; stops before a damaged one."""
-        try:
-            with _reading(f"reading topic {t.name!r} at offset {seq}"):
-                payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
-                                              budget, MAX_BATCH_ENTRIES)
-        except CorruptionError as exc:
-            return [], exc
-        return _entries(payloads, seq, t.name), None
-
-    def _advance(self, t: Topic, seq: int, count: int) -> int:
-        """Consume ``count`` entries from ``seq`` (under the topic's read lock).
-
-        StrictlyAtOnce persists the new position before the entries are handed out.
-        AtLeastOnce(N) persists the position reached by *earlier* calls once N entries were
-        consumed since the last persist, never the entries this call returns. Returns the
-        LSN to wait for under SyncEach (0: nothing written).
-        """
-        if self._read_only:
-            raise ReadOnlyError("a read-only observer cannot consume entries "
-                                "(use checkpoint=False)")
-        new = seq + count
-        lsn = 0
-        if self._strict:
-            lsn = self._wal.write_state(t, CURSOR, new)
-        elif seq - t.persisted >= self._persist_every:
-            lsn = self._wal.write_state(t, CURSOR, seq)
-        t.cursor = new
-        return lsn
+        return self._cursor.read_batch(t, budget, checkpoint, start)
 
     def _find(self, topic: str) -> Topic | None:
         """A known topic's state on the hot paths; None for an unknown name, for a non-str
@@ -469,8 +335,7 @@ class Walrus:
         self._check_open()
         if self._read_only:
             if consuming:
-                raise ReadOnlyError("a read-only observer cannot consume entries "
-                                    "(use checkpoint=False)")
+                raise refuse_consuming()
             self._observe()
         return self._topics.get(topic)
 
@@ -569,6 +434,7 @@ class Walrus:
         after the parent is gone.
         """
         self._closed = True
+        self._cursor.shut()
         self._close_lock = threading.Lock()
         self._wal.disown()
         if self._lock is not None:
@@ -587,7 +453,7 @@ class Walrus:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             wal: Log = self._wal
-            with _reading(f"following the writer of {self._root}"):
+            with reading(f"following the writer of {self._root}"):
                 if not rebuilder.refresh():
                     return
             wal.segments = {seg.number: seg for seg in rebuilder.segments}
@@ -610,6 +476,7 @@ class Walrus:
                 except BaseException as exc:  # keep closing; report at the end
                     error = exc
             self._closed = True
+            self._cursor.shut()
             for t in list(wal.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
