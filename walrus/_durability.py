@@ -479,7 +479,7 @@ class Background:
             except OSError as exc:
                 log.warning("could not write the index of %s: %s", seg.path, exc)
                 return
-            wal.to_index.remove(seg)
+            wal.indexed([seg])
             seg.release_pages()  # clean now, and read again only by a late consumer
 
     def reclaim(self) -> None:

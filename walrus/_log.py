@@ -19,6 +19,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from . import _codec, _speedups
 from ._codec import (
     CLEAN,
@@ -82,6 +84,30 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
 
 
+@attrs.frozen
+class Recovered:
+    """What recovery found in a directory, handed to :class:`Log` once (it derives the rest).
+
+    ``topics`` is the recovery's own table: an observer's later refreshes update it in
+    place (see :meth:`Log.follow`)."""
+
+    segments: tuple[Segment, ...]
+    """The segments, oldest first; the last one is active."""
+    topics: dict[int, Topic]
+    max_tid: int
+    meta: dict[int, dict[int, TopicSummary]]
+    """Per segment: the state records it holds (for its index)."""
+    next_number: int | None = None
+    """Number of the next segment to create (None: one past the newest segment)."""
+    durable: int = 0
+    """LSN through which everything found is durable."""
+    to_index: tuple[Segment, ...] = ()
+    """Sealed segments without an index file (they are synced before it is written)."""
+    abandon_at: int | None = None
+    """Set when the active segment must not be written again (a torn or sealed end): the
+    LSN where its log ends; the next write starts a new segment."""
+
+
 class _Pending:
     """A write made under ``SyncEach`` that is not durable yet (published or undone later)."""
 
@@ -96,65 +122,194 @@ class _Pending:
 
 
 class Log:
-    """Segments, the write position, durability bookkeeping and space reclamation."""
+    """The write side of the log: segments, the write position, the pending ledger, sync
+    bookkeeping and the spare segment. Every field is assigned here and nowhere else.
 
-    def __init__(self, directory: str, backend: Backend, segments: list[Segment],
-                 topics: dict[int, Topic], max_tid: int, *, segment_size: int,
-                 sync_each: bool, read_only: bool) -> None:
-        self.directory = directory
-        self.backend = backend
-        self.segments = {s.number: s for s in segments}
+    Which lock guards what (``_mutex`` is the append lock; the order is always a topic's
+    ``read_lock``, then the append lock):
+
+    - under ``_mutex``: ``_active`` and its ``end``, ``_segments`` (a roll adds, reclamation
+      deletes), ``_by_tid``/``_by_name``/``_max_tid`` (a batch creates a topic; pending undo
+      removes it), the topics' write-side fields, ``_durable``, ``_pending``, ``_unsynced``,
+      ``_meta``, ``_abandon_at``, ``_failed_sync``, ``_next_number``, ``_spare``,
+      ``_making``, ``_progress_step``/``_on_progress``, ``closed``.
+    - ``_roll_targets`` and ``_deferred``: set by a roll under ``_mutex``; a sync pass reads
+      them without it (that is their point: it must not wait for the roll).
+    - ``_to_index``: a roll appends under ``_mutex``; the index writer (the background
+      worker, or ``close`` once that stopped) removes through :meth:`indexed` (single list
+      operations, atomic under the GIL).
+    - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
+    - set once before any write: ``_wait_durable``, ``_on_seal`` (see
+      :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
+    """
+
+    def __init__(self, directory: str, backend: Backend, found: Recovered, *,
+                 segment_size: int, sync_each: bool, read_only: bool) -> None:
+        segments = list(found.segments)
+        self._directory = directory
+        self._backend = backend
+        self._segments = {s.number: s for s in segments}
         """Open segments by number, oldest first."""
-        self.active = segments[-1] if segments else None
-        self.by_tid = topics
-        self.by_name = {t.name: t for t in topics.values()}
-        self.max_tid = max_tid
-        self.segment_size = size_for(segment_size)
+        self._active = segments[-1] if segments else None
+        self._by_tid = found.topics
+        self._by_name = {t.name: t for t in found.topics.values()}
+        self._max_tid = found.max_tid
+        self._segment_size = size_for(segment_size)
         """Bytes of a new segment file: the configured size for entries, plus the room kept
         for state records (see ``state_room``), so that the room costs no entry capacity."""
-        self.sync_each = sync_each
-        self.read_only = read_only
-        self.mutex = threading.Lock()
+        self._sync_each = sync_each
+        self._read_only = read_only
+        self._mutex = threading.Lock()
         """The append lock. Hot paths wait for it with :func:`wait_for` (no convoy), then
         take it with ``with`` (safe from interrupts)."""
-        self.lock = self.mutex
         self.closed = False
-        self.durable = 0
+        """No write from now on (set by :meth:`shut` and :meth:`disown` only)."""
+        self._durable = found.durable
         """LSN through which everything written is durable (claims in record headers)."""
-        self.abandon_at: int | None = None
+        self._abandon_at: int | None = None
         """Set when the active segment must not be written again: the LSN where its log ends."""
-        self.failed_sync = False
+        self._failed_sync = False
         """The active segment was abandoned because a sync failed: bytes of it after
         ``durable`` may be lost, which the next segment's header records."""
-        self.pending: list[_Pending] = []
-        self.unsynced: list[Segment] = []
-        """Sealed segments with writes not yet synced, oldest first."""
-        self.to_index: list[Segment] = []
+        self._pending: list[_Pending] = []
+        self._to_index: list[Segment] = list(found.to_index)
         """Sealed segments whose index file is still to be written (after a sync)."""
-        self.meta: dict[int, dict[int, TopicSummary]] = {}
+        self._unsynced: list[Segment] = list(found.to_index)
+        """Sealed segments with writes not yet synced, oldest first."""
+        self._meta: dict[int, dict[int, TopicSummary]] = found.meta
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
-        self.on_seal: Callable[[], None] | None = None
-        self.progress_step = 0
+        self._on_seal: Callable[[], None] | None = None
+        self._progress_step = 0
         """When not 0, ``on_progress`` is called each time the writer passes this many more
         bytes of the active segment (the prefaulter's cue)."""
-        self.on_progress: Callable[[], None] | None = None
-        self.spare: Segment | None = None
+        self._on_progress: Callable[[], None] | None = None
+        self._spare: Segment | None = None
         """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
-        self.owner = os.getpid()
+        self._owner = os.getpid()
         """The process that opened the log: a fork's copy refuses every write."""
-        self.wait_durable: Callable[[int], None] = self._no_durability
+        self._wait_durable: Callable[[int], None] = self._no_durability
         """Under SyncEach: returns once the log is durable up to an LSN, raising if the
-        write was undone (set by the facade to its durability's wait)."""
-        self.cursor_writes = 0
+        write was undone (the durability's wait, see :meth:`use_durability`)."""
+        self._cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
-        self.next_number = (segments[-1].number + 1) if segments else 1
+        self._next_number = (found.next_number if found.next_number is not None
+                             else segments[-1].number + 1 if segments else 1)
         """Number of the next segment to create (numbers of damaged files are never reused)."""
-        self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
+        self._roll_targets: tuple[int, list[tuple[Segment, int]]] | None = None
         """While a roll makes the next segment: the sync targets as it found them."""
-        self.making: Segment | None = None
+        self._making: Segment | None = None
         """The segment a roll is making, until it is part of the log (removed on failure)."""
-        self.deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
+        self._deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
         """Sync passes that ended while a roll was making a file: it publishes them."""
+        if found.abandon_at is not None:
+            self.abandon(found.abandon_at)
+
+    # --- what other modules read (never assign) ------------------------------------------------
+
+    @property
+    def directory(self) -> str:
+        return self._directory
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def segments(self) -> dict[int, Segment]:
+        return self._segments
+
+    @property
+    def active(self) -> Segment | None:
+        return self._active
+
+    @property
+    def by_tid(self) -> dict[int, Topic]:
+        return self._by_tid
+
+    @property
+    def by_name(self) -> dict[str, Topic]:
+        return self._by_name
+
+    @property
+    def meta(self) -> dict[int, dict[int, TopicSummary]]:
+        return self._meta
+
+    @property
+    def mutex(self) -> threading.Lock:
+        return self._mutex
+
+    lock = mutex
+
+    @property
+    def durable(self) -> int:
+        return self._durable
+
+    @property
+    def pending(self) -> list[_Pending]:
+        return self._pending
+
+    @property
+    def unsynced(self) -> list[Segment]:
+        return self._unsynced
+
+    @property
+    def to_index(self) -> list[Segment]:
+        return self._to_index
+
+    @property
+    def spare(self) -> Segment | None:
+        return self._spare
+
+    @property
+    def sync_each(self) -> bool:
+        return self._sync_each
+
+    @property
+    def progress_step(self) -> int:
+        return self._progress_step
+
+    @property
+    def cursor_writes(self) -> int:
+        return self._cursor_writes
+
+    # --- what other modules tell it ------------------------------------------------------------
+
+    def use_durability(self, wait: Callable[[int], None]) -> None:
+        """Under SyncEach, writes return once ``wait`` says they are durable."""
+        self._wait_durable = wait
+
+    def call_on_seal(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each roll (the background worker's cue to index)."""
+        self._on_seal = callback
+
+    def follow(self, segments: list[Segment], topics: dict[int, Topic]) -> None:
+        """An observer's refresh found these segments and topics on disk: adopt them.
+
+        ``topics`` is the table the log was opened with (already up to date); the names
+        are not."""
+        self._segments = {seg.number: seg for seg in segments}
+        self._active = segments[-1] if segments else None
+        for tid, t in topics.items():
+            self._by_tid.setdefault(tid, t)
+            self._by_name.setdefault(t.name, t)
+
+    def shut(self) -> None:
+        """No write from now on: racing appends raise WalrusClosedError (taken under the
+        append lock, so writers leading sync passes cannot starve the last one)."""
+        with self._mutex:
+            self.closed = True
+
+    def drop_spare(self) -> None:
+        """Delete the prepared spare segment (never part of the log); after :meth:`shut`."""
+        if self._spare is not None:
+            discard(self._spare)
+            self._spare = None
+
+    def indexed(self, segments: list[Segment]) -> None:
+        """These sealed segments' index files are written (or given up on): forget them."""
+        for seg in segments:
+            if seg in self._to_index:
+                self._to_index.remove(seg)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -171,7 +326,7 @@ class Log:
         durable.
         """
         try:
-            t = self.by_name[topic]
+            t = self._by_name[topic]
         except (KeyError, TypeError):  # new, or unhashable: the validating path sees to it
             return self.append_new(topic, (data,))
         if type(data) is not bytes:
@@ -179,13 +334,13 @@ class Log:
         n = len(data)
         if n > 4096:
             check_size(n)
-        lock = self.mutex
+        lock = self._mutex
         if lock.locked():
             wait_for(lock)
         with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
             if self.closed:
                 raise WalrusClosedError()
-            seg = self.active
+            seg = self._active
             p = seg.end  # type: ignore[union-attr]
             e = p + 32 + n  # 32: HEADER_SIZE
             end = (e + 7) & ~7
@@ -197,9 +352,9 @@ class Log:
             seq = t.next_seq
             address = seg.address  # type: ignore[union-attr]
             if address is not None and type(data) is bytes:
-                _encode(address, p, data, n, t.tid, seq, self.durable, seg.salt)  # type: ignore[union-attr]
+                _encode(address, p, data, n, t.tid, seq, self._durable, seg.salt)  # type: ignore[union-attr]
             elif (view := seg.view) is not None:  # type: ignore[union-attr]
-                _pack(view, p, 0, n, t.tid, 1, 0, seq, self.durable)  # 1: ENTRY
+                _pack(view, p, 0, n, t.tid, 1, 0, seq, self._durable)  # 1: ENTRY
                 view[p + 32:e] = data
                 if n <= 4096:
                     _crc_pack(view, p, _crc(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
@@ -208,24 +363,24 @@ class Log:
                         _crc_pack(view, p, _crc(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
             else:
                 self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
-                    ENTRY, t.tid, 0, seq, self.durable, data, seg.salt), data])  # type: ignore[union-attr]
+                    ENTRY, t.tid, 0, seq, self._durable, data, seg.salt), data])  # type: ignore[union-attr]
             # The bookkeeping: stores, then one call that ends it, so an interrupt (a signal
             # handler raising, which happens only at a call) finds the append whole or not
             # begun; no other thread runs in between either (the GIL switches at calls too).
             lsn = seg.lsn_base | p  # type: ignore[union-attr]
-            if not self.sync_each:
+            if not self._sync_each:
                 t.nbytes += end - p
                 seg.end = end  # type: ignore[union-attr]
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
                 return seq
-            pending = self._pending(t, lsn, lsn + end - p, seq, 1, end - p)
+            pending = self._ledger_entry(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
             t.next_seq = seq + 1
-            self.pending += (pending,)
+            self._pending += (pending,)
             t.lsns.append(lsn)
-        self.wait_durable(pending.end)  # outside the lock: other writers join this sync
+        self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
     def append_new(self, name: object, payloads: Sequence[object]) -> int:
@@ -234,10 +389,10 @@ class Log:
         batch, which writes nothing, the offset the next entry will get."""
         check_topic(name)
         assert isinstance(name, str)
-        check_writable(self.closed, self.owner, self.read_only)
+        check_writable(self.closed, self._owner, self._read_only)
         items, need = snapshot_batch(payloads)
         if not items:
-            t = self.by_name.get(name)
+            t = self._by_name.get(name)
             return 0 if t is None else t.next_seq
         return self.append_batch(name, None, items, need)
 
@@ -247,7 +402,7 @@ class Log:
         :meth:`append_new`, and the append lock, which a parent thread may have held at the
         fork, is never taken)."""
         self.closed = True
-        self.by_name.clear()
+        self._by_name.clear()
 
     def _no_durability(self, lsn: int) -> None:
         """Never acknowledge a SyncEach write that nothing made durable."""
@@ -260,21 +415,21 @@ class Log:
         checked there). Returns the offset of the batch's first entry; under SyncEach once
         the batch is durable.
         """
-        lock = self.mutex
+        lock = self._mutex
         wait_for(lock)
         with lock:
             if self.closed:
                 raise WalrusClosedError()
             if t is None:
-                t = self.by_name.get(name)
+                t = self._by_name.get(name)
             new = t is None
-            tid = self.max_tid + 1 if t is None else t.tid
+            tid = self._max_tid + 1 if t is None else t.tid
             seq = 0 if t is None else t.next_seq
             name_bytes = name.encode("utf-8", "surrogatepass")
             size = need  # what the entries' records take
             if new:  # the TOPIC record that heads the batch, and its copy after it
                 need += 2 * record_size(len(name_bytes))
-            seg = self.active
+            seg = self._active
             assert seg is not None
             if seg.end + need > seg.check_at:
                 seg = self.make_room(need)
@@ -287,14 +442,14 @@ class Log:
             if t is None:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
-            meta = self._meta(seg, tid)
-            pending = self._pending(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                    created=new) if self.sync_each else None
+            meta = self._meta_of(seg, tid)
+            pending = self._ledger_entry(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                    created=new) if self._sync_each else None
             seg.end = end
             if new:
-                self.max_tid = tid
-                self.by_tid[tid] = t
-                self.by_name[name] = t
+                self._max_tid = tid
+                self._by_tid[tid] = t
+                self._by_name[name] = t
                 meta.name = name
                 meta.next_seq = seq + count  # a new topic's first state in this segment
             t.lsns += lsns
@@ -303,8 +458,8 @@ class Log:
             if pending is None:
                 t.visible = seq + count
                 return seq
-            self.pending += (pending,)
-        self.wait_durable(pending.end)
+            self._pending += (pending,)
+        self._wait_durable(pending.end)
         return seq
 
     def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
@@ -321,7 +476,7 @@ class Log:
         start = p if view is not None else 0
         base = seg.lsn_base + (p - start)
         left = len(items) - 1 + (topic is not None)
-        durable = self.durable
+        durable = self._durable
         if topic is not None:
             start = _codec.encode_into(target, start, TOPIC, tid, left, seq, durable, topic,
                                        seg.salt)
@@ -340,22 +495,22 @@ class Log:
 
         A CLEAN record without a value marks the topic clean at its current next offset.
         """
-        lock = self.mutex
+        lock = self._mutex
         wait_for(lock)
         with lock:
             if self.closed:
                 raise WalrusClosedError()
             if value is None:
                 value = t.next_seq if kind == CLEAN else 0
-            seg = self.active
+            seg = self._active
             assert seg is not None
             if seg.end + HEADER_SIZE > seg.check_at:
                 seg = self.make_room(HEADER_SIZE, state=True)
             p = seg.end
             end = self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
-            meta = self._meta(seg, t.tid)
+            meta = self._meta_of(seg, t.tid)
             pending = None
-            if self.sync_each:
+            if self._sync_each:
                 def undo(t: Topic = t, previous: tuple[int, int] = (t.persisted, t.mark),
                          meta: TopicSummary = meta,
                          noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
@@ -367,14 +522,14 @@ class Log:
             seg.end = end
             if kind == CURSOR:
                 t.persisted = meta.cursor = value
-                self.cursor_writes += 1
+                self._cursor_writes += 1
             else:
                 t.mark = meta.mark = value if kind == CLEAN else MARKED_DIRTY
             if pending is not None:
-                self.pending += (pending,)
+                self._pending += (pending,)
             return seg.lsn_base | end
 
-    def _pending(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
+    def _ledger_entry(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
                  created: bool = False) -> _Pending:
         """Under SyncEach: publish the entries once durable, or undo them if the sync fails.
 
@@ -390,18 +545,18 @@ class Log:
             t.next_seq = seq
             t.nbytes -= size
             if created:
-                self.by_tid.pop(t.tid, None)
-                self.by_name.pop(t.name, None)
+                self._by_tid.pop(t.tid, None)
+                self._by_name.pop(t.name, None)
 
         return _Pending(start, end, publish, undo)
 
-    def _meta(self, seg: Segment, tid: int) -> TopicSummary:
+    def _meta_of(self, seg: Segment, tid: int) -> TopicSummary:
         """The state records of ``tid`` in ``seg`` (for its index)."""
-        return self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
+        return self._meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
 
     def _note_meta(self, seg: Segment, tid: int, kind: int, value: int,
                    name: str | None = None) -> None:
-        meta = self._meta(seg, tid)
+        meta = self._meta_of(seg, tid)
         if kind == TOPIC:
             meta.name = name
             meta.next_seq = max(meta.next_seq, value)
@@ -416,7 +571,7 @@ class Log:
                        records: Sequence[tuple[int, int, int, int, Payload]]) -> int:
         """Encode records back to back from ``p``; returns where they end (the caller moves
         ``seg.end`` there)."""
-        durable = self.durable
+        durable = self._durable
         salt = seg.salt
         view = seg.view
         pos = p
@@ -446,15 +601,15 @@ class Log:
             else:
                 seg.file.write(p, b"".join(parts))
         except OSError as exc:
-            if seg is self.active:
+            if seg is self._active:
                 self.abandon(seg.lsn_base | p)
             raise storage_error(exc, f"writing to {seg.path} at {p}") from exc
 
     def abandon(self, lsn: int) -> None:
         """End the log at ``lsn`` in the active segment: the next write starts a new one."""
-        self.abandon_at = lsn
-        if self.active is not None:
-            self.active.limit = self.active.check_at = 0
+        self._abandon_at = lsn
+        if self._active is not None:
+            self._active.limit = self._active.check_at = 0
 
     def make_room(self, need: int, state: bool = False) -> Segment:
         """The slow path of a write of ``need`` bytes that ends past the active segment's
@@ -465,31 +620,31 @@ class Log:
         disk) goes into the room the segment keeps for them, then into a small segment: a
         consumer can go on, so that the segments it passed are reclaimed and space is freed.
         """
-        seg = self.active
+        seg = self._active
         assert seg is not None
         if seg.end + need > seg.limit:
             try:
                 seg = self._roll(need)
             except StorageError:
-                if not state or self.abandon_at is not None:
+                if not state or self._abandon_at is not None:
                     raise
                 if seg.end + need > seg.state_limit:
                     seg = self._roll(need, STATE_ROOM)
         else:
             self._next_check(seg, seg.end + need)
-        if self.on_progress is not None:
-            self.on_progress()
+        if self._on_progress is not None:
+            self._on_progress()
         return seg
 
     def watch_progress(self, step: int, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` each time the writer passes ``step`` more bytes (0, None: stop)."""
-        with self.lock:
-            self.progress_step, self.on_progress = step, callback
-            if self.active is not None:
-                self._next_check(self.active, self.active.end)
+        with self._mutex:
+            self._progress_step, self._on_progress = step, callback
+            if self._active is not None:
+                self._next_check(self._active, self._active.end)
 
     def _next_check(self, seg: Segment, pos: int) -> None:
-        seg.check_at = min(seg.limit, pos + self.progress_step) if self.progress_step \
+        seg.check_at = min(seg.limit, pos + self._progress_step) if self._progress_step \
             else seg.limit
 
     def _roll(self, need: int, size: int | None = None) -> Segment:
@@ -503,60 +658,60 @@ class Log:
         ``size``: make the new segment only that big (plus what ``need`` takes), not the
         configured size.
         """
-        old = self.active
+        old = self._active
         assert old is not None
-        prev_end = self.abandon_at
+        prev_end = self._abandon_at
         if prev_end is None:
             prev_end = old.lsn_base | old.end
         preamble = self._preamble()
         size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need, size)
-        flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
-        self.rolling = self._targets()
-        self.making = None
+        flags = FOLLOWS_FAILED_SYNC if self._failed_sync else 0
+        self._roll_targets = self._targets()
+        self._making = None
         try:
-            new = self._next_segment(max(self.next_number, old.number + 1), size, prev_end,
+            new = self._next_segment(max(self._next_number, old.number + 1), size, prev_end,
                                      flags)
             new.end = self._write_records(new, new.end, preamble)
         except BaseException as exc:
             # Whatever happened (a full disk, an interrupt), no segment the log does not
             # know may stay: a crash would find it naming where the log ended.
-            made, self.making = self.making, None
+            made, self._making = self._making, None
             if made is not None:
-                if made is self.spare:
-                    self.spare = None
+                if made is self._spare:
+                    self._spare = None
                 discard(made)
             if isinstance(exc, OSError):
                 raise storage_error(exc, "starting the next segment") from exc
             raise
         finally:
-            self.rolling = None
-            deferred, self.deferred = self.deferred, []
+            self._roll_targets = None
+            deferred, self._deferred = self._deferred, []
             for target, targets in deferred:
                 self._publish(target, targets)
         for kind, tid, _left, value, payload in preamble:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
         self._next_check(new, new.end)
-        if self.abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
+        if self._abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
             try:  # the SEAL marks the end; the records' region ends where it starts
                 self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
-        next_number = max(self.next_number, new.number + 1)
-        spare = None if new is self.spare else self.spare
+        next_number = max(self._next_number, new.number + 1)
+        spare = None if new is self._spare else self._spare
         # The switch: stores only (no call, so no interrupt and no other thread in between).
-        self.unsynced += [old]
-        self.to_index += [old]
-        self.segments[new.number] = new
+        self._unsynced += [old]
+        self._to_index += [old]
+        self._segments[new.number] = new
         old.sealed = True
-        self.spare = spare
-        self.abandon_at = None
-        self.failed_sync = False
-        self.next_number = next_number
-        self.making = None
-        self.active = new
-        if self.on_seal is not None:
-            self.on_seal()
+        self._spare = spare
+        self._abandon_at = None
+        self._failed_sync = False
+        self._next_number = next_number
+        self._making = None
+        self._active = new
+        if self._on_seal is not None:
+            self._on_seal()
         return new
 
     def new_segment_size(self, preamble: int, need: int, minimum: int | None = None) -> int:
@@ -569,22 +724,22 @@ class Log:
         most half of any segment's entries, and costs at most one byte written per byte of
         entries.
         """
-        return max(self.segment_size if minimum is None else minimum,
+        return max(self._segment_size if minimum is None else minimum,
                    size_for(SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM))
 
     def _next_segment(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
         """The spare, stamped as the next segment, or else a new segment ``number``; noted
         in ``making`` before anything is written to it."""
-        spare = self.spare
+        spare = self._spare
         if spare is not None and spare.size >= size:
-            self.making = spare
+            self._making = spare
             try:
-                spare.activate(prev_end, flags, self.durable)
+                spare.activate(prev_end, flags, self._durable)
                 return spare
             except OSError as exc:
                 log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
         if spare is not None:
-            self.making = self.spare = None
+            self._making = self._spare = None
             discard(spare)
         return self._create(number, size, prev_end, flags)
 
@@ -596,43 +751,43 @@ class Log:
         """
         try:
             try:
-                new = Segment.create(self.backend, self.directory, number, size, prev_end,
-                                     flags, self.durable)
+                new = Segment.create(self._backend, self._directory, number, size, prev_end,
+                                     flags, self._durable)
             except FileExistsError:
-                os.unlink(os.path.join(self.directory, segment_name(number)))
-                new = Segment.create(self.backend, self.directory, number, size, prev_end,
-                                     flags, self.durable)
+                os.unlink(os.path.join(self._directory, segment_name(number)))
+                new = Segment.create(self._backend, self._directory, number, size, prev_end,
+                                     flags, self._durable)
         except OSError as exc:
             raise storage_error(exc, f"creating segment {number}") from exc
-        self.making = new
-        sync_directory(self.directory)
+        self._making = new
+        sync_directory(self._directory)
         return new
 
     def prepare_spare(self) -> None:
         """Create, allocate and pre-fault the next segment ahead of need (background)."""
-        with self.lock:
-            if self.closed or self.spare is not None or self.read_only:
+        with self._mutex:
+            if self.closed or self._spare is not None or self._read_only:
                 return
-            number = self.next_number
-            self.next_number += 1
-        seg = Segment.create(self.backend, self.directory, number, self.segment_size,
+            number = self._next_number
+            self._next_number += 1
+        seg = Segment.create(self._backend, self._directory, number, self._segment_size,
                              SPARE_PREV_END)
-        sync_directory(self.directory)
+        sync_directory(self._directory)
         seg.populate(0)
-        with self.lock:
-            active = self.active
-            if self.closed or self.spare is not None or (
+        with self._mutex:
+            active = self._active
+            if self.closed or self._spare is not None or (
                     active is not None and active.number > number):
                 keep = False
             else:
-                self.spare, keep = seg, True
+                self._spare, keep = seg, True
         if not keep:
             discard(seg)
 
     def _preamble(self) -> list[tuple[int, int, int, int, Payload]]:
         """State records that open a segment, so older segments can be deleted."""
         records: list[tuple[int, int, int, int, Payload]] = []
-        for t in self.by_tid.values():
+        for t in self._by_tid.values():
             records.append((TOPIC, t.tid, 0, t.next_seq, t.name.encode("utf-8", "surrogatepass")))
             if t.persisted:
                 records.append((CURSOR, t.tid, 0, t.persisted, b""))
@@ -650,33 +805,33 @@ class Log:
         keeps the schedule's promise must not wait for the allocation.
         """
         if self._rolling():
-            rolling = self.rolling
+            rolling = self._roll_targets
             if rolling is not None:
                 return rolling
-        with self.mutex:
+        with self._mutex:
             return self._targets()
 
     def _rolling(self) -> bool:
         """Wait for the append lock to look free; True instead once a roll holds it to make
         a file (``rolling`` is set)."""
-        mutex = self.mutex
+        mutex = self._mutex
         for spin in range(SPINS + 1):
             if not mutex.locked():
                 return False
-            if self.rolling is not None:
+            if self._roll_targets is not None:
                 return True
             time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
         while mutex.locked():
-            if self.rolling is not None:
+            if self._roll_targets is not None:
                 return True
             time.sleep(ROLL_POLL)
         return False
 
     def _targets(self) -> tuple[int, list[tuple[Segment, int]]]:
         """The sync targets (under the append lock)."""
-        active = self.active
+        active = self._active
         assert active is not None
-        targets = [(s, s.end) for s in self.unsynced]
+        targets = [(s, s.end) for s in self._unsynced]
         targets.append((active, active.end))
         return active.lsn_base | active.end, targets
 
@@ -686,31 +841,31 @@ class Log:
         Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
         the next pass must not wait for the allocation either.
         """
-        if not self.sync_each and self._rolling() and self.rolling is not None:
-            self.deferred += [(target, targets)]  # no call since the test: the roll sees it
+        if not self._sync_each and self._rolling() and self._roll_targets is not None:
+            self._deferred += [(target, targets)]  # no call since the test: the roll sees it
             return
-        wait_for(self.mutex)
-        with self.mutex:
+        wait_for(self._mutex)
+        with self._mutex:
             self._publish(target, targets)
 
     def _publish(self, target: int, targets: list[tuple[Segment, int]]) -> None:
         """Note what a sync pass made durable (under the append lock)."""
-        if target > self.durable:
-            self.durable = target
+        if target > self._durable:
+            self._durable = target
             self._mark_durable()
         # A segment counts as synced only up to where the pass found it: one that was
         # active when the pass began may have been written on (and sealed) meanwhile.
         covered = {id(seg): end for seg, end in targets}
-        self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
-        if self.pending:
+        self._unsynced = [s for s in self._unsynced if covered.get(id(s), -1) < s.end]
+        if self._pending:
             done = 0
-            for item in self.pending:
+            for item in self._pending:
                 if item.end > target:
                     break
                 if item.publish is not None:
                     item.publish()
                 done += 1
-            del self.pending[:done]
+            del self._pending[:done]
 
     def _mark_durable(self) -> None:
         """Claim the new durable point just past the end of the log (a MARK record).
@@ -723,13 +878,13 @@ class Log:
         own writeback; a mark that never does proves nothing, and a torn one is not a record.
         (A 32-byte store per sync pass, under the append lock the pass takes anyway.)
         """
-        seg = self.active
-        if seg is None or seg.sealed or self.abandon_at is not None or self.read_only:
+        seg = self._active
+        if seg is None or seg.sealed or self._abandon_at is not None or self._read_only:
             return
         p = seg.end
         if p + HEADER_SIZE > seg.size:
             return
-        record = _codec.encode_record(MARK, 0, 0, 0, self.durable, b"", seg.salt)
+        record = _codec.encode_record(MARK, 0, 0, 0, self._durable, b"", seg.salt)
         try:
             if seg.view is not None:
                 seg.view[p:p + HEADER_SIZE] = record
@@ -746,26 +901,26 @@ class Log:
         acknowledged already: keep them, and move on to a fresh segment so that new writes get
         a clean durability record.
         """
-        wait_for(self.mutex)
-        with self.mutex:
-            if self.pending:
-                start = self.pending[0].start
-                for item in reversed(self.pending):
+        wait_for(self._mutex)
+        with self._mutex:
+            if self._pending:
+                start = self._pending[0].start
+                for item in reversed(self._pending):
                     item.undo()
-                self.pending.clear()
+                self._pending.clear()
                 self._drop_after(start)
                 self._erase_from(start)
                 self.abandon(start)
-            elif self.active is not None and self.abandon_at is None:
-                self.abandon(self.active.lsn_base | self.active.end)
-                self.failed_sync = True
+            elif self._active is not None and self._abandon_at is None:
+                self.abandon(self._active.lsn_base | self._active.end)
+                self._failed_sync = True
 
     def _erase_from(self, lsn: int) -> None:
         """Zero the undone writes from ``lsn`` to the end of the active segment, so that no
         reopen finds them: they are still in the file, and the next segment (which would say
         where the log ends) may never be made on a failing disk. Best effort: the zeros reach
         the disk with the next sync that succeeds."""
-        seg = self.active
+        seg = self._active
         assert seg is not None and lsn >> SEG_SHIFT == seg.number
         pos = lsn & OFFSET_MASK
         end, seg.end = min(seg.end + _SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
@@ -784,18 +939,18 @@ class Log:
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
         keep = lsn >> SEG_SHIFT
-        for number in [n for n in self.segments if n > keep]:
-            seg = self.segments.pop(number)
+        for number in [n for n in self._segments if n > keep]:
+            seg = self._segments.pop(number)
             seg.close()
             try:
                 os.unlink(seg.path)
             except OSError:
                 pass
-            self.meta.pop(number, None)
-        self.active = self.segments[keep]
-        self.active.sealed = False
-        self.unsynced = [s for s in self.unsynced if s.number < keep]
-        self.to_index = [s for s in self.to_index if s.number < keep]
+            self._meta.pop(number, None)
+        self._active = self._segments[keep]
+        self._active.sealed = False
+        self._unsynced = [s for s in self._unsynced if s.number < keep]
+        self._to_index = [s for s in self._to_index if s.number < keep]
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -808,7 +963,7 @@ class Log:
         if not 0 <= i < len(t.lsns):  # an offset handed out whose record recovery never found
             raise CorruptionError(f"topic {t.name!r} entry {seq} is lost", t.name, seq)
         lsn = t.lsns[i]
-        seg = self.segments.get(lsn >> SEG_SHIFT)
+        seg = self._segments.get(lsn >> SEG_SHIFT)
         if seg is None:
             raise CorruptionError(f"topic {t.name!r} entry {seq}: its segment is missing",
                                   t.name, seq)
@@ -843,7 +998,7 @@ class Log:
             i = seq - t.first_seq
             lsn = lsns[i]
             number = lsn >> SEG_SHIFT
-            seg = self.segments.get(number)
+            seg = self._segments.get(number)
             if seg is None or lsn & DAMAGED:
                 break
             view = seg.view
@@ -908,9 +1063,9 @@ class Log:
         """
         covered = seg.end if end is None else end
         summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
-        meta = self.meta.get(seg.number, {})
+        meta = self._meta.get(seg.number, {})
         buf = seg.whole()
-        for tid, t in list(self.by_tid.items()):
+        for tid, t in list(self._by_tid.items()):
             lo, hi = t.lsn_range(seg.number, covered)
             m = meta.get(tid)
             if hi == lo and m is None:
@@ -928,7 +1083,7 @@ class Log:
 
     def write_index(self, seg: Segment, summary: SegmentSummary) -> None:
         """Persist a segment's index: write, fsync, rename (the segment is synced already)."""
-        path = os.path.join(self.directory, index_name(seg.number))
+        path = os.path.join(self._directory, index_name(seg.number))
         tmp = path + ".tmp"
         data = _codec.encode_index(summary)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -940,15 +1095,15 @@ class Log:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        sync_directory(self.directory)
+        sync_directory(self._directory)
 
     def low_watermark(self, persisted: dict[int, int]) -> int:
         """LSN below which every entry is consumed by the given (durable) cursors."""
-        active = self.active
+        active = self._active
         assert active is not None
         low = active.lsn_base
         for tid, cursor in persisted.items():
-            t = self.by_tid.get(tid)
+            t = self._by_tid.get(tid)
             if t is None:
                 continue
             lsn = t.first_unconsumed_lsn(max(cursor, t.first_seq))
@@ -963,25 +1118,25 @@ class Log:
         log is ever deleted, and never a segment still waiting to be synced or indexed.
         """
         doomed = []
-        for number, seg in list(self.segments.items()):  # a roll may add one meanwhile
-            if ((number + 1) << SEG_SHIFT > low or seg is self.active or seg in self.unsynced
-                    or seg in self.to_index):
+        for number, seg in list(self._segments.items()):  # a roll may add one meanwhile
+            if ((number + 1) << SEG_SHIFT > low or seg is self._active or seg in self._unsynced
+                    or seg in self._to_index):
                 break
             doomed.append(seg)
         if not doomed:
             return []
         oldest_kept = doomed[-1].number + 1
         buffers = [(seg.number, seg.whole()) for seg in doomed]
-        for t in list(self.by_tid.values()):
+        for t in list(self._by_tid.values()):
             with t.read_lock:
                 t.drop_before(oldest_kept, buffers)
-        with self.lock:
+        with self._mutex:
             for seg in doomed:
-                del self.segments[seg.number]
-                self.meta.pop(seg.number, None)
+                del self._segments[seg.number]
+                self._meta.pop(seg.number, None)
         for seg in doomed:
             seg.close()
-            for path in (seg.path, os.path.join(self.directory, index_name(seg.number))):
+            for path in (seg.path, os.path.join(self._directory, index_name(seg.number))):
                 try:
                     os.unlink(path)
                 except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)

@@ -39,7 +39,7 @@ from ._errors import (
     StorageError,
     WalrusError,
 )
-from ._log import Log, Payload, discard, wait_for
+from ._log import Log, Payload, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topic_info import TopicInfo
@@ -138,7 +138,7 @@ class Walrus:
             self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
         self._durability = Durability(self._wal)
-        self._wal.wait_durable = self._durability.wait
+        self._wal.use_durability(self._durability.wait)
         self._cursor = Cursor(
             self._wal, self._fast_topics, self._lookup, self._durability.wait,
             persist_every=(self._consistency.persist_every
@@ -152,7 +152,7 @@ class Walrus:
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
                          else interval)
             self._background = Background(self._wal, self._durability, interval, writeback)
-            self._wal.on_seal = self._background.wake
+            self._wal.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
         log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
@@ -456,12 +456,7 @@ class Walrus:
             with reading(f"following the writer of {self._root}"):
                 if not rebuilder.refresh():
                     return
-            wal.segments = {seg.number: seg for seg in rebuilder.segments}
-            wal.active = rebuilder.segments[-1] if rebuilder.segments else None
-            for tid, t in rebuilder.topics.items():
-                # by_tid is the rebuilder's own dict (already up to date); by_name is not.
-                wal.by_tid.setdefault(tid, t)
-                wal.by_name.setdefault(t.name, t)
+            wal.follow(rebuilder.segments, rebuilder.topics)
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
@@ -480,15 +475,12 @@ class Walrus:
             for t in list(wal.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
-            with wal.lock:  # no write from now on: racing appends raise WalrusClosedError
-                wal.closed = True  # (and writers leading passes cannot starve the last one)
+            wal.shut()  # no write from now on: racing appends raise WalrusClosedError
             self._durability.reclaim()  # a pass an interrupt left unfinished in this thread
             if self._background is not None:
                 self._background.stop()
             self._durability.stop()
-            if wal.spare is not None:  # prepared but never used: not part of the log
-                discard(wal.spare)
-                wal.spare = None
+            wal.drop_spare()  # prepared but never used: not part of the log
             if not self._read_only:
                 try:
                     self._durability.flush()
@@ -518,7 +510,7 @@ class Walrus:
                 wal.write_index(seg, wal.summary_of(seg))
             except OSError as exc:
                 log.warning("could not write the index of %s: %s", seg.path, exc)
-        wal.to_index.clear()
+        wal.indexed(list(wal.to_index))
 
     def __enter__(self) -> Walrus:
         return self
