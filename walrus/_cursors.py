@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._limits import MAX_BATCH_ENTRIES
 from ._log import Log, storage_error
+from ._reading import read_run
 from ._topics import Topic
 from ._validate import not_a_bool
 
@@ -145,7 +146,7 @@ class Cursor:
         """
         try:
             with reading(f"reading topic {t.name!r} at offset {seq}"):
-                ahead = self._log.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
+                ahead = read_run(self._log.segments, t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
                 wait = self._advance(t, seq, 1)
@@ -191,7 +192,8 @@ class Cursor:
         """Read entries from ``seq`` within the budget; stops before a damaged one."""
         try:
             with reading(f"reading topic {t.name!r} at offset {seq}"):
-                payloads = self._log.read_run(t, seq, t.visible, budget, MAX_BATCH_ENTRIES)
+                payloads = read_run(self._log.segments, t, seq, t.visible, budget,
+                                    MAX_BATCH_ENTRIES)
         except CorruptionError as exc:
             return [], exc
         return entries_of(payloads, seq, t.name), None

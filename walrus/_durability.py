@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ._errors import StorageError
+from ._indexing import index_segment, summary_of, write_index
 from ._log import Log, storage_error
 from ._prefault import Prefaulter, SyncCadence
+from ._reclaim import delete_before, low_watermark
 
 log = logging.getLogger("walrus")
 
@@ -422,13 +424,13 @@ class Background:
                 < CHECKPOINT_BYTES:
             return
         end = seg.end
-        summary = wal.summary_of(seg, end)
+        summary = summary_of(wal, seg, end)
         if not self.synced():  # the index may only cover durable records
             return
         if seg.sealed or wal.closed:
             return  # sealed meanwhile: its full index follows
         try:  # this thread alone writes indexes until close() stops it: no pass waits for it
-            wal.write_index(seg, summary)
+            write_index(wal.directory, seg, summary)
         except OSError as exc:
             log.warning("could not checkpoint the index of %s: %s", seg.path, exc)
             return
@@ -475,7 +477,7 @@ class Background:
             if seg in wal.unsynced:
                 continue
             try:
-                wal.write_index(seg, wal.summary_of(seg))
+                index_segment(wal, seg)
             except OSError as exc:
                 log.warning("could not write the index of %s: %s", seg.path, exc)
                 return
@@ -494,7 +496,7 @@ class Background:
         persisted = {tid: t.persisted for tid, t in list(wal.by_tid.items())}
         if not self.synced():  # the cursors below must be durable before deleting
             return
-        doomed = wal.delete_before(wal.low_watermark(persisted))
+        doomed = delete_before(wal, low_watermark(wal, persisted))
         if doomed:
             log.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))

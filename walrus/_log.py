@@ -36,30 +36,21 @@ from ._codec import (
     SEG_SHIFT,
     SEGMENT_HEADER_SIZE,
     TOPIC,
-    SegmentSummary,
     TopicSummary,
     record_size,
 )
-from ._errors import CorruptionError, StorageError, WalrusClosedError
-from ._limits import MAX_ENTRY_BYTES
+from ._errors import StorageError, WalrusClosedError
 from ._segment import (
     SPARE_PREV_END,
     STATE_ROOM,
-    WINDOW,
     Segment,
-    index_name,
     segment_name,
     size_for,
 )
 from ._speedups import (
-    STOP_BUFFER,
-    STOP_COUNT,
-    STOP_SEGMENT,
     encode_entries,
-    record_bytes,
-    verify_entries,
 )
-from ._topics import DAMAGED, MARKED_DIRTY, Topic
+from ._topics import MARKED_DIRTY, Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 
 if TYPE_CHECKING:
@@ -952,196 +943,12 @@ class Log:
         self._unsynced = [s for s in self._unsynced if s.number < keep]
         self._to_index = [s for s in self._to_index if s.number < keep]
 
-    # --- reading ------------------------------------------------------------------------------
-
-    def read_payload(self, t: Topic, seq: int, max_len: int = MAX_ENTRY_BYTES) -> bytes | None:
-        """The payload of entry ``seq`` of ``t`` (None if longer than ``max_len``).
-
-        Raises CorruptionError if the record is damaged or is not the entry it should be.
-        """
-        i = seq - t.first_seq
-        if not 0 <= i < len(t.lsns):  # an offset handed out whose record recovery never found
-            raise CorruptionError(f"topic {t.name!r} entry {seq} is lost", t.name, seq)
-        lsn = t.lsns[i]
-        seg = self._segments.get(lsn >> SEG_SHIFT)
-        if seg is None:
-            raise CorruptionError(f"topic {t.name!r} entry {seq}: its segment is missing",
-                                  t.name, seq)
-        pos = lsn & OFFSET_MASK
-        if not lsn & DAMAGED:
-            view = seg.view
-            if view is not None:
-                decoded = _codec.decode_entry(view, pos, seg.salt, max_len)
-            else:
-                decoded = self._decode_windowed(seg, pos, max_len)
-            if decoded is not None and decoded[0] == t.tid and decoded[1] == seq:
-                return decoded[2]
-        raise CorruptionError(
-            f"topic {t.name!r} entry {seq} is damaged ({seg.path} at byte {pos & ~DAMAGED})",
-            t.name, seq)
-
-    def read_run(self, t: Topic, seq: int, end: int, budget: int, limit: int) -> list[bytes]:
-        """Payloads of entries ``seq``, ``seq + 1``, ... (before ``end``, at most ``limit``).
-
-        Stops before the entry that would take the total past ``budget`` (the first is always
-        taken) and before a damaged one; raises CorruptionError only if the first is damaged,
-        so a caller that consumes what it got plus the entry an error names never consumes
-        an entry it did not deliver.
-        """
-        out: list[bytes] = []
-        total = 0
-        lsns = t.lsns
-        stop_at = min(end, t.first_seq + len(lsns))  # offsets past the index are lost entries
-        while seq < stop_at and len(out) < limit:
-            if out and total > budget:  # over already (the first is free): even b"" is past it
-                break
-            i = seq - t.first_seq
-            lsn = lsns[i]
-            number = lsn >> SEG_SHIFT
-            seg = self._segments.get(number)
-            if seg is None or lsn & DAMAGED:
-                break
-            view = seg.view
-            if view is not None:
-                buf: object = view
-                base = 0
-            else:
-                buf, base = seg.locate(lsn & OFFSET_MASK, HEADER_SIZE)
-            run = lsns[i:i + min(stop_at - seq, limit - len(out))]
-            starts, ends, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
-                                                max(0, budget - total), not out)
-            if starts:  # the payloads of the prefix that passed, sliced in C-level loops
-                out += map(buf.__getitem__, map(slice, starts, ends))  # type: ignore[attr-defined,index]
-                total += sum(ends) - sum(starts)
-            seq += len(starts)
-            if stop == STOP_BUFFER and not starts:
-                # The next record does not fit the read window (or the file): read it on its
-                # own. Damage there ends the run; the next call raises for it.
-                try:
-                    data = self.read_payload(t, seq,
-                                             max(0, budget - total) if out else MAX_ENTRY_BYTES)
-                except CorruptionError:
-                    if out:
-                        break
-                    raise
-                if data is None:
-                    break
-                out.append(data)
-                total += len(data)
-                seq += 1
-            elif stop not in (STOP_COUNT, STOP_SEGMENT, STOP_BUFFER):
-                break
-        if not out and seq < end and limit:
-            data = self.read_payload(t, seq)  # raises CorruptionError for a damaged entry
-            if data is not None:
-                out.append(data)
-        return out
-
-    def _decode_windowed(self, seg: Segment, pos: int,
-                         max_len: int) -> tuple[int, int, bytes | None] | None:
-        buf, base = seg.locate(pos, HEADER_SIZE)
-        if pos - base + HEADER_SIZE > len(buf):  # type: ignore[arg-type]
-            return None
-        header = bytes(buf[pos - base:pos - base + HEADER_SIZE])  # type: ignore[index]
-        n = _unpack_from(header, 0)[1]
-        if n > MAX_ENTRY_BYTES or pos + HEADER_SIZE + n > seg.size:
-            return None
-        if n > WINDOW and n <= max_len:
-            # A large payload is read once, straight into the bytes object returned.
-            return _codec.decode_split(header, seg.file.read(pos + HEADER_SIZE, n), seg.salt)
-        if n <= max_len:
-            buf, base = seg.locate(pos, HEADER_SIZE + n)
-        return _codec.decode_entry(buf, pos - base, seg.salt, max_len)
-
-    # --- indexes and reclamation ----------------------------------------------------------------
-
-    def summary_of(self, seg: Segment, end: int | None = None) -> SegmentSummary:
-        """The index of a segment, built from memory (no rescan).
-
-        With ``end``, only records before that offset (a checkpoint of the active segment
-        while appends go on: entries before ``end`` never change).
-        """
-        covered = seg.end if end is None else end
-        summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
-        meta = self._meta.get(seg.number, {})
-        buf = seg.whole()
-        for tid, t in list(self._by_tid.items()):
-            lo, hi = t.lsn_range(seg.number, covered)
-            m = meta.get(tid)
-            if hi == lo and m is None:
-                continue
-            entry = TopicSummary()
-            if m is not None:
-                entry.name, entry.next_seq = m.name, m.next_seq
-                entry.cursor, entry.mark = m.cursor, m.mark
-            if hi > lo:
-                entry.first_seq = t.first_seq + lo
-                entry.lsns = t.lsns[lo:hi]
-                entry.nbytes = record_bytes(buf, entry.lsns)
-            summary.topics[tid] = entry
-        return summary
-
-    def write_index(self, seg: Segment, summary: SegmentSummary) -> None:
-        """Persist a segment's index: write, fsync, rename (the segment is synced already)."""
-        path = os.path.join(self._directory, index_name(seg.number))
-        tmp = path + ".tmp"
-        data = _codec.encode_index(summary)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        sync_directory(self._directory)
-
-    def low_watermark(self, persisted: dict[int, int]) -> int:
-        """LSN below which every entry is consumed by the given (durable) cursors."""
-        active = self._active
-        assert active is not None
-        low = active.lsn_base
-        for tid, cursor in persisted.items():
-            t = self._by_tid.get(tid)
-            if t is None:
-                continue
-            lsn = t.first_unconsumed_lsn(max(cursor, t.first_seq))
-            if lsn is not None and lsn < low:
-                low = lsn
-        return low
-
-    def delete_before(self, low: int) -> list[Segment]:
-        """Forget and delete the oldest segments wholly below ``low``.
-
-        The caller has synced the cursors that ``low`` was computed from. Only a prefix of the
-        log is ever deleted, and never a segment still waiting to be synced or indexed.
-        """
-        doomed = []
-        for number, seg in list(self._segments.items()):  # a roll may add one meanwhile
-            if ((number + 1) << SEG_SHIFT > low or seg is self._active or seg in self._unsynced
-                    or seg in self._to_index):
-                break
-            doomed.append(seg)
-        if not doomed:
-            return []
-        oldest_kept = doomed[-1].number + 1
-        buffers = [(seg.number, seg.whole()) for seg in doomed]
-        for t in list(self._by_tid.values()):
-            with t.read_lock:
-                t.drop_before(oldest_kept, buffers)
+    def forget(self, doomed: list[Segment]) -> None:
+        """Reclamation deletes these oldest segments: they are no longer part of the log."""
         with self._mutex:
             for seg in doomed:
                 del self._segments[seg.number]
                 self._meta.pop(seg.number, None)
-        for seg in doomed:
-            seg.close()
-            for path in (seg.path, os.path.join(self._directory, index_name(seg.number))):
-                try:
-                    os.unlink(path)
-                except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)
-                    pass
-        return doomed
 
 
 SPINS = 200

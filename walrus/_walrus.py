@@ -39,6 +39,7 @@ from ._errors import (
     StorageError,
     WalrusError,
 )
+from ._indexing import index_segment
 from ._log import Log, Payload, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
@@ -507,7 +508,7 @@ class Walrus:
             if seg is None:
                 continue
             try:
-                wal.write_index(seg, wal.summary_of(seg))
+                index_segment(wal, seg)
             except OSError as exc:
                 log.warning("could not write the index of %s: %s", seg.path, exc)
         wal.indexed(list(wal.to_index))
