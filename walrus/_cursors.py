@@ -76,7 +76,7 @@ class Cursor:
     ``closed`` is set by :meth:`shut` before the instance waits for reads in flight.
     """
 
-    def __init__(self, log_: Log, topics: dict[str, Topic],
+    def __init__(self, log: Log, topics: dict[str, Topic],
                  lookup: Callable[[str, bool], Topic | None],
                  wait_durable: Callable[[int], None], *, persist_every: int | None,
                  sync_each: bool, read_only: bool, name: str = SHARED,
@@ -85,7 +85,7 @@ class Cursor:
         """Which cursor of each topic this moves (only the shared one exists today)."""
         self.owner = os.getpid() if owner is None else owner
         """The process that moves it."""
-        self._log = log_
+        self._log = log
         self._topics = topics
         self._lookup = lookup
         self._wait = wait_durable

@@ -11,7 +11,7 @@ from ._segment import Segment, index_name
 from ._speedups import record_bytes
 
 
-def summary_of(log_: Log, seg: Segment, end: int | None = None) -> SegmentSummary:
+def summary_of(log: Log, seg: Segment, end: int | None = None) -> SegmentSummary:
     """The index of a segment, built from memory (no rescan).
 
     With ``end``, only records before that offset (a checkpoint of the active segment
@@ -19,9 +19,9 @@ def summary_of(log_: Log, seg: Segment, end: int | None = None) -> SegmentSummar
     """
     covered = seg.end if end is None else end
     summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
-    meta = log_.meta.get(seg.number, {})
+    meta = log.meta.get(seg.number, {})
     buf = seg.whole()
-    for tid, t in list(log_.by_tid.items()):
+    for tid, t in list(log.by_tid.items()):
         lo, hi = t.lsn_range(seg.number, covered)
         m = meta.get(tid)
         if hi == lo and m is None:
@@ -55,6 +55,6 @@ def write_index(directory: str, seg: Segment, summary: SegmentSummary) -> None:
     sync_directory(directory)
 
 
-def index_segment(log_: Log, seg: Segment) -> None:
+def index_segment(log: Log, seg: Segment) -> None:
     """Write the whole index of ``seg`` (sealed, or active at a clean close)."""
-    write_index(log_.directory, seg, summary_of(log_, seg))
+    write_index(log.directory, seg, summary_of(log, seg))

@@ -56,7 +56,7 @@ from ._validate import as_payload, check_size, check_topic, check_writable, snap
 if TYPE_CHECKING:
     from .backends._base import Backend
 
-log = logging.getLogger("walrus")
+logger = logging.getLogger("walrus")
 
 _crc32 = __import__("zlib").crc32
 _pack_into = RECORD.pack_into
@@ -728,7 +728,7 @@ class Log:
                 spare.activate(prev_end, flags, self._durable)
                 return spare
             except OSError as exc:
-                log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
+                logger.warning("cannot use the prepared segment %s: %s", spare.path, exc)
         if spare is not None:
             self._making = self._spare = None
             discard(spare)
@@ -882,7 +882,7 @@ class Log:
             else:
                 seg.file.write(p, record)
         except OSError as exc:  # the next write, or sync, meets the failure and reports it
-            log.debug("could not mark the durable point in %s: %s", seg.path, exc)
+            logger.debug("could not mark the durable point in %s: %s", seg.path, exc)
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
@@ -924,7 +924,7 @@ class Log:
                     seg.file.write(pos, bytes(n))
                 pos += n
         except OSError as exc:
-            log.warning("could not erase the writes a failed sync undid in %s: %s",
+            logger.warning("could not erase the writes a failed sync undid in %s: %s",
                         seg.path, exc)
 
     def _drop_after(self, lsn: int) -> None:
@@ -990,7 +990,7 @@ def discard(seg: Segment) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        log.warning("could not remove the unused segment %s: %s", seg.path, exc)
+        logger.warning("could not remove the unused segment %s: %s", seg.path, exc)
 
 
 def sync_directory(path: str) -> None:

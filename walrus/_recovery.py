@@ -739,9 +739,9 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
             # header says where this one's log ends.
             abandon_at=(last.lsn_base | last.end
                         if rebuilder.last_torn or rebuilder.last_sealed else None))
-    log_ = Log(directory, backend, found, segment_size=segment_size, sync_each=sync_each,
+    log = Log(directory, backend, found, segment_size=segment_size, sync_each=sync_each,
                read_only=read_only)
-    return log_, rebuilder
+    return log, rebuilder
 
 
 def _stamp(path: str) -> int:

@@ -55,7 +55,7 @@ from ._validate import (
 )
 from .plugins._selection import select_backend
 
-log = logging.getLogger("walrus")
+logger = logging.getLogger("walrus")
 
 MAX_READ_BUDGET = MAX_BATCH_ENTRIES * MAX_ENTRY_BYTES
 """A batch read never returns more payload than this, so a larger ``max_bytes`` is the same."""
@@ -122,7 +122,7 @@ class Walrus:
             directory = self._prepare_directory()
             if not read_only:
                 self._lock = DirectoryLock(directory)
-            self._wal, self._rebuilder = open_log(
+            self._log, self._rebuilder = open_log(
                 directory, self._backend, segment_size=size, sync_each=self._sync_each,
                 read_only=read_only)
         except BaseException as exc:
@@ -133,15 +133,15 @@ class Walrus:
                 raise StorageError(exc.errno or errno.EIO,
                                    f"opening {self._root}: {exc.strerror or exc}") from exc
             raise
-        self._topics = self._wal.by_name
+        self._topics = self._log.by_name
         self._fast_topics = {} if read_only else self._topics
         if not read_only and not self._sync_each:
-            self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
+            self.append_for_topic = self._log.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
-        self._durability = Durability(self._wal)
-        self._wal.use_durability(self._durability.wait)
+        self._durability = Durability(self._log)
+        self._log.use_durability(self._durability.wait)
         self._cursor = Cursor(
-            self._wal, self._fast_topics, self._lookup, self._durability.wait,
+            self._log, self._fast_topics, self._lookup, self._durability.wait,
             persist_every=(self._consistency.persist_every
                            if isinstance(self._consistency, AtLeastOnceMode) else None),
             sync_each=self._sync_each, read_only=read_only)
@@ -152,11 +152,11 @@ class Walrus:
                         if isinstance(self._schedule, MillisecondsSchedule) else None)
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
                          else interval)
-            self._background = Background(self._wal, self._durability, interval, writeback)
-            self._wal.call_on_seal(self._background.wake)
+            self._background = Background(self._log, self._durability, interval, writeback)
+            self._log.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
-        log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
+        logger.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
                   self._consistency, self._schedule)
 
     def _prepare_directory(self) -> str:
@@ -256,8 +256,8 @@ class Walrus:
         # A writable instance not under SyncEach binds this name straight to the log's hot
         # path, Log.append, which does the same in one frame.
         if self._read_only:
-            self._wal.append_new(topic, (data,))  # raises the reason
-        return self._wal.append(topic, data)
+            self._log.append_new(topic, (data,))  # raises the reason
+        return self._log.append(topic, data)
 
     def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> int:
         """Append up to 2000 entries (10 GiB) atomically: all are written or none is.
@@ -271,12 +271,12 @@ class Walrus:
                 f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
         t = self._find(topic)
         if t is None:
-            return self._wal.append_new(topic, entries)
+            return self._log.append_new(topic, entries)
         items, need = snapshot_batch(entries)
         if not items:
             self._check_writable()
             return t.next_seq
-        return self._wal.append_batch(topic, t, items, need)
+        return self._log.append_batch(topic, t, items, need)
 
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
@@ -288,7 +288,7 @@ class Walrus:
 
     def _persist_cursors(self) -> None:
         """Write the exact cursor of every topic whose persisted position lags (AtLeastOnce)."""
-        self._cursor.persist(list(self._wal.by_tid.values()))
+        self._cursor.persist(list(self._log.by_tid.values()))
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -346,7 +346,7 @@ class Walrus:
         """Every topic, in the order they were created."""
         self._check_open()
         self._observe()
-        return [t.name for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)]
+        return [t.name for t in sorted(self._log.by_tid.values(), key=lambda t: t.tid)]
 
     def damage(self) -> list[Damage]:
         """What opening the directory found damaged on disk or lost to damage: entries (by
@@ -366,7 +366,7 @@ class Walrus:
         self._check_open()
         self._observe()
         return {t.name: max(0, t.visible - t.cursor)
-                for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)}
+                for t in sorted(self._log.by_tid.values(), key=lambda t: t.tid)}
 
     def topic_info(self, topic: str) -> TopicInfo:
         """The topic's offset range, unconsumed entries, size and clean flag, all taken at
@@ -374,7 +374,7 @@ class Walrus:
         t = self._query(topic)
         if t is None:
             return TopicInfo(topic, 0, 0, 0, 0, True)
-        lock = self._wal.mutex
+        lock = self._log.mutex
         with t.read_lock:  # no read or reclamation moves the cursor or the first offset,
             wait_for(lock)
             with lock:  # and no append the next offset or the size (topic, then append)
@@ -409,7 +409,7 @@ class Walrus:
             return  # marking never creates a topic; an unknown topic is clean
         if kind == DIRTY and t.mark == MARKED_DIRTY:
             return
-        lsn = self._wal.write_state(t, kind)
+        lsn = self._log.write_state(t, kind)
         if self._sync_each:
             self._durability.wait(lsn)
 
@@ -437,7 +437,7 @@ class Walrus:
         self._closed = True
         self._cursor.shut()
         self._close_lock = threading.Lock()
-        self._wal.disown()
+        self._log.disown()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -453,18 +453,18 @@ class Walrus:
         with self._close_lock:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
-            wal: Log = self._wal
+            log: Log = self._log
             with reading(f"following the writer of {self._root}"):
                 if not rebuilder.refresh():
                     return
-            wal.follow(rebuilder.segments, rebuilder.topics)
+            log.follow(rebuilder.segments, rebuilder.topics)
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
         with self._close_lock:
             if self._closed:
                 return
-            wal = self._wal
+            log = self._log
             error: BaseException | None = None
             if not self._read_only:
                 try:
@@ -473,15 +473,15 @@ class Walrus:
                     error = exc
             self._closed = True
             self._cursor.shut()
-            for t in list(wal.by_tid.values()):  # wait for reads in flight
+            for t in list(log.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
-            wal.shut()  # no write from now on: racing appends raise WalrusClosedError
+            log.shut()  # no write from now on: racing appends raise WalrusClosedError
             self._durability.reclaim()  # a pass an interrupt left unfinished in this thread
             if self._background is not None:
                 self._background.stop()
             self._durability.stop()
-            wal.drop_spare()  # prepared but never used: not part of the log
+            log.drop_spare()  # prepared but never used: not part of the log
             if not self._read_only:
                 try:
                     self._durability.flush()
@@ -489,11 +489,11 @@ class Walrus:
                     error = error or exc
                 if error is None:
                     self._write_indexes()
-            for seg in list(wal.segments.values()):
+            for seg in list(log.segments.values()):
                 try:
                     seg.close()
                 except Exception as exc:  # pragma: no cover - closing should not fail
-                    log.warning("closing %s: %s", seg.path, exc)
+                    logger.warning("closing %s: %s", seg.path, exc)
             self._backend.close()
             if self._lock is not None:
                 self._lock.release()
@@ -503,15 +503,15 @@ class Walrus:
 
     def _write_indexes(self) -> None:
         """A clean close indexes every segment, so the next open rescans nothing."""
-        wal = self._wal
-        for seg in [*wal.to_index, wal.active]:
+        log = self._log
+        for seg in [*log.to_index, log.active]:
             if seg is None:
                 continue
             try:
-                index_segment(wal, seg)
+                index_segment(log, seg)
             except OSError as exc:
-                log.warning("could not write the index of %s: %s", seg.path, exc)
-        wal.indexed(list(wal.to_index))
+                logger.warning("could not write the index of %s: %s", seg.path, exc)
+        log.indexed(list(log.to_index))
 
     def __enter__(self) -> Walrus:
         return self
