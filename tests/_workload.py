@@ -114,7 +114,7 @@ def recovered(wal: Walrus, topic: str) -> Recovered:
     The cursor and the retained range come from the engine's topic state (no public call
     exposes the first retained offset); everything else goes through public reads.
     """
-    t = wal._wal.by_name.get(topic)
+    t = wal._log.by_name.get(topic)
     if t is None:
         return Recovered(0, 0, 0, {}, [])
     first, cursor, end = t.first_seq, t.cursor, t.next_seq

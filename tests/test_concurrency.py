@@ -118,6 +118,6 @@ def test_sync_each_group_commit_from_many_threads(open_wal: WalFactory) -> None:
     for t in threads:
         t.join()
     assert sum(wal.get_topic_entry_counts().values()) == 400
-    log = wal._wal
+    log = wal._log
     assert log.durable >= log.active.lsn_base | log.active.end  # type: ignore[union-attr]
     assert not log.pending

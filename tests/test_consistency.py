@@ -191,5 +191,5 @@ def test_cursor_durability_follows_the_schedule(open_wal: WalFactory) -> None:
     wal = open_wal(fsync_schedule=FsyncSchedule.SyncEach)
     wal.append_for_topic("t", b"x")
     wal.read_next("t")
-    log = wal._wal
+    log = wal._log
     assert log.durable >= log.active.lsn_base | log.active.end  # type: ignore[union-attr]

@@ -50,9 +50,9 @@ def build(path: Path, backend: str) -> list[Where]:
         wal.mark_topic_clean(TOPICS[2])
         where = []
         for topic in TOPICS:
-            t = wal._wal.by_name[topic]
+            t = wal._log.by_name[topic]
             for i, lsn in enumerate(t.lsns):
-                seg = wal._wal.segments[lsn >> _codec.SEG_SHIFT]
+                seg = wal._log.segments[lsn >> _codec.SEG_SHIFT]
                 where.append(Where(topic, t.first_seq + i, Path(seg.path).name,
                                    lsn & _codec.OFFSET_MASK,
                                    _codec.HEADER_SIZE + len(payload(topic, t.first_seq + i))))

@@ -296,8 +296,8 @@ def test_an_offset_no_record_holds_reads_as_damage(tmp_path: Path, backend: str)
     with Walrus(data_dir=path, backend=backend) as wal:
         for i in range(5):
             wal.append_for_topic("t", entry("t", i))
-        t = wal._wal.by_name["t"]
-        wal._wal.write_state(t, _codec.CURSOR, 10)  # as if entries 5..9 had been lost
+        t = wal._log.by_name["t"]
+        wal._log.write_state(t, _codec.CURSOR, 10)  # as if entries 5..9 had been lost
     with Walrus(data_dir=path, backend=backend) as wal:
         assert wal.read_next("t") is None
         got = wal.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=3)

@@ -300,7 +300,7 @@ def test_close_on_a_failing_disk_still_releases_the_directory(tmp_path: Path,
         wal = _open(live, faulty, "no_fsync")
         wal.append_for_topic("t", payload("t", 0))
         deadline = time.monotonic() + 10
-        while wal._wal.spare is None:  # the worker prepares the next segment ahead of need
+        while wal._log.spare is None:  # the worker prepares the next segment ahead of need
             assert time.monotonic() < deadline, "no spare segment was prepared"
             time.sleep(0.005)
         m.cut()

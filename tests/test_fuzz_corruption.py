@@ -425,7 +425,7 @@ def check_entries(topic: str, got: list[Entry], start: int | None) -> None:
 
 def peek_everything(wal: Walrus, topic: str) -> None:
     """Every retained entry through start_offset reads: right data, or the error naming it."""
-    t = wal._wal.by_name[topic]
+    t = wal._log.by_name[topic]
     offset = t.first_seq
     while offset < t.next_seq:
         try:
@@ -526,7 +526,7 @@ def check_new_offsets(wal: Walrus, p: Pristine, fresh: dict[str, int]) -> None:
         if topic == LATE:
             count = wal.get_topic_entry_count(topic)
             require(count == 1, f"a topic created after the damage holds {count} entries")
-            tid = wal._wal.by_name[LATE].tid  # another topic's id: its records would be ours
+            tid = wal._log.by_name[LATE].tid  # another topic's id: its records would be ours
             require(tid not in p.topic_ids, f"a new topic got the id {tid} of an older one",
                     gap=wal)
         require(got.offset >= p.plan.acked[topic],

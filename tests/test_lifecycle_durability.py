@@ -134,13 +134,13 @@ def test_milliseconds_window_holds_while_allocation_is_slow(
     wal = Walrus(data_dir=tmp_path / "w", backend=backend, segment_size=16 << 10,
                  fsync_schedule=FsyncSchedule.Milliseconds(int(WINDOW * 1000)))
     starts: list[float] = []
-    real_sync = wal._wal.backend.sync_files
+    real_sync = wal._log.backend.sync_files
 
     def timed_sync(files: Sequence[File]) -> None:
         starts.append(time.monotonic())
         real_sync(files)
 
-    monkeypatch.setattr(wal._wal.backend, "sync_files", timed_sync)
+    monkeypatch.setattr(wal._log.backend, "sync_files", timed_sync)
     monkeypatch.setattr(os, "posix_fallocate", slow_allocate)
     acks = []
     try:

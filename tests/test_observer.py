@@ -224,4 +224,4 @@ def test_an_observer_releases_segments_the_writer_reclaimed(tmp_path: Path) -> N
         on_disk = len(list(tmp_path.glob("*.wal")))
         assert seen == 1 + 20 * 60
         assert on_disk <= 3
-        assert len(observer._wal.segments) <= on_disk + 1
+        assert len(observer._log.segments) <= on_disk + 1

@@ -92,9 +92,9 @@ def _entries(observer: Walrus, start: int = 0) -> list[bytes]:
 
 def _fill_segments(writer: Walrus, count: int, first: int = 0) -> int:
     """Append entries until ``count`` more rolls happened; returns the next entry number."""
-    start = max(writer._wal.segments)
+    start = max(writer._log.segments)
     n = first
-    while max(writer._wal.segments) < start + count:
+    while max(writer._log.segments) < start + count:
         writer.append_for_topic("t", b"entry-%d|" % n + b"y" * 300)
         n += 1
     return n
@@ -108,9 +108,9 @@ def test_a_segment_missing_from_a_listing_is_found_through_its_successor(
             Walrus(data_dir=tmp_path, backend=backend, read_only=True) as observer:
         writer.append_for_topic("t", b"entry-0|")
         assert _entries(observer) == [b"entry-0|"]
-        known = max(writer._wal.segments)
+        known = max(writer._log.segments)
         total = _fill_segments(writer, 2, first=1)
-        missed = min(n for n in writer._wal.segments if n > known)
+        missed = min(n for n in writer._log.segments if n > known)
         listing = Rebuilder.segment_numbers
 
         def racing_listing(self: Rebuilder) -> list[int]:
@@ -133,14 +133,14 @@ def test_an_observer_that_lags_behind_reclamation_reports_nothing_damaged(
         while writer.read_next("t") is not None:  # consume everything...
             pass
         writer._background.run_once()  # type: ignore[union-attr]  # ...and reclaim it
-        assert len(writer._wal.segments) <= 2
+        assert len(writer._log.segments) <= 2
         writer.append_for_topic("t", b"entry-%d|" % total)
         counts = observer.get_topic_entry_counts()
         assert counts == {"t": 1}
         assert _entries(observer, total) == [b"entry-%d|" % total]
         with pytest.raises(WalrusError, match="reclaimed"):
             _entries(observer, 1)
-        assert set(observer._wal.segments) <= set(writer._wal.segments)  # it let go
+        assert set(observer._log.segments) <= set(writer._log.segments)  # it let go
         for _ in range(2):  # and again, with no entry of the topic left in what it knows
             total = _fill_segments(writer, 3, first=total + 1)
             while writer.read_next("t") is not None:
@@ -198,10 +198,10 @@ def test_an_observer_of_a_dead_writers_torn_tail_does_not_rescan_it(
     get the full look once; polling on without any change must not repeat it."""
     with Walrus(data_dir=tmp_path, backend=backend) as writer:
         writer.append_for_topic("t", b"x")
-        seg = writer._wal.active
+        seg = writer._log.active
         assert seg is not None
         end, path = seg.end, seg.path
-        writer._wal.closed = True  # like a crash: no clean close, no index, no SEAL
+        writer._log.closed = True  # like a crash: no clean close, no index, no SEAL
         writer._background.stop()  # type: ignore[union-attr]
         with open(path, "r+b") as f:  # a torn record: garbage where the next one started
             f.seek(end)
@@ -215,7 +215,7 @@ def test_an_observer_of_a_dead_writers_torn_tail_does_not_rescan_it(
             for _ in range(5):
                 assert _entries(observer, 1) == []
             assert examined.take() <= 5 * 128 << 10
-        writer._wal.closed = False
+        writer._log.closed = False
 
 
 def test_damage_past_the_newest_entry_seen_is_reported_once_the_log_moves_on(
@@ -228,7 +228,7 @@ def test_damage_past_the_newest_entry_seen_is_reported_once_the_log_moves_on(
             Walrus(data_dir=tmp_path, backend=backend, read_only=True) as observer:
         writer.append_for_topic("t", b"entry-0|")
         assert _entries(observer) == [b"entry-0|"]
-        seg = writer._wal.active
+        seg = writer._log.active
         assert seg is not None
         hole = seg.end
         writer.append_for_topic("t", b"entry-1|")

@@ -140,7 +140,7 @@ def test_16_9_segments_from_earlier_runs_are_reclaimed(tmp_path: Path, backend: 
 def test_16_11_milliseconds_flusher_really_syncs(open_wal: WalFactory) -> None:
     wal = open_wal(fsync_schedule=FsyncSchedule.Milliseconds(20))
     wal.append_for_topic("t", b"x")
-    log = wal._wal
+    log = wal._log
     target = log.active.lsn_base | log.active.end  # type: ignore[union-attr]
     deadline = __import__("time").monotonic() + 5
     while log.durable < target:
@@ -231,7 +231,7 @@ def test_a_failed_background_sync_is_raised_by_the_next_flush(faulty: Machine,
                 fsync_schedule=FsyncSchedule.Milliseconds(10)) as wal:
         faulty.arm("sync", errno.EIO)
         wal.append_for_topic("t", b"acknowledged before the failure")
-        log = wal._wal
+        log = wal._log
         deadline = __import__("time").monotonic() + 5
         while wal._durability.error is None:
             assert __import__("time").monotonic() < deadline

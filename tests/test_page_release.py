@@ -19,15 +19,15 @@ BATCH = [bytes([i]) * 1000 for i in range(250)] * 8  # 2000 entries, about 2 MiB
 
 
 def resident(wal: Walrus, number: int) -> int:
-    return smaps_bytes(wal._wal.segments[number].path, "Rss")
+    return smaps_bytes(wal._log.segments[number].path, "Rss")
 
 
 def indexed(wal: Walrus, timeout: float = 10.0) -> None:
     """Wait until the background worker has synced and indexed every sealed segment."""
     deadline = time.monotonic() + timeout
-    while wal._wal.to_index and time.monotonic() < deadline:
+    while wal._log.to_index and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not wal._wal.to_index, "the background worker did not index the sealed segments"
+    assert not wal._log.to_index, "the background worker did not index the sealed segments"
 
 
 @pytest.mark.parametrize("pure", [False, True], ids=["c", "pure-python"])
@@ -40,14 +40,14 @@ def test_sealed_segments_release_their_pages(tmp_path: Path, monkeypatch: pytest
         pytest.skip(_speedups.REASON)
     with Walrus(data_dir=tmp_path / "wal", backend="mmap", segment_size=SEGMENT,
                 fsync_schedule=FsyncSchedule.NoFsync) as wal:
-        first = min(wal._wal.segments)
+        first = min(wal._log.segments)
         written = 0
-        while len(wal._wal.segments) < 4:  # three sealed segments and an active one
+        while len(wal._log.segments) < 4:  # three sealed segments and an active one
             wal.batch_append_for_topic("t", BATCH)
             written += len(BATCH)
-        assert resident(wal, wal._wal.active.number) > 0  # type: ignore[union-attr]
+        assert resident(wal, wal._log.active.number) > 0  # type: ignore[union-attr]
         indexed(wal)
-        for number in sorted(wal._wal.segments)[:-1]:
+        for number in sorted(wal._log.segments)[:-1]:
             assert resident(wal, number) == 0, f"segment {number} still mapped"
         # Reading maps the pages again, from the page cache, byte for byte.
         assert [e.data for e in peek_all(wal, "t")] == BATCH * (written // len(BATCH))

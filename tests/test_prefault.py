@@ -34,7 +34,7 @@ def dirty_bytes(path: str) -> int:
 
 
 def active(wal: Walrus) -> Segment:
-    seg = wal._wal.active
+    seg = wal._log.active
     assert seg is not None
     return seg
 
@@ -106,7 +106,7 @@ def test_lead_follows_the_pace_and_the_syncs(tmp_path: Path) -> None:
                                                   _durability.TICK)
         # At 200 MiB/s the checkpoints sync every tick (50 MiB): 10 % of that, in 2 steps.
         assert (p.max_lead, p.step) == (5 * mib, 5 * mib // 2)
-        assert wal._wal.progress_step == p.step
+        assert wal._log.progress_step == p.step
         assert p.lead(400 * mib, 1.0) == p.max_lead  # capped
         assert p.lead(100 * mib, 1.0) == p.step  # 10 % of 25 MiB per sync
         assert p.lead(40 * mib, 1.0) == 0  # 10 % of 10 MiB: under one step, not worth it

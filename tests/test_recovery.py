@@ -33,10 +33,10 @@ def positions(path: Path, backend: str, topic: str) -> list[tuple[Path, int]]:
     """(file, byte offset) of each entry's record, found through a read-only observer."""
     with Walrus(data_dir=path, backend=backend, read_only=True) as wal:
         wal.topics()
-        t = wal._wal.by_name[topic]
+        t = wal._log.by_name[topic]
         out = []
         for lsn in t.lsns:
-            seg = wal._wal.segments[lsn >> _codec.SEG_SHIFT]
+            seg = wal._log.segments[lsn >> _codec.SEG_SHIFT]
             out.append((Path(seg.path), lsn & _codec.OFFSET_MASK))
         return out
 

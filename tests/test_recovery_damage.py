@@ -495,7 +495,7 @@ def test_a_lost_segment_holding_every_entry_of_a_topic_is_reported(tmp_path: Pat
             wal.read_next("big")
         for i in range(200):  # later segments, whose preambles name "big" and its cursor
             wal.append_for_topic("other", b"%d" % i + b"." * 100)
-        t = wal._wal.by_name["big"]
+        t = wal._log.by_name["big"]
         holding = {lsn >> _codec.SEG_SHIFT for lsn in t.lsns}
     assert len(holding) == 1  # the batch got a segment of its own
     number = holding.pop()

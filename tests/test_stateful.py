@@ -138,7 +138,7 @@ class WalModel(RuleBasedStateMachine):
         # Not a precondition: the background thread changes the number of segments at its
         # own pace, and a precondition that varies between runs of the same steps makes
         # hypothesis fail (FlakyStrategyDefinition).
-        if len(self.wal._wal.segments) > 1:
+        if len(self.wal._log.segments) > 1:
             self.wal._background.run_once()  # type: ignore[union-attr]
 
     @invariant()

@@ -32,7 +32,7 @@ def populate(path: Path, schedule: object = FsyncSchedule.NoFsync) -> None:
 def locate(path: Path, topic: str, offset: int) -> tuple[Path, int]:
     """The segment file and byte position of an entry's record."""
     with Walrus(data_dir=path, read_only=True) as wal:
-        t = wal._wal.by_name[topic]
+        t = wal._log.by_name[topic]
         lsn = t.lsns[offset - t.first_seq]
     return path / segment_name(lsn >> SEG_SHIFT), lsn & OFFSET_MASK
 
@@ -126,7 +126,7 @@ def test_a_torn_tail_is_a_note_not_damage(data_dir: Path) -> None:
     populate(data_dir)
     last = sorted(data_dir.glob("*.wal"))[-1]
     with Walrus(data_dir=data_dir, read_only=True) as wal:
-        end = wal._wal.active.end  # type: ignore[union-attr]
+        end = wal._log.active.end  # type: ignore[union-attr]
     with open(last, "r+b") as f:  # half a record, as a crash mid-write leaves it
         f.seek(end)
         f.write(b"\x13\x37" * 20)

@@ -33,7 +33,7 @@ from typing import NamedTuple, Protocol
 
 import attrs
 
-from ._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
+from ._limits import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 
 # --- numbers ---------------------------------------------------------------------------------
 

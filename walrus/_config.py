@@ -15,34 +15,20 @@ from typing import ClassVar
 import attrs
 
 from ._errors import InvalidArgumentError
-
-MAX_ENTRY_BYTES = 1 << 30
-"""Largest payload of one entry (1 GiB)."""
-MAX_BATCH_ENTRIES = 2000
-"""Most entries in one batch append, and most entries one batch read returns."""
-MAX_BATCH_BYTES = 10 << 30
-"""Largest total payload of one batch append (10 GiB)."""
-MAX_TOPIC_BYTES = 255
-"""Longest topic name, in UTF-8 bytes."""
-
-MAX_SEGMENT_BYTES = 1 << 40
-"""Largest ``segment_size``: byte offsets within a segment take 40 bits of an LSN."""
+from ._limits import MAX_BATCH_BYTES as MAX_BATCH_BYTES
+from ._limits import MAX_BATCH_ENTRIES as MAX_BATCH_ENTRIES
+from ._limits import MAX_ENTRY_BYTES as MAX_ENTRY_BYTES
+from ._limits import MAX_SEGMENT_BYTES as MAX_SEGMENT_BYTES
+from ._limits import MAX_TOPIC_BYTES as MAX_TOPIC_BYTES
+from ._validate import nonnegative_int
 
 DEFAULT_BASE_DIR = "wal_files"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 """Default size of a log segment file; a larger entry or batch gets a segment of its own size."""
 
 
-def _nonnegative_int(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{what} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidArgumentError(f"{what} must be >= 0, got {value}")
-    return value
-
-
 def _persist_every(value: object) -> int:
-    return max(1, _nonnegative_int("AtLeastOnce persist_every", value))
+    return max(1, nonnegative_int("AtLeastOnce persist_every", value))
 
 
 MAX_INTERVAL_MS = int(threading.TIMEOUT_MAX) * 1000
@@ -51,7 +37,7 @@ years on Linux); a longer one could not even be turned into seconds."""
 
 
 def _milliseconds(value: object) -> int:
-    interval = _nonnegative_int("Milliseconds interval", value)
+    interval = nonnegative_int("Milliseconds interval", value)
     if interval > MAX_INTERVAL_MS:
         raise InvalidArgumentError(
             f"Milliseconds interval must be at most {MAX_INTERVAL_MS}, got {interval}")

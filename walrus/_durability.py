@@ -18,10 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ._errors import StorageError
+from ._indexing import index_segment, summary_of, write_index
 from ._log import Log, storage_error
 from ._prefault import Prefaulter, SyncCadence
+from ._reclaim import delete_before, low_watermark
 
-log = logging.getLogger("walrus")
+logger = logging.getLogger("walrus")
 
 RECLAIM_EVERY = 0.1
 """Seconds between two looks for segments to delete (each look costs O(topics))."""
@@ -41,8 +43,8 @@ a crash makes the next open rescan."""
 class Durability:
     """Sync passes and group commit for one log."""
 
-    def __init__(self, wal: Log) -> None:
-        self.wal = wal
+    def __init__(self, log: Log) -> None:
+        self.log = log
         self.mutex = threading.Lock()
         """The condition's lock. Main-thread code takes it with ``with self.mutex``: a C
         ``__enter__``, so an interrupt cannot land between taking it and the block (as it
@@ -112,7 +114,7 @@ class Durability:
         keeps the others from taking the GIL for nothing while the next fsync runs.
         """
         self.busy = False
-        durable = self.wal.durable
+        durable = self.log.durable
         syncer = self.syncer
         everyone = syncer is None or not syncer.active or self.undone_through >= 0
         keep = []
@@ -126,23 +128,23 @@ class Durability:
 
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
-        wal = self.wal
-        target, targets = wal.sync_targets()
-        if target <= wal.durable and not wal.unsynced:
+        log = self.log
+        target, targets = log.sync_targets()
+        if target <= log.durable and not log.unsynced:
             return
         try:
-            wal.backend.sync_files([seg.file for seg, _ in targets])
+            log.backend.sync_files([seg.file for seg, _ in targets])
         except OSError as exc:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
-            wal.sync_failed(target)
+            log.sync_failed(target)
             with self.mutex:
                 self.undone_through = max(self.undone_through, target)
                 self.undo_error = error
-                if not wal.sync_each:
+                if not log.sync_each:
                     self.error = error
             raise error from exc
-        wal.synced(target, targets)
+        log.synced(target, targets)
 
     def wait(self, lsn: int) -> None:
         """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).
@@ -153,7 +155,7 @@ class Durability:
         keep arriving. Writers released by one pass then append during the next fsync (with
         the GIL free) instead of before it, so each fsync covers all of them (group commit).
         """
-        wal = self.wal
+        log = self.log
         event = None
         lead = False
         me = _ident()
@@ -162,7 +164,7 @@ class Durability:
                 with self.mutex:
                     if self.busy and self.owner == me:
                         self.forgive()
-                    if wal.durable >= lsn:
+                    if log.durable >= lsn:
                         return
                     if lsn <= self.undone_through:
                         assert self.undo_error is not None
@@ -233,7 +235,7 @@ class Durability:
             try:
                 self.pass_locked()
             except StorageError as exc:
-                log.error("background sync failed: %s", exc)
+                logger.error("background sync failed: %s", exc)
 
 
 class Syncer:
@@ -263,7 +265,7 @@ class Syncer:
 
     def _run(self) -> None:
         d = self.durability
-        wal = d.wal
+        log = d.log
         cond = d.cond
         me = _ident()
         while True:
@@ -274,7 +276,7 @@ class Syncer:
                     return
                 while d.busy:
                     cond.wait(RECHECK)
-                if not d.waiting or not wal.pending:
+                if not d.waiting or not log.pending:
                     self.active = False  # nobody waits: the next writer leads again
                     d.released()
                     continue
@@ -283,9 +285,9 @@ class Syncer:
             try:
                 d.pass_locked()
             except StorageError as exc:
-                log.error("sync failed: %s", exc)  # the waiters raise it themselves
+                logger.error("sync failed: %s", exc)  # the waiters raise it themselves
             except Exception:  # pragma: no cover - never let the thread die silently
-                log.exception("walrus sync thread failed")
+                logger.exception("walrus sync thread failed")
             finally:
                 with cond:
                     d.released()
@@ -353,15 +355,15 @@ class Flusher:
             try:
                 self.durability.background_pass()
             except Exception:  # never let the thread die silently
-                log.exception("walrus flusher failed")
+                logger.exception("walrus flusher failed")
 
 
 class Background:
     """The worker thread of one instance."""
 
-    def __init__(self, wal: Log, durability: Durability, interval: float | None,
+    def __init__(self, log: Log, durability: Durability, interval: float | None,
                  writeback: float | None = None) -> None:
-        self.wal = wal
+        self.log = log
         self.durability = durability
         self.flusher = None if interval is None else Flusher(durability, interval)
         """Syncs every ``interval`` seconds under ``Milliseconds(n)``; None: no flusher."""
@@ -379,7 +381,7 @@ class Background:
         sync writes them back (``writeback``: the flusher's interval, or the kernel's under
         NoFsync; None under SyncEach) and the segments are mapped writable."""
         if writeback is not None:
-            self.prefaulter = Prefaulter.start(wal, SyncCadence(writeback, CHECKPOINT_BYTES, TICK))
+            self.prefaulter = Prefaulter.start(log, SyncCadence(writeback, CHECKPOINT_BYTES, TICK))
         self.thread = threading.Thread(target=self._run, name="walrus-background", daemon=True)
         self.thread.start()
 
@@ -409,28 +411,28 @@ class Background:
                     self.reclaim()
                     self.checkpoint_active()
             except Exception:  # never let the worker die silently
-                log.exception("walrus background work failed")
+                logger.exception("walrus background work failed")
 
     def checkpoint_active(self) -> None:
         """Index the synced part of the active segment once it grew by CHECKPOINT_BYTES.
 
         A crash then rescans at most that much of it on the next open.
         """
-        wal = self.wal
-        seg = wal.active
+        log = self.log
+        seg = log.active
         if seg is None or seg.sealed or seg.end - self.checkpointed.get(seg.number, 0) \
                 < CHECKPOINT_BYTES:
             return
         end = seg.end
-        summary = wal.summary_of(seg, end)
+        summary = summary_of(log, seg, end)
         if not self.synced():  # the index may only cover durable records
             return
-        if seg.sealed or wal.closed:
+        if seg.sealed or log.closed:
             return  # sealed meanwhile: its full index follows
         try:  # this thread alone writes indexes until close() stops it: no pass waits for it
-            wal.write_index(seg, summary)
+            write_index(log.directory, seg, summary)
         except OSError as exc:
-            log.warning("could not checkpoint the index of %s: %s", seg.path, exc)
+            logger.warning("could not checkpoint the index of %s: %s", seg.path, exc)
             return
         self.checkpointed = {seg.number: end}
 
@@ -440,23 +442,23 @@ class Background:
             try:
                 self.durability.pass_locked()
             except StorageError as exc:
-                log.error("background work waits for a sync that failed: %s", exc)
+                logger.error("background work waits for a sync that failed: %s", exc)
                 return False
         return True
 
     def populate_active(self) -> None:
         """Pre-fault the unwritten rest of the segment the log was opened on."""
-        seg = self.wal.active
-        if seg is not None and not self.wal.closed:
+        seg = self.log.active
+        if seg is not None and not self.log.closed:
             seg.populate(seg.end)
 
     def prepare_spare(self) -> None:
         """Keep the next segment ready so that a roll never waits for a file to be made."""
-        if self.wal.spare is None:
+        if self.log.spare is None:
             try:
-                self.wal.prepare_spare()
+                self.log.prepare_spare()
             except OSError as exc:
-                log.warning("cannot prepare the next segment ahead of need: %s", exc)
+                logger.warning("cannot prepare the next segment ahead of need: %s", exc)
 
     def run_once(self) -> None:
         """Index sealed segments and reclaim space now (tests and tools use this)."""
@@ -468,33 +470,33 @@ class Background:
     def index_sealed(self) -> None:
         """Sync sealed segments, write their index files (so reopening skips them), and
         unmap their pages: a log nobody consumes would otherwise grow the process's RSS."""
-        wal = self.wal
-        if not wal.to_index or not self.synced():
+        log = self.log
+        if not log.to_index or not self.synced():
             return
-        for seg in list(wal.to_index):
-            if seg in wal.unsynced:
+        for seg in list(log.to_index):
+            if seg in log.unsynced:
                 continue
             try:
-                wal.write_index(seg, wal.summary_of(seg))
+                index_segment(log, seg)
             except OSError as exc:
-                log.warning("could not write the index of %s: %s", seg.path, exc)
+                logger.warning("could not write the index of %s: %s", seg.path, exc)
                 return
-            wal.to_index.remove(seg)
+            log.indexed([seg])
             seg.release_pages()  # clean now, and read again only by a late consumer
 
     def reclaim(self) -> None:
         """Delete segments that every persisted cursor has passed."""
-        wal = self.wal
+        log = self.log
         now = time.monotonic()
-        if (len(wal.segments) < 2 or wal.cursor_writes == self.reclaim_seen
+        if (len(log.segments) < 2 or log.cursor_writes == self.reclaim_seen
                 or now < self.reclaim_after):
             return
-        self.reclaim_seen = wal.cursor_writes
+        self.reclaim_seen = log.cursor_writes
         self.reclaim_after = now + RECLAIM_EVERY
-        persisted = {tid: t.persisted for tid, t in list(wal.by_tid.items())}
+        persisted = {tid: t.persisted for tid, t in list(log.by_tid.items())}
         if not self.synced():  # the cursors below must be durable before deleting
             return
-        doomed = wal.delete_before(wal.low_watermark(persisted))
+        doomed = delete_before(log, low_watermark(log, persisted))
         if doomed:
-            log.debug("reclaimed %d segment(s): %s", len(doomed),
+            logger.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))

@@ -16,15 +16,15 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from . import _codec, _speedups
 from ._codec import (
     CLEAN,
     CURSOR,
-    DAMAGED,
     DIRTY,
     ENTRY,
     FOLLOWS_FAILED_SYNC,
@@ -37,42 +37,27 @@ from ._codec import (
     SEG_SHIFT,
     SEGMENT_HEADER_SIZE,
     TOPIC,
-    SegmentSummary,
     TopicSummary,
     record_size,
 )
-from ._config import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
-from ._errors import (
-    BatchTooLargeError,
-    CorruptionError,
-    EntryTooLargeError,
-    InvalidArgumentError,
-    StorageError,
-    WalrusClosedError,
-)
+from ._errors import StorageError, WalrusClosedError
 from ._segment import (
     SPARE_PREV_END,
     STATE_ROOM,
-    WINDOW,
     Segment,
-    index_name,
     segment_name,
     size_for,
 )
 from ._speedups import (
-    STOP_BUFFER,
-    STOP_COUNT,
-    STOP_SEGMENT,
     encode_entries,
-    record_bytes,
-    verify_entries,
 )
 from ._topics import Topic
+from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 
 if TYPE_CHECKING:
     from .backends._base import Backend
 
-log = logging.getLogger("walrus")
+logger = logging.getLogger("walrus")
 
 _crc32 = __import__("zlib").crc32
 _pack_into = RECORD.pack_into
@@ -82,74 +67,6 @@ _SEAL_ROOM = HEADER_SIZE
 """Every segment keeps room for its SEAL record."""
 
 Payload = bytes | bytearray | memoryview
-_BYTES = {bytes}
-
-
-def as_payload(data: object) -> bytes:
-    """One payload as an immutable snapshot: bytes as they are, any other bytes-like object
-    copied once (after its size is checked), everything else refused by name.
-
-    The copy is what makes the record whole: another thread may change a bytearray (or the
-    buffer behind a memoryview) while the record is checksummed and written, and a record
-    whose bytes differ from its checksum would be an acknowledged entry that never reads
-    back.
-    """
-    if type(data) is bytes:
-        return data
-    view = _flat_view(data)
-    check_size(len(view))
-    return view.tobytes()
-
-
-def snapshot_batch(payloads: Iterable[object]) -> tuple[list[bytes], int]:
-    """A batch as one immutable snapshot, checked against every limit before anything is
-    copied; returns the payloads and the room their records take.
-
-    Entries are counted as they are iterated, never from ``len()``: a sequence whose
-    ``len()`` understates it, or a list another thread grows meanwhile, must not get more
-    than ``MAX_BATCH_ENTRIES`` records written (recovery would take them for damage).
-    """
-    raw = list(islice(payloads, MAX_BATCH_ENTRIES + 1))
-    if len(raw) > MAX_BATCH_ENTRIES:
-        raise BatchTooLargeError(f"batch of at least {len(raw)} entries is over "
-                                 f"MAX_BATCH_ENTRIES ({MAX_BATCH_ENTRIES})")
-    all_bytes = set(map(type, raw)) == _BYTES  # C-level loops: the common case costs little
-    views: list[Any] = raw if all_bytes else [
-        d if type(d) is bytes else _flat_view(d) for d in raw]
-    total = need = 0
-    for data in views:  # one pass: the limits, and the room the records take
-        n = len(data)
-        if n > MAX_ENTRY_BYTES:
-            check_size(n)
-        total += n
-        need += (HEADER_SIZE + n + 7) & ~7  # record_size(n), inlined
-    if total > MAX_BATCH_BYTES:
-        raise BatchTooLargeError(
-            f"batch of {total} bytes is over MAX_BATCH_BYTES ({MAX_BATCH_BYTES})")
-    if all_bytes:
-        return raw, need  # type: ignore[return-value]
-    return [d.tobytes() if isinstance(d, memoryview) else d for d in views], need
-
-
-def _flat_view(data: object) -> memoryview:
-    """A bytes-like object as a flat view of its bytes (not copied unless non-contiguous)."""
-    if isinstance(data, (str, int, float)) or data is None:
-        raise InvalidArgumentError(
-            f"entry data must be bytes-like, not {type(data).__name__}"
-            + (" (encode the str first)" if isinstance(data, str) else ""))
-    try:
-        view = memoryview(data)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidArgumentError(
-            f"entry data must be bytes-like, not {type(data).__name__}") from None
-    if not view.c_contiguous:
-        view = memoryview(view.tobytes())
-    return view.cast("B") if view.format != "B" or view.ndim != 1 else view
-
-
-def check_size(n: int) -> None:
-    if n > MAX_ENTRY_BYTES:
-        raise EntryTooLargeError(f"entry of {n} bytes is over MAX_ENTRY_BYTES ({MAX_ENTRY_BYTES})")
 
 
 def storage_error(exc: OSError, what: str) -> StorageError:
@@ -157,6 +74,30 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
     return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
+
+
+@attrs.frozen
+class Recovered:
+    """What recovery found in a directory, handed to :class:`Log` once (it derives the rest).
+
+    ``topics`` is the recovery's own table: an observer's later refreshes update it in
+    place (see :meth:`Log.follow`)."""
+
+    segments: tuple[Segment, ...]
+    """The segments, oldest first; the last one is active."""
+    topics: dict[int, Topic]
+    max_tid: int
+    meta: dict[int, dict[int, TopicSummary]]
+    """Per segment: the state records it holds (for its index)."""
+    next_number: int | None = None
+    """Number of the next segment to create (None: one past the newest segment)."""
+    durable: int = 0
+    """LSN through which everything found is durable."""
+    to_index: tuple[Segment, ...] = ()
+    """Sealed segments without an index file (they are synced before it is written)."""
+    abandon_at: int | None = None
+    """Set when the active segment must not be written again (a torn or sealed end): the
+    LSN where its log ends; the next write starts a new segment."""
 
 
 class _Pending:
@@ -173,65 +114,194 @@ class _Pending:
 
 
 class Log:
-    """Segments, the write position, durability bookkeeping and space reclamation."""
+    """The write side of the log: segments, the write position, the pending ledger, sync
+    bookkeeping and the spare segment. Every field is assigned here and nowhere else.
 
-    def __init__(self, directory: str, backend: Backend, segments: list[Segment],
-                 topics: dict[int, Topic], max_tid: int, *, segment_size: int,
-                 sync_each: bool, read_only: bool) -> None:
-        self.directory = directory
-        self.backend = backend
-        self.segments = {s.number: s for s in segments}
+    Which lock guards what (``_mutex`` is the append lock; the order is always a topic's
+    ``read_lock``, then the append lock):
+
+    - under ``_mutex``: ``_active`` and its ``end``, ``_segments`` (a roll adds, reclamation
+      deletes), ``_by_tid``/``_by_name``/``_max_tid`` (a batch creates a topic; pending undo
+      removes it), the topics' write-side fields, ``_durable``, ``_pending``, ``_unsynced``,
+      ``_meta``, ``_abandon_at``, ``_failed_sync``, ``_next_number``, ``_spare``,
+      ``_making``, ``_progress_step``/``_on_progress``, ``closed``.
+    - ``_roll_targets`` and ``_deferred``: set by a roll under ``_mutex``; a sync pass reads
+      them without it (that is their point: it must not wait for the roll).
+    - ``_to_index``: a roll appends under ``_mutex``; the index writer (the background
+      worker, or ``close`` once that stopped) removes through :meth:`indexed` (single list
+      operations, atomic under the GIL).
+    - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
+    - set once before any write: ``_wait_durable``, ``_on_seal`` (see
+      :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
+    """
+
+    def __init__(self, directory: str, backend: Backend, found: Recovered, *,
+                 segment_size: int, sync_each: bool, read_only: bool) -> None:
+        segments = list(found.segments)
+        self._directory = directory
+        self._backend = backend
+        self._segments = {s.number: s for s in segments}
         """Open segments by number, oldest first."""
-        self.active = segments[-1] if segments else None
-        self.by_tid = topics
-        self.by_name = {t.name: t for t in topics.values()}
-        self.max_tid = max_tid
-        self.segment_size = size_for(segment_size)
+        self._active = segments[-1] if segments else None
+        self._by_tid = found.topics
+        self._by_name = {t.name: t for t in found.topics.values()}
+        self._max_tid = found.max_tid
+        self._segment_size = size_for(segment_size)
         """Bytes of a new segment file: the configured size for entries, plus the room kept
         for state records (see ``state_room``), so that the room costs no entry capacity."""
-        self.sync_each = sync_each
-        self.read_only = read_only
-        self.mutex = threading.Lock()
+        self._sync_each = sync_each
+        self._read_only = read_only
+        self._mutex = threading.Lock()
         """The append lock. Hot paths wait for it with :func:`wait_for` (no convoy), then
         take it with ``with`` (safe from interrupts)."""
-        self.lock = self.mutex
         self.closed = False
-        self.durable = 0
+        """No write from now on (set by :meth:`shut` and :meth:`disown` only)."""
+        self._durable = found.durable
         """LSN through which everything written is durable (claims in record headers)."""
-        self.abandon_at: int | None = None
+        self._abandon_at: int | None = None
         """Set when the active segment must not be written again: the LSN where its log ends."""
-        self.failed_sync = False
+        self._failed_sync = False
         """The active segment was abandoned because a sync failed: bytes of it after
         ``durable`` may be lost, which the next segment's header records."""
-        self.pending: list[_Pending] = []
-        self.unsynced: list[Segment] = []
-        """Sealed segments with writes not yet synced, oldest first."""
-        self.to_index: list[Segment] = []
+        self._pending: list[_Pending] = []
+        self._to_index: list[Segment] = list(found.to_index)
         """Sealed segments whose index file is still to be written (after a sync)."""
-        self.meta: dict[int, dict[int, TopicSummary]] = {}
+        self._unsynced: list[Segment] = list(found.to_index)
+        """Sealed segments with writes not yet synced, oldest first."""
+        self._meta: dict[int, dict[int, TopicSummary]] = found.meta
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
-        self.on_seal: Callable[[], None] | None = None
-        self.progress_step = 0
+        self._on_seal: Callable[[], None] | None = None
+        self._progress_step = 0
         """When not 0, ``on_progress`` is called each time the writer passes this many more
         bytes of the active segment (the prefaulter's cue)."""
-        self.on_progress: Callable[[], None] | None = None
-        self.spare: Segment | None = None
+        self._on_progress: Callable[[], None] | None = None
+        self._spare: Segment | None = None
         """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
-        self.new_topic: Callable[[str, Sequence[Payload]], int] = self._no_new_topic
-        """Where :meth:`append` sends the first append of a topic (set by the facade)."""
-        self.wait_durable: Callable[[int], None] = self._no_durability
+        self._owner = os.getpid()
+        """The process that opened the log: a fork's copy refuses every write."""
+        self._wait_durable: Callable[[int], None] = self._no_durability
         """Under SyncEach: returns once the log is durable up to an LSN, raising if the
-        write was undone (set by the facade to its durability's wait)."""
-        self.cursor_writes = 0
+        write was undone (the durability's wait, see :meth:`use_durability`)."""
+        self._cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
-        self.next_number = (segments[-1].number + 1) if segments else 1
+        self._next_number = (found.next_number if found.next_number is not None
+                             else segments[-1].number + 1 if segments else 1)
         """Number of the next segment to create (numbers of damaged files are never reused)."""
-        self.rolling: tuple[int, list[tuple[Segment, int]]] | None = None
+        self._roll_targets: tuple[int, list[tuple[Segment, int]]] | None = None
         """While a roll makes the next segment: the sync targets as it found them."""
-        self.making: Segment | None = None
+        self._making: Segment | None = None
         """The segment a roll is making, until it is part of the log (removed on failure)."""
-        self.deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
+        self._deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
         """Sync passes that ended while a roll was making a file: it publishes them."""
+        if found.abandon_at is not None:
+            self.abandon(found.abandon_at)
+
+    # --- what other modules read (never assign) ------------------------------------------------
+
+    @property
+    def directory(self) -> str:
+        return self._directory
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    @property
+    def segments(self) -> dict[int, Segment]:
+        return self._segments
+
+    @property
+    def active(self) -> Segment | None:
+        return self._active
+
+    @property
+    def by_tid(self) -> dict[int, Topic]:
+        return self._by_tid
+
+    @property
+    def by_name(self) -> dict[str, Topic]:
+        return self._by_name
+
+    @property
+    def meta(self) -> dict[int, dict[int, TopicSummary]]:
+        return self._meta
+
+    @property
+    def mutex(self) -> threading.Lock:
+        return self._mutex
+
+    lock = mutex
+
+    @property
+    def durable(self) -> int:
+        return self._durable
+
+    @property
+    def pending(self) -> list[_Pending]:
+        return self._pending
+
+    @property
+    def unsynced(self) -> list[Segment]:
+        return self._unsynced
+
+    @property
+    def to_index(self) -> list[Segment]:
+        return self._to_index
+
+    @property
+    def spare(self) -> Segment | None:
+        return self._spare
+
+    @property
+    def sync_each(self) -> bool:
+        return self._sync_each
+
+    @property
+    def progress_step(self) -> int:
+        return self._progress_step
+
+    @property
+    def cursor_writes(self) -> int:
+        return self._cursor_writes
+
+    # --- what other modules tell it ------------------------------------------------------------
+
+    def use_durability(self, wait: Callable[[int], None]) -> None:
+        """Under SyncEach, writes return once ``wait`` says they are durable."""
+        self._wait_durable = wait
+
+    def call_on_seal(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each roll (the background worker's cue to index)."""
+        self._on_seal = callback
+
+    def follow(self, segments: list[Segment], topics: dict[int, Topic]) -> None:
+        """An observer's refresh found these segments and topics on disk: adopt them.
+
+        ``topics`` is the table the log was opened with (already up to date); the names
+        are not."""
+        self._segments = {seg.number: seg for seg in segments}
+        self._active = segments[-1] if segments else None
+        for tid, t in topics.items():
+            self._by_tid.setdefault(tid, t)
+            self._by_name.setdefault(t.name, t)
+
+    def shut(self) -> None:
+        """No write from now on: racing appends raise WalrusClosedError (taken under the
+        append lock, so writers leading sync passes cannot starve the last one)."""
+        with self._mutex:
+            self.closed = True
+
+    def drop_spare(self) -> None:
+        """Delete the prepared spare segment (never part of the log); after :meth:`shut`."""
+        if self._spare is not None:
+            discard(self._spare)
+            self._spare = None
+
+    def indexed(self, segments: list[Segment]) -> None:
+        """These sealed segments' index files are written (or given up on): forget them."""
+        for seg in segments:
+            if seg in self._to_index:
+                self._to_index.remove(seg)
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -243,26 +313,26 @@ class Log:
         One Python frame, one lock, no allocation beyond the record itself (the defaults bind
         the struct and zlib functions as locals). Into a writable mapping with the C
         extension, the record is one C call (``encode_entry``). A topic seen for the first
-        time goes to ``new_topic``, the facade's validating path. Returns the new entry's
+        time goes to :meth:`append_new`, the validating path. Returns the new entry's
         offset (a value at hand: no cost); under SyncEach once ``wait_durable`` says it is
         durable.
         """
         try:
-            t = self.by_name[topic]
+            t = self._by_name[topic]
         except (KeyError, TypeError):  # new, or unhashable: the validating path sees to it
-            return self.new_topic(topic, (data,))
+            return self.append_new(topic, (data,))
         if type(data) is not bytes:
             data = as_payload(data)
         n = len(data)
         if n > 4096:
             check_size(n)
-        lock = self.mutex
+        lock = self._mutex
         if lock.locked():
             wait_for(lock)
         with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
             if self.closed:
                 raise WalrusClosedError()
-            seg = self.active
+            seg = self._active
             p = seg.end  # type: ignore[union-attr]
             e = p + 32 + n  # 32: HEADER_SIZE
             end = (e + 7) & ~7
@@ -274,9 +344,9 @@ class Log:
             seq = t.next_seq
             address = seg.address  # type: ignore[union-attr]
             if address is not None and type(data) is bytes:
-                _encode(address, p, data, n, t.tid, seq, self.durable, seg.salt)  # type: ignore[union-attr]
+                _encode(address, p, data, n, t.tid, seq, self._durable, seg.salt)  # type: ignore[union-attr]
             elif (view := seg.view) is not None:  # type: ignore[union-attr]
-                _pack(view, p, 0, n, t.tid, 1, 0, seq, self.durable)  # 1: ENTRY
+                _pack(view, p, 0, n, t.tid, 1, 0, seq, self._durable)  # 1: ENTRY
                 view[p + 32:e] = data
                 if n <= 4096:
                     _crc_pack(view, p, _crc(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
@@ -285,28 +355,46 @@ class Log:
                         _crc_pack(view, p, _crc(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
             else:
                 self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
-                    ENTRY, t.tid, 0, seq, self.durable, data, seg.salt), data])  # type: ignore[union-attr]
+                    ENTRY, t.tid, 0, seq, self._durable, data, seg.salt), data])  # type: ignore[union-attr]
             # The bookkeeping: stores, then one call that ends it, so an interrupt (a signal
             # handler raising, which happens only at a call) finds the append whole or not
             # begun; no other thread runs in between either (the GIL switches at calls too).
             lsn = seg.lsn_base | p  # type: ignore[union-attr]
-            if not self.sync_each:
+            if not self._sync_each:
                 t.nbytes += end - p
                 seg.end = end  # type: ignore[union-attr]
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
                 return seq
-            pending = self._pending(t, lsn, lsn + end - p, seq, 1, end - p)
+            pending = self._ledger_entry(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
             t.next_seq = seq + 1
-            self.pending += (pending,)
+            self._pending += (pending,)
             t.lsns.append(lsn)
-        self.wait_durable(pending.end)  # outside the lock: other writers join this sync
+        self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
-    def _no_new_topic(self, name: str, payloads: Sequence[Payload]) -> int:
-        raise InvalidArgumentError(f"unknown topic {name!r}")
+    def append_new(self, name: object, payloads: Sequence[object]) -> int:
+        """Append to a topic that may not exist yet (validated; creates it atomically with
+        its first entries). Returns the first entry's offset, as the appends do; for an empty
+        batch, which writes nothing, the offset the next entry will get."""
+        check_topic(name)
+        assert isinstance(name, str)
+        check_writable(self.closed, self._owner, self._read_only)
+        items, need = snapshot_batch(payloads)
+        if not items:
+            t = self._by_name.get(name)
+            return 0 if t is None else t.next_seq
+        return self.append_batch(name, None, items, need)
+
+    def disown(self) -> None:
+        """In a forked child: the parent goes on writing these files, so every write here
+        is refused (the topic table emptied in place sends every append to the checks of
+        :meth:`append_new`, and the append lock, which a parent thread may have held at the
+        fork, is never taken)."""
+        self.closed = True
+        self._by_name.clear()
 
     def _no_durability(self, lsn: int) -> None:
         """Never acknowledge a SyncEach write that nothing made durable."""
@@ -319,21 +407,21 @@ class Log:
         checked there). Returns the offset of the batch's first entry; under SyncEach once
         the batch is durable.
         """
-        lock = self.mutex
+        lock = self._mutex
         wait_for(lock)
         with lock:
             if self.closed:
                 raise WalrusClosedError()
             if t is None:
-                t = self.by_name.get(name)
+                t = self._by_name.get(name)
             new = t is None
-            tid = self.max_tid + 1 if t is None else t.tid
+            tid = self._max_tid + 1 if t is None else t.tid
             seq = 0 if t is None else t.next_seq
             name_bytes = name.encode("utf-8", "surrogatepass")
             size = need  # what the entries' records take
             if new:  # the TOPIC record that heads the batch, and its copy after it
                 need += 2 * record_size(len(name_bytes))
-            seg = self.active
+            seg = self._active
             assert seg is not None
             if seg.end + need > seg.check_at:
                 seg = self.make_room(need)
@@ -346,14 +434,14 @@ class Log:
             if t is None:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
-            meta = self._meta(seg, tid)
-            pending = self._pending(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                    created=new) if self.sync_each else None
+            meta = self._meta_of(seg, tid)
+            pending = self._ledger_entry(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                    created=new) if self._sync_each else None
             seg.end = end
             if new:
-                self.max_tid = tid
-                self.by_tid[tid] = t
-                self.by_name[name] = t
+                self._max_tid = tid
+                self._by_tid[tid] = t
+                self._by_name[name] = t
                 meta.name = name
                 meta.next_seq = seq + count  # a new topic's first state in this segment
             t.lsns += lsns
@@ -362,8 +450,8 @@ class Log:
             if pending is None:
                 t.visible = seq + count
                 return seq
-            self.pending += (pending,)
-        self.wait_durable(pending.end)
+            self._pending += (pending,)
+        self._wait_durable(pending.end)
         return seq
 
     def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
@@ -380,7 +468,7 @@ class Log:
         start = p if view is not None else 0
         base = seg.lsn_base + (p - start)
         left = len(items) - 1 + (topic is not None)
-        durable = self.durable
+        durable = self._durable
         if topic is not None:
             start = _codec.encode_into(target, start, TOPIC, tid, left, seq, durable, topic,
                                        seg.salt)
@@ -399,22 +487,22 @@ class Log:
 
         A CLEAN record without a value marks the topic clean at its current next offset.
         """
-        lock = self.mutex
+        lock = self._mutex
         wait_for(lock)
         with lock:
             if self.closed:
                 raise WalrusClosedError()
             if value is None:
                 value = t.next_seq if kind == CLEAN else 0
-            seg = self.active
+            seg = self._active
             assert seg is not None
             if seg.end + HEADER_SIZE > seg.check_at:
                 seg = self.make_room(HEADER_SIZE, state=True)
             p = seg.end
             end = self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
-            meta = self._meta(seg, t.tid)
+            meta = self._meta_of(seg, t.tid)
             pending = None
-            if self.sync_each:
+            if self._sync_each:
                 def undo(t: Topic = t, previous: tuple[int, int] = (t.persisted, t.mark),
                          meta: TopicSummary = meta,
                          noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
@@ -426,14 +514,14 @@ class Log:
             seg.end = end
             if kind == CURSOR:
                 t.persisted = meta.cursor = value
-                self.cursor_writes += 1
+                self._cursor_writes += 1
             else:
                 t.mark = meta.mark = value if kind == CLEAN else MARKED_DIRTY
             if pending is not None:
-                self.pending += (pending,)
+                self._pending += (pending,)
             return seg.lsn_base | end
 
-    def _pending(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
+    def _ledger_entry(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
                  created: bool = False) -> _Pending:
         """Under SyncEach: publish the entries once durable, or undo them if the sync fails.
 
@@ -449,18 +537,18 @@ class Log:
             t.next_seq = seq
             t.nbytes -= size
             if created:
-                self.by_tid.pop(t.tid, None)
-                self.by_name.pop(t.name, None)
+                self._by_tid.pop(t.tid, None)
+                self._by_name.pop(t.name, None)
 
         return _Pending(start, end, publish, undo)
 
-    def _meta(self, seg: Segment, tid: int) -> TopicSummary:
+    def _meta_of(self, seg: Segment, tid: int) -> TopicSummary:
         """The state records of ``tid`` in ``seg`` (for its index)."""
-        return self.meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
+        return self._meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
 
     def _note_meta(self, seg: Segment, tid: int, kind: int, value: int,
                    name: str | None = None) -> None:
-        meta = self._meta(seg, tid)
+        meta = self._meta_of(seg, tid)
         if kind == TOPIC:
             meta.name = name
             meta.next_seq = max(meta.next_seq, value)
@@ -475,7 +563,7 @@ class Log:
                        records: Sequence[tuple[int, int, int, int, Payload]]) -> int:
         """Encode records back to back from ``p``; returns where they end (the caller moves
         ``seg.end`` there)."""
-        durable = self.durable
+        durable = self._durable
         salt = seg.salt
         view = seg.view
         pos = p
@@ -505,15 +593,15 @@ class Log:
             else:
                 seg.file.write(p, b"".join(parts))
         except OSError as exc:
-            if seg is self.active:
+            if seg is self._active:
                 self.abandon(seg.lsn_base | p)
             raise storage_error(exc, f"writing to {seg.path} at {p}") from exc
 
     def abandon(self, lsn: int) -> None:
         """End the log at ``lsn`` in the active segment: the next write starts a new one."""
-        self.abandon_at = lsn
-        if self.active is not None:
-            self.active.limit = self.active.check_at = 0
+        self._abandon_at = lsn
+        if self._active is not None:
+            self._active.limit = self._active.check_at = 0
 
     def make_room(self, need: int, state: bool = False) -> Segment:
         """The slow path of a write of ``need`` bytes that ends past the active segment's
@@ -524,31 +612,31 @@ class Log:
         disk) goes into the room the segment keeps for them, then into a small segment: a
         consumer can go on, so that the segments it passed are reclaimed and space is freed.
         """
-        seg = self.active
+        seg = self._active
         assert seg is not None
         if seg.end + need > seg.limit:
             try:
                 seg = self._roll(need)
             except StorageError:
-                if not state or self.abandon_at is not None:
+                if not state or self._abandon_at is not None:
                     raise
                 if seg.end + need > seg.state_limit:
                     seg = self._roll(need, STATE_ROOM)
         else:
             self._next_check(seg, seg.end + need)
-        if self.on_progress is not None:
-            self.on_progress()
+        if self._on_progress is not None:
+            self._on_progress()
         return seg
 
     def watch_progress(self, step: int, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` each time the writer passes ``step`` more bytes (0, None: stop)."""
-        with self.lock:
-            self.progress_step, self.on_progress = step, callback
-            if self.active is not None:
-                self._next_check(self.active, self.active.end)
+        with self._mutex:
+            self._progress_step, self._on_progress = step, callback
+            if self._active is not None:
+                self._next_check(self._active, self._active.end)
 
     def _next_check(self, seg: Segment, pos: int) -> None:
-        seg.check_at = min(seg.limit, pos + self.progress_step) if self.progress_step \
+        seg.check_at = min(seg.limit, pos + self._progress_step) if self._progress_step \
             else seg.limit
 
     def _roll(self, need: int, size: int | None = None) -> Segment:
@@ -562,60 +650,60 @@ class Log:
         ``size``: make the new segment only that big (plus what ``need`` takes), not the
         configured size.
         """
-        old = self.active
+        old = self._active
         assert old is not None
-        prev_end = self.abandon_at
+        prev_end = self._abandon_at
         if prev_end is None:
             prev_end = old.lsn_base | old.end
         preamble = self._preamble()
         size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need, size)
-        flags = FOLLOWS_FAILED_SYNC if self.failed_sync else 0
-        self.rolling = self._targets()
-        self.making = None
+        flags = FOLLOWS_FAILED_SYNC if self._failed_sync else 0
+        self._roll_targets = self._targets()
+        self._making = None
         try:
-            new = self._next_segment(max(self.next_number, old.number + 1), size, prev_end,
+            new = self._next_segment(max(self._next_number, old.number + 1), size, prev_end,
                                      flags)
             new.end = self._write_records(new, new.end, preamble)
         except BaseException as exc:
             # Whatever happened (a full disk, an interrupt), no segment the log does not
             # know may stay: a crash would find it naming where the log ended.
-            made, self.making = self.making, None
+            made, self._making = self._making, None
             if made is not None:
-                if made is self.spare:
-                    self.spare = None
+                if made is self._spare:
+                    self._spare = None
                 discard(made)
             if isinstance(exc, OSError):
                 raise storage_error(exc, "starting the next segment") from exc
             raise
         finally:
-            self.rolling = None
-            deferred, self.deferred = self.deferred, []
+            self._roll_targets = None
+            deferred, self._deferred = self._deferred, []
             for target, targets in deferred:
                 self._publish(target, targets)
         for kind, tid, _left, value, payload in preamble:
             name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
             self._note_meta(new, tid, kind, value, name)
         self._next_check(new, new.end)
-        if self.abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
+        if self._abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
             try:  # the SEAL marks the end; the records' region ends where it starts
                 self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
-        next_number = max(self.next_number, new.number + 1)
-        spare = None if new is self.spare else self.spare
+        next_number = max(self._next_number, new.number + 1)
+        spare = None if new is self._spare else self._spare
         # The switch: stores only (no call, so no interrupt and no other thread in between).
-        self.unsynced += [old]
-        self.to_index += [old]
-        self.segments[new.number] = new
+        self._unsynced += [old]
+        self._to_index += [old]
+        self._segments[new.number] = new
         old.sealed = True
-        self.spare = spare
-        self.abandon_at = None
-        self.failed_sync = False
-        self.next_number = next_number
-        self.making = None
-        self.active = new
-        if self.on_seal is not None:
-            self.on_seal()
+        self._spare = spare
+        self._abandon_at = None
+        self._failed_sync = False
+        self._next_number = next_number
+        self._making = None
+        self._active = new
+        if self._on_seal is not None:
+            self._on_seal()
         return new
 
     def new_segment_size(self, preamble: int, need: int, minimum: int | None = None) -> int:
@@ -628,22 +716,22 @@ class Log:
         most half of any segment's entries, and costs at most one byte written per byte of
         entries.
         """
-        return max(self.segment_size if minimum is None else minimum,
+        return max(self._segment_size if minimum is None else minimum,
                    size_for(SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM))
 
     def _next_segment(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
         """The spare, stamped as the next segment, or else a new segment ``number``; noted
         in ``making`` before anything is written to it."""
-        spare = self.spare
+        spare = self._spare
         if spare is not None and spare.size >= size:
-            self.making = spare
+            self._making = spare
             try:
-                spare.activate(prev_end, flags, self.durable)
+                spare.activate(prev_end, flags, self._durable)
                 return spare
             except OSError as exc:
-                log.warning("cannot use the prepared segment %s: %s", spare.path, exc)
+                logger.warning("cannot use the prepared segment %s: %s", spare.path, exc)
         if spare is not None:
-            self.making = self.spare = None
+            self._making = self._spare = None
             discard(spare)
         return self._create(number, size, prev_end, flags)
 
@@ -655,43 +743,43 @@ class Log:
         """
         try:
             try:
-                new = Segment.create(self.backend, self.directory, number, size, prev_end,
-                                     flags, self.durable)
+                new = Segment.create(self._backend, self._directory, number, size, prev_end,
+                                     flags, self._durable)
             except FileExistsError:
-                os.unlink(os.path.join(self.directory, segment_name(number)))
-                new = Segment.create(self.backend, self.directory, number, size, prev_end,
-                                     flags, self.durable)
+                os.unlink(os.path.join(self._directory, segment_name(number)))
+                new = Segment.create(self._backend, self._directory, number, size, prev_end,
+                                     flags, self._durable)
         except OSError as exc:
             raise storage_error(exc, f"creating segment {number}") from exc
-        self.making = new
-        sync_directory(self.directory)
+        self._making = new
+        sync_directory(self._directory)
         return new
 
     def prepare_spare(self) -> None:
         """Create, allocate and pre-fault the next segment ahead of need (background)."""
-        with self.lock:
-            if self.closed or self.spare is not None or self.read_only:
+        with self._mutex:
+            if self.closed or self._spare is not None or self._read_only:
                 return
-            number = self.next_number
-            self.next_number += 1
-        seg = Segment.create(self.backend, self.directory, number, self.segment_size,
+            number = self._next_number
+            self._next_number += 1
+        seg = Segment.create(self._backend, self._directory, number, self._segment_size,
                              SPARE_PREV_END)
-        sync_directory(self.directory)
+        sync_directory(self._directory)
         seg.populate(0)
-        with self.lock:
-            active = self.active
-            if self.closed or self.spare is not None or (
+        with self._mutex:
+            active = self._active
+            if self.closed or self._spare is not None or (
                     active is not None and active.number > number):
                 keep = False
             else:
-                self.spare, keep = seg, True
+                self._spare, keep = seg, True
         if not keep:
             discard(seg)
 
     def _preamble(self) -> list[tuple[int, int, int, int, Payload]]:
         """State records that open a segment, so older segments can be deleted."""
         records: list[tuple[int, int, int, int, Payload]] = []
-        for t in self.by_tid.values():
+        for t in self._by_tid.values():
             records.append((TOPIC, t.tid, 0, t.next_seq, t.name.encode("utf-8", "surrogatepass")))
             if t.persisted:
                 records.append((CURSOR, t.tid, 0, t.persisted, b""))
@@ -709,33 +797,33 @@ class Log:
         keeps the schedule's promise must not wait for the allocation.
         """
         if self._rolling():
-            rolling = self.rolling
+            rolling = self._roll_targets
             if rolling is not None:
                 return rolling
-        with self.mutex:
+        with self._mutex:
             return self._targets()
 
     def _rolling(self) -> bool:
         """Wait for the append lock to look free; True instead once a roll holds it to make
         a file (``rolling`` is set)."""
-        mutex = self.mutex
+        mutex = self._mutex
         for spin in range(SPINS + 1):
             if not mutex.locked():
                 return False
-            if self.rolling is not None:
+            if self._roll_targets is not None:
                 return True
             time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
         while mutex.locked():
-            if self.rolling is not None:
+            if self._roll_targets is not None:
                 return True
             time.sleep(ROLL_POLL)
         return False
 
     def _targets(self) -> tuple[int, list[tuple[Segment, int]]]:
         """The sync targets (under the append lock)."""
-        active = self.active
+        active = self._active
         assert active is not None
-        targets = [(s, s.end) for s in self.unsynced]
+        targets = [(s, s.end) for s in self._unsynced]
         targets.append((active, active.end))
         return active.lsn_base | active.end, targets
 
@@ -745,31 +833,31 @@ class Log:
         Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
         the next pass must not wait for the allocation either.
         """
-        if not self.sync_each and self._rolling() and self.rolling is not None:
-            self.deferred += [(target, targets)]  # no call since the test: the roll sees it
+        if not self._sync_each and self._rolling() and self._roll_targets is not None:
+            self._deferred += [(target, targets)]  # no call since the test: the roll sees it
             return
-        wait_for(self.mutex)
-        with self.mutex:
+        wait_for(self._mutex)
+        with self._mutex:
             self._publish(target, targets)
 
     def _publish(self, target: int, targets: list[tuple[Segment, int]]) -> None:
         """Note what a sync pass made durable (under the append lock)."""
-        if target > self.durable:
-            self.durable = target
+        if target > self._durable:
+            self._durable = target
             self._mark_durable()
         # A segment counts as synced only up to where the pass found it: one that was
         # active when the pass began may have been written on (and sealed) meanwhile.
         covered = {id(seg): end for seg, end in targets}
-        self.unsynced = [s for s in self.unsynced if covered.get(id(s), -1) < s.end]
-        if self.pending:
+        self._unsynced = [s for s in self._unsynced if covered.get(id(s), -1) < s.end]
+        if self._pending:
             done = 0
-            for item in self.pending:
+            for item in self._pending:
                 if item.end > target:
                     break
                 if item.publish is not None:
                     item.publish()
                 done += 1
-            del self.pending[:done]
+            del self._pending[:done]
 
     def _mark_durable(self) -> None:
         """Claim the new durable point just past the end of the log (a MARK record).
@@ -782,20 +870,20 @@ class Log:
         own writeback; a mark that never does proves nothing, and a torn one is not a record.
         (A 32-byte store per sync pass, under the append lock the pass takes anyway.)
         """
-        seg = self.active
-        if seg is None or seg.sealed or self.abandon_at is not None or self.read_only:
+        seg = self._active
+        if seg is None or seg.sealed or self._abandon_at is not None or self._read_only:
             return
         p = seg.end
         if p + HEADER_SIZE > seg.size:
             return
-        record = _codec.encode_record(MARK, 0, 0, 0, self.durable, b"", seg.salt)
+        record = _codec.encode_record(MARK, 0, 0, 0, self._durable, b"", seg.salt)
         try:
             if seg.view is not None:
                 seg.view[p:p + HEADER_SIZE] = record
             else:
                 seg.file.write(p, record)
         except OSError as exc:  # the next write, or sync, meets the failure and reports it
-            log.debug("could not mark the durable point in %s: %s", seg.path, exc)
+            logger.debug("could not mark the durable point in %s: %s", seg.path, exc)
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
@@ -805,26 +893,26 @@ class Log:
         acknowledged already: keep them, and move on to a fresh segment so that new writes get
         a clean durability record.
         """
-        wait_for(self.mutex)
-        with self.mutex:
-            if self.pending:
-                start = self.pending[0].start
-                for item in reversed(self.pending):
+        wait_for(self._mutex)
+        with self._mutex:
+            if self._pending:
+                start = self._pending[0].start
+                for item in reversed(self._pending):
                     item.undo()
-                self.pending.clear()
+                self._pending.clear()
                 self._drop_after(start)
                 self._erase_from(start)
                 self.abandon(start)
-            elif self.active is not None and self.abandon_at is None:
-                self.abandon(self.active.lsn_base | self.active.end)
-                self.failed_sync = True
+            elif self._active is not None and self._abandon_at is None:
+                self.abandon(self._active.lsn_base | self._active.end)
+                self._failed_sync = True
 
     def _erase_from(self, lsn: int) -> None:
         """Zero the undone writes from ``lsn`` to the end of the active segment, so that no
         reopen finds them: they are still in the file, and the next segment (which would say
         where the log ends) may never be made on a failing disk. Best effort: the zeros reach
         the disk with the next sync that succeeds."""
-        seg = self.active
+        seg = self._active
         assert seg is not None and lsn >> SEG_SHIFT == seg.number
         pos = lsn & OFFSET_MASK
         end, seg.end = min(seg.end + _SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
@@ -837,215 +925,31 @@ class Log:
                     seg.file.write(pos, bytes(n))
                 pos += n
         except OSError as exc:
-            log.warning("could not erase the writes a failed sync undid in %s: %s",
+            logger.warning("could not erase the writes a failed sync undid in %s: %s",
                         seg.path, exc)
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
         keep = lsn >> SEG_SHIFT
-        for number in [n for n in self.segments if n > keep]:
-            seg = self.segments.pop(number)
+        for number in [n for n in self._segments if n > keep]:
+            seg = self._segments.pop(number)
             seg.close()
             try:
                 os.unlink(seg.path)
             except OSError:
                 pass
-            self.meta.pop(number, None)
-        self.active = self.segments[keep]
-        self.active.sealed = False
-        self.unsynced = [s for s in self.unsynced if s.number < keep]
-        self.to_index = [s for s in self.to_index if s.number < keep]
+            self._meta.pop(number, None)
+        self._active = self._segments[keep]
+        self._active.sealed = False
+        self._unsynced = [s for s in self._unsynced if s.number < keep]
+        self._to_index = [s for s in self._to_index if s.number < keep]
 
-    # --- reading ------------------------------------------------------------------------------
-
-    def read_payload(self, t: Topic, seq: int, max_len: int = MAX_ENTRY_BYTES) -> bytes | None:
-        """The payload of entry ``seq`` of ``t`` (None if longer than ``max_len``).
-
-        Raises CorruptionError if the record is damaged or is not the entry it should be.
-        """
-        i = seq - t.first_seq
-        if not 0 <= i < len(t.lsns):  # an offset handed out whose record recovery never found
-            raise CorruptionError(f"topic {t.name!r} entry {seq} is lost", t.name, seq)
-        lsn = t.lsns[i]
-        seg = self.segments.get(lsn >> SEG_SHIFT)
-        if seg is None:
-            raise CorruptionError(f"topic {t.name!r} entry {seq}: its segment is missing",
-                                  t.name, seq)
-        pos = lsn & OFFSET_MASK
-        if not lsn & DAMAGED:
-            view = seg.view
-            if view is not None:
-                decoded = _codec.decode_entry(view, pos, seg.salt, max_len)
-            else:
-                decoded = self._decode_windowed(seg, pos, max_len)
-            if decoded is not None and decoded[0] == t.tid and decoded[1] == seq:
-                return decoded[2]
-        raise CorruptionError(
-            f"topic {t.name!r} entry {seq} is damaged ({seg.path} at byte {pos & ~DAMAGED})",
-            t.name, seq)
-
-    def read_run(self, t: Topic, seq: int, end: int, budget: int, limit: int) -> list[bytes]:
-        """Payloads of entries ``seq``, ``seq + 1``, ... (before ``end``, at most ``limit``).
-
-        Stops before the entry that would take the total past ``budget`` (the first is always
-        taken) and before a damaged one; raises CorruptionError only if the first is damaged,
-        so a caller that consumes what it got plus the entry an error names never consumes
-        an entry it did not deliver.
-        """
-        out: list[bytes] = []
-        total = 0
-        lsns = t.lsns
-        stop_at = min(end, t.first_seq + len(lsns))  # offsets past the index are lost entries
-        while seq < stop_at and len(out) < limit:
-            if out and total > budget:  # over already (the first is free): even b"" is past it
-                break
-            i = seq - t.first_seq
-            lsn = lsns[i]
-            number = lsn >> SEG_SHIFT
-            seg = self.segments.get(number)
-            if seg is None or lsn & DAMAGED:
-                break
-            view = seg.view
-            if view is not None:
-                buf: object = view
-                base = 0
-            else:
-                buf, base = seg.locate(lsn & OFFSET_MASK, HEADER_SIZE)
-            run = lsns[i:i + min(stop_at - seq, limit - len(out))]
-            starts, ends, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
-                                                max(0, budget - total), not out)
-            if starts:  # the payloads of the prefix that passed, sliced in C-level loops
-                out += map(buf.__getitem__, map(slice, starts, ends))  # type: ignore[attr-defined,index]
-                total += sum(ends) - sum(starts)
-            seq += len(starts)
-            if stop == STOP_BUFFER and not starts:
-                # The next record does not fit the read window (or the file): read it on its
-                # own. Damage there ends the run; the next call raises for it.
-                try:
-                    data = self.read_payload(t, seq,
-                                             max(0, budget - total) if out else MAX_ENTRY_BYTES)
-                except CorruptionError:
-                    if out:
-                        break
-                    raise
-                if data is None:
-                    break
-                out.append(data)
-                total += len(data)
-                seq += 1
-            elif stop not in (STOP_COUNT, STOP_SEGMENT, STOP_BUFFER):
-                break
-        if not out and seq < end and limit:
-            data = self.read_payload(t, seq)  # raises CorruptionError for a damaged entry
-            if data is not None:
-                out.append(data)
-        return out
-
-    def _decode_windowed(self, seg: Segment, pos: int,
-                         max_len: int) -> tuple[int, int, bytes | None] | None:
-        buf, base = seg.locate(pos, HEADER_SIZE)
-        if pos - base + HEADER_SIZE > len(buf):  # type: ignore[arg-type]
-            return None
-        header = bytes(buf[pos - base:pos - base + HEADER_SIZE])  # type: ignore[index]
-        n = _unpack_from(header, 0)[1]
-        if n > MAX_ENTRY_BYTES or pos + HEADER_SIZE + n > seg.size:
-            return None
-        if n > WINDOW and n <= max_len:
-            # A large payload is read once, straight into the bytes object returned.
-            return _codec.decode_split(header, seg.file.read(pos + HEADER_SIZE, n), seg.salt)
-        if n <= max_len:
-            buf, base = seg.locate(pos, HEADER_SIZE + n)
-        return _codec.decode_entry(buf, pos - base, seg.salt, max_len)
-
-    # --- indexes and reclamation ----------------------------------------------------------------
-
-    def summary_of(self, seg: Segment, end: int | None = None) -> SegmentSummary:
-        """The index of a segment, built from memory (no rescan).
-
-        With ``end``, only records before that offset (a checkpoint of the active segment
-        while appends go on: entries before ``end`` never change).
-        """
-        covered = seg.end if end is None else end
-        summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
-        meta = self.meta.get(seg.number, {})
-        buf = seg.whole()
-        for tid, t in list(self.by_tid.items()):
-            lo, hi = t.lsn_range(seg.number, covered)
-            m = meta.get(tid)
-            if hi == lo and m is None:
-                continue
-            entry = TopicSummary()
-            if m is not None:
-                entry.name, entry.next_seq = m.name, m.next_seq
-                entry.cursor, entry.mark = m.cursor, m.mark
-            if hi > lo:
-                entry.first_seq = t.first_seq + lo
-                entry.lsns = t.lsns[lo:hi]
-                entry.nbytes = record_bytes(buf, entry.lsns)
-            summary.topics[tid] = entry
-        return summary
-
-    def write_index(self, seg: Segment, summary: SegmentSummary) -> None:
-        """Persist a segment's index: write, fsync, rename (the segment is synced already)."""
-        path = os.path.join(self.directory, index_name(seg.number))
-        tmp = path + ".tmp"
-        data = _codec.encode_index(summary)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        sync_directory(self.directory)
-
-    def low_watermark(self, persisted: dict[int, int]) -> int:
-        """LSN below which every entry is consumed by the given (durable) cursors."""
-        active = self.active
-        assert active is not None
-        low = active.lsn_base
-        for tid, cursor in persisted.items():
-            t = self.by_tid.get(tid)
-            if t is None:
-                continue
-            lsn = t.first_unconsumed_lsn(max(cursor, t.first_seq))
-            if lsn is not None and lsn < low:
-                low = lsn
-        return low
-
-    def delete_before(self, low: int) -> list[Segment]:
-        """Forget and delete the oldest segments wholly below ``low``.
-
-        The caller has synced the cursors that ``low`` was computed from. Only a prefix of the
-        log is ever deleted, and never a segment still waiting to be synced or indexed.
-        """
-        doomed = []
-        for number, seg in list(self.segments.items()):  # a roll may add one meanwhile
-            if ((number + 1) << SEG_SHIFT > low or seg is self.active or seg in self.unsynced
-                    or seg in self.to_index):
-                break
-            doomed.append(seg)
-        if not doomed:
-            return []
-        oldest_kept = doomed[-1].number + 1
-        buffers = [(seg.number, seg.whole()) for seg in doomed]
-        for t in list(self.by_tid.values()):
-            with t.read_lock:
-                t.drop_before(oldest_kept, buffers)
-        with self.lock:
+    def forget(self, doomed: list[Segment]) -> None:
+        """Reclamation deletes these oldest segments: they are no longer part of the log."""
+        with self._mutex:
             for seg in doomed:
-                del self.segments[seg.number]
-                self.meta.pop(seg.number, None)
-        for seg in doomed:
-            seg.close()
-            for path in (seg.path, os.path.join(self.directory, index_name(seg.number))):
-                try:
-                    os.unlink(path)
-                except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)
-                    pass
-        return doomed
+                del self._segments[seg.number]
+                self._meta.pop(seg.number, None)
 
 
 SPINS = 200
@@ -1087,7 +991,7 @@ def discard(seg: Segment) -> None:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        log.warning("could not remove the unused segment %s: %s", seg.path, exc)
+        logger.warning("could not remove the unused segment %s: %s", seg.path, exc)
 
 
 def sync_directory(path: str) -> None:

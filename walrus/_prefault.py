@@ -26,7 +26,7 @@ import attrs
 from ._log import Log
 from ._segment import Segment
 
-log = logging.getLogger("walrus")
+logger = logging.getLogger("walrus")
 
 PAGE = mmap.PAGESIZE
 """Leads and steps are whole pages: a fault-in never stops part-way through one."""
@@ -78,8 +78,8 @@ def writeback_age() -> float:
 class Prefaulter:
     """The thread that keeps the pages just ahead of the writer faulted in writable."""
 
-    def __init__(self, wal: Log, cadence: SyncCadence) -> None:
-        self.wal = wal
+    def __init__(self, log: Log, cadence: SyncCadence) -> None:
+        self.log = log
         self.cadence = cadence
         self.max_lead = cadence.lead(FAST)
         """The lead of a writer going at FAST."""
@@ -92,17 +92,17 @@ class Prefaulter:
         and the writer calls in with the append lock held."""
         self.cue.acquire()
         self.thread = threading.Thread(target=self._run, name="walrus-prefault", daemon=True)
-        wal.watch_progress(self.step, self.wake)
+        log.watch_progress(self.step, self.wake)
         self.thread.start()
 
     @classmethod
-    def start(cls, wal: Log, cadence: SyncCadence) -> Prefaulter | None:
-        """A prefaulter for ``wal`` if its segments are mapped writable and a writer going
+    def start(cls, log: Log, cadence: SyncCadence) -> Prefaulter | None:
+        """A prefaulter for ``log`` if its segments are mapped writable and a writer going
         at FAST would earn a lead worth a thread; else None."""
-        active = wal.active
+        active = log.active
         if active is None or active.address is None or cadence.lead(FAST) < MIN_LEAD:
             return None
-        return cls(wal, cadence)
+        return cls(log, cadence)
 
     def wake(self) -> None:
         try:
@@ -111,7 +111,7 @@ class Prefaulter:
             pass
 
     def stop(self) -> None:
-        self.wal.watch_progress(0, None)
+        self.log.watch_progress(0, None)
         self.stopping = True
         self.wake()
         self.thread.join()
@@ -130,7 +130,7 @@ class Prefaulter:
             self.cue.acquire()
             if self.stopping:
                 return
-            active = self.wal.active
+            active = self.log.active
             if active is None:
                 continue
             now, end = time.monotonic(), active.end
@@ -143,5 +143,5 @@ class Prefaulter:
                 try:
                     seg.populate(max(ready, end), end + lead, writable=True)
                 except Exception:  # never let the thread die silently
-                    log.exception("walrus prefault thread failed")
+                    logger.exception("walrus prefault thread failed")
                 ready = end + lead

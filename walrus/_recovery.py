@@ -12,12 +12,14 @@ import logging
 import os
 from collections.abc import Iterable
 
+import attrs
+
 from . import _codec
 from ._codec import DAMAGED, NO_ENTRY, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._directory import Directory, parse_index_name, scan_limit, settled_scan, unlink
 from ._follow import Listing, follow, written_end
-from ._log import Log, sync_directory
-from ._segment import Segment, index_name, list_directory, segment_name
+from ._log import Log, Recovered, sync_directory
+from ._segment import Segment, index_name, list_directory, segment_name, size_for
 from ._topics import Topic
 from .backends._base import Backend
 
@@ -567,33 +569,31 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
     rebuilder = Rebuilder(directory, backend, read_only)
     rebuilder.load()
     segments = rebuilder.segments
-    wal = Log(directory, backend, segments, rebuilder.topics, rebuilder.max_tid,
-              segment_size=segment_size, sync_each=sync_each, read_only=read_only)
-    wal.meta = rebuilder.meta
+    found = Recovered(tuple(segments), rebuilder.topics, rebuilder.max_tid, rebuilder.meta)
     if read_only:
-        return wal, rebuilder
-    wal.next_number = rebuilder.max_number + 1
-    if not segments:
-        first = Segment.create(backend, directory, wal.next_number, wal.segment_size, 0)
-        wal.next_number += 1
+        pass
+    elif not segments:
+        number = rebuilder.max_number + 1
+        first = Segment.create(backend, directory, number, size_for(segment_size), 0)
         sync_directory(directory)
-        wal.segments[first.number] = first
-        wal.active = first
+        found = attrs.evolve(found, segments=(first,), next_number=number + 1)
     else:
         # Everything recovered is made durable before anything new is written after it.
         last = segments[-1]
         backend.sync_files([last.file])
-        wal.durable = last.lsn_base | last.end
         for seg in segments[:-1]:
             seg.sealed = True
-        if rebuilder.last_torn or rebuilder.last_sealed:
+        found = attrs.evolve(
+            found, next_number=rebuilder.max_number + 1, durable=last.lsn_base | last.end,
+            to_index=tuple(s for s in segments[:-1] if not os.path.exists(
+                os.path.join(directory, index_name(s.number)))),
             # Never write over bytes a crash left behind: continue in a fresh segment whose
             # header says where this one's log ends.
-            wal.abandon(last.lsn_base | last.end)
-        wal.to_index = [s for s in segments[:-1]
-                        if not os.path.exists(os.path.join(directory, index_name(s.number)))]
-        wal.unsynced = list(wal.to_index)
-    return wal, rebuilder
+            abandon_at=(last.lsn_base | last.end
+                        if rebuilder.last_torn or rebuilder.last_sealed else None))
+    log = Log(directory, backend, found, segment_size=segment_size, sync_each=sync_each,
+               read_only=read_only)
+    return log, rebuilder
 
 
 def _stamp(path: str) -> int:

@@ -7,13 +7,11 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from itertools import repeat
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ._codec import CLEAN, CURSOR, DIRTY, MARKED_DIRTY
+from ._codec import CLEAN, DIRTY, MARKED_DIRTY
 from ._config import (
     DEFAULT_CONSISTENCY,
     DEFAULT_SCHEDULE,
@@ -21,7 +19,6 @@ from ._config import (
     MAX_BATCH_ENTRIES,
     MAX_ENTRY_BYTES,
     MAX_SEGMENT_BYTES,
-    MAX_TOPIC_BYTES,
     AtLeastOnceMode,
     Consistency,
     MillisecondsSchedule,
@@ -32,89 +29,36 @@ from ._config import (
     check_schedule,
     resolve_root,
 )
+from ._cursors import Cursor, reading, refuse_consuming
 from ._damage import Damage
 from ._dirlock import DirectoryLock
 from ._durability import Background, Durability
 from ._entry import Entry
 from ._errors import (
-    CorruptionError,
     InvalidArgumentError,
-    InvalidTopicError,
-    OffsetOutOfRangeError,
-    ReadOnlyError,
     StorageError,
-    WalrusClosedError,
     WalrusError,
-    WalrusForkedError,
 )
-from ._log import Log, Payload, discard, snapshot_batch, storage_error, wait_for
+from ._indexing import index_segment
+from ._log import Log, Payload, wait_for
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topic_info import TopicInfo
 from ._topics import Topic
+from ._validate import (
+    check_open,
+    check_topic,
+    check_writable,
+    nonnegative_int,
+    not_a_bool,
+    snapshot_batch,
+)
 from .plugins._selection import select_backend
 
-log = logging.getLogger("walrus")
+logger = logging.getLogger("walrus")
 
-_new_entry = tuple.__new__
 MAX_READ_BUDGET = MAX_BATCH_ENTRIES * MAX_ENTRY_BYTES
 """A batch read never returns more payload than this, so a larger ``max_bytes`` is the same."""
-AHEAD_COUNT = 512
-AHEAD_BYTES = 64 << 10
-"""read_next checks up to this many entries (or bytes) at once and serves the next calls
-from them: one checksum pass in C per run instead of a chain of Python calls per entry."""
-
-
-def _entries(payloads: list[bytes], first: int, topic: str) -> list[Entry]:
-    """Entries for consecutive payloads, built in C-level loops (map/zip, no Python frame)."""
-    n = len(payloads)
-    return list(map(_new_entry, repeat(Entry, n),
-                    zip(payloads, range(first, first + n), repeat(topic, n), strict=True)))
-
-
-def check_topic(topic: object) -> str:
-    """Raise InvalidTopicError unless ``topic`` is a str of 1..255 UTF-8 bytes without NUL."""
-    if type(topic) is not str:
-        raise InvalidTopicError(f"topic must be a str, not {type(topic).__name__}")
-    if not topic:
-        raise InvalidTopicError("topic must not be empty")
-    if "\0" in topic:
-        raise InvalidTopicError(f"topic {topic!r} contains a NUL character")
-    try:
-        size = len(topic.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidTopicError(f"topic {topic!r} is not valid UTF-8 (lone surrogate)") from None
-    if size > MAX_TOPIC_BYTES:
-        raise InvalidTopicError(f"topic is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
-    return topic
-
-
-def _not_a_bool(name: str, value: object) -> InvalidArgumentError:
-    """The error for a flag that is not True or False: a truthy string like ``"no"`` must
-    never be taken for True (it would consume the entry)."""
-    return InvalidArgumentError(f"{name} must be True or False, not {value!r}")
-
-
-@contextmanager
-def _reading(what: str) -> Iterator[None]:
-    """A read that fails in the backend (a failing disk) raises StorageError, as writes do;
-    walrus's own errors pass unchanged."""
-    try:
-        yield
-    except WalrusError:
-        raise
-    except OSError as exc:
-        raise storage_error(exc, what) from exc
-
-
-def _check_int(name: str, value: object, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
-    return value
 
 
 _OPEN: dict[int, weakref.ref[Walrus]] = {}
@@ -161,8 +105,7 @@ class Walrus:
         self._schedule = check_schedule(fsync_schedule)
         if not isinstance(read_only, bool):
             raise InvalidArgumentError(f"read_only must be a bool, not {type(read_only).__name__}")
-        size = _check_int("segment_size", segment_size)
-        assert size is not None
+        size = nonnegative_int("segment_size", segment_size)
         if size < 4096:
             raise InvalidArgumentError(f"segment_size must be at least 4096 bytes, got {size}")
         if size > MAX_SEGMENT_BYTES:
@@ -170,12 +113,6 @@ class Walrus:
                 f"segment_size must be at most {MAX_SEGMENT_BYTES} bytes (1 TiB), got {size}")
         self._root = resolve_root(data_dir, key)
         self._read_only = read_only
-        self._strict = not isinstance(self._consistency, AtLeastOnceMode)
-        self._persist_every = (self._consistency.persist_every
-                               if isinstance(self._consistency, AtLeastOnceMode) else 1)
-        self._lazy_every = 0 if self._strict else self._persist_every
-        """A read may skip writing the cursor while fewer than this were consumed since the
-        last persist (0 under StrictlyAtOnce: it never may)."""
         self._sync_each = isinstance(self._schedule, SyncEachSchedule)
         self._backend_name, self._backend = select_backend(backend)
         self._lock: DirectoryLock | None = None
@@ -185,7 +122,7 @@ class Walrus:
             directory = self._prepare_directory()
             if not read_only:
                 self._lock = DirectoryLock(directory)
-            self._wal, self._rebuilder = open_log(
+            self._log, self._rebuilder = open_log(
                 directory, self._backend, segment_size=size, sync_each=self._sync_each,
                 read_only=read_only)
         except BaseException as exc:
@@ -196,25 +133,30 @@ class Walrus:
                 raise StorageError(exc.errno or errno.EIO,
                                    f"opening {self._root}: {exc.strerror or exc}") from exc
             raise
-        self._topics = self._wal.by_name
+        self._topics = self._log.by_name
         self._fast_topics = {} if read_only else self._topics
-        self._wal.new_topic = self._batch_new
         if not read_only and not self._sync_each:
-            self.append_for_topic = self._wal.append  # type: ignore[method-assign,assignment]
+            self.append_for_topic = self._log.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
-        self._durability = Durability(self._wal)
-        self._wal.wait_durable = self._durability.wait
+        self._durability = Durability(self._log)
+        self._log.use_durability(self._durability.wait)
+        self._cursor = Cursor(
+            self._log, self._fast_topics, self._lookup, self._durability.wait,
+            persist_every=(self._consistency.persist_every
+                           if isinstance(self._consistency, AtLeastOnceMode) else None),
+            sync_each=self._sync_each, read_only=read_only)
+        self.read_next = self._cursor.read_next  # type: ignore[method-assign]
         self._closed = False
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
                         if isinstance(self._schedule, MillisecondsSchedule) else None)
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
                          else interval)
-            self._background = Background(self._wal, self._durability, interval, writeback)
-            self._wal.on_seal = self._background.wake
+            self._background = Background(self._log, self._durability, interval, writeback)
+            self._log.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
-        log.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
+        logger.debug("opened %s with backend %s (%r, %r)", self._root, self._backend_name,
                   self._consistency, self._schedule)
 
     def _prepare_directory(self) -> str:
@@ -314,8 +256,8 @@ class Walrus:
         # A writable instance not under SyncEach binds this name straight to the log's hot
         # path, Log.append, which does the same in one frame.
         if self._read_only:
-            self._batch_new(topic, (data,))  # raises the reason
-        return self._wal.append(topic, data)
+            self._log.append_new(topic, (data,))  # raises the reason
+        return self._log.append(topic, data)
 
     def batch_append_for_topic(self, topic: str, entries: Sequence[Payload]) -> int:
         """Append up to 2000 entries (10 GiB) atomically: all are written or none is.
@@ -329,23 +271,12 @@ class Walrus:
                 f"entries must be a sequence of bytes-like objects, not {type(entries).__name__}")
         t = self._find(topic)
         if t is None:
-            return self._batch_new(topic, entries)
+            return self._log.append_new(topic, entries)
         items, need = snapshot_batch(entries)
         if not items:
             self._check_writable()
             return t.next_seq
-        return self._wal.append_batch(topic, t, items, need)
-
-    def _batch_new(self, topic: str, entries: Sequence[Payload]) -> int:
-        """Append to a topic that may not exist yet (validated; creates it atomically).
-        Returns the first entry's offset, as the appends do."""
-        check_topic(topic)
-        self._check_writable()
-        items, need = snapshot_batch(entries)
-        if not items:
-            t = self._topics.get(topic)
-            return 0 if t is None else t.next_seq
-        return self._wal.append_batch(topic, None, items, need)
+        return self._log.append_batch(topic, t, items, need)
 
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
@@ -357,10 +288,7 @@ class Walrus:
 
     def _persist_cursors(self) -> None:
         """Write the exact cursor of every topic whose persisted position lags (AtLeastOnce)."""
-        for t in list(self._wal.by_tid.values()):
-            with t.read_lock:
-                if t.cursor != t.persisted and t.cursor > t.persisted:
-                    self._wal.write_state(t, CURSOR, t.cursor)
+        self._cursor.persist(list(self._log.by_tid.values()))
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -370,58 +298,9 @@ class Walrus:
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
-        if checkpoint is not True and checkpoint is not False:
-            raise _not_a_bool("checkpoint", checkpoint)
-        try:
-            t = self._fast_topics[topic]
-        except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
-            found = self._lookup(topic, checkpoint)
-            if found is None:
-                return None
-            t = found
-        lock = t.read_lock
-        lock.acquire()  # not `with`: measurably cheaper on this path
-        try:
-            if self._closed:
-                raise WalrusClosedError()
-            seq = t.cursor
-            if seq >= t.visible:
-                return None
-            i = seq - t.ahead_seq
-            ahead = t.ahead
-            entry = ahead[i] if 0 <= i < len(ahead) else self._read_ahead(t, seq, checkpoint)
-            if not checkpoint:
-                return entry
-            if seq - t.persisted < self._lazy_every:
-                t.cursor = seq + 1  # AtLeastOnce between two persists: nothing to write
-                return entry
-            wait = self._advance(t, seq, 1)
-        finally:
-            lock.release()
-        if wait and self._sync_each:
-            self._durability.wait(wait)
-        return entry
-
-    def _read_ahead(self, t: Topic, seq: int, checkpoint: bool) -> Entry:
-        """Refill the topic's read-ahead from ``seq`` (under its read lock).
-
-        A damaged entry raises CorruptionError; a checkpointing read consumes it first.
-        """
-        try:
-            with _reading(f"reading topic {t.name!r} at offset {seq}"):
-                ahead = self._wal.read_run(t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
-        except CorruptionError:
-            if checkpoint:
-                wait = self._advance(t, seq, 1)
-                if wait and self._sync_each:
-                    t.read_lock.release()
-                    try:
-                        self._durability.wait(wait)
-                    finally:
-                        t.read_lock.acquire()
-            raise
-        t.ahead, t.ahead_seq = _entries(ahead, seq, t.name), seq
-        return t.ahead[0]
+        # Every instance binds this name straight to its cursor's hot path, which does the
+        # same in one frame.
+        return self._cursor.read_next(topic, checkpoint)
 
     def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
                              start_offset: int | None = None) -> list[Entry]:
@@ -431,71 +310,17 @@ class Walrus:
         With ``start_offset`` the read starts at that entry offset and touches neither the
         shared cursor nor the counts.
         """
-        budget = _check_int("max_bytes", max_bytes)
-        start = _check_int("start_offset", start_offset, allow_none=True)
+        budget = nonnegative_int("max_bytes", max_bytes)
+        start = None if start_offset is None else nonnegative_int("start_offset", start_offset)
         if checkpoint is not True and checkpoint is not False:
-            raise _not_a_bool("checkpoint", checkpoint)
-        assert budget is not None
+            raise not_a_bool("checkpoint", checkpoint)
         budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
-        stateless = start is not None
         t = self._find(topic)
         if t is None:
-            t = self._lookup(topic, checkpoint and not stateless)
+            t = self._lookup(topic, checkpoint and start is None)
             if t is None:
                 return []
-        wait = 0
-        with t.read_lock:
-            if self._closed:
-                raise WalrusClosedError()
-            if start is None:
-                seq = t.cursor
-            else:
-                seq = start
-                if seq < t.first_seq:
-                    raise OffsetOutOfRangeError(
-                        f"topic {topic!r}: entries before offset {t.first_seq} were reclaimed "
-                        f"(asked for offset {seq})")
-            entries, error = self._collect(t, seq, budget)
-            if checkpoint and not stateless:
-                consumed = len(entries) or (1 if error is not None else 0)
-                if consumed:
-                    wait = self._advance(t, seq, consumed)
-        if wait and self._sync_each:
-            self._durability.wait(wait)
-        if error is not None and not entries:
-            raise error
-        return entries
-
-    def _collect(self, t: Topic, seq: int,
-                 budget: int) -> tuple[list[Entry], CorruptionError | None]:
-        """Read entries from ``seq`` within the budget; stops before a damaged one."""
-        try:
-            with _reading(f"reading topic {t.name!r} at offset {seq}"):
-                payloads = self._wal.read_run(t, seq, min(t.visible, seq + MAX_BATCH_ENTRIES),
-                                              budget, MAX_BATCH_ENTRIES)
-        except CorruptionError as exc:
-            return [], exc
-        return _entries(payloads, seq, t.name), None
-
-    def _advance(self, t: Topic, seq: int, count: int) -> int:
-        """Consume ``count`` entries from ``seq`` (under the topic's read lock).
-
-        StrictlyAtOnce persists the new position before the entries are handed out.
-        AtLeastOnce(N) persists the position reached by *earlier* calls once N entries were
-        consumed since the last persist, never the entries this call returns. Returns the
-        LSN to wait for under SyncEach (0: nothing written).
-        """
-        if self._read_only:
-            raise ReadOnlyError("a read-only observer cannot consume entries "
-                                "(use checkpoint=False)")
-        new = seq + count
-        lsn = 0
-        if self._strict:
-            lsn = self._wal.write_state(t, CURSOR, new)
-        elif seq - t.persisted >= self._persist_every:
-            lsn = self._wal.write_state(t, CURSOR, seq)
-        t.cursor = new
-        return lsn
+        return self._cursor.read_batch(t, budget, checkpoint, start)
 
     def _find(self, topic: str) -> Topic | None:
         """A known topic's state on the hot paths; None for an unknown name, for a non-str
@@ -511,8 +336,7 @@ class Walrus:
         self._check_open()
         if self._read_only:
             if consuming:
-                raise ReadOnlyError("a read-only observer cannot consume entries "
-                                    "(use checkpoint=False)")
+                raise refuse_consuming()
             self._observe()
         return self._topics.get(topic)
 
@@ -522,7 +346,7 @@ class Walrus:
         """Every topic, in the order they were created."""
         self._check_open()
         self._observe()
-        return [t.name for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)]
+        return [t.name for t in sorted(self._log.by_tid.values(), key=lambda t: t.tid)]
 
     def damage(self) -> list[Damage]:
         """What opening the directory found damaged on disk or lost to damage: entries (by
@@ -542,7 +366,7 @@ class Walrus:
         self._check_open()
         self._observe()
         return {t.name: max(0, t.visible - t.cursor)
-                for t in sorted(self._wal.by_tid.values(), key=lambda t: t.tid)}
+                for t in sorted(self._log.by_tid.values(), key=lambda t: t.tid)}
 
     def topic_info(self, topic: str) -> TopicInfo:
         """The topic's offset range, unconsumed entries, size and clean flag, all taken at
@@ -550,7 +374,7 @@ class Walrus:
         t = self._query(topic)
         if t is None:
             return TopicInfo(topic, 0, 0, 0, 0, True)
-        lock = self._wal.mutex
+        lock = self._log.mutex
         with t.read_lock:  # no read or reclamation moves the cursor or the first offset,
             wait_for(lock)
             with lock:  # and no append the next offset or the size (topic, then append)
@@ -585,7 +409,7 @@ class Walrus:
             return  # marking never creates a topic; an unknown topic is clean
         if kind == DIRTY and t.mark == MARKED_DIRTY:
             return
-        lsn = self._wal.write_state(t, kind)
+        lsn = self._log.write_state(t, kind)
         if self._sync_each:
             self._durability.wait(lsn)
 
@@ -598,10 +422,7 @@ class Walrus:
     # --- lifecycle --------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
-            if self._owner != os.getpid():
-                raise WalrusForkedError(self._owner)
-            raise WalrusClosedError()
+        check_open(self._closed, self._owner)
 
     def _disown(self) -> None:
         """This process is a fork of the one that opened the instance: refuse every call.
@@ -614,17 +435,16 @@ class Walrus:
         after the parent is gone.
         """
         self._closed = True
+        self._cursor.shut()
         self._close_lock = threading.Lock()
-        self._topics = self._fast_topics = self._wal.by_name = {}
+        self._log.disown()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
         self._backend.disown()
 
     def _check_writable(self) -> None:
-        self._check_open()
-        if self._read_only:
-            raise ReadOnlyError("this Walrus instance is a read-only observer")
+        check_writable(self._closed, self._owner, self._read_only)
 
     def _observe(self) -> None:
         """Observers: pick up what the writer added since the last look."""
@@ -633,23 +453,18 @@ class Walrus:
         with self._close_lock:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
-            wal: Log = self._wal
-            with _reading(f"following the writer of {self._root}"):
+            log: Log = self._log
+            with reading(f"following the writer of {self._root}"):
                 if not rebuilder.refresh():
                     return
-            wal.segments = {seg.number: seg for seg in rebuilder.segments}
-            wal.active = rebuilder.segments[-1] if rebuilder.segments else None
-            for tid, t in rebuilder.topics.items():
-                # by_tid is the rebuilder's own dict (already up to date); by_name is not.
-                wal.by_tid.setdefault(tid, t)
-                wal.by_name.setdefault(t.name, t)
+            log.follow(rebuilder.segments, rebuilder.topics)
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
         with self._close_lock:
             if self._closed:
                 return
-            wal = self._wal
+            log = self._log
             error: BaseException | None = None
             if not self._read_only:
                 try:
@@ -657,18 +472,16 @@ class Walrus:
                 except BaseException as exc:  # keep closing; report at the end
                     error = exc
             self._closed = True
-            for t in list(wal.by_tid.values()):  # wait for reads in flight
+            self._cursor.shut()
+            for t in list(log.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
-            with wal.lock:  # no write from now on: racing appends raise WalrusClosedError
-                wal.closed = True  # (and writers leading passes cannot starve the last one)
+            log.shut()  # no write from now on: racing appends raise WalrusClosedError
             self._durability.reclaim()  # a pass an interrupt left unfinished in this thread
             if self._background is not None:
                 self._background.stop()
             self._durability.stop()
-            if wal.spare is not None:  # prepared but never used: not part of the log
-                discard(wal.spare)
-                wal.spare = None
+            log.drop_spare()  # prepared but never used: not part of the log
             if not self._read_only:
                 try:
                     self._durability.flush()
@@ -676,11 +489,11 @@ class Walrus:
                     error = error or exc
                 if error is None:
                     self._write_indexes()
-            for seg in list(wal.segments.values()):
+            for seg in list(log.segments.values()):
                 try:
                     seg.close()
                 except Exception as exc:  # pragma: no cover - closing should not fail
-                    log.warning("closing %s: %s", seg.path, exc)
+                    logger.warning("closing %s: %s", seg.path, exc)
             self._backend.close()
             if self._lock is not None:
                 self._lock.release()
@@ -690,15 +503,15 @@ class Walrus:
 
     def _write_indexes(self) -> None:
         """A clean close indexes every segment, so the next open rescans nothing."""
-        wal = self._wal
-        for seg in [*wal.to_index, wal.active]:
+        log = self._log
+        for seg in [*log.to_index, log.active]:
             if seg is None:
                 continue
             try:
-                wal.write_index(seg, wal.summary_of(seg))
+                index_segment(log, seg)
             except OSError as exc:
-                log.warning("could not write the index of %s: %s", seg.path, exc)
-        wal.to_index.clear()
+                logger.warning("could not write the index of %s: %s", seg.path, exc)
+        log.indexed(list(log.to_index))
 
     def __enter__(self) -> Walrus:
         return self

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from .._cli_options import open_writer
 from .._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 from .._errors import EntryTooLargeError
-from .._walrus import check_topic
+from .._validate import check_topic
 from . import CommandError, Subparsers, topic_command
 
 BATCH_BYTES = 16 << 20

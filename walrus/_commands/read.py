@@ -15,7 +15,8 @@ from .._cli_options import at_least, open_observer, open_writer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
 from .._entry import Entry
 from .._errors import CorruptionError
-from .._walrus import Walrus, check_topic
+from .._validate import check_topic
+from .._walrus import Walrus
 from . import CommandError, Subparsers, require_topic, topic_command
 
 READ_BUDGET = 4 << 20

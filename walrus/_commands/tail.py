@@ -14,7 +14,7 @@ from types import FrameType
 
 from .._cli_options import at_least, interval, open_observer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
-from .._walrus import check_topic
+from .._validate import check_topic
 from . import Subparsers, require_topic, topic_command
 from .read import READ_BUDGET
 

@@ -1,0 +1,54 @@
+"""Reclamation: the oldest segments every persisted cursor has passed are deleted."""
+
+from __future__ import annotations
+
+import os
+
+from ._codec import SEG_SHIFT
+from ._log import Log
+from ._segment import Segment, index_name
+
+
+def low_watermark(log: Log, persisted: dict[int, int]) -> int:
+    """LSN below which every entry is consumed by the given (durable) cursors."""
+    active = log.active
+    assert active is not None
+    low = active.lsn_base
+    for tid, cursor in persisted.items():
+        t = log.by_tid.get(tid)
+        if t is None:
+            continue
+        lsn = t.first_unconsumed_lsn(max(cursor, t.first_seq))
+        if lsn is not None and lsn < low:
+            low = lsn
+    return low
+
+
+def delete_before(log: Log, low: int) -> list[Segment]:
+    """Forget and delete the oldest segments wholly below ``low``.
+
+    The caller has synced the cursors that ``low`` was computed from. Only a prefix of the
+    log is ever deleted, and never a segment still waiting to be synced or indexed.
+    """
+    doomed = []
+    for number, seg in list(log.segments.items()):  # a roll may add one meanwhile
+        if ((number + 1) << SEG_SHIFT > low or seg is log.active or seg in log.unsynced
+                or seg in log.to_index):
+            break
+        doomed.append(seg)
+    if not doomed:
+        return []
+    oldest_kept = doomed[-1].number + 1
+    buffers = [(seg.number, seg.whole()) for seg in doomed]
+    for t in list(log.by_tid.values()):
+        with t.read_lock:
+            t.drop_before(oldest_kept, buffers)
+    log.forget(doomed)
+    for seg in doomed:
+        seg.close()
+        for path in (seg.path, os.path.join(log.directory, index_name(seg.number))):
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)
+                pass
+    return doomed
