@@ -17,6 +17,9 @@ __all__ = ["data_dir", "quiet_isolated_env"]  # fixtures
 
 EXAMPLE = ROOT / "examples" / "walrus-fileobj-backend"
 
+pytestmark = pytest.mark.xdist_group("source-tree")
+"""pip builds the example in its folder: one pytest-xdist worker does it, once."""
+
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

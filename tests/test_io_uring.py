@@ -157,6 +157,10 @@ def test_probe_reports_missing_cffi(extension_built: None) -> None:
 
 # --- the optional build --------------------------------------------------------------------------
 
+IN_SOURCE_TREE = pytest.mark.xdist_group("source-tree")
+"""Runs setup.py in the source tree: one pytest-xdist worker at a time."""
+
+
 def _build(tmp_path: Path, switch: str, cc: str | None = None) -> tuple[int, str, list[Path]]:
     if not (ROOT / "setup.py").is_file():
         pytest.skip("no setup.py: not running from a source tree")
@@ -171,12 +175,14 @@ def _build(tmp_path: Path, switch: str, cc: str | None = None) -> tuple[int, str
     return result.returncode, result.stdout + result.stderr, sorted(out.rglob("_uring*.so"))
 
 
+@IN_SOURCE_TREE
 def test_build_switched_off_builds_nothing(tmp_path: Path) -> None:
     code, output, built = _build(tmp_path, "0", cc="false")
     assert code == 0, output
     assert built == []
 
 
+@IN_SOURCE_TREE
 def test_auto_build_turns_a_failure_into_a_warning(tmp_path: Path) -> None:
     code, output, built = _build(tmp_path, "auto", cc="false")
     assert code == 0, output
@@ -184,12 +190,14 @@ def test_auto_build_turns_a_failure_into_a_warning(tmp_path: Path) -> None:
     assert built == []
 
 
+@IN_SOURCE_TREE
 def test_required_build_fails_loudly(tmp_path: Path) -> None:
     code, output, built = _build(tmp_path, "1", cc="false")
     assert code != 0, output
     assert built == []
 
 
+@IN_SOURCE_TREE
 def test_an_invalid_switch_is_named(tmp_path: Path) -> None:
     code, output, _ = _build(tmp_path, "yes")
     assert code != 0
@@ -197,6 +205,7 @@ def test_an_invalid_switch_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@IN_SOURCE_TREE
 def test_required_build_links_liburing_statically(tmp_path: Path) -> None:
     readelf = shutil.which("readelf")
     if readelf is None:
