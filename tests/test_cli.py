@@ -282,7 +282,7 @@ class _Lines:
         for line in self._proc.stdout:
             self.lines.append(line.rstrip(b"\n"))
 
-    def wait_for(self, count: int, timeout: float = 30) -> list[bytes]:
+    def wait_for(self, count: int, timeout: float = 120) -> list[bytes]:
         deadline = time.monotonic() + timeout
         while len(self.lines) < count and time.monotonic() < deadline:
             time.sleep(0.02)

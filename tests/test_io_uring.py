@@ -145,7 +145,7 @@ def test_probe_reports_a_refused_ring(extension_built: None, err: int,
 
 
 def test_probe_reports_an_extension_that_was_not_built(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "walrus", tmp_path / "walrus",
+    shutil.copytree(Path(walrus.__file__).parent, tmp_path / "walrus",  # the one under test
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
     _assert_unavailable(child(SELECTION_REPORT, package=tmp_path), "not built", MODULE)
 

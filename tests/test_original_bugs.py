@@ -143,7 +143,7 @@ def test_16_11_milliseconds_flusher_really_syncs(open_wal: WalFactory) -> None:
     wal.append_for_topic("t", b"x")
     log = wal._wal
     target = log.active.lsn_base | log.active.end  # type: ignore[union-attr]
-    deadline = __import__("time").monotonic() + 5
+    deadline = __import__("time").monotonic() + 60  # only bounds a failure
     while log.durable < target:
         assert __import__("time").monotonic() < deadline, "the flusher never synced"
         __import__("time").sleep(0.01)
@@ -236,7 +236,7 @@ def test_a_failed_background_sync_is_raised_by_the_next_flush(faulty: Machine,
         faulty.arm("sync", errno.EIO)
         wal.append_for_topic("t", b"acknowledged before the failure")
         log = wal._wal
-        deadline = __import__("time").monotonic() + 5
+        deadline = __import__("time").monotonic() + 60  # only bounds a failure
         while wal._durability.error is None:
             assert __import__("time").monotonic() < deadline
             __import__("time").sleep(0.01)
