@@ -31,6 +31,10 @@ from walrus.backends._uring_ring import MAX_RINGS, MODULE, SCRATCH, probe
 
 from .conftest import BACKENDS, ROOT
 
+pytestmark = pytest.mark.xdist_group("source-tree")
+"""The build tests run setup.py in the source tree, which writes the generated C files there:
+one pytest-xdist worker runs them, one at a time."""
+
 
 def _require(available: bool, reason: str) -> None:
     """Skip, or fail under WALRUS_REQUIRE_URING (CI must never lose the backend silently)."""
@@ -157,10 +161,6 @@ def test_probe_reports_missing_cffi(extension_built: None) -> None:
 
 # --- the optional build --------------------------------------------------------------------------
 
-IN_SOURCE_TREE = pytest.mark.xdist_group("source-tree")
-"""Runs setup.py in the source tree: one pytest-xdist worker at a time."""
-
-
 def _build(tmp_path: Path, switch: str, cc: str | None = None) -> tuple[int, str, list[Path]]:
     if not (ROOT / "setup.py").is_file():
         pytest.skip("no setup.py: not running from a source tree")
@@ -175,14 +175,12 @@ def _build(tmp_path: Path, switch: str, cc: str | None = None) -> tuple[int, str
     return result.returncode, result.stdout + result.stderr, sorted(out.rglob("_uring*.so"))
 
 
-@IN_SOURCE_TREE
 def test_build_switched_off_builds_nothing(tmp_path: Path) -> None:
     code, output, built = _build(tmp_path, "0", cc="false")
     assert code == 0, output
     assert built == []
 
 
-@IN_SOURCE_TREE
 def test_auto_build_turns_a_failure_into_a_warning(tmp_path: Path) -> None:
     code, output, built = _build(tmp_path, "auto", cc="false")
     assert code == 0, output
@@ -190,14 +188,12 @@ def test_auto_build_turns_a_failure_into_a_warning(tmp_path: Path) -> None:
     assert built == []
 
 
-@IN_SOURCE_TREE
 def test_required_build_fails_loudly(tmp_path: Path) -> None:
     code, output, built = _build(tmp_path, "1", cc="false")
     assert code != 0, output
     assert built == []
 
 
-@IN_SOURCE_TREE
 def test_an_invalid_switch_is_named(tmp_path: Path) -> None:
     code, output, _ = _build(tmp_path, "yes")
     assert code != 0
@@ -205,7 +201,6 @@ def test_an_invalid_switch_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@IN_SOURCE_TREE
 def test_required_build_links_liburing_statically(tmp_path: Path) -> None:
     readelf = shutil.which("readelf")
     if readelf is None:
