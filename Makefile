@@ -22,10 +22,27 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 	$(PY) -m walrus bench writes --duration 5 --threads 2 --out bench_results/demo
 
-## test: the whole test suite (the soak aside), then the engine tests again in pure Python
+## test: the whole test suite (the soak aside), then the engine tests again in pure Python;
+## both always run, each reports its failures, and make fails if either did
+# WORKERS: pytest-xdist processes (tests sharing files are grouped with xdist_group);
+# PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash -x'.
+WORKERS ?= 2
+PYTEST_ARGS ?=
+PYTEST_RUN = $(PY) -m pytest -p no:cacheprovider -n $(WORKERS) --dist loadgroup --durations=10 \
+	$(PYTEST_ARGS)
+NO_TESTS_OK := $(if $(PYTEST_ARGS),5,0)
+# (with PYTEST_ARGS, a pass that selects no test, exit status 5, is no failure)
 test: $(STAMP)
-	$(PY) -m pytest -q
-	WALRUS_PURE_PYTHON=1 $(PY) -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
+	@failed=""; \
+	echo "== pass 1 of 2: the whole suite ($(WORKERS) workers)"; \
+	$(PYTEST_RUN); rc=$$?; \
+	[ $$rc = 0 ] || [ $$rc = $(NO_TESTS_OK) ] || failed="the whole suite"; \
+	echo "== pass 2 of 2: the engine tests without the C accelerators"; \
+	WALRUS_PURE_PYTHON=1 $(PYTEST_RUN) $(PURE_PYTHON_TESTS); rc=$$?; \
+	[ $$rc = 0 ] || [ $$rc = $(NO_TESTS_OK) ] || failed="$${failed:+$$failed and }the pure-Python pass"; \
+	if [ -n "$$failed" ]; then echo "== make test: FAILED in $$failed (see each pass's summary)"; \
+	exit 1; fi; \
+	echo "== make test: both passes passed"
 
 # The C accelerators must never change behaviour: these run without them too.
 PURE_PYTHON_TESTS := tests/test_codec.py tests/test_basic.py tests/test_batch.py \

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,17 +70,3 @@ def tree_state(path: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``path`` with its size and modification time (to prove nothing changed)."""
     return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-def settled_tree_state(path: Path, timeout: float = 15) -> dict[str, tuple[int, int]]:
-    """``tree_state`` once a live writer's background work (a spare segment made ahead of
-    need, an index) has stopped changing the directory for half a second."""
-    deadline = time.monotonic() + timeout
-    state = tree_state(path)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        again = tree_state(path)
-        if again == state:
-            return state
-        state = again
-    raise AssertionError(f"{path} kept changing for {timeout} s")

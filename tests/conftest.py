@@ -131,8 +131,32 @@ def smaps_bytes(path: str | Path, *fields: str) -> int:
     return total
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkerFigures(), "walrus-worker-figures")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its figures to the controller (which prints them)."""
+    from ._workload import FIGURES
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["walrus_figures"] = dict(FIGURES)
+
+
+class _WorkerFigures:
+    """Adds each pytest-xdist worker's figures to the controller's (a hook only xdist knows)."""
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        from ._workload import FIGURES
+
+        FIGURES.update(getattr(node, "workeroutput", {}).get("walrus_figures", {}))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The reliability figures (docs/reliability.md quotes them)."""
+    """The reliability figures (docs/reliability.md quotes them), summed over xdist workers."""
     from ._workload import FIGURES
 
     if FIGURES:

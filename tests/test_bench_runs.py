@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -164,12 +163,11 @@ def test_summary_table_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_disk_budget_stops_writers_early(tmp_path: Path) -> None:
-    start = time.perf_counter()
     code = main(["bench", "batch", "--out", str(tmp_path), "--data-dir", str(tmp_path / "d"),
                  "--threads", "1", "--duration", "60", "--disk-budget", "2MiB"])
     assert code == 0
-    assert time.perf_counter() - start < 20
     data = summary(tmp_path)
+    assert data["operations"][0]["seconds"] < 20  # the writers' own time, not the machine's
     assert data["operations"][0]["bytes"] >= 2 << 20
     assert data["notes"] == ["batch_append: stopped by disk budget"]
 

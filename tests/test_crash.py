@@ -124,6 +124,7 @@ def check_round(wal: Walrus, journal: Journal,
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_sigkill_at_random_points_loses_nothing_acknowledged(

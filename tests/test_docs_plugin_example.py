@@ -17,8 +17,11 @@ __all__ = ["data_dir", "quiet_isolated_env"]  # fixtures
 
 EXAMPLE = ROOT / "examples" / "walrus-fileobj-backend"
 
+pytestmark = pytest.mark.xdist_group("source-tree")
+"""pip builds the example in its folder: one pytest-xdist worker does it, once."""
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="session")  # once: xdist may run other modules between these tests
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The example package, installed by pip into a directory of its own (not this venv)."""
     target = tmp_path_factory.mktemp("plugin-site")

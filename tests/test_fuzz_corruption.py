@@ -621,6 +621,7 @@ def fuzz(kind: str, backend: str, variant: str, p: Pristine, where: Path) -> lis
     return failures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_damage_never_breaks_a_promise(kind: str, variant: str, backend: str, tmp_path: Path,

@@ -33,6 +33,10 @@ from walrus.backends._uring_ring import MAX_RINGS, MODULE, SCRATCH, probe
 
 from .conftest import BACKENDS, ROOT
 
+pytestmark = pytest.mark.xdist_group("source-tree")
+"""The build tests run setup.py in the source tree, which writes the generated C files there:
+one pytest-xdist worker runs them, one at a time."""
+
 
 def _require(available: bool, reason: str) -> None:
     """Skip, or fail under WALRUS_REQUIRE_URING (CI must never lose the backend silently)."""
@@ -147,7 +151,7 @@ def test_probe_reports_a_refused_ring(extension_built: None, err: int,
 
 
 def test_probe_reports_an_extension_that_was_not_built(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "walrus", tmp_path / "walrus",
+    shutil.copytree(Path(walrus.__file__).parent, tmp_path / "walrus",  # the one under test
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
     # The reason says what to install and how to rebuild past pip's cached wheel.
     _assert_unavailable(child(SELECTION_REPORT, package=tmp_path), "not built", MODULE,

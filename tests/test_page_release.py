@@ -22,7 +22,7 @@ def resident(wal: Walrus, number: int) -> int:
     return smaps_bytes(wal._log.segments[number].path, "Rss")
 
 
-def indexed(wal: Walrus, timeout: float = 10.0) -> None:
+def indexed(wal: Walrus, timeout: float = 60.0) -> None:
     """Wait until the background worker has synced and indexed every sealed segment."""
     deadline = time.monotonic() + timeout
     while wal._log.to_index and time.monotonic() < deadline:

@@ -49,8 +49,9 @@ def prefault_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "walrus-prefault"]
 
 
-def settle(seg: Segment, at_least: int, timeout: float = 5.0) -> int:
-    """The mapping's dirty bytes once they reach ``at_least`` (or the timeout passes)."""
+def settle(seg: Segment, at_least: int, timeout: float = 60.0) -> int:
+    """The mapping's dirty bytes once they reach ``at_least`` (or the timeout passes: only a
+    prefaulter that never ran takes that long, even on a busy machine)."""
     deadline = time.monotonic() + timeout
     dirty = dirty_bytes(seg.path)
     while dirty < at_least and time.monotonic() < deadline:
