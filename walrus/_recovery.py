@@ -266,6 +266,8 @@ class Rebuilder(Directory):
             if number is None or number <= newest:
                 continue
             self.max_number = max(self.max_number, number)
+            if os.path.exists(os.path.join(self.directory, segment_name(number))):
+                continue  # a live writer made it after the segments were listed (observers)
             summary = self.usable_index(number)
             if summary is None:
                 continue
