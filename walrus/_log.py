@@ -230,8 +230,6 @@ class Log:
     def mutex(self) -> threading.Lock:
         return self._mutex
 
-    lock = mutex
-
     @property
     def durable(self) -> int:
         return self._durable

@@ -365,9 +365,12 @@ class Rebuilder(Directory):
         The entry is then lost at that offset (reported by :meth:`report_damage`); a header
         that names no topic either way is reported as a damaged record.
         """
+        damaged = self.damaged_at.get(seg.number)
+        if not damaged:  # the usual case: no pass over every topic's entries
+            return
         accounted = {lsn & ~DAMAGED for t in self.topics.values() for lsn in t.lsns
                      if lsn & DAMAGED}
-        for pos, record in self.damaged_at.get(seg.number, ()):
+        for pos, record in damaged:
             lsn = seg.lsn_base | pos
             if lsn in accounted:
                 continue
