@@ -201,10 +201,13 @@ def test_a_segment_the_listing_missed_is_found_through_the_log_links(
         assert wal.damage() == []
         assert len(wal.batch_read_for_topic("t1", 1 << 20, checkpoint=False,
                                             start_offset=0)) == ENTRIES // 3
-    # a segment that is really gone from the middle of the log is still damage
+    # a segment that is really gone from the middle of the log is still damage, and so is
+    # one whose name something other than a file has taken
     (data_dir / missed).unlink()
     report = verify_directory(data_dir)
     assert {d.topic for d in report.damage} == {"t0", "t1", "t2"}
+    (data_dir / missed).mkdir()
+    assert verify_directory(data_dir).damage == report.damage
 
 
 def test_verify_beside_a_live_writer_that_rolls_while_it_lists(

@@ -111,7 +111,9 @@ class Directory:
             link = opened[i].prev_end >> SEG_SHIFT
             if opened[i - 1].number < link < opened[i].number and link not in tried:
                 tried.add(link)
-                seg = self._open_one(link, blank)
+                # only a file: a number something else has taken is no segment of the log
+                is_file = os.path.isfile(os.path.join(self.directory, segment_name(link)))
+                seg = self._open_one(link, blank) if is_file else None
                 if seg is not None:
                     opened.insert(i, seg)  # then follow its own link
                     continue
