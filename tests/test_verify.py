@@ -239,3 +239,15 @@ def test_verify_beside_a_live_writer_that_rolls_while_it_lists(
     finally:
         _, err = writer.communicate(b"", timeout=60)
     assert writer.returncode == 0, err.decode()
+
+
+def test_a_listed_segment_that_cannot_be_opened_is_reported_once(data_dir: Path) -> None:
+    populate(data_dir)
+    segment = sorted(data_dir.glob("*.wal"))[-3]  # linked to by the one after it
+    segment.write_bytes(bytes(segment.stat().st_size))  # nothing in it readable
+    (data_dir / index_name(int(segment.stem, 16))).unlink()
+    headers = [d for d in verify_directory(data_dir).damage if d.file == segment.name
+               and "bad segment header" in d.problem]
+    assert len(headers) == 1
+    with Walrus(data_dir=data_dir, read_only=True) as wal:
+        assert len([d for d in wal.damage() if "bad segment header" in d.reason]) == 1

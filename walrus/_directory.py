@@ -69,7 +69,7 @@ class Directory:
             seg = self._open_one(number, blank)
             if seg is not None:
                 opened.append(seg)
-        self._open_unlisted(opened, blank)
+        self._open_unlisted(opened, blank, set(numbers))
         self._settle_blank(blank, opened)
         return opened
 
@@ -94,8 +94,8 @@ class Directory:
             return None
         return seg
 
-    def _open_unlisted(self, opened: list[Segment],
-                       blank: list[tuple[int, str, Exception]]) -> None:
+    def _open_unlisted(self, opened: list[Segment], blank: list[tuple[int, str, Exception]],
+                       tried: set[int]) -> None:
         """Insert into ``opened`` the segments a listing missed between two it holds.
 
         A directory listing is not a snapshot: beside a live writer, a segment created while
@@ -103,9 +103,9 @@ class Directory:
         holds after the one before the hole would take the missing segment's entries for
         lost. Each segment names the one before it (``prev_end``): a link to a number between
         it and the segment listed before it is opened by name. One that is not there (or not
-        readable) stays missing, and its entries are reported lost as before.
+        readable) stays missing, and its entries are reported lost as before. ``tried``: the
+        numbers listed (one that did not open is not tried again: its damage is noted).
         """
-        tried: set[int] = set()
         i = len(opened) - 1
         while i > 0:
             link = opened[i].prev_end >> SEG_SHIFT
