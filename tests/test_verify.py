@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from walrus import CorruptionError, FsyncSchedule, Walrus
 from walrus._codec import OFFSET_MASK, SEG_SHIFT, SegmentSummary, decode_index, encode_index
-from walrus._segment import index_name, segment_name
+from walrus._segment import index_name, list_directory, segment_name
 from walrus._verify import verify_directory
 
 from .cli_support import data_dir, quiet_isolated_env, start_python, tree_state, walrus_cmd
@@ -174,3 +176,78 @@ def test_verify_beside_a_live_writer_finds_no_false_damage(data_dir: Path) -> No
         _, err = writer.communicate(b"", timeout=60)
     assert writer.returncode == 0, err.decode()
     assert verify_directory(data_dir).ok
+
+
+def listing_without(missed: str) -> Callable[[str], tuple[list[str], list[str]]]:
+    """A directory listing that misses one file, as one taken while a live writer creates
+    it may (a listing is not a snapshot: a later file can be in it and that one not)."""
+    def listing(directory: str) -> tuple[list[str], list[str]]:
+        files, others = list_directory(directory)
+        return [name for name in files if name != missed], others
+    return listing
+
+
+def test_a_segment_the_listing_missed_is_found_through_the_log_links(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    populate(data_dir)
+    missed = sorted(data_dir.glob("*.wal"))[-3].name  # a sealed one between two others
+    monkeypatch.setattr("walrus._verify.list_directory", listing_without(missed))
+    report = verify_directory(data_dir)
+    assert report.ok, report.lines()
+    assert report.entries == ENTRIES and not report.notes
+    # an observer that opens beside a live writer lists the directory the same way
+    monkeypatch.setattr("walrus._directory.list_directory", listing_without(missed))
+    with Walrus(data_dir=data_dir, read_only=True) as wal:
+        assert wal.damage() == []
+        assert len(wal.batch_read_for_topic("t1", 1 << 20, checkpoint=False,
+                                            start_offset=0)) == ENTRIES // 3
+    # a segment that is really gone from the middle of the log is still damage, and so is
+    # one whose name something other than a file has taken
+    (data_dir / missed).unlink()
+    report = verify_directory(data_dir)
+    assert {d.topic for d in report.damage} == {"t0", "t1", "t2"}
+    (data_dir / missed).mkdir()
+    assert verify_directory(data_dir).damage == report.damage
+
+
+def test_verify_beside_a_live_writer_that_rolls_while_it_lists(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow listing: the writer makes segments while it runs, some of which it misses.
+
+    The directory is made bigger than one ``getdents`` call returns (a few hundred names),
+    so that the writer can make files between the calls of one listing."""
+    def slow_listing(directory: str) -> tuple[list[str], list[str]]:
+        files: list[str] = []
+        others: list[str] = []
+        with os.scandir(directory) as entries:
+            for i, entry in enumerate(entries):
+                if i % 8 == 0:
+                    time.sleep(0.001)
+                (files if entry.is_file() else others).append(entry.name)
+        return files, others
+
+    monkeypatch.setattr("walrus._verify.list_directory", slow_listing)
+    writer = start_python(LIVE_WRITER.replace("32 << 10", "8 << 10"), str(data_dir))
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
+        while writer.poll() is None and len(list(data_dir.glob("*.wal"))) < 800:
+            time.sleep(0.05)
+        for _ in range(2):
+            report = verify_directory(data_dir)
+            assert report.ok, report.lines()[:5]
+        assert writer.poll() is None
+    finally:
+        _, err = writer.communicate(b"", timeout=60)
+    assert writer.returncode == 0, err.decode()
+
+
+def test_a_listed_segment_that_cannot_be_opened_is_reported_once(data_dir: Path) -> None:
+    populate(data_dir)
+    segment = sorted(data_dir.glob("*.wal"))[-3]  # linked to by the one after it
+    segment.write_bytes(bytes(segment.stat().st_size))  # nothing in it readable
+    (data_dir / index_name(int(segment.stem, 16))).unlink()
+    headers = [d for d in verify_directory(data_dir).damage if d.file == segment.name
+               and "bad segment header" in d.problem]
+    assert len(headers) == 1
+    with Walrus(data_dir=data_dir, read_only=True) as wal:
+        assert len([d for d in wal.damage() if "bad segment header" in d.reason]) == 1

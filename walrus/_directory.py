@@ -61,31 +61,63 @@ class Directory:
         return sorted(numbers)
 
     def open_segments(self, numbers: list[int]) -> list[Segment]:
+        """Open the segments ``numbers`` (a listing) and any the listing missed that the log
+        links to (see :meth:`_open_unlisted`), in order."""
         opened = []
         blank: list[tuple[int, str, Exception]] = []
         for number in numbers:
-            self.max_number = max(self.max_number, number)
-            path = os.path.join(self.directory, segment_name(number))
-            try:
-                seg = Segment.open(self.backend, path, writable=not self.read_only)
-                if seg.spare:  # prepared ahead of need, never used
-                    seg.close()
-                    if not self.read_only:
-                        unlink(path)
-                    continue
-            except _codec.FormatError as exc:
-                if all_zero(path, SEGMENT_HEADER_SIZE):
-                    blank.append((number, path, exc))
-                    continue
-                recovered = self._reopen_damaged(number, path, exc)
-                if recovered is None:
-                    continue
-                seg = recovered
-            except FileNotFoundError:
-                continue  # deleted by a live writer while an observer looked
-            opened.append(seg)
+            seg = self._open_one(number, blank)
+            if seg is not None:
+                opened.append(seg)
+        self._open_unlisted(opened, blank, set(numbers))
         self._settle_blank(blank, opened)
         return opened
+
+    def _open_one(self, number: int, blank: list[tuple[int, str, Exception]]) -> Segment | None:
+        """Segment ``number``; None if it is gone, an unused spare, unfinished (noted in
+        ``blank``) or damaged past recovery (recorded)."""
+        self.max_number = max(self.max_number, number)
+        path = os.path.join(self.directory, segment_name(number))
+        try:
+            seg = Segment.open(self.backend, path, writable=not self.read_only)
+        except _codec.FormatError as exc:
+            if all_zero(path, SEGMENT_HEADER_SIZE):
+                blank.append((number, path, exc))
+                return None
+            return self._reopen_damaged(number, path, exc)
+        except FileNotFoundError:
+            return None  # deleted by a live writer while an observer looked
+        if seg.spare:  # prepared ahead of need, never used
+            seg.close()
+            if not self.read_only:
+                unlink(path)
+            return None
+        return seg
+
+    def _open_unlisted(self, opened: list[Segment], blank: list[tuple[int, str, Exception]],
+                       tried: set[int]) -> None:
+        """Insert into ``opened`` the segments a listing missed between two it holds.
+
+        A directory listing is not a snapshot: beside a live writer, a segment created while
+        it runs may be missing from it while a later one is there. Folding what the later one
+        holds after the one before the hole would take the missing segment's entries for
+        lost. Each segment names the one before it (``prev_end``): a link to a number between
+        it and the segment listed before it is opened by name. One that is not there (or not
+        readable) stays missing, and its entries are reported lost as before. ``tried``: the
+        numbers listed (one that did not open is not tried again: its damage is noted).
+        """
+        i = len(opened) - 1
+        while i > 0:
+            link = opened[i].prev_end >> SEG_SHIFT
+            if opened[i - 1].number < link < opened[i].number and link not in tried:
+                tried.add(link)
+                # only a file: a number something else has taken is no segment of the log
+                is_file = os.path.isfile(os.path.join(self.directory, segment_name(link)))
+                seg = self._open_one(link, blank) if is_file else None
+                if seg is not None:
+                    opened.insert(i, seg)  # then follow its own link
+                    continue
+            i -= 1
 
     def _settle_blank(self, blank: list[tuple[int, str, Exception]],
                       opened: list[Segment]) -> None:

@@ -125,7 +125,7 @@ class _Verifier:
             kept = self._check_continuity(scanned)
             for item in scanned:
                 self._check_index(item)
-            self._check_orphan_indexes(names, set(numbers))
+            self._check_orphan_indexes(names, {seg.number for seg in segments})
             self._check_entries(kept)
         finally:
             for seg in segments:
@@ -270,9 +270,12 @@ class _Verifier:
                     f"index disagrees with its segment about topic id {tid} ({field})"))
 
     def _check_orphan_indexes(self, names: Iterable[str], numbers: set[int]) -> None:
+        """Index files whose segment was not opened (``numbers``) and is not there now: a
+        writer deletes a segment file before its index."""
         for name in sorted(names):
             number = parse_index_name(name)
-            if number is not None and number not in numbers:
+            if number is not None and number not in numbers and not os.path.exists(
+                    os.path.join(self.directory, segment_name(number))):
                 self.report.notes.append(f"{name} has no segment (it was reclaimed)")
 
     # --- entries ------------------------------------------------------------------------------
