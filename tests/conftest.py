@@ -23,7 +23,8 @@ from walrus import Walrus  # noqa: E402
 
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
 FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
-"""The fault-injecting wrappers (tests/plugins/walrus_faults), one per wrapped backend."""
+"""The fault-injecting wrappers (``walrus.testing._faults``, registered by
+tests/plugins/walrus_faults), one per wrapped backend."""
 BACKENDS = [name for name in _AVAILABLE if name not in FAULT_BACKENDS]
 if not FAULT_BACKENDS:
     raise RuntimeError(f"the walrus_faults test plugin was not registered from {PLUGINS}")
