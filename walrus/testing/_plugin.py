@@ -48,6 +48,22 @@ def activate(config: pytest.Config) -> None:
         config.args[:] = [str(SUITE)]  # only the kit (not the project's testpaths)
 
 
+ORDER = ("test_file_contract", "test_engine", "test_format", "test_concurrency", "test_crash",
+         "test_power_loss")
+"""The contract first: a backend that breaks it fails there, with the plainest message."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the suite's modules in :data:`ORDER`, after the caller's own tests."""
+    def rank(item: pytest.Item) -> int:
+        path = Path(item.path)
+        if path.parent != SUITE or path.stem not in ORDER:
+            return -1
+        return ORDER.index(path.stem)
+
+    items.sort(key=rank)
+
+
 class _FaultPlugin:
     """Registers the fault-injecting wrapper of the backend under test."""
 

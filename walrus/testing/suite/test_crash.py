@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,21 +26,26 @@ from ._crash_child import SCHEDULES
 def crash(backend: str, path: Path, schedule: str, stop: int,
           env: dict[str, str]) -> tuple[int, int, int]:
     """Run the writer until ``stop`` acknowledgements, SIGKILL it; what it acknowledged."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "walrus.testing.suite._crash_child", backend, str(path),
-         schedule], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert child.stdout is not None
-    last = b""
-    for count, line in enumerate(child.stdout, 1):
-        last = line
-        if count >= stop:
-            break
-    child.send_signal(signal.SIGKILL)
-    rest, err = child.communicate(timeout=60)
-    lines = [line for line in (last + rest).split(b"\n")[:-1] if line]  # whole lines only
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "walrus.testing.suite._crash_child", backend, str(path),
+             schedule], stdout=subprocess.PIPE, stderr=err, env=env)
+        assert child.stdout is not None
+        seen = b""
+        for count, line in enumerate(child.stdout, 1):
+            seen = line
+            if count >= stop:
+                break
+        child.send_signal(signal.SIGKILL)
+        seen += child.stdout.read()  # what it acknowledged before the signal landed
+        child.stdout.close()
+        child.wait(timeout=60)
+        err.seek(0)
+        said = err.read().decode(errors="replace")
+    lines = [line for line in seen.split(b"\n")[:-1] if line]  # whole lines only
     if not lines:
         broke(f"the writer on {backend!r} acknowledged nothing before it was killed; it said:\n"
-              f"{err.decode(errors='replace')[-3000:]}")
+              f"{said[-3000:]}")
     a, b, consumed = map(int, lines[-1].split())
     return a, b, consumed
 
