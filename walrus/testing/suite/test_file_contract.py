@@ -123,7 +123,8 @@ def test_every_buffer_type_is_accepted(opened: File) -> None:
     for data in buffers:
         before = on_disk(opened.path, pos, len(data))
         opened.write(pos, data)
-        check_written(opened, pos, bytes(data), before, f"write() of a {type(data).__name__}")
+        check_written(opened, pos, bytes(data), before,
+                      f"write() of a {type(data).__name__} object")
         pos += len(data)
 
 
