@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 
 from walrus import FsyncSchedule, InvalidArgumentError, ReadConsistency, Walrus
+from walrus._cli import build_parser
+from walrus._cli_options import walrus_keywords
+
+from .cli_support import walrus_cmd
 
 
 def test_every_key_from_a_mapping(tmp_path: Path) -> None:
@@ -103,3 +107,50 @@ def test_a_bad_file_names_it(tmp_path: Path) -> None:
         Walrus.from_config(42)  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml", "broken.toml",
                                                           "other.toml"]
+
+
+# --- the command line's --config FILE ------------------------------------------------------------
+
+def cli(*args: str | Path) -> tuple[int, str, str]:
+    """The real ``walrus ARGS``: exit status, standard output, standard error."""
+    result = walrus_cmd(*args)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+def test_every_command_takes_config_in_place_of_dir(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "svc.toml"
+    config.write_text('[walrus]\ndata_dir = "wal"\nfsync = "sync-each"\nbackend = "pwrite"\n')
+    assert cli("append", "--config", config, "events", "one")[0] == 0
+    assert cli("append", tmp_path / "wal", "events", "two")[0] == 0  # the same directory
+    status, out, _ = cli("topics", f"--config={config}", "--format", "json")
+    assert status == 0 and '"entries": 2' in out
+    assert cli("read", "--config", config, "events", "--peek", "-n", "5")[1] == "one\ntwo\n"
+    assert cli("read", "events", "--config", config)[1] == "one\n"  # consumes
+    status, out, _ = cli("verify", "--config", config)
+    assert status == 0 and out.rstrip().endswith("OK")
+
+
+def test_options_given_win_over_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "svc.toml"
+    config.write_text('[walrus]\ndata_dir = "wal"\nfsync = "sync-each"\nbackend = "mmap"\n'
+                      'key = "k"\nconsistency = "at-least-once:5"\nsegment_size = 8192\n')
+    args = build_parser().parse_args(["append", "--config", str(config), "--fsync", "no-fsync",
+                                      "--backend", "pwrite", "t", "x"])
+    assert walrus_keywords(args) == {
+        "data_dir": tmp_path / "wal", "key": "k", "backend": "pwrite",
+        "fsync_schedule": FsyncSchedule.NoFsync,
+        "consistency": ReadConsistency.AtLeastOnce(persist_every=5), "segment_size": 8192}
+    plain = build_parser().parse_args(["append", "d", "t", "x"])
+    assert walrus_keywords(plain) == {"data_dir": Path("d")}  # the constructor's defaults
+
+
+def test_a_config_without_a_directory_or_with_a_bad_value_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "nodir.toml").write_text('[walrus]\nfsync = "sync-each"\n')
+    status, _, err = cli("topics", "--config", tmp_path / "nodir.toml")
+    assert status == 2 and "names no data_dir in its [walrus] table" in err
+    (tmp_path / "bad.toml").write_text('[walrus]\ndata_dir = "wal"\nfsync = "hourly"\n')
+    status, _, err = cli("append", "--config", tmp_path / "bad.toml", "t", "x")
+    assert status == 2 and "walrus.fsync in" in err
+    assert not (tmp_path / "wal").exists()
