@@ -27,6 +27,7 @@ def run_pytest(cwd: Path, *args: str, path: tuple[Path, ...] = (BROKEN,),
            if not k.startswith(("PYTEST_", "WALRUS_")) or k == "WALRUS_URING"}
     env.update(PYTHONPATH=os.pathsep.join(map(str, (ROOT, *path))), WALRUS_QUIET="1")
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+               "--show-capture=no",  # the failures' messages, not the logs around them
                *(("-p", "walrus.testing") if plugin else ()), *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import walrus
-from walrus import Walrus
 from walrus.plugins import plugin_manager
 
 from . import SUITE
 from ._faults import PREFIX, fault_backend_spec
+from ._instances import WalrusFactory, instances
 
 BUILTIN = ("pwrite", "mmap")
 """Built-in backends that can read back what the backend under test wrote."""
@@ -79,9 +78,6 @@ KEEP_ENV = ("WALRUS_DISABLED_PLUGINS", "WALRUS_DISABLE_PLUGIN_AUTOLOAD", "WALRUS
             "WALRUS_PURE_PYTHON")
 """Variables that decide which backends exist and how they run: a child keeps them."""
 
-WalrusFactory = Callable[..., Walrus]
-
-
 REFERENCE = pytest.StashKey[str]()
 
 
@@ -105,20 +101,9 @@ def _walrus_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
 def open_walrus(tmp_path: Path, walrus_backend: str) -> Iterator[WalrusFactory]:
     """Opens instances on the backend under test (in ``tmp_path/wal`` unless told);
     every one is closed at teardown."""
-    opened: list[Walrus] = []
+    with instances(tmp_path / "wal", walrus_backend) as factory:
+        yield factory
 
-    def factory(path: Path | None = None, **kwargs: Any) -> Walrus:
-        kwargs.setdefault("backend", walrus_backend)
-        wal = Walrus(data_dir=path if path is not None else tmp_path / "wal", **kwargs)
-        opened.append(wal)
-        return wal
-
-    yield factory
-    for wal in opened:
-        try:
-            wal.close()
-        except walrus.WalrusError:
-            pass
 
 @pytest.fixture
 def fault_backend(walrus_backend: str) -> Iterator[str]:

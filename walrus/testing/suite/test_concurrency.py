@@ -10,7 +10,7 @@ import pytest
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 
-from .._plugin import WalrusFactory
+from .._instances import WalrusFactory
 from ._checks import SEGMENT, broke, entries, expect_entries, payload
 
 WRITERS = 4

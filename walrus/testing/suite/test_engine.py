@@ -9,7 +9,7 @@ import pytest
 
 from walrus import FsyncSchedule, ReadConsistency, Schedule
 
-from .._plugin import WalrusFactory
+from .._instances import WalrusFactory
 from ._checks import SEGMENT, broke, entries, expect_entries, first_difference_index, payload
 
 SCHEDULES: dict[str, Schedule] = {
