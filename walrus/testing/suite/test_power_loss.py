@@ -107,6 +107,11 @@ def test_a_power_cut_keeps_every_durable_entry(tmp_path: Path, fault_backend: st
         what = (f"after a simulated power cut under {schedule} (disk image: {policy!r}, cut at "
                 f"disk operation {cut[1]} of call {cut[0]})")
         with Walrus(data_dir=image, backend=walrus_backend, segment_size=SEGMENT) as after:
+            if after.damage():
+                broke(f"{what}, recovery found damage: {after.damage()}. A power cut may lose "
+                      f"what no sync covered, but leaves no damage: bytes a sync made durable "
+                      f"came back different (the backend's write() or sync() lost them), or "
+                      f"recovery took a torn write that was never durable for damage")
             for topic, led in ledgers.items():
                 check(after, topic, led, schedule == "SyncEach", last_sync, what)
 
