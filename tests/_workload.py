@@ -8,25 +8,15 @@ the tick or time of its acknowledgement) and the call that was in flight when th
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
 from walrus import CorruptionError, Walrus
+from walrus.testing.suite._checks import payload as payload  # the kit's: one definition
 
 TOPICS = ("a", "b", "ü-topic")
 FIGURES: Counter[str] = Counter()
 """What the reliability tests ran (crashes, cuts, faults, inputs); printed after the run."""
-
-
-def payload(topic: str, seq: int) -> bytes:
-    """Entry ``seq`` of ``topic``: self-describing, 0..~700 bytes, some empty."""
-    if seq % 11 == 5:
-        return b""
-    head = f"{topic}|{seq}|".encode()
-    size = (seq * 37 + len(topic) * 101) % 700
-    body = hashlib.blake2b(head, digest_size=32).digest()
-    return head + (body * (size // 32 + 1))[:size]
 
 
 @dataclass

@@ -20,10 +20,12 @@ if str(PLUGINS) not in sys.path:
 
 import walrus  # noqa: E402  (after the plugin path, so its entry points are found)
 from walrus import Walrus  # noqa: E402
+from walrus.testing._instances import instances  # noqa: E402
 
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
 FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
-"""The fault-injecting wrappers (tests/plugins/walrus_faults), one per wrapped backend."""
+"""The fault-injecting wrappers (``walrus.testing._faults``, registered by
+tests/plugins/walrus_faults), one per wrapped backend."""
 BACKENDS = [name for name in _AVAILABLE if name not in FAULT_BACKENDS]
 if not FAULT_BACKENDS:
     raise RuntimeError(f"the walrus_faults test plugin was not registered from {PLUGINS}")
@@ -62,20 +64,8 @@ WalFactory = Callable[..., Walrus]
 @pytest.fixture
 def open_wal(tmp_path: Path, backend: str) -> Iterator[WalFactory]:
     """Open instances on the parametrised backend; all are closed at teardown."""
-    opened: list[Walrus] = []
-
-    def factory(path: Path | str | None = None, **kwargs: Any) -> Walrus:
-        kwargs.setdefault("backend", backend)
-        wal = Walrus(data_dir=path if path is not None else tmp_path / "wal", **kwargs)
-        opened.append(wal)
-        return wal
-
-    yield factory
-    for wal in opened:
-        try:
-            wal.close()
-        except walrus.WalrusError:
-            pass
+    with instances(tmp_path / "wal", backend) as factory:
+        yield factory
 
 
 def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

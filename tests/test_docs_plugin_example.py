@@ -109,3 +109,13 @@ def test_the_library_uses_it_across_segments_reopens_and_a_crash(plugin_path: Pa
     with Walrus(data_dir=data_dir, backend="pwrite") as wal:
         assert wal.get_topic_entry_count("t") == 208
         assert wal.read_next("t") == (b"2" * 20, 2, "t")
+
+
+def test_the_example_passes_the_backend_authors_kit(plugin_path: Path, tmp_path: Path) -> None:
+    """What docs/plugins.md tells an author to run, run on the example."""
+    env = {k: v for k, v in env_with(plugin_path).items() if not k.startswith("PYTEST_")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                             "-p", "walrus.testing", "--walrus-backend", "fileobj"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout

@@ -1,7 +1,7 @@
 """I/O faults: ENOSPC, EIO and short writes, failing fsync, failing file creation.
 
 Every public call that touches the disk is run with each fault armed (through the
-``faults-*`` backends of tests/plugins/walrus_faults), under each fsync schedule. A call
+``faults-*`` backends of ``walrus.testing._faults``), under each fsync schedule. A call
 either succeeds, and its effect is all there, or raises a ``StorageError`` (an ``OSError``
 carrying the injected errno), and nothing of it is visible, now or after reopening. Once the
 fault clears, the same instance keeps working. A failed fsync is never taken for success: what
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from walrus_faults import Machine, powered
 
 from walrus import CorruptionError, FsyncSchedule, StorageError, Walrus
+from walrus.testing._faults import Machine, powered
 
 from ._workload import FIGURES, check_content, dump, payload, recovered
 from .conftest import BACKENDS, FAULT_BACKENDS

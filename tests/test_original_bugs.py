@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from walrus_faults import Machine, powered
 
 from walrus import FsyncSchedule, ReadConsistency, StorageError, Walrus
 from walrus.backends._base import create_file
+from walrus.testing._faults import Machine, powered
 
 from ._quiesce import quiesced
 from .conftest import WalFactory, drain, peek_all, run_child

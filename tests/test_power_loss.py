@@ -1,6 +1,6 @@
 """Power loss, simulated: SPEC section 2's rules hold whatever a cut leaves on the disk.
 
-A run drives a log through the ``faults-*`` backends (tests/plugins/walrus_faults), cuts the
+A run drives a log through the ``faults-*`` backends (``walrus.testing._faults``), cuts the
 power at a random disk operation (inside a call, inside a segment roll, inside the flusher or
 the indexer) or between calls, and writes the image a disk may hold afterwards: undurable
 writes dropped, kept, torn or reordered per sector, directory operations since the last
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from walrus_faults import POLICIES, Machine, powered
 
 from walrus import FsyncSchedule, ReadConsistency, StorageError, Walrus
+from walrus.testing._faults import POLICIES, Machine, powered
 
 from ._sched import run_delay
 from ._workload import FIGURES, TOPICS, Ledger, check_content, payload, recovered

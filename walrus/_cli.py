@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from ._cli_options import without_directory
 from ._commands import CommandError, append, backends, read, tail, topics, verify
 from ._errors import WalrusError
 from ._version import __version__
@@ -32,6 +33,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None
+                         ) -> tuple[argparse.Namespace, list[str]]:
+        """With ``--config FILE``, a command takes no ``DIR``: the file names the directory."""
+        with without_directory(self, args):
+            return super().parse_known_args(args, namespace)
 
 
 def build_parser(*, bench: RegisterBench | None = None) -> argparse.ArgumentParser:

@@ -9,11 +9,14 @@ turns them into ``Walrus`` keyword arguments, and opens a writer or a read-only 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ._config import FsyncSchedule, ReadConsistency
+from ._config import resolve_root
+from ._errors import InvalidArgumentError
+from ._from_config import walrus_arguments
 from ._settings_parse import parse_consistency, parse_fsync
 from ._walrus import Walrus
 
@@ -62,28 +65,82 @@ def interval(text: str) -> float:
 
 
 def add_directory_options(parser: argparse.ArgumentParser, *, writer: bool) -> None:
-    """``DIR`` plus the options every command that opens a directory shares."""
-    parser.add_argument("data_dir", metavar="DIR", type=Path, help="the data directory")
+    """``DIR`` (or ``--config FILE``) plus the options every command that opens a directory
+    shares."""
+    add_directory_argument(parser, "the data directory")
     parser.add_argument("--key", metavar="KEY",
                         help="instance key: use DIR/<sanitised KEY> (as Walrus(key=...))")
     parser.add_argument("--backend", metavar="NAME",
                         help="I/O backend: a name, a comma-separated fallback list or auto "
                              "(default: $WALRUS_BACKEND, else auto)")
-    if writer:
+    if writer:  # no default here: one from --config FILE applies unless the option is given
         parser.add_argument("--fsync", metavar="SCHEDULE",
-                            type=_argument_type(parse_fsync, "fsync schedule"),
-                            default=FsyncSchedule.Milliseconds(1000), help=FSYNC_HELP)
+                            type=_argument_type(parse_fsync, "fsync schedule"), help=FSYNC_HELP)
         parser.add_argument("--consistency", metavar="MODE",
                             type=_argument_type(parse_consistency, "consistency"),
-                            default=ReadConsistency.StrictlyAtOnce, help=CONSISTENCY_HELP)
+                            help=CONSISTENCY_HELP)
+
+
+def add_directory_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``DIR``, or ``--config FILE`` in its place (see :func:`without_directory`)."""
+    parser.add_argument("data_dir", metavar="DIR", type=Path,
+                        help=f"{help} (left out with --config)")
+    parser.add_argument("--config", metavar="FILE", type=Path,
+                        help="take DIR and the defaults of the other options from the [walrus] "
+                             "table of this TOML file (as Walrus.from_config)")
+
+
+@contextmanager
+def without_directory(parser: argparse.ArgumentParser,
+                      args: Sequence[str] | None) -> Iterator[None]:
+    """While ``args`` give ``--config FILE``, ``parser`` takes no ``DIR``: the file names it."""
+    directory = next((a for a in parser._actions  # argparse keeps no public list of them
+                      if a.dest == "data_dir" and not a.option_strings), None)
+    tokens = list(args or [])
+    tokens = tokens[:tokens.index("--")] if "--" in tokens else tokens
+    given = any(t == "--config" or t.startswith("--config=") for t in tokens)
+    if directory is None or not given:
+        yield
+        return
+    groups = [g for g in parser._action_groups if directory in g._group_actions]
+    where = parser._actions.index(directory)
+    parser._actions.remove(directory)
+    for group in groups:
+        group._group_actions.remove(directory)
+    try:
+        yield
+    finally:
+        parser._actions.insert(where, directory)
+        for group in groups:
+            group._group_actions.insert(0, directory)
+
+
+def walrus_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """``Walrus`` keyword arguments: ``--config FILE``'s table, then the options given."""
+    config: Path | None = getattr(args, "config", None)
+    found = walrus_arguments(config) if config is not None else {}
+    if getattr(args, "data_dir", None) is not None:
+        found["data_dir"] = args.data_dir
+    elif "data_dir" not in found:
+        raise InvalidArgumentError(f"{config} names no data_dir in its [walrus] table")
+    for option, keyword in (("key", "key"), ("backend", "backend"),
+                            ("fsync", "fsync_schedule"), ("consistency", "consistency")):
+        if getattr(args, option, None) is not None:
+            found[keyword] = getattr(args, option)
+    return found
+
+
+def directory_and_backend(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """The directory ``DIR``/``--key`` (or ``--config FILE``) name, and the backend asked for."""
+    found = walrus_keywords(args)
+    return resolve_root(found["data_dir"], found.get("key")), found.get("backend")
 
 
 def open_writer(args: argparse.Namespace) -> Walrus:
     """Open DIR for writing: takes the directory's lock (fails at once if it is held)."""
-    return Walrus(data_dir=args.data_dir, key=args.key, backend=args.backend,
-                  fsync_schedule=args.fsync, consistency=args.consistency)
+    return Walrus(**walrus_keywords(args))
 
 
 def open_observer(args: argparse.Namespace) -> Walrus:
     """Open DIR as a read-only observer: no lock, no writes, safe beside a live writer."""
-    return Walrus(data_dir=args.data_dir, key=args.key, backend=args.backend, read_only=True)
+    return Walrus(**{**walrus_keywords(args), "read_only": True})

@@ -119,6 +119,12 @@ class Rebuilder(Directory):
             seg, summary, evidence, torn = summaries[i]
             nxt = summaries[i + 1][0]
             if nxt.prev_end >> SEG_SHIFT != seg.number:
+                if (seg.number < nxt.prev_end >> SEG_SHIFT < nxt.number
+                        and not any(e for _, _, e, _ in summaries[i + 1:])):
+                    # The log went on in a segment between them that is gone or never got
+                    # its header (a roll lost in a power cut): nothing after it was durable.
+                    keep = i + 1
+                    break
                 continue
             expected = nxt.prev_end & _codec.OFFSET_MASK
             if expected > seg.size - _codec.HEADER_SIZE:

@@ -211,6 +211,13 @@ class _Verifier:
                         "(a write in progress, or a crash; recovery cuts it)")
                 continue
             if nxt.prev_end >> SEG_SHIFT != item.segment.number:
+                if (item.segment.number < nxt.prev_end >> SEG_SHIFT < nxt.number
+                        and not any(later.evidence for later in scanned[i + 1:])):
+                    self.report.notes.append(
+                        f"the log breaks off after {name}: the segment it went on in is "
+                        "missing or never got its header, and the segments after it were never "
+                        "durable; recovery discards them")
+                    return scanned[:i + 1]
                 continue
             expected = nxt.prev_end & OFFSET_MASK
             if item.result.end >= expected:

@@ -7,9 +7,10 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ._codec import CLEAN, DIRTY, MARKED_DIRTY
 from ._config import (
@@ -519,3 +520,15 @@ class Walrus:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+    @classmethod
+    def from_config(cls, source: Mapping[str, Any] | str | os.PathLike[str]) -> Walrus:
+        """Open walrus as a ``[walrus]`` table says: a mapping, or the path of a TOML file.
+
+        Keys: ``data_dir``, ``key``, ``backend``, ``fsync``, ``consistency``,
+        ``segment_size``, ``read_only`` (see the configuration guide). An unknown key or a
+        bad value raises ``InvalidArgumentError`` naming it, before anything is created.
+        """
+        from ._from_config import walrus_arguments
+
+        return cls(**walrus_arguments(source))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .._config import resolve_root
+from .._cli_options import add_directory_argument, directory_and_backend
 from .._verify import verify_directory
 from . import Subparsers
 
@@ -19,7 +19,7 @@ def register(commands: Subparsers) -> None:
                     "and report every damaged entry with its topic, offset, file and byte "
                     "position. Exit status 1 if anything is damaged. Safe beside a running "
                     "writer: takes no lock and writes nothing.")
-    parser.add_argument("data_dir", metavar="DIR", help="the data directory")
+    add_directory_argument(parser, "the data directory")
     parser.add_argument("--key", metavar="KEY", help="instance key: verify DIR/<sanitised KEY>")
     parser.add_argument("--backend", metavar="NAME",
                         help="I/O backend to read with (default: $WALRUS_BACKEND, else auto)")
@@ -29,7 +29,7 @@ def register(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = verify_directory(resolve_root(args.data_dir, args.key), args.backend)
+    report = verify_directory(*directory_and_backend(args))
     lines = report.lines()
     if args.quiet:
         lines = [d.describe() for d in report.damage]

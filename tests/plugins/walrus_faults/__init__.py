@@ -1,27 +1,10 @@
-"""walrus-faults: test-only backends that inject I/O faults and simulate power loss.
+"""walrus-faults: the test suite's fault backends, registered like any third-party plugin.
 
-Registered through the ``walrus`` entry-point group like any third-party backend (see
-``../walrus_faults-1.0.dist-info/entry_points.txt``): with ``tests/plugins`` on ``sys.path``,
-``importlib.metadata`` finds the distribution and walrus loads ``walrus_faults.plugin``.
-Backends are named ``faults-<inner>``: ``faults-pwrite`` wraps ``pwrite``, and so on.
+The machinery lives in ``walrus.testing._faults`` (so that a backend author's tests can use it
+too); this distribution only registers one ``faults-<inner>`` wrapper per built-in backend
+(see ``../walrus_faults-1.0.dist-info/entry_points.txt``). The names are re-exported so that
+``from walrus_faults import Machine, powered`` keeps working.
 """
 
-from ._backend import PREFIX, FaultBackend, FaultFile
-from ._image import POLICIES, SECTOR, Write, crash_image
-from ._machine import MACHINE, Fault, Machine, PowerOff, Sync, powered
-
-__all__ = [
-    "MACHINE",
-    "POLICIES",
-    "PREFIX",
-    "SECTOR",
-    "Fault",
-    "FaultBackend",
-    "FaultFile",
-    "Machine",
-    "PowerOff",
-    "Sync",
-    "Write",
-    "crash_image",
-    "powered",
-]
+from walrus.testing._faults import *  # noqa: F403
+from walrus.testing._faults import __all__ as __all__

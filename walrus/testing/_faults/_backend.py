@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import walrus
-from walrus.backends import Backend, Buffer, File
-
+from ..._errors import BackendUnavailableError
+from ...backends import Backend, Buffer, File
+from ...backends._base import Availability
+from ...plugins import BackendSpec, backend_spec
 from ._machine import MACHINE, FileState, PowerOff
 
 PREFIX = "faults-"
@@ -70,16 +71,13 @@ class FaultFile(File):
     def close(self) -> None:
         self.inner.close()
 
-    def disown(self) -> None:
-        self.inner.disown()
-
 
 class FaultBackend(Backend):
     """Wraps the registered backend ``inner``."""
 
     def __init__(self, inner: str) -> None:
         self.name = PREFIX + inner  # type: ignore[misc]
-        self.inner = walrus.backend_spec(inner).factory()
+        self.inner = backend_spec(inner).factory()
 
     def open(self, path: str, *, size: int = 0, create: bool = False,
              writable: bool = True) -> File:
@@ -105,3 +103,22 @@ class FaultBackend(Backend):
 
     def disown(self) -> None:
         self.inner.disown()
+
+
+def fault_backend_spec(inner: str, priority: int = -1000) -> BackendSpec:
+    """``faults-<inner>``: the wrapper of the registered backend ``inner``, available where it is.
+
+    The low priority keeps ``auto`` from ever choosing it: only tests ask for it by name.
+    """
+
+    def probe() -> Availability:
+        try:
+            spec = backend_spec(inner)
+        except BackendUnavailableError as exc:
+            return Availability(False, str(exc))
+        found = spec.availability()
+        return Availability(found.ok, f"wraps {inner}: {found.reason}")
+
+    return BackendSpec(PREFIX + inner, lambda: FaultBackend(inner), priority=priority,
+                       probe=probe, description=f"test-only fault injection and power-loss "
+                                                f"simulation over {inner}")

@@ -1,0 +1,1 @@
+"""The conformance tests behind ``--walrus-backend`` (collected only through the kit)."""
