@@ -1,6 +1,7 @@
 """Backend and sink plugins: what plugin authors and users call.
 
-Third-party packages register backends (and sinks, ``walrus_register_sinks``) through the ``walrus`` entry-point group::
+Third-party packages register backends (and sinks, ``walrus_register_sinks``) through the
+``walrus`` entry-point group::
 
     [project.entry-points.walrus]
     mybackend = "my_package.walrus_plugin"

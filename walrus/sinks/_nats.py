@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from .._entry import Entry
-from .._errors import CorruptionError, ForwardError, InvalidArgumentError
+from .._errors import ForwardError, InvalidArgumentError, OffsetOutOfRangeError, WalrusError
 from ..backends._base import Availability
 from ._base import Source
 from ._names import check_prefix, covers, encode_topic
@@ -168,17 +168,21 @@ class NatsSink:
         async def quiet(exc: Exception) -> None:
             log.debug("NATS connection: %s: %s", type(exc).__name__, exc)
 
-        async def said(what: str) -> None:
-            log.info("NATS connection %s", what)
+        async def lost() -> None:
+            log.info("NATS connection lost; reconnecting")
+
+        async def restored() -> None:
+            log.info("NATS connection restored")
 
         while not self._stop.is_set():
             try:
                 return await nats.connect(
                     servers=self.urls, connect_timeout=2, reconnect_time_wait=0.5,
                     max_reconnect_attempts=-1, error_cb=quiet,
-                    disconnected_cb=lambda: said("lost; reconnecting"),
-                    reconnected_cb=lambda: said("restored"))
-            except Exception as exc:  # every failure to reach the cluster is retried
+                    disconnected_cb=lost, reconnected_cb=restored)
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
                 delay = backoff.next()
                 log.warning("cannot reach NATS at %s (%s); retrying in %.1f s",
                             ",".join(self.urls), _describe(exc), delay)
@@ -193,9 +197,9 @@ class NatsSink:
             try:
                 result = await step(*args)
                 return True if result is None else result
-            except ForwardError:
-                raise
             except Exception as exc:
+                if not _transient(exc):
+                    raise
                 delay = backoff.next()
                 log.warning("%s: %s; retrying in %.1f s", what, _describe(exc), delay)
                 await self._pause(delay)
@@ -276,6 +280,7 @@ class NatsSink:
             try:
                 if position is None:
                     position = await self._resume(source, topic)
+                    source.ack_position(topic, position[0], 0)
                 start, last_seq = position
                 if target is not None and start >= target:
                     return
@@ -291,9 +296,9 @@ class NatsSink:
                 position = (entries[-1].offset + 1, last_seq)
                 source.ack_position(topic, position[0], len(entries))
                 backoff.reset()
-            except (ForwardError, CorruptionError):
-                raise
-            except Exception as exc:  # go back to what the stream holds, whatever failed
+            except Exception as exc:  # go back to what the stream holds, if worth it
+                if not _transient(exc):
+                    raise
                 position = None
                 delay = backoff.next()
                 log.warning("topic %r: %s; resuming from the stream's last message in %.1f s",
@@ -374,6 +379,16 @@ class NatsSink:
             raise Rejected(f"stream acknowledged sequence {seq} after {last_seq} for {count} "
                            f"messages")
         return seq
+
+
+def _transient(exc: Exception) -> bool:
+    """Is ``exc`` worth a retry: the cluster away or electing, a refused or unanswered
+    batch, entries reclaimed under a read (the resume point moves past them)? Damage in the
+    log and a target that does not continue it are not."""
+    if isinstance(exc, WalrusError):
+        return isinstance(exc, OffsetOutOfRangeError)
+    errors = _nats().errors
+    return isinstance(exc, Rejected | OSError | TimeoutError | errors.Error)
 
 
 def _describe(exc: BaseException) -> str:
