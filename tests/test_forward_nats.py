@@ -332,3 +332,27 @@ def test_a_foreign_message_in_a_subject_stops_forwarding(cluster: Cluster,
     assert result.returncode == 2
     assert b"ends with a message walrus did not forward" in result.stderr
     assert stream_count(cluster, "FOREIGN") == 6  # nothing written after the foreign message
+
+
+def test_the_examples_forward_from_a_thread_and_read_on_the_other_side(
+        cluster: Cluster, tmp_path: Path) -> None:
+    from .cli_support import ROOT
+
+    data_dir = tmp_path / "wal"
+    service = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "forward_in_a_thread.py"), str(data_dir),
+         cluster.urls], capture_output=True, timeout=BOUND, env=child_env())
+    assert service.returncode == 0, service.stderr
+    assert forward_once(data_dir, cluster, "shop").returncode == 0  # the rest, if any
+
+    def consume() -> list[str]:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "nats_consumer.py"),
+             cluster.urls.split(",")[0], "SHOP", "orders", str(tmp_path / "done")],
+            capture_output=True, timeout=BOUND, env=child_env(), text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    lines = consume()
+    assert lines == [f"orders@{i}: b'order {i}'" for i in range(1000)]
+    assert consume() == []  # everything was processed once
