@@ -87,7 +87,16 @@ async def _read_stream(urls: str, stream: str) -> Stream:
 
 
 def read_stream(cluster: Cluster, stream: str) -> Stream:
-    return asyncio.run(_read_stream(cluster.urls, stream))
+    """``_read_stream``, retried while the cluster's API does not answer (an election after
+    a node came back), within ``BOUND``."""
+    deadline = time.monotonic() + BOUND
+    while True:
+        try:
+            return asyncio.run(_read_stream(cluster.urls, stream))
+        except nats.errors.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def stream_count(cluster: Cluster, stream: str) -> int:
@@ -106,14 +115,18 @@ def stream_count(cluster: Cluster, stream: str) -> int:
 
 
 def stream_leader(cluster: Cluster, stream: str) -> str:
+    """The node leading ``stream`` now ("" while none is, or the cluster does not answer)."""
     async def leader() -> str:
         nc = await nats.connect(cluster.urls.split(","), connect_timeout=2)
         try:
             info = await nc.jetstream().stream_info(stream)
-            return str(info.cluster.leader)
+            return str(info.cluster.leader or "")
         finally:
             await nc.close()
-    return asyncio.run(leader())
+    try:
+        return asyncio.run(leader())
+    except Exception:
+        return ""
 
 
 def assert_exactly_once(cluster: Cluster, stream: str, expected: dict[str, list[bytes]]) -> None:
@@ -229,46 +242,53 @@ def test_sigkill_of_the_forwarder_at_random_points(cluster: Cluster, tmp_path: P
     assert_exactly_once(cluster, "KILLED", writer.written)
 
 
-def test_sigkill_of_the_stream_leader_mid_run(cluster: Cluster, tmp_path: Path) -> None:
+def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
+                    fault: Callable[[Path], None], what: str) -> None:
+    """Forward while a writer appends; ``fault`` the cluster mid-run, bring it back, and
+    check that forwarding went on and the stream holds every entry once."""
+    stream = prefix.upper()
     data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
     with Writer(data_dir) as writer:
         writer.start()
-        forwarder = start_forwarder(data_dir, cluster, "leader", log)
+        forwarder = start_forwarder(data_dir, cluster, prefix, log)
         try:
-            until(lambda: stream_count(cluster, "LEADER") > 1000, "the forwarder sends")
-            cluster.node(stream_leader(cluster, "LEADER")).kill()
-            after = stream_count(cluster, "LEADER")
-            until(lambda: stream_count(cluster, "LEADER") > after + 1000,
-                  "forwarding goes on under a new leader")
-            cluster.start()  # the killed node comes back and catches up
+            until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends")
+            fault(log)
+            cluster.start()  # whatever was killed comes back and catches up
+            after = stream_count(cluster, stream)
+            until(lambda: stream_count(cluster, stream) > after + 1000,
+                  f"forwarding goes on after {what}")
             writer.stop()
         finally:
             forwarder.send_signal(signal.SIGTERM)
             assert forwarder.wait(BOUND) == 0, log.read_text()
-        assert forward_once(data_dir, cluster, "leader").returncode == 0
-    assert_exactly_once(cluster, "LEADER", writer.written)
+        assert forward_once(data_dir, cluster, prefix).returncode == 0
+    assert_exactly_once(cluster, stream, writer.written)
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_sigkill_of_a_node_mid_run(cluster: Cluster, tmp_path: Path, role: str) -> None:
+    prefix = f"node{role}"
+
+    def kill_node(log: Path) -> None:
+        leader = stream_leader(cluster, prefix.upper())
+        victim = leader if role == "leader" else next(
+            node.name for node in cluster.nodes if node.name != leader)
+        cluster.node(victim).kill()
+        if role == "leader":
+            until(lambda: stream_leader(cluster, prefix.upper()) not in ("", leader),
+                  "a new leader is elected")
+
+    forward_through(cluster, tmp_path, prefix, kill_node, f"the {role} was killed")
 
 
 def test_whole_cluster_restart_mid_run(cluster: Cluster, tmp_path: Path) -> None:
-    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
-    with Writer(data_dir) as writer:
-        writer.start()
-        forwarder = start_forwarder(data_dir, cluster, "restart", log)
-        try:
-            until(lambda: stream_count(cluster, "RESTART") > 1000, "the forwarder sends")
-            cluster.stop()
-            until(lambda: b"retrying" in log.read_bytes() or b"resuming" in log.read_bytes(),
-                  "the forwarder says it retries")
-            cluster.start()
-            after = stream_count(cluster, "RESTART")
-            until(lambda: stream_count(cluster, "RESTART") > after + 1000,
-                  "forwarding goes on after the restart")
-            writer.stop()
-        finally:
-            forwarder.send_signal(signal.SIGTERM)
-            assert forwarder.wait(BOUND) == 0, log.read_text()
-        assert forward_once(data_dir, cluster, "restart").returncode == 0
-    assert_exactly_once(cluster, "RESTART", writer.written)
+    def stop_all(log: Path) -> None:
+        cluster.stop()
+        until(lambda: b"retrying" in log.read_bytes() or b"resuming" in log.read_bytes(),
+              "the forwarder says it retries")
+
+    forward_through(cluster, tmp_path, "restart", stop_all, "a whole-cluster restart")
 
 
 def test_topics_created_later_are_followed(cluster: Cluster, tmp_path: Path) -> None:

@@ -7,9 +7,8 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given
@@ -17,20 +16,20 @@ from hypothesis import strategies as st
 
 import walrus
 from walrus import Availability, ForwardError, SinkSpec, Walrus, hookimpl
-from walrus.plugins import plugin_manager
 from walrus.plugins._manager import registered_sinks, sink_spec
 from walrus.sinks import Source, decode_topic, encode_topic
 from walrus.sinks._names import covers
 
 from .cli_support import child_env, quiet_isolated_env
+from .test_plugins import register
 
-__all__ = ["quiet_isolated_env"]
+__all__ = ["quiet_isolated_env", "register"]  # fixtures
 
 
 class MemorySink:
     """A sink that keeps what it is sent, resuming from what it already holds."""
 
-    held: dict[str, list[tuple[int, bytes]]] = {}
+    held: ClassVar[dict[str, list[tuple[int, bytes]]]] = {}
 
     def __init__(self, urls: list[str], **options: Any) -> None:
         self.urls = urls
@@ -57,19 +56,6 @@ class _SinkPlugin:
         if self.fail:
             raise RuntimeError("sink plugin exploded")
         return self.result
-
-
-@pytest.fixture
-def register() -> Iterator[Any]:
-    added: list[object] = []
-
-    def add(plugin: object) -> None:
-        plugin_manager().register(plugin)
-        added.append(plugin)
-
-    yield add
-    for plugin in added:
-        plugin_manager().unregister(plugin)
 
 
 def test_the_nats_sink_is_registered_like_any_plugin() -> None:
