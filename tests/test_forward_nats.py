@@ -376,3 +376,11 @@ def test_the_examples_forward_from_a_thread_and_read_on_the_other_side(
     lines = consume()
     assert lines == [f"orders@{i}: b'order {i}'" for i in range(1000)]
     assert consume() == []  # everything was processed once
+
+
+def test_bench_forward_runs(cluster: Cluster) -> None:
+    result = walrus_cmd("bench", "forward", "--count", "3000", "--rounds", "1", "--to",
+                        cluster.urls, timeout=BOUND)
+    assert result.returncode == 0, result.stderr
+    assert b"round 1: nats-py alone " in result.stdout
+    assert b"median ratio forward / nats-py: " in result.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -84,10 +85,11 @@ def _main(args: argparse.Namespace) -> int:
                     wal.batch_append_for_topic("t", payloads[i:i + 2000])
             ratios = []
             print(f"{args.count} entries of {args.size} bytes, {urls}")
+            run = os.urandom(4).hex()  # fresh streams, even on a cluster used before
             for r in range(args.rounds):
-                alone = asyncio.run(_publish_alone(urls.split(","), f"ALONE{r}", payloads))
+                alone = asyncio.run(_publish_alone(urls.split(","), f"ALONE{run}{r}", payloads))
                 start = time.perf_counter()
-                done = walrus.forward(data_dir, urls, subject_prefix=f"fwd{r}", once=True)
+                done = walrus.forward(data_dir, urls, subject_prefix=f"fwd{run}{r}", once=True)
                 spent = time.perf_counter() - start
                 assert done.forwarded == args.count, done
                 ratio = alone / spent
