@@ -384,3 +384,20 @@ def test_bench_forward_runs(cluster: Cluster) -> None:
     assert result.returncode == 0, result.stderr
     assert b"round 1: nats-py alone " in result.stdout
     assert b"median ratio forward / nats-py: " in result.stdout
+
+
+def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    with Writer(tmp_path / "one", topics=("t",)) as one:
+        one.append("t", 5)
+        one.wal.flush()
+        assert forward_once(tmp_path / "one", cluster, "other").returncode == 0
+    with Writer(tmp_path / "two", topics=("t",), seed=8) as two:
+        two.append("t", 3)
+        two.wal.flush()
+        shorter = forward_once(tmp_path / "two", cluster, "other")
+        two.append("t", 7)
+        two.wal.flush()
+        longer = forward_once(tmp_path / "two", cluster, "other")
+    assert shorter.returncode == 2 and b"the log ends at offset 2" in shorter.stderr
+    assert longer.returncode == 2 and b"holds other data at offset 4" in longer.stderr
+    assert_exactly_once(cluster, "OTHER", one.written)

@@ -50,6 +50,9 @@ BATCH_BYTES = 4 << 20
 NOT_FOUND = 10037
 SUBJECTS_OVERLAP = 10065
 STREAM_NAME_IN_USE = 10058
+PERMANENT = frozenset({10074})
+"""Refusals of a stream creation that waiting does not cure (replicas on a single server);
+others (no meta leader, too few nodes up) may pass, so they are retried."""
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
@@ -135,7 +138,7 @@ class NatsSink:
             return  # stopped before the cluster answered
         try:
             self._jsm = self._nc.jetstream()
-            if not await self._retrying(self._ensure_stream, "setting up the stream"):
+            if not await self._retrying(self._ensure_stream, f"setting up stream {self.stream}"):
                 return
             await self._supervise(source, once)
         finally:
@@ -167,8 +170,6 @@ class NatsSink:
 
     async def _connect(self, nats: ModuleType) -> Any:
         """Connect, retrying with backoff while the cluster is away; None if stopped first."""
-        backoff = _Backoff()
-
         async def quiet(exc: Exception) -> None:
             log.debug("NATS connection: %s: %s", type(exc).__name__, exc)
 
@@ -178,36 +179,28 @@ class NatsSink:
         async def restored() -> None:
             log.info("NATS connection restored")
 
-        while not self._stop.is_set():
-            try:
-                return await nats.connect(
-                    servers=self.urls, connect_timeout=2, reconnect_time_wait=0.5,
-                    max_reconnect_attempts=-1, error_cb=quiet,
-                    disconnected_cb=lost, reconnected_cb=restored)
-            except Exception as exc:
-                if not _transient(exc):
-                    raise
-                delay = backoff.next()
-                log.warning("cannot reach NATS at %s (%s); retrying in %.1f s",
-                            ",".join(self.urls), _describe(exc), delay)
-                await self._pause(delay)
-        return None
+        async def connect() -> Any:
+            return await nats.connect(
+                servers=self.urls, connect_timeout=2, reconnect_time_wait=0.5,
+                max_reconnect_attempts=-1, error_cb=quiet, disconnected_cb=lost,
+                reconnected_cb=restored)
 
-    async def _retrying(self, step: Any, what: str, *args: Any) -> Any:
-        """Run ``step`` until it succeeds, backing off on transient errors; a ForwardError
-        ends forwarding. Returns False when stopped first."""
+        return await self._retrying(connect, f"cannot reach NATS at {','.join(self.urls)}")
+
+    async def _retrying(self, step: Any, what: str) -> Any:
+        """What ``step()`` returns, retried with backoff while it fails with a transient
+        error (anything else, a ForwardError first, ends forwarding); None when stopped."""
         backoff = _Backoff()
         while not self._stop.is_set():
             try:
-                result = await step(*args)
-                return True if result is None else result
+                return await step()
             except Exception as exc:
                 if not _transient(exc):
                     raise
                 delay = backoff.next()
-                log.warning("%s: %s; retrying in %.1f s", what, _describe(exc), delay)
+                log.warning("%s (%s); retrying in %.1f s", what, _describe(exc), delay)
                 await self._pause(delay)
-        return False
+        return None
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, waking early when stopped."""
@@ -220,7 +213,7 @@ class NatsSink:
 
     # --- the stream -------------------------------------------------------------------------
 
-    async def _ensure_stream(self) -> None:
+    async def _ensure_stream(self) -> bool:
         """Find or create the stream; learn its subjects and whether it takes atomic batches."""
         from nats.js.api import StorageType, StreamConfig
         from nats.js.errors import APIError, NotFoundError
@@ -244,9 +237,10 @@ class NatsSink:
                         f"cannot create stream {self.stream!r}: subjects {self.prefix}.> "
                         f"overlap another stream's; name that stream with --stream, or "
                         f"choose another --subject-prefix") from None
-                elif exc.code is not None and exc.code < 500:
+                elif exc.err_code in PERMANENT or (exc.code is not None and exc.code < 500):
                     raise ForwardError(
-                        f"cannot create stream {self.stream!r}: {exc.description}") from None
+                        f"cannot create stream {self.stream!r} with {replicas} replicas: "
+                        f"{exc.description}") from None
                 else:
                     raise
         self.subjects = list(info.config.subjects or [])
@@ -255,6 +249,7 @@ class NatsSink:
             log.warning("stream %s does not allow atomic batches (server before 2.12, or "
                         "allow_atomic off): forwarding one message at a time, which is slow",
                         self.stream)
+        return True
 
     def _cluster_size(self) -> int:
         """Nodes of the cluster the connection reached, as its INFO lists them."""
@@ -328,15 +323,27 @@ class NatsSink:
                     f"subject {subject} of stream {self.stream!r} ends with a message walrus "
                     f"did not forward (sequence {msg.seq}): refusing to write after it")
             nxt, seq = int(offset) + 1, int(msg.seq)
+            self._check_same(source, topic, nxt - 1, msg.data or b"")
         if nxt > end:
             raise ForwardError(
                 f"stream {self.stream!r} holds offset {nxt - 1} of topic {topic!r}, but the log "
-                f"ends at offset {end - 1}: the stream was fed by another log")
+                f"ends at offset {end - 1}: the stream was fed by another log, or the log lost "
+                f"entries it had (a power loss before they were synced)")
         if nxt < first:
             log.error("topic %r: offsets %d..%d left the log before they were forwarded; "
                       "resuming at %d", topic, nxt, first - 1, first)
             nxt = first
         return nxt, seq
+
+    def _check_same(self, source: Source, topic: str, offset: int, data: bytes) -> None:
+        """The stream's last message must hold the log's entry at its offset (when the log
+        still has it): else the stream continues another history than this log's."""
+        mine = source.read(topic, offset, 1, 1) if offset >= source.offsets(topic)[0] else []
+        if mine and mine[0].offset == offset and mine[0].data != data:
+            raise ForwardError(
+                f"stream {self.stream!r} holds other data at offset {offset} of topic "
+                f"{topic!r} than the log: it was fed by another log, or the log lost entries "
+                f"it had (a power loss before they were synced) and wrote others since")
 
     async def _send(self, topic: str, entries: list[Entry], last_seq: int) -> int:
         """Send one batch that must follow stream sequence ``last_seq`` on its subject;
