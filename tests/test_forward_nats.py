@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from walrus import FsyncSchedule, Walrus
+from walrus import FsyncSchedule, InvalidArgumentError, Walrus, forward
 from walrus.sinks import decode_topic, encode_topic
 from walrus_bench._nats_cluster import Cluster, server_binary
 
@@ -401,3 +402,15 @@ def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path
     assert shorter.returncode == 2 and b"the log ends at offset 2" in shorter.stderr
     assert longer.returncode == 2 and b"holds other data at offset 4" in longer.stderr
     assert_exactly_once(cluster, "OTHER", one.written)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"stream": "a.b"}, "invalid stream name"),
+    ({"subject_prefix": "a.*"}, "without spaces or wildcards"),
+    ({"subject_prefix": "a..b"}, "dot-separated"),
+    ({"replicas": 0}, "replicas must be 1..5"),
+])
+def test_bad_nats_options_are_refused_before_anything_runs(options: dict[str, Any],
+                                                           message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        forward("never-opened", "nats://127.0.0.1:1", once=True, **options)

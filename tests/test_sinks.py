@@ -94,6 +94,8 @@ def test_an_unknown_or_unavailable_sink_is_a_clear_error(register: Any) -> None:
         sink_spec("never")
     with pytest.raises(walrus.InvalidArgumentError, match="one scheme"):
         walrus.forward(".", "127.0.0.1:4222")
+    with pytest.raises(walrus.InvalidArgumentError, match="a list of topic names"):
+        walrus.forward(".", "nats://127.0.0.1:4222", topics="orders")
 
 
 def test_missing_nats_py_names_the_extra(tmp_path: Path) -> None:

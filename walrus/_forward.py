@@ -141,6 +141,11 @@ def forward(data_dir: str | os.PathLike[str], to: str | Iterable[str], *,
     stream is created (default: 3 when the cluster has three nodes or more, else 1).
     Raises :class:`walrus.ForwardError` when forwarding cannot go on safely.
     """
+    if isinstance(topics, str):
+        raise InvalidArgumentError(f"topics must be a list of topic names, not the str {topics!r}")
+    if not isinstance(progress_interval, int | float) or not progress_interval > 0:
+        raise InvalidArgumentError(f"progress_interval must be a positive number of seconds, "
+                                   f"got {progress_interval!r}")
     name, urls = _split_targets(to)
     spec = sink_spec(name)
     sink = spec.factory(urls, stream=stream, subject_prefix=subject_prefix, replicas=replicas)
