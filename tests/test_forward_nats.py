@@ -414,3 +414,17 @@ def test_bad_nats_options_are_refused_before_anything_runs(options: dict[str, An
                                                            message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=message):
         forward("never-opened", "nats://127.0.0.1:1", once=True, **options)
+
+
+def test_large_entries_and_one_above_max_payload(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("big",)) as writer:
+        for i in range(8):  # batches of several MiB
+            writer.wal.append_for_topic("big", bytes([i]) * 900_000)
+            writer.written["big"].append(bytes([i]) * 900_000)
+        writer.wal.append_for_topic("big", b"z" * 1_100_000)  # above the default 1 MiB
+        writer.wal.flush()
+        result = forward_once(data_dir, cluster, "big")
+    assert result.returncode == 2
+    assert b"entry 8 of topic 'big' is 1100000 bytes" in result.stderr
+    assert_exactly_once(cluster, "BIG", writer.written)

@@ -47,6 +47,8 @@ MAX_BATCH = 1000
 """Messages in one JetStream atomic batch (the server's limit)."""
 BATCH_BYTES = 4 << 20
 """Payload bytes read for one batch (the first entry is sent even if larger)."""
+HEADER_ROOM = 1024
+"""Bytes of a message's max_payload kept for its headers (the server counts both)."""
 NOT_FOUND = 10037
 SUBJECTS_OVERLAP = 10065
 STREAM_NAME_IN_USE = 10058
@@ -353,7 +355,7 @@ class NatsSink:
         batch = uuid.uuid4().hex if self.atomic else ""
         count = len(entries)
         offset = entries[0].offset
-        limit = self._nc.max_payload
+        limit = self._nc.max_payload - HEADER_ROOM
         reply = None
         for i, entry in enumerate(entries, 1):
             if entry.offset != offset + i - 1:
@@ -361,8 +363,9 @@ class NatsSink:
                                    f"{offset + i - 1} was due")
             if len(entry.data) > limit:
                 raise ForwardError(
-                    f"entry {entry.offset} of topic {topic!r} is {len(entry.data)} bytes, more "
-                    f"than the NATS server's max_payload ({limit})")
+                    f"entry {entry.offset} of topic {topic!r} is {len(entry.data)} bytes: with "
+                    f"its headers, more than the NATS server's max_payload "
+                    f"({self._nc.max_payload}); raise max_payload in the server's configuration")
             headers = {TOPIC_HEADER: token, OFFSET_HEADER: str(entry.offset),
                        "Nats-Msg-Id": f"{token}:{entry.offset}"}
             if i == 1:
