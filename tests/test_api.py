@@ -17,6 +17,7 @@ PUBLIC = {
     "Walrus",
     "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
     "available_backends", "backend_spec", "hookimpl", "TopicInfo",
+    "forward", "ForwardError", "SinkSpec",
 }
 
 SIGNATURES = {
@@ -50,7 +51,7 @@ def test_plugins_export_what_plugin_authors_call() -> None:
     import walrus.plugins
 
     public = {"Availability", "BackendInfo", "BackendSpec", "available_backends",
-              "backend_spec", "format_backend_table", "hookimpl", "plugin_manager"}
+              "backend_spec", "format_backend_table", "hookimpl", "plugin_manager", "SinkSpec"}
     assert set(walrus.plugins.__all__) == public
     assert {name for name in vars(walrus.plugins) if not name.startswith("_")} == public
 
@@ -89,6 +90,7 @@ def test_constants() -> None:
     (walrus.BackendUnavailableError, (OSError,)),
     (walrus.StorageError, (OSError,)),
     (walrus.ReadOnlyError, (OSError,)),
+    (walrus.ForwardError, ()),
 ])
 def test_error_hierarchy(error: type[Exception], bases: tuple[type[Exception], ...]) -> None:
     assert issubclass(error, walrus.WalrusError)

@@ -23,6 +23,7 @@ from ._errors import (
     BatchTooLargeError,
     CorruptionError,
     EntryTooLargeError,
+    ForwardError,
     InvalidArgumentError,
     InvalidTopicError,
     OffsetOutOfRangeError,
@@ -33,6 +34,7 @@ from ._errors import (
     WalrusForkedError,
     WalrusLockedError,
 )
+from ._forward import forward
 from ._topic_info import TopicInfo
 from ._version import __version__
 from ._walrus import Walrus
@@ -40,6 +42,7 @@ from .plugins import (
     Availability,
     BackendInfo,
     BackendSpec,
+    SinkSpec,
     available_backends,
     backend_spec,
     hookimpl,
@@ -59,6 +62,7 @@ __all__ = [
     "Damage",
     "Entry",
     "EntryTooLargeError",
+    "ForwardError",
     "FsyncSchedule",
     "InvalidArgumentError",
     "InvalidTopicError",
@@ -66,6 +70,7 @@ __all__ = [
     "ReadConsistency",
     "ReadOnlyError",
     "Schedule",
+    "SinkSpec",
     "StorageError",
     "TopicInfo",
     "Walrus",
@@ -76,5 +81,6 @@ __all__ = [
     "__version__",
     "available_backends",
     "backend_spec",
+    "forward",
     "hookimpl",
 ]

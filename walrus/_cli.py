@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._cli_options import without_directory
-from ._commands import CommandError, append, backends, read, tail, topics, verify
+from ._commands import CommandError, append, backends, forward, read, tail, topics, verify
 from ._errors import WalrusError
 from ._version import __version__
 
@@ -50,7 +50,7 @@ def build_parser(*, bench: RegisterBench | None = None) -> argparse.ArgumentPars
                     "topics of a data directory.")
     parser.add_argument("--version", action="version", version=f"walrus-wal {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (append, read, tail, topics, verify, backends):
+    for module in (append, read, tail, topics, verify, backends, forward):
         module.register(commands)
     bench_parser = commands.add_parser("bench", help="run benchmarks")
     if bench is not None:

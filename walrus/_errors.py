@@ -102,3 +102,8 @@ class ReadOnlyError(_OSWalrusError):
 
     def __init__(self, message: str) -> None:
         super().__init__(errno.EROFS, message)
+
+
+class ForwardError(WalrusError):
+    """Forwarding cannot go on safely: the sink is missing, or the target (a stream, a subject)
+    holds something that does not continue this log."""

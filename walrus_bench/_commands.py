@@ -41,6 +41,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     from ._backends import add_backends
     from ._compare_cli import add_compare
     from ._durable_append import add_durable_append
+    from ._forward import add_forward
     from ._plot_cli import add_plot
     from ._scale import add_scale
     from ._targets import add_targets
@@ -51,6 +52,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     add_scale(sub)
     add_backends(sub)
     add_durable_append(sub)
+    add_forward(sub)
 
 
 def _add_benchmark(sub: Any, name: str, help_text: str) -> None:

@@ -1,6 +1,7 @@
-"""Backend plugins: what plugin authors and users call.
+"""Backend and sink plugins: what plugin authors and users call.
 
-Third-party packages register backends through the ``walrus`` entry-point group::
+Third-party packages register backends (and sinks, ``walrus_register_sinks``) through the
+``walrus`` entry-point group::
 
     [project.entry-points.walrus]
     mybackend = "my_package.walrus_plugin"
@@ -15,7 +16,7 @@ from ..backends._base import Availability
 from ._hookspecs import hookimpl
 from ._manager import available_backends, backend_spec, plugin_manager
 from ._report import format_backend_table
-from ._spec import BackendInfo, BackendSpec
+from ._spec import BackendInfo, BackendSpec, SinkSpec
 
 __all__ = [
     "Availability",
@@ -26,4 +27,5 @@ __all__ = [
     "format_backend_table",
     "hookimpl",
     "plugin_manager",
+    "SinkSpec",
 ]

@@ -1,10 +1,11 @@
-"""Registers the built-in backends, exactly as a third-party plugin would."""
+"""Registers the built-in backends and sinks, exactly as a third-party plugin would."""
 
 from __future__ import annotations
 
 from ..backends import _io_uring, _mmap, _pwrite
+from ..sinks import _nats
 from ._hookspecs import hookimpl
-from ._spec import BackendSpec
+from ._spec import BackendSpec, SinkSpec
 
 
 @hookimpl
@@ -18,3 +19,10 @@ def walrus_register_backends() -> list[BackendSpec]:
         BackendSpec("io_uring", _io_uring.IoUringBackend, priority=25, probe=_io_uring.probe,
                     description=_io_uring.IoUringBackend.__doc__ or ""),
     ]
+
+
+@hookimpl
+def walrus_register_sinks() -> list[SinkSpec]:
+    """The built-in ``nats`` sink (NATS JetStream; needs the extra ``walrus-wal[nats]``)."""
+    return [SinkSpec("nats", _nats.factory, probe=_nats.probe,
+                     description="NATS JetStream: a subject per topic, exactly once")]

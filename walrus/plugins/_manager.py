@@ -8,12 +8,13 @@ import os
 import threading
 from importlib.metadata import entry_points
 from types import ModuleType
+from typing import TypeVar
 
 import pluggy
 
-from .._errors import BackendUnavailableError
+from .._errors import BackendUnavailableError, ForwardError
 from . import _hookspecs
-from ._spec import BackendInfo, BackendSpec
+from ._spec import BackendInfo, BackendSpec, SinkSpec
 
 log = logging.getLogger("walrus.plugins")
 
@@ -64,29 +65,48 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         pm.register(builtin, name="builtin")
 
 
-def registered_specs() -> list[tuple[BackendSpec, str]]:
-    """Every backend spec with the plugin that registered it; the first of a name wins."""
+SpecT = TypeVar("SpecT", BackendSpec, SinkSpec)
+
+
+def _collect(hook: str, kind: type[SpecT]) -> list[tuple[SpecT, str]]:
+    """Every spec the plugins return from ``hook``, with the plugin that registered it; the
+    first of a name wins, and a plugin whose hook raises or returns junk is logged and skipped."""
+    what = "backend" if kind is BackendSpec else "sink"
     pm = plugin_manager()
-    seen: dict[str, tuple[BackendSpec, str]] = {}
-    for impl in pm.hook.walrus_register_backends.get_hookimpls():
+    seen: dict[str, tuple[SpecT, str]] = {}
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         plugin = impl.plugin_name
         try:
             result = impl.function()
         except Exception as exc:
-            log.warning("walrus plugin %r failed to register backends: %s: %s", plugin,
+            log.warning("walrus plugin %r failed to register %ss: %s: %s", plugin, what,
                         type(exc).__name__, exc)
             continue
-        specs: list[object] = (
-            [result] if isinstance(result, BackendSpec) else list(result or ()))  # type: ignore[call-overload]
+        try:
+            specs: list[object] = [result] if isinstance(result, kind) else list(result or ())
+        except TypeError:
+            specs = [result]
         for spec in specs:
-            if not isinstance(spec, BackendSpec):
-                log.warning("walrus plugin %r returned %r, not a BackendSpec", plugin, spec)
+            if not isinstance(spec, kind):
+                log.warning("walrus plugin %r returned %r, not a %s", plugin, spec,
+                            kind.__name__)
             elif spec.name in seen:
-                log.warning("walrus plugin %r registers backend %r again; keeping the one from %r",
-                            plugin, spec.name, seen[spec.name][1])
+                log.warning("walrus plugin %r registers %s %r again; keeping the one from %r",
+                            plugin, what, spec.name, seen[spec.name][1])
             else:
                 seen[spec.name] = (spec, plugin)
-    return sorted(seen.values(), key=lambda item: (-item[0].priority, item[0].name))
+    return list(seen.values())
+
+
+def registered_specs() -> list[tuple[BackendSpec, str]]:
+    """Every backend spec with the plugin that registered it; the first of a name wins."""
+    return sorted(_collect("walrus_register_backends", BackendSpec),
+                  key=lambda item: (-item[0].priority, item[0].name))
+
+
+def registered_sinks() -> list[tuple[SinkSpec, str]]:
+    """Every sink spec with the plugin that registered it, by name; the first of a name wins."""
+    return sorted(_collect("walrus_register_sinks", SinkSpec), key=lambda item: item[0].name)
 
 
 def backend_spec(name: str) -> BackendSpec:
@@ -96,6 +116,20 @@ def backend_spec(name: str) -> BackendSpec:
             return spec
     known = ", ".join(spec.name for spec, _ in registered_specs())
     raise BackendUnavailableError(f"no backend named {name!r} is registered (known: {known})")
+
+
+def sink_spec(name: str) -> SinkSpec:
+    """The registered sink named ``name`` that can run here, or ForwardError saying why not
+    (unknown name, or the probe's reason, e.g. a missing client library)."""
+    specs = {spec.name: spec for spec, _ in registered_sinks()}
+    spec = specs.get(name)
+    if spec is None:
+        raise ForwardError(f"no sink named {name!r} is registered "
+                           f"(known: {', '.join(specs) or 'none'})")
+    availability = spec.availability()
+    if not availability.ok:
+        raise ForwardError(f"sink {name!r} is unavailable: {availability.reason or 'no reason'}")
+    return spec
 
 
 def available_backends() -> list[BackendInfo]:

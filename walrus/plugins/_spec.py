@@ -1,4 +1,4 @@
-"""Values that plugins hand to walrus: what a backend is, and the rows that list them.
+"""Values that plugins hand to walrus: what a backend or a sink is, and the rows that list them.
 
 Whether a backend can run here (``Availability``, what a probe returns) belongs to the backend
 contract in ``walrus.backends``: a probe lives beside its backend.
@@ -7,6 +7,7 @@ contract in ``walrus.backends``: a probe lives beside its backend.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -18,6 +19,19 @@ def _name(instance: object, attribute: object, value: str) -> None:
         raise ValueError(f"a backend name must be a non-empty str without commas, got {value!r}")
     if value == "auto":
         raise ValueError("'auto' is reserved for automatic backend selection")
+
+
+def _probed(probe: Callable[[], Availability] | None) -> Availability:
+    """What ``probe`` says, turning anything it raises into an unavailable answer."""
+    if probe is None:
+        return Availability(True, "")
+    try:
+        result = probe()
+    except Exception as exc:  # a probe must never break selection
+        return Availability(False, f"probe raised {type(exc).__name__}: {exc}")
+    if isinstance(result, Availability):
+        return result
+    return Availability(False, f"probe returned {result!r}, not an Availability")
 
 
 @attrs.frozen
@@ -34,15 +48,7 @@ class BackendSpec:
 
     def availability(self) -> Availability:
         """Run the probe, turning anything it raises into an unavailable answer."""
-        if self.probe is None:
-            return Availability(True, "")
-        try:
-            result = self.probe()
-        except Exception as exc:  # a probe must never break selection
-            return Availability(False, f"probe raised {type(exc).__name__}: {exc}")
-        if isinstance(result, Availability):
-            return result
-        return Availability(False, f"probe returned {result!r}, not an Availability")
+        return _probed(self.probe)
 
 
 @attrs.frozen
@@ -56,3 +62,23 @@ class BackendInfo:
     description: str
     plugin: str
     """The plugin that registered the backend."""
+
+
+@attrs.frozen
+class SinkSpec:
+    """A sink as a plugin registers it: where ``walrus forward`` can send a log's entries.
+
+    ``name`` is also the URL scheme it serves (``nats`` for ``--to nats://...``). ``factory``
+    takes the target URLs and the sink's options (keywords) and returns an object with
+    ``run(source, *, once, stop, progress)`` (see ``walrus.sinks.Sink``).
+    """
+
+    name: str = attrs.field(validator=_name)
+    factory: Callable[..., Any] = attrs.field(validator=attrs.validators.is_callable())
+    probe: Callable[[], Availability] | None = None
+    """Says whether the sink can run here (its client library is installed); must not raise."""
+    description: str = ""
+
+    def availability(self) -> Availability:
+        """Run the probe, turning anything it raises into an unavailable answer."""
+        return _probed(self.probe)

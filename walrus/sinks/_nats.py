@@ -1,0 +1,417 @@
+"""The built-in NATS JetStream sink: each topic to subject ``<prefix>.<topic>``, exactly once.
+
+Exactly once rests on the stream, never on a position kept elsewhere nor on the duplicate
+window. Per topic:
+
+- the resume point is the subject's last message, read back from the stream leader with its
+  ``Walrus-Offset`` header: the next offset to send is that + 1, and its stream sequence is
+  what the next message expects;
+- one batch is in flight at a time, sent as a JetStream atomic batch (all or nothing, at most
+  1000 messages) whose first message carries ``Nats-Expected-Last-Subject-Sequence``: the
+  stream stores it only right after the message it continues, so no entry is ever stored twice
+  or after a gap, whatever arrives late;
+- any error or missing answer goes back to the resume point (go-back-N) after a backoff.
+
+Topics are forwarded side by side, one task each. ``nats-py`` is imported only when the sink
+runs (the optional extra ``walrus-wal[nats]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from .._entry import Entry
+from .._errors import ForwardError, InvalidArgumentError, OffsetOutOfRangeError, WalrusError
+from ..backends._base import Availability
+from ._base import Source
+from ._names import check_prefix, covers, encode_topic
+
+log = logging.getLogger("walrus.forward")
+
+EXTRA = "walrus-wal[nats]"
+MISSING = f"the NATS sink needs nats-py, which is not installed: pip install '{EXTRA}'"
+TOPIC_HEADER = "Walrus-Topic"
+"""The topic, as its subject token (see ``walrus.sinks.decode_topic``)."""
+OFFSET_HEADER = "Walrus-Offset"
+"""The entry's offset in its topic, in decimal."""
+MAX_BATCH = 1000
+"""Messages in one JetStream atomic batch (the server's limit)."""
+BATCH_BYTES = 4 << 20
+"""Payload bytes read for one batch (the first entry is sent even if larger)."""
+HEADER_ROOM = 1024
+"""Bytes of a message's max_payload kept for its headers (the server counts both)."""
+NOT_FOUND = 10037
+SUBJECTS_OVERLAP = 10065
+STREAM_NAME_IN_USE = 10058
+PERMANENT = frozenset({10074})
+"""Refusals of a stream creation that waiting does not cure (replicas on a single server);
+others (no meta leader, too few nodes up) may pass, so they are retried."""
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+
+
+def probe() -> Availability:
+    """Can the sink run here: is nats-py installed?"""
+    try:
+        found = importlib.util.find_spec("nats") is not None
+    except ValueError:  # a module set to None in sys.modules: importing it fails
+        found = False
+    if not found:
+        return Availability(False, MISSING)
+    return Availability(True, "")
+
+
+def _nats() -> ModuleType:
+    try:
+        return importlib.import_module("nats")
+    except ImportError as exc:
+        raise ForwardError(MISSING) from exc
+
+
+def default_stream(prefix: str) -> str:
+    """The stream's name when none is given: the prefix, upper case, dots as underscores."""
+    return prefix.replace(".", "_").upper()
+
+
+class Rejected(Exception):
+    """The stream refused a batch or acknowledged something other than what was sent."""
+
+
+class _Backoff:
+    """Delays between retries: doubling from 0.1 s to 5 s, reset by a success."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    def next(self) -> float:
+        self.delay = min(BACKOFF_MAX, max(BACKOFF_FIRST, self.delay * 2))
+        return self.delay
+
+    def reset(self) -> None:
+        self.delay = 0.0
+
+
+class NatsSink:
+    """Forwards into one JetStream stream, creating it when it is missing."""
+
+    def __init__(self, urls: Sequence[str], *, stream: str | None = None,
+                 subject_prefix: str = "walrus", replicas: int | None = None,
+                 ack_timeout: float = 10.0) -> None:
+        if not urls:
+            raise InvalidArgumentError("forwarding needs at least one nats:// URL")
+        self.urls = list(urls)
+        try:
+            self.prefix = check_prefix(subject_prefix)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        self.stream = stream or default_stream(self.prefix)
+        if not self.stream or any(c in self.stream for c in ". *>\t\r\n"):
+            raise InvalidArgumentError(f"invalid stream name {self.stream!r}")
+        if replicas is not None and (not isinstance(replicas, int) or not 1 <= replicas <= 5):
+            raise InvalidArgumentError(f"replicas must be 1..5, got {replicas!r}")
+        self.replicas = replicas
+        self.ack_timeout = ack_timeout
+        self.atomic = True
+        self.subjects: list[str] = []
+        self._nc: Any = None
+        self._jsm: Any = None
+        self._stop = threading.Event()
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self, source: Source, *, once: bool, stop: threading.Event) -> None:
+        """Forward until caught up (``once``) or until ``stop`` is set."""
+        self._stop = stop
+        asyncio.run(self._main(source, once))
+
+    async def _main(self, source: Source, once: bool) -> None:
+        nats = _nats()
+        self._nc = await self._connect(nats)
+        if self._nc is None:
+            return  # stopped before the cluster answered
+        try:
+            self._jsm = self._nc.jetstream()
+            if not await self._retrying(self._ensure_stream, f"setting up stream {self.stream}"):
+                return
+            await self._supervise(source, once)
+        finally:
+            await self._nc.close()
+
+    async def _supervise(self, source: Source, once: bool) -> None:
+        """One task per topic (new topics join as they appear unless ``once``); the first
+        task that fails stops the others and its error is raised."""
+        tasks: dict[str, asyncio.Task[None]] = {}
+        topics = source.topics()
+        while True:
+            for topic in topics:
+                if topic not in tasks:
+                    self._check_covered(topic)
+                    tasks[topic] = asyncio.create_task(self._forward_topic(source, topic, once))
+            failed = [t for t in tasks.values() if t.done() and t.exception() is not None]
+            if failed:
+                for task in tasks.values():
+                    task.cancel()
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+                raise failed[0].exception()  # type: ignore[misc]
+            if all(t.done() for t in tasks.values()) and (once or self._stop.is_set()):
+                break
+            source.tick()
+            await asyncio.sleep(0.05)
+            if not once and not self._stop.is_set():
+                topics = source.topics()
+        source.tick()
+
+    async def _connect(self, nats: ModuleType) -> Any:
+        """Connect, retrying with backoff while the cluster is away; None if stopped first."""
+        async def quiet(exc: Exception) -> None:
+            log.debug("NATS connection: %s: %s", type(exc).__name__, exc)
+
+        async def lost() -> None:
+            log.info("NATS connection lost; reconnecting")
+
+        async def restored() -> None:
+            log.info("NATS connection restored")
+
+        async def connect() -> Any:
+            return await nats.connect(
+                servers=self.urls, connect_timeout=2, reconnect_time_wait=0.5,
+                max_reconnect_attempts=-1, error_cb=quiet, disconnected_cb=lost,
+                reconnected_cb=restored)
+
+        return await self._retrying(connect, f"cannot reach NATS at {','.join(self.urls)}")
+
+    async def _retrying(self, step: Any, what: str) -> Any:
+        """What ``step()`` returns, retried with backoff while it fails with a transient
+        error (anything else, a ForwardError first, ends forwarding); None when stopped."""
+        backoff = _Backoff()
+        while not self._stop.is_set():
+            try:
+                return await step()
+            except Exception as exc:
+                if not _transient(exc):
+                    raise
+                delay = backoff.next()
+                log.warning("%s (%s); retrying in %.1f s", what, _describe(exc), delay)
+                await self._pause(delay)
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, waking early when stopped."""
+        end = asyncio.get_running_loop().time() + seconds
+        while not self._stop.is_set():
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.05))
+
+    # --- the stream -------------------------------------------------------------------------
+
+    async def _ensure_stream(self) -> bool:
+        """Find or create the stream; learn its subjects and whether it takes atomic batches."""
+        from nats.js.api import StorageType, StreamConfig
+        from nats.js.errors import APIError, NotFoundError
+
+        try:
+            info = await self._jsm.stream_info(self.stream)
+        except NotFoundError:
+            replicas = self.replicas or (3 if self._cluster_size() >= 3 else 1)
+            config = StreamConfig(name=self.stream, subjects=[f"{self.prefix}.>"],
+                                  num_replicas=replicas, storage=StorageType.FILE,
+                                  allow_atomic=True)
+            try:
+                info = await self._jsm.add_stream(config)
+                log.info("created stream %s (subjects %s.>, %d replicas)", self.stream,
+                         self.prefix, replicas)
+            except APIError as exc:
+                if exc.err_code == STREAM_NAME_IN_USE:
+                    info = await self._jsm.stream_info(self.stream)
+                elif exc.err_code == SUBJECTS_OVERLAP:
+                    raise ForwardError(
+                        f"cannot create stream {self.stream!r}: subjects {self.prefix}.> "
+                        f"overlap another stream's; name that stream with --stream, or "
+                        f"choose another --subject-prefix") from None
+                elif exc.err_code in PERMANENT or (exc.code is not None and exc.code < 500):
+                    raise ForwardError(
+                        f"cannot create stream {self.stream!r} with {replicas} replicas: "
+                        f"{exc.description}") from None
+                else:
+                    raise
+        self.subjects = list(info.config.subjects or [])
+        self.atomic = bool(info.config.allow_atomic)
+        if not self.atomic:
+            log.warning("stream %s does not allow atomic batches (server before 2.12, or "
+                        "allow_atomic off): forwarding one message at a time, which is slow",
+                        self.stream)
+        return True
+
+    def _cluster_size(self) -> int:
+        """Nodes of the cluster the connection reached, as its INFO lists them."""
+        urls = (self._nc._server_info or {}).get("connect_urls") or []
+        return max(1, len(set(urls)))
+
+    def _subject(self, topic: str) -> str:
+        return f"{self.prefix}.{encode_topic(topic)}"
+
+    def _check_covered(self, topic: str) -> None:
+        subject = self._subject(topic)
+        if not any(covers(pattern, subject) for pattern in self.subjects):
+            raise ForwardError(
+                f"stream {self.stream!r} takes subjects {', '.join(self.subjects) or 'none'}, "
+                f"which do not cover {subject} (topic {topic!r}); add {self.prefix}.> to the "
+                f"stream, or choose another --stream or --subject-prefix")
+
+    # --- one topic --------------------------------------------------------------------------
+
+    async def _forward_topic(self, source: Source, topic: str, once: bool) -> None:
+        """Forward one topic: resume from the stream, then send batch after batch."""
+        target = source.offsets(topic)[1] if once else None
+        limit = MAX_BATCH if self.atomic else 1
+        backoff = _Backoff()
+        position: tuple[int, int] | None = None
+        while not self._stop.is_set():
+            try:
+                if position is None:
+                    position = await self._resume(source, topic)
+                    source.ack_position(topic, position[0], 0)
+                start, last_seq = position
+                if target is not None and start >= target:
+                    return
+                entries = source.read(topic, start, limit, BATCH_BYTES)
+                if not entries:
+                    if target is not None:
+                        raise ForwardError(f"topic {topic!r}: no entry at offset {start}, "
+                                           f"below its next offset {target}")
+                    entries = await source.wait_for_entries(topic, start, limit, BATCH_BYTES)
+                    if not entries:
+                        continue
+                last_seq = await self._send(topic, entries, last_seq)
+                position = (entries[-1].offset + 1, last_seq)
+                source.ack_position(topic, position[0], len(entries))
+                backoff.reset()
+            except Exception as exc:  # go back to what the stream holds, if worth it
+                if not _transient(exc):
+                    raise
+                position = None
+                delay = backoff.next()
+                log.warning("topic %r: %s; resuming from the stream's last message in %.1f s",
+                            topic, _describe(exc), delay)
+                await self._pause(delay)
+
+    async def _resume(self, source: Source, topic: str) -> tuple[int, int]:
+        """The next offset to send and the subject's last stream sequence, read back from the
+        stream leader (the last message of the subject, with its offset header)."""
+        from nats.js.errors import NotFoundError
+
+        subject = self._subject(topic)
+        first, end = source.offsets(topic)
+        try:
+            msg = await self._jsm.get_last_msg(self.stream, subject)
+        except NotFoundError:
+            nxt, seq = 0, 0
+        else:
+            headers = msg.headers or {}
+            offset = headers.get(OFFSET_HEADER, "")
+            if headers.get(TOPIC_HEADER) != encode_topic(topic) or not offset.isdigit():
+                raise ForwardError(
+                    f"subject {subject} of stream {self.stream!r} ends with a message walrus "
+                    f"did not forward (sequence {msg.seq}): refusing to write after it")
+            nxt, seq = int(offset) + 1, int(msg.seq)
+            self._check_same(source, topic, nxt - 1, msg.data or b"")
+        if nxt > end:
+            raise ForwardError(
+                f"stream {self.stream!r} holds offset {nxt - 1} of topic {topic!r}, but the log "
+                f"ends at offset {end - 1}: the stream was fed by another log, or the log lost "
+                f"entries it had (a power loss before they were synced)")
+        if nxt < first:
+            log.error("topic %r: offsets %d..%d left the log before they were forwarded; "
+                      "resuming at %d", topic, nxt, first - 1, first)
+            nxt = first
+        return nxt, seq
+
+    def _check_same(self, source: Source, topic: str, offset: int, data: bytes) -> None:
+        """The stream's last message must hold the log's entry at its offset (when the log
+        still has it): else the stream continues another history than this log's."""
+        mine = source.read(topic, offset, 1, 1) if offset >= source.offsets(topic)[0] else []
+        if mine and mine[0].offset == offset and mine[0].data != data:
+            raise ForwardError(
+                f"stream {self.stream!r} holds other data at offset {offset} of topic "
+                f"{topic!r} than the log: it was fed by another log, or the log lost entries "
+                f"it had (a power loss before they were synced) and wrote others since")
+
+    async def _send(self, topic: str, entries: list[Entry], last_seq: int) -> int:
+        """Send one batch that must follow stream sequence ``last_seq`` on its subject;
+        returns the sequence of its last message."""
+        subject = self._subject(topic)
+        token = encode_topic(topic)
+        batch = uuid.uuid4().hex if self.atomic else ""
+        count = len(entries)
+        offset = entries[0].offset
+        limit = self._nc.max_payload - HEADER_ROOM
+        reply = None
+        for i, entry in enumerate(entries, 1):
+            if entry.offset != offset + i - 1:
+                raise ForwardError(f"topic {topic!r}: read offset {entry.offset} where "
+                                   f"{offset + i - 1} was due")
+            if len(entry.data) > limit:
+                raise ForwardError(
+                    f"entry {entry.offset} of topic {topic!r} is {len(entry.data)} bytes: with "
+                    f"its headers, more than the NATS server's max_payload "
+                    f"({self._nc.max_payload}); raise max_payload in the server's configuration")
+            headers = {TOPIC_HEADER: token, OFFSET_HEADER: str(entry.offset),
+                       "Nats-Msg-Id": f"{token}:{entry.offset}"}
+            if i == 1:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(last_seq)
+            if batch:
+                headers["Nats-Batch-Id"] = batch
+                headers["Nats-Batch-Sequence"] = str(i)
+            if i < count:
+                await self._nc.publish(subject, entry.data, headers=headers)
+                continue
+            if batch:
+                headers["Nats-Batch-Commit"] = "1"
+            reply = await self._nc.request(subject, entry.data, headers=headers,
+                                           timeout=self.ack_timeout)
+        assert reply is not None
+        ack = json.loads(reply.data)
+        if "error" in ack:
+            error = ack["error"]
+            raise Rejected(f"stream refused offsets {offset}..{offset + count - 1}: "
+                           f"{error.get('description')} (err_code {error.get('err_code')})")
+        if ack.get("duplicate") or (batch and ack.get("count") != count):
+            raise Rejected(f"stream acknowledged {ack} for offsets {offset}..{offset + count - 1}")
+        seq = int(ack["seq"])
+        if seq < last_seq + count:
+            raise Rejected(f"stream acknowledged sequence {seq} after {last_seq} for {count} "
+                           f"messages")
+        return seq
+
+
+def _transient(exc: Exception) -> bool:
+    """Is ``exc`` worth a retry: the cluster away or electing, a refused or unanswered
+    batch, entries reclaimed under a read (the resume point moves past them)? Damage in the
+    log and a target that does not continue it are not."""
+    if isinstance(exc, WalrusError):
+        return isinstance(exc, OffsetOutOfRangeError)
+    errors = _nats().errors
+    return isinstance(exc, Rejected | OSError | TimeoutError | errors.Error)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text and text != name else name
+
+
+def factory(urls: Sequence[str], **options: Any) -> NatsSink:
+    """The sink for ``--to nats://...``: keywords ``stream``, ``subject_prefix``, ``replicas``."""
+    _nats()
+    return NatsSink(urls, **options)
