@@ -43,6 +43,26 @@ def check_topic(topic: object) -> str:
     return topic
 
 
+def check_consumer(name: object) -> str:
+    """Raise InvalidArgumentError unless ``name`` is a consumer name: a str of 1..255 UTF-8
+    bytes without NUL (the rule topics follow)."""
+    if type(name) is not str:
+        raise InvalidArgumentError(f"consumer must be a str, not {type(name).__name__}")
+    if not name:
+        raise InvalidArgumentError("consumer name must not be empty")
+    if "\0" in name:
+        raise InvalidArgumentError(f"consumer name {name!r} contains a NUL character")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            f"consumer name {name!r} is not valid UTF-8 (lone surrogate)") from None
+    if size > MAX_TOPIC_BYTES:
+        raise InvalidArgumentError(
+            f"consumer name is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
+    return name
+
+
 def check_open(closed: bool, owner: int) -> None:
     """Refuse a call on a closed instance, or on one a fork inherited from process ``owner``."""
     if closed:
