@@ -8,6 +8,7 @@ owned (its file's owner lock held) until ``close()`` or ``delete_consumer``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from ._consumers import ConsumerFile, Registry, Syncer
@@ -32,6 +33,7 @@ class Consumers:
         self._check_open = check_open
         self._observe = observe
         self._read_only = read_only
+        self._mutex = threading.Lock()
         self.owned: dict[tuple[str, str], Position] = {}
         """(consumer, topic) -> Position of every consumer this instance owns."""
         self.syncer = Syncer(interval) if interval is not None and not sync_each else None
@@ -52,7 +54,10 @@ class Consumers:
         self._observe()
         c = self.owned.get((name, topic))
         if c is None:
-            c = self._own(topic, name)
+            with self._mutex:  # one first use at a time (threads of this instance)
+                c = self.owned.get((name, topic))
+                if c is None:
+                    c = self._own(topic, name)
         if c.topic is None:
             t = self._topic(topic)
             if t is not None:
