@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from walrus import ReadConsistency, Walrus, WalrusLockedError
+from walrus import Walrus, WalrusLockedError
 
 from ._crash_child import SCHEDULES
 from .conftest import PLUGINS, ROOT
@@ -144,7 +144,7 @@ def test_registration_never_lands_in_a_reclaimed_segment(tmp_path: Path) -> None
             journal = tmp_path / f"r{k}.log"
             registrars.append((journal, spawn("register", str(path), "no_fsync", "strict",
                                               "40", str(journal), f"r{k}")))
-        for journal, proc in registrars:
+        for _, proc in registrars:
             finish(proc)
     finally:
         kill(writer)
