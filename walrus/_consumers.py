@@ -26,7 +26,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from ._errors import StorageError, WalrusError, WalrusLockedError
@@ -201,13 +201,6 @@ class Registry:
     def path_of(self, topic: str, name: str) -> str:
         return os.path.join(self.directory, file_name(topic, name))
 
-    def any(self) -> bool:
-        """Whether some consumer file exists (the writer's reclamation then reads them)."""
-        try:
-            return any(n.endswith(SUFFIX) for n in os.listdir(self.directory))
-        except OSError:
-            return False
-
     def _make(self) -> None:
         if not self._made:
             try:
@@ -362,23 +355,32 @@ class Registry:
             raise _storage(exc, f"deleting consumer file {path}") from exc
         _sync_directory(self.directory)
 
-    def holds(self) -> dict[str, int]:
-        """Per topic name, the lowest position any consumer of any process has persisted,
-        each made durable first (the caller holds the registry lock). A consumer whose file
-        has no valid position holds its whole topic."""
-        low: dict[str, int] = {}
-        for topic, _name, position, path in self.list():
+    def positions(self) -> dict[str, tuple[str, int]]:
+        """Path -> (topic, persisted position) of every consumer file (a file without a
+        valid position holds its whole topic: position 0)."""
+        return {path: (topic, 0 if position is None else position)
+                for topic, _name, position, path in self.list()}
+
+    def sync(self, paths: Iterable[str]) -> None:
+        """Make these consumer files durable (through the backend, whoever wrote them):
+        reclamation relies only on durable positions, which no power loss sets back."""
+        for path in paths:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                file = self.backend.open(path, writable=True)
             except FileNotFoundError:
-                continue  # deleted meanwhile by a process that did not hold the lock
-            at = 0 if position is None else position
-            low[topic] = min(at, low.get(topic, at))
-        return low
+                continue  # deleted: its hold went with it
+            try:
+                file.sync()
+            finally:
+                file.close()
+
+
+def lowest(positions: dict[str, tuple[str, int]]) -> dict[str, int]:
+    """Per topic name, the lowest of the positions."""
+    low: dict[str, int] = {}
+    for topic, at in positions.values():
+        low[topic] = min(at, low.get(topic, at))
+    return low
 
 
 def _sync_directory(path: str) -> None:

@@ -16,17 +16,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
+from ._consumers import Registry, lowest
 from ._errors import StorageError
 from ._indexing import index_segment, summary_of, write_index
 from ._log import Log, storage_error
 from ._prefault import Prefaulter, SyncCadence
 from ._reclaim import delete_before, low_watermark
 from ._segment import Segment
-
-if TYPE_CHECKING:
-    from ._consumers import Registry
 
 logger = logging.getLogger("walrus")
 
@@ -378,6 +375,7 @@ class Background:
         self.reclaim_after = 0.0
         self.checkpointed: dict[int, int] = {}
         self.registry: Registry | None = None
+        self.named_seen: dict[str, tuple[str, int]] = {}
         """The consumer files of the directory (set by the facade): their positions hold
         segments too."""
         self.work = threading.Lock()
@@ -508,20 +506,25 @@ class Background:
         """Delete segments that every persisted cursor has passed."""
         log = self.log
         now = time.monotonic()
-        registry = self.registry
-        named = registry is not None and registry.any()
-        if (len(log.segments) < 2 or (log.cursor_writes == self.reclaim_seen and not named)
-                or now < self.reclaim_after):
+        if len(log.segments) < 2 or now < self.reclaim_after:
             return
-        self.reclaim_seen = log.cursor_writes
-        self.reclaim_after = now + RECLAIM_EVERY
+        registry = self.registry
         if registry is None:
+            if log.cursor_writes == self.reclaim_seen:
+                return
+            self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY
             doomed = self._reclaim({})
         else:  # no consumer of any process registers or seeks back meanwhile
             with registry.locked(wait=False) as free:
                 if not free:
                     return  # another process holds it for a moment: the next tick
-                doomed = self._reclaim(registry.holds())
+                named = registry.positions()
+                if log.cursor_writes == self.reclaim_seen and named == self.named_seen:
+                    return
+                self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY
+                self.named_seen = named
+                registry.sync(named)
+                doomed = self._reclaim(lowest(named))
         if doomed:
             logger.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))
