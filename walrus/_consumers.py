@@ -312,10 +312,8 @@ class Registry:
         """Make the file whole under a temporary name, then rename it into place, so that
         no process ever finds a consumer file without its header and first position."""
         tmp = path + ".tmp"
-        try:
-            os.unlink(tmp)  # left by a crash during a creation
-        except FileNotFoundError:
-            pass
+        if os.path.lexists(tmp):  # left by a crash during a creation
+            os.unlink(tmp)
         fd = -1
         file = None
         try:
@@ -331,6 +329,9 @@ class Registry:
             cf.sync()
             os.rename(tmp, path)
             _sync_directory(self.directory)
+            file.close()  # opened again by its name, so that ``File.path`` names it
+            file = None
+            cf.file = file = self.backend.open(path, writable=True)
             return cf
         except BaseException as exc:
             if file is not None:
