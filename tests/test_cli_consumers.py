@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from walrus import Walrus
@@ -44,34 +45,37 @@ def test_read_consumer_refuses_bad_names_and_a_live_owner(data_dir: Path) -> Non
 def test_tail_consumer_goes_on_where_it_stopped(data_dir: Path) -> None:  # noqa: F811
     with Walrus(data_dir) as wal:
         wal.batch_append_for_topic("t", [b"e%d" % i for i in range(5)])
-        tail = start_walrus("tail", data_dir, "t", "--consumer", "job", "--interval", "0.02")
-        lines = _Lines(tail)
-        try:
-            assert lines.wait_for(5) == [b"e%d" % i for i in range(5)]
+        def more() -> None:
             for i in range(5, 300):
                 wal.append_for_topic("t", b"e%d" % i)
-            assert len(lines.wait_for(300)) == 300
-            tail.send_signal(signal.SIGTERM)
-            tail.communicate(timeout=30)
-        finally:
-            if tail.poll() is None:
-                tail.kill()
-        lines.join()
-        assert tail.returncode == 0
-        assert lines.lines == [b"e%d" % i for i in range(300)]
+
+        got = tail_until(data_dir, 300, more, "--interval", "0.02")
+        assert got == [b"e%d" % i for i in range(300)]
         assert wal.consumers("t") == {"job": 300}
         wal.append_for_topic("t", b"after")
-        tail = start_walrus("tail", data_dir, "t", "--consumer", "job", "--format", "json")
-        lines = _Lines(tail)
-        try:
-            got = lines.wait_for(1)
-            tail.send_signal(signal.SIGINT)
-            tail.communicate(timeout=30)
-        finally:
-            if tail.poll() is None:
-                tail.kill()
-        lines.join()
+        got = tail_until(data_dir, 1, None, "--format", "json")
         assert [json.loads(x)["offset"] for x in got] == [300]
+
+
+def tail_until(data_dir: Path, count: int, meanwhile: Callable[[], None] | None,  # noqa: F811
+               *options: str) -> list[bytes]:
+    """Run ``walrus tail --consumer job`` until it printed ``count`` lines (calling
+    ``meanwhile`` once it printed its first), then stop it with SIGTERM; its lines."""
+    tail = start_walrus("tail", data_dir, "t", "--consumer", "job", *options)
+    lines = _Lines(tail)
+    try:
+        lines.wait_for(1)
+        if meanwhile is not None:
+            meanwhile()
+        lines.wait_for(count)
+        tail.send_signal(signal.SIGTERM)
+        tail.communicate(timeout=30)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    lines.join()
+    assert tail.returncode == 0
+    return list(lines.lines)
 
 
 def test_tail_consumer_and_from_offset_conflict(data_dir: Path) -> None:  # noqa: F811

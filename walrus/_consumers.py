@@ -2,7 +2,7 @@
 
 A named consumer's position is not written into the log: a read-only observer in another
 process consumes through it too, and it must never write the writer's files. So each
-consumer has a file of its own under ``consumers.wal/`` in the data directory (the format
+consumer has a file of its own under ``consumers+/`` in the data directory (the format
 is in docs/format.md): a header naming the topic and the consumer, the pid of the process
 that owns it, and two checksummed position slots written in turn, so that a torn write
 leaves the previous position readable. Writes go through the instance's backend, so that
@@ -11,7 +11,7 @@ the fault-injecting test backends see them as they see the log's.
 Two locks (``flock``), each dropped by the kernel when its process dies:
 
 - the *owner lock* on a consumer's file: one process at a time moves that consumer;
-- the *registry lock* on the ``consumers.wal`` directory: creating a consumer, seeking one,
+- the *registry lock* on the ``consumers+`` directory: creating a consumer, seeking one,
   deleting one and the writer's reclamation of segments run one at a time, in any process
   (see docs/consumer-protocol.md for the race this closes).
 """
@@ -29,14 +29,16 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from ._dirlock import _try_lock
 from ._errors import StorageError, WalrusError, WalrusLockedError
+from ._log import sync_directory
 from .backends._base import Backend, File
 
 logger = logging.getLogger("walrus")
 
-DIRECTORY = "consumers.wal"
-"""The folder of consumer files in a data directory (a key folder never takes a name
-ending in ``.wal``, and segment files are named by 16 hex digits)."""
+DIRECTORY = "consumers+"
+"""The folder of consumer files in a data directory: a key folder is never named so (``+``
+is not a character of a sanitised key), and neither is any file of the log."""
 SUFFIX = ".cur"
 MAGIC = b"WALRUSCN"
 VERSION = 1
@@ -132,14 +134,6 @@ def _owner_pid(path: str) -> int | None:
     return pid if pid and crc == zlib.crc32(data[:8]) else None
 
 
-def _try_flock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def _storage(exc: OSError, what: str) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
@@ -221,7 +215,7 @@ class Registry:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     got = True
                 else:
-                    got = _try_flock(fd)
+                    got = _try_lock(fd)
                 yield got
             finally:
                 os.close(fd)  # drops the lock
@@ -261,7 +255,7 @@ class Registry:
             except OSError as exc:
                 raise _storage(exc, f"opening consumer file {path}") from exc
             try:
-                if not _try_flock(fd):
+                if not _try_lock(fd):
                     pid = _owner_pid(path)
                     holder = f"process {pid}" if pid is not None else "another process"
                     if pid == os.getpid():
@@ -319,7 +313,7 @@ class Registry:
         try:
             file = self.backend.open(tmp, size=FILE_SIZE, create=True)
             fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-            _try_flock(fd)  # nobody else knows the file yet
+            _try_lock(fd)  # nobody else knows the file yet
             header = encode_header(topic, name)
             seed = _CRC.unpack_from(header, len(header) - 4)[0]
             file.write(0, header)
@@ -328,7 +322,7 @@ class Registry:
             self._stamp(cf)
             cf.sync()
             os.rename(tmp, path)
-            _sync_directory(self.directory)
+            sync_directory(self.directory)
             file.close()  # opened again by its name, so that ``File.path`` names it
             file = None
             cf.file = file = self.backend.open(path, writable=True)
@@ -354,7 +348,7 @@ class Registry:
             return
         except OSError as exc:
             raise _storage(exc, f"deleting consumer file {path}") from exc
-        _sync_directory(self.directory)
+        sync_directory(self.directory)
 
     def positions(self) -> dict[str, tuple[str, int]]:
         """Path -> (topic, persisted position) of every consumer file (a file without a
@@ -382,14 +376,6 @@ def lowest(positions: dict[str, tuple[str, int]]) -> dict[str, int]:
     for topic, at in positions.values():
         low[topic] = min(at, low.get(topic, at))
     return low
-
-
-def _sync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Syncer:
