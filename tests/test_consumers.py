@@ -318,3 +318,38 @@ def test_sixty_four_consumers(open_wal: WalFactory) -> None:
     for k, name in enumerate(names):
         assert offsets(wal, "t", name, k % 50 + 1) == list(range(k % 50 + 1))
     assert wal.consumers("t") == {n: k % 50 + 1 for k, n in enumerate(names)}
+
+
+def test_a_forked_child_cannot_use_or_release_a_consumer(tmp_path: Path) -> None:
+    wal = Walrus(tmp_path / "w")
+    fill(wal, "t", 3)
+    assert wal.read_next("t", consumer="a").offset == 0  # type: ignore[union-attr]
+    pid = os.fork()
+    if pid == 0:  # the child: every call refused, and its exit releases nothing
+        code = 0
+        try:
+            wal.read_next("t", consumer="a")
+            code = 1
+        except WalrusClosedError:
+            pass
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with Walrus(tmp_path / "w", read_only=True) as obs, pytest.raises(WalrusLockedError):
+        obs.read_next("t", consumer="a")  # still the parent's
+    assert wal.read_next("t", consumer="a").offset == 1  # type: ignore[union-attr]
+    wal.close()
+
+
+def test_an_observer_persists_at_least_once_positions_exactly_on_close(tmp_path: Path) -> None:
+    with Walrus(tmp_path / "w") as wal:
+        fill(wal, "t", 10)
+        obs = Walrus(tmp_path / "w", read_only=True,
+                     consistency=ReadConsistency.AtLeastOnce(persist_every=100))
+        assert offsets(obs, "t", "a", 7) == list(range(7))
+        assert wal.consumers("t") == {"a": 0}  # nothing persisted yet: at least once
+        obs.flush()
+        assert wal.consumers("t") == {"a": 7}
+        assert offsets(obs, "t", "a", 2) == [7, 8]
+        obs.close()
+        assert wal.consumers("t") == {"a": 9}

@@ -299,17 +299,14 @@ class Cursor:
                 self.on_store(c)
         return 0
 
-    def positions(self) -> list[Position]:
-        """Every named consumer's position this instance owns."""
-        return [c for per in list(self.named.values()) for c in list(per.values())]
-
-    def persist(self, topics: list[Topic]) -> None:
-        """Write the exact position of every cursor whose persisted one lags (AtLeastOnce)."""
+    def persist(self, topics: list[Topic], positions: list[Position]) -> None:
+        """Write the exact position of every cursor whose persisted one lags (AtLeastOnce):
+        the shared ones of ``topics``, and ``positions``."""
         for t in topics:
             with t.read_lock:
                 if t.cursor != t.persisted and t.cursor > t.persisted:
                     self._log.write_state(t, CURSOR, t.cursor)
-        for c in self.positions():
+        for c in positions:
             with c.read_lock:
                 if c.cursor != c.persisted:
                     self.store(c.topic, c, c.cursor)

@@ -292,15 +292,17 @@ class Walrus:
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
         self._check_open()
-        self._cursor.persist([] if self._read_only else list(self._log.by_tid.values()))
+        self._persist_cursors()
         self._consumers.sync()
         if self._read_only:
             return
         self._durability.flush()
 
     def _persist_cursors(self) -> None:
-        """Write the exact cursor of every topic whose persisted position lags (AtLeastOnce)."""
-        self._cursor.persist(list(self._log.by_tid.values()))
+        """Write the exact cursor of every topic and every named consumer whose persisted
+        position lags (AtLeastOnce); an observer has named consumers only."""
+        topics = [] if self._read_only else list(self._log.by_tid.values())
+        self._cursor.persist(topics, list(self._consumers.owned.values()))
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -495,16 +497,10 @@ class Walrus:
                 return
             log = self._log
             error: BaseException | None = None
-            if not self._read_only:
-                try:
-                    self._persist_cursors()
-                except BaseException as exc:  # keep closing; report at the end
-                    error = exc
-            if self._read_only:
-                try:
-                    self._cursor.persist([])
-                except BaseException as exc:
-                    error = exc
+            try:
+                self._persist_cursors()
+            except BaseException as exc:  # keep closing; report at the end
+                error = exc
             self._closed = True
             self._cursor.shut()
             for t in list(log.by_tid.values()):  # wait for reads in flight
