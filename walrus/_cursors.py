@@ -208,8 +208,7 @@ class Cursor:
         if seq < t.first_seq:
             seq = t.first_seq
         try:
-            with reading(f"reading topic {t.name!r} at offset {seq}"):
-                ahead = read_run(self._log.segments, t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
+            ahead = self._run(t, c, seq, AHEAD_BYTES, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
                 wait = self._advance(t, c, seq, 1)
@@ -242,7 +241,7 @@ class Cursor:
                     raise OffsetOutOfRangeError(
                         f"topic {t.name!r}: entries before offset {t.first_seq} were "
                         f"reclaimed (asked for offset {seq})")
-            entries, error = self._collect(t, seq, budget)
+            entries, error = self._collect(t, c, seq, budget)
             if checkpoint and start is None:
                 consumed = len(entries) or (1 if error is not None else 0)
                 if consumed:
@@ -253,16 +252,25 @@ class Cursor:
             raise error
         return entries
 
-    def _collect(self, t: Topic, seq: int,
+    def _collect(self, t: Topic, c: Topic | Position, seq: int,
                  budget: int) -> tuple[list[Entry], CorruptionError | None]:
         """Read entries from ``seq`` within the budget; stops before a damaged one."""
         try:
-            with reading(f"reading topic {t.name!r} at offset {seq}"):
-                payloads = read_run(self._log.segments, t, seq, t.visible, budget,
-                                    MAX_BATCH_ENTRIES)
+            payloads = self._run(t, c, seq, budget, MAX_BATCH_ENTRIES)
         except CorruptionError as exc:
             return [], exc
         return entries_of(payloads, seq, t.name), None
+
+    def _run(self, t: Topic, c: Topic | Position, seq: int, budget: int,
+             limit: int) -> list[bytes]:
+        """The payloads from ``seq`` (see ``read_run``). A named consumer holds only its own
+        lock, so it takes the topic's too while it reads the topic's index: reclamation
+        (and an observer's refresh) trims that index under it."""
+        with reading(f"reading topic {t.name!r} at offset {seq}"):
+            if c is t:
+                return read_run(self._log.segments, t, seq, t.visible, budget, limit)
+            with t.read_lock:
+                return read_run(self._log.segments, t, seq, t.visible, budget, limit)
 
     def _advance(self, t: Topic, c: Topic | Position, seq: int, count: int) -> int:
         """Consume ``count`` entries from ``seq`` (under the read lock of ``c``).
