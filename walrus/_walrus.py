@@ -333,7 +333,10 @@ class Walrus:
             raise not_a_bool("checkpoint", checkpoint)
         budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
         if consumer is not None and start is None:
-            c = self._position(topic, consumer)
+            try:  # a writer's consumers in use, as on read_next's hot path
+                c = self._cursor.named[consumer][topic]
+            except (KeyError, TypeError):
+                c = self._position(topic, consumer)
             if c.topic is None:
                 return []
             return self._cursor.read_batch(c.topic, budget, checkpoint, None, c)
