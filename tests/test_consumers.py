@@ -418,3 +418,19 @@ def test_named_reads_hold_the_topic_lock_reclamation_takes(tmp_path: Path,
         wal.read_next("t", consumer="b", checkpoint=False)
         wal.read_next("t")
     assert checked and all(checked), checked
+
+
+def test_a_read_racing_delete_consumer_consumes_nothing(open_wal: WalFactory) -> None:
+    """A reader that found the consumer just before another thread deleted it gets a clear
+    error, and nothing is persisted into the deleted consumer's file."""
+    wal = open_wal()
+    fill(wal, "t", 3)
+    assert wal.read_next("t", consumer="a").offset == 0  # type: ignore[union-attr]
+    c = wal._cursor.named["a"]["t"]
+    wal.delete_consumer("t", "a")
+    wal._cursor.named.setdefault("a", {})["t"] = c  # as a thread that looked it up before
+    with pytest.raises(InvalidArgumentError, match="deleted"):
+        wal.read_next("t", consumer="a")
+    del wal._cursor.named["a"]
+    assert wal.consumers("t") == {}
+    assert wal.read_next("t", consumer="a").offset == 0  # type: ignore[union-attr]

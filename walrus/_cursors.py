@@ -26,6 +26,7 @@ from ._consumers import ConsumerFile
 from ._entry import Entry
 from ._errors import (
     CorruptionError,
+    InvalidArgumentError,
     OffsetOutOfRangeError,
     ReadOnlyError,
     WalrusClosedError,
@@ -298,6 +299,10 @@ class Cursor:
         if c is t:
             return self._log.write_state(t, CURSOR, value)
         assert isinstance(c, Position)
+        if c.file.lock_fd < 0:  # a read that found it just before delete_consumer did
+            raise InvalidArgumentError(
+                f"consumer {c.name!r} of topic {c.topic_name!r} was deleted during this read "
+                "(nothing was consumed)")
         with reading(f"persisting consumer {c.name!r} of topic {c.topic_name!r}"):
             c.file.store(value)
             c.persisted = value
