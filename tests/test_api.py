@@ -24,11 +24,16 @@ SIGNATURES = {
     "append_for_topic": "(self, topic: 'str', data: 'Payload') -> 'int'",
     "batch_append_for_topic": "(self, topic: 'str', entries: 'Sequence[Payload]') -> 'int'",
     "flush": "(self) -> 'None'",
-    "read_next": "(self, topic: 'str', checkpoint: 'bool' = True) -> 'Entry | None'",
+    "read_next": "(self, topic: 'str', checkpoint: 'bool' = True, *, "
+                 "consumer: 'str | None' = None) -> 'Entry | None'",
     "batch_read_for_topic": "(self, topic: 'str', max_bytes: 'int', checkpoint: 'bool' = True, "
-                            "start_offset: 'int | None' = None) -> 'list[Entry]'",
+                            "start_offset: 'int | None' = None, *, "
+                            "consumer: 'str | None' = None) -> 'list[Entry]'",
     "topics": "(self) -> 'list[str]'",
-    "get_topic_entry_count": "(self, topic: 'str') -> 'int'",
+    "get_topic_entry_count": "(self, topic: 'str', *, consumer: 'str | None' = None) -> 'int'",
+    "consumers": "(self, topic: 'str') -> 'dict[str, int]'",
+    "seek": "(self, topic: 'str', offset: 'int', *, consumer: 'str | None' = None) -> 'None'",
+    "delete_consumer": "(self, topic: 'str', consumer: 'str') -> 'None'",
     "get_topic_entry_counts": "(self) -> 'dict[str, int]'",
     "get_topic_size": "(self, topic: 'str') -> 'int'",
     "mark_topic_clean": "(self, topic: 'str') -> 'None'",

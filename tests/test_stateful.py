@@ -23,11 +23,12 @@ from walrus import (
 from .conftest import BACKENDS
 
 TOPICS = st.sampled_from(["a", "b", "c"])
+CONSUMERS = st.sampled_from(["x", "y"])
 PAYLOADS = st.binary(max_size=200)
 
 
 class WalModel(RuleBasedStateMachine):
-    """Model: per topic the list of entries and the shared cursor."""
+    """Model: per topic the list of entries, the shared cursor and the named consumers'."""
 
     @initialize(backend=st.sampled_from(BACKENDS),
                 consistency=st.sampled_from([ReadConsistency.StrictlyAtOnce,
@@ -38,6 +39,8 @@ class WalModel(RuleBasedStateMachine):
         self.consistency = consistency
         self.entries: dict[str, list[bytes]] = {}
         self.cursor: dict[str, int] = {}
+        self.named: dict[tuple[str, str], int] = {}
+        """(topic, consumer) -> the next offset it reads."""
         self.boundary_batches = 0
         self.wal = self._open()
 
@@ -93,16 +96,8 @@ class WalModel(RuleBasedStateMachine):
     @rule(topic=TOPICS, budget=st.integers(0, 1500), checkpoint=st.booleans())
     def batch_read(self, topic: str, budget: int, checkpoint: bool) -> None:
         got = self.wal.batch_read_for_topic(topic, budget, checkpoint=checkpoint)
-        entries, at = self.entries.get(topic, []), self.cursor.get(topic, 0)
-        expected: list[walrus.Entry] = []
-        total = 0
-        for offset in range(at, min(len(entries), at + walrus.MAX_BATCH_ENTRIES)):
-            data = entries[offset]
-            if expected and total + len(data) > budget:
-                break
-            expected.append(walrus.Entry(data, offset, topic))
-            total += len(data)
-        assert got == expected
+        at = self.cursor.get(topic, 0)
+        assert got == self._expect(topic, at, budget)
         if checkpoint:
             self.cursor[topic] = at + len(got)
 
@@ -113,12 +108,87 @@ class WalModel(RuleBasedStateMachine):
             got = self.wal.batch_read_for_topic(topic, budget, checkpoint=False,
                                                 start_offset=start)
         except OffsetOutOfRangeError:
-            assert start < self.cursor.get(topic, 0)  # only consumed entries are reclaimed
+            assert start < self._held(topic)  # only entries every cursor passed are reclaimed
             return
         assert all(e == walrus.Entry(entries[e.offset], e.offset, topic) for e in got)
         assert [e.offset for e in got] == list(range(start, start + len(got)))
         if start < len(entries):
             assert got
+
+    def _held(self, topic: str) -> int:
+        """The lowest cursor of ``topic``: nothing from there on may be reclaimed."""
+        named = [at for (t, _), at in self.named.items() if t == topic]
+        return min([self.cursor.get(topic, 0), *named])
+
+    def _first(self, topic: str) -> int:
+        """Where a new consumer starts: the first stored entry."""
+        return self.wal.topic_info(topic).first_offset if topic in self.entries else 0
+
+    def _expect(self, topic: str, at: int, budget: int) -> list[walrus.Entry]:
+        entries = self.entries.get(topic, [])
+        expected: list[walrus.Entry] = []
+        total = 0
+        for offset in range(at, min(len(entries), at + walrus.MAX_BATCH_ENTRIES)):
+            data = entries[offset]
+            if expected and total + len(data) > budget:
+                break
+            expected.append(walrus.Entry(data, offset, topic))
+            total += len(data)
+        return expected
+
+    @rule(topic=TOPICS, name=CONSUMERS, checkpoint=st.booleans())
+    def named_read_next(self, topic: str, name: str, checkpoint: bool) -> None:
+        at = self.named.get((topic, name))
+        if at is None:
+            at = self._first(topic)
+        entry = self.wal.read_next(topic, checkpoint=checkpoint, consumer=name)
+        self.named[(topic, name)] = at  # any use brings it into being
+        expected = self._expect(topic, at, 0)
+        assert entry == (expected[0] if expected else None)
+        if checkpoint and entry is not None:
+            self.named[(topic, name)] = at + 1
+
+    @rule(topic=TOPICS, name=CONSUMERS, budget=st.integers(0, 1500), checkpoint=st.booleans())
+    def named_batch_read(self, topic: str, name: str, budget: int, checkpoint: bool) -> None:
+        at = self.named.get((topic, name))
+        if at is None:
+            at = self._first(topic)
+        got = self.wal.batch_read_for_topic(topic, budget, checkpoint=checkpoint,
+                                            consumer=name)
+        self.named[(topic, name)] = at
+        assert got == self._expect(topic, at, budget)
+        if checkpoint:
+            self.named[(topic, name)] = at + len(got)
+
+    @rule(topic=TOPICS, name=st.one_of(st.none(), CONSUMERS), offset=st.integers(0, 80))
+    def seek(self, topic: str, name: str | None, offset: int) -> None:
+        first = self._first(topic)
+        last = len(self.entries.get(topic, []))
+        if not first <= offset <= last or (name is None and topic not in self.entries):
+            with pytest.raises(OffsetOutOfRangeError):
+                self.wal.seek(topic, offset, consumer=name)
+            return
+        self.wal.seek(topic, offset, consumer=name)
+        if name is None:
+            self.cursor[topic] = offset
+        else:
+            self.named[(topic, name)] = offset
+
+    @rule(topic=TOPICS, name=CONSUMERS)
+    def delete_consumer(self, topic: str, name: str) -> None:
+        self.wal.delete_consumer(topic, name)
+        self.named.pop((topic, name), None)
+
+    @invariant()
+    def consumers_match(self) -> None:
+        if not hasattr(self, "wal"):
+            return
+        for topic in ("a", "b", "c"):
+            expected = {n: at for (t, n), at in self.named.items() if t == topic}
+            assert self.wal.consumers(topic) == expected
+            entries = len(self.entries.get(topic, []))
+            for name, at in expected.items():
+                assert self.wal.get_topic_entry_count(topic, consumer=name) == entries - at
 
     @rule()
     def reopen(self) -> None:

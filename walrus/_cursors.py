@@ -5,23 +5,28 @@ once N were consumed since the last persist), the cursor arithmetic, the read-ah
 serves ``read_next`` and the persistence of lagging positions all live here, so that the
 facade only checks arguments and delegates.
 
-Today there is one cursor per topic, the shared one, and its state lives in the topic
-(``Topic.cursor``, ``persisted``, ``ahead``), guarded by the topic's ``read_lock``. A
-:class:`Cursor` names the cursor it moves (an owner and a name) so that more cursors per
-topic, some owned by other processes, can be added beside it without changing its callers.
+Each topic has the shared cursor, whose state lives in the topic (``Topic.cursor``,
+``persisted``, ``ahead``, guarded by its ``read_lock``) and is persisted as CURSOR records of
+the log, and any number of named consumers: a :class:`Position` each, with the same fields
+and its own lock, persisted in a consumer file (``_consumers.py``). The read paths take the
+holder of the fields (``c``: the topic itself, or a Position) beside the topic, so one code
+path and one consistency policy serve both.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import repeat
 
 from ._codec import CURSOR
+from ._consumers import ConsumerFile
 from ._entry import Entry
 from ._errors import (
     CorruptionError,
+    InvalidArgumentError,
     OffsetOutOfRangeError,
     ReadOnlyError,
     WalrusClosedError,
@@ -62,32 +67,61 @@ def reading(what: str) -> Iterator[None]:
         raise storage_error(exc, what) from exc
 
 
+class Position:
+    """Where named consumer ``name`` stands in ``topic`` (the fields the read paths use,
+    named as the shared cursor's are in :class:`Topic`), and the file it is persisted in."""
+
+    __slots__ = ("ahead", "ahead_seq", "cursor", "file", "name", "persisted", "read_lock",
+                 "topic", "topic_name")
+
+    def __init__(self, topic_name: str, name: str, topic: Topic | None, file: ConsumerFile,
+                 persisted: int) -> None:
+        self.topic_name = topic_name
+        self.name = name
+        self.topic = topic
+        """None until the topic exists (a consumer may come before its producer)."""
+        self.file = file
+        self.cursor = persisted
+        self.persisted = persisted
+        self.read_lock = threading.Lock()
+        self.ahead: list[Entry] = []
+        self.ahead_seq = 0
+
+
 def refuse_consuming() -> ReadOnlyError:
     """The error for a consuming read on a read-only observer."""
     return ReadOnlyError("a read-only observer cannot consume entries (use checkpoint=False)")
 
 
 class Cursor:
-    """One named cursor over every topic of a log, with its consistency policy.
+    """Every cursor of a log's topics (the shared one and the named consumers this
+    instance owns), with the consistency policy.
 
     ``topics`` is the table the hot path looks names up in (empty for observers, which
     must refresh first); ``lookup`` is the slow path for a name not in it (validates the
-    name, refuses consuming reads where they are not allowed, returns the topic or None).
-    ``closed`` is set by :meth:`shut` before the instance waits for reads in flight.
+    name, refuses consuming reads where they are not allowed, returns the topic or None);
+    ``position`` is the slow path of a named consumer (validates, takes ownership, returns
+    its Position). ``closed`` is set by :meth:`shut` before the instance waits for reads in
+    flight.
     """
 
     def __init__(self, log: Log, topics: dict[str, Topic],
                  lookup: Callable[[str, bool], Topic | None],
                  wait_durable: Callable[[int], None], *, persist_every: int | None,
                  sync_each: bool, read_only: bool, name: str = SHARED,
-                 owner: int | None = None) -> None:
+                 owner: int | None = None,
+                 position: Callable[[str, str], Position] | None = None) -> None:
         self.name = name
-        """Which cursor of each topic this moves (only the shared one exists today)."""
+        """The shared cursor's name."""
         self.owner = os.getpid() if owner is None else owner
         """The process that moves it."""
         self._log = log
         self._topics = topics
         self._lookup = lookup
+        self._position = position
+        self.named: dict[str, dict[str, Position]] = {}
+        """Named consumer -> topic -> its Position, for those this instance owns. An
+        observer's stays empty: its reads go through ``position``, which refreshes first."""
         self._wait = wait_durable
         self._strict = persist_every is None
         self._persist_every = 1 if persist_every is None else persist_every
@@ -96,131 +130,196 @@ class Cursor:
         last persist (0 under StrictlyAtOnce: it never may)."""
         self._sync_each = sync_each
         self._read_only = read_only
+        self.on_store: Callable[[Position], None] | None = None
+        """Told of each named position handed to the OS but not synced (the schedule's
+        syncer, under Milliseconds)."""
         self.closed = False
 
     def shut(self) -> None:
         """Refuse every read from now on (reads in flight finish)."""
         self.closed = True
 
-    def read_next(self, topic: str, checkpoint: bool = True) -> Entry | None:
+    def read_next(self, topic: str, checkpoint: bool = True, *,
+                  consumer: str | None = None) -> Entry | None:
         """The next entry of ``topic`` at this cursor, or None (see ``Walrus.read_next``).
 
         The hot path of reads, one frame: the facade binds its ``read_next`` to it.
         """
         if checkpoint is not True and checkpoint is not False:
             raise not_a_bool("checkpoint", checkpoint)
-        try:
-            t = self._topics[topic]
-        except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
-            found = self._lookup(topic, checkpoint)
-            if found is None:
+        c: Topic | Position
+        if consumer is None:
+            try:
+                t = self._topics[topic]
+            except (KeyError, TypeError):  # not known yet, or unhashable: the slow path decides
+                found = self._lookup(topic, checkpoint)
+                if found is None:
+                    return None
+                t = found
+            c = t
+        else:
+            try:
+                c = self.named[consumer][topic]
+                t = c.topic  # type: ignore[assignment]
+            except (KeyError, TypeError):
+                c = self._named(topic, consumer)
+                t = c.topic  # type: ignore[assignment]
+            if t is None:
                 return None
-            t = found
-        lock = t.read_lock
+        lock = c.read_lock
         lock.acquire()  # not `with`: measurably cheaper on this path
         try:
             if self.closed:
                 raise WalrusClosedError()
-            seq = t.cursor
+            seq = c.cursor
             if seq >= t.visible:
                 return None
-            i = seq - t.ahead_seq
-            ahead = t.ahead
-            entry = ahead[i] if 0 <= i < len(ahead) else self._read_ahead(t, seq, checkpoint)
+            i = seq - c.ahead_seq
+            ahead = c.ahead
+            if 0 <= i < len(ahead):
+                entry = ahead[i]
+            else:
+                entry = self._read_ahead(t, c, seq, checkpoint)
+                seq = entry[1]  # the same, unless the entries before it were reclaimed
             if not checkpoint:
                 return entry
-            if seq - t.persisted < self._lazy_every:
-                t.cursor = seq + 1  # AtLeastOnce between two persists: nothing to write
+            if seq - c.persisted < self._lazy_every:
+                c.cursor = seq + 1  # AtLeastOnce between two persists: nothing to write
                 return entry
-            wait = self._advance(t, seq, 1)
+            wait = self._advance(t, c, seq, 1)
         finally:
             lock.release()
         if wait and self._sync_each:
             self._wait(wait)
         return entry
 
-    def _read_ahead(self, t: Topic, seq: int, checkpoint: bool) -> Entry:
-        """Refill the topic's read-ahead from ``seq`` (under its read lock).
+    def _named(self, topic: str, consumer: str) -> Position:
+        """The slow path of a named consumer: validated, owned, refreshed (observers)."""
+        if self._position is None:
+            raise AssertionError("this cursor has no named consumers")
+        return self._position(topic, consumer)
+
+    def _read_ahead(self, t: Topic, c: Topic | Position, seq: int, checkpoint: bool) -> Entry:
+        """Refill the read-ahead of ``c`` from ``seq`` (under its read lock).
 
         A damaged entry raises CorruptionError; a checkpointing read consumes it first.
+        A named consumer behind the first stored entry (reclaimed past it: a consumer whose
+        position a power loss set back) goes on from the first stored entry.
         """
+        if seq < t.first_seq:
+            seq = t.first_seq
         try:
-            with reading(f"reading topic {t.name!r} at offset {seq}"):
-                ahead = read_run(self._log.segments, t, seq, t.visible, AHEAD_BYTES, AHEAD_COUNT)
+            ahead = self._run(t, c, seq, AHEAD_BYTES, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
-                wait = self._advance(t, seq, 1)
+                wait = self._advance(t, c, seq, 1)
                 if wait and self._sync_each:
-                    t.read_lock.release()
+                    c.read_lock.release()
                     try:
                         self._wait(wait)
                     finally:
-                        t.read_lock.acquire()
+                        c.read_lock.acquire()
             raise
-        t.ahead, t.ahead_seq = entries_of(ahead, seq, t.name), seq
-        return t.ahead[0]
+        c.ahead, c.ahead_seq = entries_of(ahead, seq, t.name), seq
+        return c.ahead[0]
 
     def read_batch(self, t: Topic, budget: int, checkpoint: bool,
-                   start: int | None) -> list[Entry]:
-        """Entries of ``t`` from this cursor (or from ``start``, touching no cursor) within
-        ``budget`` bytes and ``MAX_BATCH_ENTRIES`` entries (see ``batch_read_for_topic``)."""
+                   start: int | None, c: Topic | Position | None = None) -> list[Entry]:
+        """Entries of ``t`` from the cursor ``c`` (the shared one by default; or from
+        ``start``, touching no cursor) within ``budget`` bytes and ``MAX_BATCH_ENTRIES``
+        entries (see ``batch_read_for_topic``)."""
+        if c is None:
+            c = t
         wait = 0
-        with t.read_lock:
+        with c.read_lock:
             if self.closed:
                 raise WalrusClosedError()
             if start is None:
-                seq = t.cursor
+                seq = max(c.cursor, t.first_seq) if c is not t else c.cursor
             else:
                 seq = start
                 if seq < t.first_seq:
                     raise OffsetOutOfRangeError(
                         f"topic {t.name!r}: entries before offset {t.first_seq} were "
                         f"reclaimed (asked for offset {seq})")
-            entries, error = self._collect(t, seq, budget)
+            entries, error = self._collect(t, c, seq, budget)
             if checkpoint and start is None:
                 consumed = len(entries) or (1 if error is not None else 0)
                 if consumed:
-                    wait = self._advance(t, seq, consumed)
+                    wait = self._advance(t, c, seq, consumed)
         if wait and self._sync_each:
             self._wait(wait)
         if error is not None and not entries:
             raise error
         return entries
 
-    def _collect(self, t: Topic, seq: int,
+    def _collect(self, t: Topic, c: Topic | Position, seq: int,
                  budget: int) -> tuple[list[Entry], CorruptionError | None]:
         """Read entries from ``seq`` within the budget; stops before a damaged one."""
         try:
-            with reading(f"reading topic {t.name!r} at offset {seq}"):
-                payloads = read_run(self._log.segments, t, seq, t.visible, budget,
-                                    MAX_BATCH_ENTRIES)
+            payloads = self._run(t, c, seq, budget, MAX_BATCH_ENTRIES)
         except CorruptionError as exc:
             return [], exc
         return entries_of(payloads, seq, t.name), None
 
-    def _advance(self, t: Topic, seq: int, count: int) -> int:
-        """Consume ``count`` entries from ``seq`` (under the topic's read lock).
+    def _run(self, t: Topic, c: Topic | Position, seq: int, budget: int,
+             limit: int) -> list[bytes]:
+        """The payloads from ``seq`` (see ``read_run``). A named consumer holds only its own
+        lock, so it takes the topic's too while it reads the topic's index: reclamation
+        (and an observer's refresh) trims that index under it."""
+        with reading(f"reading topic {t.name!r} at offset {seq}"):
+            if c is t:
+                return read_run(self._log.segments, t, seq, t.visible, budget, limit)
+            with t.read_lock:
+                return read_run(self._log.segments, t, seq, t.visible, budget, limit)
+
+    def _advance(self, t: Topic, c: Topic | Position, seq: int, count: int) -> int:
+        """Consume ``count`` entries from ``seq`` (under the read lock of ``c``).
 
         StrictlyAtOnce persists the new position before the entries are handed out.
         AtLeastOnce(N) persists the position reached by *earlier* calls once N entries were
         consumed since the last persist, never the entries this call returns. Returns the
-        LSN to wait for under SyncEach (0: nothing written).
+        LSN to wait for under SyncEach (0: nothing to wait for).
         """
-        if self._read_only:
+        if self._read_only and c is t:
             raise refuse_consuming()
         new = seq + count
         lsn = 0
         if self._strict:
-            lsn = self._log.write_state(t, CURSOR, new)
-        elif seq - t.persisted >= self._persist_every:
-            lsn = self._log.write_state(t, CURSOR, seq)
-        t.cursor = new
+            lsn = self.store(t, c, new)
+        elif seq - c.persisted >= self._persist_every:
+            lsn = self.store(t, c, seq)
+        c.cursor = new
         return lsn
 
-    def persist(self, topics: list[Topic]) -> None:
-        """Write the exact position of every topic whose persisted one lags (AtLeastOnce)."""
+    def store(self, t: Topic | None, c: Topic | Position, value: int) -> int:
+        """Persist ``value`` as the position of ``c`` (under its read lock): a CURSOR record
+        for the shared cursor (returns its LSN, for SyncEach to wait for); a named
+        consumer's slot, handed to the OS and, under SyncEach, synced before this returns."""
+        if c is t:
+            return self._log.write_state(t, CURSOR, value)
+        assert isinstance(c, Position)
+        if c.file.lock_fd < 0:  # a read that found it just before delete_consumer did
+            raise InvalidArgumentError(
+                f"consumer {c.name!r} of topic {c.topic_name!r} was deleted during this read "
+                "(nothing was consumed)")
+        with reading(f"persisting consumer {c.name!r} of topic {c.topic_name!r}"):
+            c.file.store(value)
+            c.persisted = value
+            if self._sync_each:
+                c.file.sync()
+            elif self.on_store is not None:
+                self.on_store(c)
+        return 0
+
+    def persist(self, topics: list[Topic], positions: list[Position]) -> None:
+        """Write the exact position of every cursor whose persisted one lags (AtLeastOnce):
+        the shared ones of ``topics``, and ``positions``."""
         for t in topics:
             with t.read_lock:
                 if t.cursor != t.persisted and t.cursor > t.persisted:
                     self._log.write_state(t, CURSOR, t.cursor)
-
+        for c in positions:
+            with c.read_lock:
+                if c.cursor != c.persisted:
+                    self.store(c.topic, c, c.cursor)

@@ -17,11 +17,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ._consumers import Registry, lowest
 from ._errors import StorageError
 from ._indexing import index_segment, summary_of, write_index
 from ._log import Log, storage_error
 from ._prefault import Prefaulter, SyncCadence
 from ._reclaim import delete_before, low_watermark
+from ._segment import Segment
 
 logger = logging.getLogger("walrus")
 
@@ -372,6 +374,10 @@ class Background:
         self.reclaim_seen = -1
         self.reclaim_after = 0.0
         self.checkpointed: dict[int, int] = {}
+        self.registry: Registry | None = None
+        self.named_seen: dict[str, tuple[str, int]] = {}
+        """The consumer files of the directory (set by the facade): their positions hold
+        segments too."""
         self.work = threading.Lock()
         """Serialises indexing and reclaiming (the worker, and ``run_once`` from outside); no
         sync pass waits for it."""
@@ -467,6 +473,18 @@ class Background:
             self.index_sealed()
             self.reclaim()
 
+    def _reclaim(self, named: dict[str, int]) -> list[Segment]:
+        """Delete what every cursor has passed: the shared ones and ``named`` (per topic
+        name, the lowest durable position of its named consumers)."""
+        log = self.log
+        persisted = {}
+        for tid, t in list(log.by_tid.items()):
+            hold = named.get(t.name)
+            persisted[tid] = t.persisted if hold is None else min(hold, t.persisted)
+        if not self.synced():  # the cursors above must be durable before deleting
+            return []
+        return delete_before(log, low_watermark(log, persisted))
+
     def index_sealed(self) -> None:
         """Sync sealed segments, write their index files (so reopening skips them), and
         unmap their pages: a log nobody consumes would otherwise grow the process's RSS."""
@@ -488,15 +506,25 @@ class Background:
         """Delete segments that every persisted cursor has passed."""
         log = self.log
         now = time.monotonic()
-        if (len(log.segments) < 2 or log.cursor_writes == self.reclaim_seen
-                or now < self.reclaim_after):
+        if len(log.segments) < 2 or now < self.reclaim_after:
             return
-        self.reclaim_seen = log.cursor_writes
-        self.reclaim_after = now + RECLAIM_EVERY
-        persisted = {tid: t.persisted for tid, t in list(log.by_tid.items())}
-        if not self.synced():  # the cursors below must be durable before deleting
-            return
-        doomed = delete_before(log, low_watermark(log, persisted))
+        registry = self.registry
+        if registry is None:
+            if log.cursor_writes == self.reclaim_seen:
+                return
+            self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY
+            doomed = self._reclaim({})
+        else:  # no consumer of any process registers or seeks back meanwhile
+            with registry.locked(wait=False) as free:
+                if not free:
+                    return  # another process holds it for a moment: the next tick
+                named = registry.positions()
+                if log.cursor_writes == self.reclaim_seen and named == self.named_seen:
+                    return
+                self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY
+                self.named_seen = named
+                registry.sync(named)
+                doomed = self._reclaim(lowest(named))
         if doomed:
             logger.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))

@@ -40,7 +40,8 @@ class BatchTooLargeError(WalrusError, ValueError):
 
 
 class OffsetOutOfRangeError(WalrusError, ValueError):
-    """A ``start_offset`` names an entry whose segment has already been reclaimed."""
+    """A ``start_offset`` names an entry whose segment has already been reclaimed, or a
+    ``seek`` goes outside the stored offsets (first stored offset to next offset)."""
 
 
 class WalrusLockedError(_OSWalrusError):

@@ -28,19 +28,29 @@ _BYTES = {bytes}
 
 def check_topic(topic: object) -> str:
     """Raise InvalidTopicError unless ``topic`` is a str of 1..255 UTF-8 bytes without NUL."""
-    if type(topic) is not str:
-        raise InvalidTopicError(f"topic must be a str, not {type(topic).__name__}")
-    if not topic:
-        raise InvalidTopicError("topic must not be empty")
-    if "\0" in topic:
-        raise InvalidTopicError(f"topic {topic!r} contains a NUL character")
+    return _check_name("topic", topic, InvalidTopicError)
+
+
+def check_consumer(name: object) -> str:
+    """Raise InvalidArgumentError unless ``name`` is a consumer name: a str of 1..255 UTF-8
+    bytes without NUL (the rule topics follow)."""
+    return _check_name("consumer name", name, InvalidArgumentError)
+
+
+def _check_name(what: str, name: object, error: type[InvalidArgumentError]) -> str:
+    if type(name) is not str:
+        raise error(f"{what} must be a str, not {type(name).__name__}")
+    if not name:
+        raise error(f"{what} must not be empty")
+    if "\0" in name:
+        raise error(f"{what} {name!r} contains a NUL character")
     try:
-        size = len(topic.encode("utf-8"))
+        size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        raise InvalidTopicError(f"topic {topic!r} is not valid UTF-8 (lone surrogate)") from None
+        raise error(f"{what} {name!r} is not valid UTF-8 (lone surrogate)") from None
     if size > MAX_TOPIC_BYTES:
-        raise InvalidTopicError(f"topic is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
-    return topic
+        raise error(f"{what} is {size} UTF-8 bytes long; at most {MAX_TOPIC_BYTES}")
+    return name
 
 
 def check_open(closed: bool, owner: int) -> None:

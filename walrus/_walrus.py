@@ -30,23 +30,27 @@ from ._config import (
     check_schedule,
     resolve_root,
 )
-from ._cursors import Cursor, reading, refuse_consuming
+from ._consumers import Registry
+from ._cursors import Cursor, Position, reading, refuse_consuming
 from ._damage import Damage
 from ._dirlock import DirectoryLock
 from ._durability import Background, Durability
 from ._entry import Entry
 from ._errors import (
     InvalidArgumentError,
+    OffsetOutOfRangeError,
     StorageError,
     WalrusError,
 )
 from ._indexing import index_segment
 from ._log import Log, Payload, wait_for
+from ._named import Consumers
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
 from ._topic_info import TopicInfo
 from ._topics import Topic
 from ._validate import (
+    check_consumer,
     check_open,
     check_topic,
     check_writable,
@@ -145,8 +149,14 @@ class Walrus:
             self._log, self._fast_topics, self._lookup, self._durability.wait,
             persist_every=(self._consistency.persist_every
                            if isinstance(self._consistency, AtLeastOnceMode) else None),
-            sync_each=self._sync_each, read_only=read_only)
+            sync_each=self._sync_each, read_only=read_only, position=self._position)
         self.read_next = self._cursor.read_next  # type: ignore[method-assign]
+        self._consumers = Consumers(
+            self._log, self._cursor, Registry(str(self._root), self._backend),
+            check_open=self._check_open, observe=self._observe, read_only=read_only,
+            interval=(self._schedule.interval_ms / 1000.0
+                      if isinstance(self._schedule, MillisecondsSchedule) else None),
+            sync_each=self._sync_each)
         self._closed = False
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
@@ -154,6 +164,7 @@ class Walrus:
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
                          else interval)
             self._background = Background(self._log, self._durability, interval, writeback)
+            self._background.registry = self._consumers.registry
             self._log.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
@@ -282,40 +293,56 @@ class Walrus:
     def flush(self) -> None:
         """Make every acknowledged append and every checkpointed cursor durable now."""
         self._check_open()
+        self._persist_cursors()
+        self._consumers.sync()
         if self._read_only:
             return
-        self._persist_cursors()
         self._durability.flush()
 
     def _persist_cursors(self) -> None:
-        """Write the exact cursor of every topic whose persisted position lags (AtLeastOnce)."""
-        self._cursor.persist(list(self._log.by_tid.values()))
+        """Write the exact cursor of every topic and every named consumer whose persisted
+        position lags (AtLeastOnce); an observer has named consumers only."""
+        topics = [] if self._read_only else list(self._log.by_tid.values())
+        self._cursor.persist(topics, list(self._consumers.owned.values()))
 
     # --- reads ------------------------------------------------------------------------------------
 
-    def read_next(self, topic: str, checkpoint: bool = True) -> Entry | None:
-        """The next entry of ``topic`` at the shared cursor, or None.
+    def read_next(self, topic: str, checkpoint: bool = True, *,
+                  consumer: str | None = None) -> Entry | None:
+        """The next entry of ``topic`` at the shared cursor (or at named ``consumer``'s,
+        which comes into being at the topic's first stored entry), or None.
 
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
         ``checkpoint=False`` peeks.
         """
         # Every instance binds this name straight to its cursor's hot path, which does the
         # same in one frame.
-        return self._cursor.read_next(topic, checkpoint)
+        return self._cursor.read_next(topic, checkpoint, consumer=consumer)
 
     def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
-                             start_offset: int | None = None) -> list[Entry]:
+                             start_offset: int | None = None, *,
+                             consumer: str | None = None) -> list[Entry]:
         """Entries in commit order, up to ``max_bytes`` of payload and 2000 entries.
 
         The first available entry is returned even if it alone is larger than ``max_bytes``.
         With ``start_offset`` the read starts at that entry offset and touches neither the
-        shared cursor nor the counts.
+        shared cursor nor the counts. ``consumer`` reads at that named consumer's cursor.
         """
         budget = nonnegative_int("max_bytes", max_bytes)
         start = None if start_offset is None else nonnegative_int("start_offset", start_offset)
         if checkpoint is not True and checkpoint is not False:
             raise not_a_bool("checkpoint", checkpoint)
         budget = min(budget, MAX_READ_BUDGET)  # any larger budget means the same: no limit
+        if consumer is not None and start is None:
+            try:  # a writer's consumers in use, as on read_next's hot path
+                c = self._cursor.named[consumer][topic]
+            except (KeyError, TypeError):
+                c = self._position(topic, consumer)
+            if c.topic is None:
+                return []
+            return self._cursor.read_batch(c.topic, budget, checkpoint, None, c)
+        if consumer is not None:
+            check_consumer(consumer)
         t = self._find(topic)
         if t is None:
             t = self._lookup(topic, checkpoint and start is None)
@@ -330,6 +357,10 @@ class Walrus:
             return self._fast_topics.get(topic)
         except TypeError:  # unhashable, so not a str: check_topic says what is wrong
             return None
+
+    def _position(self, topic: str, consumer: str) -> Position:
+        """The slow path of a named consumer's read (see ``Consumers.position``)."""
+        return self._consumers.position(topic, consumer)
 
     def _lookup(self, topic: str, consuming: bool) -> Topic | None:
         """The slow path of a read: validate, follow a live writer, refuse consuming reads."""
@@ -357,9 +388,11 @@ class Walrus:
         self._check_open()
         return list(self._rebuilder.damage)
 
-    def get_topic_entry_count(self, topic: str) -> int:
-        """Entries not yet consumed by the shared cursor."""
+    def get_topic_entry_count(self, topic: str, *, consumer: str | None = None) -> int:
+        """Entries not yet consumed by the shared cursor (or by named ``consumer``)."""
         t = self._query(topic)
+        if consumer is not None:
+            return self._consumers.count(topic, consumer, t)
         return 0 if t is None else max(0, t.visible - t.cursor)
 
     def get_topic_entry_counts(self) -> dict[str, int]:
@@ -437,6 +470,7 @@ class Walrus:
         """
         self._closed = True
         self._cursor.shut()
+        self._consumers.disown()
         self._close_lock = threading.Lock()
         self._log.disown()
         if self._lock is not None:
@@ -467,16 +501,19 @@ class Walrus:
                 return
             log = self._log
             error: BaseException | None = None
-            if not self._read_only:
-                try:
-                    self._persist_cursors()
-                except BaseException as exc:  # keep closing; report at the end
-                    error = exc
+            try:
+                self._persist_cursors()
+            except BaseException as exc:  # keep closing; report at the end
+                error = exc
             self._closed = True
             self._cursor.shut()
             for t in list(log.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
+            try:
+                self._consumers.close()
+            except BaseException as exc:
+                error = error or exc
             log.shut()  # no write from now on: racing appends raise WalrusClosedError
             self._durability.reclaim()  # a pass an interrupt left unfinished in this thread
             if self._background is not None:
@@ -513,6 +550,46 @@ class Walrus:
             except OSError as exc:
                 logger.warning("could not write the index of %s: %s", seg.path, exc)
         log.indexed(list(log.to_index))
+
+    # --- named consumers ------------------------------------------------------------------------
+
+    def consumers(self, topic: str) -> dict[str, int]:
+        """Every named consumer of ``topic``, in any process: name -> the next offset it
+        will read."""
+        return self._consumers.listing(topic)
+
+    def seek(self, topic: str, offset: int, *, consumer: str | None = None) -> None:
+        """Move a cursor to ``offset`` (replay or skip) and persist it as a checkpoint
+        would; ``OffsetOutOfRangeError`` outside [first stored offset, next offset]."""
+        if consumer is None:
+            self._seek_shared(topic, offset)
+        else:
+            self._consumers.seek(topic, offset, consumer)
+
+    def _seek_shared(self, topic: str, offset: int) -> None:
+        check_topic(topic)
+        offset = nonnegative_int("offset", offset)
+        self._check_writable()
+        t = self._topics.get(topic)
+        first, last = (0, 0) if t is None else (t.first_seq, t.next_seq)
+        if t is None or not first <= offset <= last:
+            raise OffsetOutOfRangeError(
+                f"topic {topic!r}: cannot seek to offset {offset}; stored offsets are "
+                f"{first}..{last} (the next offset included)")
+        with self._consumers.registry.locked(), t.read_lock:  # no reclamation meanwhile
+            if offset < t.first_seq:
+                raise OffsetOutOfRangeError(
+                    f"topic {topic!r}: offsets before {t.first_seq} were reclaimed meanwhile")
+            lsn = self._cursor.store(t, t, offset)
+            t.cursor = offset
+            t.ahead, t.ahead_seq = [], 0
+        if self._sync_each:
+            self._durability.wait(lsn)
+
+    def delete_consumer(self, topic: str, consumer: str) -> None:
+        """Forget named ``consumer`` of ``topic`` and its hold on disk space; nothing
+        happens if there is none. ``WalrusLockedError`` while another process uses it."""
+        self._consumers.delete(topic, consumer)
 
     def __enter__(self) -> Walrus:
         return self

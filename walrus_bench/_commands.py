@@ -40,6 +40,7 @@ def register(bench: argparse.ArgumentParser) -> None:
         _add_benchmark(sub, name, help_text)
     from ._backends import add_backends
     from ._compare_cli import add_compare
+    from ._consumers import add_consumers
     from ._durable_append import add_durable_append
     from ._forward import add_forward
     from ._plot_cli import add_plot
@@ -53,6 +54,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     add_backends(sub)
     add_durable_append(sub)
     add_forward(sub)
+    add_consumers(sub)
 
 
 def _add_benchmark(sub: Any, name: str, help_text: str) -> None:

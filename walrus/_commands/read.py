@@ -1,6 +1,7 @@
 """``walrus read``: consume entries at the shared cursor, or peek without moving it.
 
-Consuming reads need the directory's lock; ``--peek`` and ``--from-offset`` read through a
+Consuming reads at the shared cursor need the directory's lock; ``--peek``,
+``--from-offset`` and ``--consumer`` (a named consumer's own cursor) read through a
 read-only observer, so they work beside a running writer.
 """
 
@@ -15,7 +16,7 @@ from .._cli_options import at_least, open_observer, open_writer
 from .._cli_output import FORMAT_HELP, FORMATS, write_entries
 from .._entry import Entry
 from .._errors import CorruptionError
-from .._validate import check_topic
+from .._validate import check_consumer, check_topic
 from .._walrus import Walrus
 from . import CommandError, Subparsers, require_topic, topic_command
 
@@ -26,15 +27,19 @@ READ_BUDGET = 4 << 20
 def register(commands: Subparsers) -> None:
     parser = topic_command(
         commands, "read", summary="read (consume) or peek at entries of a topic",
-        description="Read the next N entries at the topic's shared cursor and consume them. "
-                    "--peek and --from-offset leave the cursor alone and work beside a running "
-                    "writer.", writer=True)
+        description="Read the next N entries at the topic's shared cursor (or at a named "
+                    "consumer's cursor) and consume them. --peek and --from-offset leave the "
+                    "cursor alone; they and --consumer work beside a running writer.",
+        writer=True)
     parser.add_argument("--peek", action="store_true",
                         help="do not consume: show the entries at the cursor")
     parser.add_argument("-n", metavar="N", type=at_least(1, "a number of entries"), default=1,
                         help="read up to N entries (default 1)")
     parser.add_argument("--from-offset", metavar="O", type=at_least(0, "an entry offset"),
                         help="read from entry offset O (implies --peek)")
+    parser.add_argument("--consumer", metavar="NAME",
+                        help="read at named consumer NAME's cursor (created at the first "
+                             "stored entry if new), from this process beside the writer")
     parser.add_argument("--format", choices=FORMATS, default="raw", help=FORMAT_HELP)
     parser.set_defaults(func=run)
 
@@ -42,17 +47,25 @@ def register(commands: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     check_topic(args.topic)
     out = sys.stdout.buffer
+    name = args.consumer
+    if name is not None:
+        check_consumer(name)
     with open_observer(args) as observer:
         require_topic(observer.topics(), args.topic, observer.data_dir)
         if args.peek or args.from_offset is not None:
             start = args.from_offset
             if start is None:
-                at_cursor = observer.read_next(args.topic, checkpoint=False)
+                at_cursor = observer.read_next(args.topic, checkpoint=False, consumer=name)
                 if at_cursor is None:
                     return 0
                 start = at_cursor.offset
             for batch in peek(observer, args.topic, start, args.n):
                 write_entries(out, batch, args.format)
+            return 0
+        if name is not None:
+            for _ in range(args.n):
+                if not consume_after_writing(observer, args.topic, out, args.format, name):
+                    break
             return 0
     with open_writer(args) as wal:
         for _ in range(args.n):
@@ -61,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def consume_after_writing(wal: Walrus, topic: str, out: BinaryIO, fmt: str) -> bool:
+def consume_after_writing(wal: Walrus, topic: str, out: BinaryIO, fmt: str,
+                          consumer: str | None = None) -> bool:
     """Write the entry at the cursor, then consume it; False when there is none.
 
     An entry that cannot be written (the reader of a pipe went away) stays unconsumed. A
@@ -69,14 +83,16 @@ def consume_after_writing(wal: Walrus, topic: str, out: BinaryIO, fmt: str) -> b
     and its CorruptionError goes to the caller.
     """
     try:
-        entry = wal.read_next(topic, checkpoint=False)
+        entry = wal.read_next(topic, checkpoint=False, consumer=consumer)
     except CorruptionError:
-        wal.read_next(topic, checkpoint=True)  # raises CorruptionError again, moving past it
+        # raises CorruptionError again, moving past it
+        wal.read_next(topic, checkpoint=True, consumer=consumer)
         raise
     if entry is None:
         return False
     write_entries(out, [entry], fmt)
-    consumed = wal.read_next(topic, checkpoint=True)  # we hold the lock: the same entry
+    # we own the cursor (the directory's lock, or the consumer's): the same entry
+    consumed = wal.read_next(topic, checkpoint=True, consumer=consumer)
     assert consumed is not None and consumed.offset == entry.offset
     return True
 

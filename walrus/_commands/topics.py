@@ -14,8 +14,9 @@ def register(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "topics", help="list topics with their counts, sizes and clean flags",
         description="List every topic: entries on disk, entries not yet consumed by the shared "
-                    "cursor, bytes on disk (headers included) and the clean flag. Works beside "
-                    "a running writer.")
+                    "cursor, bytes on disk (headers included) and the clean flag; then every "
+                    "named consumer with its position (the next offset it reads) and lag "
+                    "(entries it has not consumed). Works beside a running writer.")
     add_directory_options(parser, writer=False)
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="a text table (default) or one JSON object a line")
@@ -25,13 +26,23 @@ def register(commands: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     with open_observer(args) as wal:
         stats = [wal.topic_info(name) for name in wal.topics()]
+        named = {s.topic: {n: (at, max(0, s.next_offset - max(at, s.first_offset)))
+                           for n, at in wal.consumers(s.topic).items()} for s in stats}
     if args.format == "json":
         for s in stats:
             print(json.dumps({"topic": s.topic, "entries": s.entries, "unconsumed": s.unconsumed,
                               "bytes": s.size, "clean": s.clean, "first_offset": s.first_offset,
-                              "next_offset": s.next_offset}, ensure_ascii=False))
+                              "next_offset": s.next_offset,
+                              "consumers": {n: {"next_offset": at, "lag": lag}
+                                            for n, (at, lag) in named[s.topic].items()}},
+                             ensure_ascii=False))
         return 0
     rows = [(s.topic, s.entries, s.unconsumed, s.size, "yes" if s.clean else "no") for s in stats]
     print(render_table(("TOPIC", "ENTRIES", "UNCONSUMED", "BYTES", "CLEAN"), rows,
                        right=(False, True, True, True, False)), end="")
+    consumers = [(t, n, at, lag) for t, per in named.items() for n, (at, lag) in per.items()]
+    if consumers:
+        print()
+        print(render_table(("TOPIC", "CONSUMER", "NEXT OFFSET", "LAG"), consumers,
+                           right=(False, False, True, True)), end="")
     return 0
