@@ -52,7 +52,7 @@ def test_the_installed_plugin_is_listed(plugin_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
     assert rows["fileobj"] == {
-        "name": "fileobj", "available": True, "reason": "buffered file objects and os.fsync",
+        "name": "fileobj", "available": True, "reason": "unbuffered file objects and os.fsync",
         "priority": 0, "plugin": "fileobj",
         "description": "Buffered file objects: portable and simple, slower than mmap and pwrite."}
     assert list(rows)[-1] == "fileobj"  # lowest priority: auto tries it last

@@ -100,3 +100,37 @@ def test_close_releases_threads_and_files(tmp_path: Path, backend: str) -> None:
                 wal.append_for_topic("t", b"%d" % j * 20)
     assert threading.active_count() == threads
     assert open_fds() == fds
+
+
+def test_entries_appended_while_reclamation_decides_are_kept(open_wal: WalFactory,
+                                                               tmp_path: Path) -> None:
+    """Reclamation reads the cursors, then waits for a sync pass, then deletes: entries
+    appended in between (a new topic's, and a fully consumed topic's next ones) may fill
+    whole segments, and those must not count as passed."""
+    wal = open_wal(tmp_path / "w", segment_size=64 << 10,
+                   consistency=ReadConsistency.AtLeastOnce(persist_every=1))
+    payload = b"p" * 1000
+    wal.batch_append_for_topic("done", [payload] * 200)  # several segments
+    assert len(drain(wal, "done")) == 200
+    background = wal._background
+    assert background is not None
+    real_synced = background.synced
+
+    appended = []
+
+    def synced_while_others_append() -> bool:
+        for _ in range(3):  # whole segments of entries nobody has read
+            wal.batch_append_for_topic("late", [payload] * 60)
+            wal.batch_append_for_topic("done", [payload] * 60)
+            appended.append(60)
+        return real_synced()
+
+    background.synced = synced_while_others_append  # type: ignore[method-assign]
+    _reclaim(wal)
+    background.synced = real_synced  # type: ignore[method-assign]
+    assert appended
+    assert drain(wal, "late") == [payload] * sum(appended)
+    assert len(drain(wal, "done")) == sum(appended)
+    wal.close()
+    reopened = open_wal(tmp_path / "w", segment_size=64 << 10)
+    assert reopened.damage() == []

@@ -28,7 +28,9 @@ def delete_before(log: Log, low: int) -> list[Segment]:
     """Forget and delete the oldest segments wholly below ``low``.
 
     The caller has synced the cursors that ``low`` was computed from. Only a prefix of the
-    log is ever deleted, and never a segment still waiting to be synced or indexed.
+    log is ever deleted, and never a segment still waiting to be synced or indexed. (That
+    also keeps what was appended while the caller read and synced the cursors: ``low`` does
+    not account for it, but the segments it filled are not indexed yet.)
     """
     doomed = []
     for number, seg in list(log.segments.items()):  # a roll may add one meanwhile

@@ -65,7 +65,13 @@ class File(abc.ABC):
 
     @abc.abstractmethod
     def read(self, pos: int, size: int) -> bytes:
-        """Read ``size`` bytes at ``pos`` (fewer only at the end of the file)."""
+        """Read ``size`` bytes at ``pos`` (fewer only at the end of the file).
+
+        It returns the file's bytes as they are now: another process, or another ``File`` of
+        the same path, may have written them since (no read cache that outlives a call).
+        Readers in other threads call it while the writer's thread writes elsewhere in the
+        same file: it must not move a position the writes depend on (read positionally, as
+        ``os.pread`` does, or take a lock shared with ``write``)."""
 
     @abc.abstractmethod
     def sync(self) -> None:

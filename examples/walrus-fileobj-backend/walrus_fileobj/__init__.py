@@ -1,4 +1,4 @@
-"""An example walrus backend: buffered Python file objects (see ``plugin`` for registration)."""
+"""An example walrus backend: unbuffered Python file objects (see ``plugin`` for registration)."""
 
 from .backend import FileObjBackend, FileObjFile
 

@@ -13,7 +13,7 @@ def probe() -> walrus.Availability:
     """Can the backend run here? Must never raise; the reason is shown by ``walrus backends``."""
     if not hasattr(os, "fsync"):
         return walrus.Availability(False, "os.fsync is missing on this platform")
-    return walrus.Availability(True, "buffered file objects and os.fsync")
+    return walrus.Availability(True, "unbuffered file objects and os.fsync")
 
 
 @walrus.hookimpl
