@@ -339,6 +339,7 @@ def test_topics_created_later_are_followed(cluster: Cluster, tmp_path: Path) -> 
             forwarder.send_signal(signal.SIGTERM)
             assert forwarder.wait(BOUND) == 0, log.read_text()
     assert_exactly_once(cluster, "LATER", writer.written)
+    assert consumer_lag(data_dir)["late.one"] == {"forward:LATER": {"next_offset": 21, "lag": 0}}
 
 
 def test_a_stream_that_does_not_cover_the_topics_is_refused(cluster: Cluster,
@@ -439,6 +440,7 @@ def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path
     ({"subject_prefix": "a.*"}, "without spaces or wildcards"),
     ({"subject_prefix": "a..b"}, "dot-separated"),
     ({"replicas": 0}, "replicas must be 1..5"),
+    ({"consumer": ""}, "consumer name must not be empty"),
 ])
 def test_bad_nats_options_are_refused_before_anything_runs(options: dict[str, Any],
                                                            message: str) -> None:
@@ -562,16 +564,17 @@ def test_a_stream_recreated_empty_gets_what_the_log_still_holds(cluster: Cluster
     with Writer(data_dir, topics=("r",), segment_size=8192) as writer:
         writer.append("r", 300)
         writer.wal.flush()
-        assert forward_once(data_dir, cluster, "again").returncode == 0
+        assert forward_once(data_dir, cluster, "again", "--consumer", "mirror").returncode == 0
         writer.consume_and_reclaim()
         writer.append("r", 100)  # forwarded, not consumed: the shared cursor keeps them
         writer.wal.flush()
-        assert forward_once(data_dir, cluster, "again").returncode == 0
+        assert forward_once(data_dir, cluster, "again", "--consumer", "mirror").returncode == 0
         first = writer.first_offsets()["r"]
         assert 0 < first <= 300
         asyncio.run(delete_stream())
-        result = forward_once(data_dir, cluster, "again")
+        result = forward_once(data_dir, cluster, "again", "--consumer", "mirror")
     assert result.returncode == 0, result.stderr
+    assert consumer_lag(data_dir)["r"] == {"mirror": {"next_offset": 400, "lag": 0}}
     text = b" ".join(result.stderr.split()).decode()
     assert ("the target 'AGAIN' holds nothing of topic 'r', but had acknowledged offsets up to "
             f"399 (was it deleted, purged or recreated?): forwarding again what the log still "
