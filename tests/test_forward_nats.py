@@ -582,3 +582,20 @@ def test_a_stream_recreated_empty_gets_what_the_log_still_holds(cluster: Cluster
     assert f"offsets 0..{first - 1} are neither in the target 'AGAIN' nor in the log" in text
     found = read_stream(cluster, "AGAIN")
     assert found["r"] == list(enumerate(writer.written["r"]))[first:]
+
+
+def test_a_topic_named_before_it_exists_is_held_from_its_first_entry(cluster: Cluster,
+                                                                   tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("early",), segment_size=8192) as writer:
+        writer.append("early", 1)
+        writer.wal.flush()
+        named = forward_once(data_dir, cluster, "named", "--topic", "soon")
+        assert named.returncode == 0, named.stderr
+        writer.topics = ("early", "soon")
+        writer.append("soon", 300)  # created, consumed and reclaimed while no forwarder runs
+        writer.consume_and_reclaim()
+        assert writer.first_offsets()["soon"] == 0
+        result = forward_once(data_dir, cluster, "named", "--topic", "soon")
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(cluster, "NAMED", {"soon": writer.written["soon"]})
