@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +225,19 @@ def start_forwarder(data_dir: Path, cluster: Cluster, prefix: str,
             stdout=subprocess.DEVNULL, stderr=err, env=child_env())
 
 
+@contextmanager
+def forwarding(data_dir: Path, cluster: Cluster, prefix: str,
+               log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A forwarder that follows the topics while the block runs, then is stopped with
+    SIGTERM and must exit cleanly."""
+    forwarder = start_forwarder(data_dir, cluster, prefix, log)
+    try:
+        yield forwarder
+    finally:
+        forwarder.send_signal(signal.SIGTERM)
+        assert forwarder.wait(BOUND) == 0, log.read_text()
+
+
 def kill(process: subprocess.Popen[bytes]) -> None:
     os.kill(process.pid, signal.SIGKILL)
     process.wait(10)
@@ -281,8 +295,7 @@ def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
     data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
     with Writer(data_dir) as writer:
         writer.start()
-        forwarder = start_forwarder(data_dir, cluster, prefix, log)
-        try:
+        with forwarding(data_dir, cluster, prefix, log):
             until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends")
             fault(log)
             cluster.start()  # whatever was killed comes back and catches up
@@ -290,9 +303,6 @@ def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
             until(lambda: stream_count(cluster, stream) > after + 1000,
                   f"forwarding goes on after {what}")
             writer.stop()
-        finally:
-            forwarder.send_signal(signal.SIGTERM)
-            assert forwarder.wait(BOUND) == 0, log.read_text()
         assert forward_once(data_dir, cluster, prefix).returncode == 0
     assert_exactly_once(cluster, stream, writer.written)
 
@@ -327,17 +337,13 @@ def test_topics_created_later_are_followed(cluster: Cluster, tmp_path: Path) -> 
     with Writer(data_dir, topics=("early",)) as writer:
         writer.append("early", 10)
         writer.wal.flush()
-        forwarder = start_forwarder(data_dir, cluster, "later", log)
-        try:
+        with forwarding(data_dir, cluster, "later", log):
             until(lambda: stream_count(cluster, "LATER") == 10, "the first topic arrives")
             writer.append("late.one", 1)
             writer.append("late.one", 20)
             writer.append("early", 1)
             writer.wal.flush()
             until(lambda: stream_count(cluster, "LATER") == 32, "the new topic arrives")
-        finally:
-            forwarder.send_signal(signal.SIGTERM)
-            assert forwarder.wait(BOUND) == 0, log.read_text()
     assert_exactly_once(cluster, "LATER", writer.written)
     assert consumer_lag(data_dir)["late.one"] == {"forward:LATER": {"next_offset": 21, "lag": 0}}
 
@@ -534,15 +540,11 @@ def test_a_second_forwarder_with_the_same_consumer_is_refused(cluster: Cluster,
     with Writer(data_dir, topics=("t",)) as writer:
         writer.append("t", 5)
         writer.wal.flush()
-        first = start_forwarder(data_dir, cluster, "twice", log)
-        try:
+        with forwarding(data_dir, cluster, "twice", log) as first:
             until(lambda: stream_count(cluster, "TWICE") == 5, "the first forwarder sends")
             writer.append("t", 5)
             writer.wal.flush()
             second = forward_once(data_dir, cluster, "twice")
-        finally:
-            first.send_signal(signal.SIGTERM)
-            assert first.wait(BOUND) == 0, log.read_text()
     assert second.returncode == 2
     assert (f"consumer 'forward:TWICE' of topic 't' is in use by process {first.pid}: another "
             f"forwarder runs on this directory with consumer name 'forward:TWICE'"
