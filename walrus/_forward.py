@@ -78,7 +78,7 @@ class WalrusSource:
         for topic in topics:
             if topic in self.held:
                 continue
-            existed = self.consumer in self.wal.consumers(topic)
+            listed = self.wal.consumers(topic).get(self.consumer)
             try:  # a peek through the consumer owns it (and creates it if missing)
                 self.wal.batch_read_for_topic(topic, 0, checkpoint=False,
                                               consumer=self.consumer)
@@ -89,9 +89,10 @@ class WalrusSource:
                     f"--consumer (consumer= in walrus.forward)", exc.pid) from None
             except CorruptionError:
                 pass  # owned before the read; the entry is the sink's to meet (or skip)
-            self.held[topic] = self.wal.consumers(topic)[self.consumer]
-            if not existed:
+            if listed is None:  # created now, at the first stored entry (which it holds)
                 self.fresh.add(topic)
+                listed = self.offsets(topic)[0]
+            self.held[topic] = listed
 
     def offsets(self, topic: str) -> tuple[int, int]:
         """The topic's first retained offset and its next offset."""
