@@ -8,6 +8,7 @@ for the session. ``-m nats`` selects them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +143,23 @@ def assert_exactly_once(cluster: Cluster, stream: str, expected: dict[str, list[
 
 
 class Writer:
-    """Appends singles and batches to several topics in a thread, remembering each entry."""
+    """Appends singles and batches to several topics in a thread, remembering each entry.
 
-    def __init__(self, data_dir: Path, topics: tuple[str, ...] = TOPICS, seed: int = 7) -> None:
-        self.wal = Walrus(data_dir, fsync_schedule=FsyncSchedule.Milliseconds(20))
+    With ``consume`` it also consumes every entry through the shared cursor after each
+    append and runs a reclamation pass, as a service reading its own log would: then only
+    the forwarder's consumer keeps what the stream has not acknowledged.
+    """
+
+    def __init__(self, data_dir: Path, topics: tuple[str, ...] = TOPICS, seed: int = 7, *,
+                 segment_size: int = 64 << 20, consume: bool = False) -> None:
+        self.wal = Walrus(data_dir, fsync_schedule=FsyncSchedule.Milliseconds(20),
+                          segment_size=segment_size)
         self.topics = topics
         self.rng = random.Random(seed)
         self.written: dict[str, list[bytes]] = {t: [] for t in topics}
+        self.consume = consume
+        self.passes = 0
+        """Reclamation passes run after consuming everything appended before them."""
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -165,7 +177,26 @@ class Writer:
         while not self.stopping.is_set():
             topic = self.rng.choice(self.topics)
             self.append(topic, self.rng.choice((1, 1, 1, 5, 20, 200)))
+            if self.consume:
+                self.consume_and_reclaim()
             time.sleep(0.01)  # a few thousand entries a second: below what the cluster takes
+
+    def consume_and_reclaim(self) -> None:
+        """Consume every entry through the shared cursor, then delete what every cursor
+        (the forwarder's consumer included) has passed."""
+        for topic in self.topics:
+            while self.wal.batch_read_for_topic(topic, 1 << 20):
+                pass
+        self.wal.flush()
+        self.wal._background.run_once()  # type: ignore[union-attr]
+        self.passes += 1
+
+    def count(self) -> int:
+        """Entries appended so far."""
+        return sum(map(len, self.written.values()))
+
+    def first_offsets(self) -> dict[str, int]:
+        return {t: self.wal.topic_info(t).first_offset for t in self.topics}
 
     def start(self) -> None:
         """Keep appending in the background until ``stop``."""
@@ -192,6 +223,19 @@ def start_forwarder(data_dir: Path, cluster: Cluster, prefix: str,
             [sys.executable, "-m", "walrus", "forward", str(data_dir), "--to", cluster.urls,
              "--subject-prefix", prefix, "--quiet"],
             stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+
+
+@contextmanager
+def forwarding(data_dir: Path, cluster: Cluster, prefix: str,
+               log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A forwarder that follows the topics while the block runs, then is stopped with
+    SIGTERM and must exit cleanly."""
+    forwarder = start_forwarder(data_dir, cluster, prefix, log)
+    try:
+        yield forwarder
+    finally:
+        forwarder.send_signal(signal.SIGTERM)
+        assert forwarder.wait(BOUND) == 0, log.read_text()
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:
@@ -251,8 +295,7 @@ def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
     data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
     with Writer(data_dir) as writer:
         writer.start()
-        forwarder = start_forwarder(data_dir, cluster, prefix, log)
-        try:
+        with forwarding(data_dir, cluster, prefix, log):
             until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends")
             fault(log)
             cluster.start()  # whatever was killed comes back and catches up
@@ -260,9 +303,6 @@ def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
             until(lambda: stream_count(cluster, stream) > after + 1000,
                   f"forwarding goes on after {what}")
             writer.stop()
-        finally:
-            forwarder.send_signal(signal.SIGTERM)
-            assert forwarder.wait(BOUND) == 0, log.read_text()
         assert forward_once(data_dir, cluster, prefix).returncode == 0
     assert_exactly_once(cluster, stream, writer.written)
 
@@ -297,18 +337,15 @@ def test_topics_created_later_are_followed(cluster: Cluster, tmp_path: Path) -> 
     with Writer(data_dir, topics=("early",)) as writer:
         writer.append("early", 10)
         writer.wal.flush()
-        forwarder = start_forwarder(data_dir, cluster, "later", log)
-        try:
+        with forwarding(data_dir, cluster, "later", log):
             until(lambda: stream_count(cluster, "LATER") == 10, "the first topic arrives")
             writer.append("late.one", 1)
             writer.append("late.one", 20)
             writer.append("early", 1)
             writer.wal.flush()
             until(lambda: stream_count(cluster, "LATER") == 32, "the new topic arrives")
-        finally:
-            forwarder.send_signal(signal.SIGTERM)
-            assert forwarder.wait(BOUND) == 0, log.read_text()
     assert_exactly_once(cluster, "LATER", writer.written)
+    assert consumer_lag(data_dir)["late.one"] == {"forward:LATER": {"next_offset": 21, "lag": 0}}
 
 
 def test_a_stream_that_does_not_cover_the_topics_is_refused(cluster: Cluster,
@@ -409,6 +446,7 @@ def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path
     ({"subject_prefix": "a.*"}, "without spaces or wildcards"),
     ({"subject_prefix": "a..b"}, "dot-separated"),
     ({"replicas": 0}, "replicas must be 1..5"),
+    ({"consumer": ""}, "consumer name must not be empty"),
 ])
 def test_bad_nats_options_are_refused_before_anything_runs(options: dict[str, Any],
                                                            message: str) -> None:
@@ -428,3 +466,138 @@ def test_large_entries_and_one_above_max_payload(cluster: Cluster, tmp_path: Pat
     assert result.returncode == 2
     assert b"entry 8 of topic 'big' is 1100000 bytes" in result.stderr
     assert_exactly_once(cluster, "BIG", writer.written)
+
+
+def consumer_lag(data_dir: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """``walrus topics --format json``: per topic, each named consumer's position and lag."""
+    result = walrus_cmd("topics", data_dir, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    return {row["topic"]: row["consumers"] for row in rows}
+
+
+def test_the_forwarders_consumer_keeps_what_the_stream_has_not_acknowledged(
+        cluster: Cluster, tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    topics = ("held", "held.too")
+    with Writer(data_dir, topics=topics, segment_size=8192) as writer:
+        for topic in topics:
+            writer.append(topic, 200)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "hold").returncode == 0
+        writer.consume_and_reclaim()
+        assert all(first > 0 for first in writer.first_offsets().values())  # space is freed
+        for topic in topics:  # appended, consumed and reclaimed while no forwarder runs
+            writer.append(topic, 300)
+        writer.consume_and_reclaim()
+        assert all(first <= 200 for first in writer.first_offsets().values())
+        assert consumer_lag(data_dir)["held"] == {"forward:HOLD": {"next_offset": 200, "lag": 300}}
+        assert consumer_lag(data_dir)["held.too"] == {
+            "forward:HOLD": {"next_offset": 200, "lag": 300}}
+        result = forward_once(data_dir, cluster, "hold")
+        assert result.returncode == 0, result.stderr
+        assert b"forwarded 600 entries" in result.stderr
+        assert b"cannot be forwarded" not in result.stderr
+        writer.consume_and_reclaim()
+        assert all(first > 200 for first in writer.first_offsets().values())
+        assert consumer_lag(data_dir)["held"] == {"forward:HOLD": {"next_offset": 500, "lag": 0}}
+    assert_exactly_once(cluster, "HOLD", writer.written)
+
+
+def test_sigkill_of_the_forwarder_while_the_writer_consumes_and_reclaims(
+        cluster: Cluster, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    rng = random.Random(13)
+    with Writer(data_dir, topics=("a", "b.c"), segment_size=16384, consume=True) as writer:
+        for topic in writer.topics:
+            writer.append(topic, 10)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "reclaimed").returncode == 0  # its consumer
+        writer.start()
+        for _ in range(4):
+            before = stream_count(cluster, "RECLAIMED")
+            forwarder = start_forwarder(data_dir, cluster, "reclaimed", log)
+            until(lambda: stream_count(cluster, "RECLAIMED") > before,  # noqa: B023
+                  "the forwarder sends")
+            time.sleep(rng.random() * 0.3)
+            kill(forwarder)
+            appended, passes = writer.count(), writer.passes
+            until(lambda: (writer.passes > passes + 3  # noqa: B023 (waited here)
+                           and writer.count() > appended + 1000),  # noqa: B023
+                  "the writer appends, consumes and reclaims while no forwarder runs")
+        writer.stop()
+        result = forward_once(data_dir, cluster, "reclaimed")
+        assert result.returncode == 0, result.stderr
+        writer.consume_and_reclaim()
+        assert all(first > 0 for first in writer.first_offsets().values())
+    assert b"cannot be forwarded" not in log.read_bytes() + result.stderr
+    assert_exactly_once(cluster, "RECLAIMED", writer.written)
+
+
+def test_a_second_forwarder_with_the_same_consumer_is_refused(cluster: Cluster,
+                                                             tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    with Writer(data_dir, topics=("t",)) as writer:
+        writer.append("t", 5)
+        writer.wal.flush()
+        with forwarding(data_dir, cluster, "twice", log) as first:
+            until(lambda: stream_count(cluster, "TWICE") == 5, "the first forwarder sends")
+            writer.append("t", 5)
+            writer.wal.flush()
+            second = forward_once(data_dir, cluster, "twice")
+    assert second.returncode == 2
+    assert (f"consumer 'forward:TWICE' of topic 't' is in use by process {first.pid}: another "
+            f"forwarder runs on this directory with consumer name 'forward:TWICE'"
+            ).encode() in second.stderr
+    assert b"--consumer" in second.stderr
+    assert_exactly_once(cluster, "TWICE", writer.written)
+
+
+def test_a_stream_recreated_empty_gets_what_the_log_still_holds(cluster: Cluster,
+                                                                tmp_path: Path) -> None:
+    async def delete_stream() -> None:
+        nc = await nats.connect(cluster.urls.split(","))
+        try:
+            await nc.jetstream().delete_stream("AGAIN")
+        finally:
+            await nc.close()
+
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("r",), segment_size=8192) as writer:
+        writer.append("r", 300)
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "again", "--consumer", "mirror").returncode == 0
+        writer.consume_and_reclaim()
+        writer.append("r", 100)  # forwarded, not consumed: the shared cursor keeps them
+        writer.wal.flush()
+        assert forward_once(data_dir, cluster, "again", "--consumer", "mirror").returncode == 0
+        first = writer.first_offsets()["r"]
+        assert 0 < first <= 300
+        asyncio.run(delete_stream())
+        result = forward_once(data_dir, cluster, "again", "--consumer", "mirror")
+    assert result.returncode == 0, result.stderr
+    assert consumer_lag(data_dir)["r"] == {"mirror": {"next_offset": 400, "lag": 0}}
+    text = b" ".join(result.stderr.split()).decode()
+    assert ("the target 'AGAIN' holds nothing of topic 'r', but had acknowledged offsets up to "
+            f"399 (was it deleted, purged or recreated?): forwarding again what the log still "
+            f"holds, from offset {first}") in text
+    assert f"offsets 0..{first - 1} are neither in the target 'AGAIN' nor in the log" in text
+    found = read_stream(cluster, "AGAIN")
+    assert found["r"] == list(enumerate(writer.written["r"]))[first:]
+
+
+def test_a_topic_named_before_it_exists_is_held_from_its_first_entry(cluster: Cluster,
+                                                                   tmp_path: Path) -> None:
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir, topics=("early",), segment_size=8192) as writer:
+        writer.append("early", 1)
+        writer.wal.flush()
+        named = forward_once(data_dir, cluster, "named", "--topic", "soon")
+        assert named.returncode == 0, named.stderr
+        writer.topics = ("early", "soon")
+        writer.append("soon", 300)  # created, consumed and reclaimed while no forwarder runs
+        writer.consume_and_reclaim()
+        assert writer.first_offsets()["soon"] == 0
+        result = forward_once(data_dir, cluster, "named", "--topic", "soon")
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(cluster, "NAMED", {"soon": writer.written["soon"]})

@@ -1,16 +1,19 @@
 """``walrus.forward``: send topics of a data directory to a sink, beside the live writer.
 
-The forwarder opens the directory as a read-only observer and reads without consuming
+The forwarder opens the directory as a read-only observer and reads by offset
 (``start_offset``), so it never moves the shared cursor nor blocks the writer. The sink (a
 plugin; NATS JetStream is built in) decides where each topic resumes, from what the target
-holds. Two places here wait for work that is being built elsewhere, each in one method:
-``WalrusSource.ack_position`` (tell a named consumer how far the target has acknowledged) and
-``WalrusSource.wait_for_entries`` (wait for new entries).
+holds. The forwarder owns a named consumer of each topic it forwards, registered before it
+reads anything and moved only to what the target has acknowledged: the writer never reclaims
+an entry the target does not hold yet. The consumer only holds; where forwarding resumes is
+still the target's word. ``WalrusSource.wait_for_entries`` waits for new entries by polling
+until waiting reads exist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -18,16 +21,20 @@ from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from ._entry import Entry
-from ._errors import InvalidArgumentError
-from ._validate import check_topic
+from ._errors import CorruptionError, InvalidArgumentError, WalrusLockedError
+from ._validate import check_consumer, check_topic
 from ._walrus import Walrus
 from .plugins._manager import sink_spec
 from .sinks._base import ForwardProgress
+
+log = logging.getLogger("walrus.forward")
 
 WAIT_BOUND = 0.5
 """Seconds one ``wait_for_entries`` call polls before it returns empty-handed."""
 POLL_FIRST = 0.001
 POLL_MAX = 0.05
+CONSUMER_PREFIX = "forward:"
+"""The default consumer name is this and the sink's target (for NATS, the stream)."""
 
 ProgressCallback = Callable[[ForwardProgress], None]
 
@@ -36,23 +43,56 @@ class WalrusSource:
     """The walrus side of forwarding: the chosen topics of a read-only observer."""
 
     def __init__(self, wal: Walrus, topics: Sequence[str] | None,
-                 progress: ProgressCallback | None, interval: float) -> None:
+                 progress: ProgressCallback | None, interval: float, *,
+                 consumer: str, target: str) -> None:
         self.wal = wal
         self.chosen = None if topics is None else [check_topic(t) for t in topics]
         self.progress = progress
         self.interval = interval
+        self.consumer = consumer
+        self.target = target
         self.acked: dict[str, int] = {}
+        self.held: dict[str, int] = {}
+        """Per topic: where the forwarder's consumer stands (what it holds on disk)."""
+        self.fresh: set[str] = set()
+        """Topics whose consumer this run created (it held nothing before)."""
         self.forwarded = 0
         self.started = time.monotonic()
         self._last_report = (self.started, 0)
 
     def topics(self) -> list[str]:
-        """The chosen topics that exist now (every topic when none was chosen)."""
+        """The chosen topics that exist now (every topic when none was chosen), each held by
+        the forwarder's consumer from the moment it is first listed."""
         existing = self.wal.topics()
-        if self.chosen is None:
-            return existing
-        present = set(existing)
-        return [t for t in self.chosen if t in present]
+        if self.chosen is not None:
+            present = set(existing)
+            existing = [t for t in self.chosen if t in present]
+        self.hold(existing)
+        return existing
+
+    def hold(self, topics: Iterable[str]) -> None:
+        """Own the forwarder's consumer of each of ``topics`` not held yet, creating it at
+        the topic's first stored entry (offset 0 for a topic not created yet): from then on
+        the writer keeps every entry from its position on. ``WalrusLockedError`` when
+        another process uses the consumer (another forwarder with the same name)."""
+        for topic in topics:
+            if topic in self.held:
+                continue
+            listed = self.wal.consumers(topic).get(self.consumer)
+            try:  # a peek through the consumer owns it (and creates it if missing)
+                self.wal.batch_read_for_topic(topic, 0, checkpoint=False,
+                                              consumer=self.consumer)
+            except WalrusLockedError as exc:
+                raise WalrusLockedError(
+                    f"{exc}: another forwarder runs on this directory with consumer name "
+                    f"{self.consumer!r}; stop it, or give this one another name with "
+                    f"--consumer (consumer= in walrus.forward)", exc.pid) from None
+            except CorruptionError:
+                pass  # owned before the read; the entry is the sink's to meet (or skip)
+            if listed is None:  # created now, at the first stored entry (which it holds)
+                self.fresh.add(topic)
+                listed = self.offsets(topic)[0]
+            self.held[topic] = listed
 
     def offsets(self, topic: str) -> tuple[int, int]:
         """The topic's first retained offset and its next offset."""
@@ -83,15 +123,43 @@ class WalrusSource:
             await asyncio.sleep(delay)
             delay = min(POLL_MAX, delay * 2)
 
-    def ack_position(self, topic: str, next_offset: int, count: int) -> None:
-        """The target holds everything of ``topic`` before ``next_offset`` (``count`` more).
+    def resume(self, topic: str, next_offset: int) -> int:
+        """The target holds ``topic`` up to ``next_offset`` (read back from it, the truth):
+        returns where forwarding goes on (``next_offset``, or the first stored offset when
+        the entries before it are gone) and moves the forwarder's consumer there."""
+        self.hold([topic])
+        first = self.offsets(topic)[0]
+        start = max(next_offset, first)
+        held = self.held[topic]
+        if held > next_offset and topic not in self.fresh:
+            holds = f"offsets up to {next_offset - 1} only" if next_offset else "nothing"
+            log.warning("the target %r holds %s of topic %r, but had acknowledged offsets up "
+                        "to %d (was it deleted, purged or recreated?): forwarding again what "
+                        "the log still holds, from offset %d", self.target, holds, topic,
+                        held - 1, start)
+        if next_offset < first:
+            log.error("topic %r: offsets %d..%d are neither in the target %r nor in the log "
+                      "any more: they cannot be forwarded; resuming at %d", topic,
+                      next_offset, first - 1, self.target, first)
+        if held != start:
+            self._seek(topic, start)
+        self.fresh.discard(topic)
+        self.acked[topic] = start
+        return start
 
-        TODO: once named consumers exist, move the forwarder's own consumer here,
-        ``wal.seek(topic, next_offset, consumer=NAME)``, so that the log keeps (and reclaims
-        only) what the target has not acknowledged, and ``walrus topics`` shows the lag.
-        """
+    def ack_position(self, topic: str, next_offset: int, count: int) -> None:
+        """The target acknowledged ``count`` more entries of ``topic``: it holds everything
+        before ``next_offset``. The forwarder's consumer moves there, so the writer may
+        reclaim them (once every other cursor has passed them too)."""
         self.acked[topic] = next_offset
         self.forwarded += count
+        if next_offset > self.held.get(topic, -1):
+            self.hold([topic])
+            self._seek(topic, next_offset)
+
+    def _seek(self, topic: str, offset: int) -> None:
+        self.wal.seek(topic, offset, consumer=self.consumer)
+        self.held[topic] = offset
 
     def snapshot(self, since: tuple[float, int]) -> ForwardProgress:
         """Entries forwarded, the rate since ``since`` (a time and a count) and lag per topic."""
@@ -128,29 +196,39 @@ def forward(data_dir: str | os.PathLike[str], to: str | Iterable[str], *,
             subject_prefix: str = "walrus", replicas: int | None = None, once: bool = False,
             stop: threading.Event | None = None, progress: ProgressCallback | None = None,
             progress_interval: float = 1.0, key: str | None = None,
-            backend: str | None = None) -> ForwardProgress:
+            backend: str | None = None, consumer: str | None = None) -> ForwardProgress:
     """Forward every entry of ``topics`` (all, including topics created later, by default)
     of the log in ``data_dir`` to ``to`` (``nats://HOST:PORT``, several comma-separated or as
     a list), each to subject ``<subject_prefix>.<topic>`` of ``stream``, in order, exactly once.
 
-    Runs beside the live writer (a read-only observer; nothing is consumed). ``once=True``
-    returns when every topic has caught up with its state at the start; otherwise it follows
-    the topics until ``stop`` is set (run it in a thread, or ``asyncio.to_thread``).
-    ``progress`` receives a :class:`walrus.sinks.ForwardProgress` every ``progress_interval``
-    seconds; the last one (over the whole run) is returned. ``replicas`` applies when the
-    stream is created (default: 3 when the cluster has three nodes or more, else 1).
-    Raises :class:`walrus.ForwardError` when forwarding cannot go on safely.
+    Runs beside the live writer as a read-only observer that owns named consumer
+    ``consumer`` (default ``forward:<stream>``) of each forwarded topic: the writer keeps
+    every entry the stream has not acknowledged yet, and ``walrus topics`` shows the lag.
+    A second forwarder with the same consumer name raises :class:`walrus.WalrusLockedError`.
+    ``once=True`` returns when every topic has caught up with its state at the start;
+    otherwise it follows the topics until ``stop`` is set (run it in a thread, or
+    ``asyncio.to_thread``). ``progress`` receives a :class:`walrus.sinks.ForwardProgress`
+    every ``progress_interval`` seconds; the last one (over the whole run) is returned.
+    ``replicas`` applies when the stream is created (default: 3 when the cluster has three
+    nodes or more, else 1). Raises :class:`walrus.ForwardError` when forwarding cannot go on
+    safely.
     """
     if isinstance(topics, str):
         raise InvalidArgumentError(f"topics must be a list of topic names, not the str {topics!r}")
     if not isinstance(progress_interval, int | float) or not progress_interval > 0:
         raise InvalidArgumentError(f"progress_interval must be a positive number of seconds, "
                                    f"got {progress_interval!r}")
+    if consumer is not None:
+        check_consumer(consumer)
     name, urls = _split_targets(to)
     spec = sink_spec(name)
     sink = spec.factory(urls, stream=stream, subject_prefix=subject_prefix, replicas=replicas)
+    target = str(getattr(sink, "target", "") or name)
+    consumer = consumer or check_consumer(CONSUMER_PREFIX + target)
     stop = threading.Event() if stop is None else stop
     with Walrus(data_dir, key=key, backend=backend, read_only=True) as wal:
-        source = WalrusSource(wal, topics, progress, progress_interval)
+        source = WalrusSource(wal, topics, progress, progress_interval, consumer=consumer,
+                              target=target)
+        source.hold(source.topics() if source.chosen is None else source.chosen)
         sink.run(source, once=once, stop=stop)
         return source.snapshot((source.started, 0))

@@ -1,6 +1,7 @@
 """``walrus forward``: send topics to NATS JetStream (or another sink), exactly once.
 
-Runs beside the live writer as a read-only observer. ``--once`` returns when caught up;
+Runs beside the live writer as a read-only observer that holds what the stream has not
+acknowledged yet through its own named consumer. ``--once`` returns when caught up;
 otherwise it follows the topics until SIGINT or SIGTERM, then stops cleanly (exit status 0)
 after the batch in flight is acknowledged or given up.
 """
@@ -28,8 +29,9 @@ def register(commands: Subparsers) -> None:
         description="Forward every entry of the chosen topics (all topics by default, "
                     "including topics created later) to subject PREFIX.<topic> of a JetStream "
                     "stream, in order and exactly once, with the topic and offset in headers. "
-                    "Works beside a running writer; never consumes. Creates the stream when "
-                    "it is missing.")
+                    "Works beside a running writer, never moving its shared cursor; a named "
+                    "consumer of each topic keeps in the log what the stream has not "
+                    "acknowledged yet. Creates the stream when it is missing.")
     add_directory_options(parser, writer=False)
     parser.add_argument("--to", metavar="URL", required=True,
                         help="the cluster: nats://HOST:PORT[,nats://HOST:PORT...]")
@@ -42,6 +44,9 @@ def register(commands: Subparsers) -> None:
     parser.add_argument("--replicas", metavar="N", type=at_least(1, "a replica count"),
                         help="replicas of a stream this creates (default: 3 on a cluster of "
                              "three nodes or more, else 1)")
+    parser.add_argument("--consumer", metavar="NAME",
+                        help="the named consumer holding what the stream has not acknowledged "
+                             "(default: forward:STREAM); one forwarder per name at a time")
     parser.add_argument("--once", action="store_true",
                         help="return when every topic has caught up, instead of following")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         final = forward(args.data_dir, args.to, topics=args.topics, stream=args.stream,
                         subject_prefix=args.subject_prefix, replicas=args.replicas,
                         once=args.once, stop=stop, progress=None if args.quiet else show,
-                        key=args.key, backend=args.backend)
+                        key=args.key, backend=args.backend, consumer=args.consumer)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -1,9 +1,9 @@
 """The contract between the forwarder and a sink.
 
-The forwarder (``walrus.forward``) owns the walrus side: which topics, reading entries without
-consuming them, waiting for new ones, progress. A sink owns the target side, including exactly
-once: it reads its resume point back from the target, so it never trusts a position kept
-anywhere else.
+The forwarder (``walrus.forward``) owns the walrus side: which topics, reading entries by
+offset, waiting for new ones, holding what the target has not acknowledged (a named
+consumer), progress. A sink owns the target side, including exactly once: it reads its
+resume point back from the target, so it never trusts a position kept anywhere else.
 """
 
 from __future__ import annotations
@@ -44,15 +44,22 @@ class Source(Protocol):
                                max_bytes: int) -> list[Entry]:
         """Like ``read``, but waits a short while for entries when there are none yet."""
 
+    def resume(self, topic: str, next_offset: int) -> int:
+        """The target holds ``topic`` up to ``next_offset`` (the sink read that back from
+        it): returns where to go on, ``next_offset`` or the first entry still in the log."""
+
     def ack_position(self, topic: str, next_offset: int, count: int) -> None:
-        """The target acknowledged ``count`` more entries: everything before ``next_offset``."""
+        """The target acknowledged ``count`` more entries: everything before ``next_offset``.
+        The log keeps (does not reclaim) the entries from the last such position on."""
 
     def tick(self) -> None:
         """Called regularly by the sink: reports progress when it is due."""
 
 
 class Sink(Protocol):
-    """What a sink factory returns."""
+    """What a sink factory returns. It may also have a ``target`` attribute (a str naming
+    what it forwards into, for NATS the stream): the forwarder's default consumer name is
+    ``forward:<target>`` (``forward:<scheme>`` without one)."""
 
     def run(self, source: Source, *, once: bool, stop: threading.Event) -> None:
         """Forward the source's topics until caught up (``once``) or until ``stop`` is set."""

@@ -126,6 +126,11 @@ class NatsSink:
         self._jsm: Any = None
         self._stop = threading.Event()
 
+    @property
+    def target(self) -> str:
+        """What this sink forwards into (the stream): names the forwarder's consumer."""
+        return self.stream
+
     # --- running ----------------------------------------------------------------------------
 
     def run(self, source: Source, *, once: bool, stop: threading.Event) -> None:
@@ -281,7 +286,6 @@ class NatsSink:
             try:
                 if position is None:
                     position = await self._resume(source, topic)
-                    source.ack_position(topic, position[0], 0)
                 start, last_seq = position
                 if target is not None and start >= target:
                     return
@@ -308,11 +312,12 @@ class NatsSink:
 
     async def _resume(self, source: Source, topic: str) -> tuple[int, int]:
         """The next offset to send and the subject's last stream sequence, read back from the
-        stream leader (the last message of the subject, with its offset header)."""
+        stream leader (the last message of the subject, with its offset header); the source
+        moves its consumer there (or says what is gone)."""
         from nats.js.errors import NotFoundError
 
         subject = self._subject(topic)
-        first, end = source.offsets(topic)
+        end = source.offsets(topic)[1]
         try:
             msg = await self._jsm.get_last_msg(self.stream, subject)
         except NotFoundError:
@@ -331,11 +336,7 @@ class NatsSink:
                 f"stream {self.stream!r} holds offset {nxt - 1} of topic {topic!r}, but the log "
                 f"ends at offset {end - 1}: the stream was fed by another log, or the log lost "
                 f"entries it had (a power loss before they were synced)")
-        if nxt < first:
-            log.error("topic %r: offsets %d..%d left the log before they were forwarded; "
-                      "resuming at %d", topic, nxt, first - 1, first)
-            nxt = first
-        return nxt, seq
+        return source.resume(topic, nxt), seq
 
     def _check_same(self, source: Source, topic: str, offset: int, data: bytes) -> None:
         """The stream's last message must hold the log's entry at its offset (when the log
