@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from array import array
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +24,9 @@ from . import _codec, _speedups
 from ._codec import (
     CLEAN,
     CURSOR,
-    DIRTY,
     ENTRY,
     FOLLOWS_FAILED_SYNC,
     HEADER_SIZE,
-    MARK,
     MARKED_DIRTY,
     OFFSET_MASK,
     RECORD,
@@ -41,15 +38,13 @@ from ._codec import (
     record_size,
 )
 from ._errors import StorageError, WalrusClosedError
+from ._records import SegmentStates, encode_batch, erase, mark_durable, write_records
 from ._segment import (
     SPARE_PREV_END,
     STATE_ROOM,
     Segment,
     segment_name,
     size_for,
-)
-from ._speedups import (
-    encode_entries,
 )
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
@@ -168,7 +163,7 @@ class Log:
         """Sealed segments whose index file is still to be written (after a sync)."""
         self._unsynced: list[Segment] = list(found.to_index)
         """Sealed segments with writes not yet synced, oldest first."""
-        self._meta: dict[int, dict[int, TopicSummary]] = found.meta
+        self._states = SegmentStates(found.meta)
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self._on_seal: Callable[[], None] | None = None
         self._progress_step = 0
@@ -223,8 +218,8 @@ class Log:
         return self._by_name
 
     @property
-    def meta(self) -> dict[int, dict[int, TopicSummary]]:
-        return self._meta
+    def states(self) -> SegmentStates:
+        return self._states
 
     @property
     def mutex(self) -> threading.Lock:
@@ -424,15 +419,15 @@ class Log:
             if seg.end + need > seg.check_at:
                 seg = self.make_room(need)
             p = seg.end
-            end, lsns = self._encode_batch(seg, p, need, tid, seq, items,
-                                           name_bytes if new else None)
+            end, lsns = encode_batch(seg, p, need, tid, seq, items,
+                                     name_bytes if new else None, self._durable, self._write)
             # Everything that calls first; then stores only (see append): an interrupt finds
             # the batch whole or not begun.
             count = len(items)
             if t is None:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
-            meta = self._meta_of(seg, tid)
+            meta = self._states.of(seg, tid)
             pending = self._ledger_entry(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
                                     created=new) if self._sync_each else None
             seg.end = end
@@ -452,34 +447,6 @@ class Log:
         self._wait_durable(pending.end)
         return seq
 
-    def _encode_batch(self, seg: Segment, p: int, need: int, tid: int, seq: int,
-                      items: Sequence[Payload], topic: bytes | None) -> tuple[int, array[int]]:
-        """Encode a batch (headed by a TOPIC record for a new topic) at ``p``.
-
-        A new topic's name is written twice: in the TOPIC record that heads the batch, and in
-        a TOPIC record of its own after it, so one damaged byte cannot cost the topic its name
-        (recovery would then know its entries only by a number). In place into a mapping;
-        otherwise into one buffer written with a single call.
-        """
-        view = seg.view
-        target = view if view is not None else bytearray(need)
-        start = p if view is not None else 0
-        base = seg.lsn_base + (p - start)
-        left = len(items) - 1 + (topic is not None)
-        durable = self._durable
-        if topic is not None:
-            start = _codec.encode_into(target, start, TOPIC, tid, left, seq, durable, topic,
-                                       seg.salt)
-            left -= 1
-        end, lsns = encode_entries(target, start, items, tid, left, seq, durable, seg.salt, base)
-        if topic is not None:
-            end = _codec.encode_into(target, end, TOPIC, tid, 0, seq + len(items), durable, topic,
-                                     seg.salt)
-        if view is not None:
-            return end, lsns
-        self._write(seg, p, [target])
-        return p + end, lsns
-
     def write_state(self, t: Topic, kind: int, value: int | None = None) -> int:
         """Write a CURSOR, CLEAN or DIRTY record for ``t``; returns the LSN just past it.
 
@@ -497,8 +464,9 @@ class Log:
             if seg.end + HEADER_SIZE > seg.check_at:
                 seg = self.make_room(HEADER_SIZE, state=True)
             p = seg.end
-            end = self._write_records(seg, p, [(kind, t.tid, 0, value, b"")])
-            meta = self._meta_of(seg, t.tid)
+            end = write_records(seg, p, [(kind, t.tid, 0, value, b"")], self._durable,
+                                self._write)
+            meta = self._states.of(seg, t.tid)
             pending = None
             if self._sync_each:
                 def undo(t: Topic = t, previous: tuple[int, int] = (t.persisted, t.mark),
@@ -539,47 +507,6 @@ class Log:
                 self._by_name.pop(t.name, None)
 
         return _Pending(start, end, publish, undo)
-
-    def _meta_of(self, seg: Segment, tid: int) -> TopicSummary:
-        """The state records of ``tid`` in ``seg`` (for its index)."""
-        return self._meta.setdefault(seg.number, {}).setdefault(tid, TopicSummary())
-
-    def _note_meta(self, seg: Segment, tid: int, kind: int, value: int,
-                   name: str | None = None) -> None:
-        meta = self._meta_of(seg, tid)
-        if kind == TOPIC:
-            meta.name = name
-            meta.next_seq = max(meta.next_seq, value)
-        elif kind == CURSOR:
-            meta.cursor = value
-        elif kind == CLEAN:
-            meta.mark = value
-        elif kind == DIRTY:
-            meta.mark = MARKED_DIRTY
-
-    def _write_records(self, seg: Segment, p: int,
-                       records: Sequence[tuple[int, int, int, int, Payload]]) -> int:
-        """Encode records back to back from ``p``; returns where they end (the caller moves
-        ``seg.end`` there)."""
-        durable = self._durable
-        salt = seg.salt
-        view = seg.view
-        pos = p
-        if view is not None:
-            encode = _codec.encode_into
-            for kind, tid, left, seq, data in records:
-                pos = encode(view, pos, kind, tid, left, seq, durable, data, salt)
-        else:
-            parts: list[Payload] = []
-            for kind, tid, left, seq, data in records:
-                parts.append(_codec.encode_header(kind, tid, left, seq, durable, data, salt))
-                parts.append(data)
-                pad = _codec.padding(len(data))
-                if pad:
-                    parts.append(pad)
-                pos += record_size(len(data))
-            self._write(seg, p, parts)
-        return pos
 
     def _write(self, seg: Segment, p: int, parts: list[Payload]) -> None:
         """Write through a backend without a mapping; on failure the segment is abandoned."""
@@ -661,7 +588,7 @@ class Log:
         try:
             new = self._next_segment(max(self._next_number, old.number + 1), size, prev_end,
                                      flags)
-            new.end = self._write_records(new, new.end, preamble)
+            new.end = write_records(new, new.end, preamble, self._durable, self._write)
         except BaseException as exc:
             # Whatever happened (a full disk, an interrupt), no segment the log does not
             # know may stay: a crash would find it naming where the log ended.
@@ -678,13 +605,11 @@ class Log:
             deferred, self._deferred = self._deferred, []
             for target, targets in deferred:
                 self._publish(target, targets)
-        for kind, tid, _left, value, payload in preamble:
-            name = bytes(payload).decode("utf-8", "surrogatepass") if kind == TOPIC else None
-            self._note_meta(new, tid, kind, value, name)
+        self._states.note(new, preamble)
         self._next_check(new, new.end)
         if self._abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
             try:  # the SEAL marks the end; the records' region ends where it starts
-                self._write_records(old, old.end, [(SEAL, 0, 0, 0, b"")])
+                write_records(old, old.end, [(SEAL, 0, 0, 0, b"")], self._durable, self._write)
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
         next_number = max(self._next_number, new.number + 1)
@@ -842,7 +767,10 @@ class Log:
         """Note what a sync pass made durable (under the append lock)."""
         if target > self._durable:
             self._durable = target
-            self._mark_durable()
+            seg = self._active  # the MARK goes past the end of the log, if it may go on
+            if not (seg is None or seg.sealed or self._abandon_at is not None
+                    or self._read_only):
+                mark_durable(seg, target)
         # A segment counts as synced only up to where the pass found it: one that was
         # active when the pass began may have been written on (and sealed) meanwhile.
         covered = {id(seg): end for seg, end in targets}
@@ -856,32 +784,6 @@ class Log:
                     item.publish()
                 done += 1
             del self._pending[:done]
-
-    def _mark_durable(self) -> None:
-        """Claim the new durable point just past the end of the log (a MARK record).
-
-        Every record claims the durable point known when it was written, so damage to a
-        record is told from a torn write by a later record's claim. The records of the last
-        sync pass have no later record: the mark is it. It is not part of the log: the next
-        write goes over it (records are never shorter than it), and a roll's SEAL too. Best
-        effort and not synced itself: it reaches the disk with the next sync or the system's
-        own writeback; a mark that never does proves nothing, and a torn one is not a record.
-        (A 32-byte store per sync pass, under the append lock the pass takes anyway.)
-        """
-        seg = self._active
-        if seg is None or seg.sealed or self._abandon_at is not None or self._read_only:
-            return
-        p = seg.end
-        if p + HEADER_SIZE > seg.size:
-            return
-        record = _codec.encode_record(MARK, 0, 0, 0, self._durable, b"", seg.salt)
-        try:
-            if seg.view is not None:
-                seg.view[p:p + HEADER_SIZE] = record
-            else:
-                seg.file.write(p, record)
-        except OSError as exc:  # the next write, or sync, meets the failure and reports it
-            logger.debug("could not mark the durable point in %s: %s", seg.path, exc)
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
@@ -906,25 +808,13 @@ class Log:
                 self._failed_sync = True
 
     def _erase_from(self, lsn: int) -> None:
-        """Zero the undone writes from ``lsn`` to the end of the active segment, so that no
-        reopen finds them: they are still in the file, and the next segment (which would say
-        where the log ends) may never be made on a failing disk. Best effort: the zeros reach
-        the disk with the next sync that succeeds."""
+        """Zero the undone writes from ``lsn`` to the end of the active segment (see
+        :func:`erase`), and end the segment there."""
         seg = self._active
         assert seg is not None and lsn >> SEG_SHIFT == seg.number
         pos = lsn & OFFSET_MASK
         end, seg.end = min(seg.end + _SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
-        try:
-            while pos < end:
-                n = min(end - pos, 1 << 20)
-                if seg.view is not None:
-                    seg.view[pos:pos + n] = bytes(n)
-                else:
-                    seg.file.write(pos, bytes(n))
-                pos += n
-        except OSError as exc:
-            logger.warning("could not erase the writes a failed sync undid in %s: %s",
-                        seg.path, exc)
+        erase(seg, pos, end)
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
@@ -936,7 +826,7 @@ class Log:
                 os.unlink(seg.path)
             except OSError:
                 pass
-            self._meta.pop(number, None)
+            self._states.forget(number)
         self._active = self._segments[keep]
         self._active.sealed = False
         self._unsynced = [s for s in self._unsynced if s.number < keep]
@@ -947,7 +837,7 @@ class Log:
         with self._mutex:
             for seg in doomed:
                 del self._segments[seg.number]
-                self._meta.pop(seg.number, None)
+                self._states.forget(seg.number)
 
 
 SPINS = 200
