@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._errors import StorageError
+from ._errors import StorageError, storage_error
 from ._indexing import index_segment, summary_of, write_index
-from ._log import Log, storage_error
+from ._log import Log
 from ._prefault import Prefaulter, SyncCadence
 from ._reclaim import delete_before, low_watermark
 

@@ -102,3 +102,10 @@ class ReadOnlyError(_OSWalrusError):
 
     def __init__(self, message: str) -> None:
         super().__init__(errno.EROFS, message)
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Wrap an OSError from a backend so it names the operation (and stays an OSError)."""
+    if isinstance(exc, StorageError):
+        return exc
+    return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")

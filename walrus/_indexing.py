@@ -6,7 +6,8 @@ import os
 
 from . import _codec
 from ._codec import SegmentSummary, TopicSummary
-from ._log import Log, sync_directory
+from ._log import Log
+from ._making import sync_directory
 from ._segment import Segment, index_name
 from ._speedups import record_bytes
 

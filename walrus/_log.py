@@ -10,7 +10,6 @@ fields; a topic's ``read_lock`` guards its cursor. The order is always topic, th
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
@@ -32,20 +31,14 @@ from ._codec import (
     RECORD,
     SEAL,
     SEG_SHIFT,
-    SEGMENT_HEADER_SIZE,
-    TOPIC,
     TopicSummary,
     record_size,
 )
 from ._errors import StorageError, WalrusClosedError
+from ._errors import storage_error as storage_error  # where other modules find it
+from ._making import SEAL_ROOM, SegmentMaker, discard, preamble
 from ._records import SegmentStates, encode_batch, erase, mark_durable, write_records
-from ._segment import (
-    SPARE_PREV_END,
-    STATE_ROOM,
-    Segment,
-    segment_name,
-    size_for,
-)
+from ._segment import STATE_ROOM, Segment
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 
@@ -58,17 +51,8 @@ _crc32 = __import__("zlib").crc32
 _pack_into = RECORD.pack_into
 _crc_pack_into = _codec.CRC.pack_into
 _unpack_from = RECORD.unpack_from
-_SEAL_ROOM = HEADER_SIZE
-"""Every segment keeps room for its SEAL record."""
 
 Payload = bytes | bytearray | memoryview
-
-
-def storage_error(exc: OSError, what: str) -> StorageError:
-    """Wrap an OSError from a backend so it names the operation (and stays an OSError)."""
-    if isinstance(exc, StorageError):
-        return exc
-    return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
 
 
 @attrs.frozen
@@ -135,15 +119,16 @@ class Log:
         segments = list(found.segments)
         self._directory = directory
         self._backend = backend
+        self._maker = SegmentMaker(directory, backend, segment_size, (
+            found.next_number if found.next_number is not None
+            else segments[-1].number + 1 if segments else 1))
+        """Makes the next segments and the spare, and numbers them."""
         self._segments = {s.number: s for s in segments}
         """Open segments by number, oldest first."""
         self._active = segments[-1] if segments else None
         self._by_tid = found.topics
         self._by_name = {t.name: t for t in found.topics.values()}
         self._max_tid = found.max_tid
-        self._segment_size = size_for(segment_size)
-        """Bytes of a new segment file: the configured size for entries, plus the room kept
-        for state records (see ``state_room``), so that the room costs no entry capacity."""
         self._sync_each = sync_each
         self._read_only = read_only
         self._mutex = threading.Lock()
@@ -170,8 +155,6 @@ class Log:
         """When not 0, ``on_progress`` is called each time the writer passes this many more
         bytes of the active segment (the prefaulter's cue)."""
         self._on_progress: Callable[[], None] | None = None
-        self._spare: Segment | None = None
-        """A segment made ready in the background (allocated, pre-faulted) for the next roll."""
         self._owner = os.getpid()
         """The process that opened the log: a fork's copy refuses every write."""
         self._wait_durable: Callable[[int], None] = self._no_durability
@@ -179,13 +162,8 @@ class Log:
         write was undone (the durability's wait, see :meth:`use_durability`)."""
         self._cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
-        self._next_number = (found.next_number if found.next_number is not None
-                             else segments[-1].number + 1 if segments else 1)
-        """Number of the next segment to create (numbers of damaged files are never reused)."""
         self._roll_targets: tuple[int, list[tuple[Segment, int]]] | None = None
         """While a roll makes the next segment: the sync targets as it found them."""
-        self._making: Segment | None = None
-        """The segment a roll is making, until it is part of the log (removed on failure)."""
         self._deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
         """Sync passes that ended while a roll was making a file: it publishes them."""
         if found.abandon_at is not None:
@@ -243,7 +221,7 @@ class Log:
 
     @property
     def spare(self) -> Segment | None:
-        return self._spare
+        return self._maker.spare(self._active)
 
     @property
     def sync_each(self) -> bool:
@@ -286,9 +264,7 @@ class Log:
 
     def drop_spare(self) -> None:
         """Delete the prepared spare segment (never part of the log); after :meth:`shut`."""
-        if self._spare is not None:
-            discard(self._spare)
-            self._spare = None
+        self._maker.drop_spare(self._active)
 
     def indexed(self, segments: list[Segment]) -> None:
         """These sealed segments' index files are written (or given up on): forget them."""
@@ -580,23 +556,17 @@ class Log:
         prev_end = self._abandon_at
         if prev_end is None:
             prev_end = old.lsn_base | old.end
-        preamble = self._preamble()
-        size = self.new_segment_size(sum(record_size(len(r[4])) for r in preamble), need, size)
+        records = preamble(self._by_tid.values())
+        size = self._maker.size(sum(record_size(len(r[4])) for r in records), need, size)
         flags = FOLLOWS_FAILED_SYNC if self._failed_sync else 0
         self._roll_targets = self._targets()
-        self._making = None
         try:
-            new = self._next_segment(max(self._next_number, old.number + 1), size, prev_end,
-                                     flags)
-            new.end = write_records(new, new.end, preamble, self._durable, self._write)
+            new = self._maker.next(old, size, prev_end, flags, self._durable)
+            new.end = write_records(new, new.end, records, self._durable, self._write)
         except BaseException as exc:
             # Whatever happened (a full disk, an interrupt), no segment the log does not
             # know may stay: a crash would find it naming where the log ended.
-            made, self._making = self._making, None
-            if made is not None:
-                if made is self._spare:
-                    self._spare = None
-                discard(made)
+            self._maker.unmake(old)
             if isinstance(exc, OSError):
                 raise storage_error(exc, "starting the next segment") from exc
             raise
@@ -605,110 +575,38 @@ class Log:
             deferred, self._deferred = self._deferred, []
             for target, targets in deferred:
                 self._publish(target, targets)
-        self._states.note(new, preamble)
+        self._states.note(new, records)
         self._next_check(new, new.end)
         if self._abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
             try:  # the SEAL marks the end; the records' region ends where it starts
                 write_records(old, old.end, [(SEAL, 0, 0, 0, b"")], self._durable, self._write)
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
-        next_number = max(self._next_number, new.number + 1)
-        spare = None if new is self._spare else self._spare
         # The switch: stores only (no call, so no interrupt and no other thread in between).
         self._unsynced += [old]
         self._to_index += [old]
         self._segments[new.number] = new
         old.sealed = True
-        self._spare = spare
         self._abandon_at = None
         self._failed_sync = False
-        self._next_number = next_number
-        self._making = None
         self._active = new
         if self._on_seal is not None:
             self._on_seal()
         return new
 
-    def new_segment_size(self, preamble: int, need: int, minimum: int | None = None) -> int:
-        """Bytes of the next segment, whose preamble takes ``preamble`` bytes and whose
-        first write takes ``need`` (at least ``minimum``, else ``segment_size``).
-
-        Room for at least as many bytes of entries as the preamble takes: the preamble
-        repeats every topic's state, and with many topics of long names it could fill a
-        whole segment, so every append would roll and write it again. This way it takes at
-        most half of any segment's entries, and costs at most one byte written per byte of
-        entries.
-        """
-        return max(self._segment_size if minimum is None else minimum,
-                   size_for(SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + _SEAL_ROOM))
-
-    def _next_segment(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
-        """The spare, stamped as the next segment, or else a new segment ``number``; noted
-        in ``making`` before anything is written to it."""
-        spare = self._spare
-        if spare is not None and spare.size >= size:
-            self._making = spare
-            try:
-                spare.activate(prev_end, flags, self._durable)
-                return spare
-            except OSError as exc:
-                logger.warning("cannot use the prepared segment %s: %s", spare.path, exc)
-        if spare is not None:
-            self._making = self._spare = None
-            discard(spare)
-        return self._create(number, size, prev_end, flags)
-
-    def _create(self, number: int, size: int, prev_end: int, flags: int) -> Segment:
-        """Create segment ``number`` as the next one; nothing of the log changes.
-
-        The log does not know the number yet, so a file already there is one an interrupted
-        roll left half made: it is removed and made again.
-        """
-        try:
-            try:
-                new = Segment.create(self._backend, self._directory, number, size, prev_end,
-                                     flags, self._durable)
-            except FileExistsError:
-                os.unlink(os.path.join(self._directory, segment_name(number)))
-                new = Segment.create(self._backend, self._directory, number, size, prev_end,
-                                     flags, self._durable)
-        except OSError as exc:
-            raise storage_error(exc, f"creating segment {number}") from exc
-        self._making = new
-        sync_directory(self._directory)
-        return new
-
     def prepare_spare(self) -> None:
         """Create, allocate and pre-fault the next segment ahead of need (background)."""
+        if self._read_only:
+            return
         with self._mutex:
-            if self.closed or self._spare is not None or self._read_only:
-                return
-            number = self._next_number
-            self._next_number += 1
-        seg = Segment.create(self._backend, self._directory, number, self._segment_size,
-                             SPARE_PREV_END)
-        sync_directory(self._directory)
-        seg.populate(0)
+            number = None if self.closed else self._maker.reserve(self._active)
+        if number is None:
+            return
+        seg = self._maker.make_spare(number)
         with self._mutex:
-            active = self._active
-            if self.closed or self._spare is not None or (
-                    active is not None and active.number > number):
-                keep = False
-            else:
-                self._spare, keep = seg, True
+            keep = not self.closed and self._maker.offer(seg, self._active)
         if not keep:
             discard(seg)
-
-    def _preamble(self) -> list[tuple[int, int, int, int, Payload]]:
-        """State records that open a segment, so older segments can be deleted."""
-        records: list[tuple[int, int, int, int, Payload]] = []
-        for t in self._by_tid.values():
-            records.append((TOPIC, t.tid, 0, t.next_seq, t.name.encode("utf-8", "surrogatepass")))
-            if t.persisted:
-                records.append((CURSOR, t.tid, 0, t.persisted, b""))
-            if t.mark >= 0:
-                records.append((CLEAN, t.tid, 0, t.mark, b""))
-        return records
 
     # --- durability ---------------------------------------------------------------------------
 
@@ -813,7 +711,7 @@ class Log:
         seg = self._active
         assert seg is not None and lsn >> SEG_SHIFT == seg.number
         pos = lsn & OFFSET_MASK
-        end, seg.end = min(seg.end + _SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
+        end, seg.end = min(seg.end + SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
         erase(seg, pos, end)
 
     def _drop_after(self, lsn: int) -> None:
@@ -827,6 +725,7 @@ class Log:
             except OSError:
                 pass
             self._states.forget(number)
+            self._maker.lost(seg)
         self._active = self._segments[keep]
         self._active.sealed = False
         self._unsynced = [s for s in self._unsynced if s.number < keep]
@@ -865,27 +764,3 @@ def wait_for(lock: threading.Lock) -> None:
         if not lock.locked():
             return
         time.sleep(0)
-
-
-def discard(seg: Segment) -> None:
-    """Close and delete a segment that never became part of the log.
-
-    Never raises for the deletion: a leftover is harmless (recovery removes unused spares),
-    while an error here would abort a roll or a close halfway.
-    """
-    seg.close()
-    try:
-        os.unlink(seg.path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove the unused segment %s: %s", seg.path, exc)
-
-
-def sync_directory(path: str) -> None:
-    """fsync a directory so that files created or renamed in it survive a power loss."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
