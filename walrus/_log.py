@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +38,10 @@ from ._errors import storage_error as storage_error  # where other modules find 
 from ._making import SEAL_ROOM, SegmentMaker, discard, preamble
 from ._records import SegmentStates, encode_batch, erase, mark_durable, write_records
 from ._segment import STATE_ROOM, Segment
+from ._syncbook import Pending, SyncBook, Targets, pending_entries, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
+from ._waiting import wait_for as wait_for  # where other modules find it
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -77,19 +78,6 @@ class Recovered:
     abandon_at: int | None = None
     """Set when the active segment must not be written again (a torn or sealed end): the
     LSN where its log ends; the next write starts a new segment."""
-
-
-class _Pending:
-    """A write made under ``SyncEach`` that is not durable yet (published or undone later)."""
-
-    __slots__ = ("end", "publish", "start", "undo")
-
-    def __init__(self, start: int, end: int, publish: Callable[[], None] | None,
-                 undo: Callable[[], None]) -> None:
-        self.start = start
-        self.end = end
-        self.publish = publish
-        self.undo = undo
 
 
 class Log:
@@ -143,11 +131,11 @@ class Log:
         self._failed_sync = False
         """The active segment was abandoned because a sync failed: bytes of it after
         ``durable`` may be lost, which the next segment's header records."""
-        self._pending: list[_Pending] = []
+        self._pending: list[Pending] = []
         self._to_index: list[Segment] = list(found.to_index)
         """Sealed segments whose index file is still to be written (after a sync)."""
-        self._unsynced: list[Segment] = list(found.to_index)
-        """Sealed segments with writes not yet synced, oldest first."""
+        self._book = SyncBook(self._mutex, list(found.to_index))
+        """What sync passes must still cover beyond the active segment."""
         self._states = SegmentStates(found.meta)
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self._on_seal: Callable[[], None] | None = None
@@ -162,10 +150,6 @@ class Log:
         write was undone (the durability's wait, see :meth:`use_durability`)."""
         self._cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
-        self._roll_targets: tuple[int, list[tuple[Segment, int]]] | None = None
-        """While a roll makes the next segment: the sync targets as it found them."""
-        self._deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
-        """Sync passes that ended while a roll was making a file: it publishes them."""
         if found.abandon_at is not None:
             self.abandon(found.abandon_at)
 
@@ -208,12 +192,12 @@ class Log:
         return self._durable
 
     @property
-    def pending(self) -> list[_Pending]:
+    def pending(self) -> list[Pending]:
         return self._pending
 
     @property
     def unsynced(self) -> list[Segment]:
-        return self._unsynced
+        return self._book.unsynced
 
     @property
     def to_index(self) -> list[Segment]:
@@ -335,7 +319,7 @@ class Log:
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
                 return seq
-            pending = self._ledger_entry(t, lsn, lsn + end - p, seq, 1, end - p)
+            pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
             t.next_seq = seq + 1
@@ -404,8 +388,8 @@ class Log:
                 t = Topic(tid, name, 0)
                 t.mark = MARKED_DIRTY
             meta = self._states.of(seg, tid)
-            pending = self._ledger_entry(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                    created=new) if self._sync_each else None
+            pending = pending_entries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                      self._unlist if new else None) if self._sync_each else None
             seg.end = end
             if new:
                 self._max_tid = tid
@@ -445,13 +429,7 @@ class Log:
             meta = self._states.of(seg, t.tid)
             pending = None
             if self._sync_each:
-                def undo(t: Topic = t, previous: tuple[int, int] = (t.persisted, t.mark),
-                         meta: TopicSummary = meta,
-                         noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
-                    t.persisted, t.mark = previous
-                    t.rewind_cursor()
-                    meta.cursor, meta.mark = noted  # the segment's index must not claim it
-                pending = _Pending(seg.lsn_base | p, seg.lsn_base | end, None, undo)
+                pending = pending_state(t, meta, seg.lsn_base | p, seg.lsn_base | end)
             # Stores only from here (see append): an interrupt finds it whole or not begun.
             seg.end = end
             if kind == CURSOR:
@@ -463,26 +441,10 @@ class Log:
                 self._pending += (pending,)
             return seg.lsn_base | end
 
-    def _ledger_entry(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
-                 created: bool = False) -> _Pending:
-        """Under SyncEach: publish the entries once durable, or undo them if the sync fails.
-
-        Undo runs newest first, so each undo removes exactly what its own append added.
-        """
-
-        def publish() -> None:
-            if t.visible < seq + count:
-                t.visible = seq + count
-
-        def undo() -> None:
-            del t.lsns[len(t.lsns) - count:]
-            t.next_seq = seq
-            t.nbytes -= size
-            if created:
-                self._by_tid.pop(t.tid, None)
-                self._by_name.pop(t.name, None)
-
-        return _Pending(start, end, publish, undo)
+    def _unlist(self, t: Topic) -> None:
+        """Forget a topic whose creation a failed sync undid."""
+        self._by_tid.pop(t.tid, None)
+        self._by_name.pop(t.name, None)
 
     def _write(self, seg: Segment, p: int, parts: list[Payload]) -> None:
         """Write through a backend without a mapping; on failure the segment is abandoned."""
@@ -559,7 +521,7 @@ class Log:
         records = preamble(self._by_tid.values())
         size = self._maker.size(sum(record_size(len(r[4])) for r in records), need, size)
         flags = FOLLOWS_FAILED_SYNC if self._failed_sync else 0
-        self._roll_targets = self._targets()
+        self._book.freeze(old)
         try:
             new = self._maker.next(old, size, prev_end, flags, self._durable)
             new.end = write_records(new, new.end, records, self._durable, self._write)
@@ -571,9 +533,7 @@ class Log:
                 raise storage_error(exc, "starting the next segment") from exc
             raise
         finally:
-            self._roll_targets = None
-            deferred, self._deferred = self._deferred, []
-            for target, targets in deferred:
+            for target, targets in self._book.thaw():
                 self._publish(target, targets)
         self._states.note(new, records)
         self._next_check(new, new.end)
@@ -582,8 +542,8 @@ class Log:
                 write_records(old, old.end, [(SEAL, 0, 0, 0, b"")], self._durable, self._write)
             except OSError:
                 pass  # the next segment's prev_end says where the log ended anyway
+        self._book.sealing(old)
         # The switch: stores only (no call, so no interrupt and no other thread in between).
-        self._unsynced += [old]
         self._to_index += [old]
         self._segments[new.number] = new
         old.sealed = True
@@ -610,43 +570,15 @@ class Log:
 
     # --- durability ---------------------------------------------------------------------------
 
-    def sync_targets(self) -> tuple[int, list[tuple[Segment, int]]]:
-        """What a sync pass must cover right now: (LSN written so far, [(segment, end)]).
-
-        While a roll holds the append lock to make a file (slow on some file systems), the
-        targets it saw are the answer: nothing can be written meanwhile, and the sync that
-        keeps the schedule's promise must not wait for the allocation.
-        """
-        if self._rolling():
-            rolling = self._roll_targets
-            if rolling is not None:
-                return rolling
+    def sync_targets(self) -> Targets:
+        """What a sync pass must cover right now: (LSN written so far, [(segment, end)]);
+        while a roll makes a file, what it found (see :meth:`SyncBook.frozen`)."""
+        frozen = self._book.frozen()
+        if frozen is not None:
+            return frozen
         with self._mutex:
-            return self._targets()
-
-    def _rolling(self) -> bool:
-        """Wait for the append lock to look free; True instead once a roll holds it to make
-        a file (``rolling`` is set)."""
-        mutex = self._mutex
-        for spin in range(SPINS + 1):
-            if not mutex.locked():
-                return False
-            if self._roll_targets is not None:
-                return True
-            time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
-        while mutex.locked():
-            if self._roll_targets is not None:
-                return True
-            time.sleep(ROLL_POLL)
-        return False
-
-    def _targets(self) -> tuple[int, list[tuple[Segment, int]]]:
-        """The sync targets (under the append lock)."""
-        active = self._active
-        assert active is not None
-        targets = [(s, s.end) for s in self._unsynced]
-        targets.append((active, active.end))
-        return active.lsn_base | active.end, targets
+            assert self._active is not None
+            return self._book.targets(self._active)
 
     def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
         """A sync pass covering ``targets`` succeeded: publish what it made durable.
@@ -654,8 +586,7 @@ class Log:
         Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
         the next pass must not wait for the allocation either.
         """
-        if not self._sync_each and self._rolling() and self._roll_targets is not None:
-            self._deferred += [(target, targets)]  # no call since the test: the roll sees it
+        if not self._sync_each and self._book.defer((target, targets)):
             return
         wait_for(self._mutex)
         with self._mutex:
@@ -669,10 +600,7 @@ class Log:
             if not (seg is None or seg.sealed or self._abandon_at is not None
                     or self._read_only):
                 mark_durable(seg, target)
-        # A segment counts as synced only up to where the pass found it: one that was
-        # active when the pass began may have been written on (and sealed) meanwhile.
-        covered = {id(seg): end for seg, end in targets}
-        self._unsynced = [s for s in self._unsynced if covered.get(id(s), -1) < s.end]
+        self._book.covered(targets)
         if self._pending:
             done = 0
             for item in self._pending:
@@ -728,7 +656,7 @@ class Log:
             self._maker.lost(seg)
         self._active = self._segments[keep]
         self._active.sealed = False
-        self._unsynced = [s for s in self._unsynced if s.number < keep]
+        self._book.drop_from(keep)
         self._to_index = [s for s in self._to_index if s.number < keep]
 
     def forget(self, doomed: list[Segment]) -> None:
@@ -737,30 +665,3 @@ class Log:
             for seg in doomed:
                 del self._segments[seg.number]
                 self._states.forget(seg.number)
-
-
-SPINS = 200
-"""How often a writer yields the GIL to the append lock's holder before blocking on it."""
-ROLL_POLL = 0.001
-"""Seconds a sync pass waits between two looks for a roll under way, once the append lock
-was held longer than SPINS."""
-
-
-def wait_for(lock: threading.Lock) -> None:
-    """Wait for a held lock to be free without queueing on it (then take it with ``with``).
-
-    The holder is usually a thread the GIL preempted inside its (microseconds long) critical
-    section. Blocking on the lock would hand ownership through a chain of context switches,
-    and with several appending threads that chain (a lock convoy) never ends: measured, four
-    threads on four topics fell to a quarter of one thread's rate. Yielding the GIL instead
-    lets the holder finish; the lock is then free for whoever holds the GIL. Only a long
-    hold (a segment being created) falls back to blocking, in the ``with``.
-
-    The lock is taken with ``with lock:`` and never ``acquire()``: a signal handler that
-    raises (KeyboardInterrupt) does so only at a call, and one right after ``acquire()``
-    returned would leave the lock taken for ever; ``with`` enters in C.
-    """
-    for _ in range(SPINS):
-        if not lock.locked():
-            return
-        time.sleep(0)

@@ -1,0 +1,156 @@
+"""Sync bookkeeping: what a sync pass must cover, and what a pass settles.
+
+A sync pass runs without the append lock (an fsync takes milliseconds): it asks for its
+targets, syncs them, and reports back. :class:`SyncBook` owns what the targets are made of
+beyond the active segment (the sealed segments not synced yet), and lets a pass go on while
+a roll holds the append lock to make a file. :class:`Pending` is what a ``SyncEach`` write
+leaves until a pass settles it: published once durable, or undone if the pass failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ._codec import TopicSummary
+from ._segment import Segment
+from ._topics import Topic
+from ._waiting import SPINS
+
+ROLL_POLL = 0.001
+"""Seconds a sync pass waits between two looks for a roll under way, once the append lock
+was held longer than SPINS."""
+
+Targets = tuple[int, list[tuple[Segment, int]]]
+"""What a sync pass must cover: (LSN written so far, [(segment, end)])."""
+
+
+class SyncBook:
+    """The sealed segments a sync pass must still cover, and the targets a roll froze.
+
+    Fields: ``unsynced`` (sealed segments with writes not yet synced, oldest first: a roll
+    adds the segment it seals, a pass that covered one removes it) is guarded by the log's
+    append lock, ``mutex``. ``_frozen`` (while a roll makes the next segment: the targets as
+    it found them) and ``_deferred`` (passes that ended meanwhile, which the roll publishes)
+    are set by the roll under that lock and read or added to by a pass without it: that is
+    their point, a pass must not wait for the allocation (single stores and list operations,
+    atomic under the GIL).
+    """
+
+    __slots__ = ("_deferred", "_frozen", "_mutex", "unsynced")
+
+    def __init__(self, mutex: threading.Lock, unsynced: list[Segment]) -> None:
+        self._mutex = mutex
+        self.unsynced = unsynced
+        self._frozen: Targets | None = None
+        self._deferred: list[Targets] = []
+
+    def targets(self, active: Segment) -> Targets:
+        """The sync targets now (under the append lock)."""
+        targets = [(s, s.end) for s in self.unsynced]
+        targets.append((active, active.end))
+        return active.lsn_base | active.end, targets
+
+    def frozen(self) -> Targets | None:
+        """The targets a roll froze, if one holds the append lock to make a file: nothing
+        can be written meanwhile, and the pass that keeps the schedule's promise must not
+        wait for the allocation. None once the lock looks free."""
+        return self._frozen if self._rolling() else None
+
+    def defer(self, targets: Targets) -> bool:
+        """Leave what a pass made durable to the roll making a file, if one is (True)."""
+        if self._rolling() and self._frozen is not None:
+            self._deferred += [targets]  # no call since the test: the roll sees it
+            return True
+        return False
+
+    def _rolling(self) -> bool:
+        """Wait for the append lock to look free; True instead once a roll holds it to make
+        a file (``_frozen`` is set)."""
+        mutex = self._mutex
+        for spin in range(SPINS + 1):
+            if not mutex.locked():
+                return False
+            if self._frozen is not None:
+                return True
+            time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
+        while mutex.locked():
+            if self._frozen is not None:
+                return True
+            time.sleep(ROLL_POLL)
+        return False
+
+    def freeze(self, active: Segment) -> None:
+        """A roll is about to make a file: passes meanwhile cover what is written now."""
+        self._frozen = self.targets(active)
+
+    def thaw(self) -> list[Targets]:
+        """The roll made its file (or failed): the passes that ended meanwhile, to publish."""
+        self._frozen = None
+        deferred, self._deferred = self._deferred, []
+        return deferred
+
+    def sealing(self, seg: Segment) -> None:
+        """A roll is sealing ``seg``: passes must cover its end. Told before the roll's
+        switch (which is plain stores), so an interrupt in between leaves the active segment
+        listed too: one more sync, never one less."""
+        self.unsynced += [seg]
+
+    def covered(self, targets: list[tuple[Segment, int]]) -> None:
+        """A pass synced ``targets``: a segment counts as synced only up to where the pass
+        found it (one that was active when the pass began may have been written on, and
+        sealed, meanwhile)."""
+        ends = {id(seg): end for seg, end in targets}
+        self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
+
+    def drop_from(self, number: int) -> None:
+        """Segments from ``number`` on are no longer part of the log."""
+        self.unsynced = [s for s in self.unsynced if s.number < number]
+
+
+class Pending:
+    """A write made under ``SyncEach`` that is not durable yet (published or undone later)."""
+
+    __slots__ = ("end", "publish", "start", "undo")
+
+    def __init__(self, start: int, end: int, publish: Callable[[], None] | None,
+                 undo: Callable[[], None]) -> None:
+        self.start = start
+        self.end = end
+        self.publish = publish
+        self.undo = undo
+
+
+def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: int,
+                    unlist: Callable[[Topic], None] | None = None) -> Pending:
+    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes): published (made
+    visible) once durable, undone if the sync fails; ``unlist`` removes a topic they
+    created. Undo runs newest first, so each undo removes exactly what its own append added.
+    """
+
+    def publish() -> None:
+        if t.visible < seq + count:
+            t.visible = seq + count
+
+    def undo() -> None:
+        del t.lsns[len(t.lsns) - count:]
+        t.next_seq = seq
+        t.nbytes -= size
+        if unlist is not None:
+            unlist(t)
+
+    return Pending(start, end, publish, undo)
+
+
+def pending_state(t: Topic, meta: TopicSummary, start: int, end: int) -> Pending:
+    """A CURSOR, CLEAN or DIRTY record about to be written for ``t``: undone (the topic's
+    and the segment index's state as they are now) if the sync fails."""
+
+    def undo(previous: tuple[int, int] = (t.persisted, t.mark),
+             noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
+        t.persisted, t.mark = previous
+        t.rewind_cursor()
+        meta.cursor, meta.mark = noted  # the segment's index must not claim it
+
+    return Pending(start, end, None, undo)
