@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -54,6 +55,11 @@ _crc_pack_into = _codec.CRC.pack_into
 _unpack_from = RECORD.unpack_from
 
 Payload = bytes | bytearray | memoryview
+
+
+def _exposed(field: str) -> Any:
+    """A read-only property over ``field`` for other modules (the getter runs in C)."""
+    return property(attrgetter(field))
 
 
 @attrs.frozen
@@ -155,69 +161,26 @@ class Log:
 
     # --- what other modules read (never assign) ------------------------------------------------
 
-    @property
-    def directory(self) -> str:
-        return self._directory
-
-    @property
-    def backend(self) -> Backend:
-        return self._backend
-
-    @property
-    def segments(self) -> dict[int, Segment]:
-        return self._segments
-
-    @property
-    def active(self) -> Segment | None:
-        return self._active
-
-    @property
-    def by_tid(self) -> dict[int, Topic]:
-        return self._by_tid
-
-    @property
-    def by_name(self) -> dict[str, Topic]:
-        return self._by_name
-
-    @property
-    def states(self) -> SegmentStates:
-        return self._states
-
-    @property
-    def mutex(self) -> threading.Lock:
-        return self._mutex
-
-    @property
-    def durable(self) -> int:
-        return self._durable
-
-    @property
-    def pending(self) -> list[Pending]:
-        return self._pending
-
-    @property
-    def unsynced(self) -> list[Segment]:
-        return self._book.unsynced
-
-    @property
-    def to_index(self) -> list[Segment]:
-        return self._to_index
+    directory: str = _exposed("_directory")
+    backend: Backend = _exposed("_backend")
+    segments: dict[int, Segment] = _exposed("_segments")
+    active: Segment | None = _exposed("_active")
+    by_tid: dict[int, Topic] = _exposed("_by_tid")
+    by_name: dict[str, Topic] = _exposed("_by_name")
+    states: SegmentStates = _exposed("_states")
+    mutex: threading.Lock = _exposed("_mutex")
+    durable: int = _exposed("_durable")
+    pending: list[Pending] = _exposed("_pending")
+    unsynced: list[Segment] = _exposed("_book.unsynced")
+    to_index: list[Segment] = _exposed("_to_index")
+    sync_each: bool = _exposed("_sync_each")
+    progress_step: int = _exposed("_progress_step")
+    cursor_writes: int = _exposed("_cursor_writes")
 
     @property
     def spare(self) -> Segment | None:
+        """The segment made ready for the next roll, if any."""
         return self._maker.spare(self._active)
-
-    @property
-    def sync_each(self) -> bool:
-        return self._sync_each
-
-    @property
-    def progress_step(self) -> int:
-        return self._progress_step
-
-    @property
-    def cursor_writes(self) -> int:
-        return self._cursor_writes
 
     # --- what other modules tell it ------------------------------------------------------------
 
