@@ -29,15 +29,14 @@ from ._codec import (
     MARKED_DIRTY,
     OFFSET_MASK,
     RECORD,
-    SEAL,
     SEG_SHIFT,
     TopicSummary,
     record_size,
 )
 from ._errors import StorageError, WalrusClosedError
 from ._errors import storage_error as storage_error  # where other modules find it
-from ._making import SEAL_ROOM, SegmentMaker, discard, preamble
-from ._records import SegmentStates, encode_batch, erase, mark_durable, write_records
+from ._making import SEAL_ROOM, SegmentMaker, preamble
+from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
 from ._syncbook import Pending, SyncBook, Targets, pending_entries, pending_state
 from ._topics import Topic
@@ -111,9 +110,12 @@ class Log:
     def __init__(self, directory: str, backend: Backend, found: Recovered, *,
                  segment_size: int, sync_each: bool, read_only: bool) -> None:
         segments = list(found.segments)
+        self._mutex = threading.Lock()
+        """The append lock. Hot paths wait for it with :func:`wait_for` (no convoy), then
+        take it with ``with`` (safe from interrupts)."""
         self._directory = directory
         self._backend = backend
-        self._maker = SegmentMaker(directory, backend, segment_size, (
+        self._maker = SegmentMaker(directory, backend, self._mutex, segment_size, (
             found.next_number if found.next_number is not None
             else segments[-1].number + 1 if segments else 1))
         """Makes the next segments and the spare, and numbers them."""
@@ -125,9 +127,6 @@ class Log:
         self._max_tid = found.max_tid
         self._sync_each = sync_each
         self._read_only = read_only
-        self._mutex = threading.Lock()
-        """The append lock. Hot paths wait for it with :func:`wait_for` (no convoy), then
-        take it with ``with`` (safe from interrupts)."""
         self.closed = False
         """No write from now on (set by :meth:`shut` and :meth:`disown` only)."""
         self._durable = found.durable
@@ -482,29 +481,18 @@ class Log:
         if prev_end is None:
             prev_end = old.lsn_base | old.end
         records = preamble(self._by_tid.values())
-        size = self._maker.size(sum(record_size(len(r[4])) for r in records), need, size)
         flags = FOLLOWS_FAILED_SYNC if self._failed_sync else 0
         self._book.freeze(old)
         try:
-            new = self._maker.next(old, size, prev_end, flags, self._durable)
-            new.end = write_records(new, new.end, records, self._durable, self._write)
-        except BaseException as exc:
-            # Whatever happened (a full disk, an interrupt), no segment the log does not
-            # know may stay: a crash would find it naming where the log ended.
-            self._maker.unmake(old)
-            if isinstance(exc, OSError):
-                raise storage_error(exc, "starting the next segment") from exc
-            raise
+            new = self._maker.next(old, records, need, size, prev_end, flags, self._durable,
+                                   self._write)
         finally:
             for target, targets in self._book.thaw():
                 self._publish(target, targets)
         self._states.note(new, records)
         self._next_check(new, new.end)
-        if self._abandon_at is None and old.end + HEADER_SIZE <= old.size:  # else cut short
-            try:  # the SEAL marks the end; the records' region ends where it starts
-                write_records(old, old.end, [(SEAL, 0, 0, 0, b"")], self._durable, self._write)
-            except OSError:
-                pass  # the next segment's prev_end says where the log ended anyway
+        if self._abandon_at is None:  # else cut short
+            seal(old, self._durable, self._write)
         self._book.sealing(old)
         # The switch: stores only (no call, so no interrupt and no other thread in between).
         self._to_index += [old]
@@ -519,17 +507,8 @@ class Log:
 
     def prepare_spare(self) -> None:
         """Create, allocate and pre-fault the next segment ahead of need (background)."""
-        if self._read_only:
-            return
-        with self._mutex:
-            number = None if self.closed else self._maker.reserve(self._active)
-        if number is None:
-            return
-        seg = self._maker.make_spare(number)
-        with self._mutex:
-            keep = not self.closed and self._maker.offer(seg, self._active)
-        if not keep:
-            discard(seg)
+        if not self._read_only:
+            self._maker.prepare_spare(self)
 
     # --- durability ---------------------------------------------------------------------------
 
@@ -609,14 +588,8 @@ class Log:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
         keep = lsn >> SEG_SHIFT
         for number in [n for n in self._segments if n > keep]:
-            seg = self._segments.pop(number)
-            seg.close()
-            try:
-                os.unlink(seg.path)
-            except OSError:
-                pass
+            self._maker.lost(self._segments.pop(number))
             self._states.forget(number)
-            self._maker.lost(seg)
         self._active = self._segments[keep]
         self._active.sealed = False
         self._book.drop_from(keep)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ._codec import CLEAN, CURSOR, HEADER_SIZE, SEGMENT_HEADER_SIZE, TOPIC
+from ._codec import CLEAN, CURSOR, HEADER_SIZE, SEGMENT_HEADER_SIZE, TOPIC, record_size
 from ._errors import storage_error
-from ._records import Record
+from ._records import Record, Write, write_records
 from ._segment import SPARE_PREV_END, Segment, segment_name, size_for
 from ._topics import Topic
 
 if TYPE_CHECKING:
+    from ._log import Log
     from .backends._base import Backend
 
 logger = logging.getLogger("walrus")
@@ -31,8 +33,8 @@ SEAL_ROOM = HEADER_SIZE
 class SegmentMaker:
     """Makes the segments a roll switches to, and the spare ahead of need.
 
-    Fields, all guarded by the log's append lock (the log calls in holding it, except for
-    :meth:`make_spare`, which touches no field): ``_spare`` (a segment made ready in the
+    Fields, all guarded by the log's append lock, ``_lock`` (the log calls in holding it;
+    :meth:`prepare_spare` takes it itself): ``_spare`` (a segment made ready in the
     background for the next roll), ``_next_number`` (no new segment gets a lower number:
     numbers of damaged files and of reserved spares are never reused) and ``_making`` (the
     file the current roll is making, discarded if the roll fails).
@@ -43,12 +45,14 @@ class SegmentMaker:
     the active segment is in use, and the next number is above the active segment's.
     """
 
-    __slots__ = ("_backend", "_directory", "_making", "_next_number", "_segment_size",
-                 "_spare")
+    __slots__ = ("_backend", "_directory", "_lock", "_making", "_next_number",
+                 "_segment_size", "_spare")
 
-    def __init__(self, directory: str, backend: Backend, segment_size: int,
-                 next_number: int) -> None:
+    def __init__(self, directory: str, backend: Backend, lock: threading.Lock,
+                 segment_size: int, next_number: int) -> None:
         self._directory = directory
+        self._lock = lock
+        """The log's append lock: it guards the fields below."""
         self._backend = backend
         self._segment_size = size_for(segment_size)
         """Bytes of a new segment file: the configured size for entries, plus the room kept
@@ -83,11 +87,35 @@ class SegmentMaker:
         return max(self._segment_size if minimum is None else minimum,
                    size_for(SEGMENT_HEADER_SIZE + preamble + max(need, preamble) + SEAL_ROOM))
 
-    def next(self, active: Segment, size: int, prev_end: int, flags: int,
-             durable: int) -> Segment:
-        """The segment to follow ``active``: the spare, stamped, or else a new file; noted
-        as the one being made before anything is written to it (see :meth:`unmake`)."""
+    def next(self, active: Segment, records: list[Record], need: int, minimum: int | None,
+             prev_end: int, flags: int, durable: int, write: Write) -> Segment:
+        """The segment to follow ``active``, whole: the spare stamped (or else a new file),
+        opened by the state ``records``; ``need`` and ``minimum`` as for :meth:`size`.
+
+        Nothing of the log changes, and whatever goes wrong (a full disk, an interrupt), no
+        segment the log does not know stays behind: a crash would find it naming where the
+        log ended.
+        """
+        size = self.size(sum(record_size(len(r[4])) for r in records), need, minimum)
         self._making = None
+        try:
+            new = self._stamp(active, size, prev_end, flags, durable)
+            new.end = write_records(new, new.end, records, durable, write)
+        except BaseException as exc:
+            made, self._making = self._making, None
+            if made is not None:
+                if made is self._spare:
+                    self._spare = None
+                discard(made)
+            if isinstance(exc, OSError):
+                raise storage_error(exc, "starting the next segment") from exc
+            raise
+        return new
+
+    def _stamp(self, active: Segment, size: int, prev_end: int, flags: int,
+               durable: int) -> Segment:
+        """The spare, stamped as the segment after ``active``, or else a new file; noted in
+        ``_making`` before anything is written to it."""
         spare = self._unused_spare(active)
         if spare is not None and spare.size >= size:
             self._making = spare
@@ -123,48 +151,40 @@ class SegmentMaker:
         sync_directory(self._directory)
         return new
 
-    def unmake(self, active: Segment) -> None:
-        """A roll from ``active`` failed: delete what it made (never part of the log: a
-        crash would find it naming where the log ended)."""
-        made, self._making = self._making, None
-        if made is not None and made.number > active.number:
-            if made is self._spare:
-                self._spare = None
-            discard(made)
-
     def lost(self, seg: Segment) -> None:
-        """``seg``, a segment of the log, was deleted (a failed sync undid it): its number
-        is not reused, and it is no spare."""
+        """Delete ``seg``, a segment of the log that a failed sync undid (it holds nothing
+        durable); its number is not reused, and if it was the spare, it is one no more."""
         self._next_number = max(self._next_number, seg.number + 1)
         if seg is self._spare:
             self._spare = None
-        if seg is self._making:
-            self._making = None
+        seg.close()
+        try:
+            os.unlink(seg.path)
+        except OSError:
+            pass
 
-    def reserve(self, active: Segment | None) -> int | None:
-        """The number for a new spare, unless one is ready."""
-        if self._unused_spare(active) is not None:
-            return None
-        number = max(self._next_number, active.number + 1) if active else self._next_number
-        self._next_number = number + 1
-        return number
-
-    def make_spare(self, number: int) -> Segment:
-        """Create, allocate and pre-fault spare ``number`` (slow: without the lock)."""
+    def prepare_spare(self, log: Log) -> None:
+        """Create, allocate and pre-fault the next segment ahead of need (background); the
+        slow part runs without the append lock."""
+        with self._lock:
+            if log.closed or self._unused_spare(log.active) is not None:
+                return
+            active = log.active
+            number = (max(self._next_number, active.number + 1) if active is not None
+                      else self._next_number)
+            self._next_number = number + 1
         seg = Segment.create(self._backend, self._directory, number, self._segment_size,
                              SPARE_PREV_END)
         sync_directory(self._directory)
         seg.populate(0)
-        return seg
-
-    def offer(self, seg: Segment, active: Segment | None) -> bool:
-        """Keep ``seg`` as the spare; False if there is one already or the log moved past
-        its number (the caller then discards it, outside the lock)."""
-        if self._unused_spare(active) is not None or (
-                active is not None and active.number > seg.number):
-            return False
-        self._spare = seg
-        return True
+        with self._lock:
+            active = log.active
+            keep = not log.closed and self._unused_spare(active) is None and (
+                active is None or active.number <= number)
+            if keep:
+                self._spare = seg
+        if not keep:
+            discard(seg)
 
     def drop_spare(self, active: Segment | None) -> None:
         """Delete the spare (never part of the log): the log is closing."""

@@ -27,6 +27,7 @@ from ._codec import (
     HEADER_SIZE,
     MARK,
     MARKED_DIRTY,
+    SEAL,
     TOPIC,
     TopicSummary,
     record_size,
@@ -93,6 +94,16 @@ def write_records(seg: Segment, p: int, records: Sequence[Record], durable: int,
             pos += record_size(len(data))
         write(seg, p, parts)
     return pos
+
+
+def seal(seg: Segment, durable: int, write: Write) -> None:
+    """End ``seg``'s records with a SEAL, if it fits (the records' region ends where it
+    starts). Best effort: the next segment's header says where the log ended anyway."""
+    if seg.end + HEADER_SIZE <= seg.size:
+        try:
+            write_records(seg, seg.end, [(SEAL, 0, 0, 0, b"")], durable, write)
+        except OSError:
+            pass
 
 
 def mark_durable(seg: Segment, durable: int) -> None:
