@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from array import array
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -136,7 +137,6 @@ class Log:
         self._failed_sync = False
         """The active segment was abandoned because a sync failed: bytes of it after
         ``durable`` may be lost, which the next segment's header records."""
-        self._pending: list[Pending] = []
         self._to_index: list[Segment] = list(found.to_index)
         """Sealed segments whose index file is still to be written (after a sync)."""
         self._book = SyncBook(self._mutex, list(found.to_index))
@@ -169,7 +169,7 @@ class Log:
     states: SegmentStates = _exposed("_states")
     mutex: threading.Lock = _exposed("_mutex")
     durable: int = _exposed("_durable")
-    pending: list[Pending] = _exposed("_pending")
+    pending: list[Pending] = _exposed("_book.pending")
     unsynced: list[Segment] = _exposed("_book.unsynced")
     to_index: list[Segment] = _exposed("_to_index")
     sync_each: bool = _exposed("_sync_each")
@@ -282,11 +282,12 @@ class Log:
                 t.lsns.append(lsn)
                 return seq
             pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p)
+            one = array("Q", (lsn,))
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
             t.next_seq = seq + 1
-            self._pending += (pending,)
-            t.lsns.append(lsn)
+            t.lsns += one
+            self._book.add(pending)  # the one call, last
         self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
@@ -365,7 +366,7 @@ class Log:
             if pending is None:
                 t.visible = seq + count
                 return seq
-            self._pending += (pending,)
+            self._book.add(pending)
         self._wait_durable(pending.end)
         return seq
 
@@ -400,7 +401,7 @@ class Log:
             else:
                 t.mark = meta.mark = value if kind == CLEAN else MARKED_DIRTY
             if pending is not None:
-                self._pending += (pending,)
+                self._book.add(pending)
             return seg.lsn_base | end
 
     def _unlist(self, t: Topic) -> None:
@@ -542,16 +543,7 @@ class Log:
             if not (seg is None or seg.sealed or self._abandon_at is not None
                     or self._read_only):
                 mark_durable(seg, target)
-        self._book.covered(targets)
-        if self._pending:
-            done = 0
-            for item in self._pending:
-                if item.end > target:
-                    break
-                if item.publish is not None:
-                    item.publish()
-                done += 1
-            del self._pending[:done]
+        self._book.settle(target, targets)
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
@@ -563,11 +555,8 @@ class Log:
         """
         wait_for(self._mutex)
         with self._mutex:
-            if self._pending:
-                start = self._pending[0].start
-                for item in reversed(self._pending):
-                    item.undo()
-                self._pending.clear()
+            start = self._book.undo_all()
+            if start is not None:
                 self._drop_after(start)
                 self._erase_from(start)
                 self.abandon(start)

@@ -27,21 +27,28 @@ Targets = tuple[int, list[tuple[Segment, int]]]
 
 
 class SyncBook:
-    """The sealed segments a sync pass must still cover, and the targets a roll froze.
+    """The writes a sync pass must still settle, the sealed segments it must still cover,
+    and the targets a roll froze.
 
-    Fields: ``unsynced`` (sealed segments with writes not yet synced, oldest first: a roll
-    adds the segment it seals, a pass that covered one removes it) is guarded by the log's
-    append lock, ``mutex``. ``_frozen`` (while a roll makes the next segment: the targets as
-    it found them) and ``_deferred`` (passes that ended meanwhile, which the roll publishes)
-    are set by the roll under that lock and read or added to by a pass without it: that is
-    their point, a pass must not wait for the allocation (single stores and list operations,
-    atomic under the GIL).
+    Guarded by the log's append lock, ``_mutex``: ``pending`` (the ``SyncEach`` writes not
+    durable yet, oldest first: entered through :attr:`add`, settled by :meth:`settle` or
+    :meth:`undo_all`) and ``unsynced`` (sealed segments with writes not yet synced, oldest
+    first: a roll adds the one it seals, a pass that covered one removes it). Set by a roll
+    under that lock, but read or added to by a pass without it: ``_frozen`` (while the roll
+    makes the next segment, the targets as it found them) and ``_deferred`` (passes that
+    ended meanwhile, which the roll publishes). That is their point, a pass must not wait
+    for the allocation; single stores and list operations, atomic under the GIL.
     """
 
-    __slots__ = ("_deferred", "_frozen", "_mutex", "unsynced")
+    __slots__ = ("_deferred", "_frozen", "_mutex", "add", "pending", "unsynced")
 
     def __init__(self, mutex: threading.Lock, unsynced: list[Segment]) -> None:
         self._mutex = mutex
+        self.pending: list[Pending] = []
+        self.add = self.pending.append
+        """Enter a write's :class:`Pending` (under the append lock). A C call, so a write's
+        bookkeeping, which is plain stores, can end with it: an interrupt lands after it,
+        never inside (``pending`` is therefore never rebound, only changed in place)."""
         self.unsynced = unsynced
         self._frozen: Targets | None = None
         self._deferred: list[Targets] = []
@@ -97,12 +104,33 @@ class SyncBook:
         listed too: one more sync, never one less."""
         self.unsynced += [seg]
 
-    def covered(self, targets: list[tuple[Segment, int]]) -> None:
-        """A pass synced ``targets``: a segment counts as synced only up to where the pass
-        found it (one that was active when the pass began may have been written on, and
-        sealed, meanwhile)."""
+    def settle(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """A pass synced ``targets``, up to LSN ``target`` (under the append lock): publish
+        the writes it made durable, and forget the segments it covered. A segment counts as
+        synced only up to where the pass found it (one that was active when the pass began
+        may have been written on, and sealed, meanwhile)."""
         ends = {id(seg): end for seg, end in targets}
         self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
+        if self.pending:
+            done = 0
+            for item in self.pending:
+                if item.end > target:
+                    break
+                if item.publish is not None:
+                    item.publish()
+                done += 1
+            del self.pending[:done]
+
+    def undo_all(self) -> int | None:
+        """A pass failed (under the append lock): undo every pending write, newest first;
+        returns the LSN where the first began (None if there was none)."""
+        if not self.pending:
+            return None
+        start = self.pending[0].start
+        for item in reversed(self.pending):
+            item.undo()
+        self.pending.clear()
+        return start
 
     def drop_from(self, number: int) -> None:
         """Segments from ``number`` on are no longer part of the log."""
