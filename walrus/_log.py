@@ -37,6 +37,7 @@ from ._codec import (
 from ._errors import StorageError, WalrusClosedError
 from ._errors import storage_error as storage_error  # where other modules find it
 from ._making import SEAL_ROOM, SegmentMaker, preamble
+from ._progress import ProgressCue
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
 from ._syncbook import Pending, SyncBook, Targets, pending_entries, pending_state
@@ -144,10 +145,8 @@ class Log:
         self._states = SegmentStates(found.meta)
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self._on_seal: Callable[[], None] | None = None
-        self._progress_step = 0
-        """When not 0, ``on_progress`` is called each time the writer passes this many more
-        bytes of the active segment (the prefaulter's cue)."""
-        self._on_progress: Callable[[], None] | None = None
+        self._progress = ProgressCue()
+        """Who watches the writer move on (the prefaulter), and how often it is told."""
         self._owner = os.getpid()
         """The process that opened the log: a fork's copy refuses every write."""
         self._wait_durable: Callable[[int], None] = self._no_durability
@@ -173,7 +172,7 @@ class Log:
     unsynced: list[Segment] = _exposed("_book.unsynced")
     to_index: list[Segment] = _exposed("_to_index")
     sync_each: bool = _exposed("_sync_each")
-    progress_step: int = _exposed("_progress_step")
+    progress_step: int = _exposed("_progress.step")
     cursor_writes: int = _exposed("_cursor_writes")
 
     @property
@@ -432,7 +431,7 @@ class Log:
     def make_room(self, need: int, state: bool = False) -> Segment:
         """The slow path of a write of ``need`` bytes that ends past the active segment's
         ``check_at`` (under the append lock): roll to a new segment if it does not fit, else
-        note the next mark; either way tell ``on_progress`` that the writer moved on.
+        note the next check; either way tell the progress cue that the writer moved on.
 
         A ``state`` record (a cursor or a mark) that finds no room for a new segment (a full
         disk) goes into the room the segment keeps for them, then into a small segment: a
@@ -449,21 +448,16 @@ class Log:
                 if seg.end + need > seg.state_limit:
                     seg = self._roll(need, STATE_ROOM)
         else:
-            self._next_check(seg, seg.end + need)
-        if self._on_progress is not None:
-            self._on_progress()
+            self._progress.check_at(seg, seg.end + need)
+        self._progress.moved()
         return seg
 
     def watch_progress(self, step: int, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` each time the writer passes ``step`` more bytes (0, None: stop)."""
         with self._mutex:
-            self._progress_step, self._on_progress = step, callback
+            self._progress.watch(step, callback)
             if self._active is not None:
-                self._next_check(self._active, self._active.end)
-
-    def _next_check(self, seg: Segment, pos: int) -> None:
-        seg.check_at = min(seg.limit, pos + self._progress_step) if self._progress_step \
-            else seg.limit
+                self._progress.check_at(self._active, self._active.end)
 
     def _roll(self, need: int, size: int | None = None) -> Segment:
         """Seal the active segment and start the next one (under the append lock).
@@ -491,7 +485,7 @@ class Log:
             for target, targets in self._book.thaw():
                 self._publish(target, targets)
         self._states.note(new, records)
-        self._next_check(new, new.end)
+        self._progress.check_at(new, new.end)
         if self._abandon_at is None:  # else cut short
             seal(old, self._durable, self._write)
         self._book.sealing(old)
@@ -558,20 +552,15 @@ class Log:
             start = self._book.undo_all()
             if start is not None:
                 self._drop_after(start)
-                self._erase_from(start)
+                seg = self._active
+                assert seg is not None and start >> SEG_SHIFT == seg.number
+                pos = start & OFFSET_MASK  # zero the undone writes (a SEAL too, if sealed)
+                end, seg.end = min(seg.end + SEAL_ROOM, seg.size), pos
+                erase(seg, pos, end)
                 self.abandon(start)
             elif self._active is not None and self._abandon_at is None:
                 self.abandon(self._active.lsn_base | self._active.end)
                 self._failed_sync = True
-
-    def _erase_from(self, lsn: int) -> None:
-        """Zero the undone writes from ``lsn`` to the end of the active segment (see
-        :func:`erase`), and end the segment there."""
-        seg = self._active
-        assert seg is not None and lsn >> SEG_SHIFT == seg.number
-        pos = lsn & OFFSET_MASK
-        end, seg.end = min(seg.end + SEAL_ROOM, seg.size), pos  # a SEAL too, if sealed
-        erase(seg, pos, end)
 
     def _drop_after(self, lsn: int) -> None:
         """Discard segments that start after ``lsn`` (they hold nothing durable)."""
