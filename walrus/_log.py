@@ -4,8 +4,11 @@ All topics append into one sequence of segment files, so one fsync covers every 
 (group commit across topics) and the number of open files does not grow with the number of
 topics. Each topic keeps, in memory, the LSN of each of its retained entries.
 
-Locking: ``lock`` (the append lock) guards the write position and the topics' write-side
-fields; a topic's ``read_lock`` guards its cursor. The order is always topic, then append.
+Locking: ``Log.mutex`` (the append lock) guards the write position and the topics'
+write-side fields; a topic's ``read_lock`` guards its cursor. The order is always topic,
+then append. Beside the log, with fields of their own under the same lock: making segments
+(``_making.py``), sync bookkeeping (``_syncbook.py``), laying records down and noting what
+they say (``_records.py``), the prefaulter's cue (``_progress.py``).
 """
 
 from __future__ import annotations
@@ -88,25 +91,31 @@ class Recovered:
 
 
 class Log:
-    """The write side of the log: segments, the write position, the pending ledger, sync
-    bookkeeping and the spare segment. Every field is assigned here and nowhere else.
+    """The write side of the log: segments, the write position, the topic table, batches and
+    rolls. Every field is assigned here and nowhere else; the rest of the write side has
+    owners of their own, each guarding its fields with the append lock it is given:
+    ``_maker`` (:class:`SegmentMaker`: the spare and the numbering), ``_book``
+    (:class:`SyncBook`: the pending SyncEach writes, what a sync pass must cover),
+    ``_states`` (:class:`SegmentStates`: what each segment's index will say) and
+    ``_progress`` (:class:`ProgressCue`: the prefaulter's cue).
 
     Which lock guards what (``_mutex`` is the append lock; the order is always a topic's
     ``read_lock``, then the append lock):
 
     - under ``_mutex``: ``_active`` and its ``end``, ``_segments`` (a roll adds, reclamation
-      deletes), ``_by_tid``/``_by_name``/``_max_tid`` (a batch creates a topic; pending undo
-      removes it), the topics' write-side fields, ``_durable``, ``_pending``, ``_unsynced``,
-      ``_meta``, ``_abandon_at``, ``_failed_sync``, ``_next_number``, ``_spare``,
-      ``_making``, ``_progress_step``/``_on_progress``, ``closed``.
-    - ``_roll_targets`` and ``_deferred``: set by a roll under ``_mutex``; a sync pass reads
-      them without it (that is their point: it must not wait for the roll).
+      deletes), ``_by_tid``/``_by_name``/``_max_tid`` (a batch creates a topic; an undone
+      one goes), the topics' write-side fields, ``_durable``, ``_abandon_at``,
+      ``_failed_sync``, ``closed``.
     - ``_to_index``: a roll appends under ``_mutex``; the index writer (the background
       worker, or ``close`` once that stopped) removes through :meth:`indexed` (single list
       operations, atomic under the GIL).
     - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
     - set once before any write: ``_wait_durable``, ``_on_seal`` (see
       :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
+
+    A write's bookkeeping, and a roll's switch, are plain stores ended by at most one call,
+    so an interrupt (raised only at a call) finds them whole or not begun: the fields they
+    change stay here, or change through a C call (``SyncBook.add``).
     """
 
     def __init__(self, directory: str, backend: Backend, found: Recovered, *,
