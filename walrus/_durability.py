@@ -129,7 +129,7 @@ class Durability:
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
         log = self.log
-        target, targets = log.sync_targets()
+        target, targets = log.sync_book.sync_targets()
         if target <= log.durable and not log.unsynced:
             return
         try:
@@ -144,7 +144,7 @@ class Durability:
                 if not log.sync_each:
                     self.error = error
             raise error from exc
-        log.synced(target, targets)
+        log.sync_book.synced(target, targets)
 
     def wait(self, lsn: int) -> None:
         """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).

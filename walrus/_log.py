@@ -43,7 +43,7 @@ from ._making import SEAL_ROOM, SegmentMaker, preamble
 from ._progress import ProgressCue
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
-from ._syncbook import Pending, SyncBook, Targets, pending_entries, pending_state
+from ._syncbook import Pending, SyncBook, pending_entries, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
@@ -149,7 +149,7 @@ class Log:
         ``durable`` may be lost, which the next segment's header records."""
         self._to_index: list[Segment] = list(found.to_index)
         """Sealed segments whose index file is still to be written (after a sync)."""
-        self._book = SyncBook(self._mutex, list(found.to_index))
+        self._book = SyncBook(self, self._mutex, list(found.to_index), sync_each)
         """What sync passes must still cover beyond the active segment."""
         self._states = SegmentStates(found.meta)
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
@@ -176,6 +176,7 @@ class Log:
     by_name: dict[str, Topic] = _exposed("_by_name")
     states: SegmentStates = _exposed("_states")
     mutex: threading.Lock = _exposed("_mutex")
+    sync_book: SyncBook = _exposed("_book")
     durable: int = _exposed("_durable")
     pending: list[Pending] = _exposed("_book.pending")
     unsynced: list[Segment] = _exposed("_book.unsynced")
@@ -486,13 +487,12 @@ class Log:
             prev_end = old.lsn_base | old.end
         records = preamble(self._by_tid.values())
         flags = FOLLOWS_FAILED_SYNC if self._failed_sync else 0
-        self._book.freeze(old)
+        self._book.freeze()
         try:
             new = self._maker.next(old, records, need, size, prev_end, flags, self._durable,
                                    self._write)
         finally:
-            for target, targets in self._book.thaw():
-                self._publish(target, targets)
+            self._book.thaw()
         self._states.note(new, records)
         self._progress.check_at(new, new.end)
         if self._abandon_at is None:  # else cut short
@@ -516,37 +516,15 @@ class Log:
 
     # --- durability ---------------------------------------------------------------------------
 
-    def sync_targets(self) -> Targets:
-        """What a sync pass must cover right now: (LSN written so far, [(segment, end)]);
-        while a roll makes a file, what it found (see :meth:`SyncBook.frozen`)."""
-        frozen = self._book.frozen()
-        if frozen is not None:
-            return frozen
-        with self._mutex:
-            assert self._active is not None
-            return self._book.targets(self._active)
-
-    def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
-        """A sync pass covering ``targets`` succeeded: publish what it made durable.
-
-        Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
-        the next pass must not wait for the allocation either.
-        """
-        if not self._sync_each and self._book.defer((target, targets)):
-            return
-        wait_for(self._mutex)
-        with self._mutex:
-            self._publish(target, targets)
-
-    def _publish(self, target: int, targets: list[tuple[Segment, int]]) -> None:
-        """Note what a sync pass made durable (under the append lock)."""
+    def durable_through(self, target: int) -> None:
+        """A sync pass made everything through ``target`` durable (under the append lock):
+        note it, and claim it just past the end of the log (a MARK) if the log goes on."""
         if target > self._durable:
             self._durable = target
-            seg = self._active  # the MARK goes past the end of the log, if it may go on
+            seg = self._active
             if not (seg is None or seg.sealed or self._abandon_at is not None
                     or self._read_only):
                 mark_durable(seg, target)
-        self._book.settle(target, targets)
 
     def sync_failed(self, target: int) -> None:
         """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.

@@ -1,10 +1,12 @@
 """Sync bookkeeping: what a sync pass must cover, and what a pass settles.
 
 A sync pass runs without the append lock (an fsync takes milliseconds): it asks for its
-targets, syncs them, and reports back. :class:`SyncBook` owns what the targets are made of
-beyond the active segment (the sealed segments not synced yet), and lets a pass go on while
-a roll holds the append lock to make a file. :class:`Pending` is what a ``SyncEach`` write
-leaves until a pass settles it: published once durable, or undone if the pass failed.
+targets, syncs them, and reports back. :class:`SyncBook` answers both: it owns what the
+targets are made of beyond the active segment (the sealed segments not synced yet), lets a
+pass go on while a roll holds the append lock to make a file, and settles what a pass made
+durable; the log keeps the durable point itself (every record claims it), and is told
+through :meth:`Log.durable_through`. :class:`Pending` is what a ``SyncEach`` write leaves
+until a pass settles it: published once durable, or undone if the pass failed.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from ._codec import TopicSummary
 from ._segment import Segment
 from ._topics import Topic
-from ._waiting import SPINS
+from ._waiting import SPINS, wait_for
 
 ROLL_POLL = 0.001
 """Seconds a sync pass waits between two looks for a roll under way, once the append lock
@@ -24,6 +27,15 @@ was held longer than SPINS."""
 
 Targets = tuple[int, list[tuple[Segment, int]]]
 """What a sync pass must cover: (LSN written so far, [(segment, end)])."""
+
+
+class _Log(Protocol):
+    """What the book asks of the log (under the append lock)."""
+
+    @property
+    def active(self) -> Segment | None: ...
+
+    def durable_through(self, target: int) -> None: ...
 
 
 class SyncBook:
@@ -40,10 +52,14 @@ class SyncBook:
     for the allocation; single stores and list operations, atomic under the GIL.
     """
 
-    __slots__ = ("_deferred", "_frozen", "_mutex", "add", "pending", "unsynced")
+    __slots__ = ("_deferred", "_frozen", "_log", "_mutex", "_sync_each", "add", "pending",
+                 "unsynced")
 
-    def __init__(self, mutex: threading.Lock, unsynced: list[Segment]) -> None:
+    def __init__(self, log: _Log, mutex: threading.Lock, unsynced: list[Segment],
+                 sync_each: bool) -> None:
+        self._log = log
         self._mutex = mutex
+        self._sync_each = sync_each
         self.pending: list[Pending] = []
         self.add = self.pending.append
         """Enter a write's :class:`Pending` (under the append lock). A C call, so a write's
@@ -53,24 +69,40 @@ class SyncBook:
         self._frozen: Targets | None = None
         self._deferred: list[Targets] = []
 
-    def targets(self, active: Segment) -> Targets:
+    def sync_targets(self) -> Targets:
+        """What a sync pass must cover right now.
+
+        While a roll holds the append lock to make a file (slow on some file systems), the
+        targets it saw are the answer: nothing can be written meanwhile, and the sync that
+        keeps the schedule's promise must not wait for the allocation.
+        """
+        if self._rolling():
+            frozen = self._frozen
+            if frozen is not None:
+                return frozen
+        with self._mutex:
+            return self._targets()
+
+    def _targets(self) -> Targets:
         """The sync targets now (under the append lock)."""
+        active = self._log.active
+        assert active is not None
         targets = [(s, s.end) for s in self.unsynced]
         targets.append((active, active.end))
         return active.lsn_base | active.end, targets
 
-    def frozen(self) -> Targets | None:
-        """The targets a roll froze, if one holds the append lock to make a file: nothing
-        can be written meanwhile, and the pass that keeps the schedule's promise must not
-        wait for the allocation. None once the lock looks free."""
-        return self._frozen if self._rolling() else None
+    def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """A sync pass covering ``targets`` succeeded: publish what it made durable.
 
-    def defer(self, targets: Targets) -> bool:
-        """Leave what a pass made durable to the roll making a file, if one is (True)."""
-        if self._rolling() and self._frozen is not None:
-            self._deferred += [targets]  # no call since the test: the roll sees it
-            return True
-        return False
+        Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
+        the next pass must not wait for the allocation either.
+        """
+        if not self._sync_each and self._rolling() and self._frozen is not None:
+            self._deferred += [(target, targets)]  # no call since the test: the roll sees it
+            return
+        wait_for(self._mutex)
+        with self._mutex:
+            self._settle(target, targets)
 
     def _rolling(self) -> bool:
         """Wait for the append lock to look free; True instead once a roll holds it to make
@@ -88,15 +120,16 @@ class SyncBook:
             time.sleep(ROLL_POLL)
         return False
 
-    def freeze(self, active: Segment) -> None:
+    def freeze(self) -> None:
         """A roll is about to make a file: passes meanwhile cover what is written now."""
-        self._frozen = self.targets(active)
+        self._frozen = self._targets()
 
-    def thaw(self) -> list[Targets]:
-        """The roll made its file (or failed): the passes that ended meanwhile, to publish."""
+    def thaw(self) -> None:
+        """The roll made its file (or failed): publish the passes that ended meanwhile."""
         self._frozen = None
         deferred, self._deferred = self._deferred, []
-        return deferred
+        for target, targets in deferred:
+            self._settle(target, targets)
 
     def sealing(self, seg: Segment) -> None:
         """A roll is sealing ``seg``: passes must cover its end. Told before the roll's
@@ -104,11 +137,12 @@ class SyncBook:
         listed too: one more sync, never one less."""
         self.unsynced += [seg]
 
-    def settle(self, target: int, targets: list[tuple[Segment, int]]) -> None:
-        """A pass synced ``targets``, up to LSN ``target`` (under the append lock): publish
-        the writes it made durable, and forget the segments it covered. A segment counts as
-        synced only up to where the pass found it (one that was active when the pass began
-        may have been written on, and sealed, meanwhile)."""
+    def _settle(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """A pass synced ``targets``, up to LSN ``target`` (under the append lock): tell the
+        log, publish the writes it made durable, and forget the segments it covered. A
+        segment counts as synced only up to where the pass found it (one that was active
+        when the pass began may have been written on, and sealed, meanwhile)."""
+        self._log.durable_through(target)
         ends = {id(seg): end for seg, end in targets}
         self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
         if self.pending:
