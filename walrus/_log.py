@@ -538,27 +538,26 @@ class Log:
         with self._mutex:
             start = self._book.undo_all()
             if start is not None:
-                self._drop_after(start)
-                seg = self._active
-                assert seg is not None and start >> SEG_SHIFT == seg.number
-                pos = start & OFFSET_MASK  # zero the undone writes (a SEAL too, if sealed)
-                end, seg.end = min(seg.end + SEAL_ROOM, seg.size), pos
-                erase(seg, pos, end)
-                self.abandon(start)
+                self._cut_back(start)
             elif self._active is not None and self._abandon_at is None:
                 self.abandon(self._active.lsn_base | self._active.end)
                 self._failed_sync = True
 
-    def _drop_after(self, lsn: int) -> None:
-        """Discard segments that start after ``lsn`` (they hold nothing durable)."""
+    def _cut_back(self, lsn: int) -> None:
+        """End the log at ``lsn``, where undone writes began: discard the segments after it
+        (they hold nothing durable) and zero the undone bytes (a SEAL too, if sealed)."""
         keep = lsn >> SEG_SHIFT
         for number in [n for n in self._segments if n > keep]:
             self._maker.lost(self._segments.pop(number))
             self._states.forget(number)
-        self._active = self._segments[keep]
-        self._active.sealed = False
+        seg = self._active = self._segments[keep]
+        seg.sealed = False
         self._book.drop_from(keep)
         self._to_index = [s for s in self._to_index if s.number < keep]
+        pos = lsn & OFFSET_MASK
+        end, seg.end = min(seg.end + SEAL_ROOM, seg.size), pos
+        erase(seg, pos, end)
+        self.abandon(lsn)
 
     def forget(self, doomed: list[Segment]) -> None:
         """Reclamation deletes these oldest segments: they are no longer part of the log."""
