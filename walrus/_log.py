@@ -13,7 +13,6 @@ they say (``_records.py``), the prefaulter's cue (``_progress.py``).
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from array import array
@@ -41,6 +40,7 @@ from ._errors import StorageError, WalrusClosedError
 from ._errors import storage_error as storage_error  # where other modules find it
 from ._making import SEAL_ROOM, SegmentMaker, preamble
 from ._progress import ProgressCue
+from ._records import Payload as Payload  # where other modules find it
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
 from ._syncbook import Pending, SyncBook, pending_entries, pending_state
@@ -51,14 +51,9 @@ from ._waiting import wait_for as wait_for  # where other modules find it
 if TYPE_CHECKING:
     from .backends._base import Backend
 
-logger = logging.getLogger("walrus")
-
 _crc32 = __import__("zlib").crc32
 _pack_into = RECORD.pack_into
 _crc_pack_into = _codec.CRC.pack_into
-_unpack_from = RECORD.unpack_from
-
-Payload = bytes | bytearray | memoryview
 
 
 def _exposed(field: str) -> Any:
@@ -150,7 +145,8 @@ class Log:
         self._to_index: list[Segment] = list(found.to_index)
         """Sealed segments whose index file is still to be written (after a sync)."""
         self._book = SyncBook(self, self._mutex, list(found.to_index), sync_each)
-        """What sync passes must still cover beyond the active segment."""
+        """The pending SyncEach writes, what sync passes must still cover beyond the active
+        segment, and the passes' side of the protocol."""
         self._states = SegmentStates(found.meta)
         """Per segment: the TOPIC/CURSOR/CLEAN/DIRTY state its records hold (for its index)."""
         self._on_seal: Callable[[], None] | None = None

@@ -37,7 +37,7 @@ class SegmentMaker:
     :meth:`prepare_spare` takes it itself): ``_spare`` (a segment made ready in the
     background for the next roll), ``_next_number`` (no new segment gets a lower number:
     numbers of damaged files and of reserved spares are never reused) and ``_making`` (the
-    file the current roll is making, discarded if the roll fails).
+    file the current roll is making, discarded if the roll fails; reset by the next roll).
 
     The log never tells it that a roll switched to a segment it made: a roll's switch is plain
     stores, with no call an interrupt could stop halfway (see ``Log._roll``). It learns it from

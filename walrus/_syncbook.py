@@ -43,13 +43,15 @@ class SyncBook:
     and the targets a roll froze.
 
     Guarded by the log's append lock, ``_mutex``: ``pending`` (the ``SyncEach`` writes not
-    durable yet, oldest first: entered through :attr:`add`, settled by :meth:`settle` or
-    :meth:`undo_all`) and ``unsynced`` (sealed segments with writes not yet synced, oldest
-    first: a roll adds the one it seals, a pass that covered one removes it). Set by a roll
-    under that lock, but read or added to by a pass without it: ``_frozen`` (while the roll
-    makes the next segment, the targets as it found them) and ``_deferred`` (passes that
-    ended meanwhile, which the roll publishes). That is their point, a pass must not wait
-    for the allocation; single stores and list operations, atomic under the GIL.
+    durable yet, oldest first: entered through :attr:`add`, settled when a pass succeeded
+    or undone by :meth:`undo_all`) and ``unsynced`` (sealed segments with writes not yet
+    synced, oldest first: a roll adds the one it seals, a pass that covered one removes it).
+
+    Set by a roll under that lock, but read or added to by a pass without it: ``_frozen``
+    (while the roll makes the next segment, the targets as it found them) and ``_deferred``
+    (passes that ended meanwhile, which the roll publishes). That is their point, a pass
+    must not wait for the allocation; single stores and list operations, atomic under the
+    GIL. Set once: ``_log`` (told what a pass made durable), ``_mutex``, ``_sync_each``.
     """
 
     __slots__ = ("_deferred", "_frozen", "_log", "_mutex", "_sync_each", "add", "pending",
