@@ -88,7 +88,7 @@ class Recovered:
 class Log:
     """The write side of the log: segments, the write position, the topic table, batches and
     rolls. Every field is assigned here and nowhere else; the rest of the write side has
-    owners of their own, each guarding its fields with the append lock it is given:
+    owners of their own, whose fields the append lock guards too (their docstrings say how):
     ``_maker`` (:class:`SegmentMaker`: the spare and the numbering), ``_book``
     (:class:`SyncBook`: the pending SyncEach writes, what a sync pass must cover),
     ``_states`` (:class:`SegmentStates`: what each segment's index will say) and
