@@ -31,7 +31,7 @@ from contextlib import contextmanager
 
 from ._dirlock import _try_lock
 from ._errors import StorageError, WalrusError, WalrusLockedError
-from ._log import sync_directory
+from ._making import sync_directory
 from .backends._base import Backend, File
 
 logger = logging.getLogger("walrus")

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ._consumers import Registry, lowest
-from ._errors import StorageError
+from ._errors import StorageError, storage_error
 from ._indexing import index_segment, summary_of, write_index
-from ._log import Log, storage_error
+from ._log import Log
 from ._prefault import Prefaulter, SyncCadence
 from ._reclaim import delete_before, low_watermark
 from ._segment import Segment
@@ -131,7 +131,7 @@ class Durability:
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
         log = self.log
-        target, targets = log.sync_targets()
+        target, targets = log.sync_book.sync_targets()
         if target <= log.durable and not log.unsynced:
             return
         try:
@@ -146,7 +146,7 @@ class Durability:
                 if not log.sync_each:
                     self.error = error
             raise error from exc
-        log.synced(target, targets)
+        log.sync_book.synced(target, targets)
 
     def wait(self, lsn: int) -> None:
         """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).

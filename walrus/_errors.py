@@ -108,3 +108,10 @@ class ReadOnlyError(_OSWalrusError):
 class ForwardError(WalrusError):
     """Forwarding cannot go on safely: the sink is missing, or the target (a stream, a subject)
     holds something that does not continue this log."""
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Wrap an OSError from a backend so it names the operation (and stays an OSError)."""
+    if isinstance(exc, StorageError):
+        return exc
+    return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")

@@ -6,7 +6,8 @@ import os
 
 from . import _codec
 from ._codec import SegmentSummary, TopicSummary
-from ._log import Log, sync_directory
+from ._log import Log
+from ._making import sync_directory
 from ._segment import Segment, index_name
 from ._speedups import record_bytes
 
@@ -19,7 +20,7 @@ def summary_of(log: Log, seg: Segment, end: int | None = None) -> SegmentSummary
     """
     covered = seg.end if end is None else end
     summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
-    meta = log.meta.get(seg.number, {})
+    meta = log.states.in_segment(seg.number)
     buf = seg.whole()
     for tid, t in list(log.by_tid.items()):
         lo, hi = t.lsn_range(seg.number, covered)

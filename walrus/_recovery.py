@@ -18,7 +18,8 @@ from . import _codec
 from ._codec import DAMAGED, NO_ENTRY, NO_MARK, SEG_SHIFT, SEGMENT_HEADER_SIZE, SegmentSummary
 from ._directory import Directory, parse_index_name, scan_limit, settled_scan, unlink
 from ._follow import Listing, follow, written_end
-from ._log import Log, Recovered, sync_directory
+from ._log import Log, Recovered
+from ._making import sync_directory
 from ._segment import Segment, index_name, list_directory, segment_name, size_for
 from ._topics import Topic
 from .backends._base import Backend

@@ -1,0 +1,220 @@
+"""Sync bookkeeping: what a sync pass must cover, and what a pass settles.
+
+A sync pass runs without the append lock (an fsync takes milliseconds): it asks for its
+targets, syncs them, and reports back. :class:`SyncBook` answers both: it owns what the
+targets are made of beyond the active segment (the sealed segments not synced yet), lets a
+pass go on while a roll holds the append lock to make a file, and settles what a pass made
+durable; the log keeps the durable point itself (every record claims it), and is told
+through :meth:`Log.durable_through`. :class:`Pending` is what a ``SyncEach`` write leaves
+until a pass settles it: published once durable, or undone if the pass failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ._codec import TopicSummary
+from ._segment import Segment
+from ._topics import Topic
+from ._waiting import SPINS, wait_for
+
+ROLL_POLL = 0.001
+"""Seconds a sync pass waits between two looks for a roll under way, once the append lock
+was held longer than SPINS."""
+
+Targets = tuple[int, list[tuple[Segment, int]]]
+"""What a sync pass must cover: (LSN written so far, [(segment, end)])."""
+
+
+class _Log(Protocol):
+    """What the book asks of the log (under the append lock)."""
+
+    @property
+    def active(self) -> Segment | None: ...
+
+    def durable_through(self, target: int) -> None: ...
+
+
+class SyncBook:
+    """The writes a sync pass must still settle, the sealed segments it must still cover,
+    and the targets a roll froze.
+
+    Guarded by the log's append lock, ``_mutex``: ``pending`` (the ``SyncEach`` writes not
+    durable yet, oldest first: entered through :attr:`add`, settled when a pass succeeded
+    or undone by :meth:`undo_all`) and ``unsynced`` (sealed segments with writes not yet
+    synced, oldest first: a roll adds the one it seals, a pass that covered one removes it).
+
+    Set by a roll under that lock, but read or added to by a pass without it: ``_frozen``
+    (while the roll makes the next segment, the targets as it found them) and ``_deferred``
+    (passes that ended meanwhile, which the roll publishes). That is their point, a pass
+    must not wait for the allocation; single stores and list operations, atomic under the
+    GIL. Set once: ``_log`` (told what a pass made durable), ``_mutex``, ``_sync_each``.
+    """
+
+    __slots__ = ("_deferred", "_frozen", "_log", "_mutex", "_sync_each", "add", "pending",
+                 "unsynced")
+
+    def __init__(self, log: _Log, mutex: threading.Lock, unsynced: list[Segment],
+                 sync_each: bool) -> None:
+        self._log = log
+        self._mutex = mutex
+        self._sync_each = sync_each
+        self.pending: list[Pending] = []
+        self.add = self.pending.append
+        """Enter a write's :class:`Pending` (under the append lock). A C call, so a write's
+        bookkeeping, which is plain stores, can end with it: an interrupt lands after it,
+        never inside (``pending`` is therefore never rebound, only changed in place)."""
+        self.unsynced = unsynced
+        self._frozen: Targets | None = None
+        self._deferred: list[Targets] = []
+
+    def sync_targets(self) -> Targets:
+        """What a sync pass must cover right now.
+
+        While a roll holds the append lock to make a file (slow on some file systems), the
+        targets it saw are the answer: nothing can be written meanwhile, and the sync that
+        keeps the schedule's promise must not wait for the allocation.
+        """
+        if self._rolling():
+            frozen = self._frozen
+            if frozen is not None:
+                return frozen
+        with self._mutex:
+            return self._targets()
+
+    def _targets(self) -> Targets:
+        """The sync targets now (under the append lock)."""
+        active = self._log.active
+        assert active is not None
+        targets = [(s, s.end) for s in self.unsynced]
+        targets.append((active, active.end))
+        return active.lsn_base | active.end, targets
+
+    def synced(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """A sync pass covering ``targets`` succeeded: publish what it made durable.
+
+        Unless writers wait for it (SyncEach), a roll making a file publishes it when done:
+        the next pass must not wait for the allocation either.
+        """
+        if not self._sync_each and self._rolling() and self._frozen is not None:
+            self._deferred += [(target, targets)]  # no call since the test: the roll sees it
+            return
+        wait_for(self._mutex)
+        with self._mutex:
+            self._settle(target, targets)
+
+    def _rolling(self) -> bool:
+        """Wait for the append lock to look free; True instead once a roll holds it to make
+        a file (``_frozen`` is set)."""
+        mutex = self._mutex
+        for spin in range(SPINS + 1):
+            if not mutex.locked():
+                return False
+            if self._frozen is not None:
+                return True
+            time.sleep(0 if spin < SPINS else ROLL_POLL)  # see wait_for
+        while mutex.locked():
+            if self._frozen is not None:
+                return True
+            time.sleep(ROLL_POLL)
+        return False
+
+    def freeze(self) -> None:
+        """A roll is about to make a file: passes meanwhile cover what is written now."""
+        self._frozen = self._targets()
+
+    def thaw(self) -> None:
+        """The roll made its file (or failed): publish the passes that ended meanwhile."""
+        self._frozen = None
+        deferred, self._deferred = self._deferred, []
+        for target, targets in deferred:
+            self._settle(target, targets)
+
+    def sealing(self, seg: Segment) -> None:
+        """A roll is sealing ``seg``: passes must cover its end. Told before the roll's
+        switch (which is plain stores), so an interrupt in between leaves the active segment
+        listed too: one more sync, never one less."""
+        self.unsynced += [seg]
+
+    def _settle(self, target: int, targets: list[tuple[Segment, int]]) -> None:
+        """A pass synced ``targets``, up to LSN ``target`` (under the append lock): tell the
+        log, publish the writes it made durable, and forget the segments it covered. A
+        segment counts as synced only up to where the pass found it (one that was active
+        when the pass began may have been written on, and sealed, meanwhile)."""
+        self._log.durable_through(target)
+        ends = {id(seg): end for seg, end in targets}
+        self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
+        if self.pending:
+            done = 0
+            for item in self.pending:
+                if item.end > target:
+                    break
+                if item.publish is not None:
+                    item.publish()
+                done += 1
+            del self.pending[:done]
+
+    def undo_all(self) -> int | None:
+        """A pass failed (under the append lock): undo every pending write, newest first;
+        returns the LSN where the first began (None if there was none)."""
+        if not self.pending:
+            return None
+        start = self.pending[0].start
+        for item in reversed(self.pending):
+            item.undo()
+        self.pending.clear()
+        return start
+
+    def drop_from(self, number: int) -> None:
+        """Segments from ``number`` on are no longer part of the log."""
+        self.unsynced = [s for s in self.unsynced if s.number < number]
+
+
+class Pending:
+    """A write made under ``SyncEach`` that is not durable yet (published or undone later)."""
+
+    __slots__ = ("end", "publish", "start", "undo")
+
+    def __init__(self, start: int, end: int, publish: Callable[[], None] | None,
+                 undo: Callable[[], None]) -> None:
+        self.start = start
+        self.end = end
+        self.publish = publish
+        self.undo = undo
+
+
+def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: int,
+                    unlist: Callable[[Topic], None] | None = None) -> Pending:
+    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes): published (made
+    visible) once durable, undone if the sync fails; ``unlist`` removes a topic they
+    created. Undo runs newest first, so each undo removes exactly what its own append added.
+    """
+
+    def publish() -> None:
+        if t.visible < seq + count:
+            t.visible = seq + count
+
+    def undo() -> None:
+        del t.lsns[len(t.lsns) - count:]
+        t.next_seq = seq
+        t.nbytes -= size
+        if unlist is not None:
+            unlist(t)
+
+    return Pending(start, end, publish, undo)
+
+
+def pending_state(t: Topic, meta: TopicSummary, start: int, end: int) -> Pending:
+    """A CURSOR, CLEAN or DIRTY record about to be written for ``t``: undone (the topic's
+    and the segment index's state as they are now) if the sync fails."""
+
+    def undo(previous: tuple[int, int] = (t.persisted, t.mark),
+             noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
+        t.persisted, t.mark = previous
+        t.rewind_cursor()
+        meta.cursor, meta.mark = noted  # the segment's index must not claim it
+
+    return Pending(start, end, None, undo)
