@@ -32,6 +32,7 @@ from ._log import Log, storage_error
 from ._reading import read_run
 from ._topics import Topic
 from ._validate import not_a_bool
+from ._wait import NOW, Waits
 
 AHEAD_COUNT = 512
 AHEAD_BYTES = 64 << 10
@@ -80,7 +81,7 @@ class Cursor:
                  lookup: Callable[[str, bool], Topic | None],
                  wait_durable: Callable[[int], None], *, persist_every: int | None,
                  sync_each: bool, read_only: bool, name: str = SHARED,
-                 owner: int | None = None) -> None:
+                 owner: int | None = None, waits: Waits | None = None) -> None:
         self.name = name
         """Which cursor of each topic this moves (only the shared one exists today)."""
         self.owner = os.getpid() if owner is None else owner
@@ -97,16 +98,21 @@ class Cursor:
         self._sync_each = sync_each
         self._read_only = read_only
         self.closed = False
+        self.waits = Waits(log) if waits is None else waits
+        """Where a read that waits for an entry registers."""
 
     def shut(self) -> None:
         """Refuse every read from now on (reads in flight finish)."""
         self.closed = True
 
-    def read_next(self, topic: str, checkpoint: bool = True) -> Entry | None:
+    def read_next(self, topic: str, checkpoint: bool = True,
+                  timeout: float | None = NOW) -> Entry | None:
         """The next entry of ``topic`` at this cursor, or None (see ``Walrus.read_next``).
 
         The hot path of reads, one frame: the facade binds its ``read_next`` to it.
         """
+        if timeout is not NOW:  # a waiting read (or a timeout to check)
+            return self._wait_next(topic, checkpoint, timeout)
         if checkpoint is not True and checkpoint is not False:
             raise not_a_bool("checkpoint", checkpoint)
         try:
@@ -138,6 +144,11 @@ class Cursor:
         if wait and self._sync_each:
             self._wait(wait)
         return entry
+
+    def _wait_next(self, topic: str, checkpoint: bool, timeout: object) -> Entry | None:
+        """``read_next`` with a timeout: tries it again each time the topic may have more
+        (a separate frame: a closure would cost the hot path its plain locals)."""
+        return self.waits.wait(lambda: self.read_next(topic, checkpoint), topic, timeout)
 
     def _read_ahead(self, t: Topic, seq: int, checkpoint: bool) -> Entry:
         """Refill the topic's read-ahead from ``seq`` (under its read lock).

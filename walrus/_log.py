@@ -131,6 +131,8 @@ class Log:
       worker, or ``close`` once that stopped) removes through :meth:`indexed` (single list
       operations, atomic under the GIL).
     - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
+    - ``_on_visible``: set by :meth:`watch_visible` (under the waiters' own lock), read by
+      writers under ``_mutex``.
     - set once before any write: ``_wait_durable``, ``_on_seal`` (see
       :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
     """
@@ -193,6 +195,9 @@ class Log:
         """The segment a roll is making, until it is part of the log (removed on failure)."""
         self._deferred: list[tuple[int, list[tuple[Segment, int]]]] = []
         """Sync passes that ended while a roll was making a file: it publishes them."""
+        self._on_visible: Callable[[Topic], None] | None = None
+        """Called when entries of a topic become visible to readers, while anybody waits
+        for one (see ``_wait.py``); None otherwise, so an append pays one attribute check."""
         if found.abandon_at is not None:
             self.abandon(found.abandon_at)
 
@@ -271,6 +276,11 @@ class Log:
     def call_on_seal(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each roll (the background worker's cue to index)."""
         self._on_seal = callback
+
+    def watch_visible(self, callback: Callable[[Topic], None] | None) -> None:
+        """Call ``callback`` (under the append lock) whenever entries of a topic become
+        visible to readers; None: stop."""
+        self._on_visible = callback
 
     def follow(self, segments: list[Segment], topics: dict[int, Topic]) -> None:
         """An observer's refresh found these segments and topics on disk: adopt them.
@@ -363,6 +373,8 @@ class Log:
                 seg.end = end  # type: ignore[union-attr]
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
+                if self._on_visible is not None:
+                    self._on_visible(t)
                 return seq
             pending = self._ledger_entry(t, lsn, lsn + end - p, seq, 1, end - p)
             t.nbytes += end - p
@@ -447,6 +459,8 @@ class Log:
             t.next_seq = seq + count
             if pending is None:
                 t.visible = seq + count
+                if self._on_visible is not None:
+                    self._on_visible(t)
                 return seq
             self._pending += (pending,)
         self._wait_durable(pending.end)
@@ -529,6 +543,8 @@ class Log:
         def publish() -> None:
             if t.visible < seq + count:
                 t.visible = seq + count
+                if self._on_visible is not None:
+                    self._on_visible(t)
 
         def undo() -> None:
             del t.lsns[len(t.lsns) - count:]
