@@ -23,9 +23,13 @@ SIGNATURES = {
     "append_for_topic": "(self, topic: 'str', data: 'Payload') -> 'int'",
     "batch_append_for_topic": "(self, topic: 'str', entries: 'Sequence[Payload]') -> 'int'",
     "flush": "(self) -> 'None'",
-    "read_next": "(self, topic: 'str', checkpoint: 'bool' = True) -> 'Entry | None'",
+    "read_next": "(self, topic: 'str', checkpoint: 'bool' = True, *, "
+                 "timeout: 'float | None' = 0) -> 'Entry | None'",
     "batch_read_for_topic": "(self, topic: 'str', max_bytes: 'int', checkpoint: 'bool' = True, "
-                            "start_offset: 'int | None' = None) -> 'list[Entry]'",
+                            "start_offset: 'int | None' = None, *, "
+                            "timeout: 'float | None' = 0) -> 'list[Entry]'",
+    "follow": "(self, topic: 'str', *, consumer: 'str | None' = None, "
+              "checkpoint: 'bool' = True) -> 'Iterator[Entry]'",
     "topics": "(self) -> 'list[str]'",
     "get_topic_entry_count": "(self, topic: 'str') -> 'int'",
     "get_topic_entry_counts": "(self) -> 'dict[str, int]'",

@@ -105,7 +105,7 @@ class Cursor:
         """Refuse every read from now on (reads in flight finish)."""
         self.closed = True
 
-    def read_next(self, topic: str, checkpoint: bool = True,
+    def read_next(self, topic: str, checkpoint: bool = True, *,
                   timeout: float | None = NOW) -> Entry | None:
         """The next entry of ``topic`` at this cursor, or None (see ``Walrus.read_next``).
 

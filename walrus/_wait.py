@@ -257,15 +257,16 @@ def _follow(wal: Walrus, topic: str, checkpoint: bool,
     try:
         if checkpoint:
             while True:
-                entry = wal.read_next(topic, True, None, **named)
+                entry = wal.read_next(topic, True, timeout=None, **named)
                 assert entry is not None
                 yield entry
-        entry = wal.read_next(topic, False, None, **named)
+        entry = wal.read_next(topic, False, timeout=None, **named)
         assert entry is not None
         yield entry
         at = entry.offset + 1
         while True:
-            for entry in wal.batch_read_for_topic(topic, FOLLOW_BYTES, False, at, None):
+            for entry in wal.batch_read_for_topic(topic, FOLLOW_BYTES, False, at,
+                                                    timeout=None):
                 yield entry
                 at = entry.offset + 1
     except WalrusClosedError as exc:

@@ -296,7 +296,7 @@ class Walrus:
 
     # --- reads ------------------------------------------------------------------------------------
 
-    def read_next(self, topic: str, checkpoint: bool = True,
+    def read_next(self, topic: str, checkpoint: bool = True, *,
                   timeout: float | None = 0) -> Entry | None:
         """The next entry of ``topic`` at the shared cursor, or None.
 
@@ -306,10 +306,10 @@ class Walrus:
         """
         # Every instance binds this name straight to its cursor's hot path, which does the
         # same in one frame.
-        return self._cursor.read_next(topic, checkpoint, timeout)
+        return self._cursor.read_next(topic, checkpoint, timeout=timeout)
 
     def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
-                             start_offset: int | None = None,
+                             start_offset: int | None = None, *,
                              timeout: float | None = 0) -> list[Entry]:
         """Entries in commit order, up to ``max_bytes`` of payload and 2000 entries.
 
