@@ -89,6 +89,8 @@ class Waits:
         self._lock = threading.Lock()
         self._by_name: dict[str, list[Waker]] = {}
         self._watcher = watcher
+        if watcher is not None:
+            watcher.attach(self)
         self.closed = False
 
     def add(self, name: str, waker: Waker) -> None:
@@ -120,6 +122,11 @@ class Waits:
         """The topics somebody waits for now."""
         with self._lock:
             return list(self._by_name)
+
+    def count(self, name: str) -> int:
+        """How many wait for topic ``name`` now."""
+        with self._lock:
+            return len(self._by_name.get(name, ()))
 
     def waiting(self) -> bool:
         return bool(self._by_name)
