@@ -248,38 +248,58 @@ class Watcher:
 
 
 def follow_topic(wal: Walrus, topic: str, consumer: str | None,
-           checkpoint: bool) -> Iterator[Entry]:
+                 checkpoint: bool) -> Iterator[Entry]:
     """``Walrus.follow``: the arguments are checked now, the entries read as they are asked
-    for. A consuming follow reads one entry at a time, so an iteration the caller stops
-    consumes nothing it did not yield; a peeking one reads from the cursor on, in batches."""
-    check_topic(topic)
-    if checkpoint is not True and checkpoint is not False:
-        raise not_a_bool("checkpoint", checkpoint)
-    named = {} if consumer is None else {"consumer": consumer}
-    return _follow(wal, topic, checkpoint, named)
+    for."""
+    return _follow(wal, FollowPlan(topic, consumer, checkpoint))
 
 
-def _follow(wal: Walrus, topic: str, checkpoint: bool,
-            named: dict[str, str]) -> Iterator[Entry]:
+def _follow(wal: Walrus, plan: FollowPlan) -> Iterator[Entry]:
     try:
-        if checkpoint:
-            while True:
-                entry = wal.read_next(topic, True, timeout=None, **named)
-                assert entry is not None
-                yield entry
-        entry = wal.read_next(topic, False, timeout=None, **named)
-        assert entry is not None
-        yield entry
-        at = entry.offset + 1
         while True:
-            for entry in wal.batch_read_for_topic(topic, FOLLOW_BYTES, False, at,
-                                                    timeout=None):
-                yield entry
-                at = entry.offset + 1
+            method, args, options = plan.call()
+            yield from plan.got(getattr(wal, method)(*args, **options))
     except WalrusClosedError as exc:
-        if wal.closed and not isinstance(exc, WalrusForkedError):
-            return
-        raise
+        if not plan.ended(wal.closed, exc):
+            raise
+
+
+class FollowPlan:
+    """What a follow reads next, for the blocking and the asyncio API alike.
+
+    A consuming follow reads one entry at a time, so an iteration the caller stops consumes
+    nothing it did not yield; a peeking one finds the cursor's entry, then reads on from it
+    in batches (``start_offset``), moving nothing.
+    """
+
+    def __init__(self, topic: str, consumer: str | None, checkpoint: bool) -> None:
+        check_topic(topic)
+        if checkpoint is not True and checkpoint is not False:
+            raise not_a_bool("checkpoint", checkpoint)
+        self.topic = topic
+        self.checkpoint = checkpoint
+        self.named: dict[str, object] = {} if consumer is None else {"consumer": consumer}
+        self.at: int | None = None
+        """A peeking follow's next offset, once known."""
+
+    def call(self) -> tuple[str, tuple[object, ...], dict[str, object]]:
+        """The next read: (method name, positional arguments, keywords)."""
+        if self.at is None:
+            return "read_next", (self.topic, self.checkpoint), {"timeout": None, **self.named}
+        return ("batch_read_for_topic", (self.topic, FOLLOW_BYTES, False, self.at),
+                {"timeout": None})
+
+    def got(self, result: Entry | list[Entry] | None) -> list[Entry]:
+        """The entries that read returned, to yield in order."""
+        entries = result if isinstance(result, list) else [] if result is None else [result]
+        if entries and not self.checkpoint:
+            self.at = entries[-1].offset + 1
+        return entries
+
+    @staticmethod
+    def ended(closed: bool, exc: WalrusClosedError) -> bool:
+        """A follow ends when its instance was closed (not when a fork inherited it)."""
+        return closed and not isinstance(exc, WalrusForkedError)
 
 
 _local = threading.local()
