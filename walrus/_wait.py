@@ -184,20 +184,30 @@ class Waits:
 class Watcher:
     """Follows a live writer's files while anybody waits in a read-only observer.
 
-    ``look`` picks up what the writer added (the observer's refresh) and ``visible`` says how
-    far a topic is readable now (-1: unknown). After each look, the waiters of every topic
-    that grew are woken. Looks come ``FAST`` seconds after one that found something, then
-    twice as far apart each time up to ``SLOW``: so an observer that keeps up with a busy
-    writer sees each entry within a few milliseconds, and one that waits in vain costs
-    ``1 / SLOW`` short looks a second. The thread ends when nobody waits.
+    ``probe`` returns the bytes where the writer's next write will land (None: unknown, so
+    look); while they stay the same nothing was added. When they change (or every
+    ``RELOOK`` seconds in any case: a roll that found no room for its SEAL changes nothing
+    there), ``look`` picks up what the writer added (the observer's refresh), and the waiters
+    of every topic whose ``visible`` count grew are woken. Probes come ``FAST`` seconds
+    after one that found something, then twice as far apart each time up to ``SLOW``, and
+    ``QUIET`` apart once the writer wrote nothing for ``QUIET_AFTER`` seconds: an observer
+    of a busy writer sees each entry within a few milliseconds, and one that waits in vain
+    costs ``1 / QUIET`` cheap probes a second (each wake-up of a sleeping thread costs tens
+    of microseconds of CPU on a virtual machine, so that is what keeps idle waiting cheap).
+    The thread ends when nobody waits.
     """
 
     FAST = 0.001
-    SLOW = 0.008
+    SLOW = 0.010
+    QUIET = 0.050
+    QUIET_AFTER = 5.0
+    RELOOK = 1.0
 
-    def __init__(self, look: Callable[[], object], visible: Callable[[str], int]) -> None:
+    def __init__(self, look: Callable[[], object], visible: Callable[[str], int],
+                 probe: Callable[[], bytes | None]) -> None:
         self._look = look
         self._visible = visible
+        self._probe = probe
         self._waits: Waits | None = None
         self._cue = Cue()
         self._thread: threading.Thread | None = None
@@ -225,6 +235,8 @@ class Watcher:
         waits = self._waits
         assert waits is not None
         pause = self.FAST
+        seen: bytes | None = None
+        looked = changed = time.monotonic()
         while not self._stopping:
             names = waits.names()
             if not names:
@@ -233,17 +245,28 @@ class Watcher:
                         self._thread = None
                         return
                 continue
-            before = {name: self._visible(name) for name in names}
             try:
-                self._look()
-            except WalrusClosedError:
-                return
-            except Exception:  # a failing look: the waiters' own reads will report it
-                pass
-            grown = [n for n in names if self._visible(n) > before[n]]
-            for name in grown:
-                waits.wake_name(name)
-            pause = self.FAST if grown else min(pause * 2, self.SLOW)
+                now = self._probe()
+            except Exception:  # a segment let go meanwhile: look
+                now = None
+            grown: list[str] = []
+            if now != seen:
+                changed = time.monotonic()
+            if now is None or now != seen or time.monotonic() - looked >= self.RELOOK:
+                seen = now
+                before = {name: self._visible(name) for name in names}
+                try:
+                    self._look()
+                except WalrusClosedError:
+                    return
+                except Exception:  # a failing look: the waiters' own reads will report it
+                    pass
+                looked = time.monotonic()
+                grown = [n for n in names if self._visible(n) > before[n]]
+                for name in grown:
+                    waits.wake_name(name)
+            pause = (self.FAST if grown else min(pause * 2, self.SLOW)
+                     if time.monotonic() - changed < self.QUIET_AFTER else self.QUIET)
             self._cue.wait(pause)
 
 

@@ -39,6 +39,7 @@ from ._errors import (
     StorageError,
     WalrusError,
 )
+from ._follow import frontier
 from ._indexing import index_segment
 from ._log import Log, Payload, wait_for
 from ._prefault import writeback_age
@@ -142,7 +143,7 @@ class Walrus:
         self._durability = Durability(self._log)
         wait_durable = deferrable(self._durability.wait)  # walrus.aio waits off its loop
         self._log.use_durability(wait_durable)
-        self._waits = Waits(self._log, Watcher(self._observe, self._visible)
+        self._waits = Waits(self._log, Watcher(self._observe, self._visible, self._frontier)
                             if read_only else None)
         self._cursor = Cursor(
             self._log, self._fast_topics, self._lookup, wait_durable,
@@ -539,6 +540,11 @@ class Walrus:
         """How many entries of ``topic`` readers may see now (-1: no such topic yet)."""
         t = self._topics.get(topic)
         return -1 if t is None else t.visible
+
+    def _frontier(self) -> bytes | None:
+        """Observers: the bytes where the writer's next write lands (None: not known)."""
+        segments = self._rebuilder.segments
+        return frontier(segments[-1]) if segments else None
 
     def __enter__(self) -> Walrus:
         return self
