@@ -21,7 +21,7 @@ resolves a future on its loop, so a waiting task holds no thread.
 
 Deferring durability: under ``SyncEach`` an append (or a consuming read that writes a
 cursor) returns only once durable. The asyncio API must not block its loop on that fsync, so
-it calls the same methods inside :func:`collect_durable`, which makes the wait a note of the
+it calls the same methods through :func:`collected`, which makes the wait a note of the
 LSN to wait for; it then waits for that LSN off the loop (see ``walrus.aio``).
 """
 
@@ -31,7 +31,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from ._durability import Cue
@@ -330,7 +329,7 @@ _local = threading.local()
 
 def deferrable(wait: Callable[[int], None]) -> Callable[[int], None]:
     """``wait`` (return once the log is durable up to an LSN), unless the calling thread is
-    inside :func:`collect_durable`: then the LSN is noted instead, for the caller to wait
+    inside :func:`collected`: then the LSN is noted instead, for the caller to wait
     for later."""
 
     def wait_or_note(lsn: int) -> None:
@@ -343,14 +342,16 @@ def deferrable(wait: Callable[[int], None]) -> Callable[[int], None]:
     return wait_or_note
 
 
-@contextmanager
-def collect_durable() -> Iterator[list[int]]:
-    """Inside: SyncEach writes of this thread do not wait to be durable; the list gets the
-    LSNs they would have waited for."""
+def collected(call: Callable[[], T]) -> tuple[T | None, list[int], BaseException | None]:
+    """Run ``call`` with this thread's SyncEach waits deferred: (its result, the LSNs it
+    would have waited for, the error it raised). An error is returned, not raised, so that
+    the caller raises it once what the call wrote is durable (as the call itself would)."""
     noted: list[int] = []
     outer = getattr(_local, "noted", None)
     _local.noted = noted
     try:
-        yield noted
+        return call(), noted, None
+    except BaseException as exc:
+        return None, noted, exc
     finally:
         _local.noted = outer

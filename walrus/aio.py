@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ._damage import Damage
+from ._durability import Cue
 from ._entry import Entry
 from ._errors import StorageError, WalrusClosedError
 from ._log import Payload
@@ -34,7 +36,7 @@ from ._wait import (
     NOW,
     FollowPlan,
     check_timeout,
-    collect_durable,
+    collected,
     deadline_of,
     left_until,
 )
@@ -43,16 +45,6 @@ from ._walrus import Walrus
 __all__ = ["AsyncWalrus"]
 
 T = TypeVar("T")
-Outcome = tuple[Any, list[int], BaseException | None]
-
-
-def _collected(call: Callable[[], Any]) -> Outcome:
-    """Run ``call`` with SyncEach waits deferred: (result, LSNs to wait for, error)."""
-    with collect_durable() as noted:
-        try:
-            return call(), noted, None
-        except BaseException as exc:  # raised once what it wrote is durable (as it would be)
-            return None, noted, exc
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -61,10 +53,16 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 def _waker(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[], None]:
-    """A waker that resolves ``future`` on its loop, from any thread. It runs inside a
-    writer's append: it must never raise (a loop closed meanwhile has nobody waiting)."""
+    """A waker that resolves ``future`` on its loop, from any thread (from the loop's own, an
+    append made on the loop, directly: no wake-up of the loop through its self-pipe). It runs
+    inside a writer's append: it must never raise (a loop closed meanwhile has nobody
+    waiting)."""
+    home = threading.get_ident()
 
     def wake() -> None:
+        if threading.get_ident() == home:
+            _resolve(future)
+            return
         try:
             loop.call_soon_threadsafe(_resolve, future)
         except RuntimeError:
@@ -84,9 +82,9 @@ class Committer:
 
     def __init__(self, wait: Callable[[int], None]) -> None:
         self._wait = wait
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._queue: list[tuple[int, asyncio.Future[None]]] = []
+        self._queue: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._ready = Cue()
+        """Given after each submit: releasing a lock, one C call (no Condition)."""
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="walrus-aio-commit",
                                         daemon=True)
@@ -95,26 +93,25 @@ class Committer:
     def submit(self, lsn: int) -> asyncio.Future[None]:
         """A future of the running loop, resolved once the log is durable up to ``lsn``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._ready:
-            self._queue.append((lsn, future))
-            self._ready.notify()
+        self._queue.append((lsn, future))  # deque.append: atomic
+        self._ready.set()
         return future
 
     def stop(self) -> None:
         """Settle what was submitted, then end the thread (blocking: run it off the loop)."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
+        self._stopping = True
+        self._ready.set()
         self._thread.join()
 
     def _run(self) -> None:
+        queue = self._queue
         while True:
-            with self._ready:
-                while not self._queue and not self._stopping:
-                    self._ready.wait()
-                items, self._queue = self._queue, []
-                if not items and self._stopping:
+            if not queue:
+                if self._stopping:
                     return
+                self._ready.wait()
+                continue
+            items = [queue.popleft() for _ in range(len(queue))]
             try:
                 self._wait(max(lsn for lsn, _ in items))
                 outcomes: list[BaseException | None] = [None] * len(items)
@@ -198,22 +195,22 @@ class AsyncWalrus:
         create the next segment (no spare is ready)."""
         wal = self.wal
         log = wal._log
-        return not wal.read_only and not log.mutex.locked() and (
+        return not wal._read_only and not log.mutex.locked() and (
             log.spare is not None or log.closed)
 
     async def _call(self, call: Callable[[], T], *, inline: bool = True) -> T:
         """Run ``call`` on the loop when that cannot block it, else in the executor; under
         SyncEach, return once what it wrote is durable."""
         if inline and self._inline():
-            result, noted, error = _collected(call)
+            result, noted, error = collected(call)
         else:
             loop = asyncio.get_running_loop()
-            result, noted, error = await loop.run_in_executor(None, _collected, call)
+            result, noted, error = await loop.run_in_executor(None, collected, call)
         if noted:
             await self._durable(max(noted))
         if error is not None:
             raise error
-        return result  # type: ignore[no-any-return]
+        return result  # type: ignore[return-value]
 
     async def _durable(self, lsn: int) -> None:
         committer = self._committer

@@ -44,6 +44,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     from ._plot_cli import add_plot
     from ._scale import add_scale
     from ._targets import add_targets
+    from ._wakeup import add_wakeup
 
     add_compare(sub)
     add_plot(sub)
@@ -51,6 +52,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     add_scale(sub)
     add_backends(sub)
     add_durable_append(sub)
+    add_wakeup(sub)
 
 
 def _add_benchmark(sub: Any, name: str, help_text: str) -> None:
