@@ -15,17 +15,13 @@ from typing import Any, TypeVar
 import pytest
 
 import walrus
-from walrus import (
-    Entry,
-    FsyncSchedule,
-    InvalidArgumentError,
-    ReadConsistency,
-    Walrus,
-    WalrusClosedError,
-)
+from walrus import Entry, FsyncSchedule, ReadConsistency, Walrus
 from walrus.aio import AsyncWalrus
 
-HANG = 30.0
+from .test_wait import HANG
+
+InvalidArgumentError = walrus.InvalidArgumentError
+WalrusClosedError = walrus.WalrusClosedError
 T = TypeVar("T")
 
 SCHEDULES = {"no-fsync": FsyncSchedule.NoFsync, "sync-each": FsyncSchedule.SyncEach,
