@@ -156,6 +156,13 @@ class Waits:
         if self._watcher is not None:
             self._watcher.stop()
 
+    def disown(self) -> None:
+        """In a forked child: nobody waits here (the parent's threads were not copied), and
+        the lock may have been held by one of them at the fork."""
+        self._lock = threading.Lock()
+        self._by_name = {}
+        self.closed = True
+
     def wait(self, attempt: Callable[[], T], name: str, timeout: object) -> T:
         """Call ``attempt`` until it returns something (a true value) or ``timeout`` passes;
         then return its last result. ``attempt`` must validate its own arguments, and do

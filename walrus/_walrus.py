@@ -449,7 +449,7 @@ class Walrus:
         """
         self._closed = True
         self._cursor.shut()
-        self._waits.shut()
+        self._waits.disown()
         self._close_lock = threading.Lock()
         self._log.disown()
         if self._lock is not None:

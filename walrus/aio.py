@@ -134,7 +134,16 @@ class Committer:
         return None
 
 
+SETTLE_AT_ONCE = 16
+"""Futures resolved per turn of the loop: each wakes a task, and the loop runs every task
+woken in one turn before anything else (a timer due, a socket ready), so resolving a hundred
+at once would hold everything else back for a hundred tasks' steps."""
+
+
 def _settle(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    if len(settled) > SETTLE_AT_ONCE:
+        asyncio.get_running_loop().call_soon(_settle, settled[SETTLE_AT_ONCE:])
+        settled = settled[:SETTLE_AT_ONCE]
     for future, error in settled:
         if future.done():
             continue
