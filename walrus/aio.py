@@ -47,28 +47,52 @@ __all__ = ["AsyncWalrus"]
 T = TypeVar("T")
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+SETTLE_AT_ONCE = 16
+"""Futures resolved per turn of the loop: each wakes a task, and the loop runs every task
+woken in one turn before anything else (a timer due, a socket ready), so resolving a hundred
+at once would hold everything else back for a hundred tasks' steps."""
+
+Settled = tuple["asyncio.Future[None]", BaseException | None]
 
 
-def _waker(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[], None]:
-    """A waker that resolves ``future`` on its loop, from any thread (from the loop's own, an
-    append made on the loop, directly: no wake-up of the loop through its self-pipe). It runs
-    inside a writer's append: it must never raise (a loop closed meanwhile has nobody
-    waiting)."""
-    home = threading.get_ident()
+class Settler:
+    """Resolves futures of one loop from any thread: one call into the loop for all that
+    arrive together (no wake-up of the loop per future), ``SETTLE_AT_ONCE`` per turn.
 
-    def wake() -> None:
-        if threading.get_ident() == home:
-            _resolve(future)
-            return
-        try:
-            loop.call_soon_threadsafe(_resolve, future)
-        except RuntimeError:
-            pass
+    ``push`` runs inside a writer's append (a waiting read's waker) or in the commit thread:
+    it never raises (a loop closed meanwhile has nobody waiting).
+    """
 
-    return wake
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: deque[Settled] = deque()
+        self.scheduled = False
+        """A drain is due on the loop (set before asking for one, cleared as it starts: a
+        push seen by neither asks for another, which finds nothing to do at worst)."""
+
+    def push(self, future: asyncio.Future[None], error: BaseException | None = None) -> None:
+        self.queue.append((future, error))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                pass
+
+    def _drain(self) -> None:
+        self.scheduled = False
+        queue = self.queue
+        for _ in range(min(len(queue), SETTLE_AT_ONCE)):
+            future, error = queue.popleft()
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+        if queue and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._drain)
 
 
 class Committer:
@@ -82,7 +106,7 @@ class Committer:
 
     def __init__(self, wait: Callable[[int], None]) -> None:
         self._wait = wait
-        self._queue: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[int, asyncio.Future[None], Settler]] = deque()
         self._ready = Cue()
         """Given after each submit: releasing a lock, one C call (no Condition)."""
         self._stopping = False
@@ -90,10 +114,10 @@ class Committer:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, lsn: int) -> asyncio.Future[None]:
-        """A future of the running loop, resolved once the log is durable up to ``lsn``."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((lsn, future))  # deque.append: atomic
+    def submit(self, lsn: int, settler: Settler) -> asyncio.Future[None]:
+        """A future of ``settler``'s loop, resolved once the log is durable up to ``lsn``."""
+        future: asyncio.Future[None] = settler.loop.create_future()
+        self._queue.append((lsn, future, settler))  # deque.append: atomic
         self._ready.set()
         return future
 
@@ -113,18 +137,12 @@ class Committer:
                 continue
             items = [queue.popleft() for _ in range(len(queue))]
             try:
-                self._wait(max(lsn for lsn, _ in items))
+                self._wait(max(lsn for lsn, _, _ in items))
                 outcomes: list[BaseException | None] = [None] * len(items)
             except StorageError:
-                outcomes = [self._outcome(lsn) for lsn, _ in items]
-            by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-            for (_, future), outcome in zip(items, outcomes, strict=True):
-                by_loop.setdefault(future.get_loop(), []).append((future, outcome))
-            for loop, settled in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_settle, settled)
-                except RuntimeError:  # that loop is closed: nobody waits for these
-                    pass
+                outcomes = [self._outcome(lsn) for lsn, _, _ in items]
+            for (_, future, settler), outcome in zip(items, outcomes, strict=True):
+                settler.push(future, outcome)
 
     def _outcome(self, lsn: int) -> BaseException | None:
         try:
@@ -132,25 +150,6 @@ class Committer:
         except StorageError as exc:
             return exc
         return None
-
-
-SETTLE_AT_ONCE = 16
-"""Futures resolved per turn of the loop: each wakes a task, and the loop runs every task
-woken in one turn before anything else (a timer due, a socket ready), so resolving a hundred
-at once would hold everything else back for a hundred tasks' steps."""
-
-
-def _settle(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    if len(settled) > SETTLE_AT_ONCE:
-        asyncio.get_running_loop().call_soon(_settle, settled[SETTLE_AT_ONCE:])
-        settled = settled[:SETTLE_AT_ONCE]
-    for future, error in settled:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
 
 
 class AsyncWalrus:
@@ -166,6 +165,7 @@ class AsyncWalrus:
         self._wal: Walrus | None = None
         self._committer: Committer | None = None
         self._committer_lock = threading.Lock()
+        self._settlers: dict[asyncio.AbstractEventLoop, Settler] = {}
 
     @classmethod
     async def open(cls, data_dir: str | os.PathLike[str] | None = None,
@@ -228,7 +228,17 @@ class AsyncWalrus:
                 if self._committer is None:
                     self._committer = Committer(self.wal._durability.wait)
                 committer = self._committer
-        await committer.submit(lsn)
+        await committer.submit(lsn, self._settler())
+
+    def _settler(self) -> Settler:
+        """The settler of the running loop (an instance may serve several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        settler = self._settlers.get(loop)
+        if settler is None:
+            settler = self._settlers[loop] = Settler(loop)
+            for old in [old for old in self._settlers if old.is_closed()]:
+                del self._settlers[old]
+        return settler
 
     async def _waiting(self, attempt: Callable[[], T], topic: str, timeout: object) -> T:
         """Try ``attempt`` until it returns something or ``timeout`` passes (see
@@ -236,10 +246,10 @@ class AsyncWalrus:
         deadline = deadline_of(check_timeout(timeout))
         check_topic(topic)
         waits = self.wal._waits
-        loop = asyncio.get_running_loop()
+        settler = self._settler()
         while True:
-            woken: asyncio.Future[None] = loop.create_future()
-            waker = _waker(loop, woken)
+            woken: asyncio.Future[None] = settler.loop.create_future()
+            waker = partial(settler.push, woken)
             waits.add(topic, waker)
             try:
                 found = await self._call(attempt)
