@@ -6,6 +6,7 @@ and every join has a generous bound that only guards against a hang."""
 
 from __future__ import annotations
 
+import errno
 import math
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from walrus_faults import powered
 
 import walrus
 from walrus import (
@@ -28,7 +30,7 @@ from walrus import (
 )
 
 from .cli_support import child_env
-from .conftest import WalFactory
+from .conftest import FAULT_BACKENDS, WalFactory
 
 HANG = 30.0
 """Seconds after which a thread that should have finished counts as hung."""
@@ -353,3 +355,35 @@ def test_an_observer_refuses_a_waiting_consuming_read_at_once(
         with pytest.raises(walrus.ReadOnlyError):
             observer.read_next("other", timeout=None)
         assert not observer._waits.waiting()
+
+
+# --- under SyncEach a waiter gets an entry only once it is durable ----------------------------
+
+
+def test_a_waiter_gets_a_sync_each_entry_only_once_durable(tmp_path: Path) -> None:
+    with powered() as machine, Walrus(tmp_path / "wal", backend=FAULT_BACKENDS[0],
+                                      fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        wal.append_for_topic("t", b"first")
+        assert wal.read_next("t") is not None
+        reader = Background(lambda: wal.read_next("t", timeout=None))
+        waiting_for(wal, "t")
+        gate = machine.hold("sync")
+        writer = Background(lambda: wal.append_for_topic("t", b"held"))
+        end = time.monotonic() + HANG
+        while "sync" in machine.gates:  # until the writer's sync runs (and is held)
+            assert time.monotonic() < end
+            time.sleep(0.001)
+        assert reader.thread.is_alive()  # written, not durable: not readable, nobody woken
+        assert wal.get_topic_entry_count("t") == 0
+        gate.set()
+        assert writer.join() == 1
+        assert reader.join() == Entry(b"held", 1, "t")
+        # A failed sync undoes the append: a waiter never sees it, and gets what follows.
+        reader = Background(lambda: wal.read_next("t", timeout=None))
+        waiting_for(wal, "t")
+        machine.arm("sync", errno.EIO, times=1)
+        with pytest.raises(walrus.StorageError):
+            wal.append_for_topic("t", b"undone")
+        assert reader.thread.is_alive()
+        wal.append_for_topic("t", b"kept")
+        assert reader.join() == Entry(b"kept", 2, "t")
