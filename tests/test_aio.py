@@ -70,6 +70,9 @@ def test_the_api_as_coroutines(tmp_path: Path, backend: str, schedule: Any) -> N
             assert await wal.damage() == []
             await wal.flush()
             assert wal.backend == backend
+            assert wal.data_dir == tmp_path / "wal"
+            assert wal.fsync_schedule == schedule
+            assert wal.consistency == ReadConsistency.StrictlyAtOnce
             assert not wal.read_only
         assert wal.closed
         await wal.close()  # idempotent

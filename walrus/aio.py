@@ -22,9 +22,11 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._config import Consistency, Schedule
 from ._damage import Damage
 from ._durability import Cue
 from ._entry import Entry
@@ -278,6 +280,18 @@ class AsyncWalrus:
     @property
     def backend(self) -> str:
         return self.wal.backend
+
+    @property
+    def data_dir(self) -> Path:
+        return self.wal.data_dir
+
+    @property
+    def consistency(self) -> Consistency:
+        return self.wal.consistency
+
+    @property
+    def fsync_schedule(self) -> Schedule:
+        return self.wal.fsync_schedule
 
     async def append_for_topic(self, topic: str, data: Payload) -> int:
         """``Walrus.append_for_topic``: the entry's offset, once durable per the schedule."""
