@@ -81,7 +81,7 @@ class Cursor:
                  lookup: Callable[[str, bool], Topic | None],
                  wait_durable: Callable[[int], None], *, persist_every: int | None,
                  sync_each: bool, read_only: bool, name: str = SHARED,
-                 owner: int | None = None, waits: Waits | None = None) -> None:
+                 owner: int | None = None, waits: Waits) -> None:
         self.name = name
         """Which cursor of each topic this moves (only the shared one exists today)."""
         self.owner = os.getpid() if owner is None else owner
@@ -98,8 +98,9 @@ class Cursor:
         self._sync_each = sync_each
         self._read_only = read_only
         self.closed = False
-        self.waits = Waits(log) if waits is None else waits
-        """Where a read that waits for an entry registers."""
+        self.waits = waits
+        """Where a read that waits for an entry registers: the one table of the log (it has
+        a single hook), shared by every cursor of it."""
 
     def shut(self) -> None:
         """Refuse every read from now on (reads in flight finish)."""
