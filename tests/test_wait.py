@@ -387,3 +387,21 @@ def test_a_waiter_gets_a_sync_each_entry_only_once_durable(tmp_path: Path) -> No
         assert reader.thread.is_alive()
         wal.append_for_topic("t", b"kept")
         assert reader.join() == Entry(b"kept", 2, "t")
+
+
+def test_an_observers_watching_thread_runs_only_while_somebody_waits(tmp_path: Path) -> None:
+    def watching() -> int:
+        return sum(t.name == "walrus-watch" for t in threading.enumerate())
+
+    with Walrus(tmp_path / "wal") as writer, \
+            Walrus(tmp_path / "wal", read_only=True) as observer:
+        assert watching() == 0
+        reader = Background(lambda: observer.read_next("t", checkpoint=False, timeout=None))
+        waiting_for(observer, "t")
+        assert watching() == 1
+        writer.append_for_topic("t", b"x")
+        assert reader.join() == Entry(b"x", 0, "t")
+        end = time.monotonic() + HANG
+        while watching():  # nobody waits: the thread ends at its next turn
+            assert time.monotonic() < end, "the watching thread outlived the waiters"
+            time.sleep(0.001)
