@@ -398,7 +398,10 @@ def test_an_observers_watching_thread_runs_only_while_somebody_waits(tmp_path: P
         assert watching() == 0
         reader = Background(lambda: observer.read_next("t", checkpoint=False, timeout=None))
         waiting_for(observer, "t")
-        assert watching() == 1
+        end = time.monotonic() + HANG
+        while watching() != 1:  # started by the reader right after it registered
+            assert time.monotonic() < end, "no watching thread for a waiting observer"
+            time.sleep(0.001)
         writer.append_for_topic("t", b"x")
         assert reader.join() == Entry(b"x", 0, "t")
         end = time.monotonic() + HANG
