@@ -320,9 +320,7 @@ class Walrus:
         :meth:`read_next`.
         """
         if timeout is not NOW:
-            return self._waits.wait(
-                lambda: self.batch_read_for_topic(topic, max_bytes, checkpoint, start_offset),
-                topic, timeout)
+            return self._wait_batch(topic, max_bytes, checkpoint, start_offset, timeout)
         budget = nonnegative_int("max_bytes", max_bytes)
         start = None if start_offset is None else nonnegative_int("start_offset", start_offset)
         if checkpoint is not True and checkpoint is not False:
@@ -535,6 +533,14 @@ class Walrus:
         yielded (as ``read_next`` does); ``checkpoint=False`` follows from the cursor without
         moving it."""
         return follow_topic(self, topic, consumer, checkpoint)
+
+    def _wait_batch(self, topic: str, max_bytes: int, checkpoint: bool,
+                    start_offset: int | None, timeout: object) -> list[Entry]:
+        """``batch_read_for_topic`` with a timeout (a frame of its own: a closure would cost
+        the read without one its plain locals)."""
+        return self._waits.wait(
+            lambda: self.batch_read_for_topic(topic, max_bytes, checkpoint, start_offset),
+            topic, timeout)
 
     def _visible(self, topic: str) -> int:
         """How many entries of ``topic`` readers may see now (-1: no such topic yet)."""
