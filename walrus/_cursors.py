@@ -106,11 +106,13 @@ class Cursor:
         """Refuse every read from now on (reads in flight finish)."""
         self.closed = True
 
-    def read_next(self, topic: str, checkpoint: bool = True, *,
+    def read_next(self, topic: str, checkpoint: bool = True,
                   timeout: float | None = NOW) -> Entry | None:
         """The next entry of ``topic`` at this cursor, or None (see ``Walrus.read_next``).
 
         The hot path of reads, one frame: the facade binds its ``read_next`` to it.
+        (``timeout`` is keyword-only in the facade's signature, but not here: a keyword-only
+        default costs every call a dictionary lookup.)
         """
         if timeout is not NOW:  # a waiting read (or a timeout to check)
             return self._wait_next(topic, checkpoint, timeout)
