@@ -25,10 +25,13 @@ SIGNATURES = {
     "batch_append_for_topic": "(self, topic: 'str', entries: 'Sequence[Payload]') -> 'int'",
     "flush": "(self) -> 'None'",
     "read_next": "(self, topic: 'str', checkpoint: 'bool' = True, *, "
-                 "consumer: 'str | None' = None) -> 'Entry | None'",
+                 "consumer: 'str | None' = None, timeout: 'float | None' = 0) -> 'Entry | None'",
     "batch_read_for_topic": "(self, topic: 'str', max_bytes: 'int', checkpoint: 'bool' = True, "
                             "start_offset: 'int | None' = None, *, "
-                            "consumer: 'str | None' = None) -> 'list[Entry]'",
+                            "consumer: 'str | None' = None, "
+                            "timeout: 'float | None' = 0) -> 'list[Entry]'",
+    "follow": "(self, topic: 'str', *, consumer: 'str | None' = None, "
+              "checkpoint: 'bool' = True) -> 'Iterator[Entry]'",
     "topics": "(self) -> 'list[str]'",
     "get_topic_entry_count": "(self, topic: 'str', *, consumer: 'str | None' = None) -> 'int'",
     "consumers": "(self, topic: 'str') -> 'dict[str, int]'",

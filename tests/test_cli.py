@@ -76,7 +76,7 @@ def test_every_subcommand_has_help(name: str) -> None:
 
 
 BENCHMARKS = ["writes", "reads", "scaling", "batch", "batch-scaling", "compare", "plot",
-              "targets", "scale", "backends", "durable-append"]
+              "targets", "scale", "backends", "durable-append", "wakeup"]
 INTERNAL_WORDS = re.compile(r"\bissue\b|\bseed\b|\brepro\b|reference/|measurements\.md|"
                             r"\.\./shared|:func:|``|this machine", re.IGNORECASE)
 

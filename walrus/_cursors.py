@@ -37,6 +37,7 @@ from ._log import Log, storage_error
 from ._reading import read_run
 from ._topics import Topic
 from ._validate import not_a_bool
+from ._wait import NOW, Waits
 
 AHEAD_COUNT = 512
 AHEAD_BYTES = 64 << 10
@@ -110,7 +111,8 @@ class Cursor:
                  wait_durable: Callable[[int], None], *, persist_every: int | None,
                  sync_each: bool, read_only: bool, name: str = SHARED,
                  owner: int | None = None,
-                 position: Callable[[str, str], Position] | None = None) -> None:
+                 position: Callable[[str, str], Position] | None = None,
+                 waits: Waits) -> None:
         self.name = name
         """The shared cursor's name."""
         self.owner = os.getpid() if owner is None else owner
@@ -134,17 +136,24 @@ class Cursor:
         """Told of each named position handed to the OS but not synced (the schedule's
         syncer, under Milliseconds)."""
         self.closed = False
+        self.waits = waits
+        """Where a read that waits for an entry registers: the one table of the log (it has
+        a single hook), shared by every cursor of it."""
 
     def shut(self) -> None:
         """Refuse every read from now on (reads in flight finish)."""
         self.closed = True
 
-    def read_next(self, topic: str, checkpoint: bool = True, *,
-                  consumer: str | None = None) -> Entry | None:
+    def read_next(self, topic: str, checkpoint: bool = True, consumer: str | None = None,
+                  timeout: float | None = NOW) -> Entry | None:
         """The next entry of ``topic`` at this cursor, or None (see ``Walrus.read_next``).
 
         The hot path of reads, one frame: the facade binds its ``read_next`` to it.
+        (``consumer`` and ``timeout`` are keyword-only in the facade's signature, but not
+        here: a keyword-only default costs every call a dictionary lookup.)
         """
+        if timeout is not NOW:  # a waiting read (or a timeout to check)
+            return self._wait_next(topic, checkpoint, consumer, timeout)
         if checkpoint is not True and checkpoint is not False:
             raise not_a_bool("checkpoint", checkpoint)
         c: Topic | Position
@@ -192,6 +201,13 @@ class Cursor:
         if wait and self._sync_each:
             self._wait(wait)
         return entry
+
+    def _wait_next(self, topic: str, checkpoint: bool, consumer: str | None,
+                   timeout: object) -> Entry | None:
+        """``read_next`` with a timeout: tries it again each time the topic may have more
+        (a separate frame: a closure would cost the hot path its plain locals)."""
+        return self.waits.wait(lambda: self.read_next(topic, checkpoint, consumer), topic,
+                               timeout)
 
     def _named(self, topic: str, consumer: str) -> Position:
         """The slow path of a named consumer: validated, owned, refreshed (observers)."""

@@ -182,3 +182,14 @@ def _unwritten(buf: object, pos: int, base: int, end: int, seg: Segment) -> bool
 def _zeros(buf: object, begin: int, base: int, end: int) -> bool:
     chunk = buf[begin - base:end - base]  # type: ignore[index]
     return bool(chunk.count(0) == len(chunk))
+
+
+def frontier(seg: Segment) -> bytes:
+    """The bytes where the next look at the newest segment ``seg`` starts. The writer's next
+    write lands there (an entry, a mark of the durable point, or the SEAL of a roll), so
+    while they stay the same there is nothing new to look for: a cheap test for a waiting
+    observer to make often."""
+    end = min(seg.end, seg.size)
+    stop = min(seg.size, end + HEADER_SIZE)
+    buf, base = seg.region(end, stop)
+    return bytes(buf[end - base:stop - base])  # type: ignore[index]

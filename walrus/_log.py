@@ -105,6 +105,8 @@ class Log:
       worker, or ``close`` once that stopped) removes through :meth:`indexed` (single list
       operations, atomic under the GIL).
     - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
+    - ``_on_visible``: set by :meth:`watch_visible` (under the waiters' own lock), read by
+      writers under ``_mutex``.
     - set once before any write: ``_wait_durable``, ``_on_seal`` (see
       :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
 
@@ -159,6 +161,9 @@ class Log:
         write was undone (the durability's wait, see :meth:`use_durability`)."""
         self._cursor_writes = 0
         """Counts CURSOR records; reclamation only looks again when it moved."""
+        self._on_visible: Callable[[Topic], None] | None = None
+        """Called when entries of a topic become visible to readers, while anybody waits
+        for one (see ``_wait.py``); None otherwise, so an append pays one attribute check."""
         if found.abandon_at is not None:
             self.abandon(found.abandon_at)
 
@@ -195,6 +200,18 @@ class Log:
     def call_on_seal(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each roll (the background worker's cue to index)."""
         self._on_seal = callback
+
+    def watch_visible(self, callback: Callable[[Topic], None] | None) -> None:
+        """Call ``callback`` (under the append lock) whenever entries of a topic become
+        visible to readers; None: stop."""
+        self._on_visible = callback
+
+    def _announce(self, t: Topic) -> None:
+        """Entries of ``t`` became visible (under ``SyncEach``, once durable): wake its
+        waiting readers, if anybody waits."""
+        on_visible = self._on_visible
+        if on_visible is not None:
+            on_visible(t)
 
     def follow(self, segments: list[Segment], topics: dict[int, Topic]) -> None:
         """An observer's refresh found these segments and topics on disk: adopt them.
@@ -285,8 +302,10 @@ class Log:
                 seg.end = end  # type: ignore[union-attr]
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
+                if self._on_visible is not None:
+                    self._on_visible(t)
                 return seq
-            pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p)
+            pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p, self._announce)
             one = array("Q", (lsn,))
             t.nbytes += end - p
             seg.end = end  # type: ignore[union-attr]
@@ -357,7 +376,8 @@ class Log:
                 t.mark = MARKED_DIRTY
             meta = self._states.of(seg, tid)
             pending = pending_entries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                      self._unlist if new else None) if self._sync_each else None
+                                      self._announce, self._unlist if new else None
+                                      ) if self._sync_each else None
             seg.end = end
             if new:
                 self._max_tid = tid
@@ -370,6 +390,8 @@ class Log:
             t.next_seq = seq + count
             if pending is None:
                 t.visible = seq + count
+                if self._on_visible is not None:
+                    self._on_visible(t)
                 return seq
             self._book.add(pending)
         self._wait_durable(pending.end)

@@ -187,15 +187,18 @@ class Pending:
 
 
 def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: int,
+                    announce: Callable[[Topic], None],
                     unlist: Callable[[Topic], None] | None = None) -> Pending:
     """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes): published (made
-    visible) once durable, undone if the sync fails; ``unlist`` removes a topic they
-    created. Undo runs newest first, so each undo removes exactly what its own append added.
+    visible, and ``announce``d to its waiting readers) once durable, undone if the sync
+    fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
+    removes exactly what its own append added.
     """
 
     def publish() -> None:
         if t.visible < seq + count:
             t.visible = seq + count
+            announce(t)
 
     def undo() -> None:
         del t.lsns[len(t.lsns) - count:]

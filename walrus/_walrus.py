@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,6 +42,7 @@ from ._errors import (
     StorageError,
     WalrusError,
 )
+from ._follow import frontier
 from ._indexing import index_segment
 from ._log import Log, Payload, wait_for
 from ._named import Consumers
@@ -58,6 +59,7 @@ from ._validate import (
     not_a_bool,
     snapshot_batch,
 )
+from ._wait import NOW, Waits, Watcher, deferrable, follow_topic
 from .plugins._selection import select_backend
 
 logger = logging.getLogger("walrus")
@@ -144,12 +146,16 @@ class Walrus:
             self.append_for_topic = self._log.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
         self._durability = Durability(self._log)
-        self._log.use_durability(self._durability.wait)
+        wait_durable = deferrable(self._durability.wait)  # walrus.aio waits off its loop
+        self._log.use_durability(wait_durable)
+        self._waits = Waits(self._log, Watcher(self._observe, self._visible, self._frontier)
+                            if read_only else None)
         self._cursor = Cursor(
-            self._log, self._fast_topics, self._lookup, self._durability.wait,
+            self._log, self._fast_topics, self._lookup, wait_durable,
             persist_every=(self._consistency.persist_every
                            if isinstance(self._consistency, AtLeastOnceMode) else None),
-            sync_each=self._sync_each, read_only=read_only, position=self._position)
+            sync_each=self._sync_each, read_only=read_only, position=self._position,
+            waits=self._waits)
         self.read_next = self._cursor.read_next  # type: ignore[method-assign]
         self._consumers = Consumers(
             self._log, self._cursor, Registry(str(self._root), self._backend),
@@ -308,26 +314,31 @@ class Walrus:
     # --- reads ------------------------------------------------------------------------------------
 
     def read_next(self, topic: str, checkpoint: bool = True, *,
-                  consumer: str | None = None) -> Entry | None:
+                  consumer: str | None = None, timeout: float | None = 0) -> Entry | None:
         """The next entry of ``topic`` at the shared cursor (or at named ``consumer``'s,
         which comes into being at the topic's first stored entry), or None.
 
         ``checkpoint=True`` consumes it (persisting the cursor as the consistency mode says);
-        ``checkpoint=False`` peeks.
+        ``checkpoint=False`` peeks. ``timeout``: 0 returns at once, a number of seconds waits
+        up to that long for an entry, None waits until one arrives.
         """
         # Every instance binds this name straight to its cursor's hot path, which does the
         # same in one frame.
-        return self._cursor.read_next(topic, checkpoint, consumer=consumer)
+        return self._cursor.read_next(topic, checkpoint, consumer, timeout)
 
     def batch_read_for_topic(self, topic: str, max_bytes: int, checkpoint: bool = True,
                              start_offset: int | None = None, *,
-                             consumer: str | None = None) -> list[Entry]:
+                             consumer: str | None = None,
+                             timeout: float | None = 0) -> list[Entry]:
         """Entries in commit order, up to ``max_bytes`` of payload and 2000 entries.
 
         The first available entry is returned even if it alone is larger than ``max_bytes``.
         With ``start_offset`` the read starts at that entry offset and touches neither the
         shared cursor nor the counts. ``consumer`` reads at that named consumer's cursor.
+        ``timeout`` waits for the first entry, as in :meth:`read_next`.
         """
+        if timeout is not NOW:
+            return self._wait_batch(topic, max_bytes, checkpoint, start_offset, consumer, timeout)
         budget = nonnegative_int("max_bytes", max_bytes)
         start = None if start_offset is None else nonnegative_int("start_offset", start_offset)
         if checkpoint is not True and checkpoint is not False:
@@ -471,6 +482,7 @@ class Walrus:
         self._closed = True
         self._cursor.shut()
         self._consumers.disown()
+        self._waits.disown()
         self._close_lock = threading.Lock()
         self._log.disown()
         if self._lock is not None:
@@ -507,6 +519,7 @@ class Walrus:
                 error = exc
             self._closed = True
             self._cursor.shut()
+            self._waits.shut()
             for t in list(log.by_tid.values()):  # wait for reads in flight
                 with t.read_lock:
                     pass
@@ -590,6 +603,34 @@ class Walrus:
         """Forget named ``consumer`` of ``topic`` and its hold on disk space; nothing
         happens if there is none. ``WalrusLockedError`` while another process uses it."""
         self._consumers.delete(topic, consumer)
+
+    def follow(self, topic: str, *, consumer: str | None = None,
+               checkpoint: bool = True) -> Iterator[Entry]:
+        """The entries of ``topic`` as they arrive, waiting between them; the iterator
+        ends when the instance is closed. ``checkpoint=True`` consumes each entry as it is
+        yielded (as ``read_next`` does); ``checkpoint=False`` follows from the cursor without
+        moving it."""
+        return follow_topic(self, topic, consumer, checkpoint)
+
+    def _wait_batch(self, topic: str, max_bytes: int, checkpoint: bool,
+                    start_offset: int | None, consumer: str | None,
+                    timeout: object) -> list[Entry]:
+        """``batch_read_for_topic`` with a timeout (a frame of its own: a closure would cost
+        the read without one its plain locals)."""
+        return self._waits.wait(
+            lambda: self.batch_read_for_topic(topic, max_bytes, checkpoint, start_offset,
+                                              consumer=consumer),
+            topic, timeout)
+
+    def _visible(self, topic: str) -> int:
+        """How many entries of ``topic`` readers may see now (-1: no such topic yet)."""
+        t = self._topics.get(topic)
+        return -1 if t is None else t.visible
+
+    def _frontier(self) -> bytes | None:
+        """Observers: the bytes where the writer's next write lands (None: not known)."""
+        segments = self._rebuilder.segments
+        return frontier(segments[-1]) if segments else None
 
     def __enter__(self) -> Walrus:
         return self

@@ -46,6 +46,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     from ._plot_cli import add_plot
     from ._scale import add_scale
     from ._targets import add_targets
+    from ._wakeup import add_wakeup
 
     add_compare(sub)
     add_plot(sub)
@@ -55,6 +56,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     add_durable_append(sub)
     add_forward(sub)
     add_consumers(sub)
+    add_wakeup(sub)
 
 
 def _add_benchmark(sub: Any, name: str, help_text: str) -> None:
