@@ -9,6 +9,7 @@ the tick or time of its acknowledgement) and the call that was in flight when th
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from walrus import CorruptionError, Walrus
@@ -41,6 +42,18 @@ class Ledger:
     def appended(self, count: int, tick: int) -> None:
         self.written += count
         self.calls.append((self.written, tick))
+
+    def append(self, wal: Walrus, topic: str, n: int, batch: bool, now: Callable[[], int]) -> None:
+        """Append ``n`` entries of ``topic`` (one ``append_for_topic``, or a batch), noting
+        them in flight until acknowledged, then acknowledged at ``now()``."""
+        self.inflight = n
+        data = [payload(topic, self.written + i) for i in range(n)]
+        if batch:
+            wal.batch_append_for_topic(topic, data)
+        else:
+            wal.append_for_topic(topic, data[0])
+        self.inflight = 0
+        self.appended(n, now())
 
     def read(self, start: int, count: int, tick: int, persist_every: int | None) -> None:
         """A checkpointing read returned ``count`` entries from ``start``.

@@ -57,15 +57,7 @@ def drive(wal: Walrus, m: Any, ops: list[tuple[Any, ...]], led: Ledger, named: L
         kind = op[0]
         try:
             if kind in ("append", "batch"):
-                n = 1 if kind == "append" else op[1]
-                led.inflight = n
-                data = [payload(TOPIC, led.written + i) for i in range(n)]
-                if kind == "append":
-                    wal.append_for_topic(TOPIC, data[0])
-                else:
-                    wal.batch_append_for_topic(TOPIC, data)
-                led.inflight = 0
-                led.appended(n, m.now())
+                led.append(wal, TOPIC, 1 if kind == "append" else op[1], kind == "batch", m.now)
             elif kind in ("read", "bread"):
                 named.reading = True
                 if kind == "read":

@@ -66,15 +66,7 @@ def drive(wal: Walrus, m: Machine, ops: list[tuple[Any, ...]], ledgers: dict[str
         try:
             if kind in ("append", "batch"):
                 assert led is not None
-                n = 1 if kind == "append" else op[2]
-                led.inflight = n
-                data = [payload(topic, led.written + i) for i in range(n)]
-                if kind == "append":
-                    wal.append_for_topic(topic, data[0])
-                else:
-                    wal.batch_append_for_topic(topic, data)
-                led.inflight = 0
-                led.appended(n, m.now())
+                led.append(wal, topic, 1 if kind == "append" else op[2], kind == "batch", m.now)
             elif kind in ("read", "bread"):
                 assert led is not None
                 led.reading = True
