@@ -390,6 +390,10 @@ def test_a_named_read_under_sync_each_syncs_off_the_loop(tmp_path: Path) -> None
                 sync()
 
             file.sync = recorded  # type: ignore[method-assign]
+            end = time.monotonic() + HANG
+            while not wal._inline():  # until a call could run on the loop (a spare is ready)
+                assert time.monotonic() < end, "the next segment was never made ready"
+                await asyncio.sleep(0.001)
             assert await wal.read_next("t", consumer="c") == Entry(b"0", 0, "t")
             reader = asyncio.ensure_future(wal.read_next("t", consumer="c", timeout=None))
             batch = asyncio.ensure_future(
