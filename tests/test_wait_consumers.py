@@ -414,6 +414,50 @@ def test_a_named_read_under_sync_each_syncs_off_the_loop(tmp_path: Path) -> None
     run(main)
 
 
+def test_close_ends_named_waiting_tasks_and_follows(tmp_path: Path) -> None:
+    async def main() -> None:
+        wal = await AsyncWalrus.open(tmp_path / "wal")
+        reader = asyncio.ensure_future(wal.read_next("t", consumer="c", timeout=None))
+        got: list[int] = []
+
+        async def follow() -> None:
+            async for entry in wal.follow("t", consumer="d"):
+                got.append(entry.offset)
+
+        follower = asyncio.ensure_future(follow())
+        await task_waiting_for(wal, "t", 2)
+        await wal.append_for_topic("t", b"0")
+        assert await reader == Entry(b"0", 0, "t")
+        reader = asyncio.ensure_future(wal.read_next("t", consumer="c", timeout=None))
+        await task_waiting_for(wal, "t", 2)  # both wait again: d consumed entry 0
+        await wal.close()
+        with pytest.raises(walrus.WalrusClosedError):
+            await reader
+        await follower  # ended, without raising
+        assert got == [0]
+        async with AsyncWalrus(tmp_path / "wal") as again:
+            assert await again.consumers("t") == {"c": 1, "d": 1}
+
+    run(main)
+
+
+def test_an_async_observer_consumes_through_a_named_consumer(tmp_path: Path) -> None:
+    with Walrus(tmp_path / "wal") as writer_here:
+        async def main() -> None:
+            async with AsyncWalrus(tmp_path / "wal", read_only=True) as observer:
+                reader = asyncio.ensure_future(
+                    observer.read_next("t", consumer="c", timeout=None))
+                await task_waiting_for(observer, "t")
+                await asyncio.to_thread(writer_here.append_for_topic, "t", b"seen")
+                assert await reader == Entry(b"seen", 0, "t")
+                assert await observer.consumers("t") == {"c": 1}
+                assert await observer.get_topic_entry_count("t", consumer="c") == 0
+
+        run(main)
+        assert writer_here.consumers("t") == {"c": 1}
+        assert writer_here.get_topic_entry_count("t") == 1
+
+
 # --- 5. bad arguments of the two combined ----------------------------------------------------
 
 
