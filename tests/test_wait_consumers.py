@@ -10,7 +10,6 @@ only guard against a hang."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import math
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from .cli_support import child_env
 from .conftest import FAULT_BACKENDS, WalFactory
 from .test_aio import run
 from .test_aio import waiting_for as task_waiting_for
-from .test_wait import HANG, SCHEDULES, Background, waiting_for
+from .test_wait import HANG, SCHEDULES, Background, held_append, undone_then_kept, waiting_for
 from .test_wait import writer as writer  # the fixture: a writer process
 
 MODES = {"strict": ReadConsistency.StrictlyAtOnce,
@@ -140,11 +139,7 @@ def test_a_named_waiter_gets_a_sync_each_entry_only_once_durable(tmp_path: Path)
                                                             timeout=None))
         waiting_for(wal, "t", 2)
         gate = machine.hold("sync")
-        writer = Background(lambda: wal.append_for_topic("t", b"held"))
-        end = time.monotonic() + HANG
-        while "sync" in machine.gates:  # until the writer's sync runs (and is held)
-            assert time.monotonic() < end
-            time.sleep(0.001)
+        writer = held_append(machine, wal, "t", b"held")
         assert reader.thread.is_alive() and batch.thread.is_alive()  # written, not durable
         assert wal.get_topic_entry_count("t", consumer="c") == 0
         assert wal.get_topic_entry_count("t", consumer="d") == 0
@@ -152,15 +147,8 @@ def test_a_named_waiter_gets_a_sync_each_entry_only_once_durable(tmp_path: Path)
         assert writer.join() == 1
         assert reader.join() == Entry(b"held", 1, "t")
         assert batch.join() == [Entry(b"held", 1, "t")]
-        # A failed sync undoes the append: the waiter never sees it, and gets what follows.
         reader = Background(lambda: wal.read_next("t", consumer="c", timeout=None))
-        waiting_for(wal, "t")
-        machine.arm("sync", errno.EIO, times=1)
-        with pytest.raises(walrus.StorageError):
-            wal.append_for_topic("t", b"undone")
-        assert reader.thread.is_alive()
-        wal.append_for_topic("t", b"kept")
-        assert reader.join() == Entry(b"kept", 2, "t")
+        assert undone_then_kept(machine, wal, reader) == Entry(b"kept", 2, "t")
         assert wal.consumers("t") == {"c": 3, "d": 2}
 
 
@@ -171,26 +159,18 @@ def test_a_named_waiter_gets_a_sync_each_entry_only_once_durable(tmp_path: Path)
 def test_a_consuming_follow_goes_on_after_a_reopen(open_wal: WalFactory, mode: str) -> None:
     wal = open_wal(consistency=MODES[mode])
     started(wal)
-    seen: list[int] = []
-    got_three = threading.Event()
-
-    def follow() -> None:
-        for entry in wal.follow("t", consumer="c"):
-            seen.append(entry.offset)
-            if len(seen) == 3:
-                got_three.set()
-
-    follower = Background(follow)
+    follower = wal.follow("t", consumer="c")
+    first = Background(lambda: [next(follower).offset for _ in range(3)])
     waiting_for(wal, "t")
     wal.append_for_topic("t", b"1")
     wal.batch_append_for_topic("t", [b"2", b"3"])
-    assert got_three.wait(HANG)
+    assert first.join() == [1, 2, 3]
+    last = Background(lambda: next(follower, None))
     waiting_for(wal, "t")  # consumed all three, waits for the fourth
     assert wal.consumers("t") == {"c": 4}
     assert wal.get_topic_entry_count("t") == 4
     wal.close()
-    follower.join()  # ended, without raising
-    assert seen == [1, 2, 3]
+    assert last.join() is None  # the follow ended, without raising
     wal = open_wal(consistency=MODES[mode])
     assert wal.consumers("t") == {"c": 4}  # a clean close persists the exact position
     wal.append_for_topic("t", b"4")
