@@ -445,7 +445,8 @@ BAD_NAMES: list[object] = ["", "a\0b", "x" * 256, 5, b"c", ["c"]]
 BAD_TIMEOUTS: list[object] = [-1, math.nan, "1", True]
 
 
-@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+@pytest.mark.parametrize("name", BAD_NAMES,
+                         ids=["empty", "nul", "too-long", "int", "bytes", "list"])
 def test_a_bad_consumer_with_a_timeout_raises_before_waiting(wal: Walrus, name: object) -> None:
     wal.batch_append_for_topic("t", [b"0", b"1"])
     for call in (
