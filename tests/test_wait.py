@@ -368,25 +368,37 @@ def test_a_waiter_gets_a_sync_each_entry_only_once_durable(tmp_path: Path) -> No
         reader = Background(lambda: wal.read_next("t", timeout=None))
         waiting_for(wal, "t")
         gate = machine.hold("sync")
-        writer = Background(lambda: wal.append_for_topic("t", b"held"))
-        end = time.monotonic() + HANG
-        while "sync" in machine.gates:  # until the writer's sync runs (and is held)
-            assert time.monotonic() < end
-            time.sleep(0.001)
+        writer = held_append(machine, wal, "t", b"held")
         assert reader.thread.is_alive()  # written, not durable: not readable, nobody woken
         assert wal.get_topic_entry_count("t") == 0
         gate.set()
         assert writer.join() == 1
         assert reader.join() == Entry(b"held", 1, "t")
-        # A failed sync undoes the append: a waiter never sees it, and gets what follows.
         reader = Background(lambda: wal.read_next("t", timeout=None))
-        waiting_for(wal, "t")
-        machine.arm("sync", errno.EIO, times=1)
-        with pytest.raises(walrus.StorageError):
-            wal.append_for_topic("t", b"undone")
-        assert reader.thread.is_alive()
-        wal.append_for_topic("t", b"kept")
-        assert reader.join() == Entry(b"kept", 2, "t")
+        assert undone_then_kept(machine, wal, reader) == Entry(b"kept", 2, "t")
+
+
+def held_append(machine: Any, wal: Walrus, topic: str, data: bytes) -> Background:
+    """An append running in a thread, once its sync started and is held by ``machine``'s
+    gate (its entry written, not durable)."""
+    writer = Background(lambda: wal.append_for_topic(topic, data))
+    end = time.monotonic() + HANG
+    while "sync" in machine.gates:  # until the writer's sync runs (and is held)
+        assert time.monotonic() < end
+        time.sleep(0.001)
+    return writer
+
+
+def undone_then_kept(machine: Any, wal: Walrus, reader: Background) -> Any:
+    """A failed sync undoes an append of "t": ``reader``, waiting for "t", never sees it,
+    and gets (returns) what follows."""
+    waiting_for(wal, "t")
+    machine.arm("sync", errno.EIO, times=1)
+    with pytest.raises(walrus.StorageError):
+        wal.append_for_topic("t", b"undone")
+    assert reader.thread.is_alive()
+    wal.append_for_topic("t", b"kept")
+    return reader.join()
 
 
 def test_an_observers_watching_thread_runs_only_while_somebody_waits(tmp_path: Path) -> None:
