@@ -434,3 +434,34 @@ def test_a_read_racing_delete_consumer_consumes_nothing(open_wal: WalFactory) ->
     del wal._cursor.named["a"]
     assert wal.consumers("t") == {}
     assert wal.read_next("t", consumer="a").offset == 0  # type: ignore[union-attr]
+
+
+def test_a_delete_racing_a_first_use_leaves_no_deleted_consumer_on_the_hot_path(
+        open_wal: WalFactory) -> None:
+    """A consumer's first use owns it, then links it to the cursor's fast table; a
+    ``delete_consumer`` in between must not leave the deleted one linked there (every later
+    read through that name would hit a closed file)."""
+    wal = open_wal()
+    wal.batch_append_for_topic("t", [b"a", b"b", b"c"])
+    consumers = wal._consumers
+    real_own = consumers._own
+    deleter: list[threading.Thread] = []
+
+    def own_then_delete(topic: str, name: str) -> Any:
+        owned = real_own(topic, name)
+        thread = threading.Thread(target=wal.delete_consumer, args=("t", "job"))
+        thread.start()
+        thread.join(0.5)  # it may wait for the first use to finish: both orders must hold
+        deleter.append(thread)
+        return owned
+
+    consumers._own = own_then_delete  # type: ignore[method-assign]
+    first = wal.read_next("t", consumer="job")
+    consumers._own = real_own  # type: ignore[method-assign]
+    deleter[0].join()
+    linked = wal._cursor.named.get("job", {}).get("t")
+    assert linked is None or consumers.owned.get(("job", "t")) is linked
+    assert first is not None and first.offset == 0
+    again = wal.read_next("t", consumer="job")  # a consumer anew, or the one that stayed
+    assert again is not None and again.offset in (0, 1)
+    assert "job" in wal.consumers("t")

@@ -52,21 +52,25 @@ class Consumers:
         check_consumer(name)
         self._check_open()
         self._observe()
-        c = self.owned.get((name, topic))
-        if c is None:
-            with self._mutex:  # one first use at a time (threads of this instance)
-                c = self.owned.get((name, topic))
-                if c is None:
-                    c = self._own(topic, name)
-        if c.topic is None:
-            t = self._topic(topic)
-            if t is not None:
-                with c.read_lock:
-                    c.topic = t
-                    c.cursor = c.persisted = _place(t, c.persisted)
-        if c.topic is not None and not self._read_only:
-            self._cursor.named.setdefault(name, {})[topic] = c
-        return c
+        while True:
+            c = self.owned.get((name, topic))
+            if c is None:
+                with self._mutex:  # one first use at a time (threads of this instance)
+                    c = self.owned.get((name, topic))
+                    if c is None:
+                        c = self._own(topic, name)
+            if c.topic is None:
+                t = self._topic(topic)
+                if t is not None:
+                    with c.read_lock:
+                        c.topic = t
+                        c.cursor = c.persisted = _place(t, c.persisted)
+            if c.topic is None or self._read_only:
+                return c
+            with self._mutex:  # a delete_consumer meanwhile must not stay on the hot path
+                if self.owned.get((name, topic)) is c:
+                    self._cursor.named.setdefault(name, {})[topic] = c
+                    return c
 
     def _own(self, topic: str, name: str) -> Position:
         """Take ownership (under the registry lock: no reclamation runs meanwhile, and an
@@ -163,7 +167,12 @@ class Consumers:
         check_topic(topic)
         check_consumer(name)
         self._check_open()
-        c = self.owned.pop((name, topic), None)
+        with self._mutex:  # see position: it links only a consumer still owned
+            c = self.owned.pop((name, topic), None)
+            if c is not None:
+                per = self._cursor.named.get(name)
+                if per is not None:
+                    per.pop(topic, None)
         with self.registry.locked():
             if c is None:
                 try:
@@ -171,9 +180,6 @@ class Consumers:
                 except FileNotFoundError:
                     return
             else:
-                per = self._cursor.named.get(name)
-                if per is not None:
-                    per.pop(topic, None)
                 file = c.file
                 c.read_lock.acquire()  # reads in flight finish first
             try:
