@@ -30,9 +30,11 @@ from .sinks._base import ForwardProgress
 
 log = logging.getLogger("walrus.forward")
 
-WAIT_BOUND = 5.0
+WAIT_BOUND = 60.0
 """Seconds one ``wait_for_entries`` call waits before it returns empty-handed: a bound on a
-wait, not a polling period (an append wakes it at once, and a sink can stop it sooner)."""
+wait, not a polling period (an append wakes it at once, and a sink can stop it sooner). Kept
+long: when every topic's wait ends at once, nobody waits for a moment, and an observer's
+watching thread then ends and starts again (with its first seconds of faster looks)."""
 CONSUMER_PREFIX = "forward:"
 """The default consumer name is this and the sink's target (for NATS, the stream)."""
 
