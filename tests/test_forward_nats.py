@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
-from walrus import FsyncSchedule, InvalidArgumentError, Walrus, forward
+import walrus._forward
+from walrus import Entry, FsyncSchedule, InvalidArgumentError, Walrus, forward
+from walrus._forward import WalrusSource
 from walrus.sinks import decode_topic, encode_topic
 from walrus_bench._nats_cluster import Cluster, server_binary
 
@@ -601,3 +603,53 @@ def test_a_topic_named_before_it_exists_is_held_from_its_first_entry(cluster: Cl
         result = forward_once(data_dir, cluster, "named", "--topic", "soon")
         assert result.returncode == 0, result.stderr
     assert_exactly_once(cluster, "NAMED", {"soon": writer.written["soon"]})
+
+
+def test_an_idle_topic_waits_for_the_writers_append_with_a_waiting_read(tmp_path: Path) -> None:
+    """The forwarder's wait is a waiting read of its observer (registered, woken by the
+    append), not a polling loop."""
+    with Walrus(tmp_path / "wal") as writer:
+        writer.append_for_topic("t", b"a")
+        with Walrus(tmp_path / "wal", read_only=True) as observer:
+            source = WalrusSource(observer, None, None, 1.0, consumer="forward:T", target="T")
+
+            async def wait_and_append() -> list[Entry]:
+                waiting = asyncio.ensure_future(source.wait_for_entries("t", 1, 10, 1 << 20))
+                deadline = time.monotonic() + BOUND
+                while observer._waits.count("t") == 0:
+                    assert time.monotonic() < deadline, "the forwarder never waited for 't'"
+                    await asyncio.sleep(0.001)
+                await asyncio.to_thread(writer.append_for_topic, "t", b"b")
+                return await asyncio.wait_for(waiting, BOUND)
+
+            assert asyncio.run(wait_and_append()) == [Entry(b"b", 1, "t")]
+
+
+def test_stop_ends_the_waits_of_a_following_forwarder(cluster: Cluster, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stop`` reaches every waiting topic at once: with waits of an hour, forward() still
+    returns right after it."""
+    monkeypatch.setattr(walrus._forward, "WAIT_BOUND", 3600.0)
+    data_dir = tmp_path / "wal"
+    with Writer(data_dir) as writer:
+        for topic in TOPICS:
+            writer.append(topic, 3)
+        writer.wal.flush()
+        stop = threading.Event()
+        outcome: list[object] = []
+
+        def run() -> None:
+            try:
+                outcome.append(forward(data_dir, cluster.urls, subject_prefix="stopping",
+                                       stop=stop))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        forwarder = threading.Thread(target=run, daemon=True)
+        forwarder.start()
+        until(lambda: stream_count(cluster, "STOPPING") == 9, "the entries arrive")
+        stop.set()
+        forwarder.join(BOUND)
+        assert not forwarder.is_alive(), "forward() did not return after stop"
+    assert [type(o).__name__ for o in outcome] == ["ForwardProgress"], outcome
+    assert_exactly_once(cluster, "STOPPING", writer.written)

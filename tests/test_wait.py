@@ -420,3 +420,18 @@ def test_an_observers_watching_thread_runs_only_while_somebody_waits(tmp_path: P
         while watching():  # nobody waits: the thread ends at its next turn
             assert time.monotonic() < end, "the watching thread outlived the waiters"
             time.sleep(0.001)
+
+
+def test_an_observers_waiting_peek_from_an_offset_wakes_on_the_writers_append(
+        tmp_path: Path, writer: Callable[[str, str], None]) -> None:
+    """What a forwarder does: a peek by ``start_offset`` (no cursor) at the topic's end."""
+    writer("t", "a")
+    writer("t", "b")
+    with Walrus(data_dir=tmp_path / "wal", read_only=True) as observer:
+        reader = Background(lambda: observer.batch_read_for_topic(
+            "t", 100, checkpoint=False, start_offset=2, timeout=HANG * 10))
+        waiting_for(observer, "t")
+        writer("other", "o2")  # an append of another topic is no answer to this wait
+        writer("t", "c")
+        assert reader.join() == [Entry(b"c", 2, "t")]
+        assert observer.get_topic_entry_count("t") == 3  # no cursor moved

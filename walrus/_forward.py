@@ -6,14 +6,14 @@ plugin; NATS JetStream is built in) decides where each topic resumes, from what 
 holds. The forwarder owns a named consumer of each topic it forwards, registered before it
 reads anything and moved only to what the target has acknowledged: the writer never reclaims
 an entry the target does not hold yet. The consumer only holds; where forwarding resumes is
-still the target's word. ``WalrusSource.wait_for_entries`` waits for new entries by polling
-until waiting reads exist.
+still the target's word. Waiting for new entries is a waiting read (``walrus.aio``): an
+asyncio sink holds no thread per idle topic, and nothing polls the topic.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 import os
 import threading
 import time
@@ -24,15 +24,17 @@ from ._entry import Entry
 from ._errors import CorruptionError, InvalidArgumentError, WalrusLockedError
 from ._validate import check_consumer, check_topic
 from ._walrus import Walrus
+from .aio import AsyncWalrus
 from .plugins._manager import sink_spec
 from .sinks._base import ForwardProgress
 
 log = logging.getLogger("walrus.forward")
 
-WAIT_BOUND = 0.5
-"""Seconds one ``wait_for_entries`` call polls before it returns empty-handed."""
-POLL_FIRST = 0.001
-POLL_MAX = 0.05
+WAIT_BOUND = 60.0
+"""Seconds one ``wait_for_entries`` call waits before it returns empty-handed: a bound on a
+wait, not a polling period (an append wakes it at once, and a sink can stop it sooner). Kept
+long: when every topic's wait ends at once, nobody waits for a moment, and an observer's
+watching thread then ends and starts again (with its first seconds of faster looks)."""
 CONSUMER_PREFIX = "forward:"
 """The default consumer name is this and the sink's target (for NATS, the stream)."""
 
@@ -56,6 +58,8 @@ class WalrusSource:
         """Per topic: where the forwarder's consumer stands (what it holds on disk)."""
         self.fresh: set[str] = set()
         """Topics whose consumer this run created (it held nothing before)."""
+        self.waiting = _async_view(wal)
+        """The same instance seen through ``walrus.aio``, for waiting reads."""
         self.forwarded = 0
         self.started = time.monotonic()
         self._last_report = (self.started, 0)
@@ -107,21 +111,12 @@ class WalrusSource:
 
     async def wait_for_entries(self, topic: str, start: int, max_entries: int,
                                max_bytes: int) -> list[Entry]:
-        """Wait up to ``WAIT_BOUND`` seconds for entries at ``start``: a short poll with
-        backoff for now.
-
-        TODO: replace the loop by one waiting read, ``batch_read_for_topic(topic, max_bytes,
-        checkpoint=False, start_offset=start, timeout=WAIT_BOUND)`` (or its ``walrus.aio``
-        form), once waiting reads exist.
-        """
-        delay = POLL_FIRST
-        end = time.monotonic() + WAIT_BOUND
-        while True:
-            entries = self.read(topic, start, max_entries, max_bytes)
-            if entries or time.monotonic() >= end:
-                return entries
-            await asyncio.sleep(delay)
-            delay = min(POLL_MAX, delay * 2)
+        """Wait up to ``WAIT_BOUND`` seconds for entries at ``start``: one waiting read, woken
+        by the writer's appends of ``topic`` (the observer follows the writer's files), that
+        holds no thread while it waits. Cancelling it is safe: it moves nothing."""
+        entries = await self.waiting.batch_read_for_topic(
+            topic, max_bytes, checkpoint=False, start_offset=start, timeout=WAIT_BOUND)
+        return entries[:max_entries]
 
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (read back from it, the truth):
@@ -169,6 +164,12 @@ class WalrusSource:
                for t in self.topics()}
         return ForwardProgress(self.forwarded, (self.forwarded - since[1]) / elapsed, lag)
 
+    def due_in(self) -> float:
+        """Seconds until :meth:`tick` has a report to make (``math.inf``: never)."""
+        if self.progress is None:
+            return math.inf
+        return max(0.0, self._last_report[0] + self.interval - time.monotonic())
+
     def tick(self) -> None:
         """Report progress when ``interval`` seconds have passed since the last report."""
         if self.progress is None or time.monotonic() - self._last_report[0] < self.interval:
@@ -176,6 +177,13 @@ class WalrusSource:
         report = self.snapshot(self._last_report)
         self._last_report = (time.monotonic(), self.forwarded)
         self.progress(report)
+
+
+def _async_view(wal: Walrus) -> AsyncWalrus:
+    """``wal`` through ``walrus.aio`` (the forwarder opens and closes ``wal`` itself)."""
+    view = AsyncWalrus()
+    view._wal = wal
+    return view
 
 
 def _split_targets(to: str | Iterable[str]) -> tuple[str, list[str]]:

@@ -42,7 +42,8 @@ class Source(Protocol):
 
     async def wait_for_entries(self, topic: str, start: int, max_entries: int,
                                max_bytes: int) -> list[Entry]:
-        """Like ``read``, but waits a short while for entries when there are none yet."""
+        """Like ``read``, but waits a while (seconds) for entries when there are none yet;
+        an append wakes it. It may be cancelled (it moves nothing)."""
 
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (the sink read that back from
@@ -52,8 +53,12 @@ class Source(Protocol):
         """The target acknowledged ``count`` more entries: everything before ``next_offset``.
         The log keeps (does not reclaim) the entries from the last such position on."""
 
+    def due_in(self) -> float:
+        """Seconds until ``tick`` has a progress report to make (``math.inf``: never)."""
+
     def tick(self) -> None:
-        """Called regularly by the sink: reports progress when it is due."""
+        """Called regularly by the sink (at the latest when ``due_in`` says): reports
+        progress when it is due."""
 
 
 class Sink(Protocol):

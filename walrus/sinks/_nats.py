@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Sequence
@@ -57,6 +58,12 @@ PERMANENT = frozenset({10074})
 others (no meta leader, too few nodes up) may pass, so they are retried."""
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+DISCOVER_EVERY = 1.0
+"""Seconds between two listings of the log's topics when forwarding every topic: a topic
+created meanwhile joins within this (nothing wakes a wait on "a topic was created")."""
+STOP_RECHECK = 1.0
+"""Seconds after which the thread that carries ``stop`` into the loop checks whether the
+run is over (``stop`` itself wakes it at once)."""
 
 
 def probe() -> Availability:
@@ -125,6 +132,9 @@ class NatsSink:
         self._nc: Any = None
         self._jsm: Any = None
         self._stop = threading.Event()
+        self._stopping: asyncio.Future[None] | None = None
+        """Resolved on the loop once ``_stop`` is set: what every wait of the run also
+        waits for, so a stop is seen at once without polling."""
 
     @property
     def target(self) -> str:
@@ -140,6 +150,46 @@ class NatsSink:
 
     async def _main(self, source: Source, once: bool) -> None:
         nats = _nats()
+        over = threading.Event()
+        self._carry_stop(over)
+        try:
+            await self._forward(nats, source, once)
+        finally:
+            over.set()
+
+    def _carry_stop(self, over: threading.Event) -> None:
+        """Resolve ``_stopping`` on the running loop when ``_stop`` is set (by a signal
+        handler or another thread: neither can wake the loop), from a thread that ends
+        once ``over`` is set."""
+        loop = asyncio.get_running_loop()
+        stopping = self._stopping = loop.create_future()
+
+        def resolve() -> None:
+            if not stopping.done():
+                stopping.set_result(None)
+
+        def carry() -> None:
+            while not self._stop.wait(STOP_RECHECK):
+                if over.is_set():
+                    return
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:  # the loop is closed: the run is over
+                pass
+
+        threading.Thread(target=carry, name="walrus-forward-stop", daemon=True).start()
+
+    async def _until_stopped(self, waits: set[asyncio.Future[Any]],
+                             timeout: float | None) -> bool:
+        """Wait until one of ``waits`` is done, ``timeout`` passes, or the run is stopped;
+        True when stopped."""
+        assert self._stopping is not None
+        await asyncio.wait({*waits, self._stopping}, timeout=timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        return self._stopping.done()
+
+    async def _forward(self, nats: ModuleType, source: Source, once: bool) -> None:
+        """Connect, find or create the stream, and forward."""
         self._nc = await self._connect(nats)
         if self._nc is None:
             return  # stopped before the cluster answered
@@ -167,10 +217,15 @@ class NatsSink:
                     task.cancel()
                 await asyncio.gather(*tasks.values(), return_exceptions=True)
                 raise failed[0].exception()  # type: ignore[misc]
-            if all(t.done() for t in tasks.values()) and (once or self._stop.is_set()):
+            running = {t for t in tasks.values() if not t.done()}
+            if not running and (once or self._stop.is_set()):
                 break
             source.tick()
-            await asyncio.sleep(0.05)
+            pause = min(source.due_in(), math.inf if once else DISCOVER_EVERY)
+            if self._stop.is_set():
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await self._until_stopped(set(running), None if math.isinf(pause) else pause)
             if not once and not self._stop.is_set():
                 topics = source.topics()
         source.tick()
@@ -211,12 +266,7 @@ class NatsSink:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, waking early when stopped."""
-        end = asyncio.get_running_loop().time() + seconds
-        while not self._stop.is_set():
-            left = end - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, 0.05))
+        await self._until_stopped(set(), seconds)
 
     # --- the stream -------------------------------------------------------------------------
 
@@ -294,7 +344,7 @@ class NatsSink:
                     if target is not None:
                         raise ForwardError(f"topic {topic!r}: no entry at offset {start}, "
                                            f"below its next offset {target}")
-                    entries = await source.wait_for_entries(topic, start, limit, BATCH_BYTES)
+                    entries = await self._wait_for_entries(source, topic, start, limit)
                     if not entries:
                         continue
                 last_seq = await self._send(topic, entries, last_seq)
@@ -309,6 +359,17 @@ class NatsSink:
                 log.warning("topic %r: %s; resuming from the stream's last message in %.1f s",
                             topic, _describe(exc), delay)
                 await self._pause(delay)
+
+    async def _wait_for_entries(self, source: Source, topic: str, start: int,
+                                limit: int) -> list[Entry]:
+        """The source's wait for entries at ``start``, given up (nothing) when stopped."""
+        waiting = asyncio.ensure_future(
+            source.wait_for_entries(topic, start, limit, BATCH_BYTES))
+        if not await self._until_stopped({waiting}, None) or waiting.done():
+            return waiting.result()
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return []
 
     async def _resume(self, source: Source, topic: str) -> tuple[int, int]:
         """The next offset to send and the subject's last stream sequence, read back from the
