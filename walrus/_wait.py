@@ -219,6 +219,12 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopping = False
+        self._seen: bytes | None = None
+        """What the last probe found (kept across the thread's restarts, as is ``_changed``:
+        a restart after a quiet spell stays at the quiet pace instead of probing fast again
+        for ``QUIET_AFTER`` seconds)."""
+        self._changed = time.monotonic()
+        """When a probe last found something new."""
 
     def attach(self, waits: Waits) -> None:
         self._waits = waits
@@ -241,8 +247,7 @@ class Watcher:
         waits = self._waits
         assert waits is not None
         pause = self.FAST
-        seen: bytes | None = None
-        looked = changed = time.monotonic()
+        looked = 0.0  # look once at the start: the observer may not have looked for long
         while not self._stopping:
             names = waits.names()
             if not names:
@@ -256,10 +261,10 @@ class Watcher:
             except Exception:  # a segment let go meanwhile: look
                 now = None
             grown: list[str] = []
-            if now != seen:
-                changed = time.monotonic()
-            if now is None or now != seen or time.monotonic() - looked >= self.RELOOK:
-                seen = now
+            if now != self._seen:
+                self._changed = time.monotonic()
+            if now is None or now != self._seen or time.monotonic() - looked >= self.RELOOK:
+                self._seen = now
                 before = {name: self._visible(name) for name in names}
                 try:
                     self._look()
@@ -272,7 +277,7 @@ class Watcher:
                 for name in grown:
                     waits.wake_name(name)
             pause = (self.FAST if grown else min(pause * 2, self.SLOW)
-                     if time.monotonic() - changed < self.QUIET_AFTER else self.QUIET)
+                     if time.monotonic() - self._changed < self.QUIET_AFTER else self.QUIET)
             self._cue.wait(pause)
 
 
