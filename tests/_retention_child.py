@@ -12,10 +12,12 @@ import os
 import sys
 
 from walrus import FsyncSchedule, Walrus
+from walrus._config import Schedule
 
 SEGMENT = 8192
 LIMIT = 6000
-SCHEDULES = {"sync_each": FsyncSchedule.SyncEach, "no_fsync": FsyncSchedule.NoFsync}
+SCHEDULES: dict[str, Schedule] = {"sync_each": FsyncSchedule.SyncEach,
+                                  "no_fsync": FsyncSchedule.NoFsync}
 
 
 def payload(topic: str, offset: int) -> bytes:
