@@ -284,3 +284,37 @@ def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule:
             info = wal.topic_info("r")
             assert info.first_offset > 0
             assert info.size < _retention_child.LIMIT + 8192
+
+
+def test_expiry_holds_across_restarts_and_in_observers(tmp_path: Path) -> None:
+    """Entries that expired while another topic still needs their segments stay expired for
+    an observer and after a restart: nothing reads them again."""
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("short", payload("short", 0))
+        wal.set_retention("short", max_bytes=5_000)
+        with open_wal(tmp_path, read_only=True) as observer:
+            assert observer.read_next("short", consumer="obs").offset == 0  # type: ignore[union-attr]
+            for i in range(600):
+                wal.append_for_topic("short", payload("short", i + 1))
+                wal.append_for_topic("keep", payload("keep", i))
+            expire_now(wal)
+            first = wal.topic_info("short").first_offset
+            assert first > 100
+            assert observer.topic_info("short") == wal.topic_info("short")
+            assert observer.read_next("short", consumer="obs").offset == first  # type: ignore[union-attr]
+            with pytest.raises(OffsetOutOfRangeError):
+                observer.batch_read_for_topic("short", 1000, start_offset=first - 1)
+    with open_wal(tmp_path, read_only=True) as observer:
+        assert observer.topic_info("short").first_offset == first
+    with open_wal(tmp_path) as wal:
+        assert wal.damage() == []
+        info = wal.topic_info("short")
+        assert info.first_offset == first
+        assert info.unconsumed == info.next_offset - first
+        with pytest.raises(OffsetOutOfRangeError):
+            wal.batch_read_for_topic("short", 1000, start_offset=first - 1)
+        assert wal.read_next("short", consumer="late").offset == first  # type: ignore[union-attr]
+        assert wal.get_topic_size("short") == sum(
+            RECORD for _ in range(first, info.next_offset))
+        stored(wal, "short")
+        assert stored(wal, "keep") == list(range(600))

@@ -20,13 +20,14 @@ import math
 import os
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from itertools import pairwise
+from itertools import groupby, pairwise
 
 import attrs
 
-from ._codec import CURSOR
+from ._codec import CURSOR, SEG_SHIFT
 from ._cursors import Position
 from ._errors import InvalidArgumentError
 from ._log import Log, sync_directory
@@ -96,12 +97,30 @@ class Settings:
     def __init__(self, directory: str) -> None:
         self.path = os.path.join(directory, RETENTION_FILE)
         self.lock = threading.Lock()
-        self.limits: dict[str, Retention] = self.load()
+        self.limits: dict[str, Retention] = {}
         """Topic name -> its limits (topics without limits are absent)."""
+        self.floors: dict[str, int] = {}
+        """Topic name -> the offset before which its entries expired (durable before any
+        segment holding them is deleted; applied again when the directory is opened)."""
+        self.stamp: tuple[int, int] | None = None
+        """The file's (mtime, size) when last read: an observer rereads it when it changes."""
+        self.reload()
 
-    def load(self) -> dict[str, Retention]:
-        """The limits on disk. A file that cannot be read gives no limits (keeping entries is
-        the safe side), with a warning."""
+    def reload(self) -> bool:
+        """Read the file again if it changed since the last look; True if it did. A file
+        that cannot be read gives no limits (keeping entries is the safe side), with a
+        warning."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        stamp = None if st is None else (st.st_mtime_ns, st.st_size)
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        self.limits, self.floors = {}, {}
+        if stamp is None:
+            return True
         try:
             with open(self.path, "rb") as f:
                 doc = json.loads(f.read())
@@ -109,17 +128,15 @@ class Settings:
                 raise ValueError("not a walrus retention file")
             if doc.get("version") != VERSION:
                 raise ValueError(f"unknown version {doc.get('version')!r}")
-            topics = doc["topics"]
-            return {str(name): check_retention(v.get("max_age"), v.get("max_bytes"))
-                    for name, v in topics.items()}
-        except FileNotFoundError:
-            return {}
-        except IsADirectoryError:  # not ours
-            return {}
+            limits = {str(name): check_retention(v.get("max_age"), v.get("max_bytes"))
+                      for name, v in doc["topics"].items()}
+            floors = {str(name): int(v) for name, v in doc.get("expired", {}).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.warning("ignoring retention settings in %s (%s): no entry expires",
                            self.path, exc)
-            return {}
+            return True
+        self.limits, self.floors = limits, floors
+        return True
 
     def get(self, topic: str) -> Retention:
         return self.limits.get(topic, NO_LIMITS)
@@ -132,17 +149,26 @@ class Settings:
                 new.pop(topic, None)
             else:
                 new[topic] = limits
-            doc = {"format": FORMAT, "version": VERSION,
-                   "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
-                              for name, r in new.items()}}
-            tmp = self.path + ".tmp"
-            with open(tmp, "wb") as f:
-                f.write(json.dumps(doc, sort_keys=True).encode())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            sync_directory(os.path.dirname(self.path))
-            self.limits = new
+            self._write(new, self.floors)
+
+    def expired(self, floors: dict[str, int]) -> None:
+        """Persist new first stored offsets (durable when this returns)."""
+        with self.lock:
+            self._write(self.limits, {**self.floors, **floors})
+
+    def _write(self, limits: dict[str, Retention], floors: dict[str, int]) -> None:
+        doc = {"format": FORMAT, "version": VERSION,
+               "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
+                          for name, r in limits.items()},
+               "expired": floors}
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(doc, sort_keys=True).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        sync_directory(os.path.dirname(self.path))
+        self.limits, self.floors = limits, floors
 
 
 class Expiry:
@@ -164,8 +190,8 @@ class Expiry:
 
     def run(self) -> bool:
         """Expire what the limits say; True if a first stored offset moved."""
-        limits = self.settings.limits
-        if not limits:
+        limits, floors = self.settings.limits, self.settings.floors
+        if not limits and not floors:
             return False
         log = self.log
         segments = list(log.segments.values())
@@ -176,15 +202,20 @@ class Expiry:
                 break
             sealed.append((seg, nxt.header.created_ns))
         now = self.clock()
-        moved = False
-        for name, r in limits.items():
+        moves = []
+        for name in {**floors, **limits}:  # a floor without limits: its cursor may lag
             t = log.by_name.get(name)
             if t is None:
                 continue
-            first, dropped = self.expiry_point(t, r, sealed, now)
+            first, dropped = self.expiry_point(t, limits.get(name, NO_LIMITS), sealed, now)
             if first > t.first_seq or t.persisted < t.first_seq:
-                self.expire(t, first, dropped)
-                moved = True
+                moves.append((t, first, dropped))
+        raised = {t.name: first for t, first, _ in moves if first > floors.get(t.name, 0)}
+        if raised:
+            self.settings.expired(raised)
+        for t, first, dropped in moves:
+            self.expire(t, first, dropped)
+        moved = bool(moves)
         live = {seg.number for seg in segments}
         for key in [k for k in self.sizes if k[1] not in live]:
             del self.sizes[key]
@@ -228,6 +259,24 @@ class Expiry:
 
 
 
+def apply_floors(log: Log, floors: dict[str, int]) -> None:
+    """Trim each topic to its recorded first stored offset: entries that expired before a
+    restart (their segment still held by another topic), or that an observer's writer
+    expired, are not stored any more."""
+    for name, floor in floors.items():
+        t = log.by_name.get(name)
+        if t is None or floor <= t.first_seq:
+            continue
+        with t.read_lock:
+            n = min(floor - t.first_seq, len(t.lsns))
+            dropped = 0
+            for number, group in groupby(t.lsns[:n], key=lambda lsn: lsn >> SEG_SHIFT):
+                seg = log.segments.get(number)
+                if seg is not None:
+                    dropped += record_bytes(seg.whole(), array("Q", group))
+            t.expire_before(t.first_seq + n, dropped)
+
+
 class Retainer:
     """What the facade delegates retention to: checking, persisting and reporting limits."""
 
@@ -238,6 +287,12 @@ class Retainer:
         self.settings = Settings(log.directory)
         self.expiry = Expiry(log, self.settings, lambda topic: [
             c for (_name, tp), c in list(owned.items()) if tp == topic])
+        apply_floors(log, self.settings.floors)
+
+    def observe(self) -> None:
+        """An observer follows the writer's expiry (called after each refresh)."""
+        if self.settings.reload():
+            apply_floors(self.log, self.settings.floors)
 
     def set(self, topic: str, max_age: object, max_bytes: object) -> None:
         """Check everything first: a bad limit or an unknown topic changes nothing."""
@@ -248,6 +303,4 @@ class Retainer:
         self.settings.set(topic, limits)
 
     def get(self, topic: str) -> Retention:
-        if self.read_only:  # the writer may have changed them
-            self.settings.limits = self.settings.load()
         return self.settings.get(topic)

@@ -494,9 +494,9 @@ class Walrus:
             rebuilder: Rebuilder = self._rebuilder
             log: Log = self._log
             with reading(f"following the writer of {self._root}"):
-                if not rebuilder.refresh():
-                    return
-            log.follow(rebuilder.segments, rebuilder.topics)
+                if rebuilder.refresh():
+                    log.follow(rebuilder.segments, rebuilder.topics)
+                self._retainer.observe()
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
