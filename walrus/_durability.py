@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ._consumers import Registry, lowest
-from ._errors import StorageError
+from ._errors import StorageError, WalrusClosedError
 from ._indexing import index_segment, summary_of, write_index
 from ._log import Log, storage_error
 from ._prefault import Prefaulter, SyncCadence
@@ -539,12 +539,15 @@ class Background:
         expiry, registry = self.expiry, self.registry
         if expiry is None:
             return
-        if registry is None:
-            moved = expiry()
-        else:
-            with registry.locked(wait=False) as free:
-                if not free:
-                    return
+        try:
+            if registry is None:
                 moved = expiry()
+            else:
+                with registry.locked(wait=False) as free:
+                    if not free:
+                        return
+                    moved = expiry()
+        except WalrusClosedError:  # closing meanwhile: what it wrote is whole or not begun
+            return
         if moved:
             self.reclaim_seen, self.reclaim_after = -1, 0.0
