@@ -24,16 +24,19 @@ from array import array
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from itertools import groupby, pairwise
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ._codec import CURSOR, SEG_SHIFT
-from ._cursors import Position
 from ._errors import InvalidArgumentError
 from ._log import Log, sync_directory
 from ._segment import Segment
 from ._speedups import record_bytes
 from ._topics import Topic
+
+if TYPE_CHECKING:  # only a type: the cursors sit above this module
+    from ._cursors import Position
 
 logger = logging.getLogger("walrus")
 
@@ -238,7 +241,9 @@ class Expiry:
             nbytes = self.sizes.get(key)
             if nbytes is None:
                 nbytes = self.sizes[key] = record_bytes(seg.whole(), t.lsns[lo:hi])
-            old = age_ns is not None and next_created + age_ns <= now
+            # a creation time before this segment's own (a damaged header) proves no age
+            old = (age_ns is not None and next_created >= seg.header.created_ns
+                   and next_created + age_ns <= now)
             big = r.max_bytes is not None and size - nbytes >= r.max_bytes
             if not (old or big):
                 break
