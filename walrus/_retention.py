@@ -21,7 +21,8 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from itertools import groupby, pairwise
 from typing import TYPE_CHECKING
@@ -253,18 +254,30 @@ class Expiry:
     def expire(self, t: Topic, first: int, dropped: int) -> None:
         """Make ``first`` the first stored offset of ``t``: the shared cursor is persisted no
         lower (the durable record of the expiry), then the index is trimmed."""
-        with t.read_lock:
+        with holding(self.positions(t.name), first), t.read_lock:
             if t.persisted < first:
                 self.log.write_state(t, CURSOR, first)
             t.expire_before(first, dropped)
-        for c in self.positions(t.name):
-            with c.read_lock:  # (a Position's lock comes before its topic's)
-                if c.ahead_seq < first:
-                    c.ahead, c.ahead_seq = [], 0
 
 
 
-def apply_floors(log: Log, floors: dict[str, int]) -> None:
+@contextmanager
+def holding(positions: Iterable[Position], first: int) -> Iterator[None]:
+    """Hold the read locks of these named consumers (a Position's lock comes before its
+    topic's; always taken in one order) while their topic's first stored offset moves to
+    ``first``: a reader places its position at the first stored entry under its own lock
+    and then reads the index under the topic's, so the offset must not move in between.
+    Their read-ahead of expired entries is dropped."""
+    with ExitStack() as stack:
+        for c in sorted(positions, key=id):
+            stack.enter_context(c.read_lock)
+            if c.ahead_seq < first:
+                c.ahead, c.ahead_seq = [], 0
+        yield
+
+
+def apply_floors(log: Log, floors: dict[str, int],
+                 positions: Callable[[str], Iterable[Position]]) -> None:
     """Trim each topic to its recorded first stored offset: entries that expired before a
     restart (their segment still held by another topic), or that an observer's writer
     expired, are not stored any more."""
@@ -272,7 +285,7 @@ def apply_floors(log: Log, floors: dict[str, int]) -> None:
         t = log.by_name.get(name)
         if t is None or floor <= t.first_seq:
             continue
-        with t.read_lock:
+        with holding(positions(name), floor), t.read_lock:
             n = min(floor - t.first_seq, len(t.lsns))
             dropped = 0
             for number, group in groupby(t.lsns[:n], key=lambda lsn: lsn >> SEG_SHIFT):
@@ -292,12 +305,12 @@ class Retainer:
         self.settings = Settings(log.directory)
         self.expiry = Expiry(log, self.settings, lambda topic: [
             c for (_name, tp), c in list(owned.items()) if tp == topic])
-        apply_floors(log, self.settings.floors)
+        apply_floors(log, self.settings.floors, self.expiry.positions)
 
     def observe(self) -> None:
         """An observer follows the writer's expiry (called after each refresh)."""
         if self.settings.reload():
-            apply_floors(self.log, self.settings.floors)
+            apply_floors(self.log, self.settings.floors, self.expiry.positions)
 
     def set(self, topic: str, max_age: object, max_bytes: object) -> None:
         """Check everything first: a bad limit or an unknown topic changes nothing."""
