@@ -210,9 +210,10 @@ def test_topics_table(data_dir: Path) -> None:
         wal.mark_topic_clean("beta")
         size = wal.get_topic_size("alpha")
     lines = ok("topics", data_dir).decode().splitlines()
-    assert lines[0].split() == ["TOPIC", "ENTRIES", "UNCONSUMED", "BYTES", "CLEAN"]
-    assert lines[1].split() == ["alpha", "3", "2", str(size), "no"]
-    assert lines[2].split()[0::4] == ["beta", "yes"]
+    assert lines[0].split() == ["TOPIC", "ENTRIES", "FIRST", "OFFSET", "UNCONSUMED", "BYTES",
+                                "CLEAN", "RETENTION"]
+    assert lines[1].split() == ["alpha", "3", "0", "2", str(size), "no", "none"]
+    assert lines[2].split()[0::5] == ["beta", "yes"]
 
 
 def test_backends_lists_every_registered_backend() -> None:

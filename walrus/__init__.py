@@ -35,6 +35,7 @@ from ._errors import (
     WalrusLockedError,
 )
 from ._forward import forward
+from ._retention import Retention
 from ._topic_info import TopicInfo
 from ._version import __version__
 from ._walrus import Walrus
@@ -69,6 +70,7 @@ __all__ = [
     "OffsetOutOfRangeError",
     "ReadConsistency",
     "ReadOnlyError",
+    "Retention",
     "Schedule",
     "SinkSpec",
     "StorageError",

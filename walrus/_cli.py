@@ -16,7 +16,17 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ._cli_options import without_directory
-from ._commands import CommandError, append, backends, forward, read, tail, topics, verify
+from ._commands import (
+    CommandError,
+    append,
+    backends,
+    forward,
+    read,
+    retention,
+    tail,
+    topics,
+    verify,
+)
 from ._errors import WalrusError
 from ._version import __version__
 
@@ -50,7 +60,7 @@ def build_parser(*, bench: RegisterBench | None = None) -> argparse.ArgumentPars
                     "topics of a data directory.")
     parser.add_argument("--version", action="version", version=f"walrus-wal {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (append, read, tail, topics, verify, backends, forward):
+    for module in (append, read, tail, topics, verify, backends, forward, retention):
         module.register(commands)
     bench_parser = commands.add_parser("bench", help="run benchmarks")
     if bench is not None:

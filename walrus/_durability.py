@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ._consumers import Registry, lowest
-from ._errors import StorageError, storage_error
+from ._errors import StorageError, WalrusClosedError, storage_error
 from ._indexing import index_segment, summary_of, write_index
 from ._log import Log
 from ._prefault import Prefaulter, SyncCadence
@@ -376,6 +376,8 @@ class Background:
         self.checkpointed: dict[int, int] = {}
         self.registry: Registry | None = None
         self.named_seen: dict[str, tuple[str, int]] = {}
+        self.expiry: Callable[[], bool] | None = None
+        """Retention's expiry (set by the facade): True when a first stored offset moved."""
         """The consumer files of the directory (set by the facade): their positions hold
         segments too."""
         self.work = threading.Lock()
@@ -414,6 +416,7 @@ class Background:
                 self.prepare_spare()
                 with self.work:
                     self.index_sealed()
+                    self.expire()
                     self.reclaim()
                     self.checkpoint_active()
             except Exception:  # never let the worker die silently
@@ -471,6 +474,7 @@ class Background:
         with self.work:
             self.reclaim_seen, self.reclaim_after = -1, 0.0
             self.index_sealed()
+            self.expire()
             self.reclaim()
 
     def _reclaim(self, named: dict[str, int]) -> list[Segment]:
@@ -528,3 +532,22 @@ class Background:
         if doomed:
             logger.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))
+
+    def expire(self) -> None:
+        """Apply retention (under the registry lock, as reclamation: no consumer seeks back
+        meanwhile); what expired is reclaimed at once."""
+        expiry, registry = self.expiry, self.registry
+        if expiry is None:
+            return
+        try:
+            if registry is None:
+                moved = expiry()
+            else:
+                with registry.locked(wait=False) as free:
+                    if not free:
+                        return
+                    moved = expiry()
+        except WalrusClosedError:  # closing meanwhile: what it wrote is whole or not begun
+            return
+        if moved:
+            self.reclaim_seen, self.reclaim_after = -1, 0.0

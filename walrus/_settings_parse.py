@@ -23,6 +23,10 @@ from ._errors import InvalidArgumentError
 from .plugins._manager import registered_specs
 
 _AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
+_SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 def parse_fsync(text: str) -> Schedule:
@@ -70,3 +74,42 @@ def parse_backend(text: str) -> str:
         raise ValueError(f"unknown backend {', '.join(unknown) or '(empty)'}; "
                          f"registered: {', '.join(sorted(known)) or 'none'}, or auto")
     return ",".join(names)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``<n>s``, ``<n>m``, ``<n>h`` or a bare number of seconds (> 0)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("expected <n>s, <n>m, <n>h or a number of seconds")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``512MiB``, ``2GB``, ``100k`` or a bare number (binary multiples)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError("expected a size such as 512MiB, 4GiB or a number of bytes")
+    unit = match.group(2).lower().rstrip("b").rstrip("i")
+    scale = 1024 ** " kmgt".index(unit or " ")
+    return int(float(match.group(1)) * scale)
+
+
+def duration_label(seconds: float) -> str:
+    """The shortest spelling ``parse_duration`` reads back exactly (``1h``, ``90s``, ``2.5s``)."""
+    for unit in ("h", "m"):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds:g}s"
+
+
+def size_label(n: int) -> str:
+    """The spelling ``parse_size`` reads back exactly: the largest binary unit that divides."""
+    unit = 0
+    while unit < len(_SIZE_UNITS) - 1 and n >= 1024 and n % 1024 == 0:
+        n //= 1024
+        unit += 1
+    return f"{n}{_SIZE_UNITS[unit]}"

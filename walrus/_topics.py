@@ -120,3 +120,15 @@ class Topic:
         if lo:
             del self.lsns[:lo]
             self.first_seq += lo
+
+    def expire_before(self, seq: int, nbytes: int) -> None:
+        """Retention expired the entries before ``seq`` (``nbytes`` on disk): they are no
+        longer stored, and the shared cursor stands no lower. The caller holds
+        ``read_lock`` and has persisted the cursor at ``seq`` or beyond."""
+        n = seq - self.first_seq
+        if n > 0:
+            del self.lsns[:n]
+            self.first_seq = seq
+            self.nbytes -= nbytes
+        if self.cursor < seq:
+            self.cursor = seq

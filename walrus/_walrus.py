@@ -8,6 +8,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,6 +49,7 @@ from ._log import Log, Payload, wait_for
 from ._named import Consumers
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
+from ._retention import Retainer, Retention
 from ._topic_info import TopicInfo
 from ._topics import Topic
 from ._validate import (
@@ -163,6 +165,7 @@ class Walrus:
             interval=(self._schedule.interval_ms / 1000.0
                       if isinstance(self._schedule, MillisecondsSchedule) else None),
             sync_each=self._sync_each)
+        self._retainer = Retainer(self._log, self._consumers.owned, read_only)
         self._closed = False
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
@@ -171,6 +174,7 @@ class Walrus:
                          else interval)
             self._background = Background(self._log, self._durability, interval, writeback)
             self._background.registry = self._consumers.registry
+            self._background.expiry = self._retainer.expiry.run
             self._log.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
@@ -502,9 +506,9 @@ class Walrus:
             rebuilder: Rebuilder = self._rebuilder
             log: Log = self._log
             with reading(f"following the writer of {self._root}"):
-                if not rebuilder.refresh():
-                    return
-            log.follow(rebuilder.segments, rebuilder.topics)
+                if rebuilder.refresh():
+                    log.follow(rebuilder.segments, rebuilder.topics)
+                self._retainer.observe()
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""
@@ -650,3 +654,19 @@ class Walrus:
         from ._from_config import walrus_arguments
 
         return cls(**walrus_arguments(source))
+
+    # --- retention ------------------------------------------------------------------------------
+
+    def set_retention(self, topic: str, *, max_age: float | timedelta | None = None,
+                      max_bytes: int | None = None) -> None:
+        """Limit how long (``max_age`` seconds) and how much (``max_bytes`` on disk) of
+        ``topic`` is kept; ``None`` lifts that limit. Durable when it returns. Expired
+        entries go oldest first, in the background (see the retention guide)."""
+        check_topic(topic)
+        self._check_writable()
+        self._retainer.set(topic, max_age, max_bytes)
+
+    def get_retention(self, topic: str) -> Retention:
+        """``topic``'s limits (``Retention(None, None)`` when it has none)."""
+        self._query(topic)
+        return self._retainer.get(topic)

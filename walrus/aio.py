@@ -21,6 +21,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,7 @@ from ._durability import Cue
 from ._entry import Entry
 from ._errors import StorageError, WalrusClosedError
 from ._log import Payload
+from ._retention import Retention
 from ._topic_info import TopicInfo
 from ._validate import check_topic
 from ._wait import (
@@ -378,6 +380,15 @@ class AsyncWalrus:
 
     async def mark_topic_dirty(self, topic: str) -> None:
         await self._call(partial(self.wal.mark_topic_dirty, topic), inline=False)
+
+    async def set_retention(self, topic: str, *, max_age: float | timedelta | None = None,
+                            max_bytes: int | None = None) -> None:
+        """``Walrus.set_retention``, off the loop (the setting is synced before it returns)."""
+        await self._call(partial(self.wal.set_retention, topic, max_age=max_age,
+                                 max_bytes=max_bytes), inline=False)
+
+    async def get_retention(self, topic: str) -> Retention:
+        return await self._call(partial(self.wal.get_retention, topic))
 
     async def damage(self) -> list[Damage]:
         return await self._call(self.wal.damage)

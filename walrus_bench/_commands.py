@@ -44,6 +44,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     from ._durable_append import add_durable_append
     from ._forward import add_forward
     from ._plot_cli import add_plot
+    from ._retention import add_retention
     from ._scale import add_scale
     from ._targets import add_targets
     from ._wakeup import add_wakeup
@@ -57,6 +58,7 @@ def register(bench: argparse.ArgumentParser) -> None:
     add_forward(sub)
     add_consumers(sub)
     add_wakeup(sub)
+    add_retention(sub)
 
 
 def _add_benchmark(sub: Any, name: str, help_text: str) -> None:

@@ -7,20 +7,18 @@ Settings the library also reads (fsync schedule, backend) use its own parsers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from walrus import MAX_BATCH_ENTRIES, InvalidArgumentError
+from walrus._settings_parse import parse_duration as parse_duration  # shared with the CLI
+from walrus._settings_parse import parse_size as parse_size
 
 T = TypeVar("T")
 
 MAX_THREADS = 128
 """The original's ceiling for a thread count or range."""
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
-_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
 
 
 def parse_threads(text: str) -> tuple[int, int]:
@@ -47,33 +45,12 @@ def parse_thread_count(text: str) -> int:
     return parse_threads(text)[1]
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from ``<n>s``, ``<n>m``, ``<n>h`` or a bare number of seconds (> 0)."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("expected <n>s, <n>m, <n>h or a number of seconds")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("must be more than zero")
-    return seconds
-
-
 def parse_batch_size(text: str) -> int:
     """Entries per batch: 1..MAX_BATCH_ENTRIES."""
     value = text.strip()
     if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH_ENTRIES:
         raise ValueError(f"expected a whole number from 1 to {MAX_BATCH_ENTRIES}")
     return int(value)
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``512MiB``, ``2GB``, ``100k`` or a bare number (binary multiples)."""
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError("expected a size such as 512MiB, 4GiB or a number of bytes")
-    unit = match.group(2).lower().rstrip("b").rstrip("i")
-    scale = 1024 ** " kmgt".index(unit or " ")
-    return int(float(match.group(1)) * scale)
 
 
 def pick(parse: Callable[[str], T], default: T, *sources: tuple[str, str | None]) -> T:

@@ -1,0 +1,446 @@
+"""Retention by age and size: expiry, disk bounds, agreement of counts, reads and consumers,
+persistence, bad input."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from walrus_faults import POLICIES, powered
+
+from walrus import (
+    FsyncSchedule,
+    InvalidArgumentError,
+    InvalidTopicError,
+    OffsetOutOfRangeError,
+    ReadOnlyError,
+    Retention,
+    Walrus,
+)
+
+from . import _retention_child
+from ._quiesce import quiesced
+from .conftest import FAULT_BACKENDS, PLUGINS, ROOT
+from .test_consumers_process import ROUNDS, kill, lines, wait_for_line
+
+SEGMENT = 16384
+PAYLOAD = 200
+RECORD = 232  # a 200-byte entry on disk: 32-byte header, 8-aligned
+SCALE = float(os.environ.get("RELIABILITY_SCALE", "1"))
+
+
+def payload(topic: str, offset: int) -> bytes:
+    return f"{topic}:{offset}:".encode().ljust(PAYLOAD, b".")
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def open_wal(path: Path, **kw: object) -> Walrus:
+    return Walrus(data_dir=path, segment_size=SEGMENT, fsync_schedule=FsyncSchedule.NoFsync,
+                  **kw)  # type: ignore[arg-type]
+
+
+def expire_now(wal: Walrus) -> None:
+    with quiesced(wal):
+        pass
+
+
+def fill(wal: Walrus, topic: str, count: int, every: int = 0) -> None:
+    start = wal.topic_info(topic).next_offset
+    for i in range(start, start + count):
+        wal.append_for_topic(topic, payload(topic, i))
+        if every and i % every == 0:
+            expire_now(wal)
+
+
+def stored(wal: Walrus, topic: str) -> list[int]:
+    """Every stored offset of ``topic``, each checked against what was appended there."""
+    info = wal.topic_info(topic)
+    offsets = []
+    at = info.first_offset
+    while at < info.next_offset:
+        batch = wal.batch_read_for_topic(topic, 1 << 20, checkpoint=False, start_offset=at)
+        for e in batch:
+            assert e.data == payload(topic, e.offset)
+            offsets.append(e.offset)
+        at += len(batch)
+    assert offsets == list(range(info.first_offset, info.next_offset))
+    return offsets
+
+
+def test_a_producer_nobody_consumes_runs_in_bounded_space(tmp_path: Path) -> None:
+    limit = 20_000
+    bound = limit + 5 * SEGMENT  # the limit, one slice over it, active, spare, one unindexed
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("metrics", payload("metrics", 0))
+        wal.set_retention("metrics", max_bytes=limit)
+        for _ in range(40):
+            fill(wal, "metrics", 250)
+            expire_now(wal)
+            assert dir_bytes(tmp_path) <= bound
+        info = wal.topic_info("metrics")
+        assert info.next_offset == 10_001
+        assert limit <= info.size < limit + SEGMENT
+        assert info.first_offset > 9_000
+        stored(wal, "metrics")
+
+
+def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path) -> None:
+    limit = 20_000
+    with open_wal(tmp_path) as wal:
+        fill(wal, "orders", 10)
+        assert wal.read_next("orders", consumer="dead") is not None  # and then never again
+        wal.set_retention("orders", max_bytes=limit)
+        for _ in range(20):
+            fill(wal, "orders", 250)
+            expire_now(wal)
+            assert dir_bytes(tmp_path) <= limit + 5 * SEGMENT
+        first = wal.topic_info("orders").first_offset
+        assert first > 1
+        assert wal.consumers("orders") == {"dead": 1}  # its own position is not rewritten
+        assert wal.get_topic_entry_count("orders", consumer="dead") == 5010 - first
+        entry = wal.read_next("orders", consumer="dead")  # it comes back: no error
+        assert entry is not None and entry.offset == first
+        assert entry.data == payload("orders", first)
+
+
+def test_counts_reads_and_consumers_agree_on_the_first_stored_offset(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 50)
+        assert wal.read_next("t") is not None  # shared cursor at 1
+        assert wal.read_next("t", consumer="slow") is not None
+        first_batch = wal.batch_read_for_topic("t", 1000, consumer="ahead")
+        assert first_batch  # its read-ahead must not serve expired entries later
+        wal.set_retention("t", max_bytes=10_000)
+        fill(wal, "t", 500)
+        expire_now(wal)
+        info = wal.topic_info("t")
+        first = info.first_offset
+        assert first > 50
+        assert wal.topics() == ["t"]
+        assert wal.get_topic_entry_count("t") == info.next_offset - first
+        assert wal.get_topic_entry_counts() == {"t": info.next_offset - first}
+        assert wal.get_topic_entry_count("t", consumer="slow") == info.next_offset - first
+        with pytest.raises(OffsetOutOfRangeError):
+            wal.batch_read_for_topic("t", 1000, start_offset=first - 1)
+        assert wal.batch_read_for_topic("t", 1000, start_offset=first)[0].offset == first
+        for consumer in (None, "slow", "ahead", "new"):
+            entry = wal.read_next("t", consumer=consumer)
+            assert entry is not None and entry.offset == first, consumer
+        batch = wal.batch_read_for_topic("t", 1000, consumer="later")
+        assert batch[0].offset == first
+        with pytest.raises(OffsetOutOfRangeError):
+            wal.seek("t", first - 1)
+        stored(wal, "t")
+
+
+def test_max_age_expires_whole_segments_once_old_enough(tmp_path: Path) -> None:
+    now = [0]
+    with open_wal(tmp_path) as wal:
+        wal._retainer.expiry.clock = lambda: now[0]
+        fill(wal, "old", 300)  # a few segments
+        segments = sorted(wal._log.segments.values(), key=lambda s: s.number)
+        sealed_at = segments[1].header.created_ns  # every entry of the first segment is older
+        wal.set_retention("old", max_age=60)
+        now[0] = sealed_at + 60 * 10**9 - 1  # one ns short of the limit: nothing expires
+        expire_now(wal)
+        assert wal.topic_info("old").first_offset == 0
+        now[0] += 1
+        expire_now(wal)
+        first = wal.topic_info("old").first_offset
+        assert first > 0
+        assert wal.read_next("old") is not None
+        assert not os.path.exists(segments[0].path)
+        now[0] = 10**30  # everything sealed is old: the active segment's entries stay
+        expire_now(wal)
+        info = wal.topic_info("old")
+        assert info.next_offset - info.first_offset > 0
+        assert info.first_offset > first
+        stored(wal, "old")
+
+
+def test_topics_sharing_segments_are_untouched(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("short", payload("short", 0))
+        oldest = min(wal._log.segments)
+        wal.set_retention("short", max_bytes=5_000)
+        for i in range(600):
+            wal.append_for_topic("short", payload("short", i + 1))
+            wal.append_for_topic("keep", payload("keep", i))
+        expire_now(wal)
+        assert wal.topic_info("short").first_offset > 100
+        keep = wal.topic_info("keep")
+        assert (keep.first_offset, keep.next_offset, keep.unconsumed) == (0, 600, 600)
+        assert stored(wal, "keep") == list(range(600))
+        stored(wal, "short")
+        # "keep" holds every segment: nothing was deleted, its entries all read back
+        assert min(wal._log.segments) == oldest
+
+
+def test_retention_survives_restarts_and_expiry_is_not_damage(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 5)
+        wal.set_retention("t", max_age=timedelta(hours=1), max_bytes=8_000)
+        fill(wal, "t", 400)
+        expire_now(wal)
+        first = wal.topic_info("t").first_offset
+        assert first > 0
+    with open_wal(tmp_path) as wal:
+        assert wal.get_retention("t") == Retention(max_age=3600.0, max_bytes=8_000)
+        assert wal.damage() == []
+        assert wal.topic_info("t").first_offset >= first
+        assert wal.read_next("t").offset == wal.topic_info("t").first_offset  # type: ignore[union-attr]
+        stored(wal, "t")
+        wal.set_retention("t")  # lift both limits
+    with open_wal(tmp_path, read_only=True) as observer:
+        assert observer.get_retention("t") == Retention(None, None)
+        assert observer.damage() == []
+
+
+def test_an_observer_sees_what_the_writer_sets(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 1)
+        with open_wal(tmp_path, read_only=True) as observer:
+            assert observer.get_retention("t") == Retention()
+            wal.set_retention("t", max_bytes=1 << 20)
+            assert observer.get_retention("t") == Retention(None, 1 << 20)
+            with pytest.raises(ReadOnlyError):
+                observer.set_retention("t", max_age=1)
+
+
+@pytest.mark.parametrize("kw", [
+    {"max_age": 0}, {"max_age": -1}, {"max_age": math.nan}, {"max_age": math.inf},
+    {"max_age": "1h"}, {"max_age": True}, {"max_age": timedelta(0)},
+    {"max_bytes": 0}, {"max_bytes": -5}, {"max_bytes": 1.5}, {"max_bytes": "1MiB"},
+    {"max_bytes": True}, {"max_age": 10, "max_bytes": 0},
+])
+def test_bad_limits_change_nothing(tmp_path: Path, kw: dict[str, object]) -> None:
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 1)
+        wal.set_retention("t", max_age=5, max_bytes=4096)
+        before = (tmp_path / "retention+").read_bytes()
+        with pytest.raises(InvalidArgumentError):
+            wal.set_retention("t", **kw)  # type: ignore[arg-type]
+        assert wal.get_retention("t") == Retention(5.0, 4096)
+        assert (tmp_path / "retention+").read_bytes() == before
+
+
+def test_an_unknown_or_invalid_topic_is_refused(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        with pytest.raises(InvalidArgumentError, match="unknown topic"):
+            wal.set_retention("nope", max_age=1)
+        with pytest.raises(InvalidTopicError):
+            wal.set_retention("", max_age=1)
+        assert wal.topics() == []
+        assert not (tmp_path / "retention+").exists()
+        assert wal.get_retention("nope") == Retention()
+
+
+@pytest.mark.parametrize("schedule", ["no_fsync", "sync_each"])
+def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule: str) -> None:
+    """Each round kills the producer at a random point after expiry began; reopening must
+    report no damage, hold every entry from the first stored offset on as written (the limited
+    topic's at least up to its limit, the other's all), and count no expired entry."""
+    rng = random.Random(16)
+    data, journal = tmp_path / "data", tmp_path / "journal"
+    for round_ in range(ROUNDS):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests._retention_child", str(data), schedule, str(journal)],
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)])),
+            cwd=ROOT, stderr=subprocess.PIPE)
+        try:
+            wait_for_line(journal, "F", count=2 * (round_ + 1))
+            time.sleep(rng.random() * 0.05)  # a random point, not a timing assumption
+        finally:
+            kill(proc)
+        acked: dict[str, int] = {}
+        for fields in lines(journal):
+            if fields and fields[0] == "A":
+                acked[fields[1]] = max(acked.get(fields[1], -1), int(fields[2]))
+        with Walrus(data_dir=data, segment_size=_retention_child.SEGMENT) as wal:
+            assert wal.damage() == []
+            assert wal.get_retention("r") == Retention(None, _retention_child.LIMIT)
+            for topic in ("r", "k"):
+                info = wal.topic_info(topic)
+                assert info.next_offset > acked[topic]
+                at = info.first_offset
+                while at < info.next_offset:
+                    batch = wal.batch_read_for_topic(topic, 1 << 20, checkpoint=False,
+                                                     start_offset=at)
+                    assert [e.offset for e in batch] == list(range(at, at + len(batch)))
+                    for e in batch:
+                        assert e.data == _retention_child.payload(topic, e.offset)
+                    at += len(batch)
+            assert wal.get_topic_size("r") >= _retention_child.LIMIT
+            expire_now(wal)  # expired entries a restart found still on disk expire again
+            assert wal.get_topic_size("r") >= _retention_child.LIMIT
+            info = wal.topic_info("r")
+            assert info.first_offset > 0
+            assert info.size < _retention_child.LIMIT + 8192
+
+
+def test_expiry_holds_across_restarts_and_in_observers(tmp_path: Path) -> None:
+    """Entries that expired while another topic still needs their segments stay expired for
+    an observer and after a restart: nothing reads them again."""
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("short", payload("short", 0))
+        wal.set_retention("short", max_bytes=5_000)
+        with open_wal(tmp_path, read_only=True) as observer:
+            assert observer.read_next("short", consumer="obs").offset == 0  # type: ignore[union-attr]
+            for i in range(600):
+                wal.append_for_topic("short", payload("short", i + 1))
+                wal.append_for_topic("keep", payload("keep", i))
+            expire_now(wal)
+            first = wal.topic_info("short").first_offset
+            assert first > 100
+            assert observer.topic_info("short") == wal.topic_info("short")
+            assert observer.read_next("short", consumer="obs").offset == first  # type: ignore[union-attr]
+            with pytest.raises(OffsetOutOfRangeError):
+                observer.batch_read_for_topic("short", 1000, start_offset=first - 1)
+    with open_wal(tmp_path, read_only=True) as observer:
+        assert observer.topic_info("short").first_offset == first
+    with open_wal(tmp_path) as wal:
+        assert wal.damage() == []
+        info = wal.topic_info("short")
+        assert info.first_offset == first
+        assert info.unconsumed == info.next_offset - first
+        with pytest.raises(OffsetOutOfRangeError):
+            wal.batch_read_for_topic("short", 1000, start_offset=first - 1)
+        assert wal.read_next("short", consumer="late").offset == first  # type: ignore[union-attr]
+        assert wal.get_topic_size("short") == sum(
+            RECORD for _ in range(first, info.next_offset))
+        stored(wal, "short")
+        assert stored(wal, "keep") == list(range(600))
+
+
+@pytest.mark.parametrize("schedule", ["sync_each", "no_fsync"])
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_power_cut_during_expiry(tmp_path: Path, faulty: str, schedule: str) -> None:
+    """The power goes at a random disk operation while a limited topic expires beside a
+    consumed one; the disk image a cut may leave recovers with no damage, every stored entry
+    as written, the consumed topic's cursor inside what is stored, and (under SyncEach) every
+    acknowledged entry of the limited topic within its limit still there."""
+    sched = FsyncSchedule.SyncEach if schedule == "sync_each" else FsyncSchedule.NoFsync
+    expired = 0
+    for seed in range(int(12 * SCALE)):
+        rng = random.Random(seed)
+        live, image = tmp_path / f"live{seed}", tmp_path / f"image{seed}"
+        live.mkdir()
+        acked = {"r": -1, "k": -1}
+        with powered() as m:
+            m.watch(live)
+            wal = Walrus(data_dir=live, backend=faulty, segment_size=8192,
+                         fsync_schedule=sched)
+            wal.append_for_topic("r", payload("r", 0))
+            acked["r"] = 0
+            wal.set_retention("r", max_bytes=5_000)
+            cut_after = rng.randrange(100, 400)
+            try:
+                for n in range(1, 500):
+                    if n == cut_after:
+                        m.cut_at = m.clock + rng.randint(1, 40)
+                    topic = "k" if n % 5 == 0 else "r"
+                    offset = acked[topic] + 1
+                    wal.append_for_topic(topic, payload(topic, offset))
+                    acked[topic] = offset
+                    if topic == "k":
+                        wal.read_next("k")
+                    if n % 25 == 0:
+                        wal._background.run_once()  # type: ignore[union-attr]
+            except OSError:
+                pass  # the power went
+            m.cut()
+            m.image(live, image, rng, rng.choice(POLICIES))
+            try:
+                wal.close()
+            except OSError:
+                pass
+        with Walrus(data_dir=image, segment_size=8192) as after:
+            assert after.damage() == []
+            for topic in ("r", "k"):
+                info = after.topic_info(topic)
+                stored(after, topic)
+                if schedule == "sync_each":
+                    assert info.next_offset > acked[topic]
+            k = after.topic_info("k")
+            assert k.first_offset <= k.next_offset - k.unconsumed <= k.next_offset
+            if schedule == "sync_each" and acked["r"] * RECORD >= 5_000:
+                assert after.get_topic_size("r") >= 5_000
+            expired += after.topic_info("r").first_offset > 0
+    assert expired  # the cuts came after expiry had begun
+
+
+def test_consumers_racing_expiry_get_whole_entries_in_order(tmp_path: Path) -> None:
+    """Readers (the shared cursor, a named consumer, start_offset reads) running while the
+    worker expires under them get whole entries as written, in order, or skip them."""
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("t", payload("t", 0))
+        wal.set_retention("t", max_bytes=5_000)
+        done = threading.Event()
+        seen: dict[str, list[int]] = {"shared": [], "named": [], "start": []}
+        errors: list[BaseException] = []
+
+        def consume(kind: str) -> None:
+            try:
+                while True:
+                    finished = done.is_set()
+                    if kind == "shared":
+                        got = wal.batch_read_for_topic("t", 3000)
+                    elif kind == "named":
+                        e = wal.read_next("t", consumer="n")
+                        got = [] if e is None else [e]
+                    else:
+                        first = wal.topic_info("t").first_offset
+                        try:
+                            got = wal.batch_read_for_topic("t", 3000, checkpoint=False,
+                                                           start_offset=first)
+                        except OffsetOutOfRangeError:
+                            continue  # expired between the two calls: ask again
+                    for e in got:
+                        assert e.data == payload("t", e.offset)
+                    seen[kind].extend(e.offset for e in got)
+                    if finished and (not got or kind == "start"):
+                        return
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=consume, args=(k,)) for k in seen]
+        for th in threads:
+            th.start()
+        for i in range(1, 4000):
+            wal.append_for_topic("t", payload("t", i))
+        done.set()
+        for th in threads:
+            th.join()
+        assert errors == []
+        for kind in ("shared", "named"):
+            offsets = seen[kind]
+            assert offsets == sorted(set(offsets)), kind
+            assert offsets[-1] == 3999, kind
+        assert wal.topic_info("t").first_offset > 0
+
+
+def test_asyncio_sets_and_gets_retention(tmp_path: Path) -> None:
+    import asyncio
+
+    from walrus.aio import AsyncWalrus
+
+    async def main() -> Retention:
+        async with AsyncWalrus(str(tmp_path / "a")) as wal:
+            await wal.append_for_topic("t", b"x")
+            await wal.set_retention("t", max_age=3600, max_bytes=1 << 20)
+            return await wal.get_retention("t")
+
+    assert asyncio.run(main()) == Retention(3600.0, 1 << 20)
+    with Walrus(data_dir=str(tmp_path / "a")) as reopened:
+        assert reopened.get_retention("t") == Retention(3600.0, 1 << 20)

@@ -1,0 +1,325 @@
+"""Retention: per-topic limits by age and size, where they are kept, and the expiry that
+applies them in the background worker (never on the append or read paths).
+
+Expiry works in whole slices: the entries one topic has in one sealed, synced and indexed
+segment. The age of a slice is bounded by the segment headers alone (a segment's header is
+stamped when it becomes the active one, so every entry of segment N was appended before the
+next segment's creation time), which is why the format needs no timestamp per entry.
+
+An expiry is made durable as a CURSOR record of the shared cursor at the new first stored
+offset (written before the segment can be deleted, synced by the reclamation that deletes
+it): recovery, of this version and of earlier ones, then sees the offsets before the first
+surviving entry as consumed, never as lost to damage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from itertools import groupby, pairwise
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._codec import CURSOR, SEG_SHIFT
+from ._errors import InvalidArgumentError
+from ._log import Log
+from ._making import sync_directory
+from ._segment import Segment
+from ._speedups import record_bytes
+from ._topics import Topic
+
+if TYPE_CHECKING:  # only a type: the cursors sit above this module
+    from ._cursors import Position
+
+logger = logging.getLogger("walrus")
+
+RETENTION_FILE = "retention+"
+"""The settings file in a data directory (``+`` is not a character of a sanitised key, so no
+key folder is ever named so)."""
+FORMAT = "walrus-retention"
+VERSION = 1
+
+
+@attrs.frozen
+class Retention:
+    """A topic's retention limits; ``None`` means no limit of that kind.
+
+    ``max_age`` is in seconds, ``max_bytes`` counts the bytes the topic's entries occupy on
+    disk (``get_topic_size``)."""
+
+    max_age: float | None = None
+    max_bytes: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.max_age is None and self.max_bytes is None
+
+
+NO_LIMITS = Retention()
+
+
+def check_retention(max_age: object, max_bytes: object) -> Retention:
+    """The limits as a Retention, or InvalidArgumentError naming the bad one."""
+    age: float | None = None
+    if max_age is not None:
+        if isinstance(max_age, timedelta):
+            max_age = max_age.total_seconds()
+        if isinstance(max_age, bool) or not isinstance(max_age, (int, float)):
+            raise InvalidArgumentError(
+                f"max_age must be a number of seconds, a timedelta or None, not "
+                f"{type(max_age).__name__}")
+        age = float(max_age)
+        if not math.isfinite(age) or age <= 0:
+            raise InvalidArgumentError(f"max_age must be a positive number of seconds, got "
+                                       f"{max_age!r}")
+    size: int | None = None
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise InvalidArgumentError(
+                f"max_bytes must be an int or None, not {type(max_bytes).__name__}")
+        if max_bytes <= 0:
+            raise InvalidArgumentError(f"max_bytes must be positive, got {max_bytes}")
+        size = max_bytes
+    return Retention(age, size)
+
+
+class Settings:
+    """Every topic's limits, kept in the data directory's ``retention+`` file.
+
+    The file is rewritten whole (a ``.tmp`` file, fsynced, renamed, the directory fsynced),
+    so a crash or power loss leaves the old settings or the new ones, never a mix.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.path = os.path.join(directory, RETENTION_FILE)
+        self.lock = threading.Lock()
+        self.limits: dict[str, Retention] = {}
+        """Topic name -> its limits (topics without limits are absent)."""
+        self.floors: dict[str, int] = {}
+        """Topic name -> the offset before which its entries expired (durable before any
+        segment holding them is deleted; applied again when the directory is opened)."""
+        self.stamp: tuple[int, int] | None = None
+        """The file's (mtime, size) when last read: an observer rereads it when it changes."""
+        self.reload()
+
+    def reload(self) -> bool:
+        """Read the file again if it changed since the last look; True if it did. A file
+        that cannot be read gives no limits (keeping entries is the safe side), with a
+        warning."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        stamp = None if st is None else (st.st_mtime_ns, st.st_size)
+        if stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        self.limits, self.floors = {}, {}
+        if stamp is None:
+            return True
+        try:
+            with open(self.path, "rb") as f:
+                doc = json.loads(f.read())
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+                raise ValueError("not a walrus retention file")
+            if doc.get("version") != VERSION:
+                raise ValueError(f"unknown version {doc.get('version')!r}")
+            limits = {str(name): check_retention(v.get("max_age"), v.get("max_bytes"))
+                      for name, v in doc["topics"].items()}
+            floors = {str(name): int(v) for name, v in doc.get("expired", {}).items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.warning("ignoring retention settings in %s (%s): no entry expires",
+                           self.path, exc)
+            return True
+        self.limits, self.floors = limits, floors
+        return True
+
+    def get(self, topic: str) -> Retention:
+        return self.limits.get(topic, NO_LIMITS)
+
+    def set(self, topic: str, limits: Retention) -> None:
+        """Persist ``limits`` for ``topic`` (durable when this returns)."""
+        with self.lock:
+            new = dict(self.limits)
+            if limits.unlimited:
+                new.pop(topic, None)
+            else:
+                new[topic] = limits
+            self._write(new, self.floors)
+
+    def expired(self, floors: dict[str, int]) -> None:
+        """Persist new first stored offsets (durable when this returns)."""
+        with self.lock:
+            self._write(self.limits, {**self.floors, **floors})
+
+    def _write(self, limits: dict[str, Retention], floors: dict[str, int]) -> None:
+        doc = {"format": FORMAT, "version": VERSION,
+               "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
+                          for name, r in limits.items()},
+               "expired": floors}
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(doc, sort_keys=True).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        sync_directory(os.path.dirname(self.path))
+        self.limits, self.floors = limits, floors
+
+
+class Expiry:
+    """Moves the first stored offset of topics with limits past what expired (the worker
+    calls :meth:`run`; reclamation then deletes the segments nobody needs any more)."""
+
+    def __init__(self, log: Log, settings: Settings,
+                 positions: Callable[[str], Iterable[Position]],
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        self.log = log
+        self.settings = settings
+        self.positions = positions
+        """Topic name -> the named consumers' Positions this instance owns (their read-ahead
+        must not serve an expired entry)."""
+        self.clock = clock
+        """Wall-clock nanoseconds (segment headers hold the same clock); tests replace it."""
+        self.sizes: dict[tuple[int, int], int] = {}
+        """(topic id, segment number) -> bytes of that slice (slices never change)."""
+
+    def run(self) -> bool:
+        """Expire what the limits say; True if a first stored offset moved."""
+        limits, floors = self.settings.limits, self.settings.floors
+        if not limits and not floors:
+            return False
+        log = self.log
+        segments = list(log.segments.values())
+        busy = set(map(id, log.unsynced)) | set(map(id, log.to_index))
+        sealed: list[tuple[Segment, int]] = []  # (segment, creation time of the next one)
+        for seg, nxt in pairwise(segments):
+            if seg is log.active or id(seg) in busy:
+                break
+            sealed.append((seg, nxt.header.created_ns))
+        now = self.clock()
+        moves = []
+        for name in {**floors, **limits}:  # a floor without limits: its cursor may lag
+            t = log.by_name.get(name)
+            if t is None:
+                continue
+            first, dropped = self.expiry_point(t, limits.get(name, NO_LIMITS), sealed, now)
+            if first > t.first_seq or t.persisted < t.first_seq:
+                moves.append((t, first, dropped))
+        raised = {t.name: first for t, first, _ in moves if first > floors.get(t.name, 0)}
+        if raised:
+            self.settings.expired(raised)
+        for t, first, dropped in moves:
+            self.expire(t, first, dropped)
+        moved = bool(moves)
+        live = {seg.number for seg in segments}
+        for key in [k for k in self.sizes if k[1] not in live]:
+            del self.sizes[key]
+        return moved
+
+    def expiry_point(self, t: Topic, r: Retention, sealed: list[tuple[Segment, int]],
+                     now: int) -> tuple[int, int]:
+        """The offset ``t``'s first stored entry moves to, and the bytes it drops: whole
+        slices, oldest first, while the slice is older than ``max_age`` or the topic would
+        still hold at least ``max_bytes`` without it."""
+        first, size, dropped = t.first_seq, t.nbytes, 0
+        age_ns = None if r.max_age is None else int(r.max_age * 1e9)
+        for seg, next_created in sealed:
+            lo, hi = t.lsn_range(seg.number)
+            if hi == lo:
+                continue
+            if lo != first - t.first_seq:
+                break  # not a prefix (cannot happen: slices go oldest first)
+            key = (t.tid, seg.number)
+            nbytes = self.sizes.get(key)
+            if nbytes is None:
+                nbytes = self.sizes[key] = record_bytes(seg.whole(), t.lsns[lo:hi])
+            # a creation time before this segment's own (a damaged header) proves no age
+            old = (age_ns is not None and next_created >= seg.header.created_ns
+                   and next_created + age_ns <= now)
+            big = r.max_bytes is not None and size - nbytes >= r.max_bytes
+            if not (old or big):
+                break
+            first, size, dropped = t.first_seq + hi, size - nbytes, dropped + nbytes
+        return first, dropped
+
+    def expire(self, t: Topic, first: int, dropped: int) -> None:
+        """Make ``first`` the first stored offset of ``t``: the shared cursor is persisted no
+        lower (the durable record of the expiry), then the index is trimmed."""
+        with holding(self.positions(t.name), first), t.read_lock:
+            if t.persisted < first:
+                self.log.write_state(t, CURSOR, first)
+            t.expire_before(first, dropped)
+
+
+
+@contextmanager
+def holding(positions: Iterable[Position], first: int) -> Iterator[None]:
+    """Hold the read locks of these named consumers (a Position's lock comes before its
+    topic's; always taken in one order) while their topic's first stored offset moves to
+    ``first``: a reader places its position at the first stored entry under its own lock
+    and then reads the index under the topic's, so the offset must not move in between.
+    Their read-ahead of expired entries is dropped."""
+    with ExitStack() as stack:
+        for c in sorted(positions, key=id):
+            stack.enter_context(c.read_lock)
+            if c.ahead_seq < first:
+                c.ahead, c.ahead_seq = [], 0
+        yield
+
+
+def apply_floors(log: Log, floors: dict[str, int],
+                 positions: Callable[[str], Iterable[Position]]) -> None:
+    """Trim each topic to its recorded first stored offset: entries that expired before a
+    restart (their segment still held by another topic), or that an observer's writer
+    expired, are not stored any more."""
+    for name, floor in floors.items():
+        t = log.by_name.get(name)
+        if t is None or floor <= t.first_seq:
+            continue
+        with holding(positions(name), floor), t.read_lock:
+            n = min(floor - t.first_seq, len(t.lsns))
+            dropped = 0
+            for number, group in groupby(t.lsns[:n], key=lambda lsn: lsn >> SEG_SHIFT):
+                seg = log.segments.get(number)
+                if seg is not None:
+                    dropped += record_bytes(seg.whole(), array("Q", group))
+            t.expire_before(t.first_seq + n, dropped)
+
+
+class Retainer:
+    """What the facade delegates retention to: checking, persisting and reporting limits."""
+
+    def __init__(self, log: Log, owned: dict[tuple[str, str], Position],
+                 read_only: bool) -> None:
+        self.log = log
+        self.read_only = read_only
+        self.settings = Settings(log.directory)
+        self.expiry = Expiry(log, self.settings, lambda topic: [
+            c for (_name, tp), c in list(owned.items()) if tp == topic])
+        apply_floors(log, self.settings.floors, self.expiry.positions)
+
+    def observe(self) -> None:
+        """An observer follows the writer's expiry (called after each refresh)."""
+        if self.settings.reload():
+            apply_floors(self.log, self.settings.floors, self.expiry.positions)
+
+    def set(self, topic: str, max_age: object, max_bytes: object) -> None:
+        """Check everything first: a bad limit or an unknown topic changes nothing."""
+        limits = check_retention(max_age, max_bytes)
+        if topic not in self.log.by_name:
+            raise InvalidArgumentError(
+                f"unknown topic {topic!r}: retention is set on a topic that exists")
+        self.settings.set(topic, limits)
+
+    def get(self, topic: str) -> Retention:
+        return self.settings.get(topic)
