@@ -17,7 +17,7 @@ PUBLIC = {
     "Walrus",
     "WalrusClosedError", "WalrusError", "WalrusForkedError", "WalrusLockedError", "__version__",
     "available_backends", "backend_spec", "hookimpl", "TopicInfo",
-    "forward", "ForwardError", "SinkSpec",
+    "forward", "ForwardError", "SinkSpec", "Retention",
 }
 
 SIGNATURES = {

@@ -58,7 +58,7 @@ class WalrusSource:
         """Per topic: where the forwarder's consumer stands (what it holds on disk)."""
         self.fresh: set[str] = set()
         """Topics whose consumer this run created (it held nothing before)."""
-        self.waiting = _async_view(wal)
+        self.waiting = AsyncWalrus.wrapping(wal)
         """The same instance seen through ``walrus.aio``, for waiting reads."""
         self.forwarded = 0
         self.started = time.monotonic()
@@ -177,13 +177,6 @@ class WalrusSource:
         report = self.snapshot(self._last_report)
         self._last_report = (time.monotonic(), self.forwarded)
         self.progress(report)
-
-
-def _async_view(wal: Walrus) -> AsyncWalrus:
-    """``wal`` through ``walrus.aio`` (the forwarder opens and closes ``wal`` itself)."""
-    view = AsyncWalrus()
-    view._wal = wal
-    return view
 
 
 def _split_targets(to: str | Iterable[str]) -> tuple[str, list[str]]:

@@ -179,6 +179,13 @@ class AsyncWalrus:
         await wal._open()
         return wal
 
+    @classmethod
+    def wrapping(cls, wal: Walrus) -> AsyncWalrus:
+        """An asyncio view of ``wal``, already open (closing the view closes ``wal``)."""
+        view = cls()
+        view._wal = wal
+        return view
+
     async def _open(self) -> None:
         if self._wal is None:
             data_dir, options = self._open_with
