@@ -63,3 +63,13 @@ def test_sizes_read_and_show(text: str, size: int, label: str) -> None:
     assert parse_size(text) == size
     assert size_label(size) == label
     assert parse_size(label) == size
+
+
+def test_retention_takes_a_config_file(data_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    ok("append", data_dir, "t", "x")
+    config = tmp_path / "walrus.toml"
+    config.write_text(f'[walrus]\ndata_dir = "{data_dir}"\n')
+    ok("retention", "--config", config, "t", "--max-bytes", "1MiB")
+    with Walrus(data_dir=data_dir, read_only=True) as wal:
+        assert wal.get_retention("t") == Retention(None, 1 << 20)
+    assert b"1MiB" in ok("retention", "--config", config, "t")

@@ -465,3 +465,18 @@ def test_a_delete_racing_a_first_use_leaves_no_deleted_consumer_on_the_hot_path(
     again = wal.read_next("t", consumer="job")  # a consumer anew, or the one that stayed
     assert again is not None and again.offset in (0, 1)
     assert "job" in wal.consumers("t")
+
+
+def test_a_consumer_file_nobody_can_read_holds_every_segment(open_wal: WalFactory) -> None:
+    """Its topic is unknown (the header is damaged, or a newer walrus wrote it): reclamation
+    must not take its hold for none."""
+    wal = open_wal(segment_size=4096)
+    fill(wal, "t", 300)
+    assert offsets(wal, "t", "slow", 1) == [0]
+    while wal.read_next("t") is not None:
+        pass
+    path = next(p for p in Path(wal.data_dir, DIRECTORY).iterdir() if p.suffix == ".cur")
+    with open(path, "r+b") as f:
+        f.write(b"\xff" * 64)  # the header, with the topic's name in it
+    reclaim(wal)
+    assert wal.topic_info("t").first_offset == 0

@@ -18,6 +18,7 @@ Two locks (``flock``), each dropped by the kernel when its process dies:
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fcntl
 import hashlib
@@ -26,7 +27,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ._dirlock import _try_lock
@@ -208,7 +209,10 @@ class Registry:
         """Hold the registry lock (creating the folder first). ``wait=False`` yields False
         instead of waiting when another process holds it."""
         self._make()
-        with self._mutex:
+        if not self._mutex.acquire(blocking=wait):  # a thread of ours holds or waits for it
+            yield False
+            return
+        try:
             fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 if wait:
@@ -219,23 +223,35 @@ class Registry:
                 yield got
             finally:
                 os.close(fd)  # drops the lock
+        finally:
+            self._mutex.release()
 
     def list(self) -> Iterator[tuple[str, str, int | None, str]]:
         """(topic, name, persisted position, path) of every consumer file; damaged or
         foreign files are skipped."""
+        yield from self._read_all()[0]
+
+    def _read_all(self) -> tuple[Sequence[tuple[str, str, int | None, str]], Sequence[str]]:
+        """What every consumer file says, and the paths of those that could not be read."""
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
-            return
+            return [], []
+        found: builtins.list[tuple[str, str, int | None, str]] = []
+        unreadable: builtins.list[str] = []
         for entry in sorted(names):
             if not entry.endswith(SUFFIX):
                 continue
             path = os.path.join(self.directory, entry)
             try:
                 topic, name, position = read_state(path)
-            except (OSError, ValueError, WalrusError):
+            except FileNotFoundError:  # deleted meanwhile: holds nothing
                 continue
-            yield topic, name, position, path
+            except (OSError, ValueError, WalrusError):
+                unreadable.append(path)
+                continue
+            found.append((topic, name, position, path))
+        return found, unreadable
 
     def own(self, topic: str, name: str, start: int | None) -> tuple[ConsumerFile, int | None]:
         """Open consumer ``name`` of ``topic`` as its owner: (file, persisted position).
@@ -350,11 +366,17 @@ class Registry:
             raise _storage(exc, f"deleting consumer file {path}") from exc
         sync_directory(self.directory)
 
-    def positions(self) -> dict[str, tuple[str, int]]:
+    def positions(self) -> dict[str, tuple[str, int]] | None:
         """Path -> (topic, persisted position) of every consumer file (a file without a
-        valid position holds its whole topic: position 0)."""
+        valid position holds its whole topic: position 0); None when a consumer file could
+        not be read at all (its topic unknown, it holds every topic: reclaim nothing)."""
+        found, unreadable = self._read_all()
+        if unreadable:
+            logger.warning("consumer file(s) %s cannot be read: no segment is reclaimed "
+                           "until they can", ", ".join(unreadable))
+            return None
         return {path: (topic, 0 if position is None else position)
-                for topic, _name, position, path in self.list()}
+                for topic, _name, position, path in found}
 
     def sync(self, paths: Iterable[str]) -> None:
         """Make these consumer files durable (through the backend, whoever wrote them):

@@ -225,7 +225,7 @@ class Cursor:
         if seq < t.first_seq:
             seq = t.first_seq
         try:
-            ahead = self._run(t, c, seq, AHEAD_BYTES, AHEAD_COUNT)
+            seq, ahead = self._run(t, c, seq, AHEAD_BYTES, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
                 wait = self._advance(t, c, seq, 1)
@@ -258,7 +258,7 @@ class Cursor:
                     raise OffsetOutOfRangeError(
                         f"topic {t.name!r}: entries before offset {t.first_seq} were "
                         f"reclaimed (asked for offset {seq})")
-            entries, error = self._collect(t, c, seq, budget)
+            seq, entries, error = self._collect(t, c, seq, budget)
             if checkpoint and start is None:
                 consumed = len(entries) or (1 if error is not None else 0)
                 if consumed:
@@ -270,24 +270,28 @@ class Cursor:
         return entries
 
     def _collect(self, t: Topic, c: Topic | Position, seq: int,
-                 budget: int) -> tuple[list[Entry], CorruptionError | None]:
-        """Read entries from ``seq`` within the budget; stops before a damaged one."""
+                 budget: int) -> tuple[int, list[Entry], CorruptionError | None]:
+        """Read entries from ``seq`` (or the first stored entry, see ``_run``) within the
+        budget; stops before a damaged one. Returns where it read from too."""
         try:
-            payloads = self._run(t, c, seq, budget, MAX_BATCH_ENTRIES)
+            seq, payloads = self._run(t, c, seq, budget, MAX_BATCH_ENTRIES)
         except CorruptionError as exc:
-            return [], exc
-        return entries_of(payloads, seq, t.name), None
+            return seq, [], exc
+        return seq, entries_of(payloads, seq, t.name), None
 
     def _run(self, t: Topic, c: Topic | Position, seq: int, budget: int,
-             limit: int) -> list[bytes]:
-        """The payloads from ``seq`` (see ``read_run``). A named consumer holds only its own
-        lock, so it takes the topic's too while it reads the topic's index: reclamation
-        (and an observer's refresh) trims that index under it."""
+             limit: int) -> tuple[int, list[bytes]]:
+        """Where it read from, and the payloads from there (see ``read_run``). A named
+        consumer holds only its own lock, so it takes the topic's too while it reads the
+        topic's index: reclamation, expiry and an observer's refresh trim that index under
+        it, and the first stored entry may have moved past ``seq`` since the caller looked
+        (it then reads from the first stored entry)."""
         with reading(f"reading topic {t.name!r} at offset {seq}"):
             if c is t:
-                return read_run(self._log.segments, t, seq, t.visible, budget, limit)
+                return seq, read_run(self._log.segments, t, seq, t.visible, budget, limit)
             with t.read_lock:
-                return read_run(self._log.segments, t, seq, t.visible, budget, limit)
+                seq = max(seq, t.first_seq)
+                return seq, read_run(self._log.segments, t, seq, t.visible, budget, limit)
 
     def _advance(self, t: Topic, c: Topic | Position, seq: int, count: int) -> int:
         """Consume ``count`` entries from ``seq`` (under the read lock of ``c``).

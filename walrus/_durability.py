@@ -523,6 +523,9 @@ class Background:
                 if not free:
                     return  # another process holds it for a moment: the next tick
                 named = registry.positions()
+                if named is None:  # a consumer file nobody can read holds everything
+                    self.reclaim_after = now + RECLAIM_EVERY
+                    return
                 if log.cursor_writes == self.reclaim_seen and named == self.named_seen:
                     return
                 self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY

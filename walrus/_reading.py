@@ -58,6 +58,9 @@ def read_run(segments: dict[int, Segment], t: Topic, seq: int, end: int, budget:
     out: list[bytes] = []
     total = 0
     lsns = t.lsns
+    if seq < t.first_seq:  # the caller must start at a stored entry: never a wrapped index
+        raise AssertionError(f"topic {t.name!r}: read from offset {seq}, before the first "
+                             f"stored entry {t.first_seq}")
     stop_at = min(end, t.first_seq + len(lsns))  # offsets past the index are lost entries
     while seq < stop_at and len(out) < limit:
         if out and total > budget:  # over already (the first is free): even b"" is past it

@@ -107,8 +107,10 @@ class Settings:
         self.floors: dict[str, int] = {}
         """Topic name -> the offset before which its entries expired (durable before any
         segment holding them is deleted; applied again when the directory is opened)."""
-        self.stamp: tuple[int, int] | None = None
-        """The file's (mtime, size) when last read: an observer rereads it when it changes."""
+        self.stamp: tuple[int, int, int, int] | None = None
+        """The file's (inode, ctime, mtime, size) when last read: an observer rereads it
+        when it changes (each write replaces the file, so the inode tells two writes within
+        one clock tick apart)."""
         self.reload()
 
     def reload(self) -> bool:
@@ -119,7 +121,7 @@ class Settings:
             st = os.stat(self.path)
         except OSError:
             st = None
-        stamp = None if st is None else (st.st_mtime_ns, st.st_size)
+        stamp = None if st is None else (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
         if stamp == self.stamp:
             return False
         self.stamp = stamp

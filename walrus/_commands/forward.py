@@ -14,7 +14,7 @@ import sys
 import threading
 from types import FrameType
 
-from .._cli_options import add_directory_options, at_least
+from .._cli_options import add_directory_options, at_least, walrus_keywords
 from .._forward import forward
 from ..sinks import ForwardProgress
 from . import Subparsers
@@ -71,12 +71,14 @@ def run(args: argparse.Namespace) -> int:
     def show(report: ForwardProgress) -> None:
         print(f"walrus forward: {progress_line(report)}", file=sys.stderr, flush=True)
 
+    found = walrus_keywords(args)  # DIR and its options, or --config FILE's table
     previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        final = forward(args.data_dir, args.to, topics=args.topics, stream=args.stream,
+        final = forward(found["data_dir"], args.to, topics=args.topics, stream=args.stream,
                         subject_prefix=args.subject_prefix, replicas=args.replicas,
                         once=args.once, stop=stop, progress=None if args.quiet else show,
-                        key=args.key, backend=args.backend, consumer=args.consumer)
+                        key=found.get("key"), backend=found.get("backend"),
+                        consumer=args.consumer)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

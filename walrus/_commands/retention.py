@@ -57,13 +57,13 @@ def run(args: argparse.Namespace) -> int:
     check_topic(args.topic)
     if args.max_age is None and args.max_bytes is None:
         with open_observer(args) as wal:
-            require_topic(wal.topics(), args.topic, args.data_dir)
+            require_topic(wal.topics(), args.topic, wal.data_dir)
             print(f"{args.topic}: {retention_label(wal.get_retention(args.topic))}")
         return 0
     age = _limit(args.max_age, parse_duration, "--max-age")  # checked before opening
     size = _limit(args.max_bytes, parse_size, "--max-bytes")
     with open_writer(args) as wal:
-        require_topic(wal.topics(), args.topic, args.data_dir)
+        require_topic(wal.topics(), args.topic, wal.data_dir)
         now = wal.get_retention(args.topic)
         wal.set_retention(args.topic,
                           max_age=now.max_age if age is not None and math.isnan(age) else age,
