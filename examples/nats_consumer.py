@@ -31,7 +31,7 @@ async def main(url: str, stream: str, topic: str, done_file: Path) -> None:
         while True:
             try:
                 messages = await sub.fetch(500, timeout=2)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py raises its own or asyncio's (both are this)
                 break  # caught up; a service would keep fetching
             for msg in messages:
                 offset = int(msg.headers["Walrus-Offset"])
