@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ._dirlock import _try_lock
-from ._errors import StorageError, WalrusError, WalrusLockedError
+from ._errors import StorageError, WalrusError, WalrusLockedError, storage_error
 from ._making import sync_directory
 from .backends._base import Backend, File
 
@@ -135,12 +135,6 @@ def _owner_pid(path: str) -> int | None:
     return pid if pid and crc == zlib.crc32(data[:8]) else None
 
 
-def _storage(exc: OSError, what: str) -> StorageError:
-    if isinstance(exc, StorageError):
-        return exc
-    return StorageError(exc.errno or errno.EIO, f"{what}: {exc.strerror or exc}")
-
-
 class ConsumerFile:
     """An owned consumer's state file: the owner lock, and the position slots."""
 
@@ -201,7 +195,7 @@ class Registry:
             try:
                 os.makedirs(self.directory, exist_ok=True)
             except OSError as exc:
-                raise _storage(exc, f"creating {self.directory}") from exc
+                raise storage_error(exc, f"creating {self.directory}") from exc
             self._made = True
 
     @contextmanager
@@ -269,7 +263,7 @@ class Registry:
                     raise
                 return self._create(topic, name, path, start), start
             except OSError as exc:
-                raise _storage(exc, f"opening consumer file {path}") from exc
+                raise storage_error(exc, f"opening consumer file {path}") from exc
             try:
                 if not _try_lock(fd):
                     pid = _owner_pid(path)
@@ -299,7 +293,7 @@ class Registry:
         try:
             file = self.backend.open(path, writable=True)
         except OSError as exc:
-            raise _storage(exc, f"opening consumer file {path}") from exc
+            raise storage_error(exc, f"opening consumer file {path}") from exc
         try:
             data = file.read(0, FILE_SIZE)
             t, n, seed = decode_header(data)
@@ -353,7 +347,7 @@ class Registry:
             except OSError:
                 pass
             if isinstance(exc, OSError) and not isinstance(exc, WalrusError):
-                raise _storage(exc, f"creating consumer file {path}") from exc
+                raise storage_error(exc, f"creating consumer file {path}") from exc
             raise
 
     def delete(self, path: str) -> None:
@@ -363,7 +357,7 @@ class Registry:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise _storage(exc, f"deleting consumer file {path}") from exc
+            raise storage_error(exc, f"deleting consumer file {path}") from exc
         sync_directory(self.directory)
 
     def positions(self) -> dict[str, tuple[str, int]] | None:
