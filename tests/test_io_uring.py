@@ -29,7 +29,7 @@ import walrus
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 from walrus.backends import Buffer, File
 from walrus.backends._io_uring import IoUringBackend, IoUringFile
-from walrus.backends._uring_ring import MAX_RINGS, MODULE, SCRATCH, probe
+from walrus.backends._uring_ring import DIRECT_MAX, MAX_RINGS, MODULE, SCRATCH, probe
 
 from .conftest import BACKENDS, ROOT
 
@@ -300,6 +300,34 @@ def test_writes_read_back_byte_exactly(uring: IoUringBackend, tmp_path: Path) ->
         assert f.read(f.size - 12, 100) == bytes(4) + array.array("i", [7, 8]).tobytes(), \
             "short only at the end of the file"
         assert f.read(f.size, 100) == b""
+    finally:
+        f.close()
+
+
+def test_single_small_transfers_skip_the_ring_and_batches_use_it(uring: IoUringBackend,
+                                                                   tmp_path: Path) -> None:
+    """An append (header + payload) or a small read is one plain system call, as in the Rust
+    original: through a ring, ext4 hands each buffered write to a kernel worker."""
+    from walrus._native import _uring
+
+    assert _uring.lib.WR_DIRECT_MAX == DIRECT_MAX
+    f = _create(uring, tmp_path / "f", 4 << 20)
+    ring = uring._ring
+    try:
+        before = ring.operations
+        for i in range(100):
+            f.writev(i * 132, [b"h" * 32, bytes([i]) * 100])
+            f.write(20_000 + i, b"x")
+        f.write(0, b"")  # nothing to write is no error
+        f.writev(0, [b"", b""])
+        f.write(1 << 20, b"y" * DIRECT_MAX)
+        assert f.read(99 * 132, 132) == b"h" * 32 + bytes([99]) * 100
+        assert f.read(1 << 20, DIRECT_MAX) == b"y" * DIRECT_MAX
+        assert ring.operations == before, "single small transfers went through a ring"
+        f.writev(0, [b"a", b"b", b"c"])  # a batch of records
+        f.write(2 << 20, b"z" * (DIRECT_MAX + 1))
+        assert f.read(2 << 20, DIRECT_MAX + 1) == b"z" * (DIRECT_MAX + 1)
+        assert ring.operations == before + 3
     finally:
         f.close()
 

@@ -7,6 +7,12 @@
  * Thread safety: a pool hands each call a ring of its own (created lazily, at most
  * max_rings), so a reader never waits behind another thread's fsync. cffi releases the
  * GIL during these calls. Results are 0 / a byte count, or -errno.
+ *
+ * A single small write or read (a record, a header and its payload, a cursor's slot) is one
+ * plain pwritev/pread instead: the ring has nothing to overlap in it, and on ext4 a buffered
+ * write submitted through a ring is handed to a kernel worker, which costs several times the
+ * system call (the Rust original does the same: single appends through pwrite, batches
+ * through the ring). Such a call still refuses to run on a closed pool, as a ring call does.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -14,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 #include <liburing.h>
 
 #define WR_MAX_RINGS 16
 #define WR_CHUNK (1u << 30)     /* largest transfer one SQE asks for */
 #define WR_IOV_MAX 1024         /* UIO_MAXIOV: iovecs per writev SQE */
+#define WR_DIRECT_MAX (64u << 10) /* single transfers up to this go by plain system call */
 
 struct wr_ring {
     struct io_uring ring;
@@ -33,6 +41,7 @@ struct wr_pool {
     int nrings;                 /* rings in all[] */
     int nfree;                  /* rings in free[] */
     int closed;
+    int64_t operations;         /* rings handed out so far: what went through a ring */
     struct wr_ring *free[WR_MAX_RINGS];
     struct wr_ring *all[WR_MAX_RINGS];
 };
@@ -72,6 +81,7 @@ static struct wr_ring *acquire(struct wr_pool *p, int *err)
         }
         if (p->nfree > 0) {
             r = p->free[--p->nfree];
+            p->operations++;
             break;
         }
         if (p->nrings < p->max_rings) {
@@ -83,6 +93,7 @@ static struct wr_ring *acquire(struct wr_pool *p, int *err)
                 break;
             }
             r = p->all[p->nrings++] = fresh;
+            p->operations++;
             break;
         }
         pthread_cond_wait(&p->cond, &p->lock);
@@ -116,7 +127,7 @@ static int64_t release(struct wr_pool *p, struct wr_ring *r, int64_t result)
 void wr_pool_close(struct wr_pool *p)
 {
     pthread_mutex_lock(&p->lock);
-    p->closed = 1;
+    __atomic_store_n(&p->closed, 1, __ATOMIC_RELEASE);
     while (p->nfree < p->nrings)
         pthread_cond_wait(&p->cond, &p->lock);
     for (int i = 0; i < p->nrings; i++) {
@@ -150,6 +161,14 @@ int wr_pool_rings(struct wr_pool *p)
 {
     pthread_mutex_lock(&p->lock);
     int n = p->nrings;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+int64_t wr_pool_operations(struct wr_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int64_t n = p->operations;
     pthread_mutex_unlock(&p->lock);
     return n;
 }
@@ -246,16 +265,58 @@ int wr_writev(struct wr_pool *p, int fd, uint64_t off, const struct iovec *iov, 
     return err;
 }
 
+/* Has wr_pool_close run? Plain system calls check it so that a closed backend refuses
+ * every operation alike (the fds belong to the files, not to the pool). */
+static int pool_closed(struct wr_pool *p)
+{
+    return __atomic_load_n(&p->closed, __ATOMIC_ACQUIRE);
+}
+
+/* pwritev iov[0..n) fully at off, resuming short writes; 0 or -errno. */
+static int pwrite_iov(int fd, uint64_t off, struct iovec *iov, int n)
+{
+    for (;;) {
+        while (n > 0 && iov[0].iov_len == 0) {     /* nothing to write in these */
+            iov++;
+            n--;
+        }
+        if (n == 0)
+            return 0;
+        ssize_t res = pwritev(fd, iov, n, (off_t)off);
+        if (res < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (res == 0)
+            return -EIO;            /* no progress: never spin */
+        off += (uint64_t)res;
+        size_t left = (size_t)res;
+        while (n > 0 && left >= iov[0].iov_len) {
+            left -= iov[0].iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0 && left > 0) {
+            iov[0].iov_base = (char *)iov[0].iov_base + left;
+            iov[0].iov_len -= left;
+        }
+    }
+}
+
 /* The common cases without an iovec array built in Python: one buffer (blen 0), or a record
- * header and its payload. */
+ * header and its payload. Up to WR_DIRECT_MAX bytes in all: one pwritev, no ring. */
 int wr_write2(struct wr_pool *p, int fd, uint64_t off, const char *a, size_t alen,
               const char *b, size_t blen)
 {
     struct iovec iov[2] = {{(void *)a, alen}, {(void *)b, blen}};
+    int n = blen ? 2 : 1;
+    if (alen + blen <= WR_DIRECT_MAX)
+        return pool_closed(p) ? -EBADF : pwrite_iov(fd, off, iov, n);
     int err = 0;
     struct wr_ring *r = acquire(p, &err);
     if (r != NULL)
-        err = (int)release(p, r, write_iov(r, fd, off, iov, blen ? 2 : 1));
+        err = (int)release(p, r, write_iov(r, fd, off, iov, n));
     return err;
 }
 
@@ -279,8 +340,29 @@ static int64_t read_full(struct wr_ring *r, int fd, uint64_t off, char *buf, uin
     return (int64_t)got;
 }
 
+/* pread up to len bytes at off, short only at end of file; the count or -errno. */
+static int64_t pread_full(int fd, uint64_t off, char *buf, uint64_t len)
+{
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t res = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (res < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (res == 0)
+            break;                  /* end of file */
+        got += (uint64_t)res;
+    }
+    return (int64_t)got;
+}
+
+/* Up to WR_DIRECT_MAX bytes: one pread, no ring; larger reads through a ring. */
 int64_t wr_read(struct wr_pool *p, int fd, uint64_t off, char *buf, uint64_t len)
 {
+    if (len <= WR_DIRECT_MAX)
+        return pool_closed(p) ? -EBADF : pread_full(fd, off, buf, len);
     int err = 0;
     struct wr_ring *r = acquire(p, &err);
     return r != NULL ? release(p, r, read_full(r, fd, off, buf, len)) : err;

@@ -24,6 +24,7 @@ void wr_pool_close(struct wr_pool *p);
 void wr_pool_free(struct wr_pool *p);
 int wr_pool_prepare(struct wr_pool *p);
 int wr_pool_rings(struct wr_pool *p);
+int64_t wr_pool_operations(struct wr_pool *p);
 int wr_writev(struct wr_pool *p, int fd, uint64_t off, const struct iovec *iov, int n);
 int wr_write2(struct wr_pool *p, int fd, uint64_t off, const char *a, size_t alen,
               const char *b, size_t blen);
@@ -31,6 +32,7 @@ int64_t wr_read(struct wr_pool *p, int fd, uint64_t off, char *buf, uint64_t len
 int wr_sync_many(struct wr_pool *p, const int *fds, int n, int32_t *res);
 int wr_probe(const int *ops, int nops, unsigned *missing);
 
+#define WR_DIRECT_MAX ...
 #define IORING_OP_NOP ...
 #define IORING_OP_WRITEV ...
 #define IORING_OP_FSYNC ...

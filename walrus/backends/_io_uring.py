@@ -1,11 +1,12 @@
-"""The ``io_uring`` backend: every read, write and fdatasync goes through io_uring rings.
+"""The ``io_uring`` backend: batches and fdatasyncs go through io_uring rings.
 
 Its strength is submitting many operations at once: a sync pass submits the fdatasync of
 every dirty file together (the kernel then overlaps them and shares journal commits), and a
-write of many buffers is one SQE per 1024 of them. For one small buffered write it costs more
-than ``os.pwrite`` on ext4, which hands such writes to a kernel worker; ``docs/backends.md``
-has the measurements and why ``auto`` ranks it where it does.
-"""
+write of many buffers is one SQE per 1024 of them. A single small write or read (an append's
+header and payload, up to 64 KiB) is one plain ``pwritev``/``pread`` inside the extension, as
+the Rust original sends single appends through pwrite: through a ring, ext4 hands a small
+buffered write to a kernel worker, several times the cost of the system call.
+``docs/backends.md`` has the measurements and why ``auto`` ranks it where it does."""
 
 from __future__ import annotations
 

@@ -28,6 +28,11 @@ MAX_RINGS = 8
 SCRATCH = 1 << 20
 """Reads up to this size go through a per-thread buffer that stays mapped: io_uring hands a
 read into a page not yet faulted in to a worker thread (~180 us instead of ~14 us for 256 KiB)."""
+DIRECT_MAX = 64 << 10
+"""A single write or read of up to this many bytes is one plain ``pwritev``/``pread`` in the
+extension, not a ring operation (``WR_DIRECT_MAX`` in ``uring.c``): a ring has nothing to
+overlap in it, and ext4 hands a buffered write submitted through a ring to a kernel worker,
+several times the cost of the system call. Batches (many buffers, or more bytes) use the ring."""
 OPCODES = ("NOP", "READ", "WRITE", "WRITEV", "FSYNC")
 """The io_uring operations the backend uses."""
 
@@ -61,6 +66,12 @@ class Ring:
     def rings(self) -> int:
         """How many rings the pool has created so far."""
         return int(self._lib.wr_pool_rings(self._pool))
+
+    @property
+    def operations(self) -> int:
+        """How many operations have gone through a ring so far (a single write or read of
+        up to :data:`DIRECT_MAX` bytes is a plain system call and is not counted)."""
+        return int(self._lib.wr_pool_operations(self._pool))
 
     def _bytes(self, data: Buffer) -> Any:
         """``data`` as a ``char *`` argument: bytes as they are, anything else as a view
