@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import repeat
 
+from ._ahead import AheadBudget
 from ._codec import CURSOR
 from ._consumers import ConsumerFile
 from ._entry import Entry
@@ -115,6 +116,8 @@ class Cursor:
                  waits: Waits) -> None:
         self.name = name
         """The shared cursor's name."""
+        self.ahead_budget = AheadBudget()
+        """One memory bound for the read-ahead of all its cursors (``_ahead.py``)."""
         self.owner = os.getpid() if owner is None else owner
         """The process that moves it."""
         self._log = log
@@ -225,7 +228,8 @@ class Cursor:
         if seq < t.first_seq:
             seq = t.first_seq
         try:
-            seq, ahead = self._run(t, c, seq, AHEAD_BYTES, AHEAD_COUNT)
+            asked = self.ahead_budget.share(AHEAD_BYTES)
+            seq, ahead = self._run(t, c, seq, asked, AHEAD_COUNT)
         except CorruptionError:
             if checkpoint:
                 wait = self._advance(t, c, seq, 1)
@@ -237,6 +241,7 @@ class Cursor:
                         c.read_lock.acquire()
             raise
         c.ahead, c.ahead_seq = entries_of(ahead, seq, t.name), seq
+        self.ahead_budget.charge(c, ahead, asked)
         return c.ahead[0]
 
     def read_batch(self, t: Topic, budget: int, checkpoint: bool,
