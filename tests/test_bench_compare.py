@@ -12,8 +12,9 @@ import pytest
 from walrus import available_backends
 from walrus._cli import main
 from walrus_bench._compare import all_systems
+from walrus_bench._rust_peer import RustPeerUnavailable, build
 
-WORKLOADS = ["append", "append_sync1000", "consume", "batch1000", "sync_each"]
+WORKLOADS = ["append", "append_sync1000", "consume", "batch1000", "sync_each", "batch_read"]
 COLUMNS = ["system", "kind", "workload", "entries_per_second", "ratio_to_baseline", "baseline",
            "runs", "entry_bytes", "seconds_per_run", "error"]
 
@@ -59,7 +60,7 @@ def test_compare_rates_and_ratios(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 @pytest.mark.slow
 def test_every_system_runs_every_workload(tmp_path: Path) -> None:
-    table = run_compare(tmp_path, "--seconds", "0.1", "--repeat", "1")
+    table = run_compare(tmp_path, "--seconds", "0.1", "--repeat", "1", "--no-rust")
     names = {r["system"] for r in table}
     expected = {f"walrus-{b.name}" for b in available_backends() if b.available}
     assert expected | {"python-file", "python-file-crc32", "python-pwrite", "sqlite3-wal"} <= names
@@ -77,3 +78,32 @@ def test_unknown_names_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["bench", "compare", "--out", str(tmp_path), "--systems", "walrus-mmap",
                  "--baseline", "python-file-crc32"]) == 2
     assert "--baseline" in capsys.readouterr().err
+
+
+def test_the_rust_original_runs_in_the_same_run(tmp_path: Path) -> None:
+    """Built from its pinned crate with cargo (cached between runs); skipped, with the reason,
+    where cargo is missing or cannot fetch the crate."""
+    try:
+        build()
+    except RustPeerUnavailable as exc:
+        pytest.skip(str(exc))
+    table = run_compare(tmp_path, "--seconds", "0.1", "--repeat", "1", "--systems",
+                        "walrus-mmap,rust-original-mmap,rust-original-fd", "--workloads",
+                        "append,append_sync1000,batch_read", "--baseline", "walrus-mmap")
+    rates = {(r["system"], r["workload"]): r for r in table}
+    for system in ("rust-original-mmap", "rust-original-fd"):
+        for workload in ("append", "batch_read"):
+            assert float(rates[system, workload]["entries_per_second"]) > 0
+        assert rates[system, "append_sync1000"]["error"] == "unsupported"
+
+
+def test_without_cargo_the_rust_original_is_refused_with_the_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Asked for by name: refused, saying why (without --systems it is left out with a note)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("CARGO_HOME", str(tmp_path / "no-cargo"))
+    assert main(["bench", "compare", "--out", str(tmp_path), "--systems",
+                 "walrus-mmap,rust-original-mmap"]) == 2
+    assert "the Rust original (walrus-rust 0.2.0) is left out: cargo is not installed" in \
+        capsys.readouterr().err

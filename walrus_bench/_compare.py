@@ -23,11 +23,15 @@ from pathlib import Path
 import attrs
 
 from ._peers import peer_systems
+from ._rust_peer import RustSystem, Unsupported
 from ._stores import Store, System, baseline_systems, walrus_systems
 
 CHUNK = 1000
 SYNC_CHUNK = 10
 PREFILL_MAX = 2_000_000
+BATCH_READ_BYTES = 1 << 20
+UNSUPPORTED = "unsupported"
+"""The error text of a cell whose system has no operation for the workload."""
 
 Step = Callable[[], int]
 Drive = Callable[[Store, list[bytes], float], tuple[int, float]]
@@ -88,7 +92,8 @@ def _sync(store: Store, payloads: list[bytes]) -> None:
 _append = _repeat(_each)
 
 
-def _consume(store: Store, payloads: list[bytes], seconds: float) -> tuple[int, float]:
+def _prefill(store: Store, payloads: list[bytes], seconds: float) -> None:
+    """Untimed: as many entries as ``seconds`` allow (at most PREFILL_MAX), then a sync."""
     filled = [0]
 
     def fill() -> int:
@@ -98,9 +103,24 @@ def _consume(store: Store, payloads: list[bytes], seconds: float) -> tuple[int, 
         filled[0] += len(payloads)
         return len(payloads)
 
-    timed(fill, seconds)  # untimed prefill, as much as the time allows
+    timed(fill, seconds)
     store.sync()
+
+
+def _consume(store: Store, payloads: list[bytes], seconds: float) -> tuple[int, float]:
+    _prefill(store, payloads, seconds)
     return timed(lambda: store.consume(CHUNK), seconds)
+
+
+def _batch_read(store: Store, payloads: list[bytes], seconds: float) -> tuple[int, float]:
+    """Batches of up to 1 MiB of entries: walrus's and the original's batch read; the
+    others' consume of as many entries as fit in 1 MiB (their natural loop)."""
+    _prefill(store, payloads, seconds)
+    read_batch = getattr(store, "read_batch", None)
+    if read_batch is not None:
+        return timed(lambda: int(read_batch(BATCH_READ_BYTES)), seconds)
+    count = max(1, BATCH_READ_BYTES // max(1, len(payloads[0])))
+    return timed(lambda: store.consume(count), seconds)
 
 
 def _sync_each(store: Store, payloads: list[bytes], seconds: float) -> tuple[int, float]:
@@ -113,6 +133,7 @@ WORKLOADS = {w.name: w for w in (
     Workload("consume", "consume, persisted cursor", False, _consume),
     Workload("batch1000", "batch of 1000", False, _repeat(_batch)),
     Workload("sync_each", "fsync each append", True, _sync_each),
+    Workload("batch_read", "batch read, 1 MiB", False, _batch_read),
 )}
 
 
@@ -120,7 +141,7 @@ WORKLOADS = {w.name: w for w in (
 class Cell:
     """One system on one workload: a rate per repeat, or the error that stopped it."""
 
-    system: System
+    system: System | RustSystem
     workload: Workload
     rates: list[float] = attrs.Factory(list)
     error: str | None = None
@@ -130,7 +151,7 @@ class Cell:
         return statistics.median(self.rates) if self.rates and self.error is None else None
 
 
-def measure(systems: Sequence[System], workloads: Sequence[Workload], seconds: float,
+def measure(systems: Sequence[System | RustSystem], workloads: Sequence[Workload], seconds: float,
             repeat: int, entry_size: int, scratch: Path,
             progress: Callable[[str], None]) -> list[Cell]:
     """Every system on every workload, ``repeat`` times, interleaved; medians kept per cell.
@@ -151,6 +172,8 @@ def measure(systems: Sequence[System], workloads: Sequence[Workload], seconds: f
             os.sync()  # start each cell on a quiet disk, not behind the last one's writeback
             try:
                 cell.rates.append(_once(cell, folder, payloads, seconds))
+            except Unsupported:
+                cell.error = UNSUPPORTED
             except Exception as exc:
                 cell.error = f"{type(exc).__name__}: {exc}"
             finally:
@@ -159,6 +182,8 @@ def measure(systems: Sequence[System], workloads: Sequence[Workload], seconds: f
 
 
 def _once(cell: Cell, folder: Path, payloads: list[bytes], seconds: float) -> float:
+    if isinstance(cell.system, RustSystem):  # a program of its own runs the workload
+        return cell.system.run(cell.workload.name, folder, len(payloads[0]), seconds)
     store = cell.system.open(folder, cell.workload.durable)
     try:
         ops, elapsed = cell.workload.drive(store, payloads, seconds)

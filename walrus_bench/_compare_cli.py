@@ -7,12 +7,15 @@ from typing import Any
 
 from walrus import InvalidArgumentError
 
-from ._compare import WORKLOADS, all_systems, measure
+from ._compare import UNSUPPORTED, WORKLOADS, all_systems, measure
 from ._compare_report import COLUMNS, CSV, results, table, write_csv
 from ._context import add_common, start_run
 from ._options import parse_duration, parse_size, pick
+from ._rust_peer import RustPeerUnavailable, RustSystem, build, rust_systems
+from ._stores import System
 
 DEFAULT_BASELINE = "python-file-crc32"
+RUST_PREFIX = "rust-original"
 
 
 def add_compare(sub: Any) -> None:
@@ -21,8 +24,9 @@ def add_compare(sub: Any) -> None:
         description="Append (no sync), append with an fsync per 1000, consume with a "
                     "persisted cursor, batch of 1000 and fsync each, on walrus with each "
                     "available backend, plain-Python file baselines, sqlite3 (WAL) and "
-                    "lmdb, plyvel, rocksdict when installed. Rates and ratios to a baseline "
-                    "measured in the same run.")
+                    "lmdb, plyvel, rocksdict when installed, and the Rust original (the "
+                    "walrus-rust crate, built with cargo when it is installed). Rates and "
+                    "ratios to a baseline measured in the same run.")
     add_common(p)
     p.add_argument("--seconds", default="1", metavar="TIME",
                    help="time per system and workload per repeat (default %(default)s)")
@@ -33,6 +37,10 @@ def add_compare(sub: Any) -> None:
     p.add_argument("--workloads", help=f"comma-separated, from {', '.join(WORKLOADS)}")
     p.add_argument("--baseline", default=DEFAULT_BASELINE,
                    help="system the ratios divide by (default %(default)s)")
+    p.add_argument("--no-rust", action="store_true",
+                   help="leave out the Rust original (by default it is built with cargo, "
+                        "when cargo is installed, and run as rust-original-mmap and "
+                        "rust-original-fd)")
     p.set_defaults(func=_run_compare)
 
 
@@ -51,7 +59,16 @@ def _run_compare(args: argparse.Namespace) -> int:
     seconds = pick(parse_duration, 1.0, ("--seconds", args.seconds))
     if args.repeat < 1 or args.entry_size < 1:
         raise InvalidArgumentError("--repeat and --entry-size must be at least 1")
-    systems_by_name = {s.name: s for s in all_systems()}
+    systems_by_name: dict[str, System | RustSystem] = {s.name: s for s in all_systems()}
+    rust_note = ""
+    if not args.no_rust and (not args.systems or RUST_PREFIX in args.systems):
+        try:
+            systems_by_name.update((s.name, s) for s in rust_systems(build()))
+        except RustPeerUnavailable as exc:
+            rust_note = str(exc)
+            if args.systems and RUST_PREFIX in args.systems:
+                raise InvalidArgumentError(f"--systems: {rust_note}") from exc
+            print(f"note: {rust_note}", flush=True)
     systems = [systems_by_name[n] for n in _choose(args.systems, list(systems_by_name),
                                                      "systems")]
     workloads = [WORKLOADS[n] for n in _choose(args.workloads, list(WORKLOADS), "workloads")]
@@ -68,6 +85,8 @@ def _run_compare(args: argparse.Namespace) -> int:
             write_csv(series, cells, args.baseline, args.entry_size, seconds)
         run.summary.extra["results"] = results(cells, args.baseline)
         run.summary.errors.extend(f"{c.system.name} {c.workload.name}: {c.error}"
-                                  for c in cells if c.error)
+                                  for c in cells if c.error and c.error != UNSUPPORTED)
+        if rust_note:
+            run.summary.extra["rust_original"] = rust_note
         print(table(cells, workloads, args.baseline))
         return run.finish()

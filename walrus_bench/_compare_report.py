@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ._compare import Cell, Workload
+from ._compare import UNSUPPORTED, Cell, Workload
 from ._series import Series
 
 CSV = "compare_results.csv"
@@ -41,11 +41,16 @@ def table(cells: Sequence[Cell], workloads: Sequence[Workload], baseline: str) -
     systems = list(dict.fromkeys(c.system.name for c in cells))
     by_key = {(c.system.name, c.workload.name): c for c in cells}
     head = ("system", *(w.title for w in workloads))
-    rates = [head] + [(s, *(rate_text(by_key[s, w.name].median) for w in workloads))
+    rates = [head] + [(s, *(_cell_text(by_key[s, w.name]) for w in workloads))
                       for s in systems]
     ratios = [head] + [(s, *(_ratio_text(ratio(by_key[s, w.name], base)) for w in workloads))
                        for s in systems]
     return "\n".join([*_grid(rates), "", f"ratio to {baseline} (same run):", *_grid(ratios)])
+
+
+def _cell_text(cell: Cell) -> str:
+    """Its rate; ``-`` where the system has no operation for the workload."""
+    return "-" if cell.error == UNSUPPORTED else rate_text(cell.median)
 
 
 def _ratio_text(value: float | None) -> str:

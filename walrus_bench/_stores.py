@@ -82,6 +82,10 @@ class WalrusStore:
                 return n
         return limit
 
+    def read_batch(self, budget: int) -> int:
+        """One batch read of up to ``budget`` bytes, checkpointed; the entries it returned."""
+        return len(self.wal.batch_read_for_topic("bench", budget, checkpoint=True))
+
     def close(self) -> None:
         self.wal.close()
 
