@@ -21,9 +21,11 @@ import tempfile
 import time
 import tracemalloc
 
-from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends
+from walrus import FsyncSchedule, ReadConsistency, Walrus
 
-BACKENDS = [b.name for b in available_backends() if b.available]
+from ._probe import backends
+
+BACKENDS = backends()
 TOPICS = 20_000
 ENTRIES = 10
 PAYLOAD = b"m" * 100

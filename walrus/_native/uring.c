@@ -215,6 +215,21 @@ static int32_t run_one(struct wr_ring *r, struct io_uring_sqe *sqe)
     return ret < 0 ? ret : res;
 }
 
+/* Drop the first `done` bytes written from iov[0..*n): the iovecs still to write. */
+static struct iovec *advance_iov(struct iovec *iov, int *n, uint64_t done)
+{
+    while (*n > 0 && done >= iov[0].iov_len) {
+        done -= iov[0].iov_len;
+        iov++;
+        (*n)--;
+    }
+    if (*n > 0 && done > 0) {
+        iov[0].iov_base = (char *)iov[0].iov_base + done;
+        iov[0].iov_len -= done;
+    }
+    return iov;
+}
+
 /* Write iov[0..n) fully at off: one SQE per WR_IOV_MAX buffers, short writes resumed. */
 static int write_iov(struct wr_ring *r, int fd, uint64_t off, struct iovec *iov, int n)
 {
@@ -237,16 +252,7 @@ static int write_iov(struct wr_ring *r, int fd, uint64_t off, struct iovec *iov,
         if (res == 0 && want > 0)
             return -EIO;            /* no progress: never spin */
         off += (uint64_t)res;
-        uint64_t left = (uint64_t)res;
-        while (n > 0 && left >= iov[0].iov_len) {   /* drop what was written */
-            left -= iov[0].iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0 && left > 0) {
-            iov[0].iov_base = (char *)iov[0].iov_base + left;
-            iov[0].iov_len -= left;
-        }
+        iov = advance_iov(iov, &n, (uint64_t)res);
     }
     return 0;
 }
@@ -291,16 +297,7 @@ static int pwrite_iov(int fd, uint64_t off, struct iovec *iov, int n)
         if (res == 0)
             return -EIO;            /* no progress: never spin */
         off += (uint64_t)res;
-        size_t left = (size_t)res;
-        while (n > 0 && left >= iov[0].iov_len) {
-            left -= iov[0].iov_len;
-            iov++;
-            n--;
-        }
-        if (n > 0 && left > 0) {
-            iov[0].iov_base = (char *)iov[0].iov_base + left;
-            iov[0].iov_len -= left;
-        }
+        iov = advance_iov(iov, &n, (uint64_t)res);
     }
 }
 
