@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._backpressure import Throttle
 from ._codec import CLEAN, DIRTY, MARKED_DIRTY
 from ._config import (
     DEFAULT_CONSISTENCY,
@@ -175,6 +176,8 @@ class Walrus:
             self._background = Background(self._log, self._durability, interval, writeback)
             self._background.registry = self._consumers.registry
             self._background.expiry = self._retainer.expiry.run
+            self._log.throttle_rolls(Throttle(self._log, self._retainer.settings, size,
+                                              self._background.run_once))
             self._log.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
