@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._codec import CURSOR, SEG_SHIFT
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, WalrusError
 from ._log import Log
 from ._making import sync_directory
 from ._segment import Segment
@@ -107,6 +107,9 @@ class Settings:
         self.floors: dict[str, int] = {}
         """Topic name -> the offset before which its entries expired (durable before any
         segment holding them is deleted; applied again when the directory is opened)."""
+        self.problem: str | None = None
+        """Why the file could not be read at the last look (None: it was read, or is absent);
+        while set, nothing writes it, so no other topic's limits or floors are lost."""
         self.stamp: tuple[int, int, int, int] | None = None
         """The file's (inode, ctime, mtime, size) when last read: an observer rereads it
         when it changes (each write replaces the file, so the inode tells two writes within
@@ -125,7 +128,7 @@ class Settings:
         if stamp == self.stamp:
             return False
         self.stamp = stamp
-        self.limits, self.floors = {}, {}
+        self.limits, self.floors, self.problem = {}, {}, None
         if stamp is None:
             return True
         try:
@@ -141,6 +144,7 @@ class Settings:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.warning("ignoring retention settings in %s (%s): no entry expires",
                            self.path, exc)
+            self.problem = str(exc) or type(exc).__name__
             return True
         self.limits, self.floors = limits, floors
         return True
@@ -164,6 +168,11 @@ class Settings:
             self._write(self.limits, {**self.floors, **floors})
 
     def _write(self, limits: dict[str, Retention], floors: dict[str, int]) -> None:
+        if self.problem is not None:
+            raise WalrusError(
+                f"cannot change retention: {self.path} cannot be read ({self.problem}), and "
+                f"rewriting it would lose every topic's limits and expiry points; nothing was "
+                f"changed (repair or restore the file, or remove it to start with no limits)")
         doc = {"format": FORMAT, "version": VERSION,
                "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
                           for name, r in limits.items()},
