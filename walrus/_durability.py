@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from ._codec import SegmentSummary
 from ._consumers import Registry, lowest
 from ._errors import StorageError, WalrusClosedError, storage_error
 from ._indexing import index_segment, summary_of, write_index
@@ -378,6 +379,8 @@ class Background:
         self.named_seen: dict[str, tuple[str, int]] = {}
         self.expiry: Callable[[], bool] | None = None
         """Retention's expiry (set by the facade): True when a first stored offset moved."""
+        self.on_indexed: Callable[[SegmentSummary], None] | None = None
+        """Told each index the worker writes (retention keeps its slices' sizes)."""
         """The consumer files of the directory (set by the facade): their positions hold
         segments too."""
         self.work = threading.RLock()
@@ -506,10 +509,12 @@ class Background:
             if seg in log.unsynced:
                 continue
             try:
-                index_segment(log, seg)
+                summary = index_segment(log, seg)
             except OSError as exc:
                 logger.warning("could not write the index of %s: %s", seg.path, exc)
                 return
+            if self.on_indexed is not None:
+                self.on_indexed(summary)
             log.indexed([seg])
             seg.release_pages()  # clean now, and read again only by a late consumer
 

@@ -24,15 +24,16 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
-from itertools import groupby, pairwise
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 import attrs
 
-from ._codec import CURSOR, SEG_SHIFT
+from ._codec import CURSOR, SEG_SHIFT, SegmentSummary
 from ._errors import InvalidArgumentError, WalrusError
 from ._log import Log
 from ._making import sync_directory
+from ._reclaim import settled
 from ._segment import Segment
 from ._speedups import record_bytes
 from ._topics import Topic
@@ -202,7 +203,16 @@ class Expiry:
         self.clock = clock
         """Wall-clock nanoseconds (segment headers hold the same clock); tests replace it."""
         self.sizes: dict[tuple[int, int], int] = {}
-        """(topic id, segment number) -> bytes of that slice (slices never change)."""
+        """(topic id, segment number) -> bytes of that slice (slices never change): from the
+        index when the worker writes it (:meth:`note_index`), else counted once."""
+
+    def note_index(self, summary: SegmentSummary) -> None:
+        """The worker indexed a sealed segment: keep its slices' sizes (the index counted
+        them already) for the expiry that follows, if any topic has limits."""
+        if self.settings.limits or self.settings.floors:
+            for tid, entry in summary.topics.items():
+                if entry.nbytes:
+                    self.sizes[(tid, summary.number)] = entry.nbytes
 
     def run(self) -> bool:
         """Expire what the limits say; True if a first stored offset moved."""
@@ -211,12 +221,8 @@ class Expiry:
             return False
         log = self.log
         segments = list(log.segments.values())
-        busy = set(map(id, log.unsynced)) | set(map(id, log.to_index))
-        sealed: list[tuple[Segment, int]] = []  # (segment, creation time of the next one)
-        for seg, nxt in pairwise(segments):
-            if seg is log.active or id(seg) in busy:
-                break
-            sealed.append((seg, nxt.header.created_ns))
+        sealed = [(seg, nxt.header.created_ns)  # with the creation time of the next segment
+                  for seg, nxt in zip(settled(log, segments), segments[1:], strict=False)]
         now = self.clock()
         moves = []
         for name in {**floors, **limits}:  # a floor without limits: its cursor may lag
@@ -310,10 +316,8 @@ def apply_floors(log: Log, floors: dict[str, int],
 class Retainer:
     """What the facade delegates retention to: checking, persisting and reporting limits."""
 
-    def __init__(self, log: Log, owned: dict[tuple[str, str], Position],
-                 read_only: bool) -> None:
+    def __init__(self, log: Log, owned: dict[tuple[str, str], Position]) -> None:
         self.log = log
-        self.read_only = read_only
         self.settings = Settings(log.directory)
         self.expiry = Expiry(log, self.settings, lambda topic: [
             c for (_name, tp), c in list(owned.items()) if tp == topic])
