@@ -24,6 +24,7 @@ stalls, and a state record (a cursor, a mark, expiry's own record) never waits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,8 @@ if TYPE_CHECKING:  # only types: the log sits below this module
     from ._log import Log
     from ._retention import Settings
     from ._segment import Segment
+
+logger = logging.getLogger("walrus")
 
 
 class Stall(Exception):
@@ -71,8 +74,12 @@ class Throttle:
         return False
 
     def relieve(self, stall: Stall) -> None:
-        """Do the pending work (outside the append lock); the stalled roll then goes on."""
+        """Do the pending work (outside the append lock); the stalled roll then goes on. A
+        failure of that work is the worker's, not the append's (nothing of the append was
+        written yet): logged, as the worker logs its own, and the append goes on."""
         try:
             self.work()
+        except Exception:
+            logger.exception("walrus: retention work at a segment roll failed")
         finally:
             self.relieved = stall.segment
