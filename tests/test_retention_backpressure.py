@@ -145,3 +145,25 @@ def test_a_segment_nothing_can_free_costs_one_relief_per_roll(
         assert len({id(s) for s in reliefs}) == len(reliefs)  # never twice for one roll
         assert wal.get_topic_size("t") <= LIMIT + 2 * SEGMENT  # expired all the same
         assert wal.topic_info("kept").first_offset == 0
+
+
+def test_a_failing_relief_is_logged_and_the_append_goes_on(
+        tmp_path: Path, idle_worker: None, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing of the append was written when its roll stalled: a failure of the worker's work
+    done there is the worker's (logged), not the append's."""
+    failures: list[Background] = []
+
+    def fail(self: Background) -> None:
+        failures.append(self)
+        raise OSError(5, "the disk went away")
+
+    monkeypatch.setattr(Background, "run_once", fail)
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("t", payload("t", 0))
+        wal.set_retention("t", max_bytes=LIMIT)
+        for i in range(1, 20 * SEGMENT // 232):
+            wal.append_for_topic("t", payload("t", i))
+        assert failures
+        assert "retention work at a segment roll failed" in caplog.text
+        assert stored(wal, "t") == list(range(20 * SEGMENT // 232))
