@@ -1,6 +1,6 @@
 """A producer with retention that the crash tests SIGKILL while expiry runs.
 
-Run as ``python -m tests._retention_child DIR SCHEDULE JOURNAL``. It appends to topic ``r``
+Run as ``python -m tests._retention_child DIR SCHEDULE JOURNAL BACKEND``. It appends to topic ``r``
 (which has a size limit) and now and then to ``k`` (no limit, consumed at once), journaling
 ``A topic offset`` after each acknowledged append with ``os.write`` on an ``O_APPEND`` file
 (kept through SIGKILL), and ``F first`` with ``r``'s first stored offset every 50 appends.
@@ -25,9 +25,10 @@ def payload(topic: str, offset: int) -> bytes:
 
 
 def main(argv: list[str]) -> None:
-    path, schedule, journal = argv
+    path, schedule, journal, backend = argv
     fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    wal = Walrus(data_dir=path, segment_size=SEGMENT, fsync_schedule=SCHEDULES[schedule])
+    wal = Walrus(data_dir=path, segment_size=SEGMENT, fsync_schedule=SCHEDULES[schedule],
+                 backend=backend)
     if "r" not in wal.topics():
         wal.append_for_topic("r", payload("r", 0))
         os.write(fd, b"A r 0\n")

@@ -24,7 +24,9 @@ from walrus import (
     ReadOnlyError,
     Retention,
     Walrus,
+    WalrusError,
 )
+from walrus._durability import Background
 
 from . import _retention_child
 from ._quiesce import quiesced
@@ -247,7 +249,8 @@ def test_an_unknown_or_invalid_topic_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("schedule", ["no_fsync", "sync_each"])
-def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule: str) -> None:
+def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule: str,
+                                                       backend: str) -> None:
     """Each round kills the producer at a random point after expiry began; reopening must
     report no damage, hold every entry from the first stored offset on as written (the limited
     topic's at least up to its limit, the other's all), and count no expired entry."""
@@ -255,7 +258,8 @@ def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule:
     data, journal = tmp_path / "data", tmp_path / "journal"
     for round_ in range(ROUNDS):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests._retention_child", str(data), schedule, str(journal)],
+            [sys.executable, "-m", "tests._retention_child", str(data), schedule, str(journal),
+             backend],
             env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)])),
             cwd=ROOT, stderr=subprocess.PIPE)
         try:
@@ -267,7 +271,8 @@ def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule:
         for fields in lines(journal):
             if fields and fields[0] == "A":
                 acked[fields[1]] = max(acked.get(fields[1], -1), int(fields[2]))
-        with Walrus(data_dir=data, segment_size=_retention_child.SEGMENT) as wal:
+        with Walrus(data_dir=data, segment_size=_retention_child.SEGMENT,
+                    backend=backend) as wal:
             assert wal.damage() == []
             assert wal.get_retention("r") == Retention(None, _retention_child.LIMIT)
             for topic in ("r", "k"):
@@ -323,13 +328,19 @@ def test_expiry_holds_across_restarts_and_in_observers(tmp_path: Path) -> None:
         assert stored(wal, "keep") == list(range(600))
 
 
+@pytest.mark.parametrize("expirer", ["worker", "writer"])
 @pytest.mark.parametrize("schedule", ["sync_each", "no_fsync"])
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
-def test_power_cut_during_expiry(tmp_path: Path, faulty: str, schedule: str) -> None:
+def test_power_cut_during_expiry(tmp_path: Path, faulty: str, schedule: str, expirer: str,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The power goes at a random disk operation while a limited topic expires beside a
     consumed one; the disk image a cut may leave recovers with no damage, every stored entry
     as written, the consumed topic's cursor inside what is stored, and (under SyncEach) every
-    acknowledged entry of the limited topic within its limit still there."""
+    acknowledged entry of the limited topic within its limit still there. ``writer``: the
+    background worker does nothing, so expiry runs only in the appends that a roll holds back
+    (retention's backpressure), and the cuts land there."""
+    if expirer == "writer":
+        monkeypatch.setattr(Background, "_run", lambda self: None)
     sched = FsyncSchedule.SyncEach if schedule == "sync_each" else FsyncSchedule.NoFsync
     expired = 0
     for seed in range(int(12 * SCALE)):
@@ -355,7 +366,7 @@ def test_power_cut_during_expiry(tmp_path: Path, faulty: str, schedule: str) -> 
                     acked[topic] = offset
                     if topic == "k":
                         wal.read_next("k")
-                    if n % 25 == 0:
+                    if n % 25 == 0 and expirer == "worker":
                         wal._background.run_once()  # type: ignore[union-attr]
             except OSError:
                 pass  # the power went
@@ -444,3 +455,30 @@ def test_asyncio_sets_and_gets_retention(tmp_path: Path) -> None:
     assert asyncio.run(main()) == Retention(3600.0, 1 << 20)
     with Walrus(data_dir=str(tmp_path / "a")) as reopened:
         assert reopened.get_retention("t") == Retention(3600.0, 1 << 20)
+
+
+@pytest.mark.parametrize("damage", [
+    b"{not json",
+    b'{"format": "walrus-retention", "version": 2, "topics": {}, "expired": {}}',
+], ids=["damaged", "newer"])
+def test_an_unreadable_settings_file_is_never_rewritten(tmp_path: Path, damage: bytes) -> None:
+    """Rewriting it from what could be read (nothing) would lose every other topic's limits
+    and expiry points: setting a limit is refused, naming the file, and nothing changes;
+    once the file reads again, setting works."""
+    with open_wal(tmp_path) as wal:
+        wal.append_for_topic("a", payload("a", 0))
+        wal.append_for_topic("b", payload("b", 0))
+        wal.set_retention("b", max_bytes=1 << 20)
+    good = (tmp_path / "retention+").read_bytes()
+    (tmp_path / "retention+").write_bytes(damage)
+    with open_wal(tmp_path) as wal:
+        with pytest.raises(WalrusError, match="retention\\+") as raised:
+            wal.set_retention("a", max_age=60)
+        assert not isinstance(raised.value, InvalidArgumentError)
+        assert (tmp_path / "retention+").read_bytes() == damage
+        assert wal.get_retention("a") == Retention()
+    (tmp_path / "retention+").write_bytes(good)
+    with open_wal(tmp_path) as wal:
+        wal.set_retention("a", max_age=60)
+        assert wal.get_retention("b") == Retention(None, 1 << 20)
+        assert wal.get_retention("a") == Retention(60.0, None)

@@ -32,9 +32,10 @@ from ._errors import (
     ReadOnlyError,
     WalrusClosedError,
     WalrusError,
+    storage_error,
 )
 from ._limits import MAX_BATCH_ENTRIES
-from ._log import Log, storage_error
+from ._log import Log
 from ._reading import read_run
 from ._topics import Topic
 from ._validate import not_a_bool

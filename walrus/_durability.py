@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from ._codec import SegmentSummary
 from ._consumers import Registry, lowest
 from ._errors import StorageError, WalrusClosedError, storage_error
 from ._indexing import index_segment, summary_of, write_index
@@ -378,11 +379,14 @@ class Background:
         self.named_seen: dict[str, tuple[str, int]] = {}
         self.expiry: Callable[[], bool] | None = None
         """Retention's expiry (set by the facade): True when a first stored offset moved."""
+        self.on_indexed: Callable[[SegmentSummary], None] | None = None
+        """Told each index the worker writes (retention keeps its slices' sizes)."""
         """The consumer files of the directory (set by the facade): their positions hold
         segments too."""
-        self.work = threading.Lock()
+        self.work = threading.RLock()
         """Serialises indexing and reclaiming (the worker, and ``run_once`` from outside); no
-        sync pass waits for it."""
+        sync pass waits for it. Reentrant: a thread that holds it (a tool keeping the worker
+        still) and appends may reach ``run_once`` again through a roll's backpressure."""
         """Segment number -> offset its last checkpoint index covers."""
         self.prefaulter: Prefaulter | None = None
         """Faults pages in ahead of the writer, when something other than each append's own
@@ -401,6 +405,8 @@ class Background:
         self.wakeup.set()
         if self.thread is not threading.current_thread():
             self.thread.join()
+        with self.work:  # a writer relieving the worker (run_once) has finished too
+            pass
         if self.flusher is not None:
             self.flusher.stop()
         if self.prefaulter is not None:
@@ -470,8 +476,12 @@ class Background:
                 logger.warning("cannot prepare the next segment ahead of need: %s", exc)
 
     def run_once(self) -> None:
-        """Index sealed segments and reclaim space now (tests and tools use this)."""
+        """Index sealed segments, expire and reclaim space now (tests and tools use this, and
+        a writer whose roll waits for retention: see ``_backpressure.py``); nothing once the
+        worker stopped (closing)."""
         with self.work:
+            if self.stopping or self.log.closed:
+                return
             self.reclaim_seen, self.reclaim_after = -1, 0.0
             self.index_sealed()
             self.expire()
@@ -499,10 +509,12 @@ class Background:
             if seg in log.unsynced:
                 continue
             try:
-                index_segment(log, seg)
+                summary = index_segment(log, seg)
             except OSError as exc:
                 logger.warning("could not write the index of %s: %s", seg.path, exc)
                 return
+            if self.on_indexed is not None:
+                self.on_indexed(summary)
             log.indexed([seg])
             seg.release_pages()  # clean now, and read again only by a late consumer
 

@@ -56,6 +56,8 @@ def write_index(directory: str, seg: Segment, summary: SegmentSummary) -> None:
     sync_directory(directory)
 
 
-def index_segment(log: Log, seg: Segment) -> None:
-    """Write the whole index of ``seg`` (sealed, or active at a clean close)."""
-    write_index(log.directory, seg, summary_of(log, seg))
+def index_segment(log: Log, seg: Segment) -> SegmentSummary:
+    """Write the whole index of ``seg`` (sealed, or active at a clean close); returns it."""
+    summary = summary_of(log, seg)
+    write_index(log.directory, seg, summary)
+    return summary

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _codec, _speedups
+from ._backpressure import Stall
 from ._codec import (
     CLEAN,
     CURSOR,
@@ -36,8 +37,7 @@ from ._codec import (
     TopicSummary,
     record_size,
 )
-from ._errors import StorageError, WalrusClosedError
-from ._errors import storage_error as storage_error  # where other modules find it
+from ._errors import StorageError, WalrusClosedError, storage_error
 from ._making import SEAL_ROOM, SegmentMaker, preamble
 from ._progress import ProgressCue
 from ._records import Payload as Payload  # where other modules find it
@@ -49,6 +49,7 @@ from ._validate import as_payload, check_size, check_topic, check_writable, snap
 from ._waiting import wait_for as wait_for  # where other modules find it
 
 if TYPE_CHECKING:
+    from ._backpressure import Throttle
     from .backends._base import Backend
 
 _crc32 = __import__("zlib").crc32
@@ -164,6 +165,9 @@ class Log:
         self._on_visible: Callable[[Topic], None] | None = None
         """Called when entries of a topic become visible to readers, while anybody waits
         for one (see ``_wait.py``); None otherwise, so an append pays one attribute check."""
+        self._throttle: Throttle | None = None
+        """Holds a roll back while retention's worker is behind (see ``_backpressure.py``);
+        None: rolls never wait."""
         if found.abandon_at is not None:
             self.abandon(found.abandon_at)
 
@@ -200,6 +204,15 @@ class Log:
     def call_on_seal(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each roll (the background worker's cue to index)."""
         self._on_seal = callback
+
+    def throttle_rolls(self, throttle: Throttle) -> None:
+        """Ask ``throttle`` at each roll of an append whether retention must catch up first."""
+        self._throttle = throttle
+
+    def _relieve(self, stall: Stall) -> None:
+        """A roll stalled (raised under the append lock, caught outside it): catch up."""
+        assert self._throttle is not None
+        self._throttle.relieve(stall)
 
     def watch_visible(self, callback: Callable[[Topic], None] | None) -> None:
         """Call ``callback`` (under the append lock) whenever entries of a topic become
@@ -266,52 +279,56 @@ class Log:
         lock = self._mutex
         if lock.locked():
             wait_for(lock)
-        with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
-            if self.closed:
-                raise WalrusClosedError()
-            seg = self._active
-            p = seg.end  # type: ignore[union-attr]
-            e = p + 32 + n  # 32: HEADER_SIZE
-            end = (e + 7) & ~7
-            if end > seg.check_at:  # type: ignore[union-attr]  # full, abandoned, or a mark
-                seg = self.make_room(end - p)
-                p = seg.end
-                e = p + 32 + n
+        try:
+            with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
+                if self.closed:
+                    raise WalrusClosedError()
+                seg = self._active
+                p = seg.end  # type: ignore[union-attr]
+                e = p + 32 + n  # 32: HEADER_SIZE
                 end = (e + 7) & ~7
-            seq = t.next_seq
-            address = seg.address  # type: ignore[union-attr]
-            if address is not None and type(data) is bytes:
-                _encode(address, p, data, n, t.tid, seq, self._durable, seg.salt)  # type: ignore[union-attr]
-            elif (view := seg.view) is not None:  # type: ignore[union-attr]
-                _pack(view, p, 0, n, t.tid, 1, 0, seq, self._durable)  # 1: ENTRY
-                view[p + 32:e] = data
-                if n <= 4096:
-                    _crc_pack(view, p, _crc(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
+                if end > seg.check_at:  # type: ignore[union-attr]  # full, abandoned, or a mark
+                    seg = self.make_room(end - p)
+                    p = seg.end
+                    e = p + 32 + n
+                    end = (e + 7) & ~7
+                seq = t.next_seq
+                address = seg.address  # type: ignore[union-attr]
+                if address is not None and type(data) is bytes:
+                    _encode(address, p, data, n, t.tid, seq, self._durable, seg.salt)  # type: ignore[union-attr]
+                elif (view := seg.view) is not None:  # type: ignore[union-attr]
+                    _pack(view, p, 0, n, t.tid, 1, 0, seq, self._durable)  # 1: ENTRY
+                    view[p + 32:e] = data
+                    if n <= 4096:
+                        _crc_pack(view, p, _crc(view[p + 4:e], seg.salt))  # type: ignore[union-attr]
+                    else:
+                        with memoryview(view) as mv:
+                            _crc_pack(view, p, _crc(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
                 else:
-                    with memoryview(view) as mv:
-                        _crc_pack(view, p, _crc(mv[p + 4:e], seg.salt))  # type: ignore[union-attr]
-            else:
-                self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
-                    ENTRY, t.tid, 0, seq, self._durable, data, seg.salt), data])  # type: ignore[union-attr]
-            # The bookkeeping: stores, then one call that ends it, so an interrupt (a signal
-            # handler raising, which happens only at a call) finds the append whole or not
-            # begun; no other thread runs in between either (the GIL switches at calls too).
-            lsn = seg.lsn_base | p  # type: ignore[union-attr]
-            if not self._sync_each:
+                    self._write(seg, p, [_codec.encode_header(  # type: ignore[arg-type]
+                        ENTRY, t.tid, 0, seq, self._durable, data, seg.salt), data])  # type: ignore[union-attr]
+                # The bookkeeping: stores, then one call that ends it, so an interrupt (a signal
+                # handler raising, which happens only at a call) finds the append whole or not
+                # begun; no other thread runs in between either (the GIL switches at calls too).
+                lsn = seg.lsn_base | p  # type: ignore[union-attr]
+                if not self._sync_each:
+                    t.nbytes += end - p
+                    seg.end = end  # type: ignore[union-attr]
+                    t.visible = t.next_seq = seq + 1
+                    t.lsns.append(lsn)
+                    if self._on_visible is not None:
+                        self._on_visible(t)
+                    return seq
+                pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p, self._announce)
+                one = array("Q", (lsn,))
                 t.nbytes += end - p
                 seg.end = end  # type: ignore[union-attr]
-                t.visible = t.next_seq = seq + 1
-                t.lsns.append(lsn)
-                if self._on_visible is not None:
-                    self._on_visible(t)
-                return seq
-            pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p, self._announce)
-            one = array("Q", (lsn,))
-            t.nbytes += end - p
-            seg.end = end  # type: ignore[union-attr]
-            t.next_seq = seq + 1
-            t.lsns += one
-            self._book.add(pending)  # the one call, last
+                t.next_seq = seq + 1
+                t.lsns += one
+                self._book.add(pending)  # the one call, last
+        except Stall as stall:  # before anything was written: retention catches up first
+            self._relieve(stall)
+            return self.append(topic, data)
         self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
@@ -349,51 +366,55 @@ class Log:
         """
         lock = self._mutex
         wait_for(lock)
-        with lock:
-            if self.closed:
-                raise WalrusClosedError()
-            if t is None:
-                t = self._by_name.get(name)
-            new = t is None
-            tid = self._max_tid + 1 if t is None else t.tid
-            seq = 0 if t is None else t.next_seq
-            name_bytes = name.encode("utf-8", "surrogatepass")
-            size = need  # what the entries' records take
-            if new:  # the TOPIC record that heads the batch, and its copy after it
-                need += 2 * record_size(len(name_bytes))
-            seg = self._active
-            assert seg is not None
-            if seg.end + need > seg.check_at:
-                seg = self.make_room(need)
-            p = seg.end
-            end, lsns = encode_batch(seg, p, need, tid, seq, items,
-                                     name_bytes if new else None, self._durable, self._write)
-            # Everything that calls first; then stores only (see append): an interrupt finds
-            # the batch whole or not begun.
-            count = len(items)
-            if t is None:
-                t = Topic(tid, name, 0)
-                t.mark = MARKED_DIRTY
-            meta = self._states.of(seg, tid)
-            pending = pending_entries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                      self._announce, self._unlist if new else None
-                                      ) if self._sync_each else None
-            seg.end = end
-            if new:
-                self._max_tid = tid
-                self._by_tid[tid] = t
-                self._by_name[name] = t
-                meta.name = name
-                meta.next_seq = seq + count  # a new topic's first state in this segment
-            t.lsns += lsns
-            t.nbytes += size
-            t.next_seq = seq + count
-            if pending is None:
-                t.visible = seq + count
-                if self._on_visible is not None:
-                    self._on_visible(t)
-                return seq
-            self._book.add(pending)
+        try:
+            with lock:
+                if self.closed:
+                    raise WalrusClosedError()
+                if t is None:
+                    t = self._by_name.get(name)
+                new = t is None
+                tid = self._max_tid + 1 if t is None else t.tid
+                seq = 0 if t is None else t.next_seq
+                name_bytes = name.encode("utf-8", "surrogatepass")
+                size = need  # what the entries' records take
+                if new:  # the TOPIC record that heads the batch, and its copy after it
+                    need += 2 * record_size(len(name_bytes))
+                seg = self._active
+                assert seg is not None
+                if seg.end + need > seg.check_at:
+                    seg = self.make_room(need)
+                p = seg.end
+                end, lsns = encode_batch(seg, p, need, tid, seq, items,
+                                         name_bytes if new else None, self._durable, self._write)
+                # Everything that calls first; then stores only (see append): an interrupt finds
+                # the batch whole or not begun.
+                count = len(items)
+                if t is None:
+                    t = Topic(tid, name, 0)
+                    t.mark = MARKED_DIRTY
+                meta = self._states.of(seg, tid)
+                pending = pending_entries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                          self._announce, self._unlist if new else None
+                                          ) if self._sync_each else None
+                seg.end = end
+                if new:
+                    self._max_tid = tid
+                    self._by_tid[tid] = t
+                    self._by_name[name] = t
+                    meta.name = name
+                    meta.next_seq = seq + count  # a new topic's first state in this segment
+                t.lsns += lsns
+                t.nbytes += size
+                t.next_seq = seq + count
+                if pending is None:
+                    t.visible = seq + count
+                    if self._on_visible is not None:
+                        self._on_visible(t)
+                    return seq
+                self._book.add(pending)
+        except Stall as stall:  # before anything was written: retention catches up first
+            self._relieve(stall)
+            return self.append_batch(name, t, items, size)  # `need` without a TOPIC record
         self._wait_durable(pending.end)
         return seq
 
@@ -468,6 +489,8 @@ class Log:
         seg = self._active
         assert seg is not None
         if seg.end + need > seg.limit:
+            if not state and self._throttle is not None and self._throttle.due():
+                raise Stall(seg)  # nothing written yet: the writer catches up and comes back
             try:
                 seg = self._roll(need)
             except StorageError:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from ._codec import SEG_SHIFT
 from ._log import Log
 from ._segment import Segment, index_name
+
+
+def settled(log: Log, segments: list[Segment] | None = None) -> Iterator[Segment]:
+    """The oldest segments that are sealed, synced and indexed, oldest first: the only ones
+    that may expire or be deleted (the first segment that is not ends them). ``segments``:
+    a copy of the log's, taken by the caller (else taken here: a roll may add one)."""
+    for seg in list(log.segments.values()) if segments is None else segments:
+        if seg is log.active or seg in log.unsynced or seg in log.to_index:
+            return
+        yield seg
 
 
 def low_watermark(log: Log, persisted: dict[int, int]) -> int:
@@ -33,9 +44,8 @@ def delete_before(log: Log, low: int) -> list[Segment]:
     not account for it, but the segments it filled are not indexed yet.)
     """
     doomed = []
-    for number, seg in list(log.segments.items()):  # a roll may add one meanwhile
-        if ((number + 1) << SEG_SHIFT > low or seg is log.active or seg in log.unsynced
-                or seg in log.to_index):
+    for seg in settled(log):
+        if (seg.number + 1) << SEG_SHIFT > low:
             break
         doomed.append(seg)
     if not doomed:

@@ -24,15 +24,16 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
-from itertools import groupby, pairwise
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 import attrs
 
-from ._codec import CURSOR, SEG_SHIFT
-from ._errors import InvalidArgumentError
+from ._codec import CURSOR, SEG_SHIFT, SegmentSummary
+from ._errors import InvalidArgumentError, WalrusError
 from ._log import Log
 from ._making import sync_directory
+from ._reclaim import settled
 from ._segment import Segment
 from ._speedups import record_bytes
 from ._topics import Topic
@@ -107,6 +108,9 @@ class Settings:
         self.floors: dict[str, int] = {}
         """Topic name -> the offset before which its entries expired (durable before any
         segment holding them is deleted; applied again when the directory is opened)."""
+        self.problem: str | None = None
+        """Why the file could not be read at the last look (None: it was read, or is absent);
+        while set, nothing writes it, so no other topic's limits or floors are lost."""
         self.stamp: tuple[int, int, int, int] | None = None
         """The file's (inode, ctime, mtime, size) when last read: an observer rereads it
         when it changes (each write replaces the file, so the inode tells two writes within
@@ -125,7 +129,7 @@ class Settings:
         if stamp == self.stamp:
             return False
         self.stamp = stamp
-        self.limits, self.floors = {}, {}
+        self.limits, self.floors, self.problem = {}, {}, None
         if stamp is None:
             return True
         try:
@@ -141,6 +145,7 @@ class Settings:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.warning("ignoring retention settings in %s (%s): no entry expires",
                            self.path, exc)
+            self.problem = str(exc) or type(exc).__name__
             return True
         self.limits, self.floors = limits, floors
         return True
@@ -164,6 +169,11 @@ class Settings:
             self._write(self.limits, {**self.floors, **floors})
 
     def _write(self, limits: dict[str, Retention], floors: dict[str, int]) -> None:
+        if self.problem is not None:
+            raise WalrusError(
+                f"cannot change retention: {self.path} cannot be read ({self.problem}), and "
+                f"rewriting it would lose every topic's limits and expiry points; nothing was "
+                f"changed (repair or restore the file, or remove it to start with no limits)")
         doc = {"format": FORMAT, "version": VERSION,
                "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
                           for name, r in limits.items()},
@@ -193,7 +203,16 @@ class Expiry:
         self.clock = clock
         """Wall-clock nanoseconds (segment headers hold the same clock); tests replace it."""
         self.sizes: dict[tuple[int, int], int] = {}
-        """(topic id, segment number) -> bytes of that slice (slices never change)."""
+        """(topic id, segment number) -> bytes of that slice (slices never change): from the
+        index when the worker writes it (:meth:`note_index`), else counted once."""
+
+    def note_index(self, summary: SegmentSummary) -> None:
+        """The worker indexed a sealed segment: keep its slices' sizes (the index counted
+        them already) for the expiry that follows, if any topic has limits."""
+        if self.settings.limits or self.settings.floors:
+            for tid, entry in summary.topics.items():
+                if entry.nbytes:
+                    self.sizes[(tid, summary.number)] = entry.nbytes
 
     def run(self) -> bool:
         """Expire what the limits say; True if a first stored offset moved."""
@@ -202,12 +221,8 @@ class Expiry:
             return False
         log = self.log
         segments = list(log.segments.values())
-        busy = set(map(id, log.unsynced)) | set(map(id, log.to_index))
-        sealed: list[tuple[Segment, int]] = []  # (segment, creation time of the next one)
-        for seg, nxt in pairwise(segments):
-            if seg is log.active or id(seg) in busy:
-                break
-            sealed.append((seg, nxt.header.created_ns))
+        sealed = [(seg, nxt.header.created_ns)  # with the creation time of the next segment
+                  for seg, nxt in zip(settled(log, segments), segments[1:], strict=False)]
         now = self.clock()
         moves = []
         for name in {**floors, **limits}:  # a floor without limits: its cursor may lag
@@ -301,10 +316,8 @@ def apply_floors(log: Log, floors: dict[str, int],
 class Retainer:
     """What the facade delegates retention to: checking, persisting and reporting limits."""
 
-    def __init__(self, log: Log, owned: dict[tuple[str, str], Position],
-                 read_only: bool) -> None:
+    def __init__(self, log: Log, owned: dict[tuple[str, str], Position]) -> None:
         self.log = log
-        self.read_only = read_only
         self.settings = Settings(log.directory)
         self.expiry = Expiry(log, self.settings, lambda topic: [
             c for (_name, tp), c in list(owned.items()) if tp == topic])

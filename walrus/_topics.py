@@ -112,19 +112,19 @@ class Topic:
         """Forget entries stored in segments older than ``segment`` (they are being deleted
         or closed), taking the bytes of those in ``closing`` (number and contents of each
         segment) off the topic's size. The caller holds ``read_lock``."""
+        nbytes = 0
         for number, buf in closing:
             lo, hi = self.lsn_range(number)
             if hi > lo:
-                self.nbytes -= record_bytes(buf, self.lsns[lo:hi])
-        lo = bisect_left(self.lsns, segment << SEG_SHIFT)
-        if lo:
-            del self.lsns[:lo]
-            self.first_seq += lo
+                nbytes += record_bytes(buf, self.lsns[lo:hi])
+        self.expire_before(self.first_seq + bisect_left(self.lsns, segment << SEG_SHIFT),
+                           nbytes)
 
     def expire_before(self, seq: int, nbytes: int) -> None:
-        """Retention expired the entries before ``seq`` (``nbytes`` on disk): they are no
-        longer stored, and the shared cursor stands no lower. The caller holds
-        ``read_lock`` and has persisted the cursor at ``seq`` or beyond."""
+        """The entries before ``seq`` (``nbytes`` on disk) are no longer stored (retention
+        expired them, or reclamation deleted their segments), and the shared cursor stands
+        no lower. The caller holds ``read_lock`` and has persisted the cursor at ``seq`` or
+        beyond (reclamation: every cursor has passed them already)."""
         n = seq - self.first_seq
         if n > 0:
             del self.lsns[:n]

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._backpressure import Throttle
 from ._codec import CLEAN, DIRTY, MARKED_DIRTY
 from ._config import (
     DEFAULT_CONSISTENCY,
@@ -165,7 +166,7 @@ class Walrus:
             interval=(self._schedule.interval_ms / 1000.0
                       if isinstance(self._schedule, MillisecondsSchedule) else None),
             sync_each=self._sync_each)
-        self._retainer = Retainer(self._log, self._consumers.owned, read_only)
+        self._retainer = Retainer(self._log, self._consumers.owned)
         self._closed = False
         if not read_only:
             interval = (self._schedule.interval_ms / 1000.0
@@ -175,6 +176,9 @@ class Walrus:
             self._background = Background(self._log, self._durability, interval, writeback)
             self._background.registry = self._consumers.registry
             self._background.expiry = self._retainer.expiry.run
+            self._background.on_indexed = self._retainer.expiry.note_index
+            self._log.throttle_rolls(Throttle(self._log, self._retainer.settings, size,
+                                              self._background.run_once))
             self._log.call_on_seal(self._background.wake)
         ident = id(self)
         _OPEN[ident] = weakref.ref(self, lambda _ref: _OPEN.pop(ident, None))
