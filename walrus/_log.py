@@ -47,6 +47,7 @@ from ._syncbook import Pending, SyncBook, pending_entries, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
+from ._wakeup import wake_after_append as _wake_after
 
 if TYPE_CHECKING:
     from .backends._base import Backend
@@ -106,7 +107,7 @@ class Log:
       operations, atomic under the GIL).
     - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
     - ``_on_visible``: set by :meth:`watch_visible` (under the waiters' own lock), read by
-      writers under ``_mutex``.
+      writers under ``_mutex`` and called after it (``_wakeup.py``).
     - set once before any write: ``_wait_durable``, ``_on_seal`` (see
       :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
 
@@ -202,8 +203,9 @@ class Log:
         self._on_seal = callback
 
     def watch_visible(self, callback: Callable[[Topic], None] | None) -> None:
-        """Call ``callback`` (under the append lock) whenever entries of a topic become
-        visible to readers; None: stop."""
+        """Call ``callback`` whenever entries of a topic become visible to readers (after an
+        append, outside the append lock; under SyncEach, by the sync pass that published
+        them); None: stop."""
         self._on_visible = callback
 
     def _announce(self, t: Topic) -> None:
@@ -302,16 +304,22 @@ class Log:
                 seg.end = end  # type: ignore[union-attr]
                 t.visible = t.next_seq = seq + 1
                 t.lsns.append(lsn)
-                if self._on_visible is not None:
-                    self._on_visible(t)
-                return seq
-            pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p, self._announce)
-            one = array("Q", (lsn,))
-            t.nbytes += end - p
-            seg.end = end  # type: ignore[union-attr]
-            t.next_seq = seq + 1
-            t.lsns += one
-            self._book.add(pending)  # the one call, last
+                wake = self._on_visible  # the append is done; a wake-up follows the lock
+                if wake is None:
+                    return seq
+                pending = None
+            else:
+                pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p,
+                                          self._announce)
+                one = array("Q", (lsn,))
+                t.nbytes += end - p
+                seg.end = end  # type: ignore[union-attr]
+                t.next_seq = seq + 1
+                t.lsns += one
+                self._book.add(pending)  # the one call, last
+        if pending is None:
+            _wake_after(wake, t, seq)  # somebody waits (what it may raise: see _wakeup.py)
+            return seq
         self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
@@ -390,10 +398,14 @@ class Log:
             t.next_seq = seq + count
             if pending is None:
                 t.visible = seq + count
-                if self._on_visible is not None:
-                    self._on_visible(t)
-                return seq
-            self._book.add(pending)
+                wake = self._on_visible  # the batch is done; a wake-up follows the lock
+                if wake is None:
+                    return seq
+            else:
+                self._book.add(pending)
+        if pending is None:
+            _wake_after(wake, t, seq)  # somebody waits (what it may raise: see _wakeup.py)
+            return seq
         self._wait_durable(pending.end)
         return seq
 
