@@ -318,7 +318,7 @@ class Log:
                 t.lsns += one
                 self._book.add(pending)  # the one call, last
         if pending is None:
-            _wake_after(wake, t, seq)  # somebody waits (what it may raise: see _wakeup.py)
+            _wake_after(wake, t, seq)  # type: ignore[arg-type]  # somebody waits (see _wakeup.py)
             return seq
         self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
@@ -404,7 +404,7 @@ class Log:
             else:
                 self._book.add(pending)
         if pending is None:
-            _wake_after(wake, t, seq)  # somebody waits (what it may raise: see _wakeup.py)
+            _wake_after(wake, t, seq)  # type: ignore[arg-type]  # somebody waits (see _wakeup.py)
             return seq
         self._wait_durable(pending.end)
         return seq
