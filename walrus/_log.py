@@ -17,6 +17,7 @@ import os
 import threading
 from array import array
 from collections.abc import Callable, Sequence
+from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -167,6 +168,8 @@ class Log:
         for one (see ``_wait.py``); None otherwise, so an append pays one attribute check."""
         if found.abandon_at is not None:
             self.abandon(found.abandon_at)
+        if _speedups.hot_append is not None:  # the common case in C, the rest in append
+            self.append = partial(_speedups.hot_append, self, Log.append)  # type: ignore[method-assign]
 
     # --- what other modules read (never assign) ------------------------------------------------
 
