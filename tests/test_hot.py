@@ -124,27 +124,22 @@ def test_an_append_the_c_path_does_not_take_goes_to_python_untouched(
 @needs_hot
 @pytest.mark.parametrize("why", ["the append lock is held", "closed", "somebody waits",
                                  "the segment is full"])
-@needs_hot
 def test_an_append_in_a_state_the_c_path_leaves_to_python(wal: Walrus, why: str) -> None:
     log = wal._log
     t = log.by_name["t"]
     seg = log.active
     assert seg is not None
     state = (seg.end, t.next_seq, t.nbytes, len(t.lsns))
-    release = lambda: None  # noqa: E731
-    if why == "the append lock is held":
-        release = held(log.mutex)
-    elif why == "closed":
-        log.closed = True
-    elif why == "somebody waits":
-        log.watch_visible(lambda _t: None)
-    else:
-        seg.check_at = seg.end + 8
+    release = {"the append lock is held": lambda: held(log.mutex),
+               "closed": lambda: setattr(log, "closed", True),
+               "somebody waits": lambda: log.watch_visible(lambda _t: None),
+               "the segment is full": lambda: setattr(seg, "check_at", seg.end + 8)}[why]()
     slow = Slow()
     try:
         assert _speedups.hot_append(log, slow, "t", PAYLOAD) == "slow"
     finally:
-        release()
+        if release is not None:
+            release()
         log.closed = False
         log.watch_visible(None)
     assert slow.calls == [(log, "t", PAYLOAD)]
@@ -223,26 +218,21 @@ def test_a_read_the_c_path_does_not_take_goes_to_python_untouched(wal: Walrus,
 @needs_hot
 @pytest.mark.parametrize("why", ["the read lock is held", "closed", "a cursor record is due",
                                  "the read-ahead is used up"])
-@needs_hot
 def test_a_read_in_a_state_the_c_path_leaves_to_python(wal: Walrus, why: str) -> None:
     filled(wal, 3)
     cursor = wal._cursor
     t = wal._topics["t"]
     Cursor.read_next(cursor, "t")
-    release = lambda: None  # noqa: E731
-    if why == "the read lock is held":
-        release = held(t.read_lock)
-    elif why == "closed":
-        cursor.closed = True
-    elif why == "a cursor record is due":
-        t.persisted = t.cursor - 100
-    else:
-        t.ahead = []
+    release = {"the read lock is held": lambda: held(t.read_lock),
+               "closed": lambda: setattr(cursor, "closed", True),
+               "a cursor record is due": lambda: setattr(t, "persisted", t.cursor - 100),
+               "the read-ahead is used up": lambda: setattr(t, "ahead", [])}[why]()
     slow = Slow()
     try:
         assert _speedups.hot_read_next(cursor, slow, "t") == "slow"
     finally:
-        release()
+        if release is not None:
+            release()
         cursor.closed = False
     assert slow.calls == [(cursor, "t")]
     assert t.cursor == 1

@@ -29,6 +29,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <zlib.h>
 
 #include "record.h"
@@ -44,9 +45,69 @@ static PyObject *s_by_name, *s_mutex, *s_locked, *s_closed, *s_sync_each, *s_on_
     *s_lsn_base, *s_nbytes, *s_visible, *s_lsns, *s_append, *s_topics, *s_named, *s_topic,
     *s_read_lock, *s_cursor, *s_ahead, *s_ahead_seq, *s_lazy_every, *s_persisted, *s_view, *s_checkpoint, *s_consumer, *s_timeout;
 
+/* Fields of __slots__ classes (Topic, Segment, Position) are read and written at their
+ * offset, as their member descriptors do, instead of through a generic attribute look-up
+ * (which costs more than the rest of an append). The offset is looked up once per type in
+ * the type's own dictionary (a member descriptor of an object field: what __slots__ makes),
+ * and cached with a reference to the type; any other type (a plain class, a subclass) takes
+ * the generic look-up. */
+static struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } slots[64];
+static int nslots;
+
+static Py_ssize_t offset_of(PyObject *o, PyObject *name) {
+    /* The offset of field ``name`` in objects of o's exact type, or -1 (generic look-up). */
+    PyTypeObject *type = Py_TYPE(o);
+    for (int i = 0; i < nslots; i++)
+        if (slots[i].type == type && slots[i].name == name)
+            return slots[i].offset;
+    Py_ssize_t offset = -1;
+    PyObject *d = type->tp_dict == NULL ? NULL : PyDict_GetItemWithError(type->tp_dict, name);
+    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+            offset = m->offset;
+    }
+    PyErr_Clear();
+    if (nslots < (int)(sizeof slots / sizeof slots[0])) {
+        Py_INCREF(type);  /* kept: its address never names another type */
+        slots[nslots].name = name;
+        slots[nslots].type = type;
+        slots[nslots].offset = offset;
+        nslots++;
+    }
+    return offset;
+}
+
+static PyObject *get(PyObject *o, PyObject *name) {
+    /* o.name, a new reference (NULL with an exception set if it is not there). */
+    Py_ssize_t offset = offset_of(o, name);
+    if (offset < 0)
+        return PyObject_GetAttr(o, name);
+    PyObject *v = *(PyObject **)((char *)o + offset);
+    if (v == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
+    }
+    Py_INCREF(v);
+    return v;
+}
+
+static int set(PyObject *o, PyObject *name, PyObject *v) {
+    /* o.name = v; what the member descriptor's setter does, for a slot. */
+    Py_ssize_t offset = offset_of(o, name);
+    if (offset < 0)
+        return PyObject_SetAttr(o, name, v);
+    PyObject **field = (PyObject **)((char *)o + offset);
+    PyObject *old = *field;
+    Py_INCREF(v);
+    *field = v;
+    Py_XDECREF(old);  /* an int: freeing it runs no Python code */
+    return 0;
+}
+
 static int get_ll(PyObject *o, PyObject *name, long long *out) {
     /* An int field; -1 with an exception set if it is missing or not an int. */
-    PyObject *v = PyObject_GetAttr(o, name);
+    PyObject *v = get(o, name);
     if (v == NULL)
         return -1;
     *out = PyLong_AsLongLong(v);
@@ -56,7 +117,7 @@ static int get_ll(PyObject *o, PyObject *name, long long *out) {
 
 static int is_free(PyObject *o, PyObject *lock_name) {
     /* 1 if the lock in field ``lock_name`` of ``o`` is free, 0 if held, -1 on error. */
-    PyObject *lock = PyObject_GetAttr(o, lock_name);
+    PyObject *lock = get(o, lock_name);
     if (lock == NULL)
         return -1;
     PyObject *held = PyObject_CallMethodNoArgs(lock, s_locked);
@@ -128,13 +189,13 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     uint64_t end = ((uint64_t)p + HEADER + n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1);
     if (p < 0 || end > (uint64_t)check_at)
         goto slow_t;  /* full, abandoned, or a mark to leave: make_room */
-    PyObject *address = PyObject_GetAttr(seg, s_address);
+    PyObject *address = get(seg, s_address);
     if (address == NULL || address == Py_None) {
         Py_XDECREF(address);
         goto slow_t;  /* not a writable mapping: the backend's write */
     }
     Py_DECREF(address);
-    PyObject *view = PyObject_GetAttr(seg, s_view);  /* the mapping itself (an mmap) */
+    PyObject *view = get(seg, s_view);  /* the mapping itself (an mmap) */
     if (view == NULL || view == Py_None) {
         Py_XDECREF(view);
         goto slow_t;
@@ -152,7 +213,7 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
             || get_ll(seg, s_salt, &salt) || get_ll(t, s_tid, &tid)
             || get_ll(seg, s_lsn_base, &lsn_base) || get_ll(t, s_nbytes, &nbytes))
         goto slow_t;
-    lsns = PyObject_GetAttr(t, s_lsns);
+    lsns = get(t, s_lsns);
     o_nbytes = PyLong_FromLongLong(nbytes + (long long)(end - (uint64_t)p));
     o_end = PyLong_FromUnsignedLongLong(end);
     o_next = PyLong_FromLongLong(seq + 1);
@@ -162,8 +223,8 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     /* From here on nothing fails before the last call (n < BIG: the GIL is kept). */
     encode_one(dst, (uint64_t)p, (const unsigned char *)PyBytes_AS_STRING(data), n,
                (uint32_t)tid, 0, (uint64_t)seq, (uint64_t)durable, (uint32_t)salt);
-    if (PyObject_SetAttr(t, s_nbytes, o_nbytes) || PyObject_SetAttr(seg, s_end, o_end)
-            || PyObject_SetAttr(t, s_visible, o_next) || PyObject_SetAttr(t, s_next_seq, o_next))
+    if (set(t, s_nbytes, o_nbytes) || set(seg, s_end, o_end)
+            || set(t, s_visible, o_next) || set(t, s_next_seq, o_next))
         goto failed;
     PyObject *r = PyObject_CallMethodOneArg(lsns, s_append, o_lsn);
     if (r == NULL)
@@ -235,7 +296,7 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
         Py_DECREF(named);
         if (c == NULL)
             goto slow;
-        t = PyObject_GetAttr(c, s_topic);
+        t = get(c, s_topic);
         if (t == NULL || t == Py_None) {
             Py_XDECREF(t);
             Py_DECREF(c);
@@ -252,7 +313,7 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
         Py_INCREF(result);
         goto done;
     }
-    PyObject *ahead = PyObject_GetAttr(c, s_ahead);
+    PyObject *ahead = get(c, s_ahead);
     if (ahead == NULL)
         goto slow_ct;
     if (!PyList_CheckExact(ahead) || get_ll(c, s_ahead_seq, &ahead_seq)
@@ -270,7 +331,7 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
             goto slow_ct;  /* a cursor record is due (or StrictlyAtOnce): Python writes it */
         }
         PyObject *next = PyLong_FromLongLong(seq + 1);  /* AtLeastOnce between persists */
-        if (next == NULL || PyObject_SetAttr(c, s_cursor, next)) {
+        if (next == NULL || set(c, s_cursor, next)) {
             Py_XDECREF(next);
             Py_DECREF(entry);
             goto slow_ct;  /* nothing changed: Python decides */
