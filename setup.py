@@ -1,4 +1,4 @@
-"""Builds walrus's optional C extensions with cffi; every other setting is in pyproject.toml.
+"""Builds walrus's optional C extensions (cffi modules, and one plain CPython extension); every other setting is in pyproject.toml.
 
 cffi has no pyproject-only way to declare ``cffi_modules``, hence this file. Each extension is
 one row of ``NATIVE`` and is switched by its own environment variable:
@@ -89,7 +89,8 @@ def missing(native: Native) -> str | None:
     if not native.builder and sysconfig.get_config_var("Py_GIL_DISABLED"):
         return f"{native.module} needs the GIL"
     try:
-        import cffi  # noqa: F401
+        if native.builder:  # a cffi module
+            import cffi  # noqa: F401
     except ImportError:
         return "cffi is not installed"
     if not any(os.path.isfile(os.path.join(d, native.header)) for d in include_dirs()):
