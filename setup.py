@@ -1,4 +1,5 @@
-"""Builds walrus's optional C extensions (cffi modules, and one plain CPython extension); every other setting is in pyproject.toml.
+"""Builds walrus's optional C extensions (cffi modules, and one plain CPython extension);
+every other setting is in pyproject.toml.
 
 cffi has no pyproject-only way to declare ``cffi_modules``, hence this file. Each extension is
 one row of ``NATIVE`` and is switched by its own environment variable:
