@@ -3,6 +3,10 @@ done in C, everything else handed to the Python method unchanged, and the same r
 
 from __future__ import annotations
 
+import os
+import runpy
+import subprocess
+import sys
 import threading
 from array import array
 from collections.abc import Callable
@@ -265,8 +269,22 @@ def test_entries_and_slices_are_what_the_python_loops_build() -> None:
 
 
 def test_the_committed_crc_tables_are_what_the_build_script_generates() -> None:
-    import runpy
-
     native = Path(_speedups.__file__).parent / "_native"
     script = runpy.run_path(str(native / "speedups_build.py"), run_name="walrus_tables")
     assert (native / "crc_tables.h").read_text() == script["TABLES_HEAD"] + script["crc_tables"]()
+
+
+def test_without_a_compiler_the_install_goes_on_and_says_so(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "setup.py").is_file():
+        pytest.skip("no setup.py: not running from a source tree")
+    result = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--build-lib", str(tmp_path / "lib"),
+         "--build-temp", str(tmp_path / "tmp")],
+        cwd=root, env=dict(os.environ, WALRUS_URING="0", WALRUS_SPEEDUPS="auto", CC="false"),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNING: not building walrus._native._hot" in output
+    assert "those calls will run in Python" in " ".join(output.split())
+    assert not list((tmp_path / "lib").rglob("_hot*.so"))
