@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test soak lint typecheck check docs clean
 
-NATIVE_SOURCES := setup.py $(wildcard walrus/_native/*.c walrus/_native/*_build.py)
+NATIVE_SOURCES := setup.py $(wildcard walrus/_native/*.c walrus/_native/*.h walrus/_native/*_build.py)
 
 # The C extensions need liburing and zlib headers: installed here when missing (Debian). Without
 # them (and WALRUS_URING/WALRUS_SPEEDUPS unset) the install still works, without those parts.

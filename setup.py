@@ -1,4 +1,5 @@
-"""Builds walrus's optional C extensions with cffi; every other setting is in pyproject.toml.
+"""Builds walrus's optional C extensions (cffi modules, and one plain CPython extension);
+every other setting is in pyproject.toml.
 
 cffi has no pyproject-only way to declare ``cffi_modules``, hence this file. Each extension is
 one row of ``NATIVE`` and is switched by its own environment variable:
@@ -18,7 +19,7 @@ import sysconfig
 import textwrap
 from typing import Any, NamedTuple
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HINTS = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -49,7 +50,18 @@ NATIVE = [
     Native("walrus._native._speedups", "walrus/_native/speedups_build.py:ffibuilder",
            "WALRUS_SPEEDUPS", "zlib.h", False, "the record codec's C accelerators",
            HINTS["SPEEDUPS_PACKAGES"], "the record codec will run in pure Python, which is slower"),
+    Native("walrus._native._hot", "", "WALRUS_SPEEDUPS", "zlib.h", False,
+           "the C hot paths of append, read_next and batch reads", HINTS["SPEEDUPS_PACKAGES"],
+           "those calls will run in Python, which is slower"),
 ]
+"""A row without a ``builder`` is a plain CPython extension: ``EXTENSIONS`` has its sources."""
+
+EXTENSIONS = {
+    "walrus._native._hot": Extension(
+        "walrus._native._hot", ["walrus/_native/hot.c"], libraries=["z"],
+        include_dirs=["walrus/_native"], extra_compile_args=["-O3", "-std=c99"],
+        depends=["walrus/_native/record.h", "walrus/_native/crc_tables.h"]),
+}
 
 BUILD_COMMANDS = {"bdist_wheel", "editable_wheel", "build", "build_ext", "install", "develop"}
 """Commands that build the extensions: only these tell the user about a skipped one (pip also
@@ -75,8 +87,11 @@ def missing(native: Native) -> str | None:
     """Why ``native`` cannot be built here, or None if it can be tried."""
     if native.linux_only and not sys.platform.startswith("linux"):
         return f"{native.module} is Linux-only"
+    if not native.builder and sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return f"{native.module} needs the GIL"
     try:
-        import cffi  # noqa: F401
+        if native.builder:  # a cffi module
+            import cffi  # noqa: F401
     except ImportError:
         return "cffi is not installed"
     if not any(os.path.isfile(os.path.join(d, native.header)) for d in include_dirs()):
@@ -151,6 +166,7 @@ class OptionalBuildExt(build_ext):
 
 BUILD = chosen()
 setup(
-    cffi_modules=[native.builder for native in BUILD],
+    cffi_modules=[native.builder for native in BUILD if native.builder],
+    ext_modules=[EXTENSIONS[native.module] for native in BUILD if not native.builder],
     cmdclass={"build_ext": OptionalBuildExt},
 )

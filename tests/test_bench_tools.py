@@ -25,6 +25,7 @@ def test_targets_measure_each_row_on_each_backend(tmp_path: Path,
                              "baseline_rate", "ratio"]
     workloads = {r["workload"] for r in rows}
     assert workloads == {"append_for_topic, NoFsync",
+                         "append_for_topic, NoFsync, against a shared mapping",
                          "batch_append_for_topic, 2000 per batch, NoFsync",
                          "4 threads on 4 topics, NoFsync"}
     for workload in workloads:

@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from itertools import repeat
 
 from ._ahead import AheadBudget
@@ -37,6 +38,7 @@ from ._errors import (
 from ._limits import MAX_BATCH_ENTRIES
 from ._log import Log
 from ._reading import read_run
+from ._speedups import hot_entries, hot_read_next
 from ._topics import Topic
 from ._validate import not_a_bool
 from ._wait import NOW, Waits
@@ -52,7 +54,10 @@ _new_entry = tuple.__new__
 
 
 def entries_of(payloads: list[bytes], first: int, topic: str) -> list[Entry]:
-    """Entries for consecutive payloads, built in C-level loops (map/zip, no Python frame)."""
+    """Entries for consecutive payloads, built in C (one loop of the extension, or C-level
+    map/zip loops without it: no Python frame per entry)."""
+    if hot_entries is not None:
+        return hot_entries(payloads, first, topic, Entry)  # type: ignore[no-any-return]
     n = len(payloads)
     return list(map(_new_entry, repeat(Entry, n),
                     zip(payloads, range(first, first + n), repeat(topic, n), strict=True)))
@@ -143,6 +148,8 @@ class Cursor:
         self.waits = waits
         """Where a read that waits for an entry registers: the one table of the log (it has
         a single hook), shared by every cursor of it."""
+        if hot_read_next is not None:  # the common case in C, the rest in read_next
+            self.read_next = partial(hot_read_next, self, Cursor.read_next)  # type: ignore[method-assign]
 
     def shut(self) -> None:
         """Refuse every read from now on (reads in flight finish)."""

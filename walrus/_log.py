@@ -17,6 +17,7 @@ import os
 import threading
 from array import array
 from collections.abc import Callable, Sequence
+from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from ._syncbook import Pending, SyncBook, pending_entries, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
+from ._wakeup import wake_after_append as _wake_after
 
 if TYPE_CHECKING:
     from ._backpressure import Throttle
@@ -107,7 +109,7 @@ class Log:
       operations, atomic under the GIL).
     - ``_cursor_writes``: counted under ``_mutex``, read racily by reclamation (a hint).
     - ``_on_visible``: set by :meth:`watch_visible` (under the waiters' own lock), read by
-      writers under ``_mutex``.
+      writers under ``_mutex`` and called after it (``_wakeup.py``).
     - set once before any write: ``_wait_durable``, ``_on_seal`` (see
       :meth:`use_durability`, :meth:`call_on_seal`), and the configuration.
 
@@ -170,6 +172,8 @@ class Log:
         None: rolls never wait."""
         if found.abandon_at is not None:
             self.abandon(found.abandon_at)
+        if _speedups.hot_append is not None:  # the common case in C, the rest in append
+            self.append = partial(_speedups.hot_append, self, Log.append)  # type: ignore[method-assign]
 
     # --- what other modules read (never assign) ------------------------------------------------
 
@@ -215,8 +219,9 @@ class Log:
         self._throttle.relieve(stall)
 
     def watch_visible(self, callback: Callable[[Topic], None] | None) -> None:
-        """Call ``callback`` (under the append lock) whenever entries of a topic become
-        visible to readers; None: stop."""
+        """Call ``callback`` whenever entries of a topic become visible to readers (after an
+        append, outside the append lock; under SyncEach, by the sync pass that published
+        them); None: stop."""
         self._on_visible = callback
 
     def _announce(self, t: Topic) -> None:
@@ -316,19 +321,25 @@ class Log:
                     seg.end = end  # type: ignore[union-attr]
                     t.visible = t.next_seq = seq + 1
                     t.lsns.append(lsn)
-                    if self._on_visible is not None:
-                        self._on_visible(t)
-                    return seq
-                pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p, self._announce)
-                one = array("Q", (lsn,))
-                t.nbytes += end - p
-                seg.end = end  # type: ignore[union-attr]
-                t.next_seq = seq + 1
-                t.lsns += one
-                self._book.add(pending)  # the one call, last
+                    wake = self._on_visible  # the append is done; a wake-up follows the lock
+                    if wake is None:
+                        return seq
+                    pending = None
+                else:
+                    pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p,
+                                              self._announce)
+                    one = array("Q", (lsn,))
+                    t.nbytes += end - p
+                    seg.end = end  # type: ignore[union-attr]
+                    t.next_seq = seq + 1
+                    t.lsns += one
+                    self._book.add(pending)  # the one call, last
         except Stall as stall:  # before anything was written: retention catches up first
             self._relieve(stall)
             return self.append(topic, data)
+        if pending is None:
+            _wake_after(wake, t, seq)  # type: ignore[arg-type]  # somebody waits (see _wakeup.py)
+            return seq
         self._wait_durable(pending.end)  # outside the lock: other writers join this sync
         return seq
 
@@ -408,13 +419,17 @@ class Log:
                 t.next_seq = seq + count
                 if pending is None:
                     t.visible = seq + count
-                    if self._on_visible is not None:
-                        self._on_visible(t)
-                    return seq
-                self._book.add(pending)
+                    wake = self._on_visible  # the batch is done; a wake-up follows the lock
+                    if wake is None:
+                        return seq
+                else:
+                    self._book.add(pending)
         except Stall as stall:  # before anything was written: retention catches up first
             self._relieve(stall)
             return self.append_batch(name, t, items, size)  # `need` without a TOPIC record
+        if pending is None:
+            _wake_after(wake, t, seq)  # type: ignore[arg-type]  # somebody waits (see _wakeup.py)
+            return seq
         self._wait_durable(pending.end)
         return seq
 

@@ -7,12 +7,14 @@ against reclamation. ``segments`` is the log's table of open segments (``Log.seg
 
 from __future__ import annotations
 
+from array import array
+
 from . import _codec
 from ._codec import DAMAGED, HEADER_SIZE, OFFSET_MASK, RECORD, SEG_SHIFT
 from ._errors import CorruptionError
 from ._limits import MAX_ENTRY_BYTES
 from ._segment import WINDOW, Segment
-from ._speedups import STOP_BUFFER, STOP_COUNT, STOP_SEGMENT, verify_entries
+from ._speedups import STOP_BUFFER, STOP_COUNT, STOP_SEGMENT, hot_slices, verify_entries
 from ._topics import Topic
 
 _unpack_from = RECORD.unpack_from
@@ -80,8 +82,11 @@ def read_run(segments: dict[int, Segment], t: Topic, seq: int, end: int, budget:
         run = lsns[i:i + min(stop_at - seq, limit - len(out))]
         starts, ends, stop = verify_entries(buf, base, run, number, t.tid, seq, seg.salt,
                                             max(0, budget - total), not out)
-        if starts:  # the payloads of the prefix that passed, sliced in C-level loops
-            out += map(buf.__getitem__, map(slice, starts, ends))  # type: ignore[attr-defined,index]
+        if starts:  # the payloads of the prefix that passed, sliced in C (or C-level loops)
+            if hot_slices is not None and type(starts) is array:
+                out += hot_slices(buf, starts, ends)
+            else:
+                out += map(buf.__getitem__, map(slice, starts, ends))  # type: ignore[attr-defined,index]
             total += sum(ends) - sum(starts)
         seq += len(starts)
         if stop == STOP_BUFFER and not starts:

@@ -15,7 +15,7 @@ from typing import Any
 from . import _codec
 from ._codec import ENTRY, HEADER_SIZE, OFFSET_MASK, SEG_SHIFT
 from ._config import MAX_ENTRY_BYTES
-from ._native import speedups
+from ._native import hot, speedups
 
 log = logging.getLogger("walrus")
 
@@ -25,6 +25,19 @@ STOP_COUNT, STOP_BUDGET, STOP_DAMAGED, STOP_BUFFER, STOP_SEGMENT = range(5)
 _ffi, _lib, REASON = speedups()
 ACCELERATED = _lib is not None
 log.debug("record codec loops: %s", REASON)
+
+_hot, HOT_REASON = hot()
+log.debug("per-call hot paths: %s", HOT_REASON)
+
+hot_append: Any = None if _hot is None else _hot.append
+"""``hot_append(log, slow, topic, data)``: ``Log.append`` in C for its common case, else
+``slow(log, topic, data)`` (see ``walrus/_native/hot.c``). None without the extension."""
+hot_read_next: Any = None if _hot is None else _hot.read_next
+"""``hot_read_next(cursor, slow, topic, ...)``: ``Cursor.read_next`` likewise."""
+hot_entries: Any = None if _hot is None else _hot.entries
+"""``hot_entries(payloads, first, topic, Entry)``: the Entry tuples of a run, built in C."""
+hot_slices: Any = None if _hot is None else _hot.slices
+"""``hot_slices(buf, starts, ends)``: the payloads ``buf[starts[i]:ends[i]]`` as bytes."""
 
 _crc32 = __import__("zlib").crc32
 

@@ -79,8 +79,9 @@ def left_until(deadline: float | None) -> float | None:
 class Waits:
     """The waiters of one instance, by topic name (a topic may not exist yet).
 
-    ``_lock`` guards the table. The log calls :meth:`wake` under its append lock, so the
-    order is the append lock, then ``_lock``; nothing here takes the append lock.
+    ``_lock`` guards the table. The log calls :meth:`wake` after an append, outside its
+    append lock (a sync pass publishing SyncEach writes calls it under that lock, so the order
+    is the append lock, then ``_lock``); nothing here takes the append lock.
     """
 
     def __init__(self, log: Log, watcher: Watcher | None = None) -> None:
@@ -131,18 +132,31 @@ class Waits:
         return bool(self._by_name)
 
     def wake(self, t: Topic) -> None:
-        """Entries of ``t`` became readable: call (and forget) its wakers."""
-        self.wake_name(t.name)
+        """Entries of ``t`` became readable: call (and forget) its wakers.
+
+        A topic nobody waits for costs one dictionary look-up, without the lock: a waiter
+        registers before it tries to read, and the writer calls this after its entries became
+        visible, so a waiter missing here tries after they did and finds them."""
+        if t.name in self._by_name:
+            self.wake_name(t.name)
 
     def wake_name(self, name: str) -> None:
+        """Call (and forget) the wakers of topic ``name``: every one, even if one before it
+        raised (the first exception is raised once all were called)."""
         with self._lock:
             wakers = self._by_name.pop(name, None)
             if wakers is None:
                 return
             if not self._by_name:
                 self._log.watch_visible(None)
+        error: BaseException | None = None
         for waker in wakers:
-            waker()
+            try:
+                waker()
+            except BaseException as exc:  # raised below, after the others
+                error = error or exc
+        if error is not None:
+            raise error
 
     def shut(self) -> None:
         """Closing: refuse new waiters and wake every one (they raise WalrusClosedError)."""

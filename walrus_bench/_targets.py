@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import mmap
 import os
 import shutil
 import statistics
@@ -123,6 +124,27 @@ def ceiling_write(path: Path, sizes: Sizes) -> float:
                 write(PAYLOAD)
 
     return _rate(n, work)
+
+
+def ceiling_mapping(path: Path, sizes: Sizes) -> float:
+    """Plain-Python stores into a shared mapping of a preallocated file: per record, the
+    payload, then its 16-byte header with the crc32 (what a writer that others read while
+    it writes has to do at the least, without topics, locks or a durable point)."""
+    n = sizes.entries
+    size = n * (HEADER.size + len(PAYLOAD))
+    with open(path / "m.bin", "w+b") as f:
+        os.posix_fallocate(f.fileno(), 0, size)
+        with mmap.mmap(f.fileno(), size) as mapped:
+
+            def work() -> None:
+                pack_into, crc, step = HEADER.pack_into, zlib.crc32, HEADER.size + len(PAYLOAD)
+                pos = 0
+                for i in range(n):
+                    mapped[pos + 16:pos + step] = PAYLOAD
+                    pack_into(mapped, pos, crc(PAYLOAD), 100, i)
+                    pos += step
+
+            return _rate(n, work)
 
 
 def ceiling_joined(path: Path, sizes: Sizes) -> float:
@@ -279,6 +301,21 @@ def read_next_at_least_once(path: Path, backend: str, sizes: Sizes) -> float:
         return _calls(n, get, "t")
 
 
+def read_next_named(path: Path, backend: str, sizes: Sizes) -> float:
+    """``read_next_at_least_once`` at a named consumer's cursor instead of the shared one."""
+    n = max(1, sizes.entries // 2000) * 2000
+    with _filled(path, backend, n, fsync_schedule=FsyncSchedule.NoFsync,
+                 consistency=ReadConsistency.AtLeastOnce(persist_every=10_000)) as wal:
+        get = wal.read_next
+        get("t", consumer="bench")  # takes the consumer: the loop measures the hot path
+
+        def work() -> None:
+            for _ in range(n - 1):
+                get("t", consumer="bench")
+
+        return _rate(n - 1, work)
+
+
 def read_next_strict_sync_each(path: Path, backend: str, sizes: Sizes) -> float:
     n = sizes.durable
     with _filled(path, backend, 2000, fsync_schedule=FsyncSchedule.SyncEach,
@@ -323,17 +360,23 @@ def threads(count: int, schedule: Any, same_topic: bool = False
 ROWS = [
     Row("append_for_topic, NoFsync", 0.5, "buffered file write with crc32",
         append(FsyncSchedule.NoFsync), ceiling_write),
+    Row("append_for_topic, NoFsync, against a shared mapping", 1.0,
+        "plain-Python stores into a shared mapping (header + crc32 + payload per record)",
+        append(FsyncSchedule.NoFsync), ceiling_mapping),
     Row("batch_append_for_topic, 2000 per batch, NoFsync", 0.5,
         "one joined write per 2000 records", batch_append, ceiling_joined),
-    Row("read_next(checkpoint), AtLeastOnce(10000)", 0.5,
-        "buffered sequential read with crc check", read_next_at_least_once, ceiling_read),
+    Row("read_next(checkpoint), AtLeastOnce(10000)", 1.0,
+        "buffered sequential read + unpack + crc check", read_next_at_least_once,
+        ceiling_read),
+    Row("read_next(checkpoint) of a named consumer, AtLeastOnce(10000)", 0.9,
+        "the shared cursor's read_next", read_next_named, relative=read_next_at_least_once),
     Row("batch_read_for_topic, 1 MiB cap", 0.5, "parsing the same records from memory",
         batch_read, ceiling_parse),
     Row("append, SyncEach", 0.8, "pwrite + fdatasync per record", append(FsyncSchedule.SyncEach),
         ceiling_fdatasync),
     Row("read_next(checkpoint), StrictlyAtOnce, SyncEach", 0.5,
         "pwrite + fdatasync per record", read_next_strict_sync_each, ceiling_fdatasync),
-    Row("append, Milliseconds(1000)", 0.9, "append NoFsync",
+    Row("append, Milliseconds(1000)", 0.95, "append NoFsync",
         append(FsyncSchedule.Milliseconds(1000)), relative=append(FsyncSchedule.NoFsync)),
     Row("4 threads appending under SyncEach", 3.0, "one thread under SyncEach",
         threads(4, FsyncSchedule.SyncEach), relative=threads(1, FsyncSchedule.SyncEach)),

@@ -28,3 +28,16 @@ def speedups() -> tuple[Any, Any, str]:
     except ImportError as exc:
         return None, None, f"pure Python (C accelerators not built: {exc})"
     return _speedups.ffi, _speedups.lib, "C accelerators (walrus._native._speedups)"
+
+
+@functools.cache
+def hot() -> tuple[Any, str]:
+    """The ``_hot`` extension (the per-call hot paths against the CPython API) and why, or
+    ``(None, why)``; ``WALRUS_PURE_PYTHON`` forces the Python paths, as for ``speedups``."""
+    if env("WALRUS_PURE_PYTHON") is not None:
+        return None, "pure Python (WALRUS_PURE_PYTHON is set)"
+    try:
+        from . import _hot  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, f"Python hot paths (walrus._native._hot not built: {exc})"
+    return _hot, "C hot paths (walrus._native._hot)"

@@ -1,0 +1,474 @@
+/* walrus._native._hot: the per-call hot paths against the CPython API (METH_FASTCALL).
+ *
+ * A cffi call costs 120-210 ns; a Python frame reading a dozen fields costs more. Here:
+ *
+ * - append(log, slow, topic, data): Log.append's common case (a known topic, bytes of at
+ *   most 4 KiB, no SyncEach, nobody waiting, room left in a mapped active segment);
+ * - read_next(cursor, slow, topic, checkpoint=True, consumer=None, timeout=0):
+ *   Cursor.read_next's common case (the entry is in the read-ahead, no cursor record due);
+ * - entries(payloads, first, topic, Entry) and slices(buf, starts, ends): a run's Entry
+ *   tuples and payload bytes, built in one loop.
+ *
+ * Anything else calls ``slow`` (the Python method, passed in by walrus/_speedups.py) with the
+ * same arguments, before anything was changed: every check and every rule stays in Python.
+ *
+ * Why the fast paths may skip taking the lock the Python path takes (the append lock, a
+ * cursor's read_lock): they hold the GIL from start to end and run no Python code, call
+ * nothing that lets go of the GIL and allocate no object the garbage collector tracks (it
+ * could run a __del__), so no other thread runs meanwhile. They go on only if the lock is
+ * free, so no thread is in the middle of the work the lock guards either: to every other
+ * thread the fast path is as atomic as taking the lock, doing the work and letting go. An
+ * interrupt cannot fall in between either (signal handlers run between bytecodes). For the
+ * same reason they read only plain fields (instance dictionaries, __slots__). A Python
+ * without the GIL gets no fast paths (the module does not build).
+ *
+ * The append does what Log.append does, in the same order: the record (payload, header,
+ * then its crc, as encode_one writes it) into the mapping, then the bookkeeping stores,
+ * the index entry (t.lsns.append) last; every object it stores is made before the first
+ * store, so a failure (MemoryError) leaves the bookkeeping as it was.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <zlib.h>
+
+#include "record.h"
+
+#ifdef Py_GIL_DISABLED
+#error "walrus._native._hot relies on the GIL (see the top of this file)"
+#endif
+
+#define SMALL_ENTRY 4096  /* Log.append checks larger payloads in Python */
+
+static PyObject *s_by_name, *s_mutex, *s_locked, *s_closed, *s_sync_each, *s_on_visible,
+    *s_active, *s_end, *s_check_at, *s_next_seq, *s_address, *s_durable, *s_salt, *s_tid,
+    *s_lsn_base, *s_nbytes, *s_visible, *s_lsns, *s_append, *s_topics, *s_named, *s_topic,
+    *s_read_lock, *s_cursor, *s_ahead, *s_ahead_seq, *s_lazy_every, *s_persisted, *s_view, *s_checkpoint, *s_consumer, *s_timeout;
+
+/* Fields of __slots__ classes (Topic, Segment, Position) are read and written at their
+ * offset, as their member descriptors do, instead of through a generic attribute look-up
+ * (which costs more than the rest of an append). The offset is looked up once per type in
+ * the type's own dictionary (a member descriptor of an object field: what __slots__ makes),
+ * and cached with a reference to the type; any other type (a plain class, a subclass) takes
+ * the generic look-up. */
+static struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } slots[64];
+static int nslots;
+
+static Py_ssize_t offset_of(PyObject *o, PyObject *name) {
+    /* The offset of field ``name`` in objects of o's exact type, or -1 (generic look-up). */
+    PyTypeObject *type = Py_TYPE(o);
+    for (int i = 0; i < nslots; i++)
+        if (slots[i].type == type && slots[i].name == name)
+            return slots[i].offset;
+    Py_ssize_t offset = -1;
+    PyObject *d = type->tp_dict == NULL ? NULL : PyDict_GetItemWithError(type->tp_dict, name);
+    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+            offset = m->offset;
+    }
+    PyErr_Clear();
+    if (nslots < (int)(sizeof slots / sizeof slots[0])) {
+        Py_INCREF(type);  /* kept: its address never names another type */
+        slots[nslots].name = name;
+        slots[nslots].type = type;
+        slots[nslots].offset = offset;
+        nslots++;
+    }
+    return offset;
+}
+
+static PyObject *get(PyObject *o, PyObject *name) {
+    /* o.name, a new reference (NULL with an exception set if it is not there). */
+    Py_ssize_t offset = offset_of(o, name);
+    if (offset < 0)
+        return PyObject_GetAttr(o, name);
+    PyObject *v = *(PyObject **)((char *)o + offset);
+    if (v == NULL) {
+        PyErr_SetObject(PyExc_AttributeError, name);
+        return NULL;
+    }
+    Py_INCREF(v);
+    return v;
+}
+
+static int set(PyObject *o, PyObject *name, PyObject *v) {
+    /* o.name = v; what the member descriptor's setter does, for a slot. */
+    Py_ssize_t offset = offset_of(o, name);
+    if (offset < 0)
+        return PyObject_SetAttr(o, name, v);
+    PyObject **field = (PyObject **)((char *)o + offset);
+    PyObject *old = *field;
+    Py_INCREF(v);
+    *field = v;
+    Py_XDECREF(old);  /* an int: freeing it runs no Python code */
+    return 0;
+}
+
+static int get_ll(PyObject *o, PyObject *name, long long *out) {
+    /* An int field; -1 with an exception set if it is missing or not an int. */
+    PyObject *v = get(o, name);
+    if (v == NULL)
+        return -1;
+    *out = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int is_free(PyObject *o, PyObject *lock_name) {
+    /* 1 if the lock in field ``lock_name`` of ``o`` is free, 0 if held, -1 on error. */
+    PyObject *lock = get(o, lock_name);
+    if (lock == NULL)
+        return -1;
+    PyObject *held = PyObject_CallMethodNoArgs(lock, s_locked);
+    Py_DECREF(lock);
+    if (held == NULL)
+        return -1;
+    int free = held == Py_False;
+    Py_DECREF(held);
+    return free;
+}
+
+static int is_true(PyObject *o, PyObject *name) {
+    /* 1 if field ``name`` of ``o`` is a true value (only True counts, anything else that is
+     * not False or None takes the slow path), 0 if False/None, -1 otherwise or on error. */
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL)
+        return -1;
+    int r = v == Py_True ? 1 : (v == Py_False || v == Py_None) ? 0 : -1;
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    /* slow(owner, *rest): args are (owner, slow, *rest). */
+    PyErr_Clear();  /* a field that did not look as expected: Python decides */
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *stack[12];
+    if (nargs + nkw > 13)
+        return PyErr_Format(PyExc_TypeError, "too many arguments");
+    stack[0] = args[0];
+    for (Py_ssize_t i = 2; i < nargs + nkw; i++)
+        stack[i - 1] = args[i];
+    return PyObject_Vectorcall(args[1], stack, nargs - 1, kwnames);
+}
+
+static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4)
+        goto slow;
+    PyObject *log = args[0], *topic = args[2], *data = args[3];
+    if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(data)
+            || PyBytes_GET_SIZE(data) > SMALL_ENTRY)
+        goto slow;
+    PyObject *by_name = PyObject_GetAttr(log, s_by_name);
+    if (by_name == NULL)
+        goto slow;
+    PyObject *t = PyDict_CheckExact(by_name) ? PyDict_GetItemWithError(by_name, topic) : NULL;
+    Py_XINCREF(t);
+    Py_DECREF(by_name);
+    if (t == NULL)
+        goto slow;  /* a new topic: the validating path */
+    PyObject *seg = NULL, *o_nbytes = NULL, *o_end = NULL, *o_next = NULL, *o_lsn = NULL,
+        *lsns = NULL;
+    if (is_free(log, s_mutex) != 1 || is_true(log, s_closed) != 0
+            || is_true(log, s_sync_each) != 0)
+        goto slow_t;
+    PyObject *on_visible = PyObject_GetAttr(log, s_on_visible);
+    if (on_visible == NULL)
+        goto slow_t;
+    Py_DECREF(on_visible);
+    if (on_visible != Py_None)
+        goto slow_t;  /* somebody waits: the wake-up follows the Python path's rule */
+    seg = PyObject_GetAttr(log, s_active);
+    if (seg == NULL || seg == Py_None)
+        goto slow_t;
+    long long p, check_at, seq, durable, salt, tid, lsn_base, nbytes;
+    if (get_ll(seg, s_end, &p) || get_ll(seg, s_check_at, &check_at))
+        goto slow_t;
+    uint64_t n = (uint64_t)PyBytes_GET_SIZE(data);
+    uint64_t end = ((uint64_t)p + HEADER + n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1);
+    if (p < 0 || end > (uint64_t)check_at)
+        goto slow_t;  /* full, abandoned, or a mark to leave: make_room */
+    PyObject *address = get(seg, s_address);
+    if (address == NULL || address == Py_None) {
+        Py_XDECREF(address);
+        goto slow_t;  /* not a writable mapping: the backend's write */
+    }
+    Py_DECREF(address);
+    PyObject *view = get(seg, s_view);  /* the mapping itself (an mmap) */
+    if (view == NULL || view == Py_None) {
+        Py_XDECREF(view);
+        goto slow_t;
+    }
+    Py_buffer mapped;
+    int refused = PyObject_GetBuffer(view, &mapped, PyBUF_WRITABLE);
+    Py_DECREF(view);
+    if (refused)
+        goto slow_t;
+    unsigned char *dst = mapped.buf;
+    Py_ssize_t mapped_len = mapped.len;
+    PyBuffer_Release(&mapped);  /* the segment keeps the mapping open: Segment.view */
+    if (end > (uint64_t)mapped_len
+            || get_ll(t, s_next_seq, &seq) || get_ll(log, s_durable, &durable)
+            || get_ll(seg, s_salt, &salt) || get_ll(t, s_tid, &tid)
+            || get_ll(seg, s_lsn_base, &lsn_base) || get_ll(t, s_nbytes, &nbytes))
+        goto slow_t;
+    lsns = get(t, s_lsns);
+    o_nbytes = PyLong_FromLongLong(nbytes + (long long)(end - (uint64_t)p));
+    o_end = PyLong_FromUnsignedLongLong(end);
+    o_next = PyLong_FromLongLong(seq + 1);
+    o_lsn = PyLong_FromUnsignedLongLong((uint64_t)lsn_base | (uint64_t)p);
+    if (lsns == NULL || o_nbytes == NULL || o_end == NULL || o_next == NULL || o_lsn == NULL)
+        goto slow_t;
+    /* From here on nothing fails before the last call (n < BIG: the GIL is kept). */
+    encode_one(dst, (uint64_t)p, (const unsigned char *)PyBytes_AS_STRING(data), n,
+               (uint32_t)tid, 0, (uint64_t)seq, (uint64_t)durable, (uint32_t)salt);
+    if (set(t, s_nbytes, o_nbytes) || set(seg, s_end, o_end)
+            || set(t, s_visible, o_next) || set(t, s_next_seq, o_next))
+        goto failed;
+    PyObject *r = PyObject_CallMethodOneArg(lsns, s_append, o_lsn);
+    if (r == NULL)
+        goto failed;
+    Py_DECREF(r);
+    Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_DECREF(o_lsn);
+    Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
+    return PyLong_FromLongLong(seq);
+failed:  /* a slot store or the array failed (MemoryError): never expected */
+    Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_DECREF(o_lsn);
+    Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
+    return NULL;
+slow_t:
+    Py_XDECREF(o_nbytes); Py_XDECREF(o_end); Py_XDECREF(o_next); Py_XDECREF(o_lsn);
+    Py_XDECREF(lsns); Py_XDECREF(seg);
+    Py_DECREF(t);
+slow:
+    return call_slow(args, nargs, NULL);
+}
+
+static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
+
+static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames) {
+    if (nargs < 3 || nargs > 6)
+        goto slow;
+    PyObject *cursor = args[0], *topic = args[2];
+    PyObject *checkpoint = nargs > 3 ? args[3] : Py_True;
+    PyObject *consumer = nargs > 4 ? args[4] : Py_None;
+    PyObject *timeout = nargs > 5 ? args[5] : zero;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {  /* keywords: interned names, as calls pass them */
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
+        if (name == s_checkpoint && nargs <= 3)
+            checkpoint = value;
+        else if (name == s_consumer && nargs <= 4)
+            consumer = value;
+        else if (name == s_timeout && nargs <= 5)
+            timeout = value;
+        else
+            goto slow;  /* anything else (a duplicate, an unknown name): Python says what */
+    }
+    if (timeout != zero || !PyUnicode_CheckExact(topic)
+            || (checkpoint != Py_True && checkpoint != Py_False))
+        goto slow;
+    PyObject *c, *t;  /* the cursor's holder (the topic, or a Position) and the topic */
+    if (consumer == Py_None) {
+        PyObject *topics = PyObject_GetAttr(cursor, s_topics);
+        if (topics == NULL)
+            goto slow;
+        c = PyDict_CheckExact(topics) ? PyDict_GetItemWithError(topics, topic) : NULL;
+        Py_XINCREF(c);
+        Py_DECREF(topics);
+        if (c == NULL)
+            goto slow;
+        t = c;
+        Py_INCREF(t);
+    } else {
+        if (!PyUnicode_CheckExact(consumer))
+            goto slow;
+        PyObject *named = PyObject_GetAttr(cursor, s_named);
+        if (named == NULL)
+            goto slow;
+        PyObject *mine = PyDict_CheckExact(named) ? PyDict_GetItemWithError(named, consumer)
+                                                  : NULL;
+        c = mine != NULL && PyDict_CheckExact(mine) ? PyDict_GetItemWithError(mine, topic)
+                                                    : NULL;
+        Py_XINCREF(c);
+        Py_DECREF(named);
+        if (c == NULL)
+            goto slow;
+        t = get(c, s_topic);
+        if (t == NULL || t == Py_None) {
+            Py_XDECREF(t);
+            Py_DECREF(c);
+            goto slow;
+        }
+    }
+    PyObject *result = NULL;
+    long long seq, visible, ahead_seq, persisted, lazy;
+    if (is_free(c, s_read_lock) != 1 || is_true(cursor, s_closed) != 0
+            || get_ll(c, s_cursor, &seq) || get_ll(t, s_visible, &visible))
+        goto slow_ct;
+    if (seq >= visible) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    PyObject *ahead = get(c, s_ahead);
+    if (ahead == NULL)
+        goto slow_ct;
+    if (!PyList_CheckExact(ahead) || get_ll(c, s_ahead_seq, &ahead_seq)
+            || seq - ahead_seq < 0 || seq - ahead_seq >= PyList_GET_SIZE(ahead)) {
+        Py_DECREF(ahead);
+        goto slow_ct;  /* the read-ahead is used up: refill it in Python */
+    }
+    PyObject *entry = PyList_GET_ITEM(ahead, seq - ahead_seq);
+    Py_INCREF(entry);
+    Py_DECREF(ahead);
+    if (checkpoint == Py_True) {
+        if (get_ll(c, s_persisted, &persisted) || get_ll(cursor, s_lazy_every, &lazy)
+                || seq - persisted >= lazy) {
+            Py_DECREF(entry);
+            goto slow_ct;  /* a cursor record is due (or StrictlyAtOnce): Python writes it */
+        }
+        PyObject *next = PyLong_FromLongLong(seq + 1);  /* AtLeastOnce between persists */
+        if (next == NULL || set(c, s_cursor, next)) {
+            Py_XDECREF(next);
+            Py_DECREF(entry);
+            goto slow_ct;  /* nothing changed: Python decides */
+        }
+        Py_DECREF(next);
+    }
+    result = entry;
+done:
+    Py_DECREF(c);
+    Py_DECREF(t);
+    return result;
+slow_ct:
+    Py_DECREF(c);
+    Py_DECREF(t);
+slow:
+    return call_slow(args, nargs, kwnames);
+}
+
+static PyObject *hot_entries(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* entries(payloads: list, first: int, topic: str, Entry: type) -> list[Entry] */
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyType_Check(args[3])
+            || !PyType_IsSubtype((PyTypeObject *)args[3], &PyTuple_Type))
+        return PyErr_Format(PyExc_TypeError, "entries(payloads, first, topic, Entry)");
+    PyObject *payloads = args[0], *topic = args[2];
+    PyTypeObject *type = (PyTypeObject *)args[3];
+    long long first = PyLong_AsLongLong(args[1]);
+    if (first == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(payloads);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *offset = PyLong_FromLongLong(first + i);
+        PyObject *e = offset == NULL ? NULL : type->tp_alloc(type, 3);
+        if (e == NULL) {
+            Py_XDECREF(offset);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *data = PyList_GET_ITEM(payloads, i);
+        Py_INCREF(data);
+        Py_INCREF(topic);
+        PyTuple_SET_ITEM(e, 0, data);
+        PyTuple_SET_ITEM(e, 1, offset);
+        PyTuple_SET_ITEM(e, 2, topic);
+        PyList_SET_ITEM(out, i, e);
+    }
+    return out;
+}
+
+static PyObject *hot_slices(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* slices(buf, starts, ends) -> [bytes(buf[s:e]) for s, e in zip(starts, ends)];
+     * starts and ends are array('Q') of the same length, every slice inside buf. */
+    if (nargs != 3)
+        return PyErr_Format(PyExc_TypeError, "slices(buf, starts, ends)");
+    Py_buffer buf, starts, ends;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE))
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &starts, PyBUF_FORMAT)) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &ends, PyBUF_FORMAT)) {
+        PyBuffer_Release(&starts);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n = starts.len / 8;
+    if (starts.itemsize != 8 || ends.itemsize != 8 || ends.len != starts.len
+            || starts.format == NULL || ends.format == NULL
+            || strcmp(starts.format, "Q") || strcmp(ends.format, "Q")) {
+        PyErr_SetString(PyExc_TypeError, "slices: starts and ends must be array('Q')");
+        goto done;
+    }
+    const uint64_t *s = starts.buf, *e = ends.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] > e[i] || e[i] > (uint64_t)buf.len) {
+            PyErr_SetString(PyExc_ValueError, "slices: a slice outside the buffer");
+            goto done;
+        }
+    }
+    out = PyList_New(n);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *b = PyBytes_FromStringAndSize((const char *)buf.buf + s[i],
+                                                (Py_ssize_t)(e[i] - s[i]));
+        if (b == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, b);
+    }
+done:
+    PyBuffer_Release(&ends);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL,
+     "append(log, slow, topic, data): Log.append's common case; else slow(log, topic, data)."},
+    {"read_next", (PyCFunction)(void (*)(void))hot_read_next, METH_FASTCALL | METH_KEYWORDS,
+     "read_next(cursor, slow, topic, ...): Cursor.read_next's common case; else slow(...)."},
+    {"entries", (PyCFunction)(void (*)(void))hot_entries, METH_FASTCALL,
+     "entries(payloads, first, topic, Entry): the Entry tuples of consecutive payloads."},
+    {"slices", (PyCFunction)(void (*)(void))hot_slices, METH_FASTCALL,
+     "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hot", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__hot(void) {
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&s_by_name, "_by_name"}, {&s_mutex, "_mutex"}, {&s_locked, "locked"},
+        {&s_closed, "closed"}, {&s_sync_each, "_sync_each"}, {&s_on_visible, "_on_visible"},
+        {&s_active, "_active"}, {&s_end, "end"}, {&s_check_at, "check_at"},
+        {&s_next_seq, "next_seq"}, {&s_address, "address"}, {&s_durable, "_durable"},
+        {&s_salt, "salt"}, {&s_tid, "tid"}, {&s_lsn_base, "lsn_base"}, {&s_nbytes, "nbytes"},
+        {&s_visible, "visible"}, {&s_lsns, "lsns"}, {&s_append, "append"},
+        {&s_topics, "_topics"}, {&s_named, "named"}, {&s_topic, "topic"},
+        {&s_read_lock, "read_lock"}, {&s_cursor, "cursor"}, {&s_ahead, "ahead"},
+        {&s_ahead_seq, "ahead_seq"}, {&s_lazy_every, "_lazy_every"},
+        {&s_persisted, "persisted"}, {&s_view, "view"}, {&s_checkpoint, "checkpoint"},
+        {&s_consumer, "consumer"}, {&s_timeout, "timeout"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        *names[i].slot = PyUnicode_InternFromString(names[i].name);
+        if (*names[i].slot == NULL)
+            return NULL;
+    }
+    zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
