@@ -66,8 +66,10 @@ def until(condition: Callable[[], bool], what: str, bound: float = BOUND) -> Non
         time.sleep(0.05)
 
 
-async def _read_stream(urls: str, stream: str) -> Stream:
-    """Every message of ``stream``, per topic, as (offset, payload) in stream order."""
+async def _read_stream(urls: str, stream: str,
+                       batches: dict[str, list[str]] | None = None) -> Stream:
+    """Every message of ``stream``, per topic, as (offset, payload) in stream order; with
+    ``batches``, each message's ``Nats-Batch-Id`` (its JetStream atomic batch) too."""
     from nats.js.api import AckPolicy, ConsumerConfig
 
     nc = await nats.connect(urls.split(","), connect_timeout=2)
@@ -84,6 +86,8 @@ async def _read_stream(urls: str, stream: str) -> Stream:
                 topic = decode_topic(msg.headers["Walrus-Topic"])
                 assert msg.subject == f"{stream.lower()}.{encode_topic(topic)}"
                 found.setdefault(topic, []).append((int(msg.headers["Walrus-Offset"]), msg.data))
+                if batches is not None:
+                    batches.setdefault(topic, []).append(msg.headers.get("Nats-Batch-Id", ""))
                 got += 1
         await sub.unsubscribe()
         return found
@@ -91,13 +95,14 @@ async def _read_stream(urls: str, stream: str) -> Stream:
         await nc.close()
 
 
-def read_stream(cluster: Cluster, stream: str) -> Stream:
+def read_stream(cluster: Cluster, stream: str,
+                batches: dict[str, list[str]] | None = None) -> Stream:
     """``_read_stream``, retried while the cluster's API does not answer (an election after
     a node came back), within ``BOUND``."""
     deadline = time.monotonic() + BOUND
     while True:
         try:
-            return asyncio.run(_read_stream(cluster.urls, stream))
+            return asyncio.run(_read_stream(cluster.urls, stream, batches))
         except nats.errors.Error:
             if time.monotonic() > deadline:
                 raise
@@ -117,6 +122,18 @@ def stream_count(cluster: Cluster, stream: str) -> int:
         return asyncio.run(count())
     except Exception:
         return 0
+
+
+def subject_counts(cluster: Cluster, stream: str) -> dict[str, int]:
+    """Messages per subject of ``stream`` now."""
+    async def counts() -> dict[str, int]:
+        nc = await nats.connect(cluster.urls.split(","), connect_timeout=2)
+        try:
+            info = await nc.jetstream().stream_info(stream, subjects_filter=">")
+            return dict(info.state.subjects or {})
+        finally:
+            await nc.close()
+    return asyncio.run(counts())
 
 
 def stream_leader(cluster: Cluster, stream: str) -> str:
@@ -159,6 +176,8 @@ class Writer:
         self.topics = topics
         self.rng = random.Random(seed)
         self.written: dict[str, list[bytes]] = {t: [] for t in topics}
+        self.appends: dict[str, list[tuple[int, int]]] = {t: [] for t in topics}
+        """Per topic: (first offset, entries) of each append call, single or batch."""
         self.consume = consume
         self.passes = 0
         """Reclamation passes run after consuming everything appended before them."""
@@ -167,6 +186,7 @@ class Writer:
 
     def append(self, topic: str, count: int) -> None:
         entries = self.written.setdefault(topic, [])
+        self.appends.setdefault(topic, []).append((len(entries), count))
         payloads = [f"{topic}/{len(entries) + i}/".encode() + b"x" * self.rng.randrange(200)
                     for i in range(count)]
         if count == 1:
@@ -653,3 +673,54 @@ def test_stop_ends_the_waits_of_a_following_forwarder(cluster: Cluster, tmp_path
         assert not forwarder.is_alive(), "forward() did not return after stop"
     assert [type(o).__name__ for o in outcome] == ["ForwardProgress"], outcome
     assert_exactly_once(cluster, "STOPPING", writer.written)
+
+
+SERVER_BATCH = 1000
+"""Messages in one JetStream atomic batch (the server's default limit)."""
+
+
+def batch_cuts(writer: Writer, topic: str) -> set[int]:
+    """Where the stream may end a topic without holding part of a walrus batch: at the end
+    of each append, and every ``SERVER_BATCH`` entries into a batch larger than that."""
+    cuts = {0}
+    for first, count in writer.appends[topic]:
+        cuts.update(first + k for k in range(SERVER_BATCH, count, SERVER_BATCH))
+        cuts.add(first + count)
+    return cuts
+
+
+def test_a_walrus_batch_is_one_atomic_batch_across_sigkills_of_the_forwarder(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Each walrus batch is stored whole or not at all, whenever the forwarder is killed,
+    and as one JetStream atomic batch (its messages share a ``Nats-Batch-Id``)."""
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    topics = ("whole", "whole.too")
+    rng = random.Random(17)
+    with Writer(data_dir, topics=topics, seed=17) as writer:
+        for _ in range(25):  # a backlog, so that reads meet batches mid-way
+            for topic in topics:
+                writer.append(topic, rng.choice((1, 7, 300, 450, 999, 1500)))
+        writer.wal.flush()
+        writer.start()  # and batches appended while it forwards
+        for _ in range(6):
+            before = stream_count(cluster, "WHOLE")
+            forwarder = start_forwarder(data_dir, cluster, "whole", log)
+            until(lambda: stream_count(cluster, "WHOLE") > before,  # noqa: B023 (waited here)
+                  "the forwarder sends")
+            time.sleep(rng.random() * 0.5)
+            kill(forwarder)
+            for subject, count in subject_counts(cluster, "WHOLE").items():
+                topic = decode_topic(subject.removeprefix("whole."))
+                assert count in batch_cuts(writer, topic), (topic, count)
+        writer.stop()
+        result = forward_once(data_dir, cluster, "whole")
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(cluster, "WHOLE", writer.written)
+    batches: dict[str, list[str]] = {}
+    read_stream(cluster, "WHOLE", batches)
+    for topic in topics:
+        ids = batches[topic]
+        for first, count in writer.appends[topic]:
+            for part in range(first, first + count, SERVER_BATCH):
+                shared = set(ids[part:min(first + count, part + SERVER_BATCH)])
+                assert len(shared) == 1 and "" not in shared, (topic, first, count, part)
