@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -439,11 +440,15 @@ def test_the_examples_forward_from_a_thread_and_read_on_the_other_side(
 
 
 def test_bench_forward_runs(cluster: Cluster) -> None:
-    result = walrus_cmd("bench", "forward", "--count", "3000", "--rounds", "1", "--to",
-                        cluster.urls, timeout=BOUND)
+    result = walrus_cmd("bench", "forward", "--count", "3000", "--rounds", "1",
+                        "--lag-seconds", "2", "--to", cluster.urls, timeout=BOUND)
     assert result.returncode == 0, result.stderr
     assert b"round 1: nats-py alone " in result.stdout
     assert b"median ratio forward / nats-py: " in result.stdout
+    assert re.search(rb"lag while a writer appends [\d,]+/s for [\d,]+ entries: max [\d,]+, "
+                     rb"p99 [\d,]+, at the end [\d,]+ entries; caught up [\d.]+ s after the "
+                     rb"writer stopped \(0.8 x the median nats-py rate\)", result.stdout), \
+        result.stdout
 
 
 def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path) -> None:
