@@ -137,21 +137,6 @@ def subject_counts(cluster: Cluster, stream: str) -> dict[str, int]:
     return asyncio.run(counts())
 
 
-def stream_leader(cluster: Cluster, stream: str) -> str:
-    """The node leading ``stream`` now ("" while none is, or the cluster does not answer)."""
-    async def leader() -> str:
-        nc = await nats.connect(cluster.urls.split(","), connect_timeout=2)
-        try:
-            info = await nc.jetstream().stream_info(stream)
-            return str(info.cluster.leader or "")
-        finally:
-            await nc.close()
-    try:
-        return asyncio.run(leader())
-    except Exception:
-        return ""
-
-
 def assert_exactly_once(cluster: Cluster, stream: str, expected: dict[str, list[bytes]]) -> None:
     """The stream holds each topic's entries exactly once, offsets 0..N-1 in order."""
     found = read_stream(cluster, stream)
@@ -335,12 +320,13 @@ def test_sigkill_of_a_node_mid_run(cluster: Cluster, tmp_path: Path, role: str) 
     prefix = f"node{role}"
 
     def kill_node(log: Path) -> None:
-        leader = stream_leader(cluster, prefix.upper())
+        until(lambda: cluster.stream_leader(prefix.upper()) != "", "the stream has a leader")
+        leader = cluster.stream_leader(prefix.upper())
         victim = leader if role == "leader" else next(
             node.name for node in cluster.nodes if node.name != leader)
         cluster.node(victim).kill()
         if role == "leader":
-            until(lambda: stream_leader(cluster, prefix.upper()) not in ("", leader),
+            until(lambda: cluster.stream_leader(prefix.upper()) not in ("", leader),
                   "a new leader is elected")
 
     forward_through(cluster, tmp_path, prefix, kill_node, f"the {role} was killed")
@@ -729,3 +715,4 @@ def test_a_walrus_batch_is_one_atomic_batch_across_sigkills_of_the_forwarder(
             for part in range(first, first + count, SERVER_BATCH):
                 shared = set(ids[part:min(first + count, part + SERVER_BATCH)])
                 assert len(shared) == 1 and "" not in shared, (topic, first, count, part)
+

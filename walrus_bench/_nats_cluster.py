@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 READY_BOUND = 30.0
 """Seconds a node (or the whole cluster) may take to report healthy."""
@@ -72,13 +73,25 @@ class Node:
         self.process = None
 
     def healthy(self) -> bool:
+        return bool(self._monitor("healthz").get("status") == "ok")
+
+    def leads(self, stream: str) -> bool:
+        """Does this node say it leads ``stream`` (its own Raft view, from ``/jsz``)?"""
+        for account in self._monitor("jsz?streams=true").get("account_details") or []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return bool((detail.get("cluster") or {}).get("leader") == self.name)
+        return False
+
+    def _monitor(self, path: str) -> dict[str, Any]:
+        """What the monitoring endpoint ``path`` answers ({} when the node does not)."""
         try:
-            with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.monitor}/healthz",
-                    timeout=1) as reply:
-                return bool(json.loads(reply.read()).get("status") == "ok")
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor}/{path}",
+                                        timeout=1) as reply:
+                answer = json.loads(reply.read())
         except (OSError, urllib.error.URLError, ValueError):
-            return False
+            return {}
+        return answer if isinstance(answer, dict) else {}
 
 
 class Cluster:
@@ -107,6 +120,17 @@ class Cluster:
 
     def node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
+
+    def stream_leader(self, stream: str) -> str:
+        """The running node that leads ``stream`` now, in its own words ("" while none does).
+
+        Asked of each running node's monitoring endpoint, not through the JetStream API: only
+        a stream's leader answers a ``STREAM.INFO`` request, so one that reaches the cluster
+        between two leaders is never answered (a 5 s client timeout each), and the other
+        nodes' view of the leader stays the killed node's name until they hear from a new
+        one. A node that says it leads is the leader of its term."""
+        return next((node.name for node in self.nodes
+                     if node.process is not None and node.leads(stream)), "")
 
     def start(self) -> None:
         for node in self.nodes:

@@ -61,6 +61,10 @@ BATCH_TOO_LARGE = 10199
 ATOMIC_DISABLED = 10174
 SUBJECTS_OVERLAP = 10065
 STREAM_NAME_IN_USE = 10058
+NO_PEERS = 10005
+"""No nodes to place the stream's replicas on: retried when the refusal says a peer is
+offline (a node restarting, or one the cluster has not heard from yet just after it
+started), since that passes; permanent otherwise (more replicas than nodes)."""
 PERMANENT = frozenset({10074})
 """Refusals of a stream creation that waiting does not cure (replicas on a single server);
 others (no meta leader, too few nodes up) may pass, so they are retried."""
@@ -303,6 +307,8 @@ class NatsSink:
                         f"cannot create stream {self.stream!r}: subjects {self.prefix}.> "
                         f"overlap another stream's; name that stream with --stream, or "
                         f"choose another --subject-prefix") from None
+                elif exc.err_code == NO_PEERS and "offline" in (exc.description or ""):
+                    raise  # a node is down or not yet seen by the cluster: it may come back
                 elif exc.err_code in PERMANENT or (exc.code is not None and exc.code < 500):
                     raise ForwardError(
                         f"cannot create stream {self.stream!r} with {replicas} replicas: "
