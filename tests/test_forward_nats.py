@@ -716,3 +716,40 @@ def test_a_walrus_batch_is_one_atomic_batch_across_sigkills_of_the_forwarder(
                 shared = set(ids[part:min(first + count, part + SERVER_BATCH)])
                 assert len(shared) == 1 and "" not in shared, (topic, first, count, part)
 
+
+
+def test_the_consumer_moves_off_the_event_loop(tmp_path: Path) -> None:
+    """After an acknowledged batch the forwarder's consumer is moved by a seek that takes
+    the consumers' registry lock, which the writer's reclamation may hold across a sync: the
+    event loop (every other topic's forwarding) goes on meanwhile."""
+    with Walrus(tmp_path / "wal") as writer:
+        writer.batch_append_for_topic("t", [b"a", b"b", b"c"])
+        writer.flush()
+        with Walrus(tmp_path / "wal", read_only=True) as observer:
+            source = WalrusSource(observer, None, None, 1.0, consumer="forward:T", target="T")
+            source.hold(["t"])
+            holding, release = threading.Event(), threading.Event()
+
+            def hold_the_registry() -> None:
+                with writer._consumers.registry.locked():
+                    holding.set()
+                    release.wait(BOUND)
+
+            holder = threading.Thread(target=hold_the_registry, daemon=True)
+            holder.start()
+
+            async def acknowledge_while_held() -> bool:
+                moving = asyncio.ensure_future(source.acknowledged("t", 2, 2))
+                await asyncio.sleep(0.05)  # the loop runs other work while the seek waits
+                waited = not moving.done()
+                release.set()
+                await moving
+                return waited
+
+            try:
+                assert holding.wait(BOUND)
+                assert asyncio.run(acknowledge_while_held())
+            finally:
+                release.set()
+                holder.join(BOUND)
+            assert observer.consumers("t") == {"forward:T": 2}
