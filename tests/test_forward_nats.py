@@ -251,10 +251,34 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
+def kill_while_sending(data_dir: Path, cluster: Cluster, prefix: str, log: Path,
+                       pause: float) -> None:
+    """Start a forwarder, let it send for ``pause`` seconds after its first message reached
+    the stream, and SIGKILL it."""
+    stream = prefix.upper()
+    before = stream_count(cluster, stream)
+    forwarder = start_forwarder(data_dir, cluster, prefix, log)
+    until(lambda: stream_count(cluster, stream) > before, "the forwarder sends")
+    time.sleep(pause)
+    kill(forwarder)
+
+
 def forward_once(data_dir: Path, cluster: Cluster, prefix: str,
                  *extra: str) -> subprocess.CompletedProcess[bytes]:
-    return walrus_cmd("forward", data_dir, "--to", cluster.urls, "--subject-prefix", prefix,
-                      "--once", *extra, timeout=BOUND)
+    """``walrus forward --once``; one that does not finish within ``BOUND`` is stopped
+    with SIGABRT, so that its threads' stacks join its standard error in the failure."""
+    args = [sys.executable, "-X", "faulthandler", "-m", "walrus", "forward", str(data_dir),
+            "--to", cluster.urls, "--subject-prefix", prefix, "--once", *extra]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=child_env()) as child:
+        try:
+            out, err = child.communicate(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            out, err = child.communicate()
+            pytest.fail(f"walrus forward --once did not finish within {BOUND} s:\n"
+                        f"{err.decode(errors='replace')}")
+    return subprocess.CompletedProcess(args, child.returncode, out, err)
 
 
 def test_forward_once_sends_every_entry_once_and_resumes(cluster: Cluster,
@@ -283,12 +307,7 @@ def test_sigkill_of_the_forwarder_at_random_points(cluster: Cluster, tmp_path: P
     with Writer(data_dir) as writer:
         writer.start()
         for _ in range(5):
-            before = stream_count(cluster, "KILLED")
-            forwarder = start_forwarder(data_dir, cluster, "killed", log)
-            until(lambda: stream_count(cluster, "KILLED") > before,  # noqa: B023 (waited here)
-                  "the forwarder sends")
-            time.sleep(rng.random() * 0.3)
-            kill(forwarder)
+            kill_while_sending(data_dir, cluster, "killed", log, rng.random() * 0.3)
         writer.stop()
         result = forward_once(data_dir, cluster, "killed")
         assert result.returncode == 0, result.stderr
@@ -528,12 +547,7 @@ def test_sigkill_of_the_forwarder_while_the_writer_consumes_and_reclaims(
         assert forward_once(data_dir, cluster, "reclaimed").returncode == 0  # its consumer
         writer.start()
         for _ in range(4):
-            before = stream_count(cluster, "RECLAIMED")
-            forwarder = start_forwarder(data_dir, cluster, "reclaimed", log)
-            until(lambda: stream_count(cluster, "RECLAIMED") > before,  # noqa: B023
-                  "the forwarder sends")
-            time.sleep(rng.random() * 0.3)
-            kill(forwarder)
+            kill_while_sending(data_dir, cluster, "reclaimed", log, rng.random() * 0.3)
             appended, passes = writer.count(), writer.passes
             until(lambda: (writer.passes > passes + 3  # noqa: B023 (waited here)
                            and writer.count() > appended + 1000),  # noqa: B023
@@ -694,12 +708,7 @@ def test_a_walrus_batch_is_one_atomic_batch_across_sigkills_of_the_forwarder(
         writer.wal.flush()
         writer.start()  # and batches appended while it forwards
         for _ in range(6):
-            before = stream_count(cluster, "WHOLE")
-            forwarder = start_forwarder(data_dir, cluster, "whole", log)
-            until(lambda: stream_count(cluster, "WHOLE") > before,  # noqa: B023 (waited here)
-                  "the forwarder sends")
-            time.sleep(rng.random() * 0.5)
-            kill(forwarder)
+            kill_while_sending(data_dir, cluster, "whole", log, rng.random() * 0.5)
             for subject, count in subject_counts(cluster, "WHOLE").items():
                 topic = decode_topic(subject.removeprefix("whole."))
                 assert count in batch_cuts(writer, topic), (topic, count)

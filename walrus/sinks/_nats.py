@@ -64,7 +64,7 @@ STREAM_NAME_IN_USE = 10058
 NO_PEERS = 10005
 """No nodes to place the stream's replicas on: retried when the refusal says a peer is
 offline (a node restarting, or one the cluster has not heard from yet just after it
-started), since that passes; permanent otherwise (more replicas than nodes)."""
+started), since that passes; otherwise permanent."""
 PERMANENT = frozenset({10074})
 """Refusals of a stream creation that waiting does not cure (replicas on a single server);
 others (no meta leader, too few nodes up) may pass, so they are retried."""
@@ -471,7 +471,6 @@ class NatsSink:
             raise Rejected(f"stream acknowledged sequence {seq} after {last_seq} for {count} "
                            f"messages")
         return seq
-
 
     def _learn(self, error: dict[str, Any], count: int) -> None:
         """Take in what a refused batch says about the server: its own batch limit (a
