@@ -58,12 +58,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         nodes.stop()
 
 
-def until(condition: Callable[[], bool], what: str, bound: float = BOUND) -> None:
-    """Wait for ``condition`` (polled), failing the test after ``bound`` seconds."""
+def until(condition: Callable[[], bool], what: str, bound: float = BOUND,
+          cluster: Cluster | None = None) -> None:
+    """Wait for ``condition`` (polled), failing the test after ``bound`` seconds (with the
+    errors ``cluster``'s nodes logged, when given)."""
     deadline = time.monotonic() + bound
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {bound} s: {what}")
+            errors = "".join(f"\n{line}" for line in cluster.errors()) if cluster else ""
+            pytest.fail(f"not within {bound} s: {what}{errors}")
         time.sleep(0.05)
 
 
@@ -323,12 +326,13 @@ def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
     with Writer(data_dir) as writer:
         writer.start()
         with forwarding(data_dir, cluster, prefix, log):
-            until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends")
+            until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends",
+                  cluster=cluster)
             fault(log)
             cluster.start()  # whatever was killed comes back and catches up
             after = stream_count(cluster, stream)
             until(lambda: stream_count(cluster, stream) > after + 1000,
-                  f"forwarding goes on after {what}")
+                  f"forwarding goes on after {what}", cluster=cluster)
             writer.stop()
         assert forward_once(data_dir, cluster, prefix).returncode == 0
     assert_exactly_once(cluster, stream, writer.written)
@@ -339,14 +343,15 @@ def test_sigkill_of_a_node_mid_run(cluster: Cluster, tmp_path: Path, role: str) 
     prefix = f"node{role}"
 
     def kill_node(log: Path) -> None:
-        until(lambda: cluster.stream_leader(prefix.upper()) != "", "the stream has a leader")
+        until(lambda: cluster.stream_leader(prefix.upper()) != "", "the stream has a leader",
+              cluster=cluster)
         leader = cluster.stream_leader(prefix.upper())
         victim = leader if role == "leader" else next(
             node.name for node in cluster.nodes if node.name != leader)
         cluster.node(victim).kill()
         if role == "leader":
             until(lambda: cluster.stream_leader(prefix.upper()) not in ("", leader),
-                  "a new leader is elected")
+                  "a new leader is elected", cluster=cluster)
 
     forward_through(cluster, tmp_path, prefix, kill_node, f"the {role} was killed")
 

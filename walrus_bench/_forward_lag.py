@@ -8,6 +8,7 @@ times a second: entries appended so far minus the position of the forwarder's na
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -50,8 +51,9 @@ class LagResult:
 
 
 def _percentile(samples: list[int], share: float) -> int:
+    """The nearest-rank percentile: the smallest sample at or above ``share`` of them."""
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 def measure_lag(data_dir: Path, urls: str, prefix: str, rate: float, seconds: float,

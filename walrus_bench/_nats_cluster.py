@@ -145,8 +145,23 @@ class Cluster:
                 if node.process is not None and node.process.poll() is not None:
                     raise RuntimeError(f"nats-server {node.name} exited: see {node.config}.log")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the NATS cluster was not healthy within {READY_BOUND} s")
+                raise RuntimeError(f"the NATS cluster was not healthy within {READY_BOUND} s"
+                                   + "".join(f"\n{line}" for line in self.errors()))
             time.sleep(0.05)
+
+    def errors(self, most: int = 5) -> list[str]:
+        """The last ``most`` errors each node logged (a full disk, for one, disables a
+        node's JetStream, and an election then lacks the votes), for a failure message."""
+        lines = []
+        for node in self.nodes:
+            try:
+                logged = node.config.with_suffix(".log").read_text(errors="replace")
+            except OSError:
+                continue
+            errors = [line for line in logged.splitlines() if "[ERR]" in line
+                      and "Error trying to connect to route" not in line]
+            lines += [f"{node.name}: {line}" for line in errors[-most:]]
+        return lines
 
     def stop(self) -> None:
         for node in self.nodes:
