@@ -721,14 +721,42 @@ def test_a_walrus_batch_is_one_atomic_batch_across_sigkills_of_the_forwarder(
         result = forward_once(data_dir, cluster, "whole")
         assert result.returncode == 0, result.stderr
     assert_exactly_once(cluster, "WHOLE", writer.written)
+    assert_batches_kept(cluster, "WHOLE", writer, SERVER_BATCH)
+
+
+def assert_batches_kept(cluster: Cluster, stream: str, writer: Writer, limit: int) -> None:
+    """Each walrus batch is one JetStream atomic batch (its messages share a
+    ``Nats-Batch-Id``), one of more than ``limit`` entries is cut every ``limit``, and no
+    atomic batch holds more than ``limit`` messages."""
     batches: dict[str, list[str]] = {}
-    read_stream(cluster, "WHOLE", batches)
-    for topic in topics:
-        ids = batches[topic]
+    read_stream(cluster, stream, batches)
+    for topic, ids in batches.items():
         for first, count in writer.appends[topic]:
-            for part in range(first, first + count, SERVER_BATCH):
-                shared = set(ids[part:min(first + count, part + SERVER_BATCH)])
+            for part in range(first, first + count, limit):
+                shared = set(ids[part:min(first + count, part + limit)])
                 assert len(shared) == 1 and "" not in shared, (topic, first, count, part)
+        assert max(ids.count(batch) for batch in set(ids)) <= limit
+
+
+def test_a_server_with_a_lower_batch_limit_gets_batches_it_takes(tmp_path: Path) -> None:
+    """A server configured to take fewer messages per atomic batch than the default refuses
+    a larger one and names its limit: the forwarder uses it from then on."""
+    binary = server_binary()
+    assert binary is not None
+    small = Cluster(tmp_path / "nats", binary, jetstream="limits { batch { max_msgs: 50 } }")
+    try:
+        small.start()
+        with Writer(tmp_path / "wal", topics=("s",)) as writer:
+            for count in (30, 120, 7, 50, 51, 1):
+                writer.append("s", count)
+            writer.wal.flush()
+            result = forward_once(tmp_path / "wal", small, "small")
+        assert result.returncode == 0, result.stderr
+        assert b"takes atomic batches of at most 50 messages" in result.stderr
+        assert_exactly_once(small, "SMALL", writer.written)
+        assert_batches_kept(small, "SMALL", writer, 50)
+    finally:
+        small.stop()
 
 
 

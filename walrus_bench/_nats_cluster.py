@@ -97,8 +97,10 @@ class Node:
 class Cluster:
     """Three JetStream nodes with ``sync_interval: always`` (every acked write is fsynced)."""
 
-    def __init__(self, root: Path, binary: str, size: int = 3) -> None:
+    def __init__(self, root: Path, binary: str, size: int = 3, jetstream: str = "") -> None:
+        """``jetstream``: more settings of each node's ``jetstream`` block (its limits)."""
         ports = _free_ports(3 * size)
+        more = f", {jetstream}" if jetstream else ""
         routes = ", ".join(f"nats://127.0.0.1:{ports[3 * i + 2]}" for i in range(size))
         self.nodes: list[Node] = []
         for i in range(size):
@@ -109,7 +111,7 @@ class Cluster:
             config.write_text(
                 f'server_name: n{i}\nlisten: "127.0.0.1:{client}"\n'
                 f'http: "127.0.0.1:{monitor}"\n'
-                f'jetstream {{ store_dir: "{store}", sync_interval: always }}\n'
+                f'jetstream {{ store_dir: "{store}", sync_interval: always{more} }}\n'
                 f'cluster {{ name: walrus-test, listen: "127.0.0.1:{cluster}", '
                 f'routes: [{routes}] }}\n')
             self.nodes.append(Node(f"n{i}", binary, config, client, monitor))
