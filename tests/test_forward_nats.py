@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -57,17 +58,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         nodes.stop()
 
 
-def until(condition: Callable[[], bool], what: str, bound: float = BOUND) -> None:
-    """Wait for ``condition`` (polled), failing the test after ``bound`` seconds."""
+def until(condition: Callable[[], bool], what: str, bound: float = BOUND,
+          cluster: Cluster | None = None) -> None:
+    """Wait for ``condition`` (polled), failing the test after ``bound`` seconds (with the
+    errors ``cluster``'s nodes logged, when given)."""
     deadline = time.monotonic() + bound
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {bound} s: {what}")
+            errors = "".join(f"\n{line}" for line in cluster.errors()) if cluster else ""
+            pytest.fail(f"not within {bound} s: {what}{errors}")
         time.sleep(0.05)
 
 
-async def _read_stream(urls: str, stream: str) -> Stream:
-    """Every message of ``stream``, per topic, as (offset, payload) in stream order."""
+async def _read_stream(urls: str, stream: str,
+                       batches: dict[str, list[str]] | None = None) -> Stream:
+    """Every message of ``stream``, per topic, as (offset, payload) in stream order; with
+    ``batches``, each message's ``Nats-Batch-Id`` (its JetStream atomic batch) too."""
     from nats.js.api import AckPolicy, ConsumerConfig
 
     nc = await nats.connect(urls.split(","), connect_timeout=2)
@@ -84,6 +90,8 @@ async def _read_stream(urls: str, stream: str) -> Stream:
                 topic = decode_topic(msg.headers["Walrus-Topic"])
                 assert msg.subject == f"{stream.lower()}.{encode_topic(topic)}"
                 found.setdefault(topic, []).append((int(msg.headers["Walrus-Offset"]), msg.data))
+                if batches is not None:
+                    batches.setdefault(topic, []).append(msg.headers.get("Nats-Batch-Id", ""))
                 got += 1
         await sub.unsubscribe()
         return found
@@ -91,13 +99,14 @@ async def _read_stream(urls: str, stream: str) -> Stream:
         await nc.close()
 
 
-def read_stream(cluster: Cluster, stream: str) -> Stream:
+def read_stream(cluster: Cluster, stream: str,
+                batches: dict[str, list[str]] | None = None) -> Stream:
     """``_read_stream``, retried while the cluster's API does not answer (an election after
     a node came back), within ``BOUND``."""
     deadline = time.monotonic() + BOUND
     while True:
         try:
-            return asyncio.run(_read_stream(cluster.urls, stream))
+            return asyncio.run(_read_stream(cluster.urls, stream, batches))
         except nats.errors.Error:
             if time.monotonic() > deadline:
                 raise
@@ -119,19 +128,16 @@ def stream_count(cluster: Cluster, stream: str) -> int:
         return 0
 
 
-def stream_leader(cluster: Cluster, stream: str) -> str:
-    """The node leading ``stream`` now ("" while none is, or the cluster does not answer)."""
-    async def leader() -> str:
+def subject_counts(cluster: Cluster, stream: str) -> dict[str, int]:
+    """Messages per subject of ``stream`` now."""
+    async def counts() -> dict[str, int]:
         nc = await nats.connect(cluster.urls.split(","), connect_timeout=2)
         try:
-            info = await nc.jetstream().stream_info(stream)
-            return str(info.cluster.leader or "")
+            info = await nc.jetstream().stream_info(stream, subjects_filter=">")
+            return dict(info.state.subjects or {})
         finally:
             await nc.close()
-    try:
-        return asyncio.run(leader())
-    except Exception:
-        return ""
+    return asyncio.run(counts())
 
 
 def assert_exactly_once(cluster: Cluster, stream: str, expected: dict[str, list[bytes]]) -> None:
@@ -159,6 +165,8 @@ class Writer:
         self.topics = topics
         self.rng = random.Random(seed)
         self.written: dict[str, list[bytes]] = {t: [] for t in topics}
+        self.appends: dict[str, list[tuple[int, int]]] = {t: [] for t in topics}
+        """Per topic: (first offset, entries) of each append call, single or batch."""
         self.consume = consume
         self.passes = 0
         """Reclamation passes run after consuming everything appended before them."""
@@ -167,6 +175,7 @@ class Writer:
 
     def append(self, topic: str, count: int) -> None:
         entries = self.written.setdefault(topic, [])
+        self.appends.setdefault(topic, []).append((len(entries), count))
         payloads = [f"{topic}/{len(entries) + i}/".encode() + b"x" * self.rng.randrange(200)
                     for i in range(count)]
         if count == 1:
@@ -245,10 +254,38 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
+def kill_while_sending(data_dir: Path, cluster: Cluster, prefix: str, log: Path,
+                       pause: float) -> None:
+    """Start a forwarder, let it send for ``pause`` seconds after its first message reached
+    the stream, and SIGKILL it."""
+    stream = prefix.upper()
+    before = stream_count(cluster, stream)
+    forwarder = start_forwarder(data_dir, cluster, prefix, log)
+    until(lambda: stream_count(cluster, stream) > before, "the forwarder sends")
+    time.sleep(pause)
+    kill(forwarder)
+
+
 def forward_once(data_dir: Path, cluster: Cluster, prefix: str,
                  *extra: str) -> subprocess.CompletedProcess[bytes]:
-    return walrus_cmd("forward", data_dir, "--to", cluster.urls, "--subject-prefix", prefix,
-                      "--once", *extra, timeout=BOUND)
+    return run_walrus("forward", str(data_dir), "--to", cluster.urls, "--subject-prefix",
+                      prefix, "--once", *extra)
+
+
+def run_walrus(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The ``walrus`` command line; one that does not finish within ``BOUND`` is stopped
+    with SIGABRT, so that its threads' stacks join its standard error in the failure."""
+    command = [sys.executable, "-X", "faulthandler", "-m", "walrus", *args]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=child_env()) as child:
+        try:
+            out, err = child.communicate(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            out, err = child.communicate()
+            pytest.fail(f"walrus {args[0]} did not finish within {BOUND} s:\n"
+                        f"{out.decode(errors='replace')}{err.decode(errors='replace')}")
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
 def test_forward_once_sends_every_entry_once_and_resumes(cluster: Cluster,
@@ -277,12 +314,7 @@ def test_sigkill_of_the_forwarder_at_random_points(cluster: Cluster, tmp_path: P
     with Writer(data_dir) as writer:
         writer.start()
         for _ in range(5):
-            before = stream_count(cluster, "KILLED")
-            forwarder = start_forwarder(data_dir, cluster, "killed", log)
-            until(lambda: stream_count(cluster, "KILLED") > before,  # noqa: B023 (waited here)
-                  "the forwarder sends")
-            time.sleep(rng.random() * 0.3)
-            kill(forwarder)
+            kill_while_sending(data_dir, cluster, "killed", log, rng.random() * 0.3)
         writer.stop()
         result = forward_once(data_dir, cluster, "killed")
         assert result.returncode == 0, result.stderr
@@ -298,12 +330,13 @@ def forward_through(cluster: Cluster, tmp_path: Path, prefix: str,
     with Writer(data_dir) as writer:
         writer.start()
         with forwarding(data_dir, cluster, prefix, log):
-            until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends")
+            until(lambda: stream_count(cluster, stream) > 1000, "the forwarder sends",
+                  cluster=cluster)
             fault(log)
             cluster.start()  # whatever was killed comes back and catches up
             after = stream_count(cluster, stream)
             until(lambda: stream_count(cluster, stream) > after + 1000,
-                  f"forwarding goes on after {what}")
+                  f"forwarding goes on after {what}", cluster=cluster)
             writer.stop()
         assert forward_once(data_dir, cluster, prefix).returncode == 0
     assert_exactly_once(cluster, stream, writer.written)
@@ -314,13 +347,15 @@ def test_sigkill_of_a_node_mid_run(cluster: Cluster, tmp_path: Path, role: str) 
     prefix = f"node{role}"
 
     def kill_node(log: Path) -> None:
-        leader = stream_leader(cluster, prefix.upper())
+        until(lambda: cluster.stream_leader(prefix.upper()) != "", "the stream has a leader",
+              cluster=cluster)
+        leader = cluster.stream_leader(prefix.upper())
         victim = leader if role == "leader" else next(
             node.name for node in cluster.nodes if node.name != leader)
         cluster.node(victim).kill()
         if role == "leader":
-            until(lambda: stream_leader(cluster, prefix.upper()) not in ("", leader),
-                  "a new leader is elected")
+            until(lambda: cluster.stream_leader(prefix.upper()) not in ("", leader),
+                  "a new leader is elected", cluster=cluster)
 
     forward_through(cluster, tmp_path, prefix, kill_node, f"the {role} was killed")
 
@@ -419,11 +454,15 @@ def test_the_examples_forward_from_a_thread_and_read_on_the_other_side(
 
 
 def test_bench_forward_runs(cluster: Cluster) -> None:
-    result = walrus_cmd("bench", "forward", "--count", "3000", "--rounds", "1", "--to",
-                        cluster.urls, timeout=BOUND)
+    result = run_walrus("bench", "forward", "--count", "3000", "--rounds", "1",
+                        "--lag-seconds", "2", "--to", cluster.urls)
     assert result.returncode == 0, result.stderr
     assert b"round 1: nats-py alone " in result.stdout
     assert b"median ratio forward / nats-py: " in result.stdout
+    assert re.search(rb"lag while a writer appends [\d,]+/s for [\d,]+ entries: max [\d,]+, "
+                     rb"p99 [\d,]+, at the end [\d,]+ entries; caught up [\d.]+ s after the "
+                     rb"writer stopped \(0.8 x the median nats-py rate\)", result.stdout), \
+        result.stdout
 
 
 def test_a_stream_fed_by_another_log_is_refused(cluster: Cluster, tmp_path: Path) -> None:
@@ -517,12 +556,7 @@ def test_sigkill_of_the_forwarder_while_the_writer_consumes_and_reclaims(
         assert forward_once(data_dir, cluster, "reclaimed").returncode == 0  # its consumer
         writer.start()
         for _ in range(4):
-            before = stream_count(cluster, "RECLAIMED")
-            forwarder = start_forwarder(data_dir, cluster, "reclaimed", log)
-            until(lambda: stream_count(cluster, "RECLAIMED") > before,  # noqa: B023
-                  "the forwarder sends")
-            time.sleep(rng.random() * 0.3)
-            kill(forwarder)
+            kill_while_sending(data_dir, cluster, "reclaimed", log, rng.random() * 0.3)
             appended, passes = writer.count(), writer.passes
             until(lambda: (writer.passes > passes + 3  # noqa: B023 (waited here)
                            and writer.count() > appended + 1000),  # noqa: B023
@@ -653,3 +687,125 @@ def test_stop_ends_the_waits_of_a_following_forwarder(cluster: Cluster, tmp_path
         assert not forwarder.is_alive(), "forward() did not return after stop"
     assert [type(o).__name__ for o in outcome] == ["ForwardProgress"], outcome
     assert_exactly_once(cluster, "STOPPING", writer.written)
+
+
+SERVER_BATCH = 1000
+"""Messages in one JetStream atomic batch (the server's default limit)."""
+
+
+def batch_cuts(writer: Writer, topic: str) -> set[int]:
+    """Where the stream may end a topic without holding part of a walrus batch: at the end
+    of each append, and every ``SERVER_BATCH`` entries into a batch larger than that."""
+    cuts = {0}
+    for first, count in writer.appends[topic]:
+        cuts.update(first + k for k in range(SERVER_BATCH, count, SERVER_BATCH))
+        cuts.add(first + count)
+    return cuts
+
+
+def partial_batches(cluster: Cluster, stream: str, writer: Writer) -> dict[str, int]:
+    """The topics whose messages in ``stream`` end inside a walrus batch, with their count."""
+    prefix = stream.lower() + "."
+    counts = {decode_topic(subject.removeprefix(prefix)): count
+              for subject, count in subject_counts(cluster, stream).items()}
+    return {topic: count for topic, count in counts.items()
+            if count not in batch_cuts(writer, topic)}
+
+
+def test_a_walrus_batch_is_one_atomic_batch_across_sigkills_of_the_forwarder(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Each walrus batch is stored whole or not at all, whenever the forwarder is killed,
+    and as one JetStream atomic batch (its messages share a ``Nats-Batch-Id``)."""
+    data_dir, log = tmp_path / "wal", tmp_path / "forward.log"
+    topics = ("whole", "whole.too")
+    rng = random.Random(17)
+    with Writer(data_dir, topics=topics, seed=17) as writer:
+        for _ in range(25):  # a backlog, so that reads meet batches mid-way
+            for topic in topics:
+                writer.append(topic, rng.choice((1, 7, 300, 450, 999, 1500)))
+        writer.wal.flush()
+        writer.start()  # and batches appended while it forwards
+        for _ in range(6):
+            kill_while_sending(data_dir, cluster, "whole", log, rng.random() * 0.5)
+            # A batch committed just before the kill may still be being applied (the stream's
+            # count passes through its messages): wait until it settles on whole batches.
+            until(lambda: partial_batches(cluster, "WHOLE", writer) == {},
+                  "the stream holds whole walrus batches only", cluster=cluster)
+        writer.stop()
+        result = forward_once(data_dir, cluster, "whole")
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(cluster, "WHOLE", writer.written)
+    assert_batches_kept(cluster, "WHOLE", writer, SERVER_BATCH)
+
+
+def assert_batches_kept(cluster: Cluster, stream: str, writer: Writer, limit: int) -> None:
+    """Each walrus batch is one JetStream atomic batch (its messages share a
+    ``Nats-Batch-Id``), one of more than ``limit`` entries is cut every ``limit``, and no
+    atomic batch holds more than ``limit`` messages."""
+    batches: dict[str, list[str]] = {}
+    read_stream(cluster, stream, batches)
+    for topic, ids in batches.items():
+        for first, count in writer.appends[topic]:
+            for part in range(first, first + count, limit):
+                shared = set(ids[part:min(first + count, part + limit)])
+                assert len(shared) == 1 and "" not in shared, (topic, first, count, part)
+        assert max(ids.count(batch) for batch in set(ids)) <= limit
+
+
+def test_a_server_with_a_lower_batch_limit_gets_batches_it_takes(tmp_path: Path) -> None:
+    """A server configured to take fewer messages per atomic batch than the default refuses
+    a larger one and names its limit: the forwarder uses it from then on."""
+    binary = server_binary()
+    assert binary is not None
+    small = Cluster(tmp_path / "nats", binary, jetstream="limits { batch { max_msgs: 50 } }")
+    try:
+        small.start()
+        with Writer(tmp_path / "wal", topics=("s",)) as writer:
+            for count in (30, 120, 7, 50, 51, 1):
+                writer.append("s", count)
+            writer.wal.flush()
+            result = forward_once(tmp_path / "wal", small, "small")
+        assert result.returncode == 0, result.stderr
+        assert b"takes atomic batches of at most 50 messages" in result.stderr
+        assert_exactly_once(small, "SMALL", writer.written)
+        assert_batches_kept(small, "SMALL", writer, 50)
+    finally:
+        small.stop()
+
+
+
+def test_the_consumer_moves_off_the_event_loop(tmp_path: Path) -> None:
+    """After an acknowledged batch the forwarder's consumer is moved by a seek that takes
+    the consumers' registry lock, which the writer's reclamation may hold across a sync: the
+    event loop (every other topic's forwarding) goes on meanwhile."""
+    with Walrus(tmp_path / "wal") as writer:
+        writer.batch_append_for_topic("t", [b"a", b"b", b"c"])
+        writer.flush()
+        with Walrus(tmp_path / "wal", read_only=True) as observer:
+            source = WalrusSource(observer, None, None, 1.0, consumer="forward:T", target="T")
+            source.hold(["t"])
+            holding, release = threading.Event(), threading.Event()
+
+            def hold_the_registry() -> None:
+                with writer._consumers.registry.locked():
+                    holding.set()
+                    release.wait(BOUND)
+
+            holder = threading.Thread(target=hold_the_registry, daemon=True)
+            holder.start()
+
+            async def acknowledge_while_held() -> bool:
+                moving = asyncio.ensure_future(source.acknowledged("t", 2, 2))
+                await asyncio.sleep(0.05)  # the loop runs other work while the seek waits
+                waited = not moving.done()
+                release.set()
+                await moving
+                return waited
+
+            try:
+                assert holding.wait(BOUND)
+                assert asyncio.run(acknowledge_while_held())
+            finally:
+                release.set()
+                holder.join(BOUND)
+            assert observer.consumers("t") == {"forward:T": 2}

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
+from ._batches import batch_ends
 from ._entry import Entry
 from ._errors import CorruptionError, InvalidArgumentError, WalrusLockedError
 from ._validate import check_consumer, check_topic
@@ -35,6 +36,9 @@ WAIT_BOUND = 60.0
 wait, not a polling period (an append wakes it at once, and a sink can stop it sooner). Kept
 long: when every topic's wait ends at once, nobody waits for a moment, and an observer's
 watching thread then ends and starts again (with its first seconds of faster looks)."""
+WHOLE_BATCH_BYTES = 64 << 20
+"""Payload bytes read to keep one walrus batch whole when it is larger than a sink's usual
+read: a batch larger still is sent in parts."""
 CONSUMER_PREFIX = "forward:"
 """The default consumer name is this and the sink's target (for NATS, the stream)."""
 
@@ -109,14 +113,38 @@ class WalrusSource:
                                                 start_offset=start)
         return entries[:max_entries]
 
+    def read_batches(self, topic: str, start: int, max_entries: int,
+                     max_bytes: int) -> list[Entry]:
+        """``read``, ending where a walrus batch ends (see :meth:`whole`)."""
+        return self.whole(topic, self.read(topic, start, max_entries, max_bytes), max_entries)
+
+    def whole(self, topic: str, entries: list[Entry], max_entries: int) -> list[Entry]:
+        """``entries`` (read from one offset on) cut after the last one that ends a walrus
+        batch, so a target that stores them atomically never holds part of a batch. When
+        none of them ends one, the batch started before the budget in bytes ran out: it is
+        read again whole, up to ``max_entries`` and ``WHOLE_BATCH_BYTES`` (a larger batch is
+        cut there)."""
+        whole_budget = False
+        while entries:
+            ends = batch_ends(self.wal, topic, entries[0].offset, len(entries))
+            for i in range(len(entries) - 1, -1, -1):
+                if ends[i]:
+                    return entries[:i + 1]
+            if len(entries) >= max_entries or whole_budget:
+                return entries  # larger than a target's batch, or damage ends the read
+            entries = self.read(topic, entries[0].offset, max_entries, WHOLE_BATCH_BYTES)
+            whole_budget = True
+        return entries
+
     async def wait_for_entries(self, topic: str, start: int, max_entries: int,
                                max_bytes: int) -> list[Entry]:
         """Wait up to ``WAIT_BOUND`` seconds for entries at ``start``: one waiting read, woken
         by the writer's appends of ``topic`` (the observer follows the writer's files), that
-        holds no thread while it waits. Cancelling it is safe: it moves nothing."""
+        holds no thread while it waits. Cancelling it is safe: it moves nothing. What it
+        returns ends where a walrus batch ends (see :meth:`whole`)."""
         entries = await self.waiting.batch_read_for_topic(
             topic, max_bytes, checkpoint=False, start_offset=start, timeout=WAIT_BOUND)
-        return entries[:max_entries]
+        return self.whole(topic, entries[:max_entries], max_entries)
 
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (read back from it, the truth):
@@ -146,11 +174,25 @@ class WalrusSource:
         """The target acknowledged ``count`` more entries of ``topic``: it holds everything
         before ``next_offset``. The forwarder's consumer moves there, so the writer may
         reclaim them (once every other cursor has passed them too)."""
-        self.acked[topic] = next_offset
-        self.forwarded += count
-        if next_offset > self.held.get(topic, -1):
+        if self._acknowledged(topic, next_offset, count):
             self.hold([topic])
             self._seek(topic, next_offset)
+
+    async def acknowledged(self, topic: str, next_offset: int, count: int) -> None:
+        """``ack_position`` for a sink on an event loop: the consumer's move runs off the
+        loop (a seek takes the consumers' registry lock, which the writer's reclamation may
+        hold across a sync). The move follows the acknowledgement, as in ``ack_position``:
+        the consumer never passes what the target holds."""
+        if self._acknowledged(topic, next_offset, count):
+            self.hold([topic])  # held since the sink's resume: nothing to do
+            await self.waiting.seek(topic, next_offset, consumer=self.consumer)
+            self.held[topic] = next_offset
+
+    def _acknowledged(self, topic: str, next_offset: int, count: int) -> bool:
+        """Count an acknowledgement; True when the consumer must move forward to it."""
+        self.acked[topic] = next_offset
+        self.forwarded += count
+        return next_offset > self.held.get(topic, -1)
 
     def _seek(self, topic: str, offset: int) -> None:
         self.wal.seek(topic, offset, consumer=self.consumer)

