@@ -22,6 +22,8 @@ import walrus  # noqa: E402  (after the plugin path, so its entry points are fou
 from walrus import Walrus  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
+from ._forks import Zygote  # noqa: E402
+
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
 FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
 """The fault-injecting wrappers (``walrus.testing._faults``, registered by
@@ -56,6 +58,18 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator[Zygote]:
+    """Children that start without paying Python's imports (tests/_zygote.py), in the
+    environment the tests give their children: the suite's own variables, ``WALRUS_QUIET``."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("WALRUS_") or name in KEEP_ENV}
+    env.update(WALRUS_QUIET="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
+    forks = Zygote(env, ROOT)
+    yield forks
+    forks.close()
 
 
 WalFactory = Callable[..., Walrus]
