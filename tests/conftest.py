@@ -23,6 +23,7 @@ from walrus import Walrus  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
 from ._forks import Zygote  # noqa: E402
+from ._order import longest_first  # noqa: E402
 
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
 FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
@@ -133,6 +134,30 @@ def smaps_bytes(path: str | Path, *fields: str) -> int:
             elif inside and first in wanted:
                 total += int(line.split()[1]) * 1024
     return total
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--only-backends", metavar="NAMES", default=None,
+        help="run the tests parametrised by backend (or by a faults-* wrapper) only for these "
+             "backends, comma-separated: the pure-Python pass of `make test` skips io_uring, "
+             "whose codec calls are pwrite's")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--only-backends``, then the longest tests first (tests/_order.py)."""
+    if only := config.getoption("--only-backends"):
+        keep = set(only.split(","))
+        chosen, dropped = [], []
+        for item in items:
+            params = getattr(item, "callspec", None)
+            names = [str(params.params[name]).removeprefix("faults-")
+                     for name in ("backend", "faulty") if params and name in params.params]
+            (chosen if keep.issuperset(names) else dropped).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = chosen
+    longest_first(items)
 
 
 def pytest_configure(config: pytest.Config) -> None:
