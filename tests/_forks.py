@@ -24,6 +24,11 @@ PRELOAD = ("walrus", "walrus.testing._faults", "tests._workload", "tests._crash_
 """What the children import: done once, in the zygote."""
 
 
+def _comparable(env: dict[str, str]) -> dict[str, str]:
+    """``env`` without what pytest changes for each test (``PYTEST_CURRENT_TEST``)."""
+    return {name: value for name, value in env.items() if name != "PYTEST_CURRENT_TEST"}
+
+
 class Forked:
     """A child of the zygote; Popen's interface, as far as the tests need it."""
 
@@ -64,7 +69,7 @@ class Zygote:
     """One ``python -m tests._zygote`` process, asked over pipes (one caller at a time)."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.cwd = cwd
+        self.cwd, self.env = cwd, env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests._zygote", *PRELOAD], env=env, cwd=cwd,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
@@ -95,6 +100,32 @@ class Zygote:
         child = Forked(self, answer["pid"], out, err)
         self.children.append(child)
         return child
+
+    def serves(self, env: dict[str, str]) -> bool:
+        """Whether a child given ``env`` would see what the zygote's children see (else the
+        caller starts a fresh interpreter: walrus reads some variables at import)."""
+        return _comparable(env) == _comparable(self.env)
+
+    def run_code(self, code: str, args: tuple[str, ...], cwd: str,
+                 timeout: float) -> subprocess.CompletedProcess[str]:
+        """``subprocess.run([python, "-c", code, *args], cwd=cwd, capture_output=True,
+        text=True, timeout=timeout)``, forked."""
+        logs = Path(self.logs.name)
+        out, err = (logs / f"child-{len(self.children)}.{name}" for name in ("out", "err"))
+        answer = self.ask({"code": code, "argv": list(args), "cwd": cwd, "out": str(out),
+                           "err": str(err)})
+        child = Forked(self, answer["pid"], out, err)
+        self.children.append(child)
+        try:
+            child.wait(timeout)
+        finally:
+            child.kill()
+            child.wait()
+        result = subprocess.CompletedProcess(["-c", code, *args], child.wait(),
+                                             out.read_text(), err.read_text())
+        out.unlink()
+        err.unlink()
+        return result
 
     def close(self) -> None:
         for child in self.children:

@@ -13,10 +13,11 @@ stdin, one JSON object a line; answers go to stdout, one a line:
 
 ``{"run": MODULE, "argv": [...], "cwd": DIR, "out": FILE, "err": FILE}`` forks a child that
 runs MODULE as ``python -m MODULE ARGV...`` would (stdin empty, stdout and stderr appended to
-the files), answers ``{"pid": N}``; ``{"poll": N}`` and ``{"wait": N}`` answer
-``{"returncode": CODE}`` (None while it runs; minus the signal's number if one ended it).
-The zygote reaps a child only when asked, so a pid it gave out is never reused before the test
-has seen the child's end: killing it by pid is safe.
+the files), answers ``{"pid": N}``; ``{"code": CODE, ...}`` does the same for ``python -c
+CODE``. ``{"poll": N}`` and ``{"wait": N}`` answer ``{"returncode": CODE}`` (None while it
+runs; minus the signal's number if one ended it). The zygote reaps a child only when asked,
+so a pid it gave out is never reused before the test has seen the child's end: killing it by
+pid is safe.
 
 No pytest here: this runs as a process of its own (``tests/_forks.py`` is the test side).
 """
@@ -30,11 +31,13 @@ import runpy
 import sys
 import threading
 import traceback
+import types
 from typing import Any
 
 
 def _child(request: dict[str, Any], channel: tuple[int, int]) -> None:
-    """In the forked child: become ``python -m MODULE ARGV...``; never returns."""
+    """In the forked child: become ``python -m MODULE ARGV...`` (or ``-c CODE``); never
+    returns."""
     code = 1
     try:
         for fd in channel:
@@ -47,9 +50,15 @@ def _child(request: dict[str, Any], channel: tuple[int, int]) -> None:
             os.close(target)
         os.close(null)
         os.chdir(request["cwd"])
-        sys.argv = [request["run"], *request["argv"]]
         try:
-            runpy.run_module(request["run"], run_name="__main__", alter_sys=True)
+            if "code" in request:  # python -c CODE ARGV...
+                sys.argv = ["-c", *request["argv"]]
+                sys.path[0] = ""
+                main = sys.modules["__main__"] = types.ModuleType("__main__")
+                exec(compile(request["code"], "<string>", "exec"), main.__dict__)
+            else:  # python -m MODULE ARGV...
+                sys.argv = [request["run"], *request["argv"]]
+                runpy.run_module(request["run"], run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (exc.code is not None)
@@ -76,7 +85,7 @@ def serve(preload: list[str]) -> None:
     reader = os.fdopen(requests, "r")
     for line in reader:
         request = json.loads(line)
-        if "run" in request:
+        if "run" in request or "code" in request:
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()

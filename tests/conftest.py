@@ -61,16 +61,24 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def zygote() -> Iterator[Zygote]:
-    """Children that start without paying Python's imports (tests/_zygote.py), in the
-    environment the tests give their children: the suite's own variables, ``WALRUS_QUIET``."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("WALRUS_") or name in KEEP_ENV}
-    env.update(WALRUS_QUIET="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    forks = Zygote(env, ROOT)
-    yield forks
-    forks.close()
+_ZYGOTES: list[Zygote] = []
+
+
+def zygote_process() -> Zygote:
+    """This test process's zygote (tests/_zygote.py), started on first use: children that
+    start without paying Python's imports, in the environment the tests give their children
+    (the suite's own variables, ``WALRUS_QUIET``, the source tree and test plugins importable)."""
+    if not _ZYGOTES:
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("WALRUS_") or name in KEEP_ENV}
+        env.update(WALRUS_QUIET="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
+        _ZYGOTES.append(Zygote(env, ROOT))
+    return _ZYGOTES[0]
+
+
+@pytest.fixture
+def zygote() -> Zygote:
+    return zygote_process()
 
 
 WalFactory = Callable[..., Walrus]
@@ -89,8 +97,12 @@ def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.Complet
     The code should end with ``os._exit(0)`` where it means to die without closing.
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    forks = zygote_process()
+    if forks.serves(env):  # forked from an interpreter that has imported walrus already
+        result = forks.run_code(textwrap.dedent(code), args, os.getcwd(), timeout)
+    else:
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
+                                capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -169,6 +181,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under pytest-xdist, a worker hands its figures to the controller (which prints them)."""
     from ._workload import FIGURES
 
+    while _ZYGOTES:
+        _ZYGOTES.pop().close()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["walrus_figures"] = dict(FIGURES)
