@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-PRELOAD = ("walrus", "walrus.testing._faults", "tests._workload", "tests._crash_child",
-           "tests._consumer_child", "tests._retention_child")
+PRELOAD = ("walrus", "walrus._cli", "walrus.testing._faults", "tests._workload",
+           "tests._crash_child", "tests._consumer_child", "tests._retention_child")
 """What the children import: done once, in the zygote."""
 
 
@@ -106,14 +106,17 @@ class Zygote:
         caller starts a fresh interpreter: walrus reads some variables at import)."""
         return _comparable(env) == _comparable(self.env)
 
-    def run_code(self, code: str, args: tuple[str, ...], cwd: str,
-                 timeout: float) -> subprocess.CompletedProcess[str]:
-        """``subprocess.run([python, "-c", code, *args], cwd=cwd, capture_output=True,
-        text=True, timeout=timeout)``, forked."""
+    def run(self, how: dict[str, str], args: tuple[str, ...], cwd: str, timeout: float,
+            stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """``subprocess.run`` of ``python -c CODE`` (``how``: ``{"code": CODE}``) or ``python
+        -m MODULE`` (``{"run": MODULE}``) with ``args``, ``cwd``, ``input=stdin``,
+        ``capture_output=True`` and ``timeout``, forked."""
         logs = Path(self.logs.name)
-        out, err = (logs / f"child-{len(self.children)}.{name}" for name in ("out", "err"))
-        answer = self.ask({"code": code, "argv": list(args), "cwd": cwd, "out": str(out),
-                           "err": str(err)})
+        out, err, given = (logs / f"child-{len(self.children)}.{name}"
+                           for name in ("out", "err", "in"))
+        given.write_bytes(stdin or b"")
+        answer = self.ask({**how, "argv": list(args), "cwd": cwd, "out": str(out),
+                           "err": str(err), "in": str(given)})
         child = Forked(self, answer["pid"], out, err)
         self.children.append(child)
         try:
@@ -121,13 +124,14 @@ class Zygote:
         finally:
             child.kill()
             child.wait()
-        result = subprocess.CompletedProcess(["-c", code, *args], child.wait(),
-                                             out.read_text(), err.read_text())
-        out.unlink()
-        err.unlink()
+        result = subprocess.CompletedProcess([*how.values(), *args], child.wait(),
+                                             out.read_bytes(), err.read_bytes())
+        for path in (out, err, given):
+            path.unlink()
         return result
 
     def close(self) -> None:
+        """Kill what still runs, then end the zygote."""
         for child in self.children:
             if child.returncode is None:
                 child.kill()
@@ -136,3 +140,24 @@ class Zygote:
         self.process.stdin.close()
         self.process.wait(timeout=60)
         self.logs.cleanup()
+
+
+ZYGOTES: list[Zygote] = []
+"""This process's zygotes, one per environment children are given (a few at most)."""
+
+
+def zygote_for(env: dict[str, str], cwd: Path, limit: int = 2) -> Zygote | None:
+    """The zygote whose children get ``env``, started on first use; None once ``limit``
+    others run (the caller then starts a fresh interpreter)."""
+    for zygote in ZYGOTES:
+        if zygote.serves(env):
+            return zygote
+    if len(ZYGOTES) >= limit:
+        return None
+    ZYGOTES.append(Zygote(env, cwd))
+    return ZYGOTES[-1]
+
+
+def close_all() -> None:
+    while ZYGOTES:
+        ZYGOTES.pop().close()

@@ -11,13 +11,13 @@ real SIGKILL, it only skips the imports.
 Run as ``python -m tests._zygote MODULE...`` (the modules to import first). Requests come on
 stdin, one JSON object a line; answers go to stdout, one a line:
 
-``{"run": MODULE, "argv": [...], "cwd": DIR, "out": FILE, "err": FILE}`` forks a child that
-runs MODULE as ``python -m MODULE ARGV...`` would (stdin empty, stdout and stderr appended to
-the files), answers ``{"pid": N}``; ``{"code": CODE, ...}`` does the same for ``python -c
-CODE``. ``{"poll": N}`` and ``{"wait": N}`` answer ``{"returncode": CODE}`` (None while it
-runs; minus the signal's number if one ended it). The zygote reaps a child only when asked,
-so a pid it gave out is never reused before the test has seen the child's end: killing it by
-pid is safe.
+``{"run": MODULE, "argv": [...], "cwd": DIR, "out": FILE, "err": FILE, "in": FILE}`` forks a
+child that runs MODULE as ``python -m MODULE ARGV...`` would (stdin from "in" or empty, stdout
+and stderr appended to the files), answers ``{"pid": N}``; ``{"code": CODE, ...}`` does the
+same for ``python -c CODE``. ``{"poll": N}`` and ``{"wait": N}`` answer ``{"returncode":
+CODE}`` (None while it runs; minus the signal's number if one ended it). The zygote reaps a
+child only when asked, so a pid it gave out is never reused before the test has seen the
+child's end: killing it by pid is safe.
 
 No pytest here: this runs as a process of its own (``tests/_forks.py`` is the test side).
 """
@@ -42,7 +42,7 @@ def _child(request: dict[str, Any], channel: tuple[int, int]) -> None:
     try:
         for fd in channel:
             os.close(fd)
-        null = os.open(os.devnull, os.O_RDONLY)
+        null = os.open(request.get("in", os.devnull), os.O_RDONLY)
         os.dup2(null, 0)
         for fd, name in ((1, "out"), (2, "err")):
             target = os.open(request[name], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

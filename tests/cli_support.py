@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ._forks import zygote_for
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,9 +41,14 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def walrus_cmd(*args: str | os.PathLike[str], stdin: bytes | None = None, timeout: float = 60,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run the real ``walrus`` command line (``python -m walrus``) and wait for it."""
+    """Run the real ``walrus`` command line (``python -m walrus``) and wait for it (forked
+    from a zygote that has imported walrus, tests/_zygote.py, when one serves ``env``)."""
+    env = env or child_env()
+    forks = zygote_for(env, ROOT)
+    if forks is not None:
+        return forks.run({"run": "walrus"}, tuple(map(str, args)), os.getcwd(), timeout, stdin)
     return subprocess.run([sys.executable, "-m", "walrus", *map(str, args)], input=stdin,
-                          capture_output=True, timeout=timeout, env=env or child_env())
+                          capture_output=True, timeout=timeout, env=env)
 
 
 def start_walrus(*args: str | os.PathLike[str]) -> subprocess.Popen[bytes]:

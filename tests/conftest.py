@@ -22,7 +22,7 @@ import walrus  # noqa: E402  (after the plugin path, so its entry points are fou
 from walrus import Walrus  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
-from ._forks import Zygote  # noqa: E402
+from ._forks import Zygote, close_all, zygote_for  # noqa: E402
 from ._order import longest_first  # noqa: E402
 
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
@@ -61,24 +61,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-_ZYGOTES: list[Zygote] = []
-
-
-def zygote_process() -> Zygote:
-    """This test process's zygote (tests/_zygote.py), started on first use: children that
-    start without paying Python's imports, in the environment the tests give their children
-    (the suite's own variables, ``WALRUS_QUIET``, the source tree and test plugins importable)."""
-    if not _ZYGOTES:
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith("WALRUS_") or name in KEEP_ENV}
-        env.update(WALRUS_QUIET="1", PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-        _ZYGOTES.append(Zygote(env, ROOT))
-    return _ZYGOTES[0]
+def child_environment() -> dict[str, str]:
+    """What a test's child process is given: this environment (the suite's own variables and
+    ``WALRUS_QUIET`` once the autouse fixture has run), the source tree and plugins importable."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("WALRUS_") or name in KEEP_ENV}
+    env.setdefault("WALRUS_QUIET", "1")
+    return dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
 
 
 @pytest.fixture
 def zygote() -> Zygote:
-    return zygote_process()
+    """Children that start without paying Python's imports (tests/_zygote.py)."""
+    forks = zygote_for(child_environment(), ROOT)
+    assert forks is not None
+    return forks
 
 
 WalFactory = Callable[..., Walrus]
@@ -97,9 +94,11 @@ def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.Complet
     The code should end with ``os._exit(0)`` where it means to die without closing.
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    forks = zygote_process()
-    if forks.serves(env):  # forked from an interpreter that has imported walrus already
-        result = forks.run_code(textwrap.dedent(code), args, os.getcwd(), timeout)
+    forks = zygote_for(env, ROOT)
+    if forks is not None:  # forked from an interpreter that has imported walrus already
+        done = forks.run({"code": textwrap.dedent(code)}, args, os.getcwd(), timeout)
+        result = subprocess.CompletedProcess(done.args, done.returncode,
+                                             done.stdout.decode(), done.stderr.decode())
     else:
         result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
                                 capture_output=True, text=True, timeout=timeout)
@@ -181,8 +180,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under pytest-xdist, a worker hands its figures to the controller (which prints them)."""
     from ._workload import FIGURES
 
-    while _ZYGOTES:
-        _ZYGOTES.pop().close()
+    close_all()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["walrus_figures"] = dict(FIGURES)
