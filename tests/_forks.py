@@ -161,3 +161,17 @@ def zygote_for(env: dict[str, str], cwd: Path, limit: int = 2) -> Zygote | None:
 def close_all() -> None:
     while ZYGOTES:
         ZYGOTES.pop().close()
+
+
+def run_interpreter(command: list[str], env: dict[str, str], timeout: float, root: Path,
+               stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``subprocess.run([python, *command], env=env, input=stdin, capture_output=True,
+    timeout=timeout)`` in this directory, where ``command`` is ``["-c", CODE, *args]`` or
+    ``["-m", MODULE, *args]``: forked from the zygote that serves ``env`` (started with the
+    source tree ``root`` as its directory), else a fresh interpreter."""
+    forks = zygote_for(env, root)
+    if forks is None:
+        return subprocess.run([sys.executable, *command], env=env, input=stdin,
+                              capture_output=True, timeout=timeout)
+    how = {"code": command[1]} if command[0] == "-c" else {"run": command[1]}
+    return forks.run(how, tuple(command[2:]), os.getcwd(), timeout, stdin)

@@ -58,6 +58,7 @@ def _child(request: dict[str, Any], channel: tuple[int, int]) -> None:
                 exec(compile(request["code"], "<string>", "exec"), main.__dict__)
             else:  # python -m MODULE ARGV...
                 sys.argv = [request["run"], *request["argv"]]
+                sys.path[0] = os.getcwd()
                 runpy.run_module(request["run"], run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as exc:

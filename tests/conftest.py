@@ -22,7 +22,7 @@ import walrus  # noqa: E402  (after the plugin path, so its entry points are fou
 from walrus import Walrus  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
-from ._forks import Zygote, close_all, zygote_for  # noqa: E402
+from ._forks import Zygote, close_all, run_interpreter, zygote_for  # noqa: E402
 from ._order import longest_first  # noqa: E402
 
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
@@ -94,14 +94,9 @@ def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.Complet
     The code should end with ``os._exit(0)`` where it means to die without closing.
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    forks = zygote_for(env, ROOT)
-    if forks is not None:  # forked from an interpreter that has imported walrus already
-        done = forks.run({"code": textwrap.dedent(code)}, args, os.getcwd(), timeout)
-        result = subprocess.CompletedProcess(done.args, done.returncode,
-                                             done.stdout.decode(), done.stderr.decode())
-    else:
-        result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                                capture_output=True, text=True, timeout=timeout)
+    done = run_interpreter(["-c", textwrap.dedent(code), *args], env, timeout, ROOT)
+    result = subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
+                                         done.stderr.decode())
     if result.returncode != 0:
         raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr}")
     return result
