@@ -24,9 +24,10 @@ demo: $(STAMP)
 
 ## test: the whole test suite (the soak aside), then the engine tests again in pure Python;
 ## both always run, each reports its failures, and make fails if either did
-# WORKERS: pytest-xdist processes (tests sharing files are grouped with xdist_group);
+# WORKERS: pytest-xdist processes (tests sharing files are grouped with xdist_group), two per
+# core: many tests wait on fsync, child processes or a NATS cluster, and another runs meanwhile;
 # PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash -x'.
-WORKERS ?= 2
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
 PYTEST_ARGS ?=
 PYTEST_RUN = $(PY) -m pytest -p no:cacheprovider -n $(WORKERS) --dist loadgroup --durations=10 \
 	$(PYTEST_ARGS)
