@@ -146,7 +146,7 @@ ZYGOTES: list[Zygote] = []
 """This process's zygotes, one per environment children are given (a few at most)."""
 
 
-def zygote_for(env: dict[str, str], cwd: Path, limit: int = 2) -> Zygote | None:
+def zygote_for(env: dict[str, str], cwd: Path, limit: int = 4) -> Zygote | None:
     """The zygote whose children get ``env``, started on first use; None once ``limit``
     others run (the caller then starts a fresh interpreter)."""
     for zygote in ZYGOTES:

@@ -28,6 +28,7 @@ import importlib
 import json
 import os
 import runpy
+import signal
 import sys
 import threading
 import traceback
@@ -84,6 +85,7 @@ def serve(preload: list[str]) -> None:
         raise RuntimeError(f"importing {preload} started threads: {threading.enumerate()}")
     requests, answers = os.dup(0), os.dup(1)
     reader = os.fdopen(requests, "r")
+    running: set[int] = set()
     for line in reader:
         request = json.loads(line)
         if "run" in request or "code" in request:
@@ -92,12 +94,18 @@ def serve(preload: list[str]) -> None:
             pid = os.fork()
             if pid == 0:
                 _child(request, (requests, answers))
+            running.add(pid)
             answer: dict[str, Any] = {"pid": pid}
         else:
             pid = request.get("poll", request.get("wait"))
             done, status = os.waitpid(pid, os.WNOHANG if "poll" in request else 0)
             answer = {"returncode": os.waitstatus_to_exitcode(status) if done else None}
+            if done:
+                running.discard(pid)
         os.write(answers, (json.dumps(answer) + "\n").encode())
+    for pid in running:  # the tests ended (or died) without: no child outlives them
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
