@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ._forks import run_interpreter
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,9 +41,10 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def walrus_cmd(*args: str | os.PathLike[str], stdin: bytes | None = None, timeout: float = 60,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run the real ``walrus`` command line (``python -m walrus``) and wait for it."""
-    return subprocess.run([sys.executable, "-m", "walrus", *map(str, args)], input=stdin,
-                          capture_output=True, timeout=timeout, env=env or child_env())
+    """Run the real ``walrus`` command line (``python -m walrus``) and wait for it (forked
+    from a zygote that has imported walrus, tests/_zygote.py, when one serves ``env``)."""
+    return run_interpreter(["-m", "walrus", *map(str, args)], env or child_env(), timeout, ROOT,
+                      stdin)
 
 
 def start_walrus(*args: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
@@ -58,9 +61,9 @@ def start_python(code: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    """Run Python code in a fresh interpreter and require it to succeed."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                            capture_output=True, timeout=timeout, env=child_env())
+    """Run Python code in another process and require it to succeed (forked from a zygote
+    that has imported walrus, or a fresh interpreter: tests/_forks.py)."""
+    result = run_interpreter(["-c", textwrap.dedent(code), *args], child_env(), timeout, ROOT)
     if result.returncode != 0:
         raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr.decode()}")
     return result

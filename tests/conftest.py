@@ -22,6 +22,9 @@ import walrus  # noqa: E402  (after the plugin path, so its entry points are fou
 from walrus import Walrus  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
+from ._forks import Zygote, close_all, run_interpreter, zygote_for  # noqa: E402
+from ._order import longest_first  # noqa: E402
+
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
 FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
 """The fault-injecting wrappers (``walrus.testing._faults``, registered by
@@ -58,6 +61,23 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def child_environment() -> dict[str, str]:
+    """What a test's child process is given: this environment (the suite's own variables and
+    ``WALRUS_QUIET`` once the autouse fixture has run), the source tree and plugins importable."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("WALRUS_") or name in KEEP_ENV}
+    env.setdefault("WALRUS_QUIET", "1")
+    return dict(env, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
+
+
+@pytest.fixture
+def zygote() -> Zygote:
+    """Children that start without paying Python's imports (tests/_zygote.py)."""
+    forks = zygote_for(child_environment(), ROOT)
+    assert forks is not None
+    return forks
+
+
 WalFactory = Callable[..., Walrus]
 
 
@@ -74,8 +94,9 @@ def run_child(code: str, *args: str, timeout: float = 120) -> subprocess.Complet
     The code should end with ``os._exit(0)`` where it means to die without closing.
     """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    done = run_interpreter(["-c", textwrap.dedent(code), *args], env, timeout, ROOT)
+    result = subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(),
+                                         done.stderr.decode())
     if result.returncode != 0:
         raise AssertionError(f"child failed ({result.returncode}):\n{result.stderr}")
     return result
@@ -121,6 +142,30 @@ def smaps_bytes(path: str | Path, *fields: str) -> int:
     return total
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--only-backends", metavar="NAMES", default=None,
+        help="run the tests parametrised by backend (or by a faults-* wrapper) only for these "
+             "backends, comma-separated: the pure-Python pass of `make test` skips io_uring, "
+             "whose codec calls are pwrite's")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--only-backends``, then the longest tests first (tests/_order.py)."""
+    if only := config.getoption("--only-backends"):
+        keep = set(only.split(","))
+        chosen, dropped = [], []
+        for item in items:
+            params = getattr(item, "callspec", None)
+            names = [str(params.params[name]).removeprefix("faults-")
+                     for name in ("backend", "faulty") if params and name in params.params]
+            (chosen if keep.issuperset(names) else dropped).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = chosen
+    longest_first(items)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_WorkerFigures(), "walrus-worker-figures")
@@ -130,6 +175,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Under pytest-xdist, a worker hands its figures to the controller (which prints them)."""
     from ._workload import FIGURES
 
+    close_all()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["walrus_figures"] = dict(FIGURES)

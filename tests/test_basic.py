@@ -141,6 +141,7 @@ def test_massive_single_entry(open_wal: WalFactory) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("max-entry")  # 1 GiB of disk and 2 of memory: one at a time
 def test_entry_of_exactly_max_entry_bytes(open_wal: WalFactory) -> None:
     data = bytearray(walrus.MAX_ENTRY_BYTES)
     data[0], data[-1] = 1, 2

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,16 +14,14 @@ import pytest
 from walrus import Walrus, WalrusLockedError
 
 from ._crash_child import SCHEDULES
-from .conftest import PLUGINS, ROOT
+from ._forks import Forked, Zygote
 
 ROUNDS = int(5 * float(os.environ.get("RELIABILITY_SCALE", "1")))
 MODES = {"strict": None, "alo=4": 4}
 
 
-def spawn(*args: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    return subprocess.Popen([sys.executable, "-m", "tests._consumer_child", *args], env=env,
-                            cwd=ROOT, stderr=subprocess.PIPE)
+def spawn(zygote: Zygote, *args: str) -> Forked:
+    return zygote.start("tests._consumer_child", *args)
 
 
 def lines(journal: Path) -> list[list[str]]:
@@ -44,16 +39,14 @@ def wait_for_line(journal: Path, first: str, count: int = 1, timeout: float = 60
         time.sleep(0.01)
 
 
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGKILL)
+def kill(proc: Forked) -> None:
+    proc.kill()
     proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
 
 
-def finish(proc: subprocess.Popen[bytes]) -> None:
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()
+def finish(proc: Forked) -> None:
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, proc.stderr_text()
 
 
 def delivered(journal: Path) -> tuple[list[list[int]], list[int]]:
@@ -96,12 +89,12 @@ def check_rounds(rounds: list[list[list[int]]], persist_every: int | None, total
     assert max(seen, default=-1) < total
 
 
-def test_an_observer_consumes_beside_a_live_writer(tmp_path: Path) -> None:
+def test_an_observer_consumes_beside_a_live_writer(tmp_path: Path, zygote: Zygote) -> None:
     path = tmp_path / "w"
     with Walrus(path) as wal:
         wal.append_for_topic("t", b"first")
         journal = tmp_path / "c.log"
-        child = spawn("consumer", str(path), "ms5", "strict", "1", str(journal), "worker")
+        child = spawn(zygote, "consumer", str(path), "ms5", "strict", "1", str(journal), "worker")
         try:
             wait_for_line(journal, "D")  # it read the first entry and found no more
             for i in range(200):
@@ -131,20 +124,20 @@ def test_an_observer_consumes_beside_a_live_writer(tmp_path: Path) -> None:
         assert wal.get_topic_entry_count("t") == 201
 
 
-def test_registration_never_lands_in_a_reclaimed_segment(tmp_path: Path) -> None:
+def test_registration_never_lands_in_a_reclaimed_segment(tmp_path: Path, zygote: Zygote) -> None:
     """The race: a writer deletes consumed segments as fast as it can while observers in
     other processes register consumers. Each must start at an entry that is still stored
     (the first it reads is where it was placed), and read on from there without a gap."""
     path = tmp_path / "w"
     wjournal = tmp_path / "writer.log"
-    writer = spawn("writer", str(path), "no_fsync", "churn", "1", str(wjournal))
+    writer = spawn(zygote, "writer", str(path), "no_fsync", "churn", "1", str(wjournal))
     registrars = []
     try:
         wait_for_line(wjournal, "A", 50)
         for k in range(3):
             journal = tmp_path / f"r{k}.log"
-            registrars.append((journal, spawn("register", str(path), "no_fsync", "strict",
-                                              "40", str(journal), f"r{k}")))
+            registrars.append((journal, spawn(zygote, "register", str(path), "no_fsync",
+                                              "strict", "40", str(journal), f"r{k}")))
         for _, proc in registrars:
             finish(proc)
     finally:
@@ -170,7 +163,8 @@ def test_registration_never_lands_in_a_reclaimed_segment(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("schedule", sorted(SCHEDULES))
-def test_consumer_killed_at_random_points(tmp_path: Path, mode: str, schedule: str) -> None:
+def test_consumer_killed_at_random_points(tmp_path: Path, mode: str, schedule: str,
+                                         zygote: Zygote) -> None:
     path = tmp_path / "w"
     total = 3000
     with Walrus(path, segment_size=8192) as wal:
@@ -181,7 +175,7 @@ def test_consumer_killed_at_random_points(tmp_path: Path, mode: str, schedule: s
     with Walrus(path, segment_size=8192) as wal:  # a live writer beside the consumers
         for r in range(ROUNDS):
             journal = tmp_path / f"c{r}.log"
-            child = spawn("consumer", str(path), schedule, mode, str(r), str(journal), "w")
+            child = spawn(zygote, "consumer", str(path), schedule, mode, str(r), str(journal), "w")
             wait_for_line(journal, "O")
             time.sleep(rng.uniform(0.0, 0.15))
             kill(child)
@@ -200,7 +194,7 @@ def test_consumer_killed_at_random_points(tmp_path: Path, mode: str, schedule: s
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_writer_and_consumers_killed(tmp_path: Path, mode: str) -> None:
+def test_writer_and_consumers_killed(tmp_path: Path, mode: str, zygote: Zygote) -> None:
     """The writer is killed while two observers consume; then the writer and both consumers
     together. Every acknowledged append reaches each consumer: exactly once under
     StrictlyAtOnce (bar the call a kill cut), at least once under AtLeastOnce."""
@@ -210,13 +204,13 @@ def test_writer_and_consumers_killed(tmp_path: Path, mode: str) -> None:
     appended: list[int] = []
     for r in range(ROUNDS):
         wj = tmp_path / f"w{r}.log"
-        writer = spawn("writer", str(path), "ms5", mode, str(r), str(wj))
+        writer = spawn(zygote, "writer", str(path), "ms5", mode, str(r), str(wj))
         wait_for_line(wj, "A", 20)
         consumers = {}
         for name in rounds:
             cj = tmp_path / f"{name}{r}.log"
-            consumers[name] = (cj, spawn("consumer", str(path), "ms5", mode, str(r), str(cj),
-                                         name))
+            consumers[name] = (cj, spawn(zygote, "consumer", str(path), "ms5", mode, str(r),
+                                         str(cj), name))
         for cj, _ in consumers.values():
             wait_for_line(cj, "O")
         time.sleep(rng.uniform(0.0, 0.1))
@@ -233,7 +227,7 @@ def test_writer_and_consumers_killed(tmp_path: Path, mode: str) -> None:
     assert total >= len(appended)
     for name in rounds:
         cj = tmp_path / f"{name}-last.log"
-        proc = spawn("consumer", str(path), "ms5", mode, "99", str(cj), name)
+        proc = spawn(zygote, "consumer", str(path), "ms5", mode, "99", str(cj), name)
         wait_for_line(cj, "D")
         kill(proc)
         rounds[name].append(delivered(cj)[0])

@@ -10,14 +10,13 @@ import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from walrus import Walrus
 
+from ._forks import run_interpreter
 from ._workload import FIGURES, recovered
 from .conftest import PLUGINS, ROOT
 from .test_corruption import SEGMENT, Where, damage, pristine
@@ -37,11 +36,11 @@ stretch; the check is that the stretch holds the entry's true position."""
 def verify(path: Path, backend: str) -> tuple[int, dict[tuple[str, int], tuple[str, range]]]:
     """Run the command; returns its exit status and where it says each damaged entry is."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    out = subprocess.run([sys.executable, "-m", "walrus", "verify", str(path), "--backend",
-                          backend], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode in (0, 1), out.stderr
+    out = run_interpreter(["-m", "walrus", "verify", str(path), "--backend", backend], env, 120,
+                     ROOT)
+    assert out.returncode in (0, 1), out.stderr.decode()
     listed = {}
-    for line in out.stdout.splitlines():
+    for line in out.stdout.decode().splitlines():
         if match := LINE.match(line):
             pos = int(match["pos"])
             listed[(match["topic"], int(match["offset"]))] = (Path(match["file"]).name,

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +19,8 @@ import pytest
 from walrus import Walrus
 
 from ._crash_child import SCHEDULES, SEGMENT, consistency
+from ._forks import Zygote
 from ._workload import FIGURES, TOPICS, Ledger, check_content, recovered
-from .conftest import PLUGINS, ROOT
 
 ROUNDS = int(6 * float(os.environ.get("RELIABILITY_SCALE", "1")))
 MODES = ["strict", "alo=4"]
@@ -74,15 +71,13 @@ class Journal:
                 self.ledgers[topic].reading = True
 
 
-def kill_child(args: list[str], journal: Path, log: Path, rng: random.Random) -> None:
+def kill_child(zygote: Zygote, args: list[str], journal: Path, log: Path,
+               rng: random.Random) -> None:
     """Start the child and SIGKILL it at a random moment (sometimes while it recovers)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
     during_recovery = rng.random() < 0.25
     marker = b"O\n" if during_recovery else b"P\n"
     delay = rng.uniform(0, 0.004) if during_recovery else rng.uniform(0, 0.25)
-    with open(log, "ab") as err:
-        child = subprocess.Popen([sys.executable, "-m", "tests._crash_child", *args],
-                                 cwd=ROOT, env=env, stdout=err, stderr=err)
+    child = zygote.start("tests._crash_child", *args, out=log)
     try:
         deadline = time.monotonic() + 60
         while marker not in (journal.read_bytes() if journal.exists() else b""):
@@ -92,7 +87,7 @@ def kill_child(args: list[str], journal: Path, log: Path, rng: random.Random) ->
         time.sleep(delay)
         assert child.poll() is None, f"child died on its own:\n{log.read_text()}"
     finally:
-        child.send_signal(signal.SIGKILL)
+        child.kill()
         child.wait()
 
 
@@ -128,7 +123,7 @@ def check_round(wal: Walrus, journal: Journal,
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_sigkill_at_random_points_loses_nothing_acknowledged(
-        tmp_path: Path, backend: str, schedule: str, mode: str) -> None:
+        tmp_path: Path, backend: str, schedule: str, mode: str, zygote: Zygote) -> None:
     rng = random.Random(f"{backend}-{schedule}-{mode}")
     path = tmp_path / "w"
     persist_every = None if mode == "strict" else int(mode.split("=")[1])
@@ -138,7 +133,7 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(
         args = [str(path), backend, schedule, mode, str(rng.randrange(1 << 30)),
                 str(journal_path),
                 ",".join(f"{i}:{w}:{c}" for i, (w, c) in enumerate(state.values()))]
-        kill_child(args, journal_path, tmp_path / "child.log", rng)
+        kill_child(zygote, args, journal_path, tmp_path / "child.log", rng)
         journal = Journal(state)
         journal.replay(journal_path.read_text(), persist_every)
         FIGURES["process kills"] += 1

@@ -17,6 +17,7 @@ import shutil
 import site
 import subprocess
 import sys
+import tempfile
 import termios
 import textwrap
 import threading
@@ -73,8 +74,10 @@ def child(code: str, *, package: Path = ROOT, preamble: str = "") -> dict[str, o
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALRUS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(package), *site.getsitepackages()])
     script = textwrap.dedent(preamble) + textwrap.dedent(code)
-    result = subprocess.run([sys.executable, "-S", "-c", script], env=env, cwd=package,
-                            capture_output=True, text=True, timeout=120)
+    with tempfile.TemporaryDirectory() as scratch:  # the child's temporary logs go with it
+        env["TMPDIR"] = scratch
+        result = subprocess.run([sys.executable, "-S", "-c", script], env=env, cwd=package,
+                                capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 

@@ -144,6 +144,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
                   {"walrus_broken_plugin": 'raise RuntimeError("this plugin is broken")\n'})
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALRUS_")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    env["TMPDIR"] = str(tmp_path)  # the logs the checks make go when pytest cleans up
     result = subprocess.run([sys.executable, "-c", CHECKS], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

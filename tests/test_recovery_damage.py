@@ -27,6 +27,7 @@ from walrus import CorruptionError, Damage, _codec
 from walrus._segment import index_name, segment_name
 from walrus._verify import verify_directory
 
+from ._forks import run_interpreter
 from .conftest import PLUGINS, ROOT, peek_all, segment_files
 
 SEGMENT = 8192
@@ -42,10 +43,9 @@ def crashed(directory: Path, backend: str, code: str, segment_size: int = 64 << 
                    fsync_schedule=FsyncSchedule.SyncEach, segment_size={segment_size})
     """) + textwrap.dedent(code) + "\nsys.stdout.flush()\nos.kill(os.getpid(), signal.SIGKILL)\n"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == -signal.SIGKILL, result.stderr
-    return result.stdout
+    result = run_interpreter(["-c", script], env, 120, ROOT)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()
+    return result.stdout.decode()
 
 
 def flip_bit(path: Path, at: int, bit: int = 0) -> None:

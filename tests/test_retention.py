@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -29,8 +27,9 @@ from walrus import (
 from walrus._durability import Background
 
 from . import _retention_child
+from ._forks import Zygote
 from ._quiesce import quiesced
-from .conftest import FAULT_BACKENDS, PLUGINS, ROOT
+from .conftest import FAULT_BACKENDS
 from .test_consumers_process import ROUNDS, kill, lines, wait_for_line
 
 SEGMENT = 16384
@@ -250,18 +249,15 @@ def test_an_unknown_or_invalid_topic_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("schedule", ["no_fsync", "sync_each"])
 def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule: str,
-                                                       backend: str) -> None:
+                                                       backend: str, zygote: Zygote) -> None:
     """Each round kills the producer at a random point after expiry began; reopening must
     report no damage, hold every entry from the first stored offset on as written (the limited
     topic's at least up to its limit, the other's all), and count no expired entry."""
     rng = random.Random(16)
     data, journal = tmp_path / "data", tmp_path / "journal"
     for round_ in range(ROUNDS):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests._retention_child", str(data), schedule, str(journal),
-             backend],
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)])),
-            cwd=ROOT, stderr=subprocess.PIPE)
+        proc = zygote.start("tests._retention_child", str(data), schedule, str(journal),
+                            backend)
         try:
             wait_for_line(journal, "F", count=2 * (round_ + 1))
             time.sleep(rng.random() * 0.05)  # a random point, not a timing assumption
