@@ -79,10 +79,10 @@ def stored(wal: Walrus, topic: str) -> list[int]:
     return offsets
 
 
-def test_a_producer_nobody_consumes_runs_in_bounded_space(tmp_path: Path) -> None:
+def test_a_producer_nobody_consumes_runs_in_bounded_space(tmp_path: Path, backend: str) -> None:
     limit = 20_000
     bound = limit + 5 * SEGMENT  # the limit, one slice over it, active, spare, one unindexed
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         wal.append_for_topic("metrics", payload("metrics", 0))
         wal.set_retention("metrics", max_bytes=limit)
         for _ in range(40):
@@ -96,9 +96,9 @@ def test_a_producer_nobody_consumes_runs_in_bounded_space(tmp_path: Path) -> Non
         stored(wal, "metrics")
 
 
-def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path) -> None:
+def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path, backend: str) -> None:
     limit = 20_000
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         fill(wal, "orders", 10)
         assert wal.read_next("orders", consumer="dead") is not None  # and then never again
         wal.set_retention("orders", max_bytes=limit)
@@ -115,8 +115,8 @@ def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path) -
         assert entry.data == payload("orders", first)
 
 
-def test_counts_reads_and_consumers_agree_on_the_first_stored_offset(tmp_path: Path) -> None:
-    with open_wal(tmp_path) as wal:
+def test_counts_reads_and_consumers_agree_on_the_first_stored_offset(tmp_path: Path, backend: str) -> None:
+    with open_wal(tmp_path, backend=backend) as wal:
         fill(wal, "t", 50)
         assert wal.read_next("t") is not None  # shared cursor at 1
         assert wal.read_next("t", consumer="slow") is not None
@@ -145,9 +145,9 @@ def test_counts_reads_and_consumers_agree_on_the_first_stored_offset(tmp_path: P
         stored(wal, "t")
 
 
-def test_max_age_expires_whole_segments_once_old_enough(tmp_path: Path) -> None:
+def test_max_age_expires_whole_segments_once_old_enough(tmp_path: Path, backend: str) -> None:
     now = [0]
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         wal._retainer.expiry.clock = lambda: now[0]
         fill(wal, "old", 300)  # a few segments
         segments = sorted(wal._log.segments.values(), key=lambda s: s.number)
@@ -170,8 +170,8 @@ def test_max_age_expires_whole_segments_once_old_enough(tmp_path: Path) -> None:
         stored(wal, "old")
 
 
-def test_topics_sharing_segments_are_untouched(tmp_path: Path) -> None:
-    with open_wal(tmp_path) as wal:
+def test_topics_sharing_segments_are_untouched(tmp_path: Path, backend: str) -> None:
+    with open_wal(tmp_path, backend=backend) as wal:
         wal.append_for_topic("short", payload("short", 0))
         oldest = min(wal._log.segments)
         wal.set_retention("short", max_bytes=5_000)
@@ -188,30 +188,30 @@ def test_topics_sharing_segments_are_untouched(tmp_path: Path) -> None:
         assert min(wal._log.segments) == oldest
 
 
-def test_retention_survives_restarts_and_expiry_is_not_damage(tmp_path: Path) -> None:
-    with open_wal(tmp_path) as wal:
+def test_retention_survives_restarts_and_expiry_is_not_damage(tmp_path: Path, backend: str) -> None:
+    with open_wal(tmp_path, backend=backend) as wal:
         fill(wal, "t", 5)
         wal.set_retention("t", max_age=timedelta(hours=1), max_bytes=8_000)
         fill(wal, "t", 400)
         expire_now(wal)
         first = wal.topic_info("t").first_offset
         assert first > 0
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         assert wal.get_retention("t") == Retention(max_age=3600.0, max_bytes=8_000)
         assert wal.damage() == []
         assert wal.topic_info("t").first_offset >= first
         assert wal.read_next("t").offset == wal.topic_info("t").first_offset  # type: ignore[union-attr]
         stored(wal, "t")
         wal.set_retention("t")  # lift both limits
-    with open_wal(tmp_path, read_only=True) as observer:
+    with open_wal(tmp_path, read_only=True, backend=backend) as observer:
         assert observer.get_retention("t") == Retention(None, None)
         assert observer.damage() == []
 
 
-def test_an_observer_sees_what_the_writer_sets(tmp_path: Path) -> None:
-    with open_wal(tmp_path) as wal:
+def test_an_observer_sees_what_the_writer_sets(tmp_path: Path, backend: str) -> None:
+    with open_wal(tmp_path, backend=backend) as wal:
         fill(wal, "t", 1)
-        with open_wal(tmp_path, read_only=True) as observer:
+        with open_wal(tmp_path, read_only=True, backend=backend) as observer:
             assert observer.get_retention("t") == Retention()
             wal.set_retention("t", max_bytes=1 << 20)
             assert observer.get_retention("t") == Retention(None, 1 << 20)
@@ -290,13 +290,13 @@ def test_sigkill_during_expiry_loses_nothing_unexpired(tmp_path: Path, schedule:
             assert info.size < _retention_child.LIMIT + 8192
 
 
-def test_expiry_holds_across_restarts_and_in_observers(tmp_path: Path) -> None:
+def test_expiry_holds_across_restarts_and_in_observers(tmp_path: Path, backend: str) -> None:
     """Entries that expired while another topic still needs their segments stay expired for
     an observer and after a restart: nothing reads them again."""
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         wal.append_for_topic("short", payload("short", 0))
         wal.set_retention("short", max_bytes=5_000)
-        with open_wal(tmp_path, read_only=True) as observer:
+        with open_wal(tmp_path, read_only=True, backend=backend) as observer:
             assert observer.read_next("short", consumer="obs").offset == 0  # type: ignore[union-attr]
             for i in range(600):
                 wal.append_for_topic("short", payload("short", i + 1))
@@ -308,9 +308,9 @@ def test_expiry_holds_across_restarts_and_in_observers(tmp_path: Path) -> None:
             assert observer.read_next("short", consumer="obs").offset == first  # type: ignore[union-attr]
             with pytest.raises(OffsetOutOfRangeError):
                 observer.batch_read_for_topic("short", 1000, start_offset=first - 1)
-    with open_wal(tmp_path, read_only=True) as observer:
+    with open_wal(tmp_path, read_only=True, backend=backend) as observer:
         assert observer.topic_info("short").first_offset == first
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         assert wal.damage() == []
         info = wal.topic_info("short")
         assert info.first_offset == first
@@ -387,10 +387,10 @@ def test_power_cut_during_expiry(tmp_path: Path, faulty: str, schedule: str, exp
     assert expired  # the cuts came after expiry had begun
 
 
-def test_consumers_racing_expiry_get_whole_entries_in_order(tmp_path: Path) -> None:
+def test_consumers_racing_expiry_get_whole_entries_in_order(tmp_path: Path, backend: str) -> None:
     """Readers (the shared cursor, a named consumer, start_offset reads) running while the
     worker expires under them get whole entries as written, in order, or skip them."""
-    with open_wal(tmp_path) as wal:
+    with open_wal(tmp_path, backend=backend) as wal:
         wal.append_for_topic("t", payload("t", 0))
         wal.set_retention("t", max_bytes=5_000)
         done = threading.Event()
