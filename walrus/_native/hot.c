@@ -141,7 +141,7 @@ static int is_true(PyObject *o, PyObject *name) {
 }
 
 static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    /* slow(owner, *rest): args are (owner, slow, *rest). */
+    /* slow(owner, *rest): args are (owner, slow, *rest); the callers checked nargs >= 2. */
     PyErr_Clear();  /* a field that did not look as expected: Python decides */
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     PyObject *stack[12];
@@ -153,9 +153,12 @@ static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     return PyObject_Vectorcall(args[1], stack, nargs - 1, kwnames);
 }
 
-static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4)
-        goto slow;
+static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    if (nargs < 2)
+        return PyErr_Format(PyExc_TypeError, "append(owner, slow, ...): too few arguments");
+    if (nargs != 4 || kwnames != NULL)
+        goto slow;  /* keywords (topic=, data=): Python binds them */
     PyObject *log = args[0], *topic = args[2], *data = args[3];
     if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(data)
             || PyBytes_GET_SIZE(data) > SMALL_ENTRY)
@@ -242,13 +245,15 @@ slow_t:
     Py_XDECREF(lsns); Py_XDECREF(seg);
     Py_DECREF(t);
 slow:
-    return call_slow(args, nargs, NULL);
+    return call_slow(args, nargs, kwnames);
 }
 
 static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
 
 static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
+    if (nargs < 2)
+        return PyErr_Format(PyExc_TypeError, "read_next(owner, slow, ...): too few arguments");
     if (nargs < 3 || nargs > 6)
         goto slow;
     PyObject *cursor = args[0], *topic = args[2];
@@ -435,7 +440,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL,
+    {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL | METH_KEYWORDS,
      "append(log, slow, topic, data): Log.append's common case; else slow(log, topic, data)."},
     {"read_next", (PyCFunction)(void (*)(void))hot_read_next, METH_FASTCALL | METH_KEYWORDS,
      "read_next(cursor, slow, topic, ...): Cursor.read_next's common case; else slow(...)."},
