@@ -86,3 +86,30 @@ def test_too_few_arguments_raise_instead_of_reading_past_them(call: str) -> None
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
     assert result.returncode == 0, result.stderr
     assert "(owner, slow, ...): too few arguments" in result.stdout, result.stdout
+
+
+@needs_hot
+def test_a_mapping_that_is_not_an_mmap_is_written_by_the_python_path(tmp_path: Path) -> None:
+    """The C append writes through ``seg.view``'s buffer, read after its lock check: a view
+    of any other type than mmap may run Python code to export it (``__buffer__``, Python
+    3.12+), in which another thread may append, so that the C path writes over that append
+    at the write position it read before. Only an mmap is written in C; anything else goes
+    to the Python method (which writes through ``address``)."""
+    with Walrus(data_dir=str(tmp_path / "d"), backend="mmap",
+                fsync_schedule=FsyncSchedule.NoFsync) as w:
+        w.append_for_topic("t", b"first")
+        log = w._log
+        seg = log.active
+        assert seg is not None
+        t = log.by_name["t"]
+        state = (seg.end, t.next_seq, t.nbytes, len(t.lsns))
+        calls: list[tuple[object, ...]] = []
+        mapping = seg.view
+        seg.view = memoryview(bytearray(len(mapping)))  # writable, not an mmap
+        try:
+            assert _speedups.hot_append(log, lambda *a: calls.append(a) or "slow", "t",
+                                        b"x") == "slow"
+        finally:
+            seg.view = mapping
+        assert calls == [(log, "t", b"x")]
+        assert (seg.end, t.next_seq, t.nbytes, len(t.lsns)) == state

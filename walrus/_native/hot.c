@@ -51,6 +51,9 @@ static PyObject *s_by_name, *s_mutex, *s_locked, *s_closed, *s_sync_each, *s_on_
  * the type's own dictionary (a member descriptor of an object field: what __slots__ makes),
  * and cached with a reference to the type; any other type (a plain class, a subclass) takes
  * the generic look-up. */
+static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
+static PyTypeObject *mmap_type;  /* mmap.mmap: the only mapping the append writes through */
+
 static struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } slots[64];
 static int nslots;
 
@@ -199,7 +202,11 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     }
     Py_DECREF(address);
     PyObject *view = get(seg, s_view);  /* the mapping itself (an mmap) */
-    if (view == NULL || view == Py_None) {
+    if (view == NULL || !Py_IS_TYPE(view, mmap_type)) {
+        /* Anything else may export its buffer through Python code (a class with
+         * __buffer__, PEP 688), which runs after the lock check and may let another
+         * thread append meanwhile: the stale write position read above would then be
+         * written over. The Python path writes through ``address``. */
         Py_XDECREF(view);
         goto slow_t;
     }
@@ -248,7 +255,6 @@ slow:
     return call_slow(args, nargs, kwnames);
 }
 
-static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
 
 static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
@@ -474,6 +480,13 @@ PyMODINIT_FUNC PyInit__hot(void) {
     }
     zero = PyLong_FromLong(0);
     if (zero == NULL)
+        return NULL;
+    PyObject *mmap_module = PyImport_ImportModule("mmap");
+    if (mmap_module == NULL)
+        return NULL;
+    mmap_type = (PyTypeObject *)PyObject_GetAttrString(mmap_module, "mmap");
+    Py_DECREF(mmap_module);
+    if (mmap_type == NULL)
         return NULL;
     return PyModule_Create(&module);
 }
