@@ -113,3 +113,51 @@ def test_a_mapping_that_is_not_an_mmap_is_written_by_the_python_path(tmp_path: P
             seg.view = mapping
         assert calls == [(log, "t", b"x")]
         assert (seg.end, t.next_seq, t.nbytes, len(t.lsns)) == state
+
+
+CONSISTENCIES = {"AtLeastOnce(1)": ReadConsistency.AtLeastOnce(persist_every=1),
+                 "AtLeastOnce(3)": ReadConsistency.AtLeastOnce(persist_every=3),
+                 "StrictlyAtOnce": ReadConsistency.StrictlyAtOnce}
+
+
+def trace(directory: Path, consistency: object, python: bool) -> list[object]:
+    """A workload's every observable step: the shared cursor (and its CURSOR records), a
+    named consumer's position (and its file), the write position, after a reopen too."""
+    from walrus._cursors import Cursor
+
+    out: list[object] = []
+    for reopen in (False, True):
+        w = Walrus(data_dir=str(directory), backend="mmap", consistency=consistency,
+                   fsync_schedule=FsyncSchedule.NoFsync)
+        try:
+            if python:
+                w.append_for_topic = w._log.append = Log.append.__get__(w._log)  # type: ignore
+                w.read_next = w._cursor.read_next = Cursor.read_next.__get__(  # type: ignore
+                    w._cursor)
+            log = w._log
+            if reopen:
+                out.append((w.read_next("t"), w.read_next("u", consumer="c")))
+                continue
+            for i in range(20):
+                w.append_for_topic("t", b"e%d" % i)
+                w.append_for_topic("u", b"f%d" % i * 50)
+            t = log.by_name["t"]
+            for i in range(12):
+                e = w.read_next("t", checkpoint=i % 4 != 3)
+                e2 = w.read_next("u", consumer="c")
+                pos = w._cursor.named["c"]["u"]
+                out.append((i, e, t.cursor, t.persisted, log.cursor_writes,
+                            log.active.end, e2, pos.cursor, pos.persisted))  # type: ignore
+                if i == 6:
+                    w.append_for_topic("t", b"late")
+        finally:
+            w.close()
+    return out
+
+
+@needs_hot
+@pytest.mark.parametrize("consistency", list(CONSISTENCIES))
+def test_the_c_paths_leave_every_cursor_and_record_as_the_python_methods_do(
+        tmp_path: Path, consistency: str) -> None:
+    mode = CONSISTENCIES[consistency]
+    assert trace(tmp_path / "c", mode, False) == trace(tmp_path / "py", mode, True)
