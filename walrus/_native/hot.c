@@ -45,15 +45,15 @@ static PyObject *s_by_name, *s_mutex, *s_locked, *s_closed, *s_sync_each, *s_on_
     *s_lsn_base, *s_nbytes, *s_visible, *s_lsns, *s_append, *s_topics, *s_named, *s_topic,
     *s_read_lock, *s_cursor, *s_ahead, *s_ahead_seq, *s_lazy_every, *s_persisted, *s_view, *s_checkpoint, *s_consumer, *s_timeout;
 
+static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
+static PyTypeObject *mmap_type;  /* mmap.mmap: the only mapping the append writes through */
+
 /* Fields of __slots__ classes (Topic, Segment, Position) are read and written at their
  * offset, as their member descriptors do, instead of through a generic attribute look-up
  * (which costs more than the rest of an append). The offset is looked up once per type in
  * the type's own dictionary (a member descriptor of an object field: what __slots__ makes),
  * and cached with a reference to the type; any other type (a plain class, a subclass) takes
  * the generic look-up. */
-static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
-static PyTypeObject *mmap_type;  /* mmap.mmap: the only mapping the append writes through */
-
 static struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } slots[64];
 static int nslots;
 
@@ -254,7 +254,6 @@ slow_t:
 slow:
     return call_slow(args, nargs, kwnames);
 }
-
 
 static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
