@@ -45,6 +45,9 @@ static PyObject *s_by_name, *s_mutex, *s_locked, *s_closed, *s_sync_each, *s_on_
     *s_lsn_base, *s_nbytes, *s_visible, *s_lsns, *s_append, *s_topics, *s_named, *s_topic,
     *s_read_lock, *s_cursor, *s_ahead, *s_ahead_seq, *s_lazy_every, *s_persisted, *s_view, *s_checkpoint, *s_consumer, *s_timeout;
 
+static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
+static PyTypeObject *mmap_type;  /* mmap.mmap: the only mapping the append writes through */
+
 /* Fields of __slots__ classes (Topic, Segment, Position) are read and written at their
  * offset, as their member descriptors do, instead of through a generic attribute look-up
  * (which costs more than the rest of an append). The offset is looked up once per type in
@@ -141,7 +144,7 @@ static int is_true(PyObject *o, PyObject *name) {
 }
 
 static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    /* slow(owner, *rest): args are (owner, slow, *rest). */
+    /* slow(owner, *rest): args are (owner, slow, *rest); the callers checked nargs >= 2. */
     PyErr_Clear();  /* a field that did not look as expected: Python decides */
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     PyObject *stack[12];
@@ -153,9 +156,12 @@ static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kw
     return PyObject_Vectorcall(args[1], stack, nargs - 1, kwnames);
 }
 
-static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4)
-        goto slow;
+static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                            PyObject *kwnames) {
+    if (nargs < 2)
+        return PyErr_Format(PyExc_TypeError, "append(owner, slow, ...): too few arguments");
+    if (nargs != 4 || kwnames != NULL)
+        goto slow;  /* keywords (topic=, data=): Python binds them */
     PyObject *log = args[0], *topic = args[2], *data = args[3];
     if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(data)
             || PyBytes_GET_SIZE(data) > SMALL_ENTRY)
@@ -196,7 +202,11 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     }
     Py_DECREF(address);
     PyObject *view = get(seg, s_view);  /* the mapping itself (an mmap) */
-    if (view == NULL || view == Py_None) {
+    if (view == NULL || !Py_IS_TYPE(view, mmap_type)) {
+        /* Anything else may export its buffer through Python code (a class with
+         * __buffer__, PEP 688), which runs after the lock check and may let another
+         * thread append meanwhile: the stale write position read above would then be
+         * written over. The Python path writes through ``address``. */
         Py_XDECREF(view);
         goto slow_t;
     }
@@ -242,13 +252,13 @@ slow_t:
     Py_XDECREF(lsns); Py_XDECREF(seg);
     Py_DECREF(t);
 slow:
-    return call_slow(args, nargs, NULL);
+    return call_slow(args, nargs, kwnames);
 }
-
-static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
 
 static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
+    if (nargs < 2)
+        return PyErr_Format(PyExc_TypeError, "read_next(owner, slow, ...): too few arguments");
     if (nargs < 3 || nargs > 6)
         goto slow;
     PyObject *cursor = args[0], *topic = args[2];
@@ -435,7 +445,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL,
+    {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL | METH_KEYWORDS,
      "append(log, slow, topic, data): Log.append's common case; else slow(log, topic, data)."},
     {"read_next", (PyCFunction)(void (*)(void))hot_read_next, METH_FASTCALL | METH_KEYWORDS,
      "read_next(cursor, slow, topic, ...): Cursor.read_next's common case; else slow(...)."},
@@ -469,6 +479,13 @@ PyMODINIT_FUNC PyInit__hot(void) {
     }
     zero = PyLong_FromLong(0);
     if (zero == NULL)
+        return NULL;
+    PyObject *mmap_module = PyImport_ImportModule("mmap");
+    if (mmap_module == NULL)
+        return NULL;
+    mmap_type = (PyTypeObject *)PyObject_GetAttrString(mmap_module, "mmap");
+    Py_DECREF(mmap_module);
+    if (mmap_type == NULL)
         return NULL;
     return PyModule_Create(&module);
 }
