@@ -96,7 +96,8 @@ def test_a_producer_nobody_consumes_runs_in_bounded_space(tmp_path: Path, backen
         stored(wal, "metrics")
 
 
-def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path, backend: str) -> None:
+def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path,
+                                                               backend: str) -> None:
     limit = 20_000
     with open_wal(tmp_path, backend=backend) as wal:
         fill(wal, "orders", 10)
@@ -115,7 +116,8 @@ def test_a_dead_named_consumer_holds_no_space_beyond_the_limit(tmp_path: Path, b
         assert entry.data == payload("orders", first)
 
 
-def test_counts_reads_and_consumers_agree_on_the_first_stored_offset(tmp_path: Path, backend: str) -> None:
+def test_counts_reads_and_consumers_agree_on_the_first_stored_offset(tmp_path: Path,
+                                                                     backend: str) -> None:
     with open_wal(tmp_path, backend=backend) as wal:
         fill(wal, "t", 50)
         assert wal.read_next("t") is not None  # shared cursor at 1
