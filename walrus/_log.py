@@ -615,6 +615,14 @@ class Log:
         erase(seg, pos, end)
         self.abandon(lsn)
 
+    def trim(self, t: Topic, seq: int, nbytes: int) -> None:
+        """The entries of ``t`` before ``seq`` (``nbytes`` on disk) are no longer stored
+        (expired, or their segments deleted). Under the append lock: an append changes the
+        same topic's size and LSN table, and ``nbytes -= ...`` is not one step (a thread
+        switch inside it would lose an append's bytes). The caller holds ``t.read_lock``."""
+        with self._mutex:
+            t.expire_before(seq, nbytes)
+
     def forget(self, doomed: list[Segment]) -> None:
         """Reclamation deletes these oldest segments: they are no longer part of the log."""
         with self._mutex:

@@ -54,7 +54,7 @@ def delete_before(log: Log, low: int) -> list[Segment]:
     buffers = [(seg.number, seg.whole()) for seg in doomed]
     for t in list(log.by_tid.values()):
         with t.read_lock:
-            t.drop_before(oldest_kept, buffers)
+            log.trim(t, *t.stored_from(oldest_kept, buffers))
     log.forget(doomed)
     for seg in doomed:
         seg.close()

@@ -539,7 +539,7 @@ class Rebuilder(Directory):
         buffers = [(s.number, s.whole()) for s in gone]
         for t in list(self.topics.values()):
             with t.read_lock:
-                t.drop_before(before, buffers)
+                t.expire_before(*t.stored_from(before, buffers))  # nothing appends here
                 t.ahead = []
                 if not t.lsns:
                     self.unanchored.add(t.tid)

@@ -275,7 +275,7 @@ class Expiry:
         with holding(self.positions(t.name), first), t.read_lock:
             if t.persisted < first:
                 self.log.write_state(t, CURSOR, first)
-            t.expire_before(first, dropped)
+            self.log.trim(t, first, dropped)
 
 
 
@@ -310,7 +310,7 @@ def apply_floors(log: Log, floors: dict[str, int],
                 seg = log.segments.get(number)
                 if seg is not None:
                     dropped += record_bytes(seg.whole(), array("Q", group))
-            t.expire_before(t.first_seq + n, dropped)
+            log.trim(t, t.first_seq + n, dropped)
 
 
 class Retainer:

@@ -108,23 +108,24 @@ class Topic:
             return self.lsns[i] & ~DAMAGED
         return None
 
-    def drop_before(self, segment: int, closing: Sequence[tuple[int, object]]) -> None:
-        """Forget entries stored in segments older than ``segment`` (they are being deleted
-        or closed), taking the bytes of those in ``closing`` (number and contents of each
-        segment) off the topic's size. The caller holds ``read_lock``."""
+    def stored_from(self, segment: int,
+                    closing: Sequence[tuple[int, object]]) -> tuple[int, int]:
+        """Where the topic would start once segments older than ``segment`` are gone (being
+        deleted or closed), and the bytes of its entries in ``closing`` (number and contents
+        of each segment): what :meth:`Log.trim` takes off. The caller holds ``read_lock``."""
         nbytes = 0
         for number, buf in closing:
             lo, hi = self.lsn_range(number)
             if hi > lo:
                 nbytes += record_bytes(buf, self.lsns[lo:hi])
-        self.expire_before(self.first_seq + bisect_left(self.lsns, segment << SEG_SHIFT),
-                           nbytes)
+        return self.first_seq + bisect_left(self.lsns, segment << SEG_SHIFT), nbytes
 
     def expire_before(self, seq: int, nbytes: int) -> None:
         """The entries before ``seq`` (``nbytes`` on disk) are no longer stored (retention
         expired them, or reclamation deleted their segments), and the shared cursor stands
         no lower. The caller holds ``read_lock`` and has persisted the cursor at ``seq`` or
-        beyond (reclamation: every cursor has passed them already)."""
+        beyond (reclamation: every cursor has passed them already). In a process that
+        appends, only through :meth:`Log.trim` (under the append lock)."""
         n = seq - self.first_seq
         if n > 0:
             del self.lsns[:n]
