@@ -24,11 +24,11 @@ from ._workload import payload
 IMAGE = Path(__file__).parent / "data" / "power-cut-lost-roll.tar.gz"
 
 
-def unpack(tmp_path: Path, name: str) -> Path:
+def unpack(tmp_path: Path, name: str, source: Path = IMAGE) -> Path:
     """The image's files (regular files only) in a fresh directory."""
     image = tmp_path / name
     image.mkdir()
-    with tarfile.open(IMAGE) as archive:
+    with tarfile.open(source) as archive:
         for member in archive.getmembers():
             data = archive.extractfile(member) if member.isfile() else None
             if data is not None:

@@ -119,6 +119,15 @@ class Rebuilder(Directory):
         for i in range(len(summaries) - 1):
             seg, summary, evidence, torn = summaries[i]
             nxt = summaries[i + 1][0]
+            if (nxt.number in self.recovered
+                    and went_on_past([s for _, s, _, _ in summaries[:i + 1]], summaries[i + 1][1])
+                    and not any(e for _, _, e, _ in summaries[i + 1:])):
+                # Its header is lost (so is prev_end), but its TOPIC records say the log went
+                # on past what is here: the tail it went on from was never synced, so neither
+                # was this segment (a power cut tears one file's unsynced writes and keeps
+                # another's), and nothing after the tail was durable.
+                keep = i + 1
+                break
             if nxt.prev_end >> SEG_SHIFT != seg.number:
                 if (seg.number < nxt.prev_end >> SEG_SHIFT < nxt.number
                         and not any(e for _, _, e, _ in summaries[i + 1:])):
@@ -155,6 +164,8 @@ class Rebuilder(Directory):
                         seg.path)
             seg.close()
             self.dropped = max(self.dropped, seg.number)
+            # A torn header of a segment that never held anything durable is no damage.
+            self.damage = [d for d in self.damage if d.path != seg.path]
             if not self.read_only:  # the index first: one left alone would say it was lost
                 unlink(os.path.join(self.directory, index_name(seg.number)))
                 unlink(seg.path)
@@ -629,6 +640,24 @@ def _first_entry_at_or_past(summary: SegmentSummary, successor: SegmentSummary) 
             pos = ts.lsns[i] & _codec.OFFSET_MASK
             cut = pos if cut is None else min(cut, pos)
     return cut
+
+
+def went_on_past(before: Iterable[SegmentSummary], successor: SegmentSummary) -> bool:
+    """Do the successor's TOPIC records state a next offset for some topic past every entry
+    (and every next offset) the segments ``before`` it hold: entries are missing between?
+
+    What tells, for a successor whose header (and ``prev_end`` with it) is unreadable,
+    that the log went on from a point its predecessor does not reach.
+    """
+    held: dict[int, int] = {}
+    for summary in before:
+        for tid, ts in summary.topics.items():
+            reach = ts.next_seq
+            if ts.first_seq >= 0:
+                reach = max(reach, ts.first_seq + len(ts.lsns))
+            held[tid] = max(held.get(tid, 0), reach)
+    return any(later.name is not None and later.next_seq > held.get(tid, 0)
+               for tid, later in successor.topics.items())
 
 
 def _damaged_runs(t: Topic) -> list[tuple[int, int, int]]:

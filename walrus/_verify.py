@@ -29,7 +29,7 @@ from ._codec import (
 )
 from ._directory import Directory, parse_index_name, scan_limit, settled_scan
 from ._errors import StorageError
-from ._recovery import Rebuilder
+from ._recovery import Rebuilder, went_on_past
 from ._segment import Segment, index_name, list_directory, parse_name, segment_name
 from .backends._base import Backend
 from .plugins._selection import select_backend
@@ -114,6 +114,8 @@ class _Verifier:
         """Every damaged record found by a scan, by (segment number, byte position)."""
         self.damaged_until: dict[tuple[int, int], int] = {}
         """Where the next intact record after each damaged place begins."""
+        self.recovered: set[int] = set()
+        """Segments whose damaged header was recovered (their ``prev_end`` is unknown)."""
 
     def run(self) -> Report:
         names, _ = list_directory(self.directory)
@@ -147,6 +149,7 @@ class _Verifier:
             for seg in opened:
                 seg.close()
             time.sleep(0.05)
+        self.recovered = files.recovered
         for found in files.damage:
             self.report.damage.append(Damage(os.path.basename(found.path), 0, None, None,
                                              found.reason))
@@ -210,6 +213,17 @@ class _Verifier:
                         f"{name} ends in an interrupted write at byte {item.result.end} "
                         "(a write in progress, or a crash; recovery cuts it)")
                 continue
+            if (nxt.number in self.recovered
+                    and went_on_past([s.summary for s in scanned[:i + 1]],
+                                     scanned[i + 1].summary)
+                    and not any(later.evidence for later in scanned[i + 1:])):
+                self.report.notes.append(
+                    f"the log breaks off after {name}: the header of the segment after it is "
+                    "unreadable and its records say the log went on past what is here, so "
+                    "it and the segments after it were never durable; recovery discards them")
+                gone = {os.path.basename(later.segment.path) for later in scanned[i + 1:]}
+                self.report.damage = [d for d in self.report.damage if d.file not in gone]
+                return scanned[:i + 1]
             if nxt.prev_end >> SEG_SHIFT != item.segment.number:
                 if (item.segment.number < nxt.prev_end >> SEG_SHIFT < nxt.number
                         and not any(later.evidence for later in scanned[i + 1:])):
