@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 from walrus import Walrus
+from walrus._segment import segment_name
 from walrus._verify import verify_directory
 
 from ._workload import payload
@@ -37,19 +38,27 @@ def unpack(tmp_path: Path, name: str, source: Path = IMAGE) -> Path:
 
 
 def test_a_lost_roll_leaves_no_damage_and_keeps_every_durable_entry(tmp_path: Path) -> None:
-    report = verify_directory(unpack(tmp_path, "verified"), "pwrite")
+    recovers_cleanly(tmp_path, IMAGE, breaks_after=3, counts={"a": 25, "b": 29}, gone=5)
+
+
+def recovers_cleanly(tmp_path: Path, source: Path, breaks_after: int, counts: dict[str, int],
+                     gone: int) -> None:
+    """The image ``source`` opens without damage, the log ending in segment ``breaks_after``
+    with exactly ``counts`` entries (every one before the durable point, no later); it goes
+    on, and segment ``gone`` (never durable) was discarded."""
+    report = verify_directory(unpack(tmp_path, "verified", source), "pwrite")
     assert report.ok and not report.damage, report.lines()
-    assert any("breaks off after 0000000000000003.wal" in note for note in report.notes)
-    image = unpack(tmp_path, "image")
+    assert any(f"breaks off after {segment_name(breaks_after)}" in note
+               for note in report.notes), report.lines()
+    image = unpack(tmp_path, "image", source)
     with Walrus(data_dir=image, backend="pwrite", segment_size=8192) as wal:
         assert wal.damage() == []
-        counts = wal.get_topic_entry_counts()
-        assert counts == {"a": 25, "b": 29}  # every entry before the durable point, no later
-        for topic in ("a", "b"):
+        assert wal.get_topic_entry_counts() == counts
+        for topic in counts:
             got = wal.batch_read_for_topic(topic, 1 << 30, checkpoint=False, start_offset=0)
             assert [e.data for e in got] == [payload(topic, i) for i in range(counts[topic])]
         wal.append_for_topic("b", payload("b", counts["b"]))  # the log goes on
     with Walrus(data_dir=image, backend="pwrite", segment_size=8192) as again:
         assert again.get_topic_entry_counts()["b"] == counts["b"] + 1
         assert again.damage() == []
-    assert not (image / "0000000000000005.wal").exists()  # never durable: discarded
+    assert not (image / segment_name(gone)).exists()  # never durable: discarded

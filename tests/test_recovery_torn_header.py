@@ -17,30 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from walrus import Walrus
-from walrus._verify import verify_directory
-from walrus.testing.suite._checks import payload
-
-from .test_recovery_lost_roll import unpack
+from .test_recovery_lost_roll import recovers_cleanly
 
 IMAGE = Path(__file__).parent / "data" / "power-cut-torn-header.tar.gz"
 
 
 def test_a_torn_header_after_a_lost_tail_is_no_damage_and_keeps_every_durable_entry(
         tmp_path: Path) -> None:
-    report = verify_directory(unpack(tmp_path, "verified", IMAGE), "pwrite")
-    assert report.ok and not report.damage, report.lines()
-    assert any("breaks off after 0000000000000002.wal" in note for note in report.notes)
-    image = unpack(tmp_path, "image", IMAGE)
-    with Walrus(data_dir=image, backend="pwrite", segment_size=8192) as wal:
-        assert wal.damage() == []
-        counts = wal.get_topic_entry_counts()
-        assert counts == {"a": 24, "b": 19}  # every entry flushed before the cut, no later
-        for topic in ("a", "b"):
-            got = wal.batch_read_for_topic(topic, 1 << 30, checkpoint=False, start_offset=0)
-            assert [e.data for e in got] == [payload(topic, i) for i in range(counts[topic])]
-        wal.append_for_topic("a", payload("a", counts["a"]))  # the log goes on
-    with Walrus(data_dir=image, backend="pwrite", segment_size=8192) as again:
-        assert again.get_topic_entry_counts()["a"] == counts["a"] + 1
-        assert again.damage() == []
-    assert not (image / "0000000000000003.wal").exists()  # never durable: discarded
+    recovers_cleanly(tmp_path, IMAGE, breaks_after=2, counts={"a": 24, "b": 19}, gone=3)
