@@ -38,6 +38,9 @@ class Ledger:
     """(tick, delivered, persisted) after each acknowledged read (and flush)."""
     reading: bool = False
     """A checkpointing read was running when the crash came."""
+    flushing: bool = False
+    """A ``flush()`` was running when the crash came: it may have persisted the exact
+    position (``delivered``) before the crash stopped it."""
 
     def appended(self, count: int, tick: int) -> None:
         self.written += count
