@@ -21,7 +21,7 @@ from walrus_faults import POLICIES, powered
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 from walrus._config import Consistency
-from walrus._consumers import DIRECTORY, Registry, read_state
+from walrus._consumers import DIRECTORY, SLOT_AT, Registry, file_name, read_state
 
 from ._workload import FIGURES, Ledger, payload
 from .conftest import BACKENDS, FAULT_BACKENDS
@@ -226,3 +226,41 @@ def test_a_torn_position_write_keeps_the_previous_position(tmp_path: Path,
                 assert position == before + k % 3 + 1
             shutil.rmtree(live)
             (live / DIRECTORY).mkdir(parents=True)
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_unsynced_position_writes_never_touch_the_synced_one(tmp_path: Path,
+                                                             faulty: str) -> None:
+    """Under NoFsync many position writes may be in the page cache when the power goes, and
+    any of them may be torn: they all go to the slot not holding the last synced position,
+    so that one is always left whole (alternating slots, the second write would overwrite
+    it before it is durable)."""
+    live = tmp_path / "live"
+    for writes in range(1, 5):
+        for seed in range(4):
+            (live / DIRECTORY).mkdir(parents=True)
+            with powered() as m:
+                m.watch(live / DIRECTORY)
+                wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
+                wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
+                wal.read_next(TOPIC, consumer=NAME)
+                wal.flush()
+                before = wal.consumers(TOPIC)[NAME]
+                for _ in range(writes):  # StrictlyAtOnce: each read writes its position
+                    wal.read_next(TOPIC, consumer=NAME)
+                [state] = [st for path, st in m.files.items()
+                           if path.endswith(file_name(TOPIC, NAME))]
+                assert {w.pos for w in state.pending} == {SLOT_AT[0]} or \
+                    {w.pos for w in state.pending} == {SLOT_AT[1]}, state.pending
+                m.cut()
+                image = tmp_path / f"img-{writes}-{seed}"
+                m.image(live / DIRECTORY, image, random.Random(seed), "tear")
+                try:
+                    wal.close()
+                except OSError:
+                    pass
+            (path,) = image.iterdir()
+            _topic, _name, position = read_state(str(path))
+            assert position is not None
+            assert before <= position <= before + writes
+            shutil.rmtree(live)
