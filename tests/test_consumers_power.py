@@ -191,41 +191,53 @@ def check_recovered(image: Path, recover_with: str, consistency: Consistency,
             assert [e.offset for e in got] == list(range(position, position + len(got)))
 
 
+def cut_after_reads(tmp_path: Path, faulty: str, reads: int, policy: str,
+                    seed: int) -> tuple[int, set[int], int | None]:
+    """Read once and flush, read ``reads`` times more (StrictlyAtOnce under NoFsync: each
+    read writes its position, none syncs it), cut the power and image the consumer files.
+
+    Returns the flushed position, the file offsets of the writes not synced at the cut, and
+    the position the image holds."""
+    live = tmp_path / "live"
+    (live / DIRECTORY).mkdir(parents=True)
+    with powered() as m:
+        m.watch(live / DIRECTORY)
+        wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
+        wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
+        wal.read_next(TOPIC, consumer=NAME)
+        wal.flush()
+        before = wal.consumers(TOPIC)[NAME]
+        for _ in range(reads):
+            wal.read_next(TOPIC, consumer=NAME)
+        [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
+        unsynced = {w.pos for w in state.pending}
+        m.cut()
+        image = tmp_path / f"img-{policy}-{reads}-{seed}"
+        m.image(live / DIRECTORY, image, random.Random(seed), policy)
+        try:
+            wal.close()
+        except OSError:
+            pass
+    shutil.rmtree(live)
+    (path,) = image.iterdir()
+    return before, unsynced, read_state(str(path))[2]
+
+
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
 def test_a_torn_position_write_keeps_the_previous_position(tmp_path: Path,
                                                            faulty: str) -> None:
-    """Each position write goes to the slot not holding the newest one: a cut that tears
-    it leaves the position before it."""
-    live = tmp_path / "live"
-    (live / DIRECTORY).mkdir(parents=True)
+    """Position writes go to the slot not holding the newest synced one: a cut that tears
+    them leaves the position before them."""
     for policy in ("random", "lose_all", "keep_all"):
         for k in range(8):
-            with powered() as m:
-                m.watch(live / DIRECTORY)
-                wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
-                wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
-                wal.read_next(TOPIC, consumer=NAME)
-                wal.flush()
-                before = wal.consumers(TOPIC)[NAME]
-                for _ in range(k % 3 + 1):
-                    wal.read_next(TOPIC, consumer=NAME)
-                m.cut()
-                image = tmp_path / f"img-{policy}-{k}"
-                m.image(live / DIRECTORY, image, random.Random(k), policy)
-                try:
-                    wal.close()
-                except OSError:
-                    pass
-            (path,) = image.iterdir()
-            _topic, _name, position = read_state(str(path))
+            reads = k % 3 + 1
+            before, _, position = cut_after_reads(tmp_path, faulty, reads, policy, k)
             assert position is not None
-            assert before <= position <= before + k % 3 + 1
+            assert before <= position <= before + reads
             if policy == "lose_all":
                 assert position == before
             if policy == "keep_all":
-                assert position == before + k % 3 + 1
-            shutil.rmtree(live)
-            (live / DIRECTORY).mkdir(parents=True)
+                assert position == before + reads
 
 
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
@@ -235,32 +247,9 @@ def test_unsynced_position_writes_never_touch_the_synced_one(tmp_path: Path,
     any of them may be torn: they all go to the slot not holding the last synced position,
     so that one is always left whole (alternating slots, the second write would overwrite
     it before it is durable)."""
-    live = tmp_path / "live"
-    for writes in range(1, 5):
+    for reads in range(1, 5):
         for seed in range(4):
-            (live / DIRECTORY).mkdir(parents=True)
-            with powered() as m:
-                m.watch(live / DIRECTORY)
-                wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
-                wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
-                wal.read_next(TOPIC, consumer=NAME)
-                wal.flush()
-                before = wal.consumers(TOPIC)[NAME]
-                for _ in range(writes):  # StrictlyAtOnce: each read writes its position
-                    wal.read_next(TOPIC, consumer=NAME)
-                [state] = [st for path, st in m.files.items()
-                           if path.endswith(file_name(TOPIC, NAME))]
-                assert {w.pos for w in state.pending} == {SLOT_AT[0]} or \
-                    {w.pos for w in state.pending} == {SLOT_AT[1]}, state.pending
-                m.cut()
-                image = tmp_path / f"img-{writes}-{seed}"
-                m.image(live / DIRECTORY, image, random.Random(seed), "tear")
-                try:
-                    wal.close()
-                except OSError:
-                    pass
-            (path,) = image.iterdir()
-            _topic, _name, position = read_state(str(path))
+            before, unsynced, position = cut_after_reads(tmp_path, faulty, reads, "tear", seed)
+            assert unsynced in ({SLOT_AT[0]}, {SLOT_AT[1]}), unsynced
             assert position is not None
-            assert before <= position <= before + writes
-            shutil.rmtree(live)
+            assert before <= position <= before + reads
