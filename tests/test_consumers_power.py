@@ -76,9 +76,9 @@ def drive(wal: Walrus, m: Any, ops: list[tuple[Any, ...]], led: Ledger, named: L
                     since.append(named.persisted)
             elif kind == "seek":
                 to = min(op[1], led.written)
-                named.reading = True
+                named.reading, named.seeking = True, to
                 wal.seek(TOPIC, to, consumer=NAME)
-                named.reading = False
+                named.reading, named.seeking = False, None
                 used = True
                 named.delivered = named.persisted = to
                 named.reads.append((m.now(), to, to))
@@ -115,18 +115,29 @@ def test_power_cut_keeps_named_positions(tmp_path_factory: pytest.TempPathFactor
                   seed, recover_with)
 
 
+CUT_INTO = {
+    "flush": [("append",)] * 7 + [("read",), ("flush",), ("append",)],
+    "seek back": [("batch", 10), ("bread", 2000), ("flush",), ("seek", 5), ("append",)],
+}
+"""Calls that persist a named position and then do more disk work, each the third from the
+end, after calls that move the persisted position elsewhere."""
+
+
+@pytest.mark.parametrize("call", list(CUT_INTO))
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
-def test_a_cut_during_a_flush_may_keep_the_exact_position(tmp_path: Path, faulty: str,
-                                                          schedule: str) -> None:
-    """flush() persists and syncs the consumer's exact position before it syncs the log: a
-    cut in between leaves the position of the entries delivered, though the flush failed.
-    Every depth of the cut into the flush (and into the append after it) is tried."""
-    ops: list[tuple[Any, ...]] = [("append",)] * 7 + [("read",), ("flush",), ("append",)]
+def test_a_cut_inside_a_call_may_keep_the_position_it_persisted(tmp_path: Path, faulty: str,
+                                                                schedule: str,
+                                                                call: str) -> None:
+    """flush() persists and syncs the consumer's exact position before it syncs the log; a
+    seek persists its target before it returns: a cut after that leaves the new position on
+    disk, though the call failed. Every depth of the cut into the call (and into the append
+    after it) is tried."""
+    ops = CUT_INTO[call]
     for depth in range(1, 17):
         for policy in ("keep_all", "lose_all"):
             cut_and_check(tmp_path / f"{policy}-{depth}", faulty, schedule, False, ops,
-                          (8, depth), policy, depth, faulty.removeprefix("faults-"))
+                          (len(ops) - 2, depth), policy, depth, faulty.removeprefix("faults-"))
 
 
 def cut_and_check(base: Path, faulty: str, schedule: str, strict: bool,
@@ -177,6 +188,8 @@ def check_recovered(image: Path, recover_with: str, consistency: Consistency,
             want = ceiling = named.persisted
         else:
             want, ceiling = min(since), max(since)
+        if named.seeking is not None:  # a seek in flight may have persisted its target
+            want = min(want, named.seeking)
         want = min(want, next_offset)  # entries lost with the cut are not there to pass
         if named.reading:  # a read (or seek) in flight may have persisted, then died
             ceiling = max(ceiling, led.written + led.inflight)
