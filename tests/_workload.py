@@ -38,6 +38,12 @@ class Ledger:
     """(tick, delivered, persisted) after each acknowledged read (and flush)."""
     reading: bool = False
     """A checkpointing read was running when the crash came."""
+    seeking: int | None = None
+    """Where a seek that was running when the crash came was moving the consumer: it may
+    have persisted that position (back as well as forward) before the crash stopped it."""
+    flushing: bool = False
+    """A ``flush()`` was running when the crash came: it may have persisted the exact
+    position (``delivered``) before the crash stopped it."""
 
     def appended(self, count: int, tick: int) -> None:
         self.written += count

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from walrus_faults import POLICIES, powered
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
-from walrus._consumers import DIRECTORY, Registry, read_state
+from walrus._config import Consistency
+from walrus._consumers import DIRECTORY, SLOT_AT, Registry, file_name, read_state
 
 from ._workload import FIGURES, Ledger, payload
 from .conftest import BACKENDS, FAULT_BACKENDS
@@ -75,15 +76,17 @@ def drive(wal: Walrus, m: Any, ops: list[tuple[Any, ...]], led: Ledger, named: L
                     since.append(named.persisted)
             elif kind == "seek":
                 to = min(op[1], led.written)
-                named.reading = True
+                named.reading, named.seeking = True, to
                 wal.seek(TOPIC, to, consumer=NAME)
-                named.reading = False
+                named.reading, named.seeking = False, None
                 used = True
                 named.delivered = named.persisted = to
                 named.reads.append((m.now(), to, to))
                 since.append(to)
             else:
+                named.flushing = True
                 wal.flush()
+                named.flushing = False
                 named.flushed(m.now())
                 since = [named.persisted]
         except OSError:
@@ -106,15 +109,48 @@ def test_power_cut_keeps_named_positions(tmp_path_factory: pytest.TempPathFactor
                                          ops: list[tuple[Any, ...]], data: st.DataObject,
                                          policy: str, seed: int, strict: bool,
                                          recover_with: str) -> None:
-    base = tmp_path_factory.mktemp("cut")
+    cut = (data.draw(st.integers(0, len(ops)), label="cut call"),
+           data.draw(st.integers(1, 16), label="cut depth"))
+    cut_and_check(tmp_path_factory.mktemp("cut"), faulty, schedule, strict, ops, cut, policy,
+                  seed, recover_with)
+
+
+CUT_INTO = {
+    "flush": [("append",)] * 7 + [("read",), ("flush",), ("append",)],
+    "seek back": [("batch", 10), ("bread", 2000), ("flush",), ("seek", 5), ("append",)],
+}
+"""Calls that persist a named position and then do more disk work, each the third from the
+end, after calls that move the persisted position elsewhere."""
+
+
+@pytest.mark.parametrize("call", list(CUT_INTO))
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_a_cut_inside_a_call_may_keep_the_position_it_persisted(tmp_path: Path, faulty: str,
+                                                                schedule: str,
+                                                                call: str) -> None:
+    """flush() persists and syncs the consumer's exact position before it syncs the log; a
+    seek persists its target before it returns: a cut after that leaves the new position on
+    disk, though the call failed. Every depth of the cut into the call (and into the append
+    after it) is tried."""
+    ops = CUT_INTO[call]
+    for depth in range(1, 17):
+        for policy in ("keep_all", "lose_all"):
+            cut_and_check(tmp_path / f"{policy}-{depth}", faulty, schedule, False, ops,
+                          (len(ops) - 2, depth), policy, depth, faulty.removeprefix("faults-"))
+
+
+def cut_and_check(base: Path, faulty: str, schedule: str, strict: bool,
+                  ops: list[tuple[Any, ...]], cut: tuple[int, int], policy: str, seed: int,
+                  recover_with: str) -> None:
+    """Drive ``ops`` with the power cut ``cut[1]`` disk operations into call ``cut[0]``,
+    write the image the disk may hold (``policy``, ``seed``), and check it."""
     live, image = base / "live", base / "image"
     (live / DIRECTORY).mkdir(parents=True)
     consistency = (ReadConsistency.StrictlyAtOnce if strict
                    else ReadConsistency.AtLeastOnce(persist_every=3))
     persist_every = None if strict else 3
     led, named = Ledger(), Ledger()
-    cut = (data.draw(st.integers(0, len(ops)), label="cut call"),
-           data.draw(st.integers(1, 16), label="cut depth"))
     rng = random.Random(seed)
     with powered() as m:
         m.watch(live)
@@ -129,6 +165,15 @@ def test_power_cut_keeps_named_positions(tmp_path_factory: pytest.TempPathFactor
             wal.close()
         except OSError:
             pass
+    check_recovered(image, recover_with, consistency, schedule, led, named, since, used)
+
+
+def check_recovered(image: Path, recover_with: str, consistency: Consistency,
+                    schedule: str, led: Ledger, named: Ledger, since: list[int],
+                    used: bool) -> None:
+    """The named consumer's position in the image lies where the schedule, the reads and
+    the flushes acknowledged before the cut (and the call in flight) allow, and reading on
+    from it skips nothing."""
     FIGURES["named power cuts"] += 1
     stored = {n: p for _t, n, p, _path in Registry(str(image), None).list()}  # type: ignore[arg-type]
     if used:
@@ -143,9 +188,13 @@ def test_power_cut_keeps_named_positions(tmp_path_factory: pytest.TempPathFactor
             want = ceiling = named.persisted
         else:
             want, ceiling = min(since), max(since)
+        if named.seeking is not None:  # a seek in flight may have persisted its target
+            want = min(want, named.seeking)
         want = min(want, next_offset)  # entries lost with the cut are not there to pass
         if named.reading:  # a read (or seek) in flight may have persisted, then died
             ceiling = max(ceiling, led.written + led.inflight)
+        if named.flushing:  # a flush in flight may have persisted (and synced) the exact
+            ceiling = max(ceiling, named.delivered)  # position before the cut stopped it
         assert want <= position <= max(ceiling, want), (want, position, ceiling)
         FIGURES["named power-cut positions checked"] += 1
         # it reads on from there, with nothing skipped
@@ -155,38 +204,65 @@ def test_power_cut_keeps_named_positions(tmp_path_factory: pytest.TempPathFactor
             assert [e.offset for e in got] == list(range(position, position + len(got)))
 
 
+def cut_after_reads(tmp_path: Path, faulty: str, reads: int, policy: str,
+                    seed: int) -> tuple[int, set[int], int | None]:
+    """Read once and flush, read ``reads`` times more (StrictlyAtOnce under NoFsync: each
+    read writes its position, none syncs it), cut the power and image the consumer files.
+
+    Returns the flushed position, the file offsets of the writes not synced at the cut, and
+    the position the image holds."""
+    live = tmp_path / "live"
+    (live / DIRECTORY).mkdir(parents=True)
+    with powered() as m:
+        m.watch(live / DIRECTORY)
+        wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
+        wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
+        wal.read_next(TOPIC, consumer=NAME)
+        wal.flush()
+        before = wal.consumers(TOPIC)[NAME]
+        for _ in range(reads):
+            wal.read_next(TOPIC, consumer=NAME)
+        [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
+        unsynced = {w.pos for w in state.pending}
+        m.cut()
+        image = tmp_path / f"img-{policy}-{reads}-{seed}"
+        m.image(live / DIRECTORY, image, random.Random(seed), policy)
+        try:
+            wal.close()
+        except OSError:
+            pass
+    shutil.rmtree(live)
+    (path,) = image.iterdir()
+    return before, unsynced, read_state(str(path))[2]
+
+
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
 def test_a_torn_position_write_keeps_the_previous_position(tmp_path: Path,
                                                            faulty: str) -> None:
-    """Each position write goes to the slot not holding the newest one: a cut that tears
-    it leaves the position before it."""
-    live = tmp_path / "live"
-    (live / DIRECTORY).mkdir(parents=True)
+    """Position writes go to the slot not holding the newest synced one: a cut that tears
+    them leaves the position before them."""
     for policy in ("random", "lose_all", "keep_all"):
         for k in range(8):
-            with powered() as m:
-                m.watch(live / DIRECTORY)
-                wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
-                wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
-                wal.read_next(TOPIC, consumer=NAME)
-                wal.flush()
-                before = wal.consumers(TOPIC)[NAME]
-                for _ in range(k % 3 + 1):
-                    wal.read_next(TOPIC, consumer=NAME)
-                m.cut()
-                image = tmp_path / f"img-{policy}-{k}"
-                m.image(live / DIRECTORY, image, random.Random(k), policy)
-                try:
-                    wal.close()
-                except OSError:
-                    pass
-            (path,) = image.iterdir()
-            _topic, _name, position = read_state(str(path))
+            reads = k % 3 + 1
+            before, _, position = cut_after_reads(tmp_path, faulty, reads, policy, k)
             assert position is not None
-            assert before <= position <= before + k % 3 + 1
+            assert before <= position <= before + reads
             if policy == "lose_all":
                 assert position == before
             if policy == "keep_all":
-                assert position == before + k % 3 + 1
-            shutil.rmtree(live)
-            (live / DIRECTORY).mkdir(parents=True)
+                assert position == before + reads
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_unsynced_position_writes_never_touch_the_synced_one(tmp_path: Path,
+                                                             faulty: str) -> None:
+    """Under NoFsync many position writes may be in the page cache when the power goes, and
+    any of them may be torn: they all go to the slot not holding the last synced position,
+    so that one is always left whole (alternating slots, the second write would overwrite
+    it before it is durable)."""
+    for reads in range(1, 5):
+        for seed in range(4):
+            before, unsynced, position = cut_after_reads(tmp_path, faulty, reads, "tear", seed)
+            assert unsynced in ({SLOT_AT[0]}, {SLOT_AT[1]}), unsynced
+            assert position is not None
+            assert before <= position <= before + reads

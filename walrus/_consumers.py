@@ -94,15 +94,21 @@ def encode_slot(generation: int, position: int, seed: int) -> bytes:
 
 def decode_slots(data: bytes, seed: int) -> tuple[int, int] | None:
     """(generation, position) of the newest valid slot in a whole file's bytes, or None."""
+    newest = newest_slot(data, seed)
+    return None if newest is None else newest[1:]
+
+
+def newest_slot(data: bytes, seed: int) -> tuple[int, int, int] | None:
+    """(slot index, generation, position) of the newest valid slot, or None."""
     best = None
-    for at in SLOT_AT:
+    for index, at in enumerate(SLOT_AT):
         body = data[at:at + _SLOT.size]
         if len(body) < _SLOT.size:
             continue
         (crc,) = _CRC.unpack_from(data, at + _SLOT.size)
         generation, position = _SLOT.unpack(body)
-        if generation and crc == zlib.crc32(body, seed) and (best is None or generation > best[0]):
-            best = (generation, position)
+        if generation and crc == zlib.crc32(body, seed) and (best is None or generation > best[1]):
+            best = (index, generation, position)
     return best
 
 
@@ -138,7 +144,8 @@ def _owner_pid(path: str) -> int | None:
 class ConsumerFile:
     """An owned consumer's state file: the owner lock, and the position slots."""
 
-    def __init__(self, path: str, file: File, lock_fd: int, seed: int, generation: int) -> None:
+    def __init__(self, path: str, file: File, lock_fd: int, seed: int, generation: int,
+                 durable: int | None = None) -> None:
         self.path = path
         self.file = file
         self.lock_fd = lock_fd
@@ -146,21 +153,41 @@ class ConsumerFile:
         self.generation = generation
         self.dirty = False
         """Written since the last sync."""
+        self.durable = durable
+        """The slot holding the newest position a sync made durable (None: neither yet)."""
+        self.slots = [0, 0]
+        """The generation each slot holds (0: none, or a write to it in progress)."""
+        if durable is not None:
+            self.slots[durable] = generation
 
     def store(self, position: int) -> None:
-        """Hand ``position`` to the OS in the slot not holding the newest one."""
+        """Hand ``position`` to the OS in the slot not holding the newest durable one.
+
+        Until a sync makes a write durable, later writes go to the same slot: the other one
+        keeps the last durable position, whatever a power loss does to the slot being
+        written (alternating on every write would let two unsynced writes tear both).
+        """
         generation = self.generation + 1
-        self.file.write(SLOT_AT[generation & 1], encode_slot(generation, position, self.seed))
+        slot = generation & 1 if self.durable is None else 1 - self.durable
+        self.slots[slot] = 0  # in progress: a sync running meanwhile does not count it
+        self.file.write(SLOT_AT[slot], encode_slot(generation, position, self.seed))
+        self.slots[slot] = generation
         self.generation = generation
         self.dirty = True
 
     def sync(self) -> None:
+        """Make the file durable; the newest slot whose write was whole before the sync
+        began, and untouched since, holds the durable position from now on."""
+        before = list(self.slots)
         self.dirty = False
         try:
             self.file.sync()
         except BaseException:
             self.dirty = True
             raise
+        whole = [i for i in (0, 1) if before[i] and self.slots[i] == before[i]]
+        if whole:
+            self.durable = max(whole, key=lambda i: before[i])
 
     def close(self) -> None:
         """Close the file and drop the owner lock."""
@@ -299,13 +326,14 @@ class Registry:
             t, n, seed = decode_header(data)
             if (t, n) != (topic, name):
                 raise ConsumerFileError(f"{path} belongs to consumer {n!r} of topic {t!r}")
-            slot = decode_slots(data, seed)
-            cf = ConsumerFile(path, file, fd, seed, 0 if slot is None else slot[0])
+            slot = newest_slot(data, seed)
+            cf = (ConsumerFile(path, file, fd, seed, 0) if slot is None
+                  else ConsumerFile(path, file, fd, seed, slot[1], slot[0]))
             self._stamp(cf)
         except BaseException:
             file.close()
             raise
-        return cf, None if slot is None else slot[1]
+        return cf, None if slot is None else slot[2]
 
     def _stamp(self, cf: ConsumerFile) -> None:
         """Write the owner's pid (for the error a refused process raises)."""
