@@ -225,7 +225,10 @@ def _flip_at(file: Path, pos: int, rng: random.Random) -> str:
 
 
 def _files(path: Path, *suffixes: str) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.suffix in suffixes or p.name in suffixes)
+    """The files to damage: not an empty one (a crashed writer's file made a moment before
+    the kill, not yet given its size: no byte of it to flip, cut or truncate)."""
+    return sorted(p for p in path.iterdir()
+                  if (p.suffix in suffixes or p.name in suffixes) and p.stat().st_size > 0)
 
 
 def _record(p: Pristine, rng: random.Random,
