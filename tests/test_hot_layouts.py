@@ -199,3 +199,38 @@ def test_reads_after_c_appends_are_the_entries(wal_dir: Path) -> None:
         assert w.read_next("t") is None and w.read_next("t", consumer="n") is None
         assert w._topics["t"].cursor == len(PAYLOADS)
         assert isinstance(w._topics["t"].lsns, array)
+
+
+@needs_hot
+@pytest.mark.parametrize("change", ["the consumer goes", "its topic goes",
+                                    "another consumer comes"])
+def test_a_named_position_is_looked_up_again_after_a_change(wal_dir: Path,
+                                                             change: str) -> None:
+    """The C read remembers the last consumer's Position; any change to the cursor's
+    ``named`` table, or to the consumer's own, sends it back to the look-ups."""
+    with _open(wal_dir) as w:
+        w.batch_append_for_topic("t", [b"a", b"b", b"c", b"d"])
+        cursor = w._cursor
+        assert w.read_next("t", consumer="c") == Entry(b"a", 0, "t")  # fills the read-ahead
+        calls: list[object] = []
+
+        def slow(*args: object, **kwargs: object) -> str:
+            calls.append(args)
+            return "slow"
+
+        assert _speedups.hot_read_next(cursor, slow, "t", consumer="c").offset == 1
+        assert calls == []
+        position = cursor.named["c"]["t"]
+        if change == "the consumer goes":
+            mine = cursor.named.pop("c")
+        elif change == "its topic goes":
+            mine = {"t": cursor.named["c"].pop("t")}
+        else:
+            cursor.named["other"] = {}
+        expected = 2 if change == "another consumer comes" else "slow"
+        got = _speedups.hot_read_next(cursor, slow, "t", consumer="c")
+        assert (got if got == "slow" else got.offset) == expected
+        assert position.cursor == (3 if expected == 2 else 2)
+        if change != "another consumer comes":
+            assert len(calls) == 1
+            cursor.named["c"] = mine  # as it was, for close()

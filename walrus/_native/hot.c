@@ -355,6 +355,53 @@ slow:
     return call_slow(args, nargs, kwnames);
 }
 
+/* A named consumer's Position is two dictionary look-ups away (cursor.named[consumer][topic]).
+ * The last answer is kept with the version tags of both dictionaries (PEP 509: a tag is new
+ * with every dictionary made and every change made to one, so no two share one): while the
+ * cursor's ``named`` is at the same address with the same tag, it is the same dictionary,
+ * unchanged, so it still holds the same ``mine``; while that one's tag is unchanged too, the
+ * look-ups give the same Position, alive in it. The cache holds references to the two keys
+ * only (no other str can take their address; dropping a str runs no Python code). Only
+ * before Python 3.12, where the tags are not deprecated. */
+static struct {
+    PyObject *named, *mine, *consumer, *topic, *position;
+    uint64_t named_tag, mine_tag;
+} last_named;
+
+static PyObject *named_position(PyObject *named, PyObject *consumer, PyObject *topic) {
+    /* cursor.named[consumer][topic] (a borrowed reference), or NULL (an error may be set). */
+    if (!PyDict_CheckExact(named))
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (last_named.named == named && last_named.consumer == consumer
+            && last_named.topic == topic
+            && ((PyDictObject *)named)->ma_version_tag == last_named.named_tag
+            && ((PyDictObject *)last_named.mine)->ma_version_tag == last_named.mine_tag)
+        return last_named.position;
+#endif
+    PyObject *mine = PyDict_GetItemWithError(named, consumer);
+    if (mine == NULL || !PyDict_CheckExact(mine))
+        return NULL;
+    PyObject *position = PyDict_GetItemWithError(mine, topic);
+    if (position == NULL)
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    PyObject *old_consumer = last_named.consumer, *old_topic = last_named.topic;
+    Py_INCREF(consumer);
+    Py_INCREF(topic);
+    last_named.named = named;
+    last_named.mine = mine;
+    last_named.consumer = consumer;
+    last_named.topic = topic;
+    last_named.position = position;
+    last_named.named_tag = ((PyDictObject *)named)->ma_version_tag;
+    last_named.mine_tag = ((PyDictObject *)mine)->ma_version_tag;
+    Py_XDECREF(old_consumer);  /* exact strs: freeing them runs no Python code */
+    Py_XDECREF(old_topic);
+#endif
+    return position;
+}
+
 static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames) {
     if (nargs < 2)
@@ -398,10 +445,7 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
         PyObject *named = get(cursor, &s_named);
         if (named == NULL)
             goto slow;
-        PyObject *mine = PyDict_CheckExact(named) ? PyDict_GetItemWithError(named, consumer)
-                                                  : NULL;
-        c = mine != NULL && PyDict_CheckExact(mine) ? PyDict_GetItemWithError(mine, topic)
-                                                    : NULL;
+        c = named_position(named, consumer, topic);
         Py_XINCREF(c);
         Py_DECREF(named);
         if (c == NULL)
