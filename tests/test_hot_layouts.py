@@ -20,6 +20,8 @@ from walrus._cursors import Cursor
 from walrus._log import Log
 from walrus._native import hot
 
+from .test_hot import held
+
 needs_hot = pytest.mark.skipif(_speedups.hot_append is None, reason=_speedups.HOT_REASON)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,16 +124,7 @@ def test_a_lock_of_another_type_is_asked_whether_it_is_held(wal_dir: Path) -> No
         log = w._log
         lock = OtherLock()
         log._mutex = lock  # type: ignore[assignment]
-        taken, done = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with lock:
-                taken.set()
-                done.wait()
-
-        thread = threading.Thread(target=hold)
-        thread.start()
-        taken.wait()
+        release = held(lock)
         calls: list[object] = []
 
         def slow(*args: object) -> str:
@@ -141,8 +134,7 @@ def test_a_lock_of_another_type_is_asked_whether_it_is_held(wal_dir: Path) -> No
         try:
             assert _speedups.hot_append(log, slow, "t", b"x") == "slow"
         finally:
-            done.set()
-            thread.join()
+            release()
         assert len(calls) == 1 and log.by_name["t"].next_seq == 1 and lock.asked == 1
         assert _speedups.hot_append(log, Log.append, "t", b"y") == 1  # free: the C path
         assert lock.asked == 2
