@@ -53,7 +53,7 @@ def test_the_layouts_hold_on_this_interpreter() -> None:
     assert module is not None
     expected = sys.implementation.name == "cpython" and sys.version_info[:2] in ((3, 11),
                                                                                   (3, 12))
-    assert module.direct() == (expected, expected)
+    assert module.direct()[:2] == (expected, expected)
 
 
 @needs_hot
@@ -156,7 +156,7 @@ from pathlib import Path
 from walrus import Entry, FsyncSchedule, ReadConsistency, Walrus
 from walrus._native import hot
 module, _ = hot()
-assert module.direct() == (False, False), module.direct()
+assert module.direct()[:2] == (False, False), module.direct()
 with Walrus(data_dir=sys.argv[1], backend="mmap", fsync_schedule=FsyncSchedule.NoFsync,
             consistency=ReadConsistency.AtLeastOnce(persist_every=10_000)) as w:
     assert [w.append_for_topic("t", bytes([i % 251]) * (i % 300)) for i in range(1500)] == list(

@@ -600,7 +600,7 @@ static PyMethodDef methods[] = {
     {"slices", (PyCFunction)(void (*)(void))hot_slices, METH_FASTCALL,
      "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
     {"direct", direct, METH_NOARGS,
-     "direct() -> (lock, array): whether those objects' fields are read directly."},
+     "direct() -> (lock, array, clmul): the direct reads and the CRC in use."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -643,9 +643,10 @@ static int array_layout_holds(PyObject *a) {
 }
 
 static PyObject *direct(PyObject *mod, PyObject *unused) {
-    /* (lock, array): whether threading.Lock's and array.array's fields are read directly. */
-    return Py_BuildValue("(OO)", lock_type != NULL ? Py_True : Py_False,
-                         array_direct ? Py_True : Py_False);
+    /* (lock, array, clmul): whether threading.Lock's and array.array's fields are read
+     * directly, and whether CRCs are computed by carry-less multiplication (record.h). */
+    return Py_BuildValue("(OOO)", lock_type != NULL ? Py_True : Py_False,
+                         array_direct ? Py_True : Py_False, use_clmul() ? Py_True : Py_False);
 }
 
 static int check_layouts(void) {
