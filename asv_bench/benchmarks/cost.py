@@ -152,8 +152,31 @@ class Syscalls(_Counted):
                                             "commit's share of a sync (depends on timing).")
 
 
+BASELINES: dict[str, tuple[Callable[[str, str, int], float], int, str, str]] = {
+    "mapping_loop": (count_instructions, 2000, "Stores into a shared mapping (header + crc32 "
+                     "+ payload per record)", "Instructions.track_append"),
+    "read_loop": (count_instructions, 2000, "Buffered sequential read + unpack + crc check",
+                  "Instructions.track_read_next"),
+    "joined_write": (count_instructions, 4000, "One joined write per 2000 records",
+                     "Instructions.track_batch_append"),
+    "parse_loop": (count_instructions, 4000, "Parsing the same records from memory",
+                   "Instructions.track_batch_read"),
+    "fdatasync_loop": (count_syscalls, 200, "pwrite + fdatasync per record into a "
+                       "preallocated, synced file", "Syscalls.track_durable_append"),
+    "group_commit_4": (count_syscalls, 200, "4 threads, the plain-Python leader/follower group "
+                       "commit (depends on timing)", "Syscalls.track_durable_append_4_threads"),
+}
+"""The plain-Python baselines of ``walrus bench targets`` (``_probe.TARGET_ROWS``): how they
+are counted, over how many entries, what they are, and whose baseline each is."""
+
+
+def _baseline(operation: str) -> Callable[[_Counted, str], float]:
+    count, entries, what, whose = BASELINES[operation]
+    return _track(count, operation, entries, f"{what}: ``{whose}``'s baseline.")
+
+
 class _Plain(_Counted):
-    """The plain-Python baselines of ``walrus bench targets``: no walrus, no backend."""
+    """The plain-Python baselines: no walrus, no backend."""
 
     params = (["plain"],)
 
@@ -164,18 +187,10 @@ class InstructionsBaselines(_Plain):
 
     tool = "valgrind"
     unit = "instructions/entry"
-    track_mapping_loop = _track(count_instructions, "mapping_loop", 2000,
-                                "Stores into a shared mapping (header + crc32 + payload per "
-                                "record): ``Instructions.track_append``'s baseline.")
-    track_read_loop = _track(count_instructions, "read_loop", 2000,
-                             "Buffered sequential read + unpack + crc check: "
-                             "``Instructions.track_read_next``'s baseline.")
-    track_joined_write = _track(count_instructions, "joined_write", 4000,
-                                "One joined write per 2000 records: "
-                                "``Instructions.track_batch_append``'s baseline.")
-    track_parse_loop = _track(count_instructions, "parse_loop", 4000,
-                              "Parsing the same records from memory: "
-                              "``Instructions.track_batch_read``'s baseline.")
+    track_mapping_loop = _baseline("mapping_loop")
+    track_read_loop = _baseline("read_loop")
+    track_joined_write = _baseline("joined_write")
+    track_parse_loop = _baseline("parse_loop")
 
 
 class SyscallsBaselines(_Plain):
@@ -183,10 +198,5 @@ class SyscallsBaselines(_Plain):
 
     tool = "strace"
     unit = "syscalls/entry"
-    track_fdatasync_loop = _track(count_syscalls, "fdatasync_loop", 200,
-                                  "pwrite + fdatasync per record into a preallocated, synced "
-                                  "file: ``Syscalls.track_durable_append``'s baseline.")
-    track_group_commit_4 = _track(count_syscalls, "group_commit_4", 200,
-                                  "4 threads, the plain-Python leader/follower group commit "
-                                  "(depends on timing): "
-                                  "``Syscalls.track_durable_append_4_threads``' reference.")
+    track_fdatasync_loop = _baseline("fdatasync_loop")
+    track_group_commit_4 = _baseline("group_commit_4")
