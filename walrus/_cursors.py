@@ -113,6 +113,10 @@ class Cursor:
     flight.
     """
 
+    __slots__ = ("__dict__", "__weakref__", "_lazy_every", "_topics", "closed", "named")
+    """The fields the C read_next reads (``walrus/_native/hot.c``), at fixed offsets; the
+    rest in the instance dictionary."""
+
     def __init__(self, log: Log, topics: dict[str, Topic],
                  lookup: Callable[[str, bool], Topic | None],
                  wait_durable: Callable[[int], None], *, persist_every: int | None,

@@ -118,6 +118,11 @@ class Log:
     change stay here, or change through a C call (``SyncBook.add``).
     """
 
+    __slots__ = ("__dict__", "__weakref__", "_active", "_by_name", "_durable", "_mutex",
+                 "_on_visible", "_sync_each", "closed")
+    """The fields the C append reads (``walrus/_native/hot.c``), at fixed offsets; the rest
+    in the instance dictionary."""
+
     def __init__(self, directory: str, backend: Backend, found: Recovered, *,
                  segment_size: int, sync_each: bool, read_only: bool) -> None:
         segments = list(found.segments)

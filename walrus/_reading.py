@@ -84,10 +84,12 @@ def read_run(segments: dict[int, Segment], t: Topic, seq: int, end: int, budget:
                                             max(0, budget - total), not out)
         if starts:  # the payloads of the prefix that passed, sliced in C (or C-level loops)
             if hot_slices is not None and type(starts) is array:
-                out += hot_slices(buf, starts, ends)
+                got = hot_slices(buf, starts, ends)
+                out += got
+                total += sum(map(len, got))  # small ints: no int made per entry, unlike ends
             else:
                 out += map(buf.__getitem__, map(slice, starts, ends))  # type: ignore[attr-defined,index]
-            total += sum(ends) - sum(starts)
+                total += sum(ends) - sum(starts)
         seq += len(starts)
         if stop == STOP_BUFFER and not starts:
             # The next record does not fit the read window (or the file): read it on its

@@ -6,15 +6,22 @@ runs ``ENTRIES`` entries' worth of the operation, and calls ``getpgrp()``. The t
 calls are the markers: nothing else in walrus or CPython makes them, so the counting tool
 (valgrind's callgrind for instructions, strace for system calls) counts only what lies
 between them: the operation itself, not interpreter start-up, imports or preparation.
+
+``python _probe.py ROW plain ENTRIES`` runs, between the same markers, the work one row of
+``walrus bench targets`` times (a row of :data:`TARGET_ROWS`: a plain-Python baseline or a
+walrus workload of that table), as that command runs it.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus, available_backends
 
@@ -72,6 +79,54 @@ OPERATIONS: dict[str, tuple[object, object, bool, Callable[[Walrus, int], None]]
 }
 
 
+def _marked(count: int, work: Callable[[], object]) -> float:
+    """What ``walrus bench targets`` times, between the markers instead."""
+    os.getppid()
+    work()
+    os.getpgrp()
+    return float(count)
+
+
+TARGET_ROWS: dict[str, tuple[Callable[[Any], Any], int]] = {
+    "mapping_loop": (lambda t: t.ceiling_mapping, 1),
+    "read_loop": (lambda t: t.ceiling_read, 1),
+    "joined_write": (lambda t: t.ceiling_joined, 1),
+    "parse_loop": (lambda t: t.ceiling_parse, 1),
+    "fdatasync_loop": (lambda t: t.ceiling_fdatasync, 1),
+    "group_commit_4": (lambda t: t.group_commit(4), 4),
+    "group_commit_1": (lambda t: t.group_commit(1), 1),
+    "named_read_next": (lambda t: t.read_next_named, 1),
+    "ms_append": (lambda t: t.append(FsyncSchedule.Milliseconds(1000)), 1),
+    "durable_append_4_threads": (lambda t: t.threads(4, FsyncSchedule.SyncEach), 4),
+    "durable_append_1_thread": (lambda t: t.threads(1, FsyncSchedule.SyncEach), 1),
+    "append_4_threads": (lambda t: t.threads(4, FsyncSchedule.NoFsync), 4),
+}
+"""Rows of ``walrus bench targets`` (walrus_bench/_targets.py) by name: the function that
+measures it (given that module), and its number of threads. A ceiling takes (folder,
+sizes); the others (folder, backend, sizes)."""
+
+
+def target_row(name: str, backend: str, entries: int) -> None:
+    """Run one row's work as ``walrus bench targets`` does, its timed part between the
+    markers (``ENTRIES`` entries; the thread rows split them between their threads)."""
+    from walrus_bench import _targets
+
+    _targets._rate = _marked  # type: ignore[assignment]
+    factory, threads = TARGET_ROWS[name]
+    sizes = _targets.Sizes(entries=entries, durable=entries,
+                           threads_each=max(1, entries // threads))
+    measure = factory(_targets)
+    sys.setswitchinterval(60.0)
+    folder = tempfile.mkdtemp(prefix="walrus-asv-probe-")
+    try:
+        if len(inspect.signature(measure).parameters) == 2:  # a ceiling: (folder, sizes)
+            measure(Path(folder), sizes)
+        else:
+            measure(Path(folder), backend, sizes)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(operation: str, backend: str, entries: int) -> None:
     # No time-sliced GIL hand-offs: under a slow counting tool their number would depend on
     # the clock, not on the code. Background threads still run whenever this one blocks.
@@ -95,4 +150,7 @@ def main(operation: str, backend: str, entries: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    if sys.argv[1] in TARGET_ROWS:
+        target_row(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    else:
+        main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -123,6 +123,16 @@ class Instructions(_Counted):
     track_durable_append = _track(count_instructions, "durable_append", 200,
                                   "``append_for_topic`` under SyncEach: walrus's own CPU on "
                                   "the durable path.")
+    track_named_read_next = _track(count_instructions, "named_read_next", 2000,
+                                   "``read_next(consumer=...)`` of a named consumer under "
+                                   "AtLeastOnce(10000), as ``walrus bench targets`` runs it "
+                                   "(its baseline: ``track_read_next``).")
+    track_ms_append = _track(count_instructions, "ms_append", 2000,
+                             "``append_for_topic`` under Milliseconds(1000), as ``walrus bench "
+                             "targets`` runs it (its baseline: ``track_append``).")
+    track_threads4_append = _track(count_instructions, "append_4_threads", 2000,
+                                   "4 threads appending to 4 topics, NoFsync, per entry, as "
+                                   "``walrus bench targets`` runs it.")
 
 
 class Syscalls(_Counted):
@@ -136,3 +146,57 @@ class Syscalls(_Counted):
     track_durable_read_next = _track(count_syscalls, "durable_read_next", 200,
                                      "``read_next`` under StrictlyAtOnce (SyncEach): the "
                                      "cursor persisted per read.")
+    track_durable_append_4_threads = _track(count_syscalls, "durable_append_4_threads", 200,
+                                            "4 threads appending under SyncEach, per entry, "
+                                            "as ``walrus bench targets`` runs it: group "
+                                            "commit's share of a sync (depends on timing).")
+
+
+BASELINES: dict[str, tuple[Callable[[str, str, int], float], int, str, str]] = {
+    "mapping_loop": (count_instructions, 2000, "Stores into a shared mapping (header + crc32 "
+                     "+ payload per record)", "Instructions.track_append"),
+    "read_loop": (count_instructions, 2000, "Buffered sequential read + unpack + crc check",
+                  "Instructions.track_read_next"),
+    "joined_write": (count_instructions, 4000, "One joined write per 2000 records",
+                     "Instructions.track_batch_append"),
+    "parse_loop": (count_instructions, 4000, "Parsing the same records from memory",
+                   "Instructions.track_batch_read"),
+    "fdatasync_loop": (count_syscalls, 200, "pwrite + fdatasync per record into a "
+                       "preallocated, synced file", "Syscalls.track_durable_append"),
+    "group_commit_4": (count_syscalls, 200, "4 threads, the plain-Python leader/follower group "
+                       "commit (depends on timing)", "Syscalls.track_durable_append_4_threads"),
+}
+"""The plain-Python baselines of ``walrus bench targets`` (``_probe.TARGET_ROWS``): how they
+are counted, over how many entries, what they are, and whose baseline each is."""
+
+
+def _baseline(operation: str) -> Callable[[_Counted, str], float]:
+    count, entries, what, whose = BASELINES[operation]
+    return _track(count, operation, entries, f"{what}: ``{whose}``'s baseline.")
+
+
+class _Plain(_Counted):
+    """The plain-Python baselines: no walrus, no backend."""
+
+    params = (["plain"],)
+
+
+class InstructionsBaselines(_Plain):
+    """The CPU-bound rows' baselines, counted as ``Instructions`` counts walrus (named so
+    that ``--bench '^cost\\.Instructions\\.'`` selects walrus's series only)."""
+
+    tool = "valgrind"
+    unit = "instructions/entry"
+    track_mapping_loop = _baseline("mapping_loop")
+    track_read_loop = _baseline("read_loop")
+    track_joined_write = _baseline("joined_write")
+    track_parse_loop = _baseline("parse_loop")
+
+
+class SyscallsBaselines(_Plain):
+    """The I/O-bound rows' baselines, counted as ``Syscalls`` counts walrus."""
+
+    tool = "strace"
+    unit = "syscalls/entry"
+    track_fdatasync_loop = _baseline("fdatasync_loop")
+    track_group_commit_4 = _baseline("group_commit_4")

@@ -40,26 +40,30 @@
 
 #define SMALL_ENTRY 4096  /* Log.append checks larger payloads in Python */
 
-static PyObject *s_by_name, *s_mutex, *s_locked, *s_closed, *s_sync_each, *s_on_visible,
-    *s_active, *s_end, *s_check_at, *s_next_seq, *s_address, *s_durable, *s_salt, *s_tid,
-    *s_lsn_base, *s_nbytes, *s_visible, *s_lsns, *s_append, *s_topics, *s_named, *s_topic,
-    *s_read_lock, *s_cursor, *s_ahead, *s_ahead_seq, *s_lazy_every, *s_persisted, *s_view, *s_checkpoint, *s_consumer, *s_timeout;
+/* A field name, with the offset of that field in the last type it was looked up in
+ * (most names are read on one type only: the look-up in ``slots`` runs once). */
+typedef struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } Name;
+
+static Name s_by_name, s_mutex, s_locked, s_closed, s_sync_each, s_on_visible, s_active, s_end,
+    s_check_at, s_next_seq, s_address, s_durable, s_salt, s_tid, s_lsn_base, s_nbytes,
+    s_visible, s_lsns, s_append, s_topics, s_named, s_topic, s_read_lock, s_cursor, s_ahead,
+    s_ahead_seq, s_lazy_every, s_persisted, s_view, s_checkpoint, s_consumer, s_timeout;
 
 static PyObject *zero;  /* walrus._wait.NOW (0): read_next's default timeout */
 static PyTypeObject *mmap_type;  /* mmap.mmap: the only mapping the append writes through */
 
-/* Fields of __slots__ classes (Topic, Segment, Position) are read and written at their
- * offset, as their member descriptors do, instead of through a generic attribute look-up
- * (which costs more than the rest of an append). The offset is looked up once per type in
- * the type's own dictionary (a member descriptor of an object field: what __slots__ makes),
- * and cached with a reference to the type; any other type (a plain class, a subclass) takes
- * the generic look-up. */
+/* Fields of __slots__ classes (Log's hot fields, Cursor's, Topic, Segment, Position) are read
+ * and written at their offset, as their member descriptors do, instead of through a generic
+ * attribute look-up (which costs more than the rest of an append). The offset is looked up
+ * once per type in the type's own dictionary (a member descriptor of an object field: what
+ * __slots__ makes), and cached with a reference to the type, in ``slots`` and in the Name
+ * itself (its last type); any other type (a plain class, a subclass) takes the generic
+ * look-up. */
 static struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } slots[64];
 static int nslots;
 
-static Py_ssize_t offset_of(PyObject *o, PyObject *name) {
-    /* The offset of field ``name`` in objects of o's exact type, or -1 (generic look-up). */
-    PyTypeObject *type = Py_TYPE(o);
+static Py_ssize_t find_offset(PyTypeObject *type, PyObject *name) {
+    /* The offset of field ``name`` in objects of exactly ``type``, or -1 (generic look-up). */
     for (int i = 0; i < nslots; i++)
         if (slots[i].type == type && slots[i].name == name)
             return slots[i].offset;
@@ -81,25 +85,36 @@ static Py_ssize_t offset_of(PyObject *o, PyObject *name) {
     return offset;
 }
 
-static PyObject *get(PyObject *o, PyObject *name) {
+static inline Py_ssize_t offset_of(PyObject *o, Name *name) {
+    PyTypeObject *type = Py_TYPE(o);
+    if (name->type != type) {
+        Py_ssize_t offset = find_offset(type, name->name);
+        Py_INCREF(type);  /* the Name's own reference: never dropped (a few types at most) */
+        name->type = type;
+        name->offset = offset;
+    }
+    return name->offset;
+}
+
+static PyObject *get(PyObject *o, Name *name) {
     /* o.name, a new reference (NULL with an exception set if it is not there). */
     Py_ssize_t offset = offset_of(o, name);
     if (offset < 0)
-        return PyObject_GetAttr(o, name);
+        return PyObject_GetAttr(o, name->name);
     PyObject *v = *(PyObject **)((char *)o + offset);
     if (v == NULL) {
-        PyErr_SetObject(PyExc_AttributeError, name);
+        PyErr_SetObject(PyExc_AttributeError, name->name);
         return NULL;
     }
     Py_INCREF(v);
     return v;
 }
 
-static int set(PyObject *o, PyObject *name, PyObject *v) {
+static int set(PyObject *o, Name *name, PyObject *v) {
     /* o.name = v; what the member descriptor's setter does, for a slot. */
     Py_ssize_t offset = offset_of(o, name);
     if (offset < 0)
-        return PyObject_SetAttr(o, name, v);
+        return PyObject_SetAttr(o, name->name, v);
     PyObject **field = (PyObject **)((char *)o + offset);
     PyObject *old = *field;
     Py_INCREF(v);
@@ -108,22 +123,58 @@ static int set(PyObject *o, PyObject *name, PyObject *v) {
     return 0;
 }
 
-static int get_ll(PyObject *o, PyObject *name, long long *out) {
+static inline int as_ll(PyObject *v, long long *out) {
+    /* PyLong_AsLongLong, without its general conversion for the ints of one or two digits
+     * that every field here holds (CPython's int layout before 3.12: a signed digit count,
+     * then 30-bit digits). -1 with an exception set if it is not an int or too large. */
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    if (PyLong_CheckExact(v)) {
+        const digit *d = ((PyLongObject *)v)->ob_digit;
+        switch (Py_SIZE(v)) {
+        case 0: *out = 0; return 0;
+        case 1: *out = (long long)d[0]; return 0;
+        case -1: *out = -(long long)d[0]; return 0;
+        case 2: *out = (long long)d[0] | ((long long)d[1] << PyLong_SHIFT); return 0;
+        }
+    }
+#endif
+    *out = PyLong_AsLongLong(v);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static int get_ll(PyObject *o, Name *name, long long *out) {
     /* An int field; -1 with an exception set if it is missing or not an int. */
     PyObject *v = get(o, name);
     if (v == NULL)
         return -1;
-    *out = PyLong_AsLongLong(v);
+    int r = as_ll(v, out);
     Py_DECREF(v);
-    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+    return r;
 }
 
-static int is_free(PyObject *o, PyObject *lock_name) {
+/* threading.Lock's object, as CPython 3.11 and 3.12 lay it out (Modules/_threadmodule.c):
+ * its locked() method returns ``locked``. Read directly only when the module's start-up check
+ * (lock_layout_holds) found this layout on the running interpreter; else locked() is called. */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock_lock;
+    PyObject *in_weakreflist;
+    char locked;
+} LockLayout;
+
+static PyTypeObject *lock_type;  /* _thread.lock, when its ``locked`` field is read directly */
+
+static int is_free(PyObject *o, Name *lock_name) {
     /* 1 if the lock in field ``lock_name`` of ``o`` is free, 0 if held, -1 on error. */
     PyObject *lock = get(o, lock_name);
     if (lock == NULL)
         return -1;
-    PyObject *held = PyObject_CallMethodNoArgs(lock, s_locked);
+    if (Py_IS_TYPE(lock, lock_type)) {  /* what lock.locked() returns, without the call */
+        int free = !((LockLayout *)lock)->locked;
+        Py_DECREF(lock);
+        return free;
+    }
+    PyObject *held = PyObject_CallMethodNoArgs(lock, s_locked.name);
     Py_DECREF(lock);
     if (held == NULL)
         return -1;
@@ -132,15 +183,54 @@ static int is_free(PyObject *o, PyObject *lock_name) {
     return free;
 }
 
-static int is_true(PyObject *o, PyObject *name) {
+static int is_true(PyObject *o, Name *name) {
     /* 1 if field ``name`` of ``o`` is a true value (only True counts, anything else that is
      * not False or None takes the slow path), 0 if False/None, -1 otherwise or on error. */
-    PyObject *v = PyObject_GetAttr(o, name);
+    PyObject *v = get(o, name);
     if (v == NULL)
         return -1;
     int r = v == Py_True ? 1 : (v == Py_False || v == Py_None) ? 0 : -1;
     Py_DECREF(v);
     return r;
+}
+
+/* array.array's object, as CPython 3.11 and 3.12 lay it out (Modules/arraymodule.c). A
+ * topic's LSN table is an array('Q'); appending one LSN where the array has room is what
+ * array.append does then (array_resize only sets the size): the value in the next item, the
+ * size one up. Done directly only when the start-up check (array_layout_holds) found this
+ * layout on the running interpreter; else, and when the array must grow or lends its buffer
+ * out, array.append is called. */
+typedef struct {
+    char typecode;
+    int itemsize;
+} ArrayDescrHead;
+
+typedef struct {
+    PyObject_VAR_HEAD
+    char *ob_item;
+    Py_ssize_t allocated;
+    const ArrayDescrHead *ob_descr;
+    PyObject *weakreflist;
+    Py_ssize_t ob_exports;
+} ArrayLayout;
+
+static PyTypeObject *array_type;  /* array.array */
+static PyObject *array_append;  /* array.array.append (called when the array must grow) */
+static int array_direct;  /* 1: ArrayLayout holds on this interpreter */
+
+static inline int lsns_room(PyObject *a) {
+    /* 1 if one LSN can go into array ``a`` without it growing (see ArrayLayout). */
+    if (!array_direct || !Py_IS_TYPE(a, array_type))
+        return 0;
+    ArrayLayout *arr = (ArrayLayout *)a;
+    return arr->ob_descr->typecode == 'Q' && arr->ob_descr->itemsize == 8
+        && arr->ob_exports == 0 && arr->ob_item != NULL && Py_SIZE(a) < arr->allocated;
+}
+
+static inline void lsns_put(PyObject *a, uint64_t lsn) {
+    ArrayLayout *arr = (ArrayLayout *)a;
+    memcpy(arr->ob_item + 8 * Py_SIZE(a), &lsn, 8);
+    Py_SET_SIZE(a, Py_SIZE(a) + 1);
 }
 
 static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
@@ -166,7 +256,7 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(data)
             || PyBytes_GET_SIZE(data) > SMALL_ENTRY)
         goto slow;
-    PyObject *by_name = PyObject_GetAttr(log, s_by_name);
+    PyObject *by_name = get(log, &s_by_name);
     if (by_name == NULL)
         goto slow;
     PyObject *t = PyDict_CheckExact(by_name) ? PyDict_GetItemWithError(by_name, topic) : NULL;
@@ -176,32 +266,32 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
         goto slow;  /* a new topic: the validating path */
     PyObject *seg = NULL, *o_nbytes = NULL, *o_end = NULL, *o_next = NULL, *o_lsn = NULL,
         *lsns = NULL;
-    if (is_free(log, s_mutex) != 1 || is_true(log, s_closed) != 0
-            || is_true(log, s_sync_each) != 0)
+    if (is_free(log, &s_mutex) != 1 || is_true(log, &s_closed) != 0
+            || is_true(log, &s_sync_each) != 0)
         goto slow_t;
-    PyObject *on_visible = PyObject_GetAttr(log, s_on_visible);
+    PyObject *on_visible = get(log, &s_on_visible);
     if (on_visible == NULL)
         goto slow_t;
     Py_DECREF(on_visible);
     if (on_visible != Py_None)
         goto slow_t;  /* somebody waits: the wake-up follows the Python path's rule */
-    seg = PyObject_GetAttr(log, s_active);
+    seg = get(log, &s_active);
     if (seg == NULL || seg == Py_None)
         goto slow_t;
     long long p, check_at, seq, durable, salt, tid, lsn_base, nbytes;
-    if (get_ll(seg, s_end, &p) || get_ll(seg, s_check_at, &check_at))
+    if (get_ll(seg, &s_end, &p) || get_ll(seg, &s_check_at, &check_at))
         goto slow_t;
     uint64_t n = (uint64_t)PyBytes_GET_SIZE(data);
     uint64_t end = ((uint64_t)p + HEADER + n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1);
     if (p < 0 || end > (uint64_t)check_at)
         goto slow_t;  /* full, abandoned, or a mark to leave: make_room */
-    PyObject *address = get(seg, s_address);
+    PyObject *address = get(seg, &s_address);
     if (address == NULL || address == Py_None) {
         Py_XDECREF(address);
         goto slow_t;  /* not a writable mapping: the backend's write */
     }
     Py_DECREF(address);
-    PyObject *view = get(seg, s_view);  /* the mapping itself (an mmap) */
+    PyObject *view = get(seg, &s_view);  /* the mapping itself (an mmap) */
     if (view == NULL || !Py_IS_TYPE(view, mmap_type)) {
         /* Anything else may export its buffer through Python code (a class with
          * __buffer__, PEP 688), which runs after the lock check and may let another
@@ -219,32 +309,42 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     Py_ssize_t mapped_len = mapped.len;
     PyBuffer_Release(&mapped);  /* the segment keeps the mapping open: Segment.view */
     if (end > (uint64_t)mapped_len
-            || get_ll(t, s_next_seq, &seq) || get_ll(log, s_durable, &durable)
-            || get_ll(seg, s_salt, &salt) || get_ll(t, s_tid, &tid)
-            || get_ll(seg, s_lsn_base, &lsn_base) || get_ll(t, s_nbytes, &nbytes))
+            || get_ll(t, &s_next_seq, &seq) || get_ll(log, &s_durable, &durable)
+            || get_ll(seg, &s_salt, &salt) || get_ll(t, &s_tid, &tid)
+            || get_ll(seg, &s_lsn_base, &lsn_base) || get_ll(t, &s_nbytes, &nbytes))
         goto slow_t;
-    lsns = get(t, s_lsns);
+    lsns = get(t, &s_lsns);
+    if (lsns == NULL)
+        goto slow_t;
+    uint64_t lsn = (uint64_t)lsn_base | (uint64_t)p;
+    int in_place = lsns_room(lsns);  /* 1: the LSN goes in without the array growing */
     o_nbytes = PyLong_FromLongLong(nbytes + (long long)(end - (uint64_t)p));
     o_end = PyLong_FromUnsignedLongLong(end);
     o_next = PyLong_FromLongLong(seq + 1);
-    o_lsn = PyLong_FromUnsignedLongLong((uint64_t)lsn_base | (uint64_t)p);
-    if (lsns == NULL || o_nbytes == NULL || o_end == NULL || o_next == NULL || o_lsn == NULL)
+    o_lsn = in_place ? NULL : PyLong_FromUnsignedLongLong(lsn);
+    if (o_nbytes == NULL || o_end == NULL || o_next == NULL || (!in_place && o_lsn == NULL))
         goto slow_t;
     /* From here on nothing fails before the last call (n < BIG: the GIL is kept). */
     encode_one(dst, (uint64_t)p, (const unsigned char *)PyBytes_AS_STRING(data), n,
                (uint32_t)tid, 0, (uint64_t)seq, (uint64_t)durable, (uint32_t)salt);
-    if (set(t, s_nbytes, o_nbytes) || set(seg, s_end, o_end)
-            || set(t, s_visible, o_next) || set(t, s_next_seq, o_next))
+    if (set(t, &s_nbytes, o_nbytes) || set(seg, &s_end, o_end)
+            || set(t, &s_visible, o_next) || set(t, &s_next_seq, o_next))
         goto failed;
-    PyObject *r = PyObject_CallMethodOneArg(lsns, s_append, o_lsn);
-    if (r == NULL)
-        goto failed;
-    Py_DECREF(r);
-    Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_DECREF(o_lsn);
+    if (in_place) {
+        lsns_put(lsns, lsn);  /* what t.lsns.append(lsn) does when the array has room */
+    } else {
+        PyObject *r = array_append == NULL || !Py_IS_TYPE(lsns, array_type)
+            ? PyObject_CallMethodOneArg(lsns, s_append.name, o_lsn)
+            : PyObject_Vectorcall(array_append, (PyObject *[]){lsns, o_lsn}, 2, NULL);
+        if (r == NULL)
+            goto failed;
+        Py_DECREF(r);
+    }
+    Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_XDECREF(o_lsn);
     Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
     return PyLong_FromLongLong(seq);
 failed:  /* a slot store or the array failed (MemoryError): never expected */
-    Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_DECREF(o_lsn);
+    Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_XDECREF(o_lsn);
     Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
     return NULL;
 slow_t:
@@ -253,6 +353,53 @@ slow_t:
     Py_DECREF(t);
 slow:
     return call_slow(args, nargs, kwnames);
+}
+
+/* A named consumer's Position is two dictionary look-ups away (cursor.named[consumer][topic]).
+ * The last answer is kept with the version tags of both dictionaries (PEP 509: a tag is new
+ * with every dictionary made and every change made to one, so no two share one): while the
+ * cursor's ``named`` is at the same address with the same tag, it is the same dictionary,
+ * unchanged, so it still holds the same ``mine``; while that one's tag is unchanged too, the
+ * look-ups give the same Position, alive in it. The cache holds references to the two keys
+ * only (no other str can take their address; dropping a str runs no Python code). Only
+ * before Python 3.12, where the tags are not deprecated. */
+static struct {
+    PyObject *named, *mine, *consumer, *topic, *position;
+    uint64_t named_tag, mine_tag;
+} last_named;
+
+static PyObject *named_position(PyObject *named, PyObject *consumer, PyObject *topic) {
+    /* cursor.named[consumer][topic] (a borrowed reference), or NULL (an error may be set). */
+    if (!PyDict_CheckExact(named))
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (last_named.named == named && last_named.consumer == consumer
+            && last_named.topic == topic
+            && ((PyDictObject *)named)->ma_version_tag == last_named.named_tag
+            && ((PyDictObject *)last_named.mine)->ma_version_tag == last_named.mine_tag)
+        return last_named.position;
+#endif
+    PyObject *mine = PyDict_GetItemWithError(named, consumer);
+    if (mine == NULL || !PyDict_CheckExact(mine))
+        return NULL;
+    PyObject *position = PyDict_GetItemWithError(mine, topic);
+    if (position == NULL)
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    PyObject *old_consumer = last_named.consumer, *old_topic = last_named.topic;
+    Py_INCREF(consumer);
+    Py_INCREF(topic);
+    last_named.named = named;
+    last_named.mine = mine;
+    last_named.consumer = consumer;
+    last_named.topic = topic;
+    last_named.position = position;
+    last_named.named_tag = ((PyDictObject *)named)->ma_version_tag;
+    last_named.mine_tag = ((PyDictObject *)mine)->ma_version_tag;
+    Py_XDECREF(old_consumer);  /* exact strs: freeing them runs no Python code */
+    Py_XDECREF(old_topic);
+#endif
+    return position;
 }
 
 static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
@@ -268,11 +415,11 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
     for (Py_ssize_t i = 0; i < nkw; i++) {  /* keywords: interned names, as calls pass them */
         PyObject *name = PyTuple_GET_ITEM(kwnames, i), *value = args[nargs + i];
-        if (name == s_checkpoint && nargs <= 3)
+        if (name == s_checkpoint.name && nargs <= 3)
             checkpoint = value;
-        else if (name == s_consumer && nargs <= 4)
+        else if (name == s_consumer.name && nargs <= 4)
             consumer = value;
-        else if (name == s_timeout && nargs <= 5)
+        else if (name == s_timeout.name && nargs <= 5)
             timeout = value;
         else
             goto slow;  /* anything else (a duplicate, an unknown name): Python says what */
@@ -282,7 +429,7 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
         goto slow;
     PyObject *c, *t;  /* the cursor's holder (the topic, or a Position) and the topic */
     if (consumer == Py_None) {
-        PyObject *topics = PyObject_GetAttr(cursor, s_topics);
+        PyObject *topics = get(cursor, &s_topics);
         if (topics == NULL)
             goto slow;
         c = PyDict_CheckExact(topics) ? PyDict_GetItemWithError(topics, topic) : NULL;
@@ -295,18 +442,15 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
     } else {
         if (!PyUnicode_CheckExact(consumer))
             goto slow;
-        PyObject *named = PyObject_GetAttr(cursor, s_named);
+        PyObject *named = get(cursor, &s_named);
         if (named == NULL)
             goto slow;
-        PyObject *mine = PyDict_CheckExact(named) ? PyDict_GetItemWithError(named, consumer)
-                                                  : NULL;
-        c = mine != NULL && PyDict_CheckExact(mine) ? PyDict_GetItemWithError(mine, topic)
-                                                    : NULL;
+        c = named_position(named, consumer, topic);
         Py_XINCREF(c);
         Py_DECREF(named);
         if (c == NULL)
             goto slow;
-        t = get(c, s_topic);
+        t = get(c, &s_topic);
         if (t == NULL || t == Py_None) {
             Py_XDECREF(t);
             Py_DECREF(c);
@@ -315,18 +459,18 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
     }
     PyObject *result = NULL;
     long long seq, visible, ahead_seq, persisted, lazy;
-    if (is_free(c, s_read_lock) != 1 || is_true(cursor, s_closed) != 0
-            || get_ll(c, s_cursor, &seq) || get_ll(t, s_visible, &visible))
+    if (is_free(c, &s_read_lock) != 1 || is_true(cursor, &s_closed) != 0
+            || get_ll(c, &s_cursor, &seq) || get_ll(t, &s_visible, &visible))
         goto slow_ct;
     if (seq >= visible) {
         result = Py_None;
         Py_INCREF(result);
         goto done;
     }
-    PyObject *ahead = get(c, s_ahead);
+    PyObject *ahead = get(c, &s_ahead);
     if (ahead == NULL)
         goto slow_ct;
-    if (!PyList_CheckExact(ahead) || get_ll(c, s_ahead_seq, &ahead_seq)
+    if (!PyList_CheckExact(ahead) || get_ll(c, &s_ahead_seq, &ahead_seq)
             || seq - ahead_seq < 0 || seq - ahead_seq >= PyList_GET_SIZE(ahead)) {
         Py_DECREF(ahead);
         goto slow_ct;  /* the read-ahead is used up: refill it in Python */
@@ -335,13 +479,13 @@ static PyObject *hot_read_next(PyObject *mod, PyObject *const *args, Py_ssize_t 
     Py_INCREF(entry);
     Py_DECREF(ahead);
     if (checkpoint == Py_True) {
-        if (get_ll(c, s_persisted, &persisted) || get_ll(cursor, s_lazy_every, &lazy)
+        if (get_ll(c, &s_persisted, &persisted) || get_ll(cursor, &s_lazy_every, &lazy)
                 || seq - persisted >= lazy) {
             Py_DECREF(entry);
             goto slow_ct;  /* a cursor record is due (or StrictlyAtOnce): Python writes it */
         }
         PyObject *next = PyLong_FromLongLong(seq + 1);  /* AtLeastOnce between persists */
-        if (next == NULL || set(c, s_cursor, next)) {
+        if (next == NULL || set(c, &s_cursor, next)) {
             Py_XDECREF(next);
             Py_DECREF(entry);
             goto slow_ct;  /* nothing changed: Python decides */
@@ -444,6 +588,8 @@ done:
     return out;
 }
 
+static PyObject *direct(PyObject *mod, PyObject *unused);
+
 static PyMethodDef methods[] = {
     {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL | METH_KEYWORDS,
      "append(log, slow, topic, data): Log.append's common case; else slow(log, topic, data)."},
@@ -453,13 +599,94 @@ static PyMethodDef methods[] = {
      "entries(payloads, first, topic, Entry): the Entry tuples of consecutive payloads."},
     {"slices", (PyCFunction)(void (*)(void))hot_slices, METH_FASTCALL,
      "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
+    {"direct", direct, METH_NOARGS,
+     "direct() -> (lock, array, clmul): the direct reads and the CRC in use."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hot", NULL, -1, methods};
 
+static int lock_layout_holds(PyTypeObject *type, PyObject *lock) {
+    /* 1 if LockLayout is how ``lock`` (a fresh threading.Lock) is laid out: its ``locked``
+     * field follows acquire() and release() as locked() does; 0 if not, -1 on error. */
+    if (type->tp_basicsize != (Py_ssize_t)sizeof(LockLayout) || ((LockLayout *)lock)->locked)
+        return 0;
+    PyObject *r = PyObject_CallMethod(lock, "acquire", NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    int held = ((LockLayout *)lock)->locked == 1;
+    r = PyObject_CallMethod(lock, "release", NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return held && ((LockLayout *)lock)->locked == 0;
+}
+
+static int array_layout_holds(PyObject *a) {
+    /* 1 if ArrayLayout is how ``a`` (array('Q', [7, 8, 9])) is laid out, 0 if not, -1 on
+     * error: its size, items, type code and lent buffers where the layout says. */
+    ArrayLayout *arr = (ArrayLayout *)a;
+    if (Py_TYPE(a)->tp_basicsize != (Py_ssize_t)sizeof(ArrayLayout) || Py_SIZE(a) != 3
+            || arr->allocated < 3 || arr->ob_descr->typecode != 'Q'
+            || arr->ob_descr->itemsize != 8 || arr->ob_exports != 0)
+        return 0;
+    Py_buffer view;
+    if (PyObject_GetBuffer(a, &view, PyBUF_SIMPLE))
+        return -1;
+    uint64_t items[3];
+    memcpy(items, arr->ob_item, sizeof items);
+    int same = view.buf == arr->ob_item && view.len == 24 && arr->ob_exports == 1
+        && items[0] == 7 && items[1] == 8 && items[2] == 9;
+    PyBuffer_Release(&view);
+    return same && arr->ob_exports == 0;
+}
+
+static PyObject *direct(PyObject *mod, PyObject *unused) {
+    /* (lock, array, clmul): whether threading.Lock's and array.array's fields are read
+     * directly, and whether CRCs are computed by carry-less multiplication (record.h). */
+    return Py_BuildValue("(OOO)", lock_type != NULL ? Py_True : Py_False,
+                         array_direct ? Py_True : Py_False, use_clmul() ? Py_True : Py_False);
+}
+
+static int check_layouts(void) {
+    /* Find which CPython objects' fields may be read directly on this interpreter (see
+     * LockLayout and ArrayLayout); -1 on error. WALRUS_HOT_LAYOUTS=0 reads none. */
+    const char *env = getenv("WALRUS_HOT_LAYOUTS");
+    int allowed = PY_VERSION_HEX < 0x030D0000 && !(env != NULL && strcmp(env, "0") == 0);
+    PyObject *array_module = PyImport_ImportModule("array");
+    if (array_module == NULL)
+        return -1;
+    array_type = (PyTypeObject *)PyObject_GetAttrString(array_module, "array");
+    PyObject *a = array_type == NULL ? NULL
+        : PyObject_CallFunction((PyObject *)array_type, "s[iii]", "Q", 7, 8, 9);
+    Py_DECREF(array_module);
+    if (a == NULL)
+        return -1;
+    array_append = PyObject_GetAttrString((PyObject *)array_type, "append");
+    int holds = array_append == NULL ? -1 : allowed ? array_layout_holds(a) : 0;
+    Py_DECREF(a);
+    if (holds < 0)
+        return -1;
+    array_direct = holds;
+    PyObject *thread = PyImport_ImportModule("_thread");
+    if (thread == NULL)
+        return -1;
+    PyObject *lock = PyObject_CallMethod(thread, "allocate_lock", NULL);
+    Py_DECREF(thread);
+    if (lock == NULL)
+        return -1;
+    holds = allowed ? lock_layout_holds(Py_TYPE(lock), lock) : 0;
+    if (holds == 1) {
+        lock_type = Py_TYPE(lock);
+        Py_INCREF(lock_type);
+    }
+    Py_DECREF(lock);
+    return holds < 0 ? -1 : 0;
+}
+
 PyMODINIT_FUNC PyInit__hot(void) {
-    struct { PyObject **slot; const char *name; } names[] = {
+    struct { Name *slot; const char *name; } names[] = {
         {&s_by_name, "_by_name"}, {&s_mutex, "_mutex"}, {&s_locked, "locked"},
         {&s_closed, "closed"}, {&s_sync_each, "_sync_each"}, {&s_on_visible, "_on_visible"},
         {&s_active, "_active"}, {&s_end, "end"}, {&s_check_at, "check_at"},
@@ -473,8 +700,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
         {&s_consumer, "consumer"}, {&s_timeout, "timeout"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        *names[i].slot = PyUnicode_InternFromString(names[i].name);
-        if (*names[i].slot == NULL)
+        names[i].slot->name = PyUnicode_InternFromString(names[i].name);
+        if (names[i].slot->name == NULL)
             return NULL;
     }
     zero = PyLong_FromLong(0);
@@ -485,7 +712,7 @@ PyMODINIT_FUNC PyInit__hot(void) {
         return NULL;
     mmap_type = (PyTypeObject *)PyObject_GetAttrString(mmap_module, "mmap");
     Py_DECREF(mmap_module);
-    if (mmap_type == NULL)
+    if (mmap_type == NULL || check_layouts())
         return NULL;
     return PyModule_Create(&module);
 }
