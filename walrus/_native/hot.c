@@ -40,9 +40,11 @@
 
 #define SMALL_ENTRY 4096  /* Log.append checks larger payloads in Python */
 
-/* A field name, with the offset of that field in the last type it was looked up in
- * (most names are read on one type only: the look-up in ``slots`` runs once). */
-typedef struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } Name;
+/* A field name, with the offset of that field in the last type it was looked up in, at
+ * that type's version tag (most names are read on one type only: the look-up in ``slots``
+ * runs once). */
+typedef struct { PyObject *name; PyTypeObject *type; unsigned int version; Py_ssize_t offset; }
+    Name;
 
 static Name s_by_name, s_mutex, s_locked, s_closed, s_sync_each, s_on_visible, s_active, s_end,
     s_check_at, s_next_seq, s_address, s_durable, s_salt, s_tid, s_lsn_base, s_nbytes,
@@ -55,42 +57,66 @@ static PyTypeObject *mmap_type;  /* mmap.mmap: the only mapping the append write
 /* Fields of __slots__ classes (Log's hot fields, Cursor's, Topic, Segment, Position) are read
  * and written at their offset, as their member descriptors do, instead of through a generic
  * attribute look-up (which costs more than the rest of an append). The offset is looked up
- * once per type in the type's own dictionary (a member descriptor of an object field: what
- * __slots__ makes), and cached with a reference to the type, in ``slots`` and in the Name
- * itself (its last type); any other type (a plain class, a subclass) takes the generic
- * look-up. */
-static struct { PyObject *name; PyTypeObject *type; Py_ssize_t offset; } slots[64];
+ * once per type in the type's own dictionary (a member descriptor of an object field of that
+ * type or a base: what __slots__ makes), and cached with a reference to the type and its
+ * version tag, in ``slots`` and in the Name itself (its last type); a class attribute set
+ * or deleted since (a new tag) looks again, and any other type (a plain class, a subclass)
+ * takes the generic look-up. */
+static struct { PyObject *name; PyTypeObject *type; unsigned int version; Py_ssize_t offset; }
+    slots[64];
 static int nslots;
 
-static Py_ssize_t find_offset(PyTypeObject *type, PyObject *name) {
-    /* The offset of field ``name`` in objects of exactly ``type``, or -1 (generic look-up). */
-    for (int i = 0; i < nslots; i++)
-        if (slots[i].type == type && slots[i].name == name)
-            return slots[i].offset;
+static unsigned int version_of(PyTypeObject *type) {
+    /* The type's version tag (CPython gives a type a new one, or 0, whenever anything in its
+     * dictionary or its bases' changes: a class attribute set or deleted), or 0 if it has
+     * none; an offset is cached only with a tag, and used only while the type has that tag. */
+    if (!PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG))
+        (void)_PyType_Lookup(type, s_locked.name);  /* assigns one if it can (never raises) */
+    return PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) ? type->tp_version_tag : 0;
+}
+
+static Py_ssize_t find_offset(PyTypeObject *type, unsigned int version, PyObject *name) {
+    /* The offset of field ``name`` in objects of exactly ``type`` at ``version``, or -1
+     * (generic look-up). */
+    int i = 0;
+    for (; i < nslots; i++)
+        if (slots[i].type == type && slots[i].name == name) {
+            if (slots[i].version == version)
+                return slots[i].offset;
+            break;  /* the type changed since: look again, in the same entry */
+        }
     Py_ssize_t offset = -1;
-    PyObject *d = type->tp_dict == NULL ? NULL : PyDict_GetItemWithError(type->tp_dict, name);
-    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+    PyObject *d = type->tp_dict == NULL || version == 0 ? NULL
+        : PyDict_GetItemWithError(type->tp_dict, name);
+    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)
+            && PyType_IsSubtype(type, PyDescr_TYPE(d))) {  /* else the descriptor refuses o */
         PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
         if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
             offset = m->offset;
     }
     PyErr_Clear();
-    if (nslots < (int)(sizeof slots / sizeof slots[0])) {
+    if (i == nslots && nslots < (int)(sizeof slots / sizeof slots[0])) {
         Py_INCREF(type);  /* kept: its address never names another type */
         slots[nslots].name = name;
         slots[nslots].type = type;
-        slots[nslots].offset = offset;
         nslots++;
+    }
+    if (i < nslots) {
+        slots[i].version = version;
+        slots[i].offset = offset;
     }
     return offset;
 }
 
 static inline Py_ssize_t offset_of(PyObject *o, Name *name) {
     PyTypeObject *type = Py_TYPE(o);
-    if (name->type != type) {
-        Py_ssize_t offset = find_offset(type, name->name);
-        Py_INCREF(type);  /* the Name's own reference: never dropped (a few types at most) */
+    if (name->type != type || name->version != type->tp_version_tag) {
+        unsigned int version = version_of(type);
+        Py_ssize_t offset = find_offset(type, version, name->name);
+        if (name->type != type)
+            Py_INCREF(type);  /* the Name's own reference: never dropped (a few types at most) */
         name->type = type;
+        name->version = version;
         name->offset = offset;
     }
     return name->offset;

@@ -1,0 +1,89 @@
+"""The C hot paths' cached field offsets (``walrus/_native/hot.c``) follow the class: a class
+attribute set after the offsets were cached, or a slot descriptor of another class, is what
+the attribute look-up obeys, so the C path must too; and the ints it reads without the
+general conversion are read right at the edges of CPython's 30-bit digits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from walrus import FsyncSchedule, ReadConsistency, Walrus, WalrusClosedError, _speedups
+from walrus._log import Log
+
+needs_hot = pytest.mark.skipif(_speedups.hot_append is None, reason=_speedups.HOT_REASON)
+
+
+@pytest.fixture
+def wal(tmp_path: Path) -> Iterator[Walrus]:
+    w = Walrus(data_dir=str(tmp_path / "d"), backend="mmap",
+               fsync_schedule=FsyncSchedule.NoFsync,
+               consistency=ReadConsistency.AtLeastOnce(persist_every=10_000))
+    w.append_for_topic("t", b"first")
+    _speedups.hot_append(w._log, Log.append, "t", b"second")  # the offsets are cached now
+    yield w
+    w.close()
+
+
+@needs_hot
+def test_a_class_attribute_set_after_the_offsets_were_cached_is_obeyed(
+        wal: Walrus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Log.closed`` replaced on the class: every look-up says closed, so no append."""
+    log = wal._log
+    t = log.by_name["t"]
+    with monkeypatch.context() as m:
+        m.setattr(Log, "closed", property(lambda self: True))
+        assert log.closed is True
+        with pytest.raises(WalrusClosedError):
+            _speedups.hot_append(log, Log.append, "t", b"after")
+    assert t.next_seq == 2 and len(t.lsns) == 2
+
+
+@needs_hot
+def test_a_slot_descriptor_of_another_class_is_not_read_at_its_offset(
+        wal: Walrus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member descriptor of another class (here one laid out as Log is) refuses a Log
+    (TypeError); the C path must not read the Log at that class's offset instead."""
+    log = wal._log
+    t = log.by_name["t"]
+    other = type("Other", (), {"__slots__": Log.__slots__})
+    with monkeypatch.context() as m:
+        m.setattr(Log, "_sync_each", other.__dict__["_sync_each"])
+        with pytest.raises(TypeError):
+            log._sync_each  # noqa: B018
+        with pytest.raises(TypeError):
+            _speedups.hot_append(log, Log.append, "t", b"after")
+    assert t.next_seq == 2 and len(t.lsns) == 2
+
+
+EDGES = [0, 1, 2**30 - 1, 2**30, 2**30 + 1, 2**60 - 1, 2**60, 2**62 + 12345]
+
+
+@needs_hot
+@pytest.mark.parametrize("value", EDGES)
+def test_ints_at_the_digit_edges_are_read_whole(wal: Walrus, value: int) -> None:
+    """An entry's offset and a topic's size of one, two and three 30-bit digits."""
+    log = wal._log
+    t = log.by_name["t"]
+    t.next_seq = t.visible = value
+    nbytes = t.nbytes
+    t.nbytes = value
+    assert _speedups.hot_append(log, Log.append, "t", b"x") == value
+    assert (t.next_seq, t.visible) == (value + 1, value + 1)
+    assert t.nbytes - value == 40  # one 8-aligned record of 32 + 1 bytes
+    t.nbytes = nbytes + 40
+
+
+@needs_hot
+@pytest.mark.parametrize("value", [-1, -(2**30 - 1), -(2**30), -(2**30) - 1, -(2**61)])
+def test_negative_ints_are_read_with_their_sign(wal: Walrus, value: int) -> None:
+    """A negative size (one digit, two, three) is read as the same negative number."""
+    log = wal._log
+    t = log.by_name["t"]
+    nbytes = t.nbytes
+    t.nbytes = value
+    assert _speedups.hot_append(log, Log.append, "t", b"x") == 2
+    assert t.nbytes - value == 40
+    t.nbytes = nbytes + 40
