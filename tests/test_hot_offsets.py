@@ -1,12 +1,15 @@
 """The C hot paths' cached field offsets (``walrus/_native/hot.c``) follow the class: a class
 attribute set after the offsets were cached, or a slot descriptor of another class, is what
-the attribute look-up obeys, so the C path must too; and the ints it reads without the
-general conversion are read right at the edges of CPython's 30-bit digits."""
+the attribute look-up obeys, so the C path must too; the ints it reads without the general
+conversion are read right at the edges of CPython's 30-bit digits; and only an exact
+array('Q') has an LSN written straight into its room."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +90,39 @@ def test_negative_ints_are_read_with_their_sign(wal: Walrus, value: int) -> None
     assert _speedups.hot_append(log, Log.append, "t", b"x") == 2
     assert t.nbytes - value == 40
     t.nbytes = nbytes + 40
+
+
+class CountedArray(array):  # type: ignore[type-arg]
+    """An LSN array whose append is its own: the C path must call it."""
+
+    appended: list[int]
+
+    def append(self, value: int) -> None:
+        self.appended.append(value)
+        super().append(value)
+
+
+@needs_hot
+@pytest.mark.parametrize("kind", ["a subclass", "float items"])
+def test_only_an_exact_array_of_8_byte_unsigned_items_is_written_in_place(
+        wal: Walrus, kind: str) -> None:
+    """Any other LSN table goes through its own append: a subclass's override is called, and
+    the LSN is stored as an item of the table's own type (never its 8 bytes as a double)."""
+    log = wal._log
+    t = log.by_name["t"]
+    lsns = list(t.lsns)
+    table: Any
+    if kind == "a subclass":
+        table = CountedArray("Q", lsns)
+        table.appended = []
+    else:
+        table = array("d", lsns)
+    table.extend(table[:1])  # room to spare: an in-place write would not need to grow it
+    del table[-1]
+    t.lsns = table
+    assert _speedups.hot_append(log, Log.append, "t", b"x") == 2
+    assert len(table) == 3 and table[:2] == array(table.typecode, lsns)
+    assert table[2] == log.active.lsn_base | (log.active.end - 40)  # type: ignore[union-attr]
+    if isinstance(table, CountedArray):
+        assert table.appended == [table[2]]
+    t.lsns = array("Q", map(int, table))  # as it was, for close()
