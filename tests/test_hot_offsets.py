@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from walrus import FsyncSchedule, ReadConsistency, Walrus, WalrusClosedError, _speedups
+from walrus import Entry, FsyncSchedule, ReadConsistency, Walrus, WalrusClosedError, _speedups
+from walrus._cursors import Cursor
 from walrus._log import Log
 
 needs_hot = pytest.mark.skipif(_speedups.hot_append is None, reason=_speedups.HOT_REASON)
@@ -126,3 +127,20 @@ def test_only_an_exact_array_of_8_byte_unsigned_items_is_written_in_place(
     if isinstance(table, CountedArray):
         assert table.appended == [table[2]]
     t.lsns = array("Q", map(int, table))  # as it was, for close()
+
+
+@needs_hot
+def test_a_remembered_named_position_is_that_consumers_on_that_topic(wal: Walrus) -> None:
+    """Reads that alternate between consumers and topics each get their own entry: the C
+    read's remembered Position is used only for the same consumer and the same topic."""
+    wal.batch_append_for_topic("u", [b"u0", b"u1", b"u2", b"u3"])
+    for name in ("a", "b"):  # each consumer's Positions come into being, read-aheads filled
+        assert wal.read_next("t", consumer=name) == Entry(b"first", 0, "t")
+        assert wal.read_next("u", consumer=name) == Entry(b"u0", 0, "u")
+    cursor = wal._cursor
+    got = [(name, topic, _speedups.hot_read_next(cursor, Cursor.read_next, topic,
+                                                 consumer=name))
+           for name, topic in [("a", "u"), ("a", "t"), ("b", "u"), ("a", "u"), ("b", "u")]]
+    assert got == [("a", "u", Entry(b"u1", 1, "u")), ("a", "t", Entry(b"second", 1, "t")),
+                   ("b", "u", Entry(b"u1", 1, "u")), ("a", "u", Entry(b"u2", 2, "u")),
+                   ("b", "u", Entry(b"u2", 2, "u"))]
