@@ -6,6 +6,7 @@ array('Q') has an LSN written straight into its room."""
 
 from __future__ import annotations
 
+import mmap
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,18 @@ from typing import Any
 
 import pytest
 
-from walrus import Entry, FsyncSchedule, ReadConsistency, Walrus, WalrusClosedError, _speedups
+from walrus import (
+    Entry,
+    FsyncSchedule,
+    ReadConsistency,
+    Walrus,
+    WalrusClosedError,
+    _codec,
+    _speedups,
+)
 from walrus._cursors import Cursor
 from walrus._log import Log
+from walrus.backends._mmap import address_of, unpin
 
 needs_hot = pytest.mark.skipif(_speedups.hot_append is None, reason=_speedups.HOT_REASON)
 
@@ -144,3 +154,23 @@ def test_a_remembered_named_position_is_that_consumers_on_that_topic(wal: Walrus
     assert got == [("a", "u", Entry(b"u1", 1, "u")), ("a", "t", Entry(b"second", 1, "t")),
                    ("b", "u", Entry(b"u1", 1, "u")), ("a", "u", Entry(b"u2", 2, "u")),
                    ("b", "u", Entry(b"u2", 2, "u"))]
+
+
+@pytest.mark.skipif(not _speedups.ACCELERATED, reason=_speedups.REASON)
+def test_the_c_crc_reads_payloads_at_any_alignment() -> None:
+    """Records written at every offset mod 16 (the CRC's 16-byte loads unaligned) and at
+    lengths around its 64-byte and 16-byte steps: the same bytes as the Python codec's."""
+    sizes = [0, 1, 15, 16, 31, 32, 33, 47, 48, 63, 64, 65, 95, 96, 97, 111, 127, 128, 200, 4097]
+    with mmap.mmap(-1, 1 << 16) as view:
+        address = address_of(view)
+        try:
+            for pos in range(1, 17):
+                for n in sizes:
+                    data = bytes((i * 7 + n + pos) & 0xFF for i in range(n))
+                    salt = (n * 2654435761 + pos) & 0xFFFFFFFF
+                    _speedups.encode_entry(address, pos, data, n, 5, n, 0, salt)
+                    expected = bytearray(_codec.record_size(n) + pos + 8)
+                    end = _codec.encode_into(expected, pos, _codec.ENTRY, 5, 0, n, 0, data, salt)
+                    assert view[pos:end] == expected[pos:end], (pos, n)
+        finally:
+            unpin(address)
