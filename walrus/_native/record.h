@@ -138,6 +138,10 @@ static int use_clmul(void) {
     return clmul_usable;
 }
 
+/* Decided when the extension is loaded (by an import, which holds the GIL), never by a first
+ * CRC computed without the GIL: getenv must not race a putenv from os.environ. */
+__attribute__((constructor)) static void decide_clmul(void) { (void)use_clmul(); }
+
 static inline uint32_t crc_of(const unsigned char *p, uint64_t n, uint32_t salt) {
     /* The same value as zlib.crc32(bytes, salt). From 64 bytes on a CPU with PCLMULQDQ:
      * carry-less multiplication, the last bytes (n mod 16) by slice-by-8 (a 100-byte entry's
