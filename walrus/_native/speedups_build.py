@@ -61,6 +61,7 @@ ffibuilder.cdef(CDEF)
 with open(os.path.join(HERE, "speedups.c")) as source:
     ffibuilder.set_source(MODULE, "#include <stdint.h>\n" + source.read(),
                           libraries=["z"], include_dirs=[HERE],
+                          depends=[os.path.join(HERE, h) for h in ("record.h", "crc_tables.h")],
                           extra_compile_args=["-O3", "-std=c99"], py_limited_api=True)
 
 if __name__ == "__main__" and sys.argv[1:] == ["--tables"]:
