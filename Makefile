@@ -24,16 +24,21 @@ demo: $(STAMP)
 
 ## test: the whole test suite (the soak aside), the engine tests again in pure Python, ruff and
 ## mypy, all at once (tests/_suite.py); each runs to its end, and make fails if one failed
-# WORKERS: pytest-xdist processes per pass (tests sharing files are grouped with xdist_group),
-# two per core: many tests wait on fsync, child processes or a NATS cluster, and another runs
-# meanwhile; PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash -x' (a pass
-# that then selects no test is no failure); CHECKS: the make targets run beside the passes.
-WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
+# WORKERS: pytest-xdist processes of the whole suite (tests sharing files are grouped with
+# xdist_group), three per core: many tests wait on fsync, child processes or a NATS cluster, and
+# another runs meanwhile; PURE_WORKERS: the pure-Python pass's, one per core (it is short and
+# runs beside the first); PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash
+# -x' (a pass that then selects no test is no failure); CHECKS: make targets run beside them.
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 3 )))
+PURE_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 PYTEST_ARGS ?=
 CHECKS ?= lint typecheck
+SUBMAKE = $(MAKE)
+# (named through SUBMAKE: a recipe naming $(MAKE) itself would run even under `make -n`)
 test: $(STAMP)
-	@$(PY) -m tests._suite --workers $(WORKERS) --pure-python-tests "$(PURE_PYTHON_TESTS)" \
-		--check "$(CHECKS)" --make "$(MAKE)" -- $(PYTEST_ARGS)
+	@$(PY) -m tests._suite --workers $(WORKERS) --pure-python-workers $(PURE_WORKERS) \
+		--pure-python-tests "$(PURE_PYTHON_TESTS)" --check "$(CHECKS)" --make "$(SUBMAKE)" \
+		-- $(PYTEST_ARGS)
 
 # The C accelerators must never change behaviour: these run without them too, on mmap (records
 # encoded into the mapping) and pwrite (encoded into buffers; io_uring makes the same codec calls).

@@ -58,7 +58,7 @@ class Step:
         assert self.process is not None
         if out is not None:
             assert self.process.stdout is not None
-            while chunk := self.process.stdout.read1(65536):
+            while chunk := os.read(self.process.stdout.fileno(), 65536):
                 out.write(chunk)
                 out.flush()
         self.returncode = self.process.wait()
@@ -94,15 +94,19 @@ def banner(out: IO[bytes], text: str) -> None:
 
 def steps_from(args: argparse.Namespace) -> list[Step]:
     """Pass 1 first (shown live), then the others in the order their output is shown."""
-    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(args.workers),
-              "--dist", "loadgroup", "--durations=10", *args.pytest_args]
+    def pytest(workers: int) -> list[str]:
+        return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(workers),
+                "--dist", "loadgroup", "--durations=10", *args.pytest_args]
+
     ok = (0, NO_TESTS) if args.pytest_args else (0,)
     pure = dict(os.environ, WALRUS_PURE_PYTHON="1")
     steps = [
-        Step(f"pass 1 of 2: the whole suite ({args.workers} workers)", pytest, ok_codes=ok),
-        Step("pass 2 of 2: the engine tests without the C accelerators",
-             [*pytest, "--only-backends", "mmap,pwrite", *args.pure_python_tests], env=pure,
+        Step(f"pass 1 of 2: the whole suite ({args.workers} workers)", pytest(args.workers),
              ok_codes=ok),
+        Step(f"pass 2 of 2: the engine tests without the C accelerators "
+             f"({args.pure_python_workers} workers)",
+             [*pytest(args.pure_python_workers), "--only-backends", "mmap,pwrite",
+              *args.pure_python_tests], env=pure, ok_codes=ok),
     ]
     for name in args.check:
         steps.append(Step(f"make {name}", [*shlex.split(args.make), "--no-print-directory", name]))
@@ -135,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests._suite", description=__doc__)
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=3 * (os.cpu_count() or 1))
+    parser.add_argument("--pure-python-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pure-python-tests", default="",
                         type=lambda text: text.split(), help="the pure-Python pass's test files")
     parser.add_argument("--check", default="", type=lambda text: text.split(),
