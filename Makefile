@@ -25,11 +25,11 @@ demo: $(STAMP)
 ## test: the whole test suite (the soak aside), the engine tests again in pure Python, ruff and
 ## mypy, all at once (tests/_suite.py); each runs to its end, and make fails if one failed
 # WORKERS: pytest-xdist processes of the whole suite (tests sharing files are grouped with
-# xdist_group), three per core: many tests wait on fsync, child processes or a NATS cluster, and
+# xdist_group), four per core: many tests wait on fsync, child processes or a NATS cluster, and
 # another runs meanwhile; PURE_WORKERS: the pure-Python pass's, one per core (it is short and
 # runs beside the first); PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash
 # -x' (a pass that then selects no test is no failure); CHECKS: make targets run beside them.
-WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 3 )))
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 4 )))
 PURE_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 PYTEST_ARGS ?=
 CHECKS ?= lint typecheck

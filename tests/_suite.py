@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests._suite", description=__doc__)
-    parser.add_argument("--workers", type=int, default=3 * (os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=4 * (os.cpu_count() or 1))
     parser.add_argument("--pure-python-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--pure-python-tests", default="",
                         type=lambda text: text.split(), help="the pure-Python pass's test files")
