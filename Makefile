@@ -22,28 +22,23 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 	$(PY) -m walrus bench writes --duration 5 --threads 2 --out bench_results/demo
 
-## test: the whole test suite (the soak aside), then the engine tests again in pure Python;
-## both always run, each reports its failures, and make fails if either did
-# WORKERS: pytest-xdist processes (tests sharing files are grouped with xdist_group), two per
-# core: many tests wait on fsync, child processes or a NATS cluster, and another runs meanwhile;
-# PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash -x'.
-WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
+## test: the whole test suite (the soak aside), the engine tests again in pure Python, ruff and
+## mypy, all at once (tests/_suite.py); each runs to its end, and make fails if one failed
+# WORKERS: pytest-xdist processes of the whole suite (tests sharing files are grouped with
+# xdist_group), four per core: many tests wait on fsync, child processes or a NATS cluster, and
+# another runs meanwhile; PURE_WORKERS: the pure-Python pass's, one per core (it is short and
+# runs beside the first); PYTEST_ARGS: more options for both passes, e.g. PYTEST_ARGS='-k crash
+# -x' (a pass that then selects no test is no failure); CHECKS: make targets run beside them.
+WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 4 )))
+PURE_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 PYTEST_ARGS ?=
-PYTEST_RUN = $(PY) -m pytest -p no:cacheprovider -n $(WORKERS) --dist loadgroup --durations=10 \
-	$(PYTEST_ARGS)
-NO_TESTS_OK := $(if $(PYTEST_ARGS),5,0)
-# (with PYTEST_ARGS, a pass that selects no test, exit status 5, is no failure)
+CHECKS ?= lint typecheck
+SUBMAKE = $(MAKE)
+# (named through SUBMAKE: a recipe naming $(MAKE) itself would run even under `make -n`)
 test: $(STAMP)
-	@failed=""; \
-	echo "== pass 1 of 2: the whole suite ($(WORKERS) workers)"; \
-	$(PYTEST_RUN); rc=$$?; \
-	[ $$rc = 0 ] || [ $$rc = $(NO_TESTS_OK) ] || failed="the whole suite"; \
-	echo "== pass 2 of 2: the engine tests without the C accelerators"; \
-	WALRUS_PURE_PYTHON=1 $(PYTEST_RUN) --only-backends mmap,pwrite $(PURE_PYTHON_TESTS); rc=$$?; \
-	[ $$rc = 0 ] || [ $$rc = $(NO_TESTS_OK) ] || failed="$${failed:+$$failed and }the pure-Python pass"; \
-	if [ -n "$$failed" ]; then echo "== make test: FAILED in $$failed (see each pass's summary)"; \
-	exit 1; fi; \
-	echo "== make test: both passes passed"
+	@$(PY) -m tests._suite --workers $(WORKERS) --pure-python-workers $(PURE_WORKERS) \
+		--pure-python-tests "$(PURE_PYTHON_TESTS)" --check "$(CHECKS)" --make "$(SUBMAKE)" \
+		-- $(PYTEST_ARGS)
 
 # The C accelerators must never change behaviour: these run without them too, on mmap (records
 # encoded into the mapping) and pwrite (encoded into buffers; io_uring makes the same codec calls).
@@ -174,7 +169,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-check: lint typecheck test
+check: test
 
 ## docs: build the documentation site into site/ (strict: a broken link or anchor fails)
 docs: $(STAMP)

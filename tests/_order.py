@@ -57,15 +57,45 @@ WEIGHTS = {
 
 def weight(item: pytest.Item) -> int:
     """The table's figure for this test: its own case first, else its function's; 0."""
-    name = item.nodeid.split("/")[-1]
+    name = _plain(item.nodeid).split("/")[-1]
     return WEIGHTS.get(name, WEIGHTS.get(name.split("[")[0], 0))
 
 
 def group(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("xdist_group")
-    if marker is None:
-        return None
-    return str(marker.kwargs.get("name", marker.args[0] if marker.args else "default"))
+    """The test's ``xdist_group``, named as pytest-xdist names it (several marks: joined)."""
+    names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+             for mark in item.iter_markers("xdist_group")}
+    return "_".join(sorted(names)) if names else None
+
+
+def _plain(nodeid: str) -> str:
+    """``nodeid`` without the ``@group`` pytest-xdist appends (its own rule for telling one)."""
+    return nodeid.rsplit("@", 1)[0] if nodeid.rfind("@") > nodeid.rfind("]") else nodeid
+
+
+def keep_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each grouped test the ``@group`` suffix ``--dist loadgroup`` schedules by.
+
+    pytest-xdist's worker appends it by assigning ``item._nodeid``; pytest 9.2 keeps the node
+    id elsewhere (a structured ``item._id``), so the assignment is lost and every group is
+    spread over all workers: the source-tree tests then build in one tree at once, the 1 GiB
+    entries are written side by side, and each worker starts its own NATS cluster
+    (pytest-dev/pytest-xdist#1386). Here the suffix is set where this pytest keeps the id;
+    where pytest-xdist already set it, nothing changes.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        name = group(item)
+        if name is None or item.nodeid.endswith(f"@{name}"):
+            continue
+        nodeid = f"{item.nodeid}@{name}"
+        structured = getattr(item, "_id", None)
+        if structured is not None and hasattr(type(structured), "parse"):
+            item._id = type(structured).parse(nodeid)  # type: ignore[attr-defined]
+        else:
+            item._nodeid = nodeid  # type: ignore[attr-defined]
+        assert item.nodeid == nodeid, f"could not name the group of {item.nodeid}"
 
 
 def longest_first(items: list[pytest.Item]) -> None:

@@ -23,7 +23,7 @@ from walrus import Walrus  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
 from ._forks import Zygote, close_all, run_interpreter, zygote_for  # noqa: E402
-from ._order import longest_first  # noqa: E402
+from ._order import keep_groups, longest_first  # noqa: E402
 
 _AVAILABLE = [row.name for row in walrus.available_backends() if row.available]
 FAULT_BACKENDS = [name for name in _AVAILABLE if name.startswith("faults-")]
@@ -151,7 +151,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--only-backends``, then the longest tests first (tests/_order.py)."""
+    """``--only-backends``, then the longest tests first and each group whole
+    (tests/_order.py)."""
     if only := config.getoption("--only-backends"):
         keep = set(only.split(","))
         chosen, dropped = [], []
@@ -164,6 +165,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=dropped)
             items[:] = chosen
     longest_first(items)
+    keep_groups(config, items)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from walrus._cli import main
+from walrus_bench._wakeup import _percentiles
 
 
 def test_wakeup_prints_every_measurement(tmp_path: Path,
@@ -23,3 +24,9 @@ def test_wakeup_prints_every_measurement(tmp_path: Path,
 def test_wakeup_refuses_a_count_too_small(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="--count"):
         main(["bench", "wakeup", "--count", "1", "--dir", str(tmp_path)])
+
+
+def test_a_lone_sample_is_its_own_median_and_99th_percentile() -> None:
+    """A run so loaded that the asyncio probe woke once still prints its row (it raised)."""
+    assert _percentiles([7.5]) == (7.5, 7.5)
+    assert _percentiles([float(i) for i in range(1, 101)]) == (50.5, 99.01)
