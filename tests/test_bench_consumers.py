@@ -18,5 +18,18 @@ def test_consumers_bench_compares_each_workload(tmp_path: Path,
         "read_next, StrictlyAtOnce", "read_next, AtLeastOnce(1000)",
         "batch reads of 64 KiB, StrictlyAtOnce", "64 consumers against one (read_next)"]
     for line in lines[1:]:
-        assert float(line.split()[-1]) > 0
+        assert float(line.split()[-1]) > 0, lines
     assert list(tmp_path.iterdir()) == []  # scratch data removed
+
+
+def test_a_tiny_ratio_is_not_printed_as_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drain stalled on a loaded machine gave a ratio of about 0.004, printed as 0.00."""
+    import walrus_bench._consumers as consumers
+
+    monkeypatch.setattr(consumers, "measure", lambda base, entries, rounds: [
+        ("read_next, StrictlyAtOnce", 300_000.0, 1_200.0)])
+    assert main(["bench", "consumers", "--entries", "10", "--rounds", "1",
+                 "--dir", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    assert float(line.split()[-1]) == pytest.approx(0.004)

@@ -113,5 +113,7 @@ def _main(args: argparse.Namespace) -> int:
         rows = measure(base, args.entries, args.rounds)
     print(f"{'workload':40} {'shared / one':>14} {'named / each':>14} {'ratio':>7}")
     for what, left, right in rows:
-        print(f"{what:40} {left:>14,.0f} {right:>14,.0f} {right / left:>7.2f}")
+        ratio = right / left  # two decimals, or two digits below 0.01: never a false 0.00
+        shown = f"{ratio:.2f}" if ratio >= 0.01 else f"{ratio:.2g}"
+        print(f"{what:40} {left:>14,.0f} {right:>14,.0f} {shown:>7}")
     return 0
