@@ -436,10 +436,21 @@ class Syncer:
     def note(self, cf: ConsumerFile) -> None:
         with self.mutex:
             self.dirty.add(cf)
-            if self.thread is None and not self.stopping.is_set():
-                self.thread = threading.Thread(target=self._run, name="walrus-consumers",
-                                               daemon=True)
-                self.thread.start()
+            self._start()
+
+    def start(self) -> None:
+        """Start the thread when a consumer is opened, not in the first read that stores a
+        position: starting a thread waits until it runs, which takes milliseconds on a
+        loaded machine (a drain of 2,000 entries under two CPU hogs ran at a tenth of the
+        shared cursor's rate for it)."""
+        with self.mutex:
+            self._start()
+
+    def _start(self) -> None:
+        if self.thread is None and not self.stopping.is_set():
+            self.thread = threading.Thread(target=self._run, name="walrus-consumers",
+                                           daemon=True)
+            self.thread.start()
 
     def _run(self) -> None:
         while not self.stopping.wait(self.interval):

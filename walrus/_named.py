@@ -85,6 +85,8 @@ class Consumers:
                            "at the first stored entry", name, topic, file.path)
             persisted = start
         c = Position(topic, name, None, file, persisted)
+        if self.syncer is not None:
+            self.syncer.start()
         if t is not None:
             c.topic = t
             c.cursor = c.persisted = _place(t, persisted)
