@@ -358,11 +358,14 @@ KINDS: dict[str, Damage] = {f.__name__: f for f in (
     index_damage, delete_file, lock_damage)}
 def last_segment(path: Path) -> str:
     """The name of the log's last segment (a spare made ahead of need is not part of it, nor
-    a file the killed writer had just created and not yet given its size)."""
+    a file the killed writer had just created and not yet given its size or its header)."""
     for f in sorted(path.glob("*.wal"), reverse=True):
         if f.stat().st_size < _codec.SEGMENT_HEADER_SIZE:
             continue
-        header = _codec.decode_segment_header(f.read_bytes()[:_codec.SEGMENT_HEADER_SIZE])
+        head = f.read_bytes()[:_codec.SEGMENT_HEADER_SIZE]
+        if not any(head):  # allocated, killed before its header was written
+            continue
+        header = _codec.decode_segment_header(head)
         if header.prev_end != SPARE_PREV_END:
             return f.name
     raise AssertionError(f"no segment in {path}")

@@ -43,7 +43,15 @@ def payload(topic: str, offset: int) -> bytes:
 
 
 def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes of the files under ``path``; one deleted while they are summed (retention at
+    work in another thread: a writer relieving the worker) counts for nothing."""
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except FileNotFoundError:
+            pass
+    return total
 
 
 def open_wal(path: Path, **kw: object) -> Walrus:
