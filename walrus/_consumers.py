@@ -424,7 +424,7 @@ def lowest(positions: dict[str, tuple[str, int]]) -> dict[str, int]:
 
 class Syncer:
     """Under ``Milliseconds(n)``: syncs the consumer files written since the last pass every
-    n ms (a thread started at the first such write, in writers and observers alike)."""
+    n ms (a thread started when the first consumer is opened, in writers and observers alike)."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
