@@ -37,7 +37,7 @@ def word(address: int, name: str) -> ctypes.c_ssize_t:
     return ctypes.c_ssize_t.from_address(address + WORD * FIELDS[name])
 
 
-@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(PyBuffer), ctypes.c_int)
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(PyBuffer), ctypes.c_int)  # type: ignore[untyped-decorator]
 def getbuffer(exporter: int, view: Any, flags: int) -> int:
     """The buffer API tells the truth: three 'Q' items 7, 8, 9, and one buffer more lent."""
     v = view.contents
@@ -49,7 +49,7 @@ def getbuffer(exporter: int, view: Any, flags: int) -> int:
     return 0
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(PyBuffer))
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(PyBuffer))  # type: ignore[untyped-decorator]
 def releasebuffer(exporter: int, view: Any) -> None:
     word(exporter, "ob_exports").value -= 1
 

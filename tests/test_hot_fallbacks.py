@@ -4,6 +4,7 @@ reference per switch of type, or follow a pointer before the layout check proved
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -102,9 +103,11 @@ def test_switching_types_keeps_no_reference_per_switch() -> None:
 
     class A:
         __slots__ = ("_by_name",)
+        _by_name: dict[str, object]
 
     class B:
         __slots__ = ("_by_name",)
+        _by_name: dict[str, object]
 
     a, b = A(), B()
     a._by_name = b._by_name = {}  # no topic: each call ends in the slow path
@@ -131,5 +134,5 @@ def test_a_foreign_array_layout_is_refused_without_a_crash() -> None:
                             capture_output=True, text=True, timeout=60,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, (result.returncode, result.stderr)
-    lock, array_direct, _clmul = eval(result.stdout)
+    _lock, array_direct, _clmul = ast.literal_eval(result.stdout)
     assert array_direct is False
