@@ -109,13 +109,16 @@ static Py_ssize_t find_offset(PyTypeObject *type, unsigned int version, PyObject
 }
 
 static inline Py_ssize_t offset_of(PyObject *o, Name *name) {
+    /* The offset of field ``name`` in ``o`` (-1: the generic look-up). The Name keeps its last
+     * type without a reference (one taken at each switch of type was never given back): the
+     * pointer is only compared, and an offset is used only with the version tag it was found
+     * at; tags are never reused, and a type's tag is 0 once it changed, so a type freed and
+     * another made at its address never matches a cached offset (version 0 caches -1). */
     PyTypeObject *type = Py_TYPE(o);
     if (name->type != type || name->version != type->tp_version_tag) {
         unsigned int version = version_of(type);
         Py_ssize_t offset = find_offset(type, version, name->name);
-        if (name->type != type)
-            Py_INCREF(type);  /* the Name's own reference: never dropped (a few types at most) */
-        name->type = type;
+        name->type = type;  /* borrowed: only compared (see above) */
         name->version = version;
         name->offset = offset;
     }
@@ -152,9 +155,15 @@ static int set(PyObject *o, Name *name, PyObject *v) {
 static inline int as_ll(PyObject *v, long long *out) {
     /* PyLong_AsLongLong, without its general conversion for the ints of one or two digits
      * that every field here holds (CPython's int layout before 3.12: a signed digit count,
-     * then 30-bit digits). -1 with an exception set if it is not an int or too large. */
+     * then 30-bit digits). Exact ints only: anything else (an object with __index__) would
+     * run Python code after the lock check, so it takes the slow path (-1 with an exception
+     * set, as for an int too large). */
+    if (!PyLong_CheckExact(v)) {
+        PyErr_SetString(PyExc_TypeError, "not an int");
+        return -1;
+    }
 #if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
-    if (PyLong_CheckExact(v)) {
+    {
         const digit *d = ((PyLongObject *)v)->ob_digit;
         switch (Py_SIZE(v)) {
         case 0: *out = 0; return 0;
@@ -227,15 +236,10 @@ static int is_true(PyObject *o, Name *name) {
  * layout on the running interpreter; else, and when the array must grow or lends its buffer
  * out, array.append is called. */
 typedef struct {
-    char typecode;
-    int itemsize;
-} ArrayDescrHead;
-
-typedef struct {
     PyObject_VAR_HEAD
     char *ob_item;
     Py_ssize_t allocated;
-    const ArrayDescrHead *ob_descr;
+    const void *ob_descr;  /* never followed: compared with q_descr */
     PyObject *weakreflist;
     Py_ssize_t ob_exports;
 } ArrayLayout;
@@ -243,20 +247,43 @@ typedef struct {
 static PyTypeObject *array_type;  /* array.array */
 static PyObject *array_append;  /* array.array.append (called when the array must grow) */
 static int array_direct;  /* 1: ArrayLayout holds on this interpreter */
+static const void *q_descr;  /* ob_descr of every array('Q'): the module's descriptor of 'Q' */
 
 static inline int lsns_room(PyObject *a) {
     /* 1 if one LSN can go into array ``a`` without it growing (see ArrayLayout). */
     if (!array_direct || !Py_IS_TYPE(a, array_type))
         return 0;
     ArrayLayout *arr = (ArrayLayout *)a;
-    return arr->ob_descr->typecode == 'Q' && arr->ob_descr->itemsize == 8
-        && arr->ob_exports == 0 && arr->ob_item != NULL && Py_SIZE(a) < arr->allocated;
+    return arr->ob_descr == q_descr && arr->ob_exports == 0 && arr->ob_item != NULL
+        && Py_SIZE(a) < arr->allocated;
 }
 
 static inline void lsns_put(PyObject *a, uint64_t lsn) {
     ArrayLayout *arr = (ArrayLayout *)a;
     memcpy(arr->ob_item + 8 * Py_SIZE(a), &lsn, 8);
     Py_SET_SIZE(a, Py_SIZE(a) + 1);
+}
+
+/* Why an append went to the Python method, counted (an increment on that path only):
+ * fallbacks() reads them, for diagnosis and for tests that an append took the C path. */
+enum { FB_CALL, FB_TOPIC, FB_LOCK, FB_MODE, FB_WAITERS, FB_ROOM, FB_MAPPING, FB_FIELD,
+       FB_COUNT };
+static const char *const fallback_names[FB_COUNT] = {
+    "call", "new topic", "lock held", "closed or SyncEach", "waiters", "room", "no mapping",
+    "field"};
+static unsigned long long append_fallbacks[FB_COUNT];
+#define FALLBACK(reason, label) do { why = (reason); goto label; } while (0)
+
+static PyObject *fallbacks(PyObject *mod, PyObject *unused) {
+    /* {reason: count} of the appends that went to the Python method since the import. */
+    PyObject *out = PyDict_New();
+    for (int i = 0; out != NULL && i < FB_COUNT; i++) {
+        PyObject *n = PyLong_FromUnsignedLongLong(append_fallbacks[i]);
+        if (n == NULL || PyDict_SetItemString(out, fallback_names[i], n))
+            Py_CLEAR(out);
+        Py_XDECREF(n);
+    }
+    return out;
 }
 
 static PyObject *call_slow(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
@@ -276,45 +303,48 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
                             PyObject *kwnames) {
     if (nargs < 2)
         return PyErr_Format(PyExc_TypeError, "append(owner, slow, ...): too few arguments");
+    int why;  /* why it goes to the Python method, if it does (FB_...) */
     if (nargs != 4 || kwnames != NULL)
-        goto slow;  /* keywords (topic=, data=): Python binds them */
+        FALLBACK(FB_CALL, slow);  /* keywords (topic=, data=): Python binds them */
     PyObject *log = args[0], *topic = args[2], *data = args[3];
     if (!PyUnicode_CheckExact(topic) || !PyBytes_CheckExact(data)
             || PyBytes_GET_SIZE(data) > SMALL_ENTRY)
-        goto slow;
+        FALLBACK(FB_CALL, slow);
     PyObject *by_name = get(log, &s_by_name);
     if (by_name == NULL)
-        goto slow;
+        FALLBACK(FB_FIELD, slow);
     PyObject *t = PyDict_CheckExact(by_name) ? PyDict_GetItemWithError(by_name, topic) : NULL;
     Py_XINCREF(t);
     Py_DECREF(by_name);
     if (t == NULL)
-        goto slow;  /* a new topic: the validating path */
+        FALLBACK(FB_TOPIC, slow);  /* a new topic: the validating path */
     PyObject *seg = NULL, *o_nbytes = NULL, *o_end = NULL, *o_next = NULL, *o_lsn = NULL,
         *lsns = NULL;
-    if (is_free(log, &s_mutex) != 1 || is_true(log, &s_closed) != 0
-            || is_true(log, &s_sync_each) != 0)
-        goto slow_t;
+    int lock_free = is_free(log, &s_mutex);
+    if (lock_free != 1)
+        FALLBACK(lock_free == 0 ? FB_LOCK : FB_FIELD, slow_t);
+    if (is_true(log, &s_closed) != 0 || is_true(log, &s_sync_each) != 0)
+        FALLBACK(FB_MODE, slow_t);
     PyObject *on_visible = get(log, &s_on_visible);
     if (on_visible == NULL)
-        goto slow_t;
+        FALLBACK(FB_FIELD, slow_t);
     Py_DECREF(on_visible);
     if (on_visible != Py_None)
-        goto slow_t;  /* somebody waits: the wake-up follows the Python path's rule */
+        FALLBACK(FB_WAITERS, slow_t);  /* the wake-up follows the Python path's rule */
     seg = get(log, &s_active);
     if (seg == NULL || seg == Py_None)
-        goto slow_t;
+        FALLBACK(FB_FIELD, slow_t);
     long long p, check_at, seq, durable, salt, tid, lsn_base, nbytes;
     if (get_ll(seg, &s_end, &p) || get_ll(seg, &s_check_at, &check_at))
-        goto slow_t;
+        FALLBACK(FB_FIELD, slow_t);
     uint64_t n = (uint64_t)PyBytes_GET_SIZE(data);
     uint64_t end = ((uint64_t)p + HEADER + n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1);
     if (p < 0 || end > (uint64_t)check_at)
-        goto slow_t;  /* full, abandoned, or a mark to leave: make_room */
+        FALLBACK(FB_ROOM, slow_t);  /* full, abandoned, or a mark to leave: make_room */
     PyObject *address = get(seg, &s_address);
     if (address == NULL || address == Py_None) {
         Py_XDECREF(address);
-        goto slow_t;  /* not a writable mapping: the backend's write */
+        FALLBACK(FB_MAPPING, slow_t);  /* not a writable mapping: the backend's write */
     }
     Py_DECREF(address);
     PyObject *view = get(seg, &s_view);  /* the mapping itself (an mmap) */
@@ -324,13 +354,13 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
          * thread append meanwhile: the stale write position read above would then be
          * written over. The Python path writes through ``address``. */
         Py_XDECREF(view);
-        goto slow_t;
+        FALLBACK(FB_MAPPING, slow_t);
     }
     Py_buffer mapped;
     int refused = PyObject_GetBuffer(view, &mapped, PyBUF_WRITABLE);
     Py_DECREF(view);
     if (refused)
-        goto slow_t;
+        FALLBACK(FB_MAPPING, slow_t);
     unsigned char *dst = mapped.buf;
     Py_ssize_t mapped_len = mapped.len;
     PyBuffer_Release(&mapped);  /* the segment keeps the mapping open: Segment.view */
@@ -338,10 +368,10 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
             || get_ll(t, &s_next_seq, &seq) || get_ll(log, &s_durable, &durable)
             || get_ll(seg, &s_salt, &salt) || get_ll(t, &s_tid, &tid)
             || get_ll(seg, &s_lsn_base, &lsn_base) || get_ll(t, &s_nbytes, &nbytes))
-        goto slow_t;
+        FALLBACK(end > (uint64_t)mapped_len ? FB_ROOM : FB_FIELD, slow_t);
     lsns = get(t, &s_lsns);
     if (lsns == NULL)
-        goto slow_t;
+        FALLBACK(FB_FIELD, slow_t);
     uint64_t lsn = (uint64_t)lsn_base | (uint64_t)p;
     int in_place = lsns_room(lsns);  /* 1: the LSN goes in without the array growing */
     o_nbytes = PyLong_FromLongLong(nbytes + (long long)(end - (uint64_t)p));
@@ -349,7 +379,7 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     o_next = PyLong_FromLongLong(seq + 1);
     o_lsn = in_place ? NULL : PyLong_FromUnsignedLongLong(lsn);
     if (o_nbytes == NULL || o_end == NULL || o_next == NULL || (!in_place && o_lsn == NULL))
-        goto slow_t;
+        FALLBACK(FB_FIELD, slow_t);
     /* From here on nothing fails before the last call (n < BIG: the GIL is kept). */
     encode_one(dst, (uint64_t)p, (const unsigned char *)PyBytes_AS_STRING(data), n,
                (uint32_t)tid, 0, (uint64_t)seq, (uint64_t)durable, (uint32_t)salt);
@@ -378,6 +408,7 @@ slow_t:
     Py_XDECREF(lsns); Py_XDECREF(seg);
     Py_DECREF(t);
 slow:
+    append_fallbacks[why]++;
     return call_slow(args, nargs, kwnames);
 }
 
@@ -625,6 +656,8 @@ static PyMethodDef methods[] = {
      "entries(payloads, first, topic, Entry): the Entry tuples of consecutive payloads."},
     {"slices", (PyCFunction)(void (*)(void))hot_slices, METH_FASTCALL,
      "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
+    {"fallbacks", fallbacks, METH_NOARGS,
+     "fallbacks() -> {reason: count}: the appends that went to the Python method, and why."},
     {"direct", direct, METH_NOARGS,
      "direct() -> (lock, array, clmul): the direct reads and the CRC in use."},
     {NULL, NULL, 0, NULL},
@@ -649,23 +682,30 @@ static int lock_layout_holds(PyTypeObject *type, PyObject *lock) {
     return held && ((LockLayout *)lock)->locked == 0;
 }
 
-static int array_layout_holds(PyObject *a) {
+static int array_layout_holds(PyObject *a, PyObject *q, PyObject *d) {
     /* 1 if ArrayLayout is how ``a`` (array('Q', [7, 8, 9])) is laid out, 0 if not, -1 on
-     * error: its size, items, type code and lent buffers where the layout says. */
+     * error. The fields are read at their offsets (inside the object: its size is checked
+     * first) and compared, never followed: the buffer API says where the items are, how many
+     * and of which type, and ``ob_exports`` must count the buffer lent; ``ob_descr`` must be
+     * the same in another array('Q'), ``q``, and differ in an array('d'), ``d``, as a
+     * pointer into the module's table of type codes does. */
     ArrayLayout *arr = (ArrayLayout *)a;
-    if (Py_TYPE(a)->tp_basicsize != (Py_ssize_t)sizeof(ArrayLayout) || Py_SIZE(a) != 3
-            || arr->allocated < 3 || arr->ob_descr->typecode != 'Q'
-            || arr->ob_descr->itemsize != 8 || arr->ob_exports != 0)
+    if (Py_TYPE(a)->tp_basicsize != (Py_ssize_t)sizeof(ArrayLayout)
+            || !Py_IS_TYPE(q, Py_TYPE(a)) || !Py_IS_TYPE(d, Py_TYPE(a)))
         return 0;
     Py_buffer view;
-    if (PyObject_GetBuffer(a, &view, PyBUF_SIMPLE))
+    if (PyObject_GetBuffer(a, &view, PyBUF_FORMAT))
         return -1;
-    uint64_t items[3];
-    memcpy(items, arr->ob_item, sizeof items);
-    int same = view.buf == arr->ob_item && view.len == 24 && arr->ob_exports == 1
-        && items[0] == 7 && items[1] == 8 && items[2] == 9;
+    uint64_t items[3] = {0, 0, 0};
+    int same = view.buf == (void *)arr->ob_item && view.len == 24 && view.itemsize == 8
+        && view.format != NULL && strcmp(view.format, "Q") == 0 && Py_SIZE(a) == 3
+        && arr->allocated >= 3 && arr->ob_exports == 1;
+    if (same)
+        memcpy(items, view.buf, sizeof items);
     PyBuffer_Release(&view);
-    return same && arr->ob_exports == 0;
+    return same && arr->ob_exports == 0 && items[0] == 7 && items[1] == 8 && items[2] == 9
+        && arr->ob_descr == ((ArrayLayout *)q)->ob_descr
+        && arr->ob_descr != ((ArrayLayout *)d)->ob_descr;
 }
 
 static PyObject *direct(PyObject *mod, PyObject *unused) {
@@ -686,12 +726,21 @@ static int check_layouts(void) {
     array_type = (PyTypeObject *)PyObject_GetAttrString(array_module, "array");
     PyObject *a = array_type == NULL ? NULL
         : PyObject_CallFunction((PyObject *)array_type, "s[iii]", "Q", 7, 8, 9);
+    PyObject *q = a == NULL ? NULL : PyObject_CallFunction((PyObject *)array_type, "s", "Q");
+    PyObject *d = q == NULL ? NULL : PyObject_CallFunction((PyObject *)array_type, "s", "d");
     Py_DECREF(array_module);
-    if (a == NULL)
+    if (d == NULL) {
+        Py_XDECREF(a);
+        Py_XDECREF(q);
         return -1;
+    }
     array_append = PyObject_GetAttrString((PyObject *)array_type, "append");
-    int holds = array_append == NULL ? -1 : allowed ? array_layout_holds(a) : 0;
+    int holds = array_append == NULL ? -1 : allowed ? array_layout_holds(a, q, d) : 0;
+    if (holds == 1)
+        q_descr = ((ArrayLayout *)a)->ob_descr;
     Py_DECREF(a);
+    Py_DECREF(q);
+    Py_DECREF(d);
     if (holds < 0)
         return -1;
     array_direct = holds;
