@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from . import _series
 from ._probe import backends
 
 PROBE = str(Path(__file__).resolve().parent / "_probe.py")
@@ -151,6 +152,7 @@ def _tracks(count: Callable[[str, str, int], float], table: dict[str, tuple[str,
     return declare
 
 
+@_series.series(_series.COUNTED_CPU)
 @_tracks(count_instructions, INSTRUCTIONS)
 class Instructions(_Counted):
     """CPU-bound paths (no fsync), deterministic: instructions per entry (valgrind)."""
@@ -159,6 +161,7 @@ class Instructions(_Counted):
     unit = "instructions/entry"
 
 
+@_series.series(_series.COUNTED_IO)
 @_tracks(count_syscalls, SYSCALLS)
 class Syscalls(_Counted):
     """I/O-bound paths, deterministic: storage system calls per entry (strace)."""
@@ -196,6 +199,7 @@ class _Plain(_Counted):
     params = (["plain"],)
 
 
+@_series.series(_series.BASELINE)
 class InstructionsBaselines(_Plain):
     """The CPU-bound rows' baselines, counted as ``Instructions`` counts walrus (named so
     that ``--bench '^cost\\.Instructions\\.'`` selects walrus's series only)."""
@@ -208,6 +212,7 @@ class InstructionsBaselines(_Plain):
     track_parse_loop = _baseline("parse_loop")
 
 
+@_series.series(_series.BASELINE)
 class SyscallsBaselines(_Plain):
     """The I/O-bound rows' baselines, counted as ``Syscalls`` counts walrus."""
 

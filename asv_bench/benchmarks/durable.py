@@ -28,6 +28,7 @@ from collections.abc import Callable
 from walrus import Consistency, FsyncSchedule, ReadConsistency, Walrus
 from walrus_bench._targets import HEADER
 
+from . import _series
 from ._probe import backends
 
 BACKENDS = backends()
@@ -52,6 +53,7 @@ def _wal(backend: str) -> Walrus:
     return wal
 
 
+@_series.series(_series.DEVICE)
 class SyncEach:
     """Durable appends (FsyncSchedule.SyncEach), 100 bytes, wall clock per call."""
 
@@ -75,12 +77,6 @@ class SyncEach:
             w.start()
         for w in workers:
             w.join()
-
-
-SyncEach.time_append.pretty_name = (  # type: ignore[attr-defined]
-    "durable.SyncEach.time_append [device-bound: fsync latency, with its noise]")
-SyncEach.time_append_4_threads.pretty_name = (  # type: ignore[attr-defined]
-    "durable.SyncEach.time_append_4_threads [device-bound: fsync latency, with its noise]")
 
 
 class DeviceFile:
@@ -179,6 +175,7 @@ def _overhead(rounds: Callable[[Walrus], Callable[[], None]], consistency: Consi
     return track
 
 
+@_series.series(_series.IO_RATIO)
 class Overhead:
     """I/O-bound paths, the series to track: walrus's time per durable entry over the
     device's (a plain ``pwrite`` + ``fdatasync`` per record), interleaved in one process.
@@ -204,7 +201,3 @@ class Overhead:
                                 "``read_next`` under StrictlyAtOnce (its cursor made durable "
                                 "per read), over the device.")
 
-
-for _name in ("append", "read_next"):
-    getattr(Overhead, f"track_{_name}").pretty_name = (
-        f"durable.Overhead.track_{_name} [I/O-bound: walrus time / device time]")

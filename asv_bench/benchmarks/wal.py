@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 
 from walrus import Consistency, FsyncSchedule, ReadConsistency, Schedule, Walrus, available_backends
 
+from ._series import WALL, series
+
 BACKENDS = [b.name for b in available_backends() if b.available]
 SCHEDULES: dict[str, Schedule] = {
     "no-fsync": FsyncSchedule.NoFsync,
@@ -94,6 +96,7 @@ class _Instance:
             self.wal.batch_append_for_topic(TOPIC, BATCH[: min(len(BATCH), entries - start)])
 
 
+@series(WALL, device_bound="sync-each")
 class Append(_Instance):
     def track_append(self, backend: str, fsync: str) -> float:
         append, n = self.wal.append_for_topic, self.n
@@ -112,6 +115,7 @@ class Append(_Instance):
             append(TOPIC, PAYLOAD)
 
 
+@series(WALL)
 class BatchAppend(_Instance):
     def track_batch_append(self, backend: str, fsync: str) -> float:
         batches = max(1, self.n // len(BATCH))
@@ -130,6 +134,7 @@ class BatchAppend(_Instance):
             self.wal.batch_append_for_topic(TOPIC, BATCH)
 
 
+@series(WALL, device_bound="sync-each with strictly-at-once")
 class ReadNext(_Instance):
     params = (BACKENDS, list(SCHEDULES), list(CONSISTENCY))
     param_names = ("backend", "fsync", "consistency")
@@ -151,6 +156,7 @@ class ReadNext(_Instance):
     track_read_next.unit = "ns/entry"  # type: ignore[attr-defined]
 
 
+@series(WALL)
 class BatchRead(_Instance):
     def setup(self, backend: str, fsync: str, *rest: str) -> None:
         super().setup(backend, fsync, *rest)
@@ -174,6 +180,7 @@ class BatchRead(_Instance):
             pass
 
 
+@series(WALL, device_bound="sync-each")
 class ThreadedAppend(_Instance):
     """Appends from 1 or 4 threads, one topic each: wall-clock cost per entry of all of them.
 
