@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -133,13 +134,17 @@ class _Clock:
         return self.now
 
 
-@pytest.mark.usefixtures("asv_modules")
-def test_interleaved_ratio_is_walrus_time_over_device_time(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch, asv_modules: None) -> _Clock:
+    """The benchmarks' clock, replaced by one the test's workloads move."""
+    fake = _Clock()
+    monkeypatch.setattr(time, "perf_counter_ns", fake)
+    return fake
+
+
+def test_interleaved_ratio_is_walrus_time_over_device_time(clock: _Clock) -> None:
     from benchmarks import durable
 
-    clock = _Clock()
-    monkeypatch.setattr(durable.time, "perf_counter_ns", clock)
     calls: list[str] = []
 
     def walrus_round() -> None:
@@ -177,13 +182,9 @@ def test_overhead_figure_is_a_ratio_from_a_real_durable_log(
     assert "device-bound" in durable.SyncEach.time_append.pretty_name  # type: ignore[attr-defined]
 
 
-@pytest.mark.usefixtures("asv_modules")
-def test_wall_clock_figures_time_only_the_rounds_after_the_warm_up(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wall_clock_figures_time_only_the_rounds_after_the_warm_up(clock: _Clock) -> None:
     from benchmarks import wal
 
-    clock = _Clock()
-    monkeypatch.setattr(wal.time, "perf_counter_ns", clock)
     seen: list[int] = []
 
     def body(r: int) -> None:
