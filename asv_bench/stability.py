@@ -48,6 +48,9 @@ DEVICE_BOUND: dict[str, tuple[str, ...]] = {
 }
 """wal.* figures that wait for an fsync per entry: with all of these parameters."""
 
+NOT_RESULTS = ("machine.json", "benchmarks.json")
+"""The other files asv keeps in a results folder."""
+
 Figure = tuple[str, tuple[str, ...]]
 """A benchmark's name and one combination of its parameters (asv's reprs)."""
 
@@ -74,7 +77,7 @@ def load(path: Path) -> dict[Figure, float | None]:
     from asv.results import Results  # type: ignore[import-untyped]
 
     if path.is_dir():
-        found = [p for p in path.rglob("*.json") if p.name != "machine.json"]
+        found = [p for p in path.rglob("*.json") if p.name not in NOT_RESULTS]
         if len(found) != 1:
             raise SystemExit(f"{path}: expected one asv results file, found {len(found)}")
         path = found[0]

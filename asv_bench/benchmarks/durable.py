@@ -133,8 +133,9 @@ def interleaved_ratio(walrus_round: Callable[[], None], device_round: Callable[[
 PAIRS, WARMUP_PAIRS = 3000, 50
 """A pair is one durable write on either side: interleaved that finely, both see the disk in
 the same mood. Measured on this 2-core machine kind with others' tests beside it (load average
-3-5), fresh processes: 2,000 or 5,000 pairs, the figure moved by 3-12 % from process to
-process; 60 pairs of five writes each, by up to 30 %."""
+2-5), in fresh processes: 2,000 to 5,000 pairs, the figure moved by 0-12 % from process to
+process (io_uring, whose writes a kernel thread makes, the most); 60 pairs of five writes each,
+by up to 30 %."""
 
 
 def _appends(wal: Walrus) -> Callable[[], None]:

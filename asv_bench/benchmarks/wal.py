@@ -1,9 +1,9 @@
 """Wall clock, the second series: time per entry for each backend and fsync schedule.
 
-Each ``track_*`` returns wall-clock nanoseconds per entry, the lowest of many short rounds;
-``peakmem_*`` records the process's peak memory. 100-byte entries, one topic. They show what a
-caller waits, for context; regressions are judged on the counted series in ``cost``
-(``make asv-continuous``).
+Each ``track_*`` returns wall-clock nanoseconds per entry, the lowest of 60 short timed
+rounds run after 120 untimed ones; ``peakmem_*`` records the process's peak memory.
+100-byte entries, one topic. They show what a caller waits, for context; regressions are
+judged on the counted series in ``cost`` (``make asv-continuous``).
 
 Why many short rounds: on a shared machine a round is slowed by whatever else runs in it, never
 sped up, so the lowest is the estimate that load moves least, and a round short enough (about a
@@ -11,9 +11,13 @@ millisecond) often runs whole on a free core. Measured on this 2-core machine ki
 test runs beside it (load average 11-13), two runs of the 57 ``track_*`` figures: best of 3
 rounds of 20,000 entries, 10 of the 36 figures that do not wait for an fsync per entry agreed
 within 10 % (largest ratio 10.4x); lowest of 60 rounds of 1,000, 33 of 36 (largest 1.13x).
-The figures that wait for an fsync per entry (``sync-each`` appends, ``strictly-at-once``
-reads under ``sync-each``) are the device's latency, which moves with other writers to the
-disk: their noise is reported in ``durable`` and their cost counted in ``cost.Syscalls``.
+Why untimed rounds first: see :func:`best_ns_per_entry`.
+
+The figures that wait for an fsync per entry (``sync-each`` appends, one thread or four, and
+``strictly-at-once`` reads under ``sync-each``) are device-bound: the disk's latency, which
+moves with other writers to it (the dashboard says so after their names). What walrus adds
+over the device there is tracked in ``durable.Overhead``, the latency's noise reported in
+``durable.SyncEach`` and the system calls counted in ``cost.Syscalls``.
 """
 
 from __future__ import annotations
