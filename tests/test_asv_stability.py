@@ -178,8 +178,7 @@ def test_overhead_figure_is_a_ratio_from_a_real_durable_log(
             bench.teardown("pwrite")
         assert isinstance(figure, float) and math.isfinite(figure) and figure > 0
     assert durable.Overhead.unit == "ratio"
-    assert "I/O-bound" in durable.Overhead.track_append.pretty_name
-    assert "device-bound" in durable.SyncEach.time_append.pretty_name  # type: ignore[attr-defined]
+    assert durable.Overhead.track_append.pretty_name == "[I/O ratio] Overhead.track_append"
 
 
 def test_wall_clock_figures_time_only_the_rounds_after_the_warm_up(clock: _Clock) -> None:
@@ -194,3 +193,19 @@ def test_wall_clock_figures_time_only_the_rounds_after_the_warm_up(clock: _Clock
     assert wal.best_ns_per_entry(4, 1_000, body, warmup=8) == 3.0
     assert len(seen) == 12
     assert wal.WARMUP >= wal.ROUNDS  # the warm-up passes the prefaulter's first two steps
+
+
+@pytest.mark.usefixtures("asv_modules")
+def test_dashboard_names_say_each_benchmarks_series() -> None:
+    from benchmarks import cost, durable, memory, wal
+
+    assert (cost.Instructions.track_append.pretty_name  # type: ignore[attr-defined]
+            == "[counted] Instructions.track_append")
+    assert (durable.SyncEach.time_append.pretty_name  # type: ignore[attr-defined]
+            == "[device-bound] SyncEach.time_append")
+    assert (wal.Append.track_append.pretty_name  # type: ignore[attr-defined]
+            == "[wall clock; device-bound: sync-each] Append.track_append")
+    assert (wal.Append.peakmem_append.pretty_name  # type: ignore[attr-defined]
+            == "[memory] Append.peakmem_append")
+    assert (memory.TopicMemory.track_private_bytes_per_topic.pretty_name  # type: ignore[attr-defined]
+            == "[memory] TopicMemory.track_private_bytes_per_topic")

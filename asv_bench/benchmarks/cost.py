@@ -152,7 +152,7 @@ def _tracks(count: Callable[[str, str, int], float], table: dict[str, tuple[str,
     return declare
 
 
-@_series.series(_series.COUNTED_CPU)
+@_series.series(_series.COUNTED)
 @_tracks(count_instructions, INSTRUCTIONS)
 class Instructions(_Counted):
     """CPU-bound paths (no fsync), deterministic: instructions per entry (valgrind)."""
@@ -161,7 +161,7 @@ class Instructions(_Counted):
     unit = "instructions/entry"
 
 
-@_series.series(_series.COUNTED_IO)
+@_series.series(_series.COUNTED)
 @_tracks(count_syscalls, SYSCALLS)
 class Syscalls(_Counted):
     """I/O-bound paths, deterministic: storage system calls per entry (strace)."""

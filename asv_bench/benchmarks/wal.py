@@ -138,7 +138,7 @@ class BatchAppend(_Instance):
             self.wal.batch_append_for_topic(TOPIC, BATCH)
 
 
-@series(WALL, device_bound="sync-each with strictly-at-once")
+@series(WALL, device_bound="sync-each + strictly-at-once")
 class ReadNext(_Instance):
     params = (BACKENDS, list(SCHEDULES), list(CONSISTENCY))
     param_names = ("backend", "fsync", "consistency")
