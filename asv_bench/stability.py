@@ -34,19 +34,20 @@ SHARE = 0.95
 SERIES: dict[str, str] = {
     "counted": "cost.*: instructions and system calls per entry (CPU- and I/O-bound paths)",
     "I/O ratio": "durable.Overhead.*: walrus time / device time per durable write",
-    "wall clock": "wal.* track figures that do not wait for an fsync per entry",
-    "device-bound": "raw fsync latency: durable.SyncEach.*, wal.* waiting for an fsync per "
-                    "entry",
+    "wall clock": "wal.* track figures whose rounds do not wait for an fsync",
+    "device-bound": "raw fsync latency: durable.SyncEach.*, wal.* whose every round waits for "
+                    "an fsync",
     "memory": "wal.*.peakmem_*, memory.*",
 }
 """The series, in the table's order, and what each holds."""
 
 DEVICE_BOUND: dict[str, tuple[str, ...]] = {
     "wal.Append.track_append": ("'sync-each'",),
+    "wal.BatchAppend.track_batch_append": ("'sync-each'",),
     "wal.ThreadedAppend.track_threaded_append": ("'sync-each'",),
     "wal.ReadNext.track_read_next": ("'sync-each'", "'strictly-at-once'"),
 }
-"""wal.* figures that wait for an fsync per entry: with all of these parameters."""
+"""wal.* figures whose every timed round waits for an fsync: with all of these parameters."""
 
 NOT_RESULTS = ("machine.json", "benchmarks.json")
 """The other files asv keeps in a results folder."""

@@ -68,7 +68,8 @@ def test_series_of_puts_each_figure_in_its_series() -> None:
     assert series_of("wal.ReadNext.track_read_next",
                      ("'mmap'", "'sync-each'", "'at-least-once-10000'")) == "wall clock"
     assert series_of("wal.BatchAppend.track_batch_append",
-                     ("'mmap'", "'sync-each'")) == "wall clock"  # one sync per 2000 entries
+                     ("'mmap'", "'sync-each'")) == "device-bound"  # one sync a round
+    assert series_of("wal.BatchRead.track_batch_read", ("'mmap'", "'sync-each'")) == "wall clock"
     assert series_of("wal.Append.peakmem_append", ("'mmap'", "'sync-each'")) == "memory"
     assert series_of("memory.TopicMemory.track_python_bytes_per_topic", ("'mmap'",)) == "memory"
 
