@@ -125,7 +125,7 @@ INSTRUCTIONS: dict[str, tuple[str, int, str]] = {
                         "per entry, as ``walrus bench targets`` runs it."),
 }
 """``Instructions.track_<key>``: instructions per entry of that operation of ``_probe.py``
-over that many entries. Tables, so that a figure is a line (the names are asv's keys, which
+over that many entries. Tables, so that a figure is one row (the names are asv's keys, which
 its history follows: never rename one)."""
 
 SYSCALLS: dict[str, tuple[str, int, str]] = {
