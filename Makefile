@@ -66,7 +66,7 @@ BASE ?= main
 	bench-targets bench-scale bench-backends \
 	show-writes show-reads show-scaling show-batch show-batch-scaling show-compare \
 	bench-and-show-writes bench-and-show-reads bench-and-show-scaling bench-and-show-compare \
-	asv asv-continuous asv-history asv-publish asv-preview asv-check-dashboard
+	asv asv-continuous asv-history asv-publish asv-preview asv-check-dashboard asv-stability
 
 $(PEERS): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,plot,peers]'
@@ -144,6 +144,13 @@ $(BENCH_TOOLS): asv_bench/dashboard/package-lock.json | $(STAMP)
 asv-continuous: $(STAMP) $(BENCH_TOOLS)
 	$(ASV) machine --yes > /dev/null
 	$(ASV) continuous --show-stderr --factor 1.1 --bench '$(ASV_GATE)' $(BASE) $$(git rev-parse HEAD)
+
+## asv-stability: the whole suite (or ASV_BENCH's regex) twice on HEAD's tree, then how far the
+## two runs differ per series (docs/benchmarks.md); exits 1 unless 95 % agree within 10 %, none over 1.5x
+ASV_BENCH ?= .
+asv-stability: $(STAMP) $(BENCH_TOOLS)
+	$(ASV) machine --yes > /dev/null
+	$(PY) asv_bench/stability.py run --asv $(abspath $(VENV))/bin/asv --bench '$(ASV_BENCH)'
 
 ## asv-history: the whole suite on each commit of RANGE (default: BASE's last 10) not run yet
 asv-history: $(STAMP) $(BENCH_TOOLS)

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from . import _series
 from ._probe import backends
 
 PROBE = str(Path(__file__).resolve().parent / "_probe.py")
@@ -107,49 +108,66 @@ def _track(count: Callable[[str, str, int], float], operation: str, entries: int
     return track
 
 
+INSTRUCTIONS: dict[str, tuple[str, int, str]] = {
+    "append": ("append", 2000, "``append_for_topic`` of 100 bytes."),
+    "batch_append": ("batch_append", 4000, "``batch_append_for_topic`` of 2000 x 100 bytes, "
+                     "per entry."),
+    "read_next": ("read_next", 2000, "``read_next`` under AtLeastOnce(10000)."),
+    "batch_read": ("batch_read", 4000, "``batch_read_for_topic`` with a 1 MiB cap, per entry."),
+    "durable_append": ("durable_append", 200, "``append_for_topic`` under SyncEach: walrus's "
+                       "own CPU on the durable path."),
+    "named_read_next": ("named_read_next", 2000, "``read_next(consumer=...)`` of a named "
+                        "consumer under AtLeastOnce(10000), as ``walrus bench targets`` runs "
+                        "it (its baseline: ``track_read_next``)."),
+    "ms_append": ("ms_append", 2000, "``append_for_topic`` under Milliseconds(1000), as "
+                  "``walrus bench targets`` runs it (its baseline: ``track_append``)."),
+    "threads4_append": ("append_4_threads", 2000, "4 threads appending to 4 topics, NoFsync, "
+                        "per entry, as ``walrus bench targets`` runs it."),
+}
+"""``Instructions.track_<key>``: instructions per entry of that operation of ``_probe.py``
+over that many entries. Tables, so that a figure is one row (the names are asv's keys, which
+its history follows: never rename one)."""
+
+SYSCALLS: dict[str, tuple[str, int, str]] = {
+    "durable_append": ("durable_append", 200, "``append_for_topic`` under SyncEach: writes "
+                       "and syncs asked of the kernel."),
+    "durable_read_next": ("durable_read_next", 200, "``read_next`` under StrictlyAtOnce "
+                          "(SyncEach): the cursor persisted per read."),
+    "durable_append_4_threads": ("durable_append_4_threads", 200, "4 threads appending under "
+                                 "SyncEach, per entry, as ``walrus bench targets`` runs it: "
+                                 "group commit's share of a sync (depends on timing)."),
+}
+"""``Syscalls.track_<key>``: storage system calls per entry, likewise."""
+
+
+def _tracks(count: Callable[[str, str, int], float], table: dict[str, tuple[str, int, str]]
+            ) -> Callable[[type[_Counted]], type[_Counted]]:
+    """A class decorator: a ``track_<key>`` figure for each row of ``table``."""
+
+    def declare(cls: type[_Counted]) -> type[_Counted]:
+        for key, (operation, entries, doc) in table.items():
+            setattr(cls, f"track_{key}", _track(count, operation, entries, doc))
+        return cls
+
+    return declare
+
+
+@_series.series(_series.COUNTED)
+@_tracks(count_instructions, INSTRUCTIONS)
 class Instructions(_Counted):
     """CPU-bound paths (no fsync), deterministic: instructions per entry (valgrind)."""
 
     tool = "valgrind"
     unit = "instructions/entry"
-    track_append = _track(count_instructions, "append", 2000,
-                          "``append_for_topic`` of 100 bytes.")
-    track_batch_append = _track(count_instructions, "batch_append", 4000,
-                                "``batch_append_for_topic`` of 2000 x 100 bytes, per entry.")
-    track_read_next = _track(count_instructions, "read_next", 2000,
-                             "``read_next`` under AtLeastOnce(10000).")
-    track_batch_read = _track(count_instructions, "batch_read", 4000,
-                              "``batch_read_for_topic`` with a 1 MiB cap, per entry.")
-    track_durable_append = _track(count_instructions, "durable_append", 200,
-                                  "``append_for_topic`` under SyncEach: walrus's own CPU on "
-                                  "the durable path.")
-    track_named_read_next = _track(count_instructions, "named_read_next", 2000,
-                                   "``read_next(consumer=...)`` of a named consumer under "
-                                   "AtLeastOnce(10000), as ``walrus bench targets`` runs it "
-                                   "(its baseline: ``track_read_next``).")
-    track_ms_append = _track(count_instructions, "ms_append", 2000,
-                             "``append_for_topic`` under Milliseconds(1000), as ``walrus bench "
-                             "targets`` runs it (its baseline: ``track_append``).")
-    track_threads4_append = _track(count_instructions, "append_4_threads", 2000,
-                                   "4 threads appending to 4 topics, NoFsync, per entry, as "
-                                   "``walrus bench targets`` runs it.")
 
 
+@_series.series(_series.COUNTED)
+@_tracks(count_syscalls, SYSCALLS)
 class Syscalls(_Counted):
     """I/O-bound paths, deterministic: storage system calls per entry (strace)."""
 
     tool = "strace"
     unit = "syscalls/entry"
-    track_durable_append = _track(count_syscalls, "durable_append", 200,
-                                  "``append_for_topic`` under SyncEach: writes and syncs "
-                                  "asked of the kernel.")
-    track_durable_read_next = _track(count_syscalls, "durable_read_next", 200,
-                                     "``read_next`` under StrictlyAtOnce (SyncEach): the "
-                                     "cursor persisted per read.")
-    track_durable_append_4_threads = _track(count_syscalls, "durable_append_4_threads", 200,
-                                            "4 threads appending under SyncEach, per entry, "
-                                            "as ``walrus bench targets`` runs it: group "
-                                            "commit's share of a sync (depends on timing).")
 
 
 BASELINES: dict[str, tuple[Callable[[str, str, int], float], int, str, str]] = {
@@ -181,6 +199,7 @@ class _Plain(_Counted):
     params = (["plain"],)
 
 
+@_series.series(_series.BASELINE)
 class InstructionsBaselines(_Plain):
     """The CPU-bound rows' baselines, counted as ``Instructions`` counts walrus (named so
     that ``--bench '^cost\\.Instructions\\.'`` selects walrus's series only)."""
@@ -193,6 +212,7 @@ class InstructionsBaselines(_Plain):
     track_parse_loop = _baseline("parse_loop")
 
 
+@_series.series(_series.BASELINE)
 class SyscallsBaselines(_Plain):
     """The I/O-bound rows' baselines, counted as ``Syscalls`` counts walrus."""
 

@@ -23,6 +23,7 @@ import tracemalloc
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 
+from . import _series
 from ._probe import backends
 
 BACKENDS = backends()
@@ -77,6 +78,7 @@ def topic_memory(backend: str, topics: int = TOPICS, entries: int = ENTRIES,
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@_series.series(_series.MEMORY)
 class TopicMemory:
     params = (BACKENDS,)
     param_names = ("backend",)
