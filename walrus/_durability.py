@@ -70,6 +70,10 @@ class Durability:
         """Runs passes back to back while writers keep arriving (see :meth:`wait`)."""
         self.stopped = False
         """Set by :meth:`stop` (closing): writers lead their own passes, no syncer starts."""
+        self.on_cond = 0
+        """Threads blocked on ``cond`` (:meth:`exclusive`, the syncer): a pass that ends
+        with none skips ``notify_all``, a Python call of a few thousand instructions on a
+        lone writer's path. Counted under ``mutex``; too high only costs a needless call."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -79,7 +83,7 @@ class Durability:
         try:
             with self.mutex:
                 while self.busy and self.owner != me:  # its own: left by an interrupt
-                    self.cond.wait(RECHECK)
+                    self.wait_cond()
                 self.owner = me
                 self.busy = True
                 taken = True  # no call since the store above: no interrupt between the two
@@ -89,6 +93,14 @@ class Durability:
                 with self.mutex:
                     self.busy = False  # first, before any call: see wait()
                     self.released()
+
+    def wait_cond(self) -> None:
+        """Block on ``cond`` (held) until a pass ends, counted in :attr:`on_cond`."""
+        self.on_cond += 1
+        try:
+            self.cond.wait(RECHECK)
+        finally:
+            self.on_cond -= 1
 
     def forgive(self) -> None:
         """Give back a right to run passes that this thread (not in a pass now) still holds.
@@ -127,7 +139,8 @@ class Durability:
             else:
                 keep.append((lsn, event))
         self.sleepers = keep
-        self.cond.notify_all()  # exclusive() callers and the syncer wait on the condition
+        if self.on_cond:
+            self.cond.notify_all()  # exclusive() callers and the syncer wait on the condition
 
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
@@ -136,7 +149,8 @@ class Durability:
         if target <= log.durable and not log.unsynced:
             return
         try:
-            log.backend.sync_files([seg.file for seg, _ in targets])
+            log.backend.sync_files([targets[0][0].file] if len(targets) == 1
+                                   else [seg.file for seg, _ in targets])
         except OSError as exc:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
@@ -274,11 +288,11 @@ class Syncer:
         while True:
             with cond:
                 while not self.active and not self.stopping:
-                    cond.wait(RECHECK)
+                    d.wait_cond()
                 if self.stopping:
                     return
                 while d.busy:
-                    cond.wait(RECHECK)
+                    d.wait_cond()
                 if not d.waiting or not log.pending:
                     self.active = False  # nobody waits: the next writer leads again
                     d.released()

@@ -44,7 +44,7 @@ from ._progress import ProgressCue
 from ._records import Payload as Payload  # where other modules find it
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
-from ._syncbook import Pending, SyncBook, pending_entries, pending_state
+from ._syncbook import Pending, PendingEntries, SyncBook, pending_entries, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
@@ -331,8 +331,8 @@ class Log:
                         return seq
                     pending = None
                 else:
-                    pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p,
-                                              self._announce)
+                    pending = PendingEntries(t, lsn, lsn + end - p, seq, 1, end - p,
+                                             self._announce, None)
                     one = array("Q", (lsn,))
                     t.nbytes += end - p
                     seg.end = end  # type: ignore[union-attr]
