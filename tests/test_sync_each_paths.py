@@ -184,3 +184,45 @@ def test_a_failed_sync_fails_a_lone_writers_append(tmp_path: Path, faulty: str) 
         assert _read(wal, "t") == [b"0", b"1"]
     with Walrus(data_dir=tmp_path, backend=BACKENDS[0]) as after:
         assert _read(after, "t") == [b"0", b"1"]
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_the_pass_after_a_roll_syncs_the_sealed_segment_too(tmp_path: Path,
+                                                            faulty: str) -> None:
+    """"b" writes into a segment that "c"'s big entry then seals, while the held pass (which
+    covers neither) syncs; the pass that covers them must sync the sealed segment as well as
+    the new one, or "b"'s acknowledged entry is lost with the power."""
+    live, image = tmp_path / "live", tmp_path / "image"
+    live.mkdir()
+    big = [b"c" * 4000, b"C" * 4000]  # the second does not fit beside the first: a roll
+    with powered() as m:
+        m.watch(live)
+        wal = Walrus(data_dir=live, backend=faulty, segment_size=SEGMENT,
+                     fsync_schedule=FsyncSchedule.SyncEach)
+        for topic, data in (("a", b"a0"), ("b", b"b0"), ("c", big[0])):
+            wal.append_for_topic(topic, data)
+        _quiet(wal)
+        segments = len(wal._log.segments)
+        first, gate = _held_pass(m, wal)
+        try:
+            b = threading.Thread(target=wal.append_for_topic, args=("b", b"b1"))
+            b.start()
+            _until(lambda: len(wal._durability.sleepers) == 1)
+            c = threading.Thread(target=wal.append_for_topic, args=("c", big[1]))
+            c.start()
+            _until(lambda: len(wal._durability.sleepers) == 2)
+            assert len(wal._log.segments) == segments + 1  # "c" rolled: "b1" is sealed in
+        finally:
+            gate.set()
+        for t in (first, b, c):
+            t.join(30)
+            assert not t.is_alive()
+        m.cut()
+        m.image(live, image, random.Random(0), "lose_all")
+        try:
+            wal.close()
+        except StorageError:
+            pass  # no power to write the indexes
+    with Walrus(data_dir=image, backend=BACKENDS[0], segment_size=SEGMENT) as after:
+        assert _read(after, "b") == [b"b0", b"b1"]
+        assert _read(after, "c") == big
