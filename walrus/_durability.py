@@ -167,9 +167,9 @@ class Durability:
         except OSError as exc:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
-            log.sync_failed(target)
-            with self.mutex:
-                self.undone_through = max(self.undone_through, target)
+            undone = log.sync_failed(target)
+            with self.mutex:  # the writers it undid raise, those that came after the pass too
+                self.undone_through = max(self.undone_through, undone)
                 self.undo_error = error
                 if not log.sync_each:
                     self.error = error
@@ -190,6 +190,15 @@ class Durability:
         with an immediate handover. A writer alone finds no pass running and leads its own:
         no thread handoff on its path.
         """
+        while not self._wait_or_lead(lsn):
+            pass  # its pass did not cover ``lsn``: the next look finds why (see below)
+
+    def _wait_or_lead(self, lsn: int) -> bool:
+        """:meth:`wait`'s turn: True once ``lsn`` is durable; False after leading a pass
+        that did not make it so. That happens when another pass failed after this write was
+        made and undid it with the rest (the log ends before it now, so a pass covers
+        nothing of it): the next look finds it undone and raises, instead of reporting a
+        write that is gone as durable."""
         log = self.log
         event = None
         patience = 0.0
@@ -202,7 +211,7 @@ class Durability:
                     if self.busy and self.owner == me:
                         self.forgive()
                     if log.durable >= lsn:
-                        return
+                        return True
                     if lsn <= self.undone_through:
                         assert self.undo_error is not None
                         raise StorageError(self.undo_error.errno, str(self.undo_error))
@@ -241,6 +250,7 @@ class Durability:
                 with self.mutex:
                     self.busy = False
                     self.released()
+        return log.durable >= lsn
 
     def stop(self) -> None:
         """Closing: wake every waiting writer, which leads its own pass from now on."""

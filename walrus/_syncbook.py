@@ -181,16 +181,17 @@ class SyncBook:
                 done += 1
             del pending[:done]
 
-    def undo_all(self) -> int | None:
+    def undo_all(self) -> tuple[int, int] | None:
         """A pass failed (under the append lock): undo every pending write, newest first;
-        returns the LSN where the first began (None if there was none)."""
+        returns the LSNs where the first began and the last ended (None if there was none).
+        That includes writes made after the failed pass took its targets."""
         if not self.pending:
             return None
-        start = self.pending[0].start
+        start, end = self.pending[0].start, self.pending[-1].end
         for item in reversed(self.pending):
             item.undo()
         self.pending.clear()
-        return start
+        return start, end
 
     def drop_from(self, number: int) -> None:
         """Segments from ``number`` on are no longer part of the log."""
