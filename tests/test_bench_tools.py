@@ -57,6 +57,9 @@ def test_the_plain_python_reference_row_runs_once_without_a_target(
     assert reference["held"] is None and reference["rate"] > 0
     assert reference["ratio"] == pytest.approx(reference["rate"] / reference["baseline_rate"])
     assert summary["4 threads appending under SyncEach"]["held"] is not None
+    against = summary["4 threads appending under SyncEach, against the plain-Python group commit"]
+    assert against["target"] == 1.1 and against["backend"] != "plain Python"
+    assert against["ratio"] == pytest.approx(against["rate"] / against["baseline_rate"])
     printed = capsys.readouterr().out
     assert "| - | " in printed and "(plain Python) |" in printed and "| reference |" in printed
 

@@ -38,6 +38,13 @@ by itself. A wake-up is given by calls in the thread that ends a pass; in the ma
 signal handler raising (KeyboardInterrupt) can land before them, and Python code cannot rule
 that out, so a wake-up may be lost: waiting threads then look again instead of sleeping for
 ever. Costs ten wake-ups a second in a waiting thread, none on the append path."""
+GATHER = 0.0005
+"""Seconds a writer that a pass did not cover waits for another writer to lead the next
+pass, before the first sync's duration is known (then that duration, at least
+``GATHER_FLOOR``, at most ``RECHECK``)."""
+GATHER_FLOOR = 0.00005
+"""Where syncs cost next to nothing (a RAM disk), the wait above stays long enough for a
+writer's wake-up to be worth it."""
 CHECKPOINT_BYTES = 8 << 20
 """The active segment's index is rewritten each time it grows by this much, bounding what
 a crash makes the next open rescan."""
@@ -62,14 +69,19 @@ class Durability:
         self.undone_through = -1
         """Pending writes up to this LSN were undone after a failed pass."""
         self.undo_error: StorageError | None = None
-        self.waiting = 0
-        """Writers blocked in :meth:`wait` behind a running pass."""
         self.sleepers: list[tuple[int, Cue]] = []
         """(LSN, event) of each blocked writer: a pass wakes only those it made durable."""
-        self.syncer: Syncer | None = None
-        """Runs passes back to back while writers keep arriving (see :meth:`wait`)."""
+        self.gather = GATHER
+        """Seconds a writer that a pass did not cover waits for another to lead the next one
+        before it leads it itself: the last sync's duration (see :meth:`wait`)."""
+        self.ended = 0.0
+        """When the last pass that left sleepers uncovered ended (``time.monotonic``)."""
         self.stopped = False
-        """Set by :meth:`stop` (closing): writers lead their own passes, no syncer starts."""
+        """Set by :meth:`stop` (closing): every waiting writer is woken to lead its own pass."""
+        self.on_cond = 0
+        """Threads blocked on ``cond`` (:meth:`exclusive`): a pass that ends with none skips
+        ``notify_all``, a Python call of a few thousand instructions on a lone writer's
+        path. Counted under ``mutex``; too high only costs a needless call."""
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -79,7 +91,7 @@ class Durability:
         try:
             with self.mutex:
                 while self.busy and self.owner != me:  # its own: left by an interrupt
-                    self.cond.wait(RECHECK)
+                    self.wait_cond()
                 self.owner = me
                 self.busy = True
                 taken = True  # no call since the store above: no interrupt between the two
@@ -89,6 +101,14 @@ class Durability:
                 with self.mutex:
                     self.busy = False  # first, before any call: see wait()
                     self.released()
+
+    def wait_cond(self) -> None:
+        """Block on ``cond`` (held) until a pass ends, counted in :attr:`on_cond`."""
+        self.on_cond += 1
+        try:
+            self.cond.wait(RECHECK)
+        finally:
+            self.on_cond -= 1
 
     def forgive(self) -> None:
         """Give back a right to run passes that this thread (not in a pass now) still holds.
@@ -112,22 +132,26 @@ class Durability:
     def released(self) -> None:
         """A pass (or exclusive work) ended; the caller holds ``cond``.
 
-        Wakes the writers it made durable, and all of them when no pass is coming without
-        them (no syncer at work): one will lead the next. Waking only those it concerns
-        keeps the others from taking the GIL for nothing while the next fsync runs.
+        Wakes the writers it made durable, and all of them after a failure (each raises
+        or leads) or once closing. The others sleep on: a writer coming back from its last
+        append leads the next pass, which covers them too (see :meth:`wait`). Waking only
+        those a pass concerns keeps the others from taking the GIL for nothing.
         """
         self.busy = False
-        durable = self.log.durable
-        syncer = self.syncer
-        everyone = syncer is None or not syncer.active or self.undone_through >= 0
-        keep = []
-        for lsn, event in self.sleepers:
-            if everyone or lsn <= durable:
-                event.set()
-            else:
-                keep.append((lsn, event))
-        self.sleepers = keep
-        self.cond.notify_all()  # exclusive() callers and the syncer wait on the condition
+        if self.sleepers:
+            durable = self.log.durable
+            everyone = self.stopped or self.undone_through >= 0
+            keep = []
+            for lsn, event in self.sleepers:
+                if everyone or lsn <= durable:
+                    event.set()
+                else:
+                    keep.append((lsn, event))
+            self.sleepers = keep
+            if keep:
+                self.ended = _monotonic()
+        if self.on_cond:
+            self.cond.notify_all()  # exclusive() callers wait on the condition
 
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
@@ -135,14 +159,17 @@ class Durability:
         target, targets = log.sync_book.sync_targets()
         if target <= log.durable and not log.unsynced:
             return
+        start = _monotonic()
         try:
-            log.backend.sync_files([seg.file for seg, _ in targets])
+            log.backend.sync_files([targets[0][0].file] if len(targets) == 1
+                                   else [seg.file for seg, _ in targets])
+            self.gather = min(max(_monotonic() - start, GATHER_FLOOR), RECHECK)
         except OSError as exc:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
-            log.sync_failed(target)
-            with self.mutex:
-                self.undone_through = max(self.undone_through, target)
+            undone = log.sync_failed(target)
+            with self.mutex:  # the writers it undid raise, those that came after the pass too
+                self.undone_through = max(self.undone_through, undone)
                 self.undo_error = error
                 if not log.sync_each:
                     self.error = error
@@ -152,14 +179,30 @@ class Durability:
     def wait(self, lsn: int) -> None:
         """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).
 
-        A writer alone leads its own pass: no thread handoff on its path. When a pass ends
-        with other writers waiting, several threads are appending at once, and the leader
-        hands the passes to the syncer thread, which runs them back to back while writers
-        keep arriving. Writers released by one pass then append during the next fsync (with
-        the GIL free) instead of before it, so each fsync covers all of them (group commit).
+        Group commit with a leader and followers: a writer that finds no pass running leads
+        one, which covers everything written so far; a writer that finds one running sleeps
+        until a pass covers it. A pass wakes only the writers it covered. Those it did not
+        (they wrote during its sync) sleep on, and the next writer to arrive leads the pass
+        that covers them with it: with several threads appending, that is one just released
+        coming back with its next entry, which then shares the sync instead of waiting for
+        another. Should nobody arrive, a sleeper leads itself after ``gather`` (the last
+        sync's duration), so a write waits at most about one sync longer than it would
+        with an immediate handover. A writer alone finds no pass running and leads its own:
+        no thread handoff on its path.
         """
+        while not self._wait_or_lead(lsn):
+            pass  # its pass did not cover ``lsn``: the next look finds why (see below)
+
+    def _wait_or_lead(self, lsn: int) -> bool:
+        """:meth:`wait`'s turn: True once ``lsn`` is durable; False after leading a pass
+        that did not make it so. That happens when another pass failed after this write was
+        made and undid it with the rest (the log ends before it now, so a pass covers
+        nothing of it): the next look finds it undone and raises, instead of reporting a
+        write that is gone as durable."""
         log = self.log
         event = None
+        patience = 0.0
+        timed_out = False
         lead = False
         me = _ident()
         try:
@@ -168,29 +211,35 @@ class Durability:
                     if self.busy and self.owner == me:
                         self.forgive()
                     if log.durable >= lsn:
-                        return
+                        return True
                     if lsn <= self.undone_through:
                         assert self.undo_error is not None
                         raise StorageError(self.undo_error.errno, str(self.undo_error))
-                    syncer = self.syncer
-                    if not self.busy and (syncer is None or not syncer.active):
-                        # No call between these two stores: an interrupt (KeyboardInterrupt
-                        # from a signal handler) cannot land between them, so the finally
-                        # below always gives back the right to run a pass it took.
-                        self.owner = me
-                        self.busy = True
-                        lead = True
-                        break
+                    if self.busy:  # sleep until this pass, or the next, covers the write
+                        patience = min(patience * 2, RECHECK) if timed_out else self.gather
+                    else:
+                        # A sleeper the last pass did not cover gives a writer coming back
+                        # from it the time of one sync to lead the next pass first.
+                        left = (self.ended + self.gather - _monotonic()
+                                if timed_out and not self.stopped else 0.0)
+                        if left <= 0:
+                            # No call between these two stores: an interrupt (a signal
+                            # handler raising KeyboardInterrupt) cannot land between them,
+                            # so the finally below always gives back the right it took.
+                            self.owner = me
+                            self.busy = True
+                            lead = True
+                            break
+                        patience = left
                     if event is None:
                         event = _event()
                     event.clear()
                     self.sleepers.append((lsn, event))
-                    self.waiting += 1
-                try:
-                    event.wait(RECHECK)
-                finally:
-                    with self.mutex:
-                        self.waiting -= 1
+                timed_out = not event.wait(patience)
+                if timed_out:
+                    with self.mutex:  # not woken: no longer a sleeper
+                        if (lsn, event) in self.sleepers:
+                            self.sleepers.remove((lsn, event))
             self.pass_locked()
         finally:
             if lead:
@@ -200,25 +249,15 @@ class Durability:
                 # in C, unlike `with self.cond`.
                 with self.mutex:
                     self.busy = False
-                    if self.waiting and not self.stopped:
-                        self._start_syncer()
                     self.released()
-
-    def _start_syncer(self) -> None:
-        """Hand group commit to the syncer thread (the caller holds ``cond``); never once
-        stopped, or writers would wait for a thread that is gone."""
-        if self.stopped:
-            return
-        if self.syncer is None:
-            self.syncer = Syncer(self)
-        self.syncer.activate()
+        return log.durable >= lsn
 
     def stop(self) -> None:
-        """No syncer from now on (closing): every waiting writer leads its own pass."""
+        """Closing: wake every waiting writer, which leads its own pass from now on."""
         with self.mutex:
             self.stopped = True
-        if self.syncer is not None:
-            self.syncer.stop()
+            if not self.busy:
+                self.released()
 
     def flush(self) -> None:
         """Make everything written so far durable; raise a failure nobody was told about."""
@@ -241,63 +280,9 @@ class Durability:
                 logger.error("background sync failed: %s", exc)
 
 
-class Syncer:
-    """The thread that runs sync passes back to back while several writers wait on them."""
-
-    def __init__(self, durability: Durability) -> None:
-        self.durability = durability
-        self.active = False
-        """Passes are this thread's job now; writers only wait (guarded by ``cond``)."""
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="walrus-sync", daemon=True)
-        self.thread.start()
-
-    def activate(self) -> None:
-        """Called with ``cond`` held."""
-        self.active = True
-        self.durability.cond.notify_all()
-
-    def stop(self) -> None:
-        with self.durability.mutex:
-            self.stopping = True
-            self.active = False
-            if not self.durability.busy:
-                self.durability.released()  # waiters lead their own passes from now on
-            self.durability.cond.notify_all()
-        self.thread.join()
-
-    def _run(self) -> None:
-        d = self.durability
-        log = d.log
-        cond = d.cond
-        me = _ident()
-        while True:
-            with cond:
-                while not self.active and not self.stopping:
-                    cond.wait(RECHECK)
-                if self.stopping:
-                    return
-                while d.busy:
-                    cond.wait(RECHECK)
-                if not d.waiting or not log.pending:
-                    self.active = False  # nobody waits: the next writer leads again
-                    d.released()
-                    continue
-                d.owner = me
-                d.busy = True
-            try:
-                d.pass_locked()
-            except StorageError as exc:
-                logger.error("sync failed: %s", exc)  # the waiters raise it themselves
-            except Exception:  # pragma: no cover - never let the thread die silently
-                logger.exception("walrus sync thread failed")
-            finally:
-                with cond:
-                    d.released()
-
-
 _local = threading.local()
 _ident = threading.get_ident
+_monotonic = time.monotonic
 
 
 class Cue:

@@ -44,7 +44,7 @@ from ._progress import ProgressCue
 from ._records import Payload as Payload  # where other modules find it
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
-from ._syncbook import Pending, SyncBook, pending_entries, pending_state
+from ._syncbook import Pending, PendingEntries, SyncBook, pending_entries, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
@@ -331,8 +331,8 @@ class Log:
                         return seq
                     pending = None
                 else:
-                    pending = pending_entries(t, lsn, lsn + end - p, seq, 1, end - p,
-                                              self._announce)
+                    pending = PendingEntries(t, lsn, lsn + end - p, seq, 1, end - p,
+                                             self._announce, None)
                     one = array("Q", (lsn,))
                     t.nbytes += end - p
                     seg.end = end  # type: ignore[union-attr]
@@ -587,22 +587,25 @@ class Log:
                     or self._read_only):
                 mark_durable(seg, target)
 
-    def sync_failed(self, target: int) -> None:
-        """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
+    def sync_failed(self, target: int) -> int:
+        """A sync pass that covered up to ``target`` failed: nothing since ``durable`` may be
+        durable; never claim it is. Returns the LSN through which writes were undone.
 
         Under ``SyncEach`` every write since then is still pending (nobody was told it
-        succeeded): undo them all and end the log where they began. Otherwise the writes were
-        acknowledged already: keep them, and move on to a fresh segment so that new writes get
-        a clean durability record.
+        succeeded): undo them all, those made after the pass took its targets too, and end
+        the log where they began. Otherwise the writes were acknowledged already: keep them,
+        and move on to a fresh segment so that new writes get a clean durability record.
         """
         wait_for(self._mutex)
         with self._mutex:
-            start = self._book.undo_all()
-            if start is not None:
-                self._cut_back(start)
-            elif self._active is not None and self._abandon_at is None:
+            undone = self._book.undo_all()
+            if undone is not None:
+                self._cut_back(undone[0])
+                return max(target, undone[1])
+            if self._active is not None and self._abandon_at is None:
                 self.abandon(self._active.lsn_base | self._active.end)
                 self._failed_sync = True
+            return target
 
     def _cut_back(self, lsn: int) -> None:
         """End the log at ``lsn``, where undone writes began: discard the segments after it

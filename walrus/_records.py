@@ -36,6 +36,9 @@ from ._segment import Segment
 from ._speedups import encode_entries
 
 logger = logging.getLogger("walrus")
+_pack_into = _codec.RECORD.pack_into
+_crc_pack_into = _codec.CRC.pack_into
+_crc32 = __import__("zlib").crc32
 
 Payload = bytes | bytearray | memoryview
 Record = tuple[int, int, int, int, Payload]
@@ -120,12 +123,13 @@ def mark_durable(seg: Segment, durable: int) -> None:
     p = seg.end
     if p + HEADER_SIZE > seg.size:
         return
-    record = _codec.encode_record(MARK, 0, 0, 0, durable, b"", seg.salt)
     try:
-        if seg.view is not None:
-            seg.view[p:p + HEADER_SIZE] = record
+        view = seg.view
+        if view is not None:  # packed in place, as an append's header is: no bytes made
+            _pack_into(view, p, 0, 0, 0, MARK, 0, 0, durable)
+            _crc_pack_into(view, p, _crc32(view[p + 4:p + HEADER_SIZE], seg.salt))
         else:
-            seg.file.write(p, record)
+            seg.file.write(p, _codec.encode_record(MARK, 0, 0, 0, durable, b"", seg.salt))
     except OSError as exc:  # the next write, or sync, meets the failure and reports it
         logger.debug("could not mark the durable point in %s: %s", seg.path, exc)
 

@@ -77,7 +77,21 @@ class SyncBook:
         While a roll holds the append lock to make a file (slow on some file systems), the
         targets it saw are the answer: nothing can be written meanwhile, and the sync that
         keeps the schedule's promise must not wait for the allocation.
+
+        With no sealed segment left to sync (the common case) the answer is the active
+        segment up to its end, read without the append lock, which a pass would otherwise
+        take and give back for two loads. That is sound for the pass's caller (the holder of
+        the right to run passes): every byte below an end already stored was written before
+        it (a write's bookkeeping stores the end last); only a pass removes a segment from
+        ``unsynced`` or cuts the log back; and a roll lists the segment it seals in
+        ``unsynced`` before it switches, so the list is read after the active segment: once
+        a roll switched, the list is not empty and the answer comes from under the lock.
         """
+        active = self._log.active
+        if active is not None:
+            end = active.end
+            if not self.unsynced:
+                return active.lsn_base | end, [(active, end)]
         if self._rolling():
             frozen = self._frozen
             if frozen is not None:
@@ -89,7 +103,8 @@ class SyncBook:
         """The sync targets now (under the append lock)."""
         active = self._log.active
         assert active is not None
-        targets = [(s, s.end) for s in self.unsynced]
+        unsynced = self.unsynced
+        targets = [(s, s.end) for s in unsynced] if unsynced else []
         targets.append((active, active.end))
         return active.lsn_base | active.end, targets
 
@@ -102,7 +117,8 @@ class SyncBook:
         if not self._sync_each and self._rolling() and self._frozen is not None:
             self._deferred += [(target, targets)]  # no call since the test: the roll sees it
             return
-        wait_for(self._mutex)
+        if self._mutex.locked():
+            wait_for(self._mutex)
         with self._mutex:
             self._settle(target, targets)
 
@@ -110,6 +126,8 @@ class SyncBook:
         """Wait for the append lock to look free; True instead once a roll holds it to make
         a file (``_frozen`` is set)."""
         mutex = self._mutex
+        if not mutex.locked():  # the common case, without the loop's allocations
+            return False
         for spin in range(SPINS + 1):
             if not mutex.locked():
                 return False
@@ -145,28 +163,35 @@ class SyncBook:
         segment counts as synced only up to where the pass found it (one that was active
         when the pass began may have been written on, and sealed, meanwhile)."""
         self._log.durable_through(target)
-        ends = {id(seg): end for seg, end in targets}
-        self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
-        if self.pending:
+        if self.unsynced:
+            ends = {id(seg): end for seg, end in targets}
+            self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
+        pending = self.pending
+        if pending:
+            if pending[-1].end <= target:  # all of them (a lone writer: its one write)
+                for item in pending:
+                    item.publish()
+                pending.clear()
+                return
             done = 0
-            for item in self.pending:
+            for item in pending:
                 if item.end > target:
                     break
-                if item.publish is not None:
-                    item.publish()
+                item.publish()
                 done += 1
-            del self.pending[:done]
+            del pending[:done]
 
-    def undo_all(self) -> int | None:
+    def undo_all(self) -> tuple[int, int] | None:
         """A pass failed (under the append lock): undo every pending write, newest first;
-        returns the LSN where the first began (None if there was none)."""
+        returns the LSNs where the first began and the last ended (None if there was none).
+        That includes writes made after the failed pass took its targets."""
         if not self.pending:
             return None
-        start = self.pending[0].start
+        start, end = self.pending[0].start, self.pending[-1].end
         for item in reversed(self.pending):
             item.undo()
         self.pending.clear()
-        return start
+        return start, end
 
     def drop_from(self, number: int) -> None:
         """Segments from ``number`` on are no longer part of the log."""
@@ -174,16 +199,75 @@ class SyncBook:
 
 
 class Pending:
-    """A write made under ``SyncEach`` that is not durable yet (published or undone later)."""
+    """A write made under ``SyncEach`` that is not durable yet (published or undone later).
 
-    __slots__ = ("end", "publish", "start", "undo")
+    Each kind of write is a subclass with its own ``publish`` and ``undo`` and its state in
+    slots: one object per write, no closures (a durable append makes one)."""
 
-    def __init__(self, start: int, end: int, publish: Callable[[], None] | None,
-                 undo: Callable[[], None]) -> None:
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
         self.start = start
         self.end = end
-        self.publish = publish
-        self.undo = undo
+
+    def publish(self) -> None:
+        """The write is durable: make it visible (nothing to do for a state record)."""
+
+    def undo(self) -> None:  # pragma: no cover - every kind undoes its own write
+        raise NotImplementedError
+
+
+class PendingEntries(Pending):
+    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes on disk)."""
+
+    __slots__ = ("announce", "count", "seq", "size", "t", "unlist")
+
+    def __init__(self, t: Topic, start: int, end: int, seq: int, count: int, size: int,
+                 announce: Callable[[Topic], None],
+                 unlist: Callable[[Topic], None] | None) -> None:
+        self.start = start
+        self.end = end
+        self.t = t
+        self.seq = seq
+        self.count = count
+        self.size = size
+        self.announce = announce
+        self.unlist = unlist
+
+    def publish(self) -> None:
+        t = self.t
+        if t.visible < self.seq + self.count:
+            t.visible = self.seq + self.count
+            self.announce(t)
+
+    def undo(self) -> None:
+        t = self.t
+        del t.lsns[len(t.lsns) - self.count:]
+        t.next_seq = self.seq
+        t.nbytes -= self.size
+        if self.unlist is not None:
+            self.unlist(t)
+
+
+class PendingState(Pending):
+    """A CURSOR, CLEAN or DIRTY record of ``t``: the topic's and the segment index's state
+    as they were before it."""
+
+    __slots__ = ("meta", "noted", "previous", "t")
+
+    def __init__(self, t: Topic, meta: TopicSummary, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+        self.t = t
+        self.meta = meta
+        self.previous = (t.persisted, t.mark)
+        self.noted = (meta.cursor, meta.mark)
+
+    def undo(self) -> None:
+        t, meta = self.t, self.meta
+        t.persisted, t.mark = self.previous
+        t.rewind_cursor()
+        meta.cursor, meta.mark = self.noted  # the segment's index must not claim it
 
 
 def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: int,
@@ -194,30 +278,10 @@ def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: 
     fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
     removes exactly what its own append added.
     """
-
-    def publish() -> None:
-        if t.visible < seq + count:
-            t.visible = seq + count
-            announce(t)
-
-    def undo() -> None:
-        del t.lsns[len(t.lsns) - count:]
-        t.next_seq = seq
-        t.nbytes -= size
-        if unlist is not None:
-            unlist(t)
-
-    return Pending(start, end, publish, undo)
+    return PendingEntries(t, start, end, seq, count, size, announce, unlist)
 
 
 def pending_state(t: Topic, meta: TopicSummary, start: int, end: int) -> Pending:
     """A CURSOR, CLEAN or DIRTY record about to be written for ``t``: undone (the topic's
     and the segment index's state as they are now) if the sync fails."""
-
-    def undo(previous: tuple[int, int] = (t.persisted, t.mark),
-             noted: tuple[int, int] = (meta.cursor, meta.mark)) -> None:
-        t.persisted, t.mark = previous
-        t.rewind_cursor()
-        meta.cursor, meta.mark = noted  # the segment's index must not claim it
-
-    return Pending(start, end, None, undo)
+    return PendingState(t, meta, start, end)

@@ -350,7 +350,16 @@ class FollowPlan:
         return closed and not isinstance(exc, WalrusForkedError)
 
 
-_local = threading.local()
+class _Noted(threading.local):
+    """Per thread: the LSNs :func:`collected` defers (None: wait at once). A class default,
+    so a thread that never set it reads None without raising and catching an
+    AttributeError (which formats a message: a few thousand instructions per durable
+    append)."""
+
+    noted: list[int] | None = None
+
+
+_local = _Noted()
 
 
 def deferrable(wait: Callable[[int], None]) -> Callable[[int], None]:
@@ -359,7 +368,7 @@ def deferrable(wait: Callable[[int], None]) -> Callable[[int], None]:
     for later."""
 
     def wait_or_note(lsn: int) -> None:
-        noted: list[int] | None = getattr(_local, "noted", None)
+        noted = _local.noted
         if noted is None:
             wait(lsn)
         else:
@@ -373,7 +382,7 @@ def collected(call: Callable[[], T]) -> tuple[T | None, list[int], BaseException
     would have waited for, the error it raised). An error is returned, not raised, so that
     the caller raises it once what the call wrote is durable (as the call itself would)."""
     noted: list[int] = []
-    outer = getattr(_local, "noted", None)
+    outer = _local.noted
     _local.noted = noted
     try:
         return call(), noted, None

@@ -145,7 +145,7 @@ class Walrus:
             raise
         self._topics = self._log.by_name
         self._fast_topics = {} if read_only else self._topics
-        if not read_only and not self._sync_each:
+        if not read_only:  # under SyncEach too: Log.append waits for durability itself
             self.append_for_topic = self._log.append  # type: ignore[method-assign,assignment]
         """What the hot paths look topics up in: empty for observers, which must refresh."""
         self._durability = Durability(self._log)
@@ -279,8 +279,8 @@ class Walrus:
     def append_for_topic(self, topic: str, data: Payload) -> int:
         """Append one entry and return its offset; durable per the fsync schedule when this
         returns. The topic is created by its first append."""
-        # A writable instance not under SyncEach binds this name straight to the log's hot
-        # path, Log.append, which does the same in one frame.
+        # A writable instance binds this name straight to the log's hot path, Log.append,
+        # which does the same in one frame (under SyncEach it waits for durability itself).
         if self._read_only:
             self._log.append_new(topic, (data,))  # raises the reason
         return self._log.append(topic, data)

@@ -382,6 +382,9 @@ ROWS = [
         threads(4, FsyncSchedule.SyncEach), relative=threads(1, FsyncSchedule.SyncEach)),
     Row("4 threads, plain-Python group commit (reference)", None, "one thread of it",
         group_commit(4), relative=group_commit(1)),
+    Row("4 threads appending under SyncEach, against the plain-Python group commit", 1.1,
+        "4 threads, plain-Python group commit", threads(4, FsyncSchedule.SyncEach),
+        relative=group_commit(4)),
     Row("4 threads on 4 topics, NoFsync", 0.8, "one thread's total",
         threads(4, FsyncSchedule.NoFsync), relative=threads(1, FsyncSchedule.NoFsync)),
 ]

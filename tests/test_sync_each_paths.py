@@ -1,0 +1,224 @@
+"""SyncEach's group commit: the lone writer's pass, the leader and its followers.
+
+Each append returns only once its entry is durable, whether its writer led the pass alone,
+shared one, or came back to lead the next; a pass wakes only the writers it covered, and the
+others share the next pass with a writer coming back from the last one.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from walrus import FsyncSchedule, StorageError, Walrus, _durability
+from walrus.testing._faults import Machine, powered
+
+from ._workload import check_content, payload, recovered
+from .conftest import BACKENDS, FAULT_BACKENDS
+
+SEGMENT = 8192
+"""Small segments: rolls every few dozen entries, so passes also cover sealed segments."""
+
+
+def _until(test: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not test():
+        assert time.monotonic() < deadline, "the writers never got there"
+        time.sleep(0.001)
+
+
+def _read(wal: Walrus, topic: str) -> list[bytes]:
+    """Every entry of ``topic``, without moving its cursor."""
+    return [e.data for e in wal.batch_read_for_topic(topic, 1 << 20, checkpoint=False,
+                                                     start_offset=0)]
+
+
+def _quiet(wal: Walrus) -> None:
+    """Let the worker make the spare segment first: its syncs are not the writers'."""
+    _until(lambda: wal._log.spare is not None)
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+@pytest.mark.parametrize("writers", [1, 4])
+@pytest.mark.parametrize("depth", [60, 150, 300, 600, 900, 1500])
+def test_every_acknowledged_append_survives_a_power_cut(tmp_path: Path, faulty: str,
+                                                        writers: int, depth: int) -> None:
+    """The power goes at the ``depth``-th disk operation while ``writers`` threads append;
+    the disk keeps only what a completed sync covered. Every append that returned is there,
+    and at most the one each writer had in flight besides. (With several writers, one whose
+    write a failed pass undid after it was made must raise, not lead a pass that covers
+    nothing of it and report success.)"""
+    live, image = tmp_path / "live", tmp_path / "image"
+    live.mkdir()
+    acked = {f"w{i}": 0 for i in range(writers)}
+    with powered() as m:
+        m.watch(live)
+        wal = Walrus(data_dir=live, backend=faulty, segment_size=SEGMENT,
+                     fsync_schedule=FsyncSchedule.SyncEach)
+        _quiet(wal)
+
+        def writer(topic: str) -> None:
+            try:
+                while True:
+                    offset = wal.append_for_topic(topic, payload(topic, acked[topic]))
+                    assert offset == acked[topic], "an offset handed out twice"
+                    acked[topic] += 1
+            except StorageError:
+                assert m.dead  # only the power cut fails an append
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in acked]
+        m.cut_at = m.now() + depth
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+            assert not t.is_alive()
+        m.image(live, image, random.Random(depth), "lose_all")
+        try:
+            wal.close()
+        except StorageError:
+            pass  # no power to flush
+    with Walrus(data_dir=image, backend=BACKENDS[0], segment_size=SEGMENT) as after:
+        for topic, count in acked.items():
+            got = recovered(after, topic)
+            check_content(topic, got)
+            assert not got.damaged, f"{topic}: a power cut is not damage: {got.damaged}"
+            assert count <= got.count <= count + 1, \
+                f"{topic}: {got.count} entries after the cut, {count} acknowledged"
+    assert sum(acked.values()) > 0
+
+
+def _held_pass(m: Machine, wal: Walrus) -> tuple[threading.Thread, threading.Event]:
+    """Writer "a" appends and leads a pass that stops at its sync until the event is set."""
+    gate = m.hold("sync")
+    first = threading.Thread(target=wal.append_for_topic, args=("a", b"a1"))
+    first.start()
+    _until(lambda: "sync" not in m.gates)  # the pass took its targets and waits at the sync
+    return first, gate
+
+
+def _followers(wal: Walrus) -> list[threading.Thread]:
+    """Writers "b" and "c" append while the held pass syncs: it does not cover them."""
+    others = [threading.Thread(target=wal.append_for_topic, args=(t, t.encode() + b"1"))
+              for t in ("b", "c")]
+    for t in others:
+        t.start()
+    _until(lambda: len(wal._durability.sleepers) == 2)
+    return others
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_writers_a_pass_did_not_cover_share_the_next_with_a_writer_coming_back(
+        tmp_path: Path, faulty: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held pass covers "a" only: it wakes "a" and leaves "b" and "c" asleep, and the
+    pass "a" leads with its next append covers all three (two syncs for four appends, not
+    a third for the two left behind)."""
+    monkeypatch.setattr(_durability, "RECHECK", 60.0)  # no sleeper leads by the clock here
+    monkeypatch.setattr(_durability, "GATHER_FLOOR", 60.0)
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b", "c"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        wal._durability.gather = 60.0
+        syncs = m.counts["sync"]
+        first, gate = _held_pass(m, wal)
+        others = _followers(wal)
+        gate.set()
+        first.join(30)
+        assert not first.is_alive()
+        assert len(wal._durability.sleepers) == 2, "a pass woke writers it did not cover"
+        assert all(t.is_alive() for t in others)
+        assert wal.append_for_topic("a", b"a2") == 2
+        for t in others:
+            t.join(30)
+            assert not t.is_alive()
+        assert m.counts["sync"] - syncs == 2
+        assert _read(wal, "b") == [b"b0", b"b1"]
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_writers_nobody_comes_back_for_lead_the_next_pass_themselves(tmp_path: Path,
+                                                                     faulty: str) -> None:
+    """Without a writer coming back, one of those left asleep leads the pass that covers
+    both, about one sync's time later."""
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b", "c"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        syncs = m.counts["sync"]
+        first, gate = _held_pass(m, wal)
+        others = _followers(wal)
+        gate.set()
+        for t in [first, *others]:
+            t.join(30)
+            assert not t.is_alive()
+        assert m.counts["sync"] - syncs == 2
+        assert not wal._durability.sleepers and not wal._durability.busy
+        assert _read(wal, "c") == [b"c0", b"c1"]
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_a_failed_sync_fails_a_lone_writers_append(tmp_path: Path, faulty: str) -> None:
+    """The lone writer's pass reports a failed fdatasync: the append raises, its entry is
+    gone, and its offset goes to the next entry (it was never handed out)."""
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        assert wal.append_for_topic("t", b"0") == 0
+        _quiet(wal)
+        m.arm("sync", errno.EIO, times=1)
+        with pytest.raises(StorageError):
+            wal.append_for_topic("t", b"lost")
+        assert wal.append_for_topic("t", b"1") == 1
+        assert _read(wal, "t") == [b"0", b"1"]
+    with Walrus(data_dir=tmp_path, backend=BACKENDS[0]) as after:
+        assert _read(after, "t") == [b"0", b"1"]
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_the_pass_after_a_roll_syncs_the_sealed_segment_too(tmp_path: Path,
+                                                            faulty: str) -> None:
+    """"b" writes into a segment that "c"'s big entry then seals, while the held pass (which
+    covers neither) syncs; the pass that covers them must sync the sealed segment as well as
+    the new one, or "b"'s acknowledged entry is lost with the power."""
+    live, image = tmp_path / "live", tmp_path / "image"
+    live.mkdir()
+    big = [b"c" * 4000, b"C" * 4000]  # the second does not fit beside the first: a roll
+    with powered() as m:
+        m.watch(live)
+        wal = Walrus(data_dir=live, backend=faulty, segment_size=SEGMENT,
+                     fsync_schedule=FsyncSchedule.SyncEach)
+        for topic, data in (("a", b"a0"), ("b", b"b0"), ("c", big[0])):
+            wal.append_for_topic(topic, data)
+        _quiet(wal)
+        segments = len(wal._log.segments)
+        first, gate = _held_pass(m, wal)
+        try:
+            b = threading.Thread(target=wal.append_for_topic, args=("b", b"b1"))
+            b.start()
+            _until(lambda: len(wal._durability.sleepers) == 1)
+            c = threading.Thread(target=wal.append_for_topic, args=("c", big[1]))
+            c.start()
+            _until(lambda: len(wal._durability.sleepers) == 2)
+            assert len(wal._log.segments) == segments + 1  # "c" rolled: "b1" is sealed in
+        finally:
+            gate.set()
+        for t in (first, b, c):
+            t.join(30)
+            assert not t.is_alive()
+        m.cut()
+        m.image(live, image, random.Random(0), "lose_all")
+        try:
+            wal.close()
+        except StorageError:
+            pass  # no power to write the indexes
+    with Walrus(data_dir=image, backend=BACKENDS[0], segment_size=SEGMENT) as after:
+        assert _read(after, "b") == [b"b0", b"b1"]
+        assert _read(after, "c") == big
