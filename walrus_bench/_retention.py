@@ -33,6 +33,11 @@ topic of 512-byte entries that nobody consumes (Milliseconds(1000), the default 
 
 Each cell is the median of the rounds. --bound-only runs one append run with the limit
 for --duration (e.g. 60s at full speed) and reports the disk bound alone.
+
+A run shorter than the page cache takes to fill (the time to write a fifth of the
+memory at the append rate) compares the page cache with the disk: without retention nothing
+waits for the disk yet, with it expired segments are synced and deleted as the writer goes.
+--duration 60s gives the rates a producer sees in the long run.
 """
 
 PAYLOAD = b"x" * 512
