@@ -41,3 +41,16 @@ def hot() -> tuple[Any, str]:
     except ImportError as exc:
         return None, f"Python hot paths (walrus._native._hot not built: {exc})"
     return _hot, "C hot paths (walrus._native._hot)"
+
+
+@functools.cache
+def prefault() -> tuple[Any, str]:
+    """The ``_prefault`` extension (a prefaulter thread that runs without the GIL) and why, or
+    ``(None, why)``; ``WALRUS_PURE_PYTHON`` forces the Python thread, as for ``speedups``."""
+    if env("WALRUS_PURE_PYTHON") is not None:
+        return None, "pure Python (WALRUS_PURE_PYTHON is set)"
+    try:
+        from . import _prefault  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, f"a Python thread (walrus._native._prefault not built: {exc})"
+    return _prefault, "a native thread (walrus._native._prefault)"
