@@ -60,6 +60,7 @@ static Prefaulter *all = NULL;
 static void *run(void *arg) {
     Prefaulter *self = (Prefaulter *)arg;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    pthread_setname_np(pthread_self(), "walrus-prefault");  /* as the Python thread is named */
     pthread_mutex_lock(&self->mu);
     while (!self->stopping) {
         if (self->cur.base != NULL && self->ready < self->target) {
