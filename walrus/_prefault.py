@@ -188,10 +188,13 @@ class NativePrefaulter(Prefaulter):
         active = self.log.active
         if active is None or active.view is None:
             return
-        if active is not self.seg:
-            self.native.map(active.view)
-        end, lead = self.pace(active)
-        self.native.cue(end, lead)
+        try:
+            if active is not self.seg:
+                self.native.map(active.view)
+            end, lead = self.pace(active)
+            self.native.cue(end, lead)
+        except Exception:  # the writer's append goes on: only its pages are not faulted in
+            logger.exception("walrus prefault wake-up failed")
 
     def stop(self) -> None:
         self.log.watch_progress(0, None)
