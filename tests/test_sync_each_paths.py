@@ -222,3 +222,70 @@ def test_the_pass_after_a_roll_syncs_the_sealed_segment_too(tmp_path: Path,
     with Walrus(data_dir=image, backend=BACKENDS[0], segment_size=SEGMENT) as after:
         assert _read(after, "b") == [b"b0", b"b1"]
         assert _read(after, "c") == big
+
+
+def _paused_before_its_wait(wal: Walrus, topic: str, data: bytes
+                            ) -> tuple[threading.Thread, threading.Event, list[object]]:
+    """A thread appends ``data`` to ``topic`` and stops between its write and its wait for
+    the write's sync (where another thread taking the GIL stops it) until the returned event
+    is set; the list gets the append's offset, or its StorageError."""
+    log = wal._log
+    wait = log._wait_durable
+    arrived, go = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def late(lsn: int) -> None:
+        if threading.current_thread() is writer:
+            arrived.set()
+            assert go.wait(30)
+        wait(lsn)
+
+    def append() -> None:
+        try:
+            outcome.append(wal.append_for_topic(topic, data))
+        except StorageError as exc:
+            outcome.append(exc)
+
+    log.use_durability(late)
+    writer = threading.Thread(target=append)
+    writer.start()
+    _until(arrived.is_set)
+    return writer, go, outcome
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_write_undone_before_its_writer_looks_fails_though_later_writes_are_durable(
+        tmp_path: Path, faulty: str, interrupted: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer "a" made its write but has not begun to wait for it when another thread's
+    pass fails and undoes it; a write made after that (in the next segment) is synced, so
+    the log is durable past "a"'s LSN. "a" must raise all the same: its entry is gone, and
+    its offset goes to the next entry. ``interrupted``: a KeyboardInterrupt lands in the
+    failing pass's thread as soon as the log has undone the writes."""
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        if interrupted:
+            undo = wal._log.sync_failed
+
+            def undo_then_interrupted(*args: int) -> None:
+                undo(*args)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(wal._log, "sync_failed", undo_then_interrupted)
+        writer, go, outcome = _paused_before_its_wait(wal, "a", b"lost")
+        m.arm("sync", errno.EIO, times=1)
+        with pytest.raises(KeyboardInterrupt if interrupted else StorageError):
+            wal.append_for_topic("b", b"lost too")  # leads the pass that fails
+        assert wal.append_for_topic("b", b"b1") == 1
+        go.set()
+        writer.join(30)
+        assert not writer.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], StorageError), \
+            f"an undone append returned {outcome[0]!r}"
+        assert _read(wal, "a") == [b"a0"]
+        assert wal.append_for_topic("a", b"a1") == 1
+
