@@ -7,6 +7,7 @@ others share the next pass with a writer coming back from the last one.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import random
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from walrus import FsyncSchedule, StorageError, Walrus, _durability
+from walrus.aio import AsyncWalrus
 from walrus.testing._faults import Machine, powered
 
 from ._workload import check_content, payload, recovered
@@ -288,4 +290,58 @@ def test_a_write_undone_before_its_writer_looks_fails_though_later_writes_are_du
             f"an undone append returned {outcome[0]!r}"
         assert _read(wal, "a") == [b"a0"]
         assert wal.append_for_topic("a", b"a1") == 1
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_a_task_whose_write_a_failed_pass_undid_fails_beside_a_later_durable_one(
+        tmp_path: Path, faulty: str) -> None:
+    """asyncio: the committer thread, held still, has taken "z1"; "a" then writes and
+    submits, a flush's pass fails and undoes both, and "b" writes after it (in the next
+    segment) and submits. The committer's next turn takes "a" and "b" together: "b" is made
+    durable, and "a" must raise all the same (its entry is gone, and its offset goes to the
+    next entry)."""
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        awal = AsyncWalrus.wrapping(wal)
+
+        async def main() -> list[object]:
+            try:
+                return await appends()
+            finally:
+                await awal.close()
+
+        async def appends() -> list[object]:
+            await awal.append_for_topic("z", b"z0")  # the committer thread runs from now on
+            _quiet(wal)
+            committer = awal._committer
+            assert committer is not None
+            wait = committer._wait
+            entered, go = threading.Event(), threading.Event()
+
+            def held(lsn: int) -> None:
+                if not go.is_set():
+                    entered.set()
+                    assert go.wait(30)
+                wait(lsn)
+
+            committer._wait = held  # type: ignore[method-assign]
+            z = asyncio.ensure_future(awal.append_for_topic("z", b"z1"))
+            await asyncio.to_thread(entered.wait, 30)
+            a = asyncio.ensure_future(awal.append_for_topic("a", b"lost"))
+            while not committer._queue:
+                await asyncio.sleep(0.001)
+            m.arm("sync", errno.EIO, times=1)
+            with pytest.raises(StorageError):
+                await asyncio.to_thread(wal.flush)  # its pass fails: undoes "z1" and "a"
+            b = asyncio.ensure_future(awal.append_for_topic("b", b"b0"))
+            while len(committer._queue) < 2:
+                await asyncio.sleep(0.001)
+            go.set()
+            done = list(await asyncio.gather(z, a, b, return_exceptions=True))
+            assert await awal.append_for_topic("a", b"a0") == 0
+            return done
+
+        z, a, b = asyncio.run(main())
+        assert isinstance(z, StorageError) and b == 0
+        assert isinstance(a, StorageError), f"an undone append returned {a!r}"
 
