@@ -345,3 +345,49 @@ def test_a_task_whose_write_a_failed_pass_undid_fails_beside_a_later_durable_one
         assert isinstance(z, StorageError) and b == 0
         assert isinstance(a, StorageError), f"an undone append returned {a!r}"
 
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_writes_a_pass_made_durable_survive_a_later_failed_pass_after_an_interrupt(
+        tmp_path: Path, faulty: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main thread leads the pass that covers "b1" and "c1" (their writers sleep behind
+    the held pass before it) and is interrupted (Ctrl-C) while it publishes them, after the
+    log became durable past them: "b" and "c" return. A later pass fails: it must not undo
+    their acknowledged entries (nor hand their offsets out again)."""
+    monkeypatch.setattr(_durability, "RECHECK", 60.0)  # no sleeper leads by the clock here
+    monkeypatch.setattr(_durability, "GATHER_FLOOR", 60.0)
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b", "c", "x"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        wal._durability.gather = 60.0
+        log = wal._log
+        announce = log._announce
+        interrupted: list[bool] = []
+
+        def interrupting(t: object) -> None:
+            if threading.current_thread() is threading.main_thread() and not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            announce(t)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(log, "_announce", interrupting)
+        first, gate = _held_pass(m, wal)
+        others = _followers(wal)
+        gate.set()
+        first.join(30)
+        with pytest.raises(KeyboardInterrupt):
+            wal.append_for_topic("x", b"x1")  # leads the pass that covers "b1" and "c1"
+        for t in others:
+            t.join(30)
+            assert not t.is_alive()
+        assert interrupted
+        m.arm("sync", errno.EIO, times=1)
+        with pytest.raises(StorageError):
+            wal.append_for_topic("x", b"lost")
+        assert wal.append_for_topic("b", b"b2") == 2  # its pass publishes "c1" too
+        assert _read(wal, "b") == [b"b0", b"b1", b"b2"]
+        assert _read(wal, "c") == [b"c0", b"c1"]
+    with Walrus(data_dir=tmp_path, backend=BACKENDS[0]) as after:
+        assert _read(after, "b") == [b"b0", b"b1", b"b2"]
+        assert _read(after, "c") == [b"c0", b"c1"]

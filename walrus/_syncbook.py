@@ -35,6 +35,8 @@ class _Log(Protocol):
     @property
     def active(self) -> Segment | None: ...
 
+    @property
+    def durable(self) -> int: ...
 
     def durable_through(self, target: int) -> None: ...
 
@@ -190,20 +192,30 @@ class SyncBook:
             del pending[:done]
 
     def undo_all(self) -> int | None:
-        """A pass failed (under the append lock): undo every pending write, newest first,
-        those made after the pass took its targets too, and note them in :attr:`undone`;
-        returns the LSN where the first began (None if there was none)."""
+        """A pass failed (under the append lock): undo every pending write that is not
+        durable, newest first, those made after the pass took its targets too, and note
+        them in :attr:`undone`; returns the LSN where the first began (None if there was
+        none).
+
+        A pending write may be durable already: an interrupt (Ctrl-C in a pass's thread)
+        can land in :meth:`_settle` after the durable point moved and before the writes it
+        covered left the list, and their writers may have returned. Those are never undone;
+        the next pass publishes them."""
         pending = self.pending
-        if not pending:
+        durable = self._log.durable
+        first = 0
+        while first < len(pending) and pending[first].end <= durable:
+            first += 1
+        if first == len(pending):
             return None
-        start = pending[0].start
+        start = pending[first].start
         # Noted, and the writes taken off the list, before any call: an interrupt landing
         # in the undos below must neither leave a writer whose write is gone to find the
         # log durable past it later (once newer writes were synced) and report success,
         # nor leave an undone write for a later pass to publish.
         self.undone += [(start, pending[-1].end)]
-        doomed = pending[:]
-        pending.clear()
+        doomed = pending[first:]
+        del pending[first:]
         for item in reversed(doomed):
             item.undo()
         return start
