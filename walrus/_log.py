@@ -44,7 +44,7 @@ from ._progress import ProgressCue
 from ._records import Payload as Payload  # where other modules find it
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
-from ._syncbook import Pending, PendingEntries, SyncBook, pending_entries, pending_state
+from ._syncbook import Pending, PendingEntries, SyncBook, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
@@ -410,9 +410,9 @@ class Log:
                     t = Topic(tid, name, 0)
                     t.mark = MARKED_DIRTY
                 meta = self._states.of(seg, tid)
-                pending = pending_entries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                          self._announce, self._unlist if new else None
-                                          ) if self._sync_each else None
+                pending = PendingEntries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                         self._announce, self._unlist if new else None
+                                         ) if self._sync_each else None
                 seg.end = end
                 if new:
                     self._max_tid = tid

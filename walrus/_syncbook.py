@@ -178,11 +178,6 @@ class SyncBook:
             self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
         pending = self.pending
         if pending:
-            if pending[-1].end <= target:  # all of them (a lone writer: its one write)
-                for item in pending:
-                    item.publish()
-                pending.clear()
-                return
             done = 0
             for item in pending:
                 if item.end > target:
@@ -245,7 +240,10 @@ class Pending:
 
 
 class PendingEntries(Pending):
-    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes on disk)."""
+    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes on disk): published (made
+    visible, and ``announce``d to its waiting readers) once durable, undone if the sync
+    fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
+    removes exactly what its own append added."""
 
     __slots__ = ("announce", "count", "seq", "size", "t", "unlist")
 
@@ -297,15 +295,6 @@ class PendingState(Pending):
         meta.cursor, meta.mark = self.noted  # the segment's index must not claim it
 
 
-def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: int,
-                    announce: Callable[[Topic], None],
-                    unlist: Callable[[Topic], None] | None = None) -> Pending:
-    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes): published (made
-    visible, and ``announce``d to its waiting readers) once durable, undone if the sync
-    fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
-    removes exactly what its own append added.
-    """
-    return PendingEntries(t, start, end, seq, count, size, announce, unlist)
 
 
 def pending_state(t: Topic, meta: TopicSummary, start: int, end: int) -> Pending:
