@@ -1,7 +1,8 @@
-"""A quick offline run of the asv suite, so it cannot rot (about 40 s).
+"""A quick offline run of the asv suite, so it cannot rot.
 
-One backend only, and of the instruction counts (valgrind, seconds each) only the append's:
-the rest of the counted series runs the same probe.
+One backend only, smoke sizes (``WALRUS_ASV_SMOKE=1``: a few rounds, fewer pairs and
+topics; every benchmark's code still runs), and of the instruction counts (valgrind, seconds
+each) only the append's: the rest of the counted series runs the same probe.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def test_asv_quick_run_passes_offline(tmp_path: Path) -> None:
     if asv is None:
         pytest.skip("asv is not installed (pip install 'walrus-wal[dev]')")
     # asv keeps its machine file in $HOME
-    env = {**os.environ, "HOME": str(tmp_path), "WALRUS_ASV_BACKENDS": "mmap"}
+    env = {**os.environ, "HOME": str(tmp_path), "WALRUS_ASV_BACKENDS": "mmap",
+           "WALRUS_ASV_SMOKE": "1"}
     subprocess.run([asv, "machine", "--yes"], cwd=ASV_DIR, env=env, check=True,
                    capture_output=True)
     done = subprocess.run([asv, "run", "--quick", "--python=same", "--show-stderr",

@@ -81,3 +81,28 @@ def tail_until(data_dir: Path, count: int, meanwhile: Callable[[], None] | None,
 def test_tail_consumer_and_from_offset_conflict(data_dir: Path) -> None:  # noqa: F811
     ok("append", data_dir, "t", "x")
     assert "--consumer" in fails("tail", data_dir, "t", "--consumer", "a", "--from-offset", "0")
+
+
+def test_tail_consumes_only_what_it_wrote_when_entries_arrive_between(
+        data_dir: Path) -> None:  # noqa: F811
+    """An entry appended after the tail read its batch is neither consumed nor lost."""
+    import io
+
+    from walrus._commands.tail import consume_batch
+
+    with Walrus(data_dir) as wal:
+        wal.append_for_topic("t", b"first")
+        real = wal.batch_read_for_topic
+
+        def read_then_append(*args: object, **kwargs: object) -> object:
+            got = real(*args, **kwargs)  # type: ignore[arg-type]
+            wal.append_for_topic("t", b"between")
+            return got
+
+        wal.batch_read_for_topic = read_then_append  # type: ignore[method-assign]
+        out = io.BytesIO()
+        assert consume_batch(wal, "t", "job", out, "raw")
+        wal.batch_read_for_topic = real  # type: ignore[method-assign]
+        assert b"first" in out.getvalue()
+        assert [e.data for e in wal.batch_read_for_topic("t", 1 << 20, consumer="job")] == [
+            b"between"]

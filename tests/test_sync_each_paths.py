@@ -7,6 +7,7 @@ others share the next pass with a writer coming back from the last one.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import random
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from walrus import FsyncSchedule, StorageError, Walrus, _durability
+from walrus.aio import AsyncWalrus
 from walrus.testing._faults import Machine, powered
 
 from ._workload import check_content, payload, recovered
@@ -222,3 +224,170 @@ def test_the_pass_after_a_roll_syncs_the_sealed_segment_too(tmp_path: Path,
     with Walrus(data_dir=image, backend=BACKENDS[0], segment_size=SEGMENT) as after:
         assert _read(after, "b") == [b"b0", b"b1"]
         assert _read(after, "c") == big
+
+
+def _paused_before_its_wait(wal: Walrus, topic: str, data: bytes
+                            ) -> tuple[threading.Thread, threading.Event, list[object]]:
+    """A thread appends ``data`` to ``topic`` and stops between its write and its wait for
+    the write's sync (where another thread taking the GIL stops it) until the returned event
+    is set; the list gets the append's offset, or its StorageError."""
+    log = wal._log
+    wait = log._wait_durable
+    arrived, go = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def late(lsn: int) -> None:
+        if threading.current_thread() is writer:
+            arrived.set()
+            assert go.wait(30)
+        wait(lsn)
+
+    def append() -> None:
+        try:
+            outcome.append(wal.append_for_topic(topic, data))
+        except StorageError as exc:
+            outcome.append(exc)
+
+    log.use_durability(late)
+    writer = threading.Thread(target=append)
+    writer.start()
+    _until(arrived.is_set)
+    return writer, go, outcome
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_a_write_undone_before_its_writer_looks_fails_though_later_writes_are_durable(
+        tmp_path: Path, faulty: str, interrupted: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer "a" made its write but has not begun to wait for it when another thread's
+    pass fails and undoes it; a write made after that (in the next segment) is synced, so
+    the log is durable past "a"'s LSN. "a" must raise all the same: its entry is gone, and
+    its offset goes to the next entry. ``interrupted``: a KeyboardInterrupt lands in the
+    failing pass's thread as soon as the log has undone the writes."""
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        if interrupted:
+            undo = wal._log.sync_failed
+
+            def undo_then_interrupted(*args: int) -> None:
+                undo(*args)
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(wal._log, "sync_failed", undo_then_interrupted)
+        writer, go, outcome = _paused_before_its_wait(wal, "a", b"lost")
+        m.arm("sync", errno.EIO, times=1)
+        with pytest.raises(KeyboardInterrupt if interrupted else StorageError):
+            wal.append_for_topic("b", b"lost too")  # leads the pass that fails
+        assert wal.append_for_topic("b", b"b1") == 1
+        go.set()
+        writer.join(30)
+        assert not writer.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], StorageError), \
+            f"an undone append returned {outcome[0]!r}"
+        assert _read(wal, "a") == [b"a0"]
+        assert wal.append_for_topic("a", b"a1") == 1
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_a_task_whose_write_a_failed_pass_undid_fails_beside_a_later_durable_one(
+        tmp_path: Path, faulty: str) -> None:
+    """asyncio: the committer thread, held still, has taken "z1"; "a" then writes and
+    submits, a flush's pass fails and undoes both, and "b" writes after it (in the next
+    segment) and submits. The committer's next turn takes "a" and "b" together: "b" is made
+    durable, and "a" must raise all the same (its entry is gone, and its offset goes to the
+    next entry)."""
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        awal = AsyncWalrus.wrapping(wal)
+
+        async def main() -> list[object]:
+            try:
+                return await appends()
+            finally:
+                await awal.close()
+
+        async def appends() -> list[object]:
+            await awal.append_for_topic("z", b"z0")  # the committer thread runs from now on
+            _quiet(wal)
+            committer = awal._committer
+            assert committer is not None
+            wait = committer._wait
+            entered, go = threading.Event(), threading.Event()
+
+            def held(lsn: int) -> None:
+                if not go.is_set():
+                    entered.set()
+                    assert go.wait(30)
+                wait(lsn)
+
+            committer._wait = held  # type: ignore[method-assign]
+            z = asyncio.ensure_future(awal.append_for_topic("z", b"z1"))
+            await asyncio.to_thread(entered.wait, 30)
+            a = asyncio.ensure_future(awal.append_for_topic("a", b"lost"))
+            while not committer._queue:
+                await asyncio.sleep(0.001)
+            m.arm("sync", errno.EIO, times=1)
+            with pytest.raises(StorageError):
+                await asyncio.to_thread(wal.flush)  # its pass fails: undoes "z1" and "a"
+            b = asyncio.ensure_future(awal.append_for_topic("b", b"b0"))
+            while len(committer._queue) < 2:
+                await asyncio.sleep(0.001)
+            go.set()
+            done = list(await asyncio.gather(z, a, b, return_exceptions=True))
+            assert await awal.append_for_topic("a", b"a0") == 0
+            return done
+
+        z, a, b = asyncio.run(main())
+        assert isinstance(z, StorageError) and b == 0
+        assert isinstance(a, StorageError), f"an undone append returned {a!r}"
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_writes_a_pass_made_durable_survive_a_later_failed_pass_after_an_interrupt(
+        tmp_path: Path, faulty: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main thread leads the pass that covers "b1" and "c1" (their writers sleep behind
+    the held pass before it) and is interrupted (Ctrl-C) while it publishes them, after the
+    log became durable past them: "b" and "c" return. A later pass fails: it must not undo
+    their acknowledged entries (nor hand their offsets out again)."""
+    monkeypatch.setattr(_durability, "RECHECK", 60.0)  # no sleeper leads by the clock here
+    monkeypatch.setattr(_durability, "GATHER_FLOOR", 60.0)
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b", "c", "x"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        wal._durability.gather = 60.0
+        log = wal._log
+        announce = log._announce
+        interrupted: list[bool] = []
+
+        def interrupting(t: object) -> None:
+            if threading.current_thread() is threading.main_thread() and not interrupted:
+                interrupted.append(True)
+                raise KeyboardInterrupt
+            announce(t)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(log, "_announce", interrupting)
+        first, gate = _held_pass(m, wal)
+        others = _followers(wal)
+        gate.set()
+        first.join(30)
+        with pytest.raises(KeyboardInterrupt):
+            wal.append_for_topic("x", b"x1")  # leads the pass that covers "b1" and "c1"
+        for t in others:
+            t.join(30)
+            assert not t.is_alive()
+        assert interrupted
+        m.arm("sync", errno.EIO, times=1)
+        with pytest.raises(StorageError):
+            wal.append_for_topic("x", b"lost")
+        assert wal.append_for_topic("b", b"b2") == 2  # its pass publishes "c1" too
+        assert _read(wal, "b") == [b"b0", b"b1", b"b2"]
+        assert _read(wal, "c") == [b"c0", b"c1"]
+    with Walrus(data_dir=tmp_path, backend=BACKENDS[0]) as after:
+        assert _read(after, "b") == [b"b0", b"b1", b"b2"]
+        assert _read(after, "c") == [b"c0", b"c1"]

@@ -227,7 +227,17 @@ def test_verify_beside_a_live_writer_that_rolls_while_it_lists(
         return files, others
 
     monkeypatch.setattr("walrus._verify.list_directory", slow_listing)
-    writer = start_python(LIVE_WRITER.replace("32 << 10", "8 << 10"), str(data_dir))
+    # Bounded: the topic "b" is never read, so no segment is reclaimed, and each one the
+    # writer keeps holds open files; on a loaded machine the two verifications ran long
+    # enough for it to reach the process's limit of open files (EMFILE). It stops making
+    # segments once the directory holds 4,000 files (segments and their indexes: five times
+    # the 800 segments the listing needs) and waits.
+    script = LIVE_WRITER.replace("32 << 10", "8 << 10").replace(
+        "        i += 1\n",
+        "        i += 1\n"
+        "        if i % 1000 == 0 and len(os.listdir(sys.argv[1])) > 4000:\n"
+        "            done.wait()\n").replace("import sys,", "import os, sys,")
+    writer = start_python(script, str(data_dir))
     try:
         assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
         while writer.poll() is None and len(list(data_dir.glob("*.wal"))) < 800:

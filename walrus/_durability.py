@@ -11,6 +11,7 @@ passed, holding the right to run a pass only for the passes it needs itself.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -51,7 +52,8 @@ a crash makes the next open rescan."""
 
 
 class Durability:
-    """Sync passes and group commit for one log."""
+    """Sync passes and group commit for one log. ``mutex`` guards the fields, but where
+    one's docstring says otherwise."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -66,14 +68,17 @@ class Durability:
         pass itself was interrupted before it could give it back (see :meth:`forgive`)."""
         self.error: StorageError | None = None
         """A failed pass not reported yet: the next ``flush()`` raises it."""
-        self.undone_through = -1
-        """Pending writes up to this LSN were undone after a failed pass."""
+        self.undone = log.sync_book.undone
+        """The LSN ranges of the writes failed passes undid (the sync book's, read here
+        without the append lock; see :meth:`raise_if_undone`)."""
         self.undo_error: StorageError | None = None
+        """The last failed pass's error, which the writers it undid raise."""
         self.sleepers: list[tuple[int, Cue]] = []
         """(LSN, event) of each blocked writer: a pass wakes only those it made durable."""
         self.gather = GATHER
         """Seconds a writer that a pass did not cover waits for another to lead the next one
-        before it leads it itself: the last sync's duration (see :meth:`wait`)."""
+        before it leads it itself: the last sync's duration (see :meth:`wait`). Stored by
+        the pass's holder without ``mutex`` (one store), read under it."""
         self.ended = 0.0
         """When the last pass that left sleepers uncovered ended (``time.monotonic``)."""
         self.stopped = False
@@ -132,15 +137,17 @@ class Durability:
     def released(self) -> None:
         """A pass (or exclusive work) ended; the caller holds ``cond``.
 
-        Wakes the writers it made durable, and all of them after a failure (each raises
-        or leads) or once closing. The others sleep on: a writer coming back from its last
-        append leads the next pass, which covers them too (see :meth:`wait`). Waking only
-        those a pass concerns keeps the others from taking the GIL for nothing.
+        Wakes the writers it made durable or a failure undid (they raise), and all of them
+        once closing. The others sleep on: a writer coming back from its last append leads
+        the next pass, which covers them too (see :meth:`wait`). Waking only those a pass
+        concerns keeps the others from taking the GIL for nothing.
         """
         self.busy = False
         if self.sleepers:
             durable = self.log.durable
-            everyone = self.stopped or self.undone_through >= 0
+            if self.undone:  # the writers a failed pass undid wake to raise
+                durable = max(durable, self.undone[-1][1])
+            everyone = self.stopped
             keep = []
             for lsn, event in self.sleepers:
                 if everyone or lsn <= durable:
@@ -167,12 +174,11 @@ class Durability:
         except OSError as exc:
             error = storage_error(exc, "syncing the log (writes since the last successful sync "
                                        "may not be durable)")
-            undone = log.sync_failed(target)
-            with self.mutex:  # the writers it undid raise, those that came after the pass too
-                self.undone_through = max(self.undone_through, undone)
+            with self.mutex:  # first: a writer that finds its write undone raises this
                 self.undo_error = error
                 if not log.sync_each:
                     self.error = error
+            log.sync_failed()  # notes what it undid in ``undone``
             raise error from exc
         log.sync_book.synced(target, targets)
 
@@ -190,15 +196,6 @@ class Durability:
         with an immediate handover. A writer alone finds no pass running and leads its own:
         no thread handoff on its path.
         """
-        while not self._wait_or_lead(lsn):
-            pass  # its pass did not cover ``lsn``: the next look finds why (see below)
-
-    def _wait_or_lead(self, lsn: int) -> bool:
-        """:meth:`wait`'s turn: True once ``lsn`` is durable; False after leading a pass
-        that did not make it so. That happens when another pass failed after this write was
-        made and undid it with the rest (the log ends before it now, so a pass covers
-        nothing of it): the next look finds it undone and raises, instead of reporting a
-        write that is gone as durable."""
         log = self.log
         event = None
         patience = 0.0
@@ -210,11 +207,10 @@ class Durability:
                 with self.mutex:
                     if self.busy and self.owner == me:
                         self.forgive()
+                    if self.undone:  # asked first: later writes may be durable past it
+                        self.raise_if_undone(lsn)
                     if log.durable >= lsn:
-                        return True
-                    if lsn <= self.undone_through:
-                        assert self.undo_error is not None
-                        raise StorageError(self.undo_error.errno, str(self.undo_error))
+                        return
                     if self.busy:  # sleep until this pass, or the next, covers the write
                         patience = min(patience * 2, RECHECK) if timed_out else self.gather
                     else:
@@ -250,7 +246,25 @@ class Durability:
                 with self.mutex:
                     self.busy = False
                     self.released()
-        return log.durable >= lsn
+        if log.durable < lsn:
+            # A pass that starts after a write covers it unless a failed pass undid it, and
+            # that was looked for first. Never report a write that is gone as durable, and
+            # never look again in a loop: fail it.
+            raise StorageError(errno.EIO, "syncing the log: the write is no longer in the log")
+
+    def raise_if_undone(self, lsn: int) -> None:
+        """Raise the failed pass's error if it undid the write ending at ``lsn``; the caller
+        holds ``cond``.
+
+        :meth:`wait` asks this before it compares ``lsn`` with the durable point: a writer
+        may look only after newer writes (in a new segment, past the undone ones) were made
+        durable, and must not take that for its own write.
+        """
+        for start, end in reversed(self.undone):
+            if start < lsn <= end:
+                error = self.undo_error
+                assert error is not None  # noted before the pass undoes anything
+                raise StorageError(error.errno, str(error))
 
     def stop(self) -> None:
         """Closing: wake every waiting writer, which leads its own pass from now on."""

@@ -44,7 +44,7 @@ from ._progress import ProgressCue
 from ._records import Payload as Payload  # where other modules find it
 from ._records import SegmentStates, encode_batch, erase, mark_durable, seal, write_records
 from ._segment import STATE_ROOM, Segment
-from ._syncbook import Pending, PendingEntries, SyncBook, pending_entries, pending_state
+from ._syncbook import Pending, PendingEntries, SyncBook, pending_state
 from ._topics import Topic
 from ._validate import as_payload, check_size, check_topic, check_writable, snapshot_batch
 from ._waiting import wait_for as wait_for  # where other modules find it
@@ -100,10 +100,11 @@ class Log:
     Which lock guards what (``_mutex`` is the append lock; the order is always a topic's
     ``read_lock``, then the append lock):
 
-    - under ``_mutex``: ``_active`` and its ``end``, ``_segments`` (a roll adds, reclamation
-      deletes), ``_by_tid``/``_by_name``/``_max_tid`` (a batch creates a topic; an undone
-      one goes), the topics' write-side fields, ``_durable``, ``_abandon_at``,
-      ``_failed_sync``, ``closed``.
+    - under ``_mutex``: ``_active`` and its ``end`` (also read without it by the holder of
+      the right to run sync passes: see ``SyncBook.sync_targets``), ``_segments`` (a roll
+      adds, reclamation deletes), ``_by_tid``/``_by_name``/``_max_tid`` (a batch creates a
+      topic; an undone one goes), the topics' write-side fields, ``_durable``,
+      ``_abandon_at``, ``_failed_sync``, ``closed``.
     - ``_to_index``: a roll appends under ``_mutex``; the index writer (the background
       worker, or ``close`` once that stopped) removes through :meth:`indexed` (single list
       operations, atomic under the GIL).
@@ -409,9 +410,9 @@ class Log:
                     t = Topic(tid, name, 0)
                     t.mark = MARKED_DIRTY
                 meta = self._states.of(seg, tid)
-                pending = pending_entries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
-                                          self._announce, self._unlist if new else None
-                                          ) if self._sync_each else None
+                pending = PendingEntries(t, seg.lsn_base | p, seg.lsn_base | end, seq, count, size,
+                                         self._announce, self._unlist if new else None
+                                         ) if self._sync_each else None
                 seg.end = end
                 if new:
                     self._max_tid = tid
@@ -587,25 +588,23 @@ class Log:
                     or self._read_only):
                 mark_durable(seg, target)
 
-    def sync_failed(self, target: int) -> int:
-        """A sync pass that covered up to ``target`` failed: nothing since ``durable`` may be
-        durable; never claim it is. Returns the LSN through which writes were undone.
+    def sync_failed(self) -> None:
+        """A sync pass failed: nothing since ``durable`` may be durable; never claim it is.
 
         Under ``SyncEach`` every write since then is still pending (nobody was told it
-        succeeded): undo them all, those made after the pass took its targets too, and end
-        the log where they began. Otherwise the writes were acknowledged already: keep them,
-        and move on to a fresh segment so that new writes get a clean durability record.
+        succeeded): undo them all, those made after the pass took its targets too (the sync
+        book notes which, for their writers' waits), and end the log where they began.
+        Otherwise the writes were acknowledged already: keep them, and move on to a fresh
+        segment so that new writes get a clean durability record.
         """
         wait_for(self._mutex)
         with self._mutex:
-            undone = self._book.undo_all()
-            if undone is not None:
-                self._cut_back(undone[0])
-                return max(target, undone[1])
-            if self._active is not None and self._abandon_at is None:
+            start = self._book.undo_all()
+            if start is not None:
+                self._cut_back(start)
+            elif self._active is not None and self._abandon_at is None:
                 self.abandon(self._active.lsn_base | self._active.end)
                 self._failed_sync = True
-            return target
 
     def _cut_back(self, lsn: int) -> None:
         """End the log at ``lsn``, where undone writes began: discard the segments after it

@@ -35,6 +35,9 @@ class _Log(Protocol):
     @property
     def active(self) -> Segment | None: ...
 
+    @property
+    def durable(self) -> int: ...
+
     def durable_through(self, target: int) -> None: ...
 
 
@@ -46,6 +49,8 @@ class SyncBook:
     durable yet, oldest first: entered through :attr:`add`, settled when a pass succeeded
     or undone by :meth:`undo_all`) and ``unsynced`` (sealed segments with writes not yet
     synced, oldest first: a roll adds the one it seals, a pass that covered one removes it).
+    ``undone`` (the LSN ranges of the writes failed passes undid) is added to under it too,
+    and read by the writers' waits without it (see :meth:`undo_all`).
 
     Set by a roll under that lock, but read or added to by a pass without it: ``_frozen``
     (while the roll makes the next segment, the targets as it found them) and ``_deferred``
@@ -55,7 +60,7 @@ class SyncBook:
     """
 
     __slots__ = ("_deferred", "_frozen", "_log", "_mutex", "_sync_each", "add", "pending",
-                 "unsynced")
+                 "undone", "unsynced")
 
     def __init__(self, log: _Log, mutex: threading.Lock, unsynced: list[Segment],
                  sync_each: bool) -> None:
@@ -68,6 +73,11 @@ class SyncBook:
         bookkeeping, which is plain stores, can end with it: an interrupt lands after it,
         never inside (``pending`` is therefore never rebound, only changed in place)."""
         self.unsynced = unsynced
+        self.undone: list[tuple[int, int]] = []
+        """(start, end) of each run of writes a failed pass undid: a wait for an LSN in
+        ``(start, end]`` (a write's end) is for an undone write. Only ever added to, in
+        place (a failure is rare; the durability holds the list): a wait may look without
+        the append lock, and however late."""
         self._frozen: Targets | None = None
         self._deferred: list[Targets] = []
 
@@ -168,11 +178,6 @@ class SyncBook:
             self.unsynced = [s for s in self.unsynced if ends.get(id(s), -1) < s.end]
         pending = self.pending
         if pending:
-            if pending[-1].end <= target:  # all of them (a lone writer: its one write)
-                for item in pending:
-                    item.publish()
-                pending.clear()
-                return
             done = 0
             for item in pending:
                 if item.end > target:
@@ -181,17 +186,34 @@ class SyncBook:
                 done += 1
             del pending[:done]
 
-    def undo_all(self) -> tuple[int, int] | None:
-        """A pass failed (under the append lock): undo every pending write, newest first;
-        returns the LSNs where the first began and the last ended (None if there was none).
-        That includes writes made after the failed pass took its targets."""
-        if not self.pending:
+    def undo_all(self) -> int | None:
+        """A pass failed (under the append lock): undo every pending write that is not
+        durable, newest first, those made after the pass took its targets too, and note
+        them in :attr:`undone`; returns the LSN where the first began (None if there was
+        none).
+
+        A pending write may be durable already: an interrupt (Ctrl-C in a pass's thread)
+        can land in :meth:`_settle` after the durable point moved and before the writes it
+        covered left the list, and their writers may have returned. Those are never undone;
+        the next pass publishes them."""
+        pending = self.pending
+        durable = self._log.durable
+        first = 0
+        while first < len(pending) and pending[first].end <= durable:
+            first += 1
+        if first == len(pending):
             return None
-        start, end = self.pending[0].start, self.pending[-1].end
-        for item in reversed(self.pending):
+        start = pending[first].start
+        # Noted, and the writes taken off the list, before any call: an interrupt landing
+        # in the undos below must neither leave a writer whose write is gone to find the
+        # log durable past it later (once newer writes were synced) and report success,
+        # nor leave an undone write for a later pass to publish.
+        self.undone += [(start, pending[-1].end)]
+        doomed = pending[first:]
+        del pending[first:]
+        for item in reversed(doomed):
             item.undo()
-        self.pending.clear()
-        return start, end
+        return start
 
     def drop_from(self, number: int) -> None:
         """Segments from ``number`` on are no longer part of the log."""
@@ -218,7 +240,10 @@ class Pending:
 
 
 class PendingEntries(Pending):
-    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes on disk)."""
+    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes on disk): published (made
+    visible, and ``announce``d to its waiting readers) once durable, undone if the sync
+    fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
+    removes exactly what its own append added."""
 
     __slots__ = ("announce", "count", "seq", "size", "t", "unlist")
 
@@ -270,15 +295,6 @@ class PendingState(Pending):
         meta.cursor, meta.mark = self.noted  # the segment's index must not claim it
 
 
-def pending_entries(t: Topic, start: int, end: int, seq: int, count: int, size: int,
-                    announce: Callable[[Topic], None],
-                    unlist: Callable[[Topic], None] | None = None) -> Pending:
-    """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes): published (made
-    visible, and ``announce``d to its waiting readers) once durable, undone if the sync
-    fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
-    removes exactly what its own append added.
-    """
-    return PendingEntries(t, start, end, seq, count, size, announce, unlist)
 
 
 def pending_state(t: Topic, meta: TopicSummary, start: int, end: int) -> Pending:

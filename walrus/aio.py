@@ -102,10 +102,11 @@ class Settler:
 class Committer:
     """The thread that waits for the group commit on behalf of an instance's coroutines.
 
-    Each turn takes every LSN submitted so far, waits once for the highest (leading a sync
-    pass, or sharing one with other writers), and settles all their futures with one call
-    into each loop. A failed pass settles each future on its own: only the writes it undid
-    raise.
+    Each turn takes every LSN submitted so far and settles all their futures with one call
+    into each loop. The first wait leads a sync pass (or shares one with other writers)
+    that covers all of them, so the others return at once; but each is asked on its own,
+    not only the highest: a pass that failed before this turn may have undone some (they
+    raise) while writes made after it, higher up, are durable.
     """
 
     def __init__(self, wait: Callable[[int], None]) -> None:
@@ -140,11 +141,7 @@ class Committer:
                 self._ready.wait()
                 continue
             items = [queue.popleft() for _ in range(len(queue))]
-            try:
-                self._wait(max(lsn for lsn, _, _ in items))
-                outcomes: list[BaseException | None] = [None] * len(items)
-            except StorageError:
-                outcomes = [self._outcome(lsn) for lsn, _, _ in items]
+            outcomes = [self._outcome(lsn) for lsn, _, _ in items]
             for (_, future, settler), outcome in zip(items, outcomes, strict=True):
                 settler.push(future, outcome)
 

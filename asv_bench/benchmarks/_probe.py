@@ -34,6 +34,13 @@ def backends() -> list[str]:
     return [n for n in names if n in keep.split(",")] if keep else names
 
 
+def smoke(full: int, small: int) -> int:
+    """``small`` under ``WALRUS_ASV_SMOKE=1`` (the test suite's run of every benchmark, which
+    checks that each runs, not what it measures; on 2 shared cores its full sizes made it the
+    suite's longest test, 5-8 minutes), else ``full``."""
+    return small if os.environ.get("WALRUS_ASV_SMOKE") == "1" else full
+
+
 PAYLOAD = b"w" * 100
 BATCH = [PAYLOAD] * 2000
 TOPIC = "asv"

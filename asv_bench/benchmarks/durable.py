@@ -29,7 +29,7 @@ from walrus import Consistency, FsyncSchedule, ReadConsistency, Walrus
 from walrus_bench._targets import HEADER
 
 from . import _series
-from ._probe import backends
+from ._probe import backends, smoke
 
 BACKENDS = backends()
 PAYLOAD = b"w" * 100
@@ -130,7 +130,7 @@ def interleaved_ratio(walrus_round: Callable[[], None], device_round: Callable[[
     return statistics.median(ratios)
 
 
-PAIRS, WARMUP_PAIRS = 3000, 50
+PAIRS, WARMUP_PAIRS = smoke(3000, 30), smoke(50, 5)
 """A pair is one durable write on either side: interleaved that finely, both see the disk in
 the same mood. Measured on this 2-core machine kind with others' tests beside it (load average
 2-5), in fresh processes: 2,000 to 5,000 pairs, the figure moved by 0-12 % from process to

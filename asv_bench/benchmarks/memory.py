@@ -24,10 +24,10 @@ import tracemalloc
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 
 from . import _series
-from ._probe import backends
+from ._probe import backends, smoke
 
 BACKENDS = backends()
-TOPICS = 20_000
+TOPICS = smoke(20_000, 1_000)
 ENTRIES = 10
 PAYLOAD = b"m" * 100
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 
 from walrus import Consistency, FsyncSchedule, ReadConsistency, Schedule, Walrus, available_backends
 
+from ._probe import smoke
 from ._series import WALL, series
 
 BACKENDS = [b.name for b in available_backends() if b.available]
@@ -45,7 +46,7 @@ CONSISTENCY: dict[str, Consistency] = {
 }
 PAYLOAD = b"w" * 100
 BATCH = [PAYLOAD] * 2000
-ROUNDS = 60
+ROUNDS = smoke(60, 3)
 WARMUP = 2 * ROUNDS
 """Untimed rounds before the timed ones (see :func:`best_ns_per_entry`)."""
 TOPIC = "asv"
