@@ -13,10 +13,11 @@ produces between two syncs (see :class:`SyncCadence`). A fast writer (the one th
 feel the faults) gets a lead; a slow one gets none and keeps its faults, which cost it
 little at its pace. Not used under SyncEach, where every append's sync would write the lead.
 
-The thread is a Python thread by default. With ``WALRUS_NATIVE_PREFAULT=1`` (and the C
-extension built) it is a native one (:class:`NativePrefaulter`) that never takes the GIL: a
-writer appending through the C hot path holds the GIL for tens of milliseconds at a time, and
-a Python thread woken meanwhile starts too late to keep ahead of it.
+The thread is a native one (:class:`NativePrefaulter`) that never takes the GIL, where the C
+extension is built: a writer appending through the C hot path holds the GIL for tens of
+milliseconds at a time, and a Python thread woken meanwhile starts too late to keep ahead of
+it. ``WALRUS_NATIVE_PREFAULT=0`` (or ``WALRUS_PURE_PYTHON``, or no extension) makes it a
+Python thread; :func:`thread_kind` says which, and why.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ def writeback_age() -> float:
         return 30.0
 
 
+def thread_kind() -> tuple[bool, str]:
+    """Whether a log opened now gets the native prefaulter thread, and why (read at each
+    opening: ``WALRUS_NATIVE_PREFAULT=0`` asks for the Python thread)."""
+    module, why = native_prefault()
+    if module is None:
+        return False, why
+    if env("WALRUS_NATIVE_PREFAULT") == "0":
+        return False, "a Python thread (WALRUS_NATIVE_PREFAULT=0)"
+    return True, why
+
+
 class Prefaulter:
     """The thread that keeps the pages just ahead of the writer faulted in writable."""
 
@@ -117,9 +129,11 @@ class Prefaulter:
         active = log.active
         if active is None or active.address is None or cadence.lead(FAST) < MIN_LEAD:
             return None
-        if cls is Prefaulter and env("WALRUS_NATIVE_PREFAULT") == "1" \
-                and native_prefault()[0] is not None:
-            return NativePrefaulter(log, cadence)
+        if cls is Prefaulter:
+            native, why = thread_kind()
+            logger.debug("prefaulter thread: %s", why)
+            if native:
+                return NativePrefaulter(log, cadence)
         return cls(log, cadence)
 
     def wake(self) -> None:

@@ -145,6 +145,9 @@ static void dealloc(Prefaulter *self) {
 static PyObject *stop(Prefaulter *self, PyObject *unused) {
     join(self);
     pthread_mutex_lock(&self->mu);
+    /* Another stop() may be the one joining (it let the GIL go): the thread can still be in
+    its last chunk, and the references dropped below may be the mappings' last ones. */
+    while (self->populating != NULL) pthread_cond_wait(&self->idle, &self->mu);
     PyObject *a = self->cur.view, *b = self->prev.view;
     self->cur = (Slot){0};
     self->prev = (Slot){0};
