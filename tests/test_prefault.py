@@ -27,6 +27,8 @@ from walrus._native import prefault as native_prefault
 from walrus._segment import Segment
 from walrus.backends._mmap import MmapBackend
 
+from .conftest import BACKENDS
+
 pytestmark = pytest.mark.skipif(not _speedups.ACCELERATED, reason=_speedups.REASON)
 
 PAYLOAD = b"p" * 100
@@ -232,6 +234,8 @@ def test_schedules_that_sync_in_the_background_prefault(tmp_path: Path, schedule
 @pytest.mark.parametrize(("backend", "schedule"), [
     ("mmap", FsyncSchedule.SyncEach),  # every sync would write the lead
     ("pwrite", FsyncSchedule.Milliseconds(1000)),  # nothing mapped to fault in
+    pytest.param("io_uring", FsyncSchedule.Milliseconds(1000), marks=pytest.mark.skipif(
+        "io_uring" not in BACKENDS, reason="the io_uring backend is unavailable")),
 ])
 def test_no_prefaulting(tmp_path: Path, backend: str, schedule: object) -> None:
     with Walrus(data_dir=tmp_path / "wal", backend=backend, fsync_schedule=schedule) as wal:
