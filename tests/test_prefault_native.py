@@ -209,7 +209,9 @@ def under_way(thread: object) -> None:
         time.sleep(0.0001)
 
 
-def test_the_native_thread_is_the_default_and_named(tmp_path: Path) -> None:
+def test_the_native_thread_is_the_default_and_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WALRUS_NATIVE_PREFAULT", raising=False)  # the suite may set it
     with Walrus(data_dir=tmp_path / "wal", backend="mmap",
                 fsync_schedule=FsyncSchedule.NoFsync) as wal:
         assert type(wal._background.prefaulter) is _prefault.NativePrefaulter  # type: ignore[union-attr]
@@ -384,7 +386,8 @@ EXIT_WHILE_POPULATING = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("how", ["close", "leave open"])
-def test_the_interpreter_exits_with_the_thread_mid_chunk(tmp_path: Path, how: str) -> None:
+def test_the_interpreter_exits_with_the_thread_mid_chunk(
+        tmp_path: Path, how: str, native_env: None) -> None:
     """Py_Finalize with the thread faulting pages in: it touches no Python object, and holds
     references to its mappings, so nothing it uses goes away under it."""
     for run in range(3):
