@@ -4,6 +4,7 @@ writer holds the GIL, and no mapping is ever unmapped under it (close, roll, sto
 from __future__ import annotations
 
 import gc
+import logging
 import mmap
 import os
 import resource
@@ -216,23 +217,28 @@ def under_way(thread: object) -> None:
 
 
 def test_the_native_thread_is_the_default_and_named(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("WALRUS_NATIVE_PREFAULT", raising=False)  # the suite may set it
+    caplog.set_level(logging.DEBUG, logger="walrus")
     with Walrus(data_dir=tmp_path / "wal", backend="mmap",
                 fsync_schedule=FsyncSchedule.NoFsync) as wal:
         assert type(wal._background.prefaulter) is _prefault.NativePrefaulter  # type: ignore[union-attr]
         assert prefault_threads() == []  # no Python thread
         assert len(prefaulter_tasks()) == 1  # a native one, named as the Python one is
     assert prefaulter_tasks() == set()
+    assert "prefaulter thread: a native thread (walrus._native._prefault)" in caplog.messages
 
 
-def test_zero_asks_for_the_python_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zero_asks_for_the_python_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("WALRUS_NATIVE_PREFAULT", "0")
+    caplog.set_level(logging.DEBUG, logger="walrus")
     assert _prefault.thread_kind() == (False, "a Python thread (WALRUS_NATIVE_PREFAULT=0)")
     with Walrus(data_dir=tmp_path / "wal", backend="mmap",
                 fsync_schedule=FsyncSchedule.NoFsync) as wal:
         assert type(wal._background.prefaulter) is _prefault.Prefaulter  # type: ignore[union-attr]
         assert len(prefault_threads()) == 1 and len(prefaulter_tasks()) == 1
+    assert "prefaulter thread: a Python thread (WALRUS_NATIVE_PREFAULT=0)" in caplog.messages
 
 
 def test_a_second_stop_waits_for_the_chunk_in_flight(tmp_path: Path) -> None:
