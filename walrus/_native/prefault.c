@@ -1,4 +1,5 @@
-/* A prefaulter thread that never takes the GIL (walrus/_prefault.py, NativePrefaulter).
+/* A prefaulter thread that never takes the GIL (walrus/_prefault.py, NativePrefaulter; the
+default where this extension is built).
 
 The Python prefaulter thread needs the GIL to wake up; a writer appending from a tight loop
 through the C hot path keeps it for tens of milliseconds, and then faults every page in
@@ -12,8 +13,10 @@ before it drops ``mu`` for the madvise. Unmapping waits for that mark to clear: 
 of a mapped segment calls ``retire(view)`` first (backends/_mmap.py, under the GIL), which
 forgets the mapping and waits on ``cond`` (the thread never needs the GIL, so waiting with
 the GIL held cannot deadlock); and the object keeps a reference to each mmap it was given
-(the current one and the one before), so a garbage-collected mmap cannot unmap either. A
-chunk is at most CHUNK bytes, so a retire waits for one chunk at most.
+(the current one and the one before), so a garbage-collected mmap cannot unmap either; it
+drops them only once no chunk of them is in flight (map, retire, and stop, which another
+stop may be joining the thread for). A chunk is at most CHUNK bytes, and a retired mapping
+is no longer the thread's, so a retire waits for one chunk at most.
 
 Fork: pthread_atfork holds every instance's ``mu`` across the fork; the child re-makes the
 locks and marks its copies stopped (the thread does not exist there).
