@@ -229,6 +229,21 @@ def test_the_native_thread_is_the_default_and_named(
     assert "prefaulter thread: a native thread (walrus._native._prefault)" in caplog.messages
 
 
+def test_the_thread_is_named_from_the_moment_it_exists() -> None:
+    """Its name is set when it is made, not when it first runs: a listing of the threads
+    right after a log opened could show an anonymous one."""
+    assert native is not None
+    for _ in range(200):
+        before = set(os.listdir("/proc/self/task"))
+        thread = native.Prefaulter()
+        try:
+            [tid] = set(os.listdir("/proc/self/task")) - before
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                assert comm.read() == "walrus-prefault\n"
+        finally:
+            thread.stop()
+
+
 def test_zero_asks_for_the_python_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("WALRUS_NATIVE_PREFAULT", "0")

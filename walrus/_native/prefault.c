@@ -63,7 +63,6 @@ static Prefaulter *all = NULL;
 static void *run(void *arg) {
     Prefaulter *self = (Prefaulter *)arg;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    pthread_setname_np(pthread_self(), "walrus-prefault");  /* as the Python thread is named */
     pthread_mutex_lock(&self->mu);
     while (!self->stopping) {
         if (self->cur.base != NULL && self->ready < self->target) {
@@ -116,6 +115,9 @@ static PyObject *new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     self->running = 1;
+    /* Named here, not by the thread itself: named as the Python thread is, from the moment it
+    exists (a thread that names itself is anonymous until it first runs). */
+    pthread_setname_np(self->thread, "walrus-prefault");
     return (PyObject *)self;
 }
 
