@@ -53,6 +53,9 @@ NATIVE = [
     Native("walrus._native._hot", "", "WALRUS_SPEEDUPS", "zlib.h", False,
            "the C hot paths of append, read_next and batch reads", HINTS["SPEEDUPS_PACKAGES"],
            "those calls will run in Python, which is slower"),
+    Native("walrus._native._prefault", "", "WALRUS_SPEEDUPS", "sys/mman.h", True,
+           "the prefaulter thread that runs without the GIL", HINTS["SPEEDUPS_PACKAGES"],
+           "the prefaulter will run as a Python thread"),
 ]
 """A row without a ``builder`` is a plain CPython extension: ``EXTENSIONS`` has its sources."""
 
@@ -61,6 +64,9 @@ EXTENSIONS = {
         "walrus._native._hot", ["walrus/_native/hot.c"], libraries=["z"],
         include_dirs=["walrus/_native"], extra_compile_args=["-O3", "-std=c99"],
         depends=["walrus/_native/record.h", "walrus/_native/crc_tables.h"]),
+    "walrus._native._prefault": Extension(
+        "walrus._native._prefault", ["walrus/_native/prefault.c"],
+        extra_compile_args=["-O2", "-std=gnu99", "-Wall"], extra_link_args=["-pthread"]),
 }
 
 BUILD_COMMANDS = {"bdist_wheel", "editable_wheel", "build", "build_ext", "install", "develop"}

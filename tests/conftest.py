@@ -20,6 +20,7 @@ if str(PLUGINS) not in sys.path:
 
 import walrus  # noqa: E402  (after the plugin path, so its entry points are found)
 from walrus import Walrus  # noqa: E402
+from walrus._native import prefault as native_prefault  # noqa: E402
 from walrus.testing._instances import instances  # noqa: E402
 
 from ._forks import Zygote, close_all, run_interpreter, zygote_for  # noqa: E402
@@ -36,13 +37,18 @@ if (os.environ.get("WALRUS_SPEEDUPS") == "1" and not os.environ.get("WALRUS_PURE
         and not walrus._speedups.ACCELERATED):
     raise RuntimeError("WALRUS_SPEEDUPS=1 but the C accelerators did not load: "
                        + walrus._speedups.REASON)
+if (os.environ.get("WALRUS_SPEEDUPS") == "1" and not os.environ.get("WALRUS_PURE_PYTHON")
+        and native_prefault()[0] is None):
+    raise RuntimeError("WALRUS_SPEEDUPS=1 but the native prefaulter did not load: "
+                       + native_prefault()[1])
 if os.environ.get("WALRUS_REQUIRE_URING") and "io_uring" not in BACKENDS:
     raise RuntimeError("WALRUS_REQUIRE_URING is set but the io_uring backend is unavailable: "
                        + next((r.reason for r in walrus.available_backends()
                                if r.name == "io_uring"), "not registered"))
 
 
-KEEP_ENV = ("WALRUS_REQUIRE_URING", "WALRUS_URING", "WALRUS_PURE_PYTHON")
+KEEP_ENV = ("WALRUS_REQUIRE_URING", "WALRUS_URING", "WALRUS_PURE_PYTHON",
+            "WALRUS_NATIVE_PREFAULT")
 """Variables that select how the suite itself runs (they reach child processes too)."""
 
 

@@ -5,6 +5,9 @@ process's page tables before any data reaches it. These tests count the present 
 active segment's mapping to see how far ahead of the writer the thread went. (Dirty bytes
 would show it too, but only until the kernel's writeback cleans the pages, which it may do
 at any moment on a busy machine; it never unmaps them.)
+
+Each test runs with both threads: the native one (the default where it is built) and the
+Python one (``WALRUS_NATIVE_PREFAULT=0``).
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import mmap
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from walrus import FsyncSchedule, Walrus, _durability, _prefault, _speedups
+from walrus._native import prefault as native_prefault
 from walrus._segment import Segment
 from walrus.backends._mmap import MmapBackend
+
+from .conftest import BACKENDS
 
 pytestmark = pytest.mark.skipif(not _speedups.ACCELERATED, reason=_speedups.REASON)
 
@@ -29,6 +36,15 @@ BATCH = [PAYLOAD] * 2000
 FOLIO = 2 << 20
 """The page cache dirties and counts whole folios, up to 2 MiB on x86-64 (64 KiB ones are
 common here): a store dirties up to this much past it, with or without a prefaulter."""
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def thread_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test with the native prefaulter thread, then with the Python one."""
+    if request.param == "native" and native_prefault()[0] is None:
+        pytest.skip(native_prefault()[1])
+    monkeypatch.setenv("WALRUS_NATIVE_PREFAULT", "1" if request.param == "native" else "0")
+    yield request.param
 
 
 def faulted_bytes(path: str) -> int:
@@ -89,7 +105,31 @@ def prefaulter(wal: Walrus) -> _prefault.Prefaulter:
 
 
 def prefault_threads() -> list[threading.Thread]:
+    """The Python prefaulter threads."""
     return [t for t in threading.enumerate() if t.name == "walrus-prefault"]
+
+
+def prefaulter_tasks() -> set[int]:
+    """Every prefaulter thread of this process, Python or native (their kernel task ids)."""
+    tids = {t.native_id for t in prefault_threads() if t.native_id is not None}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                if comm.read().strip() == "walrus-prefault":
+                    tids.add(int(tid))
+        except FileNotFoundError:  # a task that just ended
+            pass
+    return tids
+
+
+def fault_ins(wal: Walrus, calls: list[tuple[int, int | None, bool]]) -> int:
+    """How many fault-ins the prefaulter has made (``unpopulated`` records the Python
+    thread's; the native thread counts its chunks)."""
+    p = prefaulter(wal)
+    if isinstance(p, _prefault.NativePrefaulter):
+        return int(p.native.stats()[1])
+    assert all(writable for _, _, writable in calls)
+    return len(calls)
 
 
 def settle(seg: Segment, at_least: int, timeout: float = 60.0) -> int:
@@ -126,7 +166,7 @@ def test_a_fast_writer_finds_the_pages_ahead_faulted_in(
         faulted = faulted_bytes(seg.path)
         assert faulted >= ahead  # faulted in ahead
         assert faulted <= end + p.max_lead + FOLIO  # never more than the lead
-        assert unpopulated and all(writable for _, _, writable in unpopulated)
+        assert fault_ins(wal, unpopulated) > 0
         mark = seg.check_at
         while seg.end <= mark:  # single appends pass the marks too
             wal.append_for_topic("t", PAYLOAD)
@@ -145,14 +185,14 @@ def test_a_slow_writer_gets_no_lead(
             assert faulted_bytes(seg.path) <= seg.end + FOLIO
         time.sleep(0.2)
         assert faulted_bytes(seg.path) <= seg.end + FOLIO
-        assert unpopulated == []
+        assert fault_ins(wal, unpopulated) == 0
 
 
 def test_lead_follows_the_pace_and_the_syncs(tmp_path: Path) -> None:
     mib = 1 << 20
     with Walrus(data_dir=tmp_path / "wal", backend="mmap",
                 fsync_schedule=FsyncSchedule.Milliseconds(1000)) as wal:
-        [thread] = prefault_threads()
+        [thread] = prefaulter_tasks()
         p = prefaulter(wal)
         assert p.cadence == _prefault.SyncCadence(1.0, _durability.CHECKPOINT_BYTES,
                                                   _durability.TICK)
@@ -163,13 +203,13 @@ def test_lead_follows_the_pace_and_the_syncs(tmp_path: Path) -> None:
         assert p.lead(100 * mib, 1.0) == p.step  # 10 % of 25 MiB per sync
         assert p.lead(40 * mib, 1.0) == 0  # 10 % of 10 MiB: under one step, not worth it
         assert p.lead(mib, 0.0) == p.max_lead  # no division by zero
-    assert not thread.is_alive()
+    assert thread not in prefaulter_tasks()  # closing the log ended it
     with Walrus(data_dir=tmp_path / "short", backend="mmap",
                 fsync_schedule=FsyncSchedule.Milliseconds(100)) as wal:
         assert prefaulter(wal).max_lead == 2 * mib  # 10 % of 20 MiB per sync
     with Walrus(data_dir=tmp_path / "shorter", backend="mmap",
                 fsync_schedule=FsyncSchedule.Milliseconds(10)) as wal:
-        assert prefault_threads() == []  # a lead of 0.2 MiB is not worth a thread
+        assert prefaulter_tasks() == set()  # a lead of 0.2 MiB is not worth a thread
 
 
 def test_sync_cadence() -> None:
@@ -186,18 +226,20 @@ def test_sync_cadence() -> None:
 @pytest.mark.parametrize("schedule", [FsyncSchedule.NoFsync, FsyncSchedule.Milliseconds(500)])
 def test_schedules_that_sync_in_the_background_prefault(tmp_path: Path, schedule: object) -> None:
     with Walrus(data_dir=tmp_path / "wal", backend="mmap", fsync_schedule=schedule) as wal:
-        assert len(prefault_threads()) == 1
+        assert len(prefaulter_tasks()) == 1
         assert active(wal).check_at == active(wal).end + prefaulter(wal).step
-    assert prefault_threads() == []
+    assert prefaulter_tasks() == set()
 
 
 @pytest.mark.parametrize(("backend", "schedule"), [
     ("mmap", FsyncSchedule.SyncEach),  # every sync would write the lead
     ("pwrite", FsyncSchedule.Milliseconds(1000)),  # nothing mapped to fault in
+    pytest.param("io_uring", FsyncSchedule.Milliseconds(1000), marks=pytest.mark.skipif(
+        "io_uring" not in BACKENDS, reason="the io_uring backend is unavailable")),
 ])
 def test_no_prefaulting(tmp_path: Path, backend: str, schedule: object) -> None:
     with Walrus(data_dir=tmp_path / "wal", backend=backend, fsync_schedule=schedule) as wal:
-        assert prefault_threads() == []
+        assert prefaulter_tasks() == set()
         seg = active(wal)
         assert seg.check_at == seg.limit
         wal.batch_append_for_topic("t", BATCH)

@@ -12,6 +12,12 @@ GIL), only as many as keep the zeros a sync may write under ``ZEROS`` of the byt
 produces between two syncs (see :class:`SyncCadence`). A fast writer (the one that would
 feel the faults) gets a lead; a slow one gets none and keeps its faults, which cost it
 little at its pace. Not used under SyncEach, where every append's sync would write the lead.
+
+The thread is a native one (:class:`NativePrefaulter`) that never takes the GIL, where the C
+extension is built: a writer appending through the C hot path holds the GIL for tens of
+milliseconds at a time, and a Python thread woken meanwhile starts too late to keep ahead of
+it. ``WALRUS_NATIVE_PREFAULT=0`` (or ``WALRUS_PURE_PYTHON``, or no extension) makes it a
+Python thread; :func:`thread_kind` says which, and why.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import time
 
 import attrs
 
+from ._config import env
 from ._log import Log
+from ._native import prefault as native_prefault
 from ._segment import Segment
 
 logger = logging.getLogger("walrus")
@@ -75,6 +83,17 @@ def writeback_age() -> float:
         return 30.0
 
 
+def thread_kind() -> tuple[bool, str]:
+    """Whether a log opened now gets the native prefaulter thread, and why (read at each
+    opening: ``WALRUS_NATIVE_PREFAULT=0`` asks for the Python thread)."""
+    module, why = native_prefault()
+    if module is None:
+        return False, why
+    if env("WALRUS_NATIVE_PREFAULT") == "0":
+        return False, "a Python thread (WALRUS_NATIVE_PREFAULT=0)"
+    return True, why
+
+
 class Prefaulter:
     """The thread that keeps the pages just ahead of the writer faulted in writable."""
 
@@ -85,14 +104,22 @@ class Prefaulter:
         """The lead of a writer going at FAST."""
         self.step = self.max_lead // STEPS
         """The writer wakes the thread each time it passes this many more bytes."""
+        self.seen, self.at = 0, time.monotonic()
+        """Where the writer was in its segment at the last look, and when (see :meth:`pace`)."""
+        self.seg: Segment | None = None
+        """The segment of the last look."""
         self.stopping = False
+        self.begin()
+        log.watch_progress(self.step, self.wake)
+
+    def begin(self) -> None:
+        """Start the thread (before the writer's first wake-up)."""
         self.cue = threading.Lock()
         """Held while there is nothing to do; the writer releases it. Unlike ``Event.set``
         that never blocks: this thread may hold the Event's lock when the GIL preempts it,
         and the writer calls in with the append lock held."""
         self.cue.acquire()
         self.thread = threading.Thread(target=self._run, name="walrus-prefault", daemon=True)
-        log.watch_progress(self.step, self.wake)
         self.thread.start()
 
     @classmethod
@@ -102,6 +129,11 @@ class Prefaulter:
         active = log.active
         if active is None or active.address is None or cadence.lead(FAST) < MIN_LEAD:
             return None
+        if cls is Prefaulter:
+            native, why = thread_kind()
+            logger.debug("prefaulter thread: %s", why)
+            if native:
+                return NativePrefaulter(log, cadence)
         return cls(log, cadence)
 
     def wake(self) -> None:
@@ -122,10 +154,18 @@ class Prefaulter:
         lead = min(self.max_lead, self.cadence.lead(moved / max(seconds, 1e-6)))
         return lead if lead >= self.step else 0
 
+    def pace(self, active: Segment) -> tuple[int, int]:
+        """Look at the writer, at ``end`` of ``active`` now: ``(end, lead)``. The segment of
+        the last look becomes ``active``."""
+        seg, now, end = self.seg, time.monotonic(), active.end
+        moved = end - self.seen if active is seg \
+            else end + (0 if seg is None else seg.end - self.seen)
+        lead = self.lead(moved, now - self.at)
+        self.seg, self.seen, self.at = active, end, now
+        return end, lead
+
     def _run(self) -> None:
-        seg: Segment | None = None
-        ready = 0  # pages of seg below this are faulted in already
-        seen, at = 0, time.monotonic()  # where the writer was in seg at the last look, and when
+        ready = 0  # pages of self.seg below this are faulted in already
         while True:
             self.cue.acquire()
             if self.stopping:
@@ -133,15 +173,43 @@ class Prefaulter:
             active = self.log.active
             if active is None:
                 continue
-            now, end = time.monotonic(), active.end
-            moved = end - seen if active is seg else end + (0 if seg is None else seg.end - seen)
-            if active is not seg:
-                seg, ready = active, end
-            lead = self.lead(moved, now - at)
-            seen, at = end, now
+            new = active is not self.seg
+            end, lead = self.pace(active)
+            if new:
+                ready = end
             if lead and end + lead > ready:
                 try:
-                    seg.populate(max(ready, end), end + lead, writable=True)
+                    active.populate(max(ready, end), end + lead, writable=True)
                 except Exception:  # never let the thread die silently
                     logger.exception("walrus prefault thread failed")
                 ready = end + lead
+
+
+class NativePrefaulter(Prefaulter):
+    """The same lead, faulted in by a native thread that never takes the GIL.
+
+    The writer's wake-up (under the append lock) computes the lead here, in Python, and hands
+    it to the thread with one C call that neither waits nor releases the GIL. Every close of
+    a mapped segment retires the mapping from the thread first (``backends/_mmap.py``), so
+    it is never unmapped while the thread faults pages of it in.
+    """
+
+    def begin(self) -> None:
+        module = native_prefault()[0]
+        self.native = module.Prefaulter()
+
+    def wake(self) -> None:
+        active = self.log.active
+        if active is None or active.view is None:
+            return
+        try:
+            if active is not self.seg:
+                self.native.map(active.view)
+            end, lead = self.pace(active)
+            self.native.cue(end, lead)
+        except Exception:  # the writer's append goes on: only its pages are not faulted in
+            logger.exception("walrus prefault wake-up failed")
+
+    def stop(self) -> None:
+        self.log.watch_progress(0, None)
+        self.native.stop()

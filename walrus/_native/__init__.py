@@ -8,6 +8,7 @@ normal, reported state (the feature's probe says "not built").
 from __future__ import annotations
 
 import functools
+import importlib
 from typing import Any
 
 from .._config import env
@@ -30,14 +31,27 @@ def speedups() -> tuple[Any, Any, str]:
     return _speedups.ffi, _speedups.lib, "C accelerators (walrus._native._speedups)"
 
 
+def _plain(name: str, built: str, without: str) -> tuple[Any, str]:
+    """A plain CPython extension of this package and why, or ``(None, why)`` (``built`` and
+    ``without`` say what runs in either case); ``WALRUS_PURE_PYTHON`` forces ``without``."""
+    if env("WALRUS_PURE_PYTHON") is not None:
+        return None, "pure Python (WALRUS_PURE_PYTHON is set)"
+    try:
+        module = importlib.import_module(f"{__name__}.{name}")
+    except ImportError as exc:
+        return None, f"{without} ({__name__}.{name} not built: {exc})"
+    return module, f"{built} ({__name__}.{name})"
+
+
 @functools.cache
 def hot() -> tuple[Any, str]:
     """The ``_hot`` extension (the per-call hot paths against the CPython API) and why, or
     ``(None, why)``; ``WALRUS_PURE_PYTHON`` forces the Python paths, as for ``speedups``."""
-    if env("WALRUS_PURE_PYTHON") is not None:
-        return None, "pure Python (WALRUS_PURE_PYTHON is set)"
-    try:
-        from . import _hot  # type: ignore[attr-defined]
-    except ImportError as exc:
-        return None, f"Python hot paths (walrus._native._hot not built: {exc})"
-    return _hot, "C hot paths (walrus._native._hot)"
+    return _plain("_hot", "C hot paths", "Python hot paths")
+
+
+@functools.cache
+def prefault() -> tuple[Any, str]:
+    """The ``_prefault`` extension (a prefaulter thread that runs without the GIL) and why, or
+    ``(None, why)``; ``WALRUS_PURE_PYTHON`` forces the Python thread, as for ``speedups``."""
+    return _plain("_prefault", "a native thread", "a Python thread")

@@ -16,10 +16,11 @@ import os
 import threading
 from typing import Any
 
-from .._native import speedups
+from .._native import prefault, speedups
 from ._base import Availability, Backend, Buffer, File, create_file, open_file
 
 _ffi, _lib, _ = speedups()
+_prefault, _ = prefault()
 PAGE = mmap.PAGESIZE
 
 
@@ -132,6 +133,8 @@ class MmapFile(File):
             address, self.address = self.address, None
             unpin(address)
             if view is not None:
+                if _prefault is not None:  # a native prefaulter thread lets go of it first
+                    _prefault.retire(view)
                 view.close()
             fd, self._fd = self._fd, -1
             if fd >= 0:
