@@ -3,7 +3,9 @@
  * A cffi call costs 120-210 ns; a Python frame reading a dozen fields costs more. Here:
  *
  * - append(log, slow, topic, data): Log.append's common case (a known topic, bytes of at
- *   most 4 KiB, no SyncEach, nobody waiting, room left in a mapped active segment);
+ *   most 4 KiB, nobody waiting unless SyncEach, room left in a mapped active segment);
+ *   under SyncEach also the write's bookkeeping (its PendingEntries, entered in the sync
+ *   book's list last) and then the call of log._wait_durable, as Log.append makes them;
  * - read_next(cursor, slow, topic, checkpoint=True, consumer=None, timeout=0):
  *   Cursor.read_next's common case (the entry is in the read-ahead, no cursor record due);
  * - entries(payloads, first, topic, Entry) and slices(buf, starts, ends): a run's Entry
@@ -45,6 +47,11 @@
  * runs once). */
 typedef struct { PyObject *name; PyTypeObject *type; unsigned int version; Py_ssize_t offset; }
     Name;
+
+static Name s_p_start, s_p_end, s_p_t, s_p_seq, s_p_count, s_p_size, s_p_announce, s_p_unlist,
+    s_announce, s_book, s_pending, s_wait_durable;  /* the SyncEach append (see below) */
+static PyTypeObject *pending_type;  /* walrus._syncbook.PendingEntries, once told (use_pending) */
+static PyObject *one;  /* 1: a durable append's entry count */
 
 static Name s_by_name, s_mutex, s_locked, s_closed, s_sync_each, s_on_visible, s_active, s_end,
     s_check_at, s_next_seq, s_address, s_durable, s_salt, s_tid, s_lsn_base, s_nbytes,
@@ -319,18 +326,43 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     if (t == NULL)
         FALLBACK(FB_TOPIC, slow);  /* a new topic: the validating path */
     PyObject *seg = NULL, *o_nbytes = NULL, *o_end = NULL, *o_next = NULL, *o_lsn = NULL,
-        *lsns = NULL;
+        *lsns = NULL, *pending = NULL, *pending_list = NULL, *o_start = NULL, *o_stop = NULL,
+        *o_size = NULL, *o_seq = NULL;
+    int sync_each = is_true(log, &s_sync_each);  /* set once, before any write */
+    if (sync_each < 0 || (sync_each && pending_type == NULL))
+        FALLBACK(FB_MODE, slow_t);
+    if (sync_each) {
+        /* The write's PendingEntries (its fields filled below) and the bound _announce it
+         * keeps are objects the garbage collector tracks: made here, before the lock is
+         * seen free, never after (see the top of this file). */
+        pending = pending_type->tp_alloc(pending_type, 0);
+        PyObject *announce = pending == NULL ? NULL : get(log, &s_announce);
+        if (announce == NULL || set(pending, &s_p_announce, announce)
+                || set(pending, &s_p_unlist, Py_None) || set(pending, &s_p_t, t)
+                || set(pending, &s_p_count, one)) {
+            Py_XDECREF(announce);
+            FALLBACK(FB_FIELD, slow_t);
+        }
+        Py_DECREF(announce);
+        PyObject *book = get(log, &s_book);
+        pending_list = book == NULL ? NULL : get(book, &s_pending);
+        Py_XDECREF(book);
+        if (pending_list == NULL || !PyList_CheckExact(pending_list))
+            FALLBACK(FB_FIELD, slow_t);
+    }
     int lock_free = is_free(log, &s_mutex);
     if (lock_free != 1)
         FALLBACK(lock_free == 0 ? FB_LOCK : FB_FIELD, slow_t);
-    if (is_true(log, &s_closed) != 0 || is_true(log, &s_sync_each) != 0)
+    if (is_true(log, &s_closed) != 0)
         FALLBACK(FB_MODE, slow_t);
-    PyObject *on_visible = get(log, &s_on_visible);
-    if (on_visible == NULL)
-        FALLBACK(FB_FIELD, slow_t);
-    Py_DECREF(on_visible);
-    if (on_visible != Py_None)
-        FALLBACK(FB_WAITERS, slow_t);  /* the wake-up follows the Python path's rule */
+    if (!sync_each) {  /* under SyncEach the pass that publishes the entry wakes readers */
+        PyObject *on_visible = get(log, &s_on_visible);
+        if (on_visible == NULL)
+            FALLBACK(FB_FIELD, slow_t);
+        Py_DECREF(on_visible);
+        if (on_visible != Py_None)
+            FALLBACK(FB_WAITERS, slow_t);  /* the wake-up follows the Python path's rule */
+    }
     seg = get(log, &s_active);
     if (seg == NULL || seg == Py_None)
         FALLBACK(FB_FIELD, slow_t);
@@ -380,11 +412,22 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     o_lsn = in_place ? NULL : PyLong_FromUnsignedLongLong(lsn);
     if (o_nbytes == NULL || o_end == NULL || o_next == NULL || (!in_place && o_lsn == NULL))
         FALLBACK(FB_FIELD, slow_t);
+    if (sync_each) {  /* the pending write: LSNs [lsn, lsn + its size), entry seq */
+        o_start = PyLong_FromUnsignedLongLong(lsn);
+        o_stop = PyLong_FromUnsignedLongLong(lsn + (end - (uint64_t)p));
+        o_size = PyLong_FromUnsignedLongLong(end - (uint64_t)p);
+        o_seq = PyLong_FromLongLong(seq);
+        if (o_start == NULL || o_stop == NULL || o_size == NULL || o_seq == NULL
+                || set(pending, &s_p_start, o_start) || set(pending, &s_p_end, o_stop)
+                || set(pending, &s_p_seq, o_seq) || set(pending, &s_p_size, o_size))
+            FALLBACK(FB_FIELD, slow_t);
+    }
     /* From here on nothing fails before the last call (n < BIG: the GIL is kept). */
     encode_one(dst, (uint64_t)p, (const unsigned char *)PyBytes_AS_STRING(data), n,
                (uint32_t)tid, 0, (uint64_t)seq, (uint64_t)durable, (uint32_t)salt);
+    /* Under SyncEach the entry becomes visible once durable (the pass publishes it). */
     if (set(t, &s_nbytes, o_nbytes) || set(seg, &s_end, o_end)
-            || set(t, &s_visible, o_next) || set(t, &s_next_seq, o_next))
+            || (!sync_each && set(t, &s_visible, o_next)) || set(t, &s_next_seq, o_next))
         goto failed;
     if (in_place) {
         lsns_put(lsns, lsn);  /* what t.lsns.append(lsn) does when the array has room */
@@ -396,16 +439,36 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
             goto failed;
         Py_DECREF(r);
     }
+    if (sync_each && PyList_Append(pending_list, pending))  /* SyncBook.add, last */
+        goto failed;
     Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_XDECREF(o_lsn);
     Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
-    return PyLong_FromLongLong(seq);
+    Py_XDECREF(pending); Py_XDECREF(pending_list);
+    Py_XDECREF(o_start); Py_XDECREF(o_size);
+    if (!sync_each)
+        return PyLong_FromLongLong(seq);
+    /* Log.append's wait, outside the append: other writers join this sync. */
+    PyObject *wait = get(log, &s_wait_durable);
+    PyObject *r = wait == NULL ? NULL : PyObject_CallOneArg(wait, o_stop);
+    Py_XDECREF(wait);
+    Py_DECREF(o_stop);
+    if (r == NULL) {
+        Py_DECREF(o_seq);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return o_seq;
 failed:  /* a slot store or the array failed (MemoryError): never expected */
     Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_XDECREF(o_lsn);
     Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
+    Py_XDECREF(pending); Py_XDECREF(pending_list);
+    Py_XDECREF(o_start); Py_XDECREF(o_stop); Py_XDECREF(o_size); Py_XDECREF(o_seq);
     return NULL;
 slow_t:
     Py_XDECREF(o_nbytes); Py_XDECREF(o_end); Py_XDECREF(o_next); Py_XDECREF(o_lsn);
     Py_XDECREF(lsns); Py_XDECREF(seg);
+    Py_XDECREF(pending); Py_XDECREF(pending_list);
+    Py_XDECREF(o_start); Py_XDECREF(o_stop); Py_XDECREF(o_size); Py_XDECREF(o_seq);
     Py_DECREF(t);
 slow:
     append_fallbacks[why]++;
@@ -647,6 +710,23 @@ done:
 
 static PyObject *direct(PyObject *mod, PyObject *unused);
 
+static PyObject *use_pending(PyObject *mod, PyObject *cls) {
+    /* The class of a SyncEach append's pending write (walrus._syncbook.PendingEntries): its
+     * instances are made with tp_alloc and filled field by field, so it must be a plain
+     * class with __slots__ (no __init__ runs) and no __del__. None: SyncEach appends take
+     * the Python path. */
+    if (cls == Py_None) {
+        Py_CLEAR(pending_type);
+        Py_RETURN_NONE;
+    }
+    if (!PyType_Check(cls) || ((PyTypeObject *)cls)->tp_finalize != NULL
+            || ((PyTypeObject *)cls)->tp_del != NULL)
+        return PyErr_Format(PyExc_TypeError, "use_pending(cls): a class without __del__");
+    Py_INCREF(cls);
+    Py_XSETREF(pending_type, (PyTypeObject *)cls);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL | METH_KEYWORDS,
      "append(log, slow, topic, data): Log.append's common case; else slow(log, topic, data)."},
@@ -658,6 +738,8 @@ static PyMethodDef methods[] = {
      "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
     {"fallbacks", fallbacks, METH_NOARGS,
      "fallbacks() -> {reason: count}: the appends that went to the Python method, and why."},
+    {"use_pending", use_pending, METH_O,
+     "use_pending(cls): the class of a SyncEach append's pending write (None: Python path)."},
     {"direct", direct, METH_NOARGS,
      "direct() -> (lock, array, clmul): the direct reads and the CRC in use."},
     {NULL, NULL, 0, NULL},
@@ -773,6 +855,10 @@ PyMODINIT_FUNC PyInit__hot(void) {
         {&s_ahead_seq, "ahead_seq"}, {&s_lazy_every, "_lazy_every"},
         {&s_persisted, "persisted"}, {&s_view, "view"}, {&s_checkpoint, "checkpoint"},
         {&s_consumer, "consumer"}, {&s_timeout, "timeout"},
+        {&s_p_start, "start"}, {&s_p_end, "end"}, {&s_p_t, "t"}, {&s_p_seq, "seq"},
+        {&s_p_count, "count"}, {&s_p_size, "size"}, {&s_p_announce, "announce"},
+        {&s_p_unlist, "unlist"}, {&s_announce, "_announce"}, {&s_book, "_book"},
+        {&s_pending, "pending"}, {&s_wait_durable, "_wait_durable"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         names[i].slot->name = PyUnicode_InternFromString(names[i].name);
@@ -780,7 +866,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
             return NULL;
     }
     zero = PyLong_FromLong(0);
-    if (zero == NULL)
+    one = PyLong_FromLong(1);
+    if (zero == NULL || one == NULL)
         return NULL;
     PyObject *mmap_module = PyImport_ImportModule("mmap");
     if (mmap_module == NULL)
