@@ -8,6 +8,9 @@
  *   book's list last) and then the call of log._wait_durable, as Log.append makes them;
  * - read_next(cursor, slow, topic, checkpoint=True, consumer=None, timeout=0):
  *   Cursor.read_next's common case (the entry is in the read-ahead, no cursor record due);
+ * - sync_pass(durability, lsn): Durability.wait's lone writer (no pass running, nothing
+ *   undone): the pass itself, as Durability.pass_locked and SyncBook.synced make it (see
+ *   there);
  * - entries(payloads, first, topic, Entry) and slices(buf, starts, ends): a run's Entry
  *   tuples and payload bytes, built in one loop.
  *
@@ -32,6 +35,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "record.h"
@@ -710,6 +716,400 @@ done:
 
 static PyObject *direct(PyObject *mod, PyObject *unused);
 
+/* The lone writer's sync pass (Durability.wait, walrus/_durability.py), told its Python
+ * side by use_durability(): */
+static PyObject *d_globals;  /* walrus._durability's globals: GATHER_FLOOR, RECHECK (read at
+                              * each pass: tests change them) */
+static PyObject *base_sync_files;  /* Backend.sync_files: one sync per file, in order */
+static PyObject *direct_files;  /* {File class: its sync}, each an os.fdatasync(self._fd) */
+static PyObject *log_announce;  /* Log._announce: nothing to do while nobody waits */
+static Name s_d_log, s_d_mutex, s_busy, s_owner, s_undone, s_sleepers, s_on_cond, s_gather,
+    s_backend, s_file, s_fd, s_unsynced, s_frozen, s_sealed, s_abandon_at, s_read_only, s_size;
+static PyObject *str_sync_files, *str_sync, *str_handed_back, *str_pass_failed, *str_synced,
+    *str_gather_floor, *str_recheck;
+
+#define MARK_KIND 7u  /* walrus._codec.MARK */
+#define MAX_SETTLE 16  /* pending writes one pass settles here; more: SyncBook.synced */
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int list_is_empty(PyObject *o, Name *name) {
+    /* 1 if field ``name`` of ``o`` is an empty list, 0 if a list with items, -1 otherwise. */
+    PyObject *v = get(o, name);
+    if (v == NULL)
+        return -1;
+    int r = PyList_CheckExact(v) ? PyList_GET_SIZE(v) == 0 : -1;
+    Py_DECREF(v);
+    return r;
+}
+
+static int bound_to(PyObject *method, PyObject *func) {
+    /* 1 if ``method`` is ``func`` bound to an object (nothing set on the instance instead). */
+    return method != NULL && func != NULL && PyMethod_Check(method)
+        && PyMethod_GET_FUNCTION(method) == func;
+}
+
+static int settle(PyObject *log, PyObject *book, PyObject *seg, long long target,
+                  PyObject *o_target, PyObject **published, int *count) {
+    /* SyncBook._settle for the common case, under the GIL alone: the append lock is free, no
+     * sealed segment waits for a sync, the active segment is still ``seg`` (a writable
+     * mapping, or the log is not marked), every pending write this pass covers is a
+     * PendingEntries (at most MAX_SETTLE of them). 1 when done (``published`` then holds
+     * a new reference to each write it published, ``count`` of them), 0 if the case is
+     * another (nothing changed: SyncBook.synced decides), -1 on error (nothing changed).
+     * As in append: every check and every object first, then stores only, without a call
+     * into Python; the writers' readers are told afterwards (see sync_pass). */
+    long long durable, end = 0, size, salt = 0, abandoned_none;
+    PyObject *active = NULL, *pending = NULL, *view = NULL;
+    PyObject *items[MAX_SETTLE], *visible[MAX_SETTLE];
+    int n = 0, r = 0;
+    *count = 0;
+    if (is_free(log, &s_mutex) != 1 || list_is_empty(book, &s_unsynced) != 1)
+        goto out;
+    PyObject *frozen = get(book, &s_frozen);
+    if (frozen == NULL)
+        goto out;
+    Py_DECREF(frozen);
+    active = get(log, &s_active);
+    if (frozen != Py_None || active != seg || get_ll(log, &s_durable, &durable))
+        goto out;
+    int mark = 0;  /* 1: claim the durable point just past the end (Log.durable_through) */
+    unsigned char *dst = NULL;
+    if (target > durable) {
+        PyObject *abandon_at = get(log, &s_abandon_at);
+        if (abandon_at == NULL)
+            goto out;
+        abandoned_none = abandon_at == Py_None;
+        Py_DECREF(abandon_at);
+        int sealed = is_true(seg, &s_sealed), read_only = is_true(log, &s_read_only);
+        if (sealed < 0 || read_only < 0)
+            goto out;
+        if (!sealed && abandoned_none && !read_only) {
+            if (get_ll(seg, &s_end, &end) || get_ll(seg, &s_size, &size))
+                goto out;
+            if (end >= 0 && end + (long long)HEADER <= size) {  /* else mark_durable skips it */
+                view = get(seg, &s_view);
+                if (view == NULL || !Py_IS_TYPE(view, mmap_type)
+                        || get_ll(seg, &s_salt, &salt))
+                    goto out;  /* written through the backend: the Python path */
+                Py_buffer mapped;
+                if (PyObject_GetBuffer(view, &mapped, PyBUF_WRITABLE))
+                    goto out;
+                dst = mapped.buf;
+                Py_ssize_t len = mapped.len;
+                PyBuffer_Release(&mapped);  /* the segment keeps the mapping: Segment.view */
+                if (end + (long long)HEADER > len)
+                    goto out;
+                mark = 1;
+            }
+        }
+    }
+    pending = get(book, &s_pending);
+    if (pending == NULL || !PyList_CheckExact(pending))
+        goto out;
+    Py_ssize_t total = PyList_GET_SIZE(pending);
+    for (; n < total; n++) {
+        PyObject *item = PyList_GET_ITEM(pending, n);
+        long long item_end, seq, cnt, was;
+        if (!Py_IS_TYPE(item, pending_type) || get_ll(item, &s_p_end, &item_end))
+            goto out;
+        if (item_end > target)
+            break;
+        if (n == MAX_SETTLE)
+            goto out;
+        PyObject *t = get(item, &s_p_t);
+        int bad = t == NULL || get_ll(item, &s_p_seq, &seq) || get_ll(item, &s_p_count, &cnt)
+            || get_ll(t, &s_visible, &was);
+        Py_XDECREF(t);
+        if (bad)
+            goto out;
+        visible[n] = was < seq + cnt ? PyLong_FromLongLong(seq + cnt) : NULL;
+        if (was < seq + cnt && visible[n] == NULL) {
+            r = -1;
+            goto out;
+        }
+        Py_INCREF(item);
+        items[n] = item;
+    }
+    /* Stores only from here. */
+    if (target > durable) {
+        if (set(log, &s_durable, o_target))
+            goto failed;
+        if (mark) {  /* a MARK record, its crc last, as mark_durable packs it */
+            unsigned char *h = dst + end;
+            put32(h, 0);
+            put32(h + 4, 0);
+            put32(h + 8, 0);
+            put16(h + 12, MARK_KIND);
+            put16(h + 14, 0);
+            put64(h + 16, 0);
+            put64(h + 24, (uint64_t)target);
+            put32(h, crc_of(h + 4, HEADER - 4, (uint32_t)salt));
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (visible[i] == NULL) {
+            Py_CLEAR(items[i]);  /* nothing new to publish: nobody to tell */
+            continue;
+        }
+        PyObject *t = get(items[i], &s_p_t);
+        if (t == NULL || set(t, &s_visible, visible[i])) {
+            Py_XDECREF(t);
+            goto failed;
+        }
+        Py_DECREF(t);
+        Py_CLEAR(visible[i]);
+        published[(*count)++] = items[i];  /* the reference moves */
+        items[i] = NULL;
+    }
+    if (n && PyList_SetSlice(pending, 0, n, NULL))
+        goto failed;
+    n = 0;
+    r = 1;
+    goto out;
+failed:  /* a store failed (MemoryError): never expected */
+    r = -1;
+out:
+    for (int i = 0; i < n; i++) {
+        Py_XDECREF(items[i]);
+        Py_XDECREF(visible[i]);
+    }
+    if (r < 0 && *count) {
+        for (int i = 0; i < *count; i++)
+            Py_DECREF(published[i]);
+        *count = 0;
+    }
+    if (r == 0)
+        PyErr_Clear();
+    Py_XDECREF(active);
+    Py_XDECREF(pending);
+    Py_XDECREF(view);
+    return r;
+}
+
+static int tell_readers(PyObject *log, PyObject **published, int count) {
+    /* What PendingEntries.publish does after its store: announce(t), for each write
+     * published; skipped where it is Log._announce and nobody waits (the call would do
+     * nothing). Every one is told even if one raises; the first error is kept: -1. */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    for (int i = 0; i < count; i++) {
+        PyObject *announce = get(published[i], &s_p_announce);
+        PyObject *t = announce == NULL ? NULL : get(published[i], &s_p_t);
+        PyObject *r = NULL;
+        if (t != NULL) {
+            int idle = 0;
+            if (bound_to(announce, log_announce) && PyMethod_GET_SELF(announce) == log) {
+                PyObject *on_visible = get(log, &s_on_visible);
+                idle = on_visible == Py_None;
+                Py_XDECREF(on_visible);
+            }
+            if (PyErr_Occurred())
+                r = NULL;
+            else
+                r = idle ? Py_NewRef(Py_None) : PyObject_CallOneArg(announce, t);
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(t);
+        Py_XDECREF(announce);
+        Py_DECREF(published[i]);
+        if (r == NULL && type == NULL)
+            PyErr_Fetch(&type, &value, &tb);
+        else if (r == NULL)
+            PyErr_Clear();
+    }
+    if (type == NULL)
+        return 0;
+    PyErr_Restore(type, value, tb);
+    return -1;
+}
+
+static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* sync_pass(durability, lsn) -> True once everything up to ``lsn`` is durable by a pass
+     * this thread ran (or none was needed), None if Durability.wait must decide (another
+     * pass runs, a failure undid writes, a sealed segment waits for its sync, ...).
+     *
+     * The rules are Durability.wait's for a writer that finds no pass running, taken in the
+     * same order: the right to run passes is taken under the GIL alone, where the condition's
+     * lock is free (as atomic as taking it, see the top of this file); the sync runs without
+     * the GIL (an os.fdatasync the File would make, or the backend's sync_files); a failed
+     * sync goes to Durability.pass_failed (the undo); the settling is SyncBook._settle's
+     * (settle() above, or SyncBook.synced itself); the right is given back (directly if
+     * nobody sleeps or waits on the condition, else Durability.handed_back) whatever
+     * happened. Interrupts land only in the Python calls, and the right is given back after
+     * them too. */
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "sync_pass(durability, lsn)");
+    PyObject *d = args[0];
+    long long lsn, durable, end, lsn_base;
+    if (d_globals == NULL || as_ll(args[1], &lsn)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *result = Py_None;
+    PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    PyObject *log = me == NULL ? NULL : get(d, &s_d_log);
+    PyObject *backend = log == NULL ? NULL : get(log, &s_backend);
+    PyObject *sync_files = backend == NULL ? NULL : PyObject_GetAttr(backend, str_sync_files);
+    PyObject *book = sync_files == NULL ? NULL : get(log, &s_book);
+    PyObject *seg = book == NULL ? NULL : get(log, &s_active);
+    PyObject *file = seg == NULL || seg == Py_None ? NULL : get(seg, &s_file);
+    PyObject *file_sync = file == NULL ? NULL : PyObject_GetAttr(file, str_sync);
+    PyObject *files = NULL, *o_end = NULL, *o_target = NULL, *published[MAX_SETTLE];
+    int count = 0;
+    long long fd = -1;
+    if (file_sync == NULL)
+        goto done;
+    PyObject *known = PyDict_GetItemWithError(direct_files, (PyObject *)Py_TYPE(file));
+    int direct = bound_to(sync_files, base_sync_files) && bound_to(file_sync, known)
+        && PyMethod_GET_SELF(file_sync) == file && get_ll(file, &s_fd, &fd) == 0 && fd >= 0;
+    PyErr_Clear();
+    files = direct ? NULL : PyList_New(1);  /* made now: no allocation after the checks */
+    if (!direct) {
+        if (files == NULL)
+            goto done;
+        Py_INCREF(file);
+        PyList_SET_ITEM(files, 0, file);
+    }
+    /* Durability.wait's checks, then the right to run passes: no call into Python, no
+     * allocation the collector tracks, from here to the stores of owner and busy. */
+    PyObject *active = get(log, &s_active);
+    Py_XDECREF(active);
+    if (active != seg || is_free(d, &s_d_mutex) != 1 || is_true(d, &s_busy) != 0
+            || list_is_empty(d, &s_undone) != 1 || get_ll(log, &s_durable, &durable))
+        goto done;
+    if (durable >= lsn) {
+        result = Py_True;
+        goto done;
+    }
+    if (list_is_empty(book, &s_unsynced) != 1 || get_ll(seg, &s_end, &end)
+            || get_ll(seg, &s_lsn_base, &lsn_base))
+        goto done;
+    long long target = lsn_base | end;  /* SyncBook.sync_targets: the active segment only */
+    o_end = PyLong_FromLongLong(end);
+    o_target = o_end == NULL ? NULL : PyLong_FromLongLong(target);
+    if (o_target == NULL || set(d, &s_owner, me) || set(d, &s_busy, Py_True))
+        goto done;
+    /* The pass: this thread holds the right to run passes until the hand-back below. */
+    double start = monotonic();
+    int failed = 0;
+    if (direct) {
+        int r, err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        do {
+            r = fdatasync((int)fd);
+        } while (r != 0 && errno == EINTR);
+        err = r != 0 ? errno : 0;
+        Py_END_ALLOW_THREADS
+        if (err) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            failed = 1;
+        }
+    } else {
+        PyObject *r = PyObject_CallOneArg(sync_files, files);
+        failed = r == NULL;
+        Py_XDECREF(r);
+    }
+    if (failed) {
+        if (PyErr_ExceptionMatches(PyExc_OSError)) {  /* Durability.pass_locked's except */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL)
+                PyException_SetTraceback(value, tb);
+            PyObject *r = PyObject_CallMethodOneArg(d, str_pass_failed, value);
+            Py_XDECREF(r);  /* it raises: a StorageError from the OSError */
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            if (r != NULL)
+                PyErr_SetString(PyExc_AssertionError, "Durability.pass_failed returned");
+        }
+        result = NULL;
+    } else {
+        PyObject *floor = PyDict_GetItemWithError(d_globals, str_gather_floor);
+        PyObject *cap = floor == NULL ? NULL : PyDict_GetItemWithError(d_globals, str_recheck);
+        double took = monotonic() - start, lo = floor == NULL ? -1 : PyFloat_AsDouble(floor),
+            hi = cap == NULL ? -1 : PyFloat_AsDouble(cap);
+        PyObject *gather = PyErr_Occurred() || cap == NULL ? NULL
+            : PyFloat_FromDouble(took < lo ? (lo < hi ? lo : hi) : (took < hi ? took : hi));
+        int settled = gather == NULL || set(d, &s_gather, gather) ? -1
+            : settle(log, book, seg, target, o_target, published, &count);
+        Py_XDECREF(gather);
+        if (settled == 0) {  /* any other case: SyncBook.synced, as pass_locked calls it */
+            PyObject *pair = PyTuple_Pack(2, seg, o_end);
+            PyObject *targets = pair == NULL ? NULL : PyList_New(1);
+            if (targets != NULL) {
+                PyList_SET_ITEM(targets, 0, pair);
+                pair = NULL;
+            }
+            PyObject *r = targets == NULL ? NULL
+                : PyObject_CallMethodObjArgs(book, str_synced, o_target, targets, NULL);
+            Py_XDECREF(pair);
+            Py_XDECREF(targets);
+            settled = r == NULL ? -1 : 1;
+            Py_XDECREF(r);
+        }
+        if (settled > 0 && tell_readers(log, published, count) == 0)
+            result = Py_True;
+        else
+            result = NULL;
+        count = 0;
+    }
+    /* The hand-back (wait's finally): with an exception kept across the call. */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (result == NULL)
+        PyErr_Fetch(&type, &value, &tb);
+    int quiet = is_free(d, &s_d_mutex) == 1 && list_is_empty(d, &s_sleepers) == 1;
+    long long waiting = 1;
+    if (quiet && get_ll(d, &s_on_cond, &waiting))
+        quiet = 0;
+    PyErr_Clear();
+    if (quiet && waiting == 0 && set(d, &s_busy, Py_False) == 0) {
+        /* released() with nobody to wake: only the store */
+    } else {
+        PyErr_Clear();
+        PyObject *r = PyObject_CallMethodNoArgs(d, str_handed_back);
+        if (r == NULL) {  /* raised while giving back (an interrupt): that one goes up */
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            type = value = tb = NULL;
+            result = NULL;
+            PyErr_Fetch(&type, &value, &tb);
+        }
+        Py_XDECREF(r);
+    }
+    if (type != NULL)
+        PyErr_Restore(type, value, tb);
+done:
+    if (result == Py_None)
+        PyErr_Clear();
+    for (int i = 0; i < count; i++)
+        Py_DECREF(published[i]);
+    Py_XDECREF(me); Py_XDECREF(log); Py_XDECREF(backend); Py_XDECREF(sync_files);
+    Py_XDECREF(book); Py_XDECREF(seg); Py_XDECREF(file); Py_XDECREF(file_sync);
+    Py_XDECREF(files); Py_XDECREF(o_end); Py_XDECREF(o_target);
+    return Py_XNewRef(result);
+}
+
+static PyObject *use_durability(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* use_durability(globals, Backend.sync_files, {File class: its sync}, Log._announce):
+     * what sync_pass needs of the Python side (see there); None: sync_pass answers None. */
+    if (nargs == 1 && args[0] == Py_None) {
+        Py_CLEAR(d_globals);
+        Py_RETURN_NONE;
+    }
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[2]))
+        return PyErr_Format(PyExc_TypeError,
+                            "use_durability(globals, sync_files, {File class: sync}, announce)");
+    Py_XSETREF(base_sync_files, Py_NewRef(args[1]));
+    Py_XSETREF(direct_files, Py_NewRef(args[2]));
+    Py_XSETREF(log_announce, Py_NewRef(args[3]));
+    Py_XSETREF(d_globals, Py_NewRef(args[0]));
+    Py_RETURN_NONE;
+}
+
 static PyObject *use_pending(PyObject *mod, PyObject *cls) {
     /* The class of a SyncEach append's pending write (walrus._syncbook.PendingEntries): its
      * instances are made with tp_alloc and filled field by field, so it must be a plain
@@ -738,6 +1138,10 @@ static PyMethodDef methods[] = {
      "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
     {"fallbacks", fallbacks, METH_NOARGS,
      "fallbacks() -> {reason: count}: the appends that went to the Python method, and why."},
+    {"sync_pass", (PyCFunction)(void (*)(void))hot_sync_pass, METH_FASTCALL,
+     "sync_pass(durability, lsn): the lone writer's sync pass; None: Durability.wait decides."},
+    {"use_durability", (PyCFunction)(void (*)(void))use_durability, METH_FASTCALL,
+     "use_durability(globals, sync_files, {File class: sync}, announce): sync_pass's Python."},
     {"use_pending", use_pending, METH_O,
      "use_pending(cls): the class of a SyncEach append's pending write (None: Python path)."},
     {"direct", direct, METH_NOARGS,
@@ -859,10 +1263,25 @@ PyMODINIT_FUNC PyInit__hot(void) {
         {&s_p_count, "count"}, {&s_p_size, "size"}, {&s_p_announce, "announce"},
         {&s_p_unlist, "unlist"}, {&s_announce, "_announce"}, {&s_book, "_book"},
         {&s_pending, "pending"}, {&s_wait_durable, "_wait_durable"},
+        {&s_d_log, "log"}, {&s_d_mutex, "mutex"}, {&s_busy, "busy"}, {&s_owner, "owner"},
+        {&s_undone, "undone"}, {&s_sleepers, "sleepers"}, {&s_on_cond, "on_cond"},
+        {&s_gather, "gather"}, {&s_backend, "_backend"}, {&s_file, "file"}, {&s_fd, "_fd"},
+        {&s_unsynced, "unsynced"}, {&s_frozen, "_frozen"}, {&s_sealed, "sealed"},
+        {&s_abandon_at, "_abandon_at"}, {&s_read_only, "_read_only"}, {&s_size, "size"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         names[i].slot->name = PyUnicode_InternFromString(names[i].name);
         if (names[i].slot->name == NULL)
+            return NULL;
+    }
+    struct { PyObject **slot; const char *name; } strs[] = {
+        {&str_sync_files, "sync_files"}, {&str_sync, "sync"}, {&str_handed_back, "handed_back"},
+        {&str_pass_failed, "pass_failed"}, {&str_synced, "synced"},
+        {&str_gather_floor, "GATHER_FLOOR"}, {&str_recheck, "RECHECK"},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        *strs[i].slot = PyUnicode_InternFromString(strs[i].name);
+        if (*strs[i].slot == NULL)
             return NULL;
     }
     zero = PyLong_FromLong(0);
