@@ -327,7 +327,7 @@ is True once ``lsn`` is durable, None when :meth:`Durability.wait` decides."""
 if _speedups.hot_use_durability is not None:
     _speedups.hot_use_durability(globals(), Backend.sync_files,
                                  {MmapFile: MmapFile.sync, PwriteFile: PwriteFile.sync},
-                                 Log._announce)  # type: ignore[attr-defined]
+                                 Log._announce)
 
 
 class Cue:

@@ -949,6 +949,11 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
         PyErr_Clear();
         Py_RETURN_NONE;
     }
+    if (is_true(args[0], &s_busy) != 0) {  /* a pass runs (the common follower): decide in
+                                             * Python, without making anything first */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
     PyObject *result = Py_None;
     PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     PyObject *log = me == NULL ? NULL : get(d, &s_d_log);
