@@ -59,6 +59,11 @@ class Durability:
     """Sync passes and group commit for one log. ``mutex`` guards the fields, but where
     one's docstring says otherwise."""
 
+    __slots__ = ("busy", "cond", "ended", "error", "gather", "log", "mutex", "on_cond", "owner",
+                 "sleepers", "stopped", "undo_error", "undone")
+    """Fixed fields: the C pass (``sync_pass`` in ``walrus/_native/hot.c``) reads and stores
+    them at their offsets."""
+
     def __init__(self, log: Log) -> None:
         self.log = log
         self.mutex = threading.Lock()
