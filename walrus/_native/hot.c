@@ -970,15 +970,13 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
         goto done;
     PyObject *known = PyDict_GetItemWithError(direct_files, (PyObject *)Py_TYPE(file));
     int direct = bound_to(sync_files, base_sync_files) && bound_to(file_sync, known)
-        && PyMethod_GET_SELF(file_sync) == file && get_ll(file, &s_fd, &fd) == 0 && fd >= 0;
+        && PyMethod_GET_SELF(file_sync) == file;
     PyErr_Clear();
-    files = direct ? NULL : PyList_New(1);  /* made now: no allocation after the checks */
-    if (!direct) {
-        if (files == NULL)
-            goto done;
-        Py_INCREF(file);
-        PyList_SET_ITEM(files, 0, file);
-    }
+    files = PyList_New(1);  /* made now (no allocation after the checks), used if not direct */
+    if (files == NULL)
+        goto done;
+    Py_INCREF(file);
+    PyList_SET_ITEM(files, 0, file);
     /* Durability.wait's checks, then the right to run passes: no call into Python, no
      * allocation the collector tracks, from here to the stores of owner and busy. */
     PyObject *active = get(log, &s_active);
@@ -993,6 +991,12 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
     if (list_is_empty(book, &s_unsynced) != 1 || get_ll(seg, &s_end, &end)
             || get_ll(seg, &s_lsn_base, &lsn_base))
         goto done;
+    /* The descriptor is read only now that nothing can run before the right is taken: a
+     * close() (which needs that right) cannot have closed it meanwhile. */
+    if (direct && (get_ll(file, &s_fd, &fd) || fd < 0)) {
+        PyErr_Clear();
+        direct = 0;  /* the File's own sync says what a closed one does */
+    }
     long long target = lsn_base | end;  /* SyncBook.sync_targets: the active segment only */
     o_end = PyLong_FromLongLong(end);
     o_target = o_end == NULL ? NULL : PyLong_FromLongLong(target);
