@@ -725,8 +725,8 @@ static PyObject *direct_files;  /* {File class: its sync}, each an os.fdatasync(
 static PyObject *log_announce;  /* Log._announce: nothing to do while nobody waits */
 static Name s_d_log, s_d_mutex, s_busy, s_owner, s_undone, s_sleepers, s_on_cond, s_gather,
     s_backend, s_file, s_fd, s_unsynced, s_frozen, s_sealed, s_abandon_at, s_read_only, s_size;
-static PyObject *str_sync_files, *str_sync, *str_handed_back, *str_pass_failed, *str_synced,
-    *str_gather_floor, *str_recheck;
+static Name str_sync_files, str_sync, str_handed_back, str_pass_failed, str_synced,
+    str_gather_floor, str_recheck;  /* only their names are used (look-ups, calls) */
 
 #define MARK_KIND 7u  /* walrus._codec.MARK */
 #define MAX_SETTLE 16  /* pending writes one pass settles here; more: SyncBook.synced */
@@ -958,11 +958,12 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
     PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
     PyObject *log = me == NULL ? NULL : get(d, &s_d_log);
     PyObject *backend = log == NULL ? NULL : get(log, &s_backend);
-    PyObject *sync_files = backend == NULL ? NULL : PyObject_GetAttr(backend, str_sync_files);
+    PyObject *sync_files = backend == NULL ? NULL
+        : PyObject_GetAttr(backend, str_sync_files.name);
     PyObject *book = sync_files == NULL ? NULL : get(log, &s_book);
     PyObject *seg = book == NULL ? NULL : get(log, &s_active);
     PyObject *file = seg == NULL || seg == Py_None ? NULL : get(seg, &s_file);
-    PyObject *file_sync = file == NULL ? NULL : PyObject_GetAttr(file, str_sync);
+    PyObject *file_sync = file == NULL ? NULL : PyObject_GetAttr(file, str_sync.name);
     PyObject *files = NULL, *o_end = NULL, *o_target = NULL, *published[MAX_SETTLE];
     int count = 0;
     long long fd = -1;
@@ -1030,7 +1031,7 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
             PyErr_NormalizeException(&type, &value, &tb);
             if (tb != NULL)
                 PyException_SetTraceback(value, tb);
-            PyObject *r = PyObject_CallMethodOneArg(d, str_pass_failed, value);
+            PyObject *r = PyObject_CallMethodOneArg(d, str_pass_failed.name, value);
             Py_XDECREF(r);  /* it raises: a StorageError from the OSError */
             Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
             if (r != NULL)
@@ -1038,8 +1039,9 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
         }
         result = NULL;
     } else {
-        PyObject *floor = PyDict_GetItemWithError(d_globals, str_gather_floor);
-        PyObject *cap = floor == NULL ? NULL : PyDict_GetItemWithError(d_globals, str_recheck);
+        PyObject *floor = PyDict_GetItemWithError(d_globals, str_gather_floor.name);
+        PyObject *cap = floor == NULL ? NULL
+            : PyDict_GetItemWithError(d_globals, str_recheck.name);
         double took = monotonic() - start, lo = floor == NULL ? -1 : PyFloat_AsDouble(floor),
             hi = cap == NULL ? -1 : PyFloat_AsDouble(cap);
         PyObject *gather = PyErr_Occurred() || cap == NULL ? NULL
@@ -1055,7 +1057,7 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
                 pair = NULL;
             }
             PyObject *r = targets == NULL ? NULL
-                : PyObject_CallMethodObjArgs(book, str_synced, o_target, targets, NULL);
+                : PyObject_CallMethodObjArgs(book, str_synced.name, o_target, targets, NULL);
             Py_XDECREF(pair);
             Py_XDECREF(targets);
             settled = r == NULL ? -1 : 1;
@@ -1080,7 +1082,7 @@ static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t 
         /* released() with nobody to wake: only the store */
     } else {
         PyErr_Clear();
-        PyObject *r = PyObject_CallMethodNoArgs(d, str_handed_back);
+        PyObject *r = PyObject_CallMethodNoArgs(d, str_handed_back.name);
         if (r == NULL) {  /* raised while giving back (an interrupt): that one goes up */
             Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
             type = value = tb = NULL;
@@ -1277,20 +1279,13 @@ PyMODINIT_FUNC PyInit__hot(void) {
         {&s_gather, "gather"}, {&s_backend, "_backend"}, {&s_file, "file"}, {&s_fd, "_fd"},
         {&s_unsynced, "unsynced"}, {&s_frozen, "_frozen"}, {&s_sealed, "sealed"},
         {&s_abandon_at, "_abandon_at"}, {&s_read_only, "_read_only"}, {&s_size, "size"},
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        names[i].slot->name = PyUnicode_InternFromString(names[i].name);
-        if (names[i].slot->name == NULL)
-            return NULL;
-    }
-    struct { PyObject **slot; const char *name; } strs[] = {
         {&str_sync_files, "sync_files"}, {&str_sync, "sync"}, {&str_handed_back, "handed_back"},
         {&str_pass_failed, "pass_failed"}, {&str_synced, "synced"},
         {&str_gather_floor, "GATHER_FLOOR"}, {&str_recheck, "RECHECK"},
     };
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        *strs[i].slot = PyUnicode_InternFromString(strs[i].name);
-        if (*strs[i].slot == NULL)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        names[i].slot->name = PyUnicode_InternFromString(names[i].name);
+        if (names[i].slot->name == NULL)
             return NULL;
     }
     zero = PyLong_FromLong(0);
