@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from . import _speedups
 from ._codec import SegmentSummary
 from ._consumers import Registry, lowest
 from ._errors import StorageError, WalrusClosedError, storage_error
@@ -26,6 +27,9 @@ from ._log import Log
 from ._prefault import Prefaulter, SyncCadence
 from ._reclaim import delete_before, low_watermark
 from ._segment import Segment
+from .backends._base import Backend
+from .backends._mmap import MmapFile
+from .backends._pwrite import PwriteFile
 
 logger = logging.getLogger("walrus")
 
@@ -54,6 +58,11 @@ a crash makes the next open rescan."""
 class Durability:
     """Sync passes and group commit for one log. ``mutex`` guards the fields, but where
     one's docstring says otherwise."""
+
+    __slots__ = ("busy", "cond", "ended", "error", "gather", "log", "mutex", "on_cond", "owner",
+                 "sleepers", "stopped", "undo_error", "undone")
+    """Fixed fields: the C pass (``sync_pass`` in ``walrus/_native/hot.c``) reads and stores
+    them at their offsets."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -103,9 +112,7 @@ class Durability:
             yield
         finally:
             if taken:
-                with self.mutex:
-                    self.busy = False  # first, before any call: see wait()
-                    self.released()
+                self.handed_back()
 
     def wait_cond(self) -> None:
         """Block on ``cond`` (held) until a pass ends, counted in :attr:`on_cond`."""
@@ -160,6 +167,14 @@ class Durability:
         if self.on_cond:
             self.cond.notify_all()  # exclusive() callers wait on the condition
 
+    def handed_back(self) -> None:
+        """Give back the right to run passes (taken by this thread) and wake whom it
+        concerns. `with self.mutex` enters in C, unlike `with self.cond`; the store comes
+        first, before any call (see :meth:`wait`)."""
+        with self.mutex:
+            self.busy = False
+            self.released()
+
     def pass_locked(self) -> None:
         """One sync pass; the caller holds :meth:`exclusive`."""
         log = self.log
@@ -172,15 +187,21 @@ class Durability:
                                    else [seg.file for seg, _ in targets])
             self.gather = min(max(_monotonic() - start, GATHER_FLOOR), RECHECK)
         except OSError as exc:
-            error = storage_error(exc, "syncing the log (writes since the last successful sync "
-                                       "may not be durable)")
-            with self.mutex:  # first: a writer that finds its write undone raises this
-                self.undo_error = error
-                if not log.sync_each:
-                    self.error = error
-            log.sync_failed()  # notes what it undid in ``undone``
-            raise error from exc
+            self.pass_failed(exc)
         log.sync_book.synced(target, targets)
+
+    def pass_failed(self, exc: OSError) -> None:
+        """The pass's sync raised ``exc`` (the caller holds :meth:`exclusive`): undo what
+        it must and raise the StorageError every writer it concerns is told."""
+        log = self.log
+        error = storage_error(exc, "syncing the log (writes since the last successful sync "
+                                   "may not be durable)")
+        with self.mutex:  # first: a writer that finds its write undone raises this
+            self.undo_error = error
+            if not log.sync_each:
+                self.error = error
+        log.sync_failed()  # notes what it undid in ``undone``
+        raise error from exc
 
     def wait(self, lsn: int) -> None:
         """Return once everything up to ``lsn`` is durable (SyncEach appends and reads).
@@ -194,9 +215,14 @@ class Durability:
         another. Should nobody arrive, a sleeper leads itself after ``gather`` (the last
         sync's duration), so a write waits at most about one sync longer than it would
         with an immediate handover. A writer alone finds no pass running and leads its own:
-        no thread handoff on its path.
+        no thread handoff on its path (and, with the C extension, that pass runs in C:
+        ``sync_pass`` in ``walrus/_native/hot.c``, by the same rules).
         """
         log = self.log
+        if _sync_pass is not None and _sync_pass(self, lsn):
+            if log.durable < lsn:
+                raise _gone()
+            return
         event = None
         patience = 0.0
         timed_out = False
@@ -240,17 +266,11 @@ class Durability:
         finally:
             if lead:
                 # An interrupt (a signal handler raising in the main thread) lands only at
-                # a call: one before this store could leave the right to run passes taken
-                # for ever, hanging every later sync and close(). `with self.mutex` enters
-                # in C, unlike `with self.cond`.
-                with self.mutex:
-                    self.busy = False
-                    self.released()
+                # a call: one before the store in it could leave the right to run passes
+                # taken for ever, hanging every later sync and close() (see forgive()).
+                self.handed_back()
         if log.durable < lsn:
-            # A pass that starts after a write covers it unless a failed pass undid it, and
-            # that was looked for first. Never report a write that is gone as durable, and
-            # never look again in a loop: fail it.
-            raise StorageError(errno.EIO, "syncing the log: the write is no longer in the log")
+            raise _gone()
 
     def raise_if_undone(self, lsn: int) -> None:
         """Raise the failed pass's error if it undid the write ending at ``lsn``; the caller
@@ -297,6 +317,22 @@ class Durability:
 _local = threading.local()
 _ident = threading.get_ident
 _monotonic = time.monotonic
+
+
+def _gone() -> StorageError:
+    """A pass that starts after a write covers it unless a failed pass undid it, and
+    :meth:`Durability.wait` looked for that first: never report a write that is gone as
+    durable, and never look again in a loop: fail it."""
+    return StorageError(errno.EIO, "syncing the log: the write is no longer in the log")
+
+
+_sync_pass = _speedups.hot_sync_pass
+"""The lone writer's pass in C (None without the extension): ``sync_pass(durability, lsn)``
+is True once ``lsn`` is durable, None when :meth:`Durability.wait` decides."""
+if _speedups.hot_use_durability is not None:
+    _speedups.hot_use_durability(globals(), Backend.sync_files,
+                                 {MmapFile: MmapFile.sync, PwriteFile: PwriteFile.sync},
+                                 Log._announce)
 
 
 class Cue:

@@ -38,6 +38,15 @@ hot_entries: Any = None if _hot is None else _hot.entries
 """``hot_entries(payloads, first, topic, Entry)``: the Entry tuples of a run, built in C."""
 hot_slices: Any = None if _hot is None else _hot.slices
 """``hot_slices(buf, starts, ends)``: the payloads ``buf[starts[i]:ends[i]]`` as bytes."""
+hot_sync_pass: Any = None if _hot is None else _hot.sync_pass
+"""``hot_sync_pass(durability, lsn)``: ``Durability.wait``'s lone writer's pass in C (True: done;
+None: the Python wait decides)."""
+hot_use_durability: Any = None if _hot is None else _hot.use_durability
+"""``hot_use_durability(globals, Backend.sync_files, {File class: sync}, Log._announce)``: what
+``hot_sync_pass`` needs of the Python side."""
+hot_use_pending: Any = None if _hot is None else _hot.use_pending
+"""``hot_use_pending(cls)``: the class of the pending write ``hot_append`` makes for a SyncEach
+append (``_syncbook.PendingEntries``); until told, SyncEach appends take ``Log.append``."""
 hot_fallbacks: Any = None if _hot is None else _hot.fallbacks
 """``hot_fallbacks() -> {reason: count}``: the appends ``hot_append`` handed to ``Log.append``
 since the import, by reason ("lock held", "room", ...): to see which path a workload takes."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from . import _speedups
 from ._codec import TopicSummary
 from ._segment import Segment
 from ._topics import Topic
@@ -243,7 +244,8 @@ class PendingEntries(Pending):
     """Entries ``seq`` to ``seq + count`` of ``t`` (``size`` bytes on disk): published (made
     visible, and ``announce``d to its waiting readers) once durable, undone if the sync
     fails; ``unlist`` removes a topic they created. Undo runs newest first, so each undo
-    removes exactly what its own append added."""
+    removes exactly what its own append added. The C append (``walrus/_native/hot.c``)
+    makes one without calling ``__init__``, field by field: keep ``__init__`` plain stores."""
 
     __slots__ = ("announce", "count", "seq", "size", "t", "unlist")
 
@@ -301,3 +303,7 @@ def pending_state(t: Topic, meta: TopicSummary, start: int, end: int) -> Pending
     """A CURSOR, CLEAN or DIRTY record about to be written for ``t``: undone (the topic's
     and the segment index's state as they are now) if the sync fails."""
     return PendingState(t, meta, start, end)
+
+
+if _speedups.hot_use_pending is not None:  # the C append of a SyncEach write makes its own
+    _speedups.hot_use_pending(PendingEntries)

@@ -3,9 +3,14 @@
  * A cffi call costs 120-210 ns; a Python frame reading a dozen fields costs more. Here:
  *
  * - append(log, slow, topic, data): Log.append's common case (a known topic, bytes of at
- *   most 4 KiB, no SyncEach, nobody waiting, room left in a mapped active segment);
+ *   most 4 KiB, nobody waiting unless SyncEach, room left in a mapped active segment);
+ *   under SyncEach also the write's bookkeeping (its PendingEntries, entered in the sync
+ *   book's list last) and then the call of log._wait_durable, as Log.append makes them;
  * - read_next(cursor, slow, topic, checkpoint=True, consumer=None, timeout=0):
  *   Cursor.read_next's common case (the entry is in the read-ahead, no cursor record due);
+ * - sync_pass(durability, lsn): Durability.wait's lone writer (no pass running, nothing
+ *   undone): the pass itself, as Durability.pass_locked and SyncBook.synced make it (see
+ *   there);
  * - entries(payloads, first, topic, Entry) and slices(buf, starts, ends): a run's Entry
  *   tuples and payload bytes, built in one loop.
  *
@@ -30,6 +35,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "record.h"
@@ -45,6 +53,11 @@
  * runs once). */
 typedef struct { PyObject *name; PyTypeObject *type; unsigned int version; Py_ssize_t offset; }
     Name;
+
+static Name s_p_start, s_p_end, s_p_t, s_p_seq, s_p_count, s_p_size, s_p_announce, s_p_unlist,
+    s_announce, s_book, s_pending, s_wait_durable;  /* the SyncEach append (see below) */
+static PyTypeObject *pending_type;  /* walrus._syncbook.PendingEntries, once told (use_pending) */
+static PyObject *one;  /* 1: a durable append's entry count */
 
 static Name s_by_name, s_mutex, s_locked, s_closed, s_sync_each, s_on_visible, s_active, s_end,
     s_check_at, s_next_seq, s_address, s_durable, s_salt, s_tid, s_lsn_base, s_nbytes,
@@ -319,18 +332,43 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     if (t == NULL)
         FALLBACK(FB_TOPIC, slow);  /* a new topic: the validating path */
     PyObject *seg = NULL, *o_nbytes = NULL, *o_end = NULL, *o_next = NULL, *o_lsn = NULL,
-        *lsns = NULL;
+        *lsns = NULL, *pending = NULL, *pending_list = NULL, *o_start = NULL, *o_stop = NULL,
+        *o_size = NULL, *o_seq = NULL;
+    int sync_each = is_true(log, &s_sync_each);  /* set once, before any write */
+    if (sync_each < 0 || (sync_each && pending_type == NULL))
+        FALLBACK(FB_MODE, slow_t);
+    if (sync_each) {
+        /* The write's PendingEntries (its fields filled below) and the bound _announce it
+         * keeps are objects the garbage collector tracks: made here, before the lock is
+         * seen free, never after (see the top of this file). */
+        pending = pending_type->tp_alloc(pending_type, 0);
+        PyObject *announce = pending == NULL ? NULL : get(log, &s_announce);
+        if (announce == NULL || set(pending, &s_p_announce, announce)
+                || set(pending, &s_p_unlist, Py_None) || set(pending, &s_p_t, t)
+                || set(pending, &s_p_count, one)) {
+            Py_XDECREF(announce);
+            FALLBACK(FB_FIELD, slow_t);
+        }
+        Py_DECREF(announce);
+        PyObject *book = get(log, &s_book);
+        pending_list = book == NULL ? NULL : get(book, &s_pending);
+        Py_XDECREF(book);
+        if (pending_list == NULL || !PyList_CheckExact(pending_list))
+            FALLBACK(FB_FIELD, slow_t);
+    }
     int lock_free = is_free(log, &s_mutex);
     if (lock_free != 1)
         FALLBACK(lock_free == 0 ? FB_LOCK : FB_FIELD, slow_t);
-    if (is_true(log, &s_closed) != 0 || is_true(log, &s_sync_each) != 0)
+    if (is_true(log, &s_closed) != 0)
         FALLBACK(FB_MODE, slow_t);
-    PyObject *on_visible = get(log, &s_on_visible);
-    if (on_visible == NULL)
-        FALLBACK(FB_FIELD, slow_t);
-    Py_DECREF(on_visible);
-    if (on_visible != Py_None)
-        FALLBACK(FB_WAITERS, slow_t);  /* the wake-up follows the Python path's rule */
+    if (!sync_each) {  /* under SyncEach the pass that publishes the entry wakes readers */
+        PyObject *on_visible = get(log, &s_on_visible);
+        if (on_visible == NULL)
+            FALLBACK(FB_FIELD, slow_t);
+        Py_DECREF(on_visible);
+        if (on_visible != Py_None)
+            FALLBACK(FB_WAITERS, slow_t);  /* the wake-up follows the Python path's rule */
+    }
     seg = get(log, &s_active);
     if (seg == NULL || seg == Py_None)
         FALLBACK(FB_FIELD, slow_t);
@@ -380,11 +418,22 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     o_lsn = in_place ? NULL : PyLong_FromUnsignedLongLong(lsn);
     if (o_nbytes == NULL || o_end == NULL || o_next == NULL || (!in_place && o_lsn == NULL))
         FALLBACK(FB_FIELD, slow_t);
+    if (sync_each) {  /* the pending write: LSNs [lsn, lsn + its size), entry seq */
+        o_start = PyLong_FromUnsignedLongLong(lsn);
+        o_stop = PyLong_FromUnsignedLongLong(lsn + (end - (uint64_t)p));
+        o_size = PyLong_FromUnsignedLongLong(end - (uint64_t)p);
+        o_seq = PyLong_FromLongLong(seq);
+        if (o_start == NULL || o_stop == NULL || o_size == NULL || o_seq == NULL
+                || set(pending, &s_p_start, o_start) || set(pending, &s_p_end, o_stop)
+                || set(pending, &s_p_seq, o_seq) || set(pending, &s_p_size, o_size))
+            FALLBACK(FB_FIELD, slow_t);
+    }
     /* From here on nothing fails before the last call (n < BIG: the GIL is kept). */
     encode_one(dst, (uint64_t)p, (const unsigned char *)PyBytes_AS_STRING(data), n,
                (uint32_t)tid, 0, (uint64_t)seq, (uint64_t)durable, (uint32_t)salt);
+    /* Under SyncEach the entry becomes visible once durable (the pass publishes it). */
     if (set(t, &s_nbytes, o_nbytes) || set(seg, &s_end, o_end)
-            || set(t, &s_visible, o_next) || set(t, &s_next_seq, o_next))
+            || (!sync_each && set(t, &s_visible, o_next)) || set(t, &s_next_seq, o_next))
         goto failed;
     if (in_place) {
         lsns_put(lsns, lsn);  /* what t.lsns.append(lsn) does when the array has room */
@@ -396,16 +445,36 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
             goto failed;
         Py_DECREF(r);
     }
+    if (sync_each && PyList_Append(pending_list, pending))  /* SyncBook.add, last */
+        goto failed;
     Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_XDECREF(o_lsn);
     Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
-    return PyLong_FromLongLong(seq);
+    Py_XDECREF(pending); Py_XDECREF(pending_list);
+    Py_XDECREF(o_start); Py_XDECREF(o_size);
+    if (!sync_each)
+        return PyLong_FromLongLong(seq);
+    /* Log.append's wait, outside the append: other writers join this sync. */
+    PyObject *wait = get(log, &s_wait_durable);
+    PyObject *r = wait == NULL ? NULL : PyObject_CallOneArg(wait, o_stop);
+    Py_XDECREF(wait);
+    Py_DECREF(o_stop);
+    if (r == NULL) {
+        Py_DECREF(o_seq);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return o_seq;
 failed:  /* a slot store or the array failed (MemoryError): never expected */
     Py_DECREF(o_nbytes); Py_DECREF(o_end); Py_DECREF(o_next); Py_XDECREF(o_lsn);
     Py_DECREF(lsns); Py_DECREF(seg); Py_DECREF(t);
+    Py_XDECREF(pending); Py_XDECREF(pending_list);
+    Py_XDECREF(o_start); Py_XDECREF(o_stop); Py_XDECREF(o_size); Py_XDECREF(o_seq);
     return NULL;
 slow_t:
     Py_XDECREF(o_nbytes); Py_XDECREF(o_end); Py_XDECREF(o_next); Py_XDECREF(o_lsn);
     Py_XDECREF(lsns); Py_XDECREF(seg);
+    Py_XDECREF(pending); Py_XDECREF(pending_list);
+    Py_XDECREF(o_start); Py_XDECREF(o_stop); Py_XDECREF(o_size); Py_XDECREF(o_seq);
     Py_DECREF(t);
 slow:
     append_fallbacks[why]++;
@@ -647,6 +716,428 @@ done:
 
 static PyObject *direct(PyObject *mod, PyObject *unused);
 
+/* The lone writer's sync pass (Durability.wait, walrus/_durability.py), told its Python
+ * side by use_durability(): */
+static PyObject *d_globals;  /* walrus._durability's globals: GATHER_FLOOR, RECHECK (read at
+                              * each pass: tests change them) */
+static PyObject *base_sync_files;  /* Backend.sync_files: one sync per file, in order */
+static PyObject *direct_files;  /* {File class: its sync}, each an os.fdatasync(self._fd) */
+static PyObject *log_announce;  /* Log._announce: nothing to do while nobody waits */
+static Name s_d_log, s_d_mutex, s_busy, s_owner, s_undone, s_sleepers, s_on_cond, s_gather,
+    s_backend, s_file, s_fd, s_unsynced, s_frozen, s_sealed, s_abandon_at, s_read_only, s_size;
+static Name str_sync_files, str_sync, str_handed_back, str_pass_failed, str_synced,
+    str_gather_floor, str_recheck;  /* only their names are used (look-ups, calls) */
+
+#define MARK_KIND 7u  /* walrus._codec.MARK */
+#define MAX_SETTLE 16  /* pending writes one pass settles here; more: SyncBook.synced */
+
+static double monotonic(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int list_is_empty(PyObject *o, Name *name) {
+    /* 1 if field ``name`` of ``o`` is an empty list, 0 if a list with items, -1 otherwise. */
+    PyObject *v = get(o, name);
+    if (v == NULL)
+        return -1;
+    int r = PyList_CheckExact(v) ? PyList_GET_SIZE(v) == 0 : -1;
+    Py_DECREF(v);
+    return r;
+}
+
+static int bound_to(PyObject *method, PyObject *func) {
+    /* 1 if ``method`` is ``func`` bound to an object (nothing set on the instance instead). */
+    return method != NULL && func != NULL && PyMethod_Check(method)
+        && PyMethod_GET_FUNCTION(method) == func;
+}
+
+static int settle(PyObject *log, PyObject *book, PyObject *seg, long long target,
+                  PyObject *o_target, PyObject **published, int *count) {
+    /* SyncBook._settle for the common case, under the GIL alone: the append lock is free, no
+     * sealed segment waits for a sync, the active segment is still ``seg`` (a writable
+     * mapping, or the log is not marked), every pending write this pass covers is a
+     * PendingEntries (at most MAX_SETTLE of them). 1 when done (``published`` then holds
+     * a new reference to each write it published, ``count`` of them), 0 if the case is
+     * another (nothing changed: SyncBook.synced decides), -1 on error (nothing changed).
+     * As in append: every check and every object first, then stores only, without a call
+     * into Python; the writers' readers are told afterwards (see sync_pass). */
+    long long durable, end = 0, size, salt = 0, abandoned_none;
+    PyObject *active = NULL, *pending = NULL, *view = NULL;
+    PyObject *items[MAX_SETTLE], *visible[MAX_SETTLE];
+    int n = 0, r = 0;
+    *count = 0;
+    if (is_free(log, &s_mutex) != 1 || list_is_empty(book, &s_unsynced) != 1)
+        goto out;
+    PyObject *frozen = get(book, &s_frozen);
+    if (frozen == NULL)
+        goto out;
+    Py_DECREF(frozen);
+    active = get(log, &s_active);
+    if (frozen != Py_None || active != seg || get_ll(log, &s_durable, &durable))
+        goto out;
+    int mark = 0;  /* 1: claim the durable point just past the end (Log.durable_through) */
+    unsigned char *dst = NULL;
+    if (target > durable) {
+        PyObject *abandon_at = get(log, &s_abandon_at);
+        if (abandon_at == NULL)
+            goto out;
+        abandoned_none = abandon_at == Py_None;
+        Py_DECREF(abandon_at);
+        int sealed = is_true(seg, &s_sealed), read_only = is_true(log, &s_read_only);
+        if (sealed < 0 || read_only < 0)
+            goto out;
+        if (!sealed && abandoned_none && !read_only) {
+            if (get_ll(seg, &s_end, &end) || get_ll(seg, &s_size, &size))
+                goto out;
+            if (end >= 0 && end + (long long)HEADER <= size) {  /* else mark_durable skips it */
+                view = get(seg, &s_view);
+                if (view == NULL || !Py_IS_TYPE(view, mmap_type)
+                        || get_ll(seg, &s_salt, &salt))
+                    goto out;  /* written through the backend: the Python path */
+                Py_buffer mapped;
+                if (PyObject_GetBuffer(view, &mapped, PyBUF_WRITABLE))
+                    goto out;
+                dst = mapped.buf;
+                Py_ssize_t len = mapped.len;
+                PyBuffer_Release(&mapped);  /* the segment keeps the mapping: Segment.view */
+                if (end + (long long)HEADER > len)
+                    goto out;
+                mark = 1;
+            }
+        }
+    }
+    pending = get(book, &s_pending);
+    if (pending == NULL || !PyList_CheckExact(pending))
+        goto out;
+    Py_ssize_t total = PyList_GET_SIZE(pending);
+    for (; n < total; n++) {
+        PyObject *item = PyList_GET_ITEM(pending, n);
+        long long item_end, seq, cnt, was;
+        if (!Py_IS_TYPE(item, pending_type) || get_ll(item, &s_p_end, &item_end))
+            goto out;
+        if (item_end > target)
+            break;
+        if (n == MAX_SETTLE)
+            goto out;
+        PyObject *t = get(item, &s_p_t);
+        int bad = t == NULL || get_ll(item, &s_p_seq, &seq) || get_ll(item, &s_p_count, &cnt)
+            || get_ll(t, &s_visible, &was);
+        Py_XDECREF(t);
+        if (bad)
+            goto out;
+        visible[n] = was < seq + cnt ? PyLong_FromLongLong(seq + cnt) : NULL;
+        if (was < seq + cnt && visible[n] == NULL) {
+            r = -1;
+            goto out;
+        }
+        Py_INCREF(item);
+        items[n] = item;
+    }
+    /* Stores only from here. */
+    if (target > durable) {
+        if (set(log, &s_durable, o_target))
+            goto failed;
+        if (mark) {  /* a MARK record, its crc last, as mark_durable packs it */
+            unsigned char *h = dst + end;
+            put32(h, 0);
+            put32(h + 4, 0);
+            put32(h + 8, 0);
+            put16(h + 12, MARK_KIND);
+            put16(h + 14, 0);
+            put64(h + 16, 0);
+            put64(h + 24, (uint64_t)target);
+            put32(h, crc_of(h + 4, HEADER - 4, (uint32_t)salt));
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (visible[i] == NULL) {
+            Py_CLEAR(items[i]);  /* nothing new to publish: nobody to tell */
+            continue;
+        }
+        PyObject *t = get(items[i], &s_p_t);
+        if (t == NULL || set(t, &s_visible, visible[i])) {
+            Py_XDECREF(t);
+            goto failed;
+        }
+        Py_DECREF(t);
+        Py_CLEAR(visible[i]);
+        published[(*count)++] = items[i];  /* the reference moves */
+        items[i] = NULL;
+    }
+    if (n && PyList_SetSlice(pending, 0, n, NULL))
+        goto failed;
+    n = 0;
+    r = 1;
+    goto out;
+failed:  /* a store failed (MemoryError): never expected */
+    r = -1;
+out:
+    for (int i = 0; i < n; i++) {
+        Py_XDECREF(items[i]);
+        Py_XDECREF(visible[i]);
+    }
+    if (r < 0 && *count) {
+        for (int i = 0; i < *count; i++)
+            Py_DECREF(published[i]);
+        *count = 0;
+    }
+    if (r == 0)
+        PyErr_Clear();
+    Py_XDECREF(active);
+    Py_XDECREF(pending);
+    Py_XDECREF(view);
+    return r;
+}
+
+static int tell_readers(PyObject *log, PyObject **published, int count) {
+    /* What PendingEntries.publish does after its store: announce(t), for each write
+     * published; skipped where it is Log._announce and nobody waits (the call would do
+     * nothing). Every one is told even if one raises; the first error is kept: -1. */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    for (int i = 0; i < count; i++) {
+        PyObject *announce = get(published[i], &s_p_announce);
+        PyObject *t = announce == NULL ? NULL : get(published[i], &s_p_t);
+        PyObject *r = NULL;
+        if (t != NULL) {
+            int idle = 0;
+            if (bound_to(announce, log_announce) && PyMethod_GET_SELF(announce) == log) {
+                PyObject *on_visible = get(log, &s_on_visible);
+                idle = on_visible == Py_None;
+                Py_XDECREF(on_visible);
+            }
+            if (PyErr_Occurred())
+                r = NULL;
+            else
+                r = idle ? Py_NewRef(Py_None) : PyObject_CallOneArg(announce, t);
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(t);
+        Py_XDECREF(announce);
+        Py_DECREF(published[i]);
+        if (r == NULL && type == NULL)
+            PyErr_Fetch(&type, &value, &tb);
+        else if (r == NULL)
+            PyErr_Clear();
+    }
+    if (type == NULL)
+        return 0;
+    PyErr_Restore(type, value, tb);
+    return -1;
+}
+
+static PyObject *hot_sync_pass(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* sync_pass(durability, lsn) -> True once everything up to ``lsn`` is durable by a pass
+     * this thread ran (or none was needed), None if Durability.wait must decide (another
+     * pass runs, a failure undid writes, a sealed segment waits for its sync, ...).
+     *
+     * The rules are Durability.wait's for a writer that finds no pass running, taken in the
+     * same order: the right to run passes is taken under the GIL alone, where the condition's
+     * lock is free (as atomic as taking it, see the top of this file); the sync runs without
+     * the GIL (an os.fdatasync the File would make, or the backend's sync_files); a failed
+     * sync goes to Durability.pass_failed (the undo); the settling is SyncBook._settle's
+     * (settle() above, or SyncBook.synced itself); the right is given back (directly if
+     * nobody sleeps or waits on the condition, else Durability.handed_back) whatever
+     * happened. Interrupts land only in the Python calls, and the right is given back after
+     * them too. */
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "sync_pass(durability, lsn)");
+    PyObject *d = args[0];
+    long long lsn, durable, end, lsn_base;
+    if (d_globals == NULL || as_ll(args[1], &lsn)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (is_true(args[0], &s_busy) != 0) {  /* a pass runs (the common follower): decide in
+                                             * Python, without making anything first */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    PyObject *result = Py_None;
+    PyObject *me = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    PyObject *log = me == NULL ? NULL : get(d, &s_d_log);
+    PyObject *backend = log == NULL ? NULL : get(log, &s_backend);
+    PyObject *sync_files = backend == NULL ? NULL
+        : PyObject_GetAttr(backend, str_sync_files.name);
+    PyObject *book = sync_files == NULL ? NULL : get(log, &s_book);
+    PyObject *seg = book == NULL ? NULL : get(log, &s_active);
+    PyObject *file = seg == NULL || seg == Py_None ? NULL : get(seg, &s_file);
+    PyObject *file_sync = file == NULL ? NULL : PyObject_GetAttr(file, str_sync.name);
+    PyObject *files = NULL, *o_end = NULL, *o_target = NULL, *published[MAX_SETTLE];
+    int count = 0;
+    long long fd = -1;
+    if (file_sync == NULL)
+        goto done;
+    PyObject *known = PyDict_GetItemWithError(direct_files, (PyObject *)Py_TYPE(file));
+    int direct = bound_to(sync_files, base_sync_files) && bound_to(file_sync, known)
+        && PyMethod_GET_SELF(file_sync) == file;
+    PyErr_Clear();
+    files = PyList_New(1);  /* made now (no allocation after the checks), used if not direct */
+    if (files == NULL)
+        goto done;
+    Py_INCREF(file);
+    PyList_SET_ITEM(files, 0, file);
+    /* Durability.wait's checks, then the right to run passes: no call into Python, no
+     * allocation the collector tracks, from here to the stores of owner and busy. */
+    PyObject *active = get(log, &s_active);
+    Py_XDECREF(active);
+    if (active != seg || is_free(d, &s_d_mutex) != 1 || is_true(d, &s_busy) != 0
+            || list_is_empty(d, &s_undone) != 1 || get_ll(log, &s_durable, &durable))
+        goto done;
+    if (durable >= lsn) {
+        result = Py_True;
+        goto done;
+    }
+    if (list_is_empty(book, &s_unsynced) != 1 || get_ll(seg, &s_end, &end)
+            || get_ll(seg, &s_lsn_base, &lsn_base))
+        goto done;
+    /* The descriptor is read only now that nothing can run before the right is taken: a
+     * close() (which needs that right) cannot have closed it meanwhile. */
+    if (direct && (get_ll(file, &s_fd, &fd) || fd < 0)) {
+        PyErr_Clear();
+        direct = 0;  /* the File's own sync says what a closed one does */
+    }
+    long long target = lsn_base | end;  /* SyncBook.sync_targets: the active segment only */
+    o_end = PyLong_FromLongLong(end);
+    o_target = o_end == NULL ? NULL : PyLong_FromLongLong(target);
+    if (o_target == NULL || set(d, &s_owner, me) || set(d, &s_busy, Py_True))
+        goto done;
+    /* The pass: this thread holds the right to run passes until the hand-back below. */
+    double start = monotonic();
+    int failed = 0;
+    if (direct) {
+        int r, err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        do {
+            r = fdatasync((int)fd);
+        } while (r != 0 && errno == EINTR);
+        err = r != 0 ? errno : 0;
+        Py_END_ALLOW_THREADS
+        if (err) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            failed = 1;
+        }
+    } else {
+        PyObject *r = PyObject_CallOneArg(sync_files, files);
+        failed = r == NULL;
+        Py_XDECREF(r);
+    }
+    if (failed) {
+        if (PyErr_ExceptionMatches(PyExc_OSError)) {  /* Durability.pass_locked's except */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL)
+                PyException_SetTraceback(value, tb);
+            PyObject *r = PyObject_CallMethodOneArg(d, str_pass_failed.name, value);
+            Py_XDECREF(r);  /* it raises: a StorageError from the OSError */
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            if (r != NULL)
+                PyErr_SetString(PyExc_AssertionError, "Durability.pass_failed returned");
+        }
+        result = NULL;
+    } else {
+        PyObject *floor = PyDict_GetItemWithError(d_globals, str_gather_floor.name);
+        PyObject *cap = floor == NULL ? NULL
+            : PyDict_GetItemWithError(d_globals, str_recheck.name);
+        double took = monotonic() - start, lo = floor == NULL ? -1 : PyFloat_AsDouble(floor),
+            hi = cap == NULL ? -1 : PyFloat_AsDouble(cap);
+        PyObject *gather = PyErr_Occurred() || cap == NULL ? NULL
+            : PyFloat_FromDouble(took < lo ? (lo < hi ? lo : hi) : (took < hi ? took : hi));
+        int settled = gather == NULL || set(d, &s_gather, gather) ? -1
+            : settle(log, book, seg, target, o_target, published, &count);
+        Py_XDECREF(gather);
+        if (settled == 0) {  /* any other case: SyncBook.synced, as pass_locked calls it */
+            PyObject *pair = PyTuple_Pack(2, seg, o_end);
+            PyObject *targets = pair == NULL ? NULL : PyList_New(1);
+            if (targets != NULL) {
+                PyList_SET_ITEM(targets, 0, pair);
+                pair = NULL;
+            }
+            PyObject *r = targets == NULL ? NULL
+                : PyObject_CallMethodObjArgs(book, str_synced.name, o_target, targets, NULL);
+            Py_XDECREF(pair);
+            Py_XDECREF(targets);
+            settled = r == NULL ? -1 : 1;
+            Py_XDECREF(r);
+        }
+        if (settled > 0 && tell_readers(log, published, count) == 0)
+            result = Py_True;
+        else
+            result = NULL;
+        count = 0;
+    }
+    /* The hand-back (wait's finally): with an exception kept across the call. */
+    PyObject *type = NULL, *value = NULL, *tb = NULL;
+    if (result == NULL)
+        PyErr_Fetch(&type, &value, &tb);
+    int quiet = is_free(d, &s_d_mutex) == 1 && list_is_empty(d, &s_sleepers) == 1;
+    long long waiting = 1;
+    if (quiet && get_ll(d, &s_on_cond, &waiting))
+        quiet = 0;
+    PyErr_Clear();
+    if (quiet && waiting == 0 && set(d, &s_busy, Py_False) == 0) {
+        /* released() with nobody to wake: only the store */
+    } else {
+        PyErr_Clear();
+        PyObject *r = PyObject_CallMethodNoArgs(d, str_handed_back.name);
+        if (r == NULL) {  /* raised while giving back (an interrupt): that one goes up */
+            Py_XDECREF(type); Py_XDECREF(value); Py_XDECREF(tb);
+            type = value = tb = NULL;
+            result = NULL;
+            PyErr_Fetch(&type, &value, &tb);
+        }
+        Py_XDECREF(r);
+    }
+    if (type != NULL)
+        PyErr_Restore(type, value, tb);
+done:
+    if (result == Py_None)
+        PyErr_Clear();
+    for (int i = 0; i < count; i++)
+        Py_DECREF(published[i]);
+    Py_XDECREF(me); Py_XDECREF(log); Py_XDECREF(backend); Py_XDECREF(sync_files);
+    Py_XDECREF(book); Py_XDECREF(seg); Py_XDECREF(file); Py_XDECREF(file_sync);
+    Py_XDECREF(files); Py_XDECREF(o_end); Py_XDECREF(o_target);
+    return Py_XNewRef(result);
+}
+
+static PyObject *use_durability(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    /* use_durability(globals, Backend.sync_files, {File class: its sync}, Log._announce):
+     * what sync_pass needs of the Python side (see there); None: sync_pass answers None. */
+    if (nargs == 1 && args[0] == Py_None) {
+        Py_CLEAR(d_globals);
+        Py_RETURN_NONE;
+    }
+    if (nargs != 4 || !PyDict_CheckExact(args[0]) || !PyDict_CheckExact(args[2]))
+        return PyErr_Format(PyExc_TypeError,
+                            "use_durability(globals, sync_files, {File class: sync}, announce)");
+    Py_XSETREF(base_sync_files, Py_NewRef(args[1]));
+    Py_XSETREF(direct_files, Py_NewRef(args[2]));
+    Py_XSETREF(log_announce, Py_NewRef(args[3]));
+    Py_XSETREF(d_globals, Py_NewRef(args[0]));
+    Py_RETURN_NONE;
+}
+
+static PyObject *use_pending(PyObject *mod, PyObject *cls) {
+    /* The class of a SyncEach append's pending write (walrus._syncbook.PendingEntries): its
+     * instances are made with tp_alloc and filled field by field, so it must be a plain
+     * class with __slots__ (no __init__ runs) and no __del__. None: SyncEach appends take
+     * the Python path. */
+    if (cls == Py_None) {
+        Py_CLEAR(pending_type);
+        Py_RETURN_NONE;
+    }
+    if (!PyType_Check(cls) || ((PyTypeObject *)cls)->tp_finalize != NULL
+            || ((PyTypeObject *)cls)->tp_del != NULL)
+        return PyErr_Format(PyExc_TypeError, "use_pending(cls): a class without __del__");
+    Py_INCREF(cls);
+    Py_XSETREF(pending_type, (PyTypeObject *)cls);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"append", (PyCFunction)(void (*)(void))hot_append, METH_FASTCALL | METH_KEYWORDS,
      "append(log, slow, topic, data): Log.append's common case; else slow(log, topic, data)."},
@@ -658,6 +1149,12 @@ static PyMethodDef methods[] = {
      "slices(buf, starts, ends): the bytes of buf[starts[i]:ends[i]], as a list."},
     {"fallbacks", fallbacks, METH_NOARGS,
      "fallbacks() -> {reason: count}: the appends that went to the Python method, and why."},
+    {"sync_pass", (PyCFunction)(void (*)(void))hot_sync_pass, METH_FASTCALL,
+     "sync_pass(durability, lsn): the lone writer's sync pass; None: Durability.wait decides."},
+    {"use_durability", (PyCFunction)(void (*)(void))use_durability, METH_FASTCALL,
+     "use_durability(globals, sync_files, {File class: sync}, announce): sync_pass's Python."},
+    {"use_pending", use_pending, METH_O,
+     "use_pending(cls): the class of a SyncEach append's pending write (None: Python path)."},
     {"direct", direct, METH_NOARGS,
      "direct() -> (lock, array, clmul): the direct reads and the CRC in use."},
     {NULL, NULL, 0, NULL},
@@ -773,6 +1270,18 @@ PyMODINIT_FUNC PyInit__hot(void) {
         {&s_ahead_seq, "ahead_seq"}, {&s_lazy_every, "_lazy_every"},
         {&s_persisted, "persisted"}, {&s_view, "view"}, {&s_checkpoint, "checkpoint"},
         {&s_consumer, "consumer"}, {&s_timeout, "timeout"},
+        {&s_p_start, "start"}, {&s_p_end, "end"}, {&s_p_t, "t"}, {&s_p_seq, "seq"},
+        {&s_p_count, "count"}, {&s_p_size, "size"}, {&s_p_announce, "announce"},
+        {&s_p_unlist, "unlist"}, {&s_announce, "_announce"}, {&s_book, "_book"},
+        {&s_pending, "pending"}, {&s_wait_durable, "_wait_durable"},
+        {&s_d_log, "log"}, {&s_d_mutex, "mutex"}, {&s_busy, "busy"}, {&s_owner, "owner"},
+        {&s_undone, "undone"}, {&s_sleepers, "sleepers"}, {&s_on_cond, "on_cond"},
+        {&s_gather, "gather"}, {&s_backend, "_backend"}, {&s_file, "file"}, {&s_fd, "_fd"},
+        {&s_unsynced, "unsynced"}, {&s_frozen, "_frozen"}, {&s_sealed, "sealed"},
+        {&s_abandon_at, "_abandon_at"}, {&s_read_only, "_read_only"}, {&s_size, "size"},
+        {&str_sync_files, "sync_files"}, {&str_sync, "sync"}, {&str_handed_back, "handed_back"},
+        {&str_pass_failed, "pass_failed"}, {&str_synced, "synced"},
+        {&str_gather_floor, "GATHER_FLOOR"}, {&str_recheck, "RECHECK"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         names[i].slot->name = PyUnicode_InternFromString(names[i].name);
@@ -780,7 +1289,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
             return NULL;
     }
     zero = PyLong_FromLong(0);
-    if (zero == NULL)
+    one = PyLong_FromLong(1);
+    if (zero == NULL || one == NULL)
         return NULL;
     PyObject *mmap_module = PyImport_ImportModule("mmap");
     if (mmap_module == NULL)
