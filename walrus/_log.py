@@ -386,7 +386,8 @@ class Log:
         raise AssertionError("Log.wait_durable was not set for a SyncEach log")
 
     def append_batch(self, name: str, t: Topic | None, items: list[bytes], need: int) -> int:
-        """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
+        """Append entries as one all-or-nothing batch, creating topic ``name`` if it does
+        not exist (``t``, the topic the caller found, is looked up again under the lock).
 
         ``items`` and ``need`` are what :func:`snapshot_batch` returned (every limit is
         checked there). Returns the offset of the batch's first entry; under SyncEach once
