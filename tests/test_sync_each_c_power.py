@@ -22,7 +22,7 @@ from walrus.backends import _mmap
 from walrus.backends._base import create_file, open_file
 from walrus.testing.suite._checks import payload
 
-from .test_sync_each_paths import _read
+from .test_sync_each_paths import _append_until_cut, _read
 
 needs_hot = pytest.mark.skipif(_speedups.hot_append is None, reason=_speedups.HOT_REASON)
 
@@ -88,22 +88,7 @@ def test_every_append_acknowledged_before_a_cut_is_on_the_synced_disk(
     before = sum(_speedups.hot_fallbacks().values())
     wal = Walrus(data_dir=live, backend="mmap", segment_size=16384,
                  fsync_schedule=FsyncSchedule.SyncEach)
-
-    def writer(topic: str) -> None:
-        try:
-            while True:
-                offset = wal.append_for_topic(topic, payload(topic, acked[topic]))
-                assert offset == acked[topic], "an offset handed out twice"
-                acked[topic] += 1
-        except StorageError:
-            assert disk.dead  # only the cut fails an append
-
-    threads = [threading.Thread(target=writer, args=(t,)) for t in acked]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-        assert not t.is_alive()
+    _append_until_cut(wal, acked, lambda: disk.dead)
     assert sum(_speedups.hot_fallbacks().values()) - before < sum(acked.values()), \
         "the C append was not at work"
     assert True in passes, "the C pass was not at work"
