@@ -41,6 +41,27 @@ def _read(wal: Walrus, topic: str) -> list[bytes]:
                                                      start_offset=0)]
 
 
+def _append_until_cut(wal: Walrus, acked: dict[str, int], dead: Callable[[], bool]) -> None:
+    """One thread per topic of ``acked`` appends to it until an append fails, which only
+    the power cut may make (``dead``); ``acked`` counts the appends that returned."""
+
+    def writer(topic: str) -> None:
+        try:
+            while True:
+                offset = wal.append_for_topic(topic, payload(topic, acked[topic]))
+                assert offset == acked[topic], "an offset handed out twice"
+                acked[topic] += 1
+        except StorageError:
+            assert dead()  # only the power cut fails an append
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in acked]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive()
+
+
 def _quiet(wal: Walrus) -> None:
     """Let the worker make the spare segment first: its syncs are not the writers'."""
     _until(lambda: wal._log.spare is not None)
@@ -64,23 +85,8 @@ def test_every_acknowledged_append_survives_a_power_cut(tmp_path: Path, faulty: 
         wal = Walrus(data_dir=live, backend=faulty, segment_size=SEGMENT,
                      fsync_schedule=FsyncSchedule.SyncEach)
         _quiet(wal)
-
-        def writer(topic: str) -> None:
-            try:
-                while True:
-                    offset = wal.append_for_topic(topic, payload(topic, acked[topic]))
-                    assert offset == acked[topic], "an offset handed out twice"
-                    acked[topic] += 1
-            except StorageError:
-                assert m.dead  # only the power cut fails an append
-
-        threads = [threading.Thread(target=writer, args=(t,)) for t in acked]
         m.cut_at = m.now() + depth
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-            assert not t.is_alive()
+        _append_until_cut(wal, acked, lambda: m.dead)
         m.image(live, image, random.Random(depth), "lose_all")
         try:
             wal.close()

@@ -88,6 +88,13 @@ class Recovered:
     LSN where its log ends; the next write starts a new segment."""
 
 
+class _Unlisted(Exception):
+    """The topic an append looked up before taking the append lock is no longer in the
+    topic table: a failed sync pass undid its creation meanwhile (``Log._unlist``). The
+    append must not write into that topic object: its entry would belong to no topic on
+    disk, and its offset would be handed out again by the topic made anew."""
+
+
 class Log:
     """The write side of the log: segments, the write position, the topic table, batches and
     rolls. Every field is assigned here and nowhere else; the rest of the write side has
@@ -294,6 +301,8 @@ class Log:
             with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
                 if self.closed:
                     raise WalrusClosedError()
+                if self._by_name.get(topic) is not t:
+                    raise _Unlisted()
                 seg = self._active
                 p = seg.end  # type: ignore[union-attr]
                 e = p + 32 + n  # 32: HEADER_SIZE
@@ -343,6 +352,8 @@ class Log:
         except Stall as stall:  # before anything was written: retention catches up first
             self._relieve(stall)
             return self.append(topic, data)
+        except _Unlisted:  # before anything was written
+            return self.append_new(topic, (data,))
         if pending is None:
             _wake_after(wake, t, seq)  # type: ignore[arg-type]  # somebody waits (see _wakeup.py)
             return seq
@@ -375,7 +386,8 @@ class Log:
         raise AssertionError("Log.wait_durable was not set for a SyncEach log")
 
     def append_batch(self, name: str, t: Topic | None, items: list[bytes], need: int) -> int:
-        """Append entries as one all-or-nothing batch, creating the topic if ``t`` is None.
+        """Append entries as one all-or-nothing batch, creating topic ``name`` if it does
+        not exist (``t``, the topic the caller found, is looked up again under the lock).
 
         ``items`` and ``need`` are what :func:`snapshot_batch` returned (every limit is
         checked there). Returns the offset of the batch's first entry; under SyncEach once
@@ -387,8 +399,9 @@ class Log:
             with lock:
                 if self.closed:
                     raise WalrusClosedError()
-                if t is None:
-                    t = self._by_name.get(name)
+                # Looked up here, under the lock, whatever the caller found: a failed pass may
+                # have undone the topic's creation since (see _Unlisted).
+                t = self._by_name.get(name)
                 new = t is None
                 tid = self._max_tid + 1 if t is None else t.tid
                 seq = 0 if t is None else t.next_seq

@@ -361,6 +361,19 @@ static PyObject *hot_append(PyObject *mod, PyObject *const *args, Py_ssize_t nar
         FALLBACK(lock_free == 0 ? FB_LOCK : FB_FIELD, slow_t);
     if (is_true(log, &s_closed) != 0)
         FALLBACK(FB_MODE, slow_t);
+    if (sync_each) {
+        /* The objects above may have run a collection, and with it Python code and other
+         * threads: a failed pass may have undone the creation of ``t`` meanwhile (it
+         * leaves the table, Log._unlist). Never write into a topic that is no longer in
+         * it (its entry would belong to no topic, its offset would be handed out again):
+         * look again, now that nothing else runs (an exact str key runs no Python code). */
+        PyObject *names = get(log, &s_by_name);
+        PyObject *now = names != NULL && PyDict_CheckExact(names)
+            ? PyDict_GetItemWithError(names, topic) : NULL;
+        Py_XDECREF(names);  /* the log keeps the table; ``now`` is only compared */
+        if (now != t)
+            FALLBACK(FB_TOPIC, slow_t);
+    }
     if (!sync_each) {  /* under SyncEach the pass that publishes the entry wakes readers */
         PyObject *on_visible = get(log, &s_on_visible);
         if (on_visible == NULL)
