@@ -75,7 +75,7 @@ def test_every_append_acknowledged_before_a_cut_is_on_the_synced_disk(
 
     monkeypatch.setattr(_mmap.MmapBackend, "open", opened)
     passes: list[object] = []
-    c_pass = _durability._sync_pass
+    c_pass = _speedups.hot_sync_pass
     assert c_pass is not None
 
     def counted(durability: _durability.Durability, lsn: int) -> object:

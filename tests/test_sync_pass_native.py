@@ -35,7 +35,7 @@ needs_hot = pytest.mark.skipif(_speedups.hot_sync_pass is None, reason=_speedups
 def _spied(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Record what each call of the C pass answered (or the exception it raised)."""
     seen: list[object] = []
-    real = _durability._sync_pass
+    real = _speedups.hot_sync_pass
     assert real is not None
 
     def spy(durability: _durability.Durability, lsn: int) -> object:
