@@ -301,8 +301,8 @@ class Log:
             with lock:  # `with` on the lock itself: an interrupt cannot leave it taken
                 if self.closed:
                     raise WalrusClosedError()
-                if self._by_name.get(topic) is not t:
-                    raise _Unlisted()
+                if self._sync_each and self._by_name.get(topic) is not t:
+                    raise _Unlisted()  # only a failed SyncEach pass unlists a topic
                 seg = self._active
                 p = seg.end  # type: ignore[union-attr]
                 e = p + 32 + n  # 32: HEADER_SIZE
