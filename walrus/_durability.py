@@ -406,7 +406,11 @@ class Background:
     """The worker thread of one instance."""
 
     def __init__(self, log: Log, durability: Durability, interval: float | None,
-                 writeback: float | None = None) -> None:
+                 writeback: float | None = None, *, registry: Registry | None = None,
+                 expiry: Callable[[], bool] | None = None,
+                 on_indexed: Callable[[SegmentSummary], None] | None = None) -> None:
+        """Everything a pass relies on is given here, before the thread starts: a pass that
+        ran before it knew the consumer files would delete what only they hold."""
         self.log = log
         self.durability = durability
         self.flusher = None if interval is None else Flusher(durability, interval)
@@ -416,19 +420,18 @@ class Background:
         self.reclaim_seen = -1
         self.reclaim_after = 0.0
         self.checkpointed: dict[int, int] = {}
-        self.registry: Registry | None = None
+        """Segment number -> offset its last checkpoint index covers."""
+        self.registry = registry
+        """The consumer files of the directory: their positions hold segments too."""
         self.named_seen: dict[str, tuple[str, int]] = {}
-        self.expiry: Callable[[], bool] | None = None
-        """Retention's expiry (set by the facade): True when a first stored offset moved."""
-        self.on_indexed: Callable[[SegmentSummary], None] | None = None
+        self.expiry = expiry
+        """Retention's expiry: True when a first stored offset moved."""
+        self.on_indexed = on_indexed
         """Told each index the worker writes (retention keeps its slices' sizes)."""
-        """The consumer files of the directory (set by the facade): their positions hold
-        segments too."""
         self.work = threading.RLock()
         """Serialises indexing and reclaiming (the worker, and ``run_once`` from outside); no
         sync pass waits for it. Reentrant: a thread that holds it (a tool keeping the worker
         still) and appends may reach ``run_once`` again through a roll's backpressure."""
-        """Segment number -> offset its last checkpoint index covers."""
         self.prefaulter: Prefaulter | None = None
         """Faults pages in ahead of the writer, when something other than each append's own
         sync writes them back (``writeback``: the flusher's interval, or the kernel's under

@@ -173,10 +173,10 @@ class Walrus:
                         if isinstance(self._schedule, MillisecondsSchedule) else None)
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
                          else interval)
-            self._background = Background(self._log, self._durability, interval, writeback)
-            self._background.registry = self._consumers.registry
-            self._background.expiry = self._retainer.expiry.run
-            self._background.on_indexed = self._retainer.expiry.note_index
+            self._background = Background(self._log, self._durability, interval, writeback,
+                                          registry=self._consumers.registry,
+                                          expiry=self._retainer.expiry.run,
+                                          on_indexed=self._retainer.expiry.note_index)
             self._log.throttle_rolls(Throttle(self._log, self._retainer.settings, size,
                                               self._background.run_once))
             self._log.call_on_seal(self._background.wake)
