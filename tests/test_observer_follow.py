@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import walrus
-from walrus import CorruptionError, FsyncSchedule, Walrus, WalrusError, _codec
+from walrus import CorruptionError, FsyncSchedule, Walrus, WalrusError, _codec, _segment
 from walrus._recovery import Rebuilder
 from walrus._segment import Segment
 
@@ -247,3 +247,33 @@ def test_damage_past_the_newest_entry_seen_is_reported_once_the_log_moves_on(
             observer.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=1)
         later = _entries(observer, 2)
         assert [d.split(b"|")[0] for d in later] == [b"entry-%d" % i for i in range(2, n)]
+
+
+def test_an_observer_lets_go_of_reclaimed_segments_beside_a_late_spare(
+        tmp_path: Path, backend: str) -> None:
+    """The writer makes its next segment ahead of need; a roll that did not wait for it takes
+    the next number, and the late spare is deleted again a moment later. Until then it is
+    listed with a number below the oldest segment's. An observer that looks meanwhile must
+    still let go of what the writer deleted: else a consumer it registers then starts in a
+    deleted segment (read through the observer's own mapping), and skips the rest of that
+    segment once the observer notices."""
+    with Walrus(data_dir=tmp_path, backend=backend, segment_size=4096) as writer, \
+            Walrus(data_dir=tmp_path, backend=backend, read_only=True) as observer:
+        total = _fill_segments(writer, 3)
+        while writer.read_next("t") is not None:
+            pass
+        writer._background.run_once()  # type: ignore[union-attr]  # the oldest are deleted
+        late = min(writer._log.segments) - 1  # a number no segment of the log holds now
+        total = _fill_segments(writer, 4, first=total)
+        assert observer.topic_info("t").first_offset == writer.topic_info("t").first_offset
+        while writer.read_next("t") is not None:
+            pass
+        writer._background.run_once()  # type: ignore[union-attr]
+        first = writer.topic_info("t").first_offset
+        assert observer._log.by_name["t"].first_seq < first  # it has not looked since
+        Segment.create(writer._backend, str(tmp_path), late, 4096,  # type: ignore[attr-defined]
+                       _segment.SPARE_PREV_END).close()
+        assert observer.topic_info("t").first_offset == first
+        placed = observer.read_next("t", checkpoint=False, consumer="late")
+        assert placed is not None and placed.offset == first
+        assert set(observer._log.segments) <= set(writer._log.segments) | {late}

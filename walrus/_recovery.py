@@ -490,10 +490,9 @@ class Rebuilder(Directory):
             changed |= self._follow_segment(newest, fresh[0] if fresh else None, start)
         for i, seg in enumerate(fresh):
             self._follow_segment(seg, fresh[i + 1] if i + 1 < len(fresh) else None, None)
-        if on_disk and self.segments[:-1] and self.segments[0].number < on_disk[0]:
-            # Every segment was scanned to its end above: letting go loses nothing.
-            self._release([s for s in self.segments[:-1] if s.number < on_disk[0]],
-                          min(on_disk[0], self.segments[-1].number))
+        gone = self._deleted(on_disk)
+        if gone:  # every segment was scanned to its end above: letting go loses nothing
+            self._release(gone, self.segments[len(gone)].number)
             changed = True
         if changed:
             for t in self.topics.values():
@@ -502,6 +501,20 @@ class Rebuilder(Directory):
                 t.visible = t.next_seq = max(t.next_seq, t.first_seq + len(t.lsns))
                 t.place_cursor(t.cursor)
         return changed
+
+    def _deleted(self, on_disk: list[int]) -> list[Segment]:
+        """The known segments the writer has deleted: the oldest ones, up to the first still
+        there (only a prefix is ever deleted; the newest known one is let go of once a
+        successor is known). Each is looked for by name, not compared with the oldest number
+        listed: a spare the writer made for a roll that did not wait for it is deleted again
+        later, and until then it is listed with a number below the oldest segment's."""
+        listed = set(on_disk)
+        gone = []
+        for seg in self.segments[:-1]:
+            if seg.number in listed or os.path.exists(seg.path):
+                break
+            gone.append(seg)
+        return gone
 
     def _follow_segment(self, seg: Segment, nxt: Segment | None,
                         start: SegmentSummary | None) -> bool:
