@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
 
 import attrs
@@ -508,10 +509,11 @@ class Rebuilder(Directory):
         successor is known). Each is looked for by name, not compared with the oldest number
         listed: a spare the writer made for a roll that did not wait for it is deleted again
         later, and until then it is listed with a number below the oldest segment's."""
-        listed = set(on_disk)
-        gone = []
-        for seg in self.segments[:-1]:
-            if seg.number in listed or os.path.exists(seg.path):
+        segments, gone = self.segments, []
+        for i in range(len(segments) - 1):  # the common case: the oldest is listed, one step
+            seg = segments[i]
+            at = bisect_left(on_disk, seg.number)  # the listing is sorted
+            if (at < len(on_disk) and on_disk[at] == seg.number) or os.path.exists(seg.path):
                 break
             gone.append(seg)
         return gone
