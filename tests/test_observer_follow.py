@@ -263,7 +263,6 @@ def test_an_observer_lets_go_of_reclaimed_segments_beside_a_late_spare(
         while writer.read_next("t") is not None:
             pass
         writer._background.run_once()  # type: ignore[union-attr]  # the oldest are deleted
-        late = min(writer._log.segments) - 1  # a number no segment of the log holds now
         total = _fill_segments(writer, 4, first=total)
         assert observer.topic_info("t").first_offset == writer.topic_info("t").first_offset
         while writer.read_next("t") is not None:
@@ -271,6 +270,7 @@ def test_an_observer_lets_go_of_reclaimed_segments_beside_a_late_spare(
         writer._background.run_once()  # type: ignore[union-attr]
         first = writer.topic_info("t").first_offset
         assert observer._log.by_name["t"].first_seq < first  # it has not looked since
+        late = 0  # below every segment's (the log numbers them from 1): as the late spare's
         Segment.create(writer._backend, str(tmp_path), late, 4096,  # type: ignore[attr-defined]
                        _segment.SPARE_PREV_END).close()
         assert observer.topic_info("t").first_offset == first
