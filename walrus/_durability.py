@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from . import _speedups
 from ._codec import SegmentSummary
@@ -327,7 +326,7 @@ def _gone() -> StorageError:
     return StorageError(errno.EIO, "syncing the log: the write is no longer in the log")
 
 
-_sync_pass: Any = None
+_sync_pass: Callable[[Durability, int], bool | None] | None = None
 """The lone writer's pass in C (``_speedups.hot_sync_pass``): ``sync_pass(durability, lsn)``
 is True once ``lsn`` is durable, None when :meth:`Durability.wait` decides. Off for now: with
 four threads appending under SyncEach it made some processes sync once per entry instead of
