@@ -29,12 +29,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from walrus import Consistency, FsyncSchedule, ReadConsistency, Schedule, Walrus, available_backends
+from walrus import Consistency, FsyncSchedule, ReadConsistency, Schedule, Walrus
 
-from ._probe import smoke
+from ._probe import backends, smoke
 from ._series import WALL, series
 
-BACKENDS = [b.name for b in available_backends() if b.available]
+BACKENDS = backends()
 SCHEDULES: dict[str, Schedule] = {
     "no-fsync": FsyncSchedule.NoFsync,
     "1000ms": FsyncSchedule.Milliseconds(1000),
