@@ -11,11 +11,10 @@ from ._compare import UNSUPPORTED, WORKLOADS, all_systems, measure
 from ._compare_report import COLUMNS, CSV, results, table, write_csv
 from ._context import add_common, start_run
 from ._options import parse_duration, parse_size, pick
-from ._rust_peer import RustPeerUnavailable, RustSystem, build, rust_systems
+from ._rust_peer import RUST_NAMES, RustPeerUnavailable, RustSystem, build, rust_systems
 from ._stores import System
 
 DEFAULT_BASELINE = "python-file-crc32"
-RUST_PREFIX = "rust-original"
 
 
 def add_compare(sub: Any) -> None:
@@ -59,21 +58,24 @@ def _run_compare(args: argparse.Namespace) -> int:
     seconds = pick(parse_duration, 1.0, ("--seconds", args.seconds))
     if args.repeat < 1 or args.entry_size < 1:
         raise InvalidArgumentError("--repeat and --entry-size must be at least 1")
+    # Every name is checked before anything is built: cargo's attempt to fetch the crate
+    # takes seconds (longer without a network), and a typo should not wait for it.
     systems_by_name: dict[str, System | RustSystem] = {s.name: s for s in all_systems()}
+    chosen = _choose(args.systems, [*systems_by_name, *([] if args.no_rust else RUST_NAMES)],
+                     "systems")
+    workloads = [WORKLOADS[n] for n in _choose(args.workloads, list(WORKLOADS), "workloads")]
+    if args.baseline not in chosen:
+        raise InvalidArgumentError(f"--baseline={args.baseline!r} is not among the systems run")
     rust_note = ""
-    if not args.no_rust and (not args.systems or RUST_PREFIX in args.systems):
+    if any(n in RUST_NAMES for n in chosen):
         try:
             systems_by_name.update((s.name, s) for s in rust_systems(build()))
         except RustPeerUnavailable as exc:
             rust_note = str(exc)
-            if args.systems and RUST_PREFIX in args.systems:
+            if args.systems or args.baseline in RUST_NAMES:
                 raise InvalidArgumentError(f"--systems: {rust_note}") from exc
             print(f"note: {rust_note}", flush=True)
-    systems = [systems_by_name[n] for n in _choose(args.systems, list(systems_by_name),
-                                                     "systems")]
-    workloads = [WORKLOADS[n] for n in _choose(args.workloads, list(WORKLOADS), "workloads")]
-    if args.baseline not in {s.name for s in systems}:
-        raise InvalidArgumentError(f"--baseline={args.baseline!r} is not among the systems run")
+    systems = [systems_by_name[n] for n in chosen if n in systems_by_name]
     config = {"seconds": seconds, "repeat": args.repeat, "entry_bytes": args.entry_size,
               "threads": 1, "baseline": args.baseline}
     budget = pick(parse_size, None, ("--disk-budget", None))

@@ -120,8 +120,12 @@ class RustSystem:
         return float(result["entries"]) / float(result["seconds"])
 
 
+RUST_NAMES = {f"rust-original-{name}": name for name in BACKENDS}
+"""The systems the original runs as in ``walrus bench compare``, and their backends."""
+
+
 def rust_systems(binary: Path) -> list[RustSystem]:
     version = crate_version()
-    return [RustSystem(f"rust-original-{name}", binary, arg,
+    return [RustSystem(system, binary, BACKENDS[name],
                        note=f"walrus-rust {version}, release build, {name} backend")
-            for name, arg in BACKENDS.items()]
+            for system, name in RUST_NAMES.items()]
