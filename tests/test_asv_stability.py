@@ -210,3 +210,16 @@ def test_dashboard_names_say_each_benchmarks_series() -> None:
             == "[memory] Append.peakmem_append")
     assert (memory.TopicMemory.track_private_bytes_per_topic.pretty_name  # type: ignore[attr-defined]
             == "[memory] TopicMemory.track_private_bytes_per_topic")
+
+
+@pytest.mark.usefixtures("asv_modules")
+def test_the_counts_that_depend_on_timing_are_medians_of_real_operations() -> None:
+    """A misspelt name would quietly count such a figure in one process again."""
+    from benchmarks import _probe, cost
+
+    counted = {operation for operation, _, _ in cost.SYSCALLS.values()}
+    counted |= {name for name, row in cost.BASELINES.items() if row[0] is cost.count_syscalls}
+    assert cost.SHARED_SYNCS
+    for operation in cost.SHARED_SYNCS:
+        assert operation in counted
+        assert operation in _probe.TARGET_ROWS or operation in _probe.OPERATIONS

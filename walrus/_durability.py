@@ -326,14 +326,13 @@ def _gone() -> StorageError:
     return StorageError(errno.EIO, "syncing the log: the write is no longer in the log")
 
 
-_sync_pass: Callable[[Durability, int], bool | None] | None = None
-"""The lone writer's pass in C (``_speedups.hot_sync_pass``): ``sync_pass(durability, lsn)``
-is True once ``lsn`` is durable, None when :meth:`Durability.wait` decides. Off for now: with
-four threads appending under SyncEach it made some processes sync once per entry instead of
-about once per two (the count of ``fdatasync`` calls of the same 4-thread run, 10 fresh
-processes each: 99-114 with one run at 205 on it, 100-120 without it; the asv count
-``cost.Syscalls.track_durable_append_4_threads`` moved 0.49 to 0.88 between two runs). Its
-rules and its tests stay (they turn it on); it comes back once that is understood."""
+_sync_pass: Callable[[Durability, int], bool | None] | None = _speedups.hot_sync_pass
+"""The lone writer's pass in C (None without the extension): ``sync_pass(durability, lsn)``
+is True once ``lsn`` is durable, None when :meth:`Durability.wait` decides. With four threads
+appending, how many entries share a sync depends on timing, with this pass or without it: the
+``fdatasync`` calls of 200 entries from four threads, 80 fresh processes each way, alternated
+(2026-12-05): with it median 101, largest 140; without it median 101, largest 205, three over
+150 (docs/performance.md)."""
 if _speedups.hot_use_durability is not None:
     _speedups.hot_use_durability(globals(), Backend.sync_files,
                                  {MmapFile: MmapFile.sync, PwriteFile: PwriteFile.sync},
