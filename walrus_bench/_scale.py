@@ -114,7 +114,7 @@ wal = Walrus(data_dir=sys.argv[1], backend=sys.argv[2] or None,
 bursts = list(map(int, sys.argv[3:]))
 for i, count in enumerate(bursts):
     if i:
-        time.sleep(1.5)  # a quiet moment: the background worker checkpoints the index
+        time.sleep(1.5)  # the worker checkpoints the burst, up to its last 8 MiB step
     for _ in range(count // 2000):
         wal.batch_append_for_topic("t", [b"y" * 100] * 2000)
 os._exit(0)
