@@ -8,6 +8,8 @@ fixture of tests/conftest.py), started on first use.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -20,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 PRELOAD = ("walrus", "walrus._cli", "walrus.testing._faults", "tests._workload",
-           "tests._crash_child", "tests._consumer_child", "tests._retention_child")
-"""What the children import: done once, in the zygote."""
+           "tests._crash_child", "tests._consumer_child", "tests._retention_child",
+           *(("walrus._forward", "walrus.sinks._nats", "nats", "nats.js")
+             if importlib.util.find_spec("nats") is not None else ()))
+"""What the children import: done once, in the zygote (nats-py's client too, where it is
+installed, for the forwarders of the NATS tests)."""
 
 
 def _comparable(env: dict[str, str]) -> dict[str, str]:
@@ -89,14 +94,15 @@ class Zygote:
         return answer
 
     def start(self, module: str, *args: str, out: Path | None = None,
-              err: Path | None = None) -> Forked:
+              err: Path | None = None, faulthandler: bool = False) -> Forked:
         """``python -m module args...`` with stdout appended to ``out``, stderr to ``err``
-        (default: ``out`` too; without either, a file of the zygote's own)."""
+        (default: ``out`` too; without either, a file of the zygote's own); ``faulthandler``
+        as ``python -X faulthandler``."""
         if out is None:
             out = Path(self.logs.name) / f"child-{len(self.children)}.log"
         err = out if err is None else err
         answer = self.ask({"run": module, "argv": list(args), "cwd": str(self.cwd),
-                           "out": str(out), "err": str(err)})
+                           "out": str(out), "err": str(err), "faulthandler": faulthandler})
         child = Forked(self, answer["pid"], out, err)
         self.children.append(child)
         return child
@@ -107,28 +113,42 @@ class Zygote:
         return _comparable(env) == _comparable(self.env)
 
     def run(self, how: dict[str, str], args: tuple[str, ...], cwd: str, timeout: float,
-            stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+            stdin: bytes | None = None,
+            faulthandler: bool = False) -> subprocess.CompletedProcess[bytes]:
         """``subprocess.run`` of ``python -c CODE`` (``how``: ``{"code": CODE}``) or ``python
         -m MODULE`` (``{"run": MODULE}``) with ``args``, ``cwd``, ``input=stdin``,
-        ``capture_output=True`` and ``timeout``, forked."""
+        ``capture_output=True`` and ``timeout``, forked. With ``faulthandler`` (as ``python -X
+        faulthandler``), a child past ``timeout`` is sent SIGABRT first, so that its threads'
+        stacks are in the ``TimeoutExpired``'s ``stderr``."""
         logs = Path(self.logs.name)
         out, err, given = (logs / f"child-{len(self.children)}.{name}"
                            for name in ("out", "err", "in"))
         given.write_bytes(stdin or b"")
         answer = self.ask({**how, "argv": list(args), "cwd": cwd, "out": str(out),
-                           "err": str(err), "in": str(given)})
+                           "err": str(err), "in": str(given), "faulthandler": faulthandler})
         child = Forked(self, answer["pid"], out, err)
         self.children.append(child)
+        command = [*how.values(), *args]
         try:
-            child.wait(timeout)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                if faulthandler:
+                    child.send_signal(signal.SIGABRT)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(10)
+                child.kill()
+                child.wait()
+                raise subprocess.TimeoutExpired(command, timeout, out.read_bytes(),
+                                                err.read_bytes()) from None
+            finally:
+                child.kill()
+                child.wait()
+            return subprocess.CompletedProcess(command, child.wait(), out.read_bytes(),
+                                               err.read_bytes())
         finally:
-            child.kill()
-            child.wait()
-        result = subprocess.CompletedProcess([*how.values(), *args], child.wait(),
-                                             out.read_bytes(), err.read_bytes())
-        for path in (out, err, given):
-            path.unlink()
-        return result
+            for path in (out, err, given):
+                path.unlink()
 
     def close(self) -> None:
         """Kill what still runs, then end the zygote."""
@@ -164,14 +184,17 @@ def close_all() -> None:
 
 
 def run_interpreter(command: list[str], env: dict[str, str], timeout: float, root: Path,
-               stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+                    stdin: bytes | None = None,
+                    faulthandler: bool = False) -> subprocess.CompletedProcess[bytes]:
     """``subprocess.run([python, *command], env=env, input=stdin, capture_output=True,
     timeout=timeout)`` in this directory, where ``command`` is ``["-c", CODE, *args]`` or
     ``["-m", MODULE, *args]``: forked from the zygote that serves ``env`` (started with the
-    source tree ``root`` as its directory), else a fresh interpreter."""
+    source tree ``root`` as its directory), else a fresh interpreter; ``faulthandler`` as
+    ``python -X faulthandler`` (see ``Zygote.run``)."""
     forks = zygote_for(env, root)
     if forks is None:
-        return subprocess.run([sys.executable, *command], env=env, input=stdin,
+        options = ["-X", "faulthandler"] if faulthandler else []
+        return subprocess.run([sys.executable, *options, *command], env=env, input=stdin,
                               capture_output=True, timeout=timeout)
     how = {"code": command[1]} if command[0] == "-c" else {"run": command[1]}
-    return forks.run(how, tuple(command[2:]), os.getcwd(), timeout, stdin)
+    return forks.run(how, tuple(command[2:]), os.getcwd(), timeout, stdin, faulthandler)

@@ -13,7 +13,8 @@ stdin, one JSON object a line; answers go to stdout, one a line:
 
 ``{"run": MODULE, "argv": [...], "cwd": DIR, "out": FILE, "err": FILE, "in": FILE}`` forks a
 child that runs MODULE as ``python -m MODULE ARGV...`` would (stdin from "in" or empty, stdout
-and stderr appended to the files), answers ``{"pid": N}``; ``{"code": CODE, ...}`` does the
+and stderr appended to the files; with ``"faulthandler": true`` as ``python -X faulthandler``
+would), answers ``{"pid": N}``; ``{"code": CODE, ...}`` does the
 same for ``python -c CODE``. ``{"poll": N}`` and ``{"wait": N}`` answer ``{"returncode":
 CODE}`` (None while it runs; minus the signal's number if one ended it). The zygote reaps a
 child only when asked, so a pid it gave out is never reused before the test has seen the
@@ -24,6 +25,7 @@ No pytest here: this runs as a process of its own (``tests/_forks.py`` is the te
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import os
@@ -50,6 +52,8 @@ def _child(request: dict[str, Any], channel: tuple[int, int]) -> None:
             os.dup2(target, fd)
             os.close(target)
         os.close(null)
+        if request.get("faulthandler"):  # as python -X faulthandler: stacks on SIGABRT
+            faulthandler.enable()
         os.chdir(request["cwd"])
         try:
             if "code" in request:  # python -c CODE ARGV...

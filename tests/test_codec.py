@@ -236,3 +236,24 @@ def test_state_records_fold_into_the_summary() -> None:
                                                       BASE), buf)
     topic = summary.topics[2]
     assert (topic.name, topic.next_seq, topic.cursor, topic.mark) == ("t", 5, 4, 5)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 4096, (1 << 20) - 1, 1 << 20, (1 << 20) + 1,
+                                  (3 << 20) + 5])
+def test_only_zeros_finds_a_single_nonzero_byte_anywhere(size: int) -> None:
+    """Scans skip unwritten space with ``only_zeros``: one set bit anywhere, in any buffer
+    type, a chunk boundary included, makes it false."""
+    import mmap
+
+    assert _codec.only_zeros(bytes(size))
+    places = sorted({p for p in (0, size // 2, (1 << 20) - 1, 1 << 20, size - 1) if 0 <= p < size})
+    for place in places:
+        data = bytearray(size)
+        data[place] = 0x80
+        with mmap.mmap(-1, size) as mapped:
+            mapped[:] = data
+            for form in (bytes(data), data, memoryview(data), mapped[:]):
+                assert not _codec.only_zeros(form), (place, type(form))
+            with memoryview(mapped) as view:
+                assert not _codec.only_zeros(view[place:])
+                assert _codec.only_zeros(view[:place])

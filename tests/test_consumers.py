@@ -377,23 +377,29 @@ def test_named_reads_beside_reclamation_in_other_threads(tmp_path: Path) -> None
         finally:
             done.set()
 
+    # "n" exists before the first append, so it holds every entry from offset 0. Created by
+    # its first read in the loop instead, it would start wherever reclamation had got to by
+    # then: the first 50 entries were gone when a loaded machine ran the producer first.
+    assert wal.read_next("t", consumer="n") is None
     producer = threading.Thread(target=produce)
     producer.start()
     seen: list[int] = []
-    while not (done.is_set() and len(seen) == total) and not failures:
-        for e in wal.batch_read_for_topic("t", 256, consumer="n") or []:
-            assert e.data == b"%d" % e.offset * 8
-            seen.append(e.offset)
-        e = wal.read_next("t", consumer="n")
-        if e is not None:
-            assert e.data == b"%d" % e.offset * 8
-            seen.append(e.offset)
-        if done.is_set() and wal.get_topic_entry_count("t", consumer="n") == 0:
-            break
-    producer.join()
+    try:
+        while not (done.is_set() and len(seen) == total) and not failures:
+            for e in wal.batch_read_for_topic("t", 256, consumer="n") or []:
+                assert e.data == b"%d" % e.offset * 8
+                seen.append(e.offset)
+            e = wal.read_next("t", consumer="n")
+            if e is not None:
+                assert e.data == b"%d" % e.offset * 8
+                seen.append(e.offset)
+            if done.is_set() and wal.get_topic_entry_count("t", consumer="n") == 0:
+                break
+    finally:
+        producer.join()
+        wal.close()  # also when an assertion failed: no thread of it outlives the test
     assert not failures, failures
     assert seen == list(range(total))
-    wal.close()
 
 
 def test_named_reads_hold_the_topic_lock_reclamation_takes(tmp_path: Path,

@@ -308,3 +308,31 @@ def test_an_offset_no_record_holds_reads_as_damage(tmp_path: Path, backend: str)
             with pytest.raises(CorruptionError) as raised:
                 wal.batch_read_for_topic("t", 1 << 20, checkpoint=False, start_offset=offset)
             assert (raised.value.topic, raised.value.offset) == ("t", offset)
+
+
+def test_a_new_topic_cut_off_with_its_batch_is_known_and_its_entries_lost(
+        tmp_path: Path, backend: str) -> None:
+    """A file cut short inside a batch that created its topic: the topic's name is read from
+    the records past the end of the log (past what a backend without a mapping read for the
+    scan), so the topic exists and its entries are reported lost, never handed out again."""
+    path = tmp_path / "wal"
+    run_child("""
+        import os, sys
+        from walrus import Walrus
+        w = Walrus(data_dir=sys.argv[1], backend=sys.argv[2], segment_size=1 << 20)
+        w.batch_append_for_topic("a", [b"a" * 100] * 3)
+        w.batch_append_for_topic("late", [b"l" * 3000] * 4)
+        os._exit(0)
+    """, str(path), backend)
+    (segment,) = sorted(path.glob("*.wal"))
+    data = segment.read_bytes()
+    os.truncate(segment, data.rindex(b"l" * 3000) + 1000)  # inside the batch's last entry
+    with Walrus(data_dir=path, backend=backend) as wal:
+        assert sorted(wal.topics()) == ["a", "late"]
+        assert any("cut short" in d.reason for d in wal.damage()), wal.damage()
+        assert [e.data for e in wal.batch_read_for_topic("a", 1 << 20)] == [b"a" * 100] * 3
+        with pytest.raises(CorruptionError) as lost:
+            wal.read_next("late")
+        assert lost.value.offset == 0
+        wal.append_for_topic("late", b"after")
+        assert wal.topic_info("late").next_offset == 5  # offsets 0..3 are never handed out again

@@ -322,3 +322,32 @@ def test_stray_files_and_directories_are_ignored(open_wal: WalFactory, tmp_path:
     (path / "README").write_text("hello")
     os.mkdir(path / "0000000000000099.wal.d")
     assert drain(open_wal(path), "t") == [b"x"]
+
+
+def test_close_and_reopen_read_no_more_of_the_file_than_they_need(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a mapping, every byte looked at is read. Closing indexes the records written
+    (it reads those, not the unwritten rest of the segment), and a reopen reads the rest once
+    (to find anything written after the index), not once more to judge where the log ends."""
+    from walrus.backends._pwrite import PwriteFile
+
+    read: list[int] = []
+    plain = PwriteFile.read
+
+    def counted(self: PwriteFile, pos: int, size: int) -> bytes:
+        read.append(size)
+        return plain(self, pos, size)
+
+    monkeypatch.setattr(PwriteFile, "read", counted)
+    segment = 4 << 20
+    wal = Walrus(tmp_path / "w", backend="pwrite", segment_size=segment)
+    wal.batch_append_for_topic("t", [b"x" * 100] * 50)
+    read.clear()
+    wal.close()
+    assert sum(read) < 50 * 200, read
+    (file,) = segment_files(tmp_path / "w")
+    read.clear()
+    wal = Walrus(tmp_path / "w", backend="pwrite", segment_size=segment)
+    assert sum(read) < file.stat().st_size + 8192, read
+    assert [e.data for e in wal.batch_read_for_topic("t", 1 << 20)] == [b"x" * 100] * 50
+    wal.close()

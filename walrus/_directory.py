@@ -243,7 +243,7 @@ def all_zero(path: str, start: int = 0) -> bool:
     with open(path, "rb") as f:
         f.seek(start)
         while chunk := f.read(1 << 20):
-            if chunk.count(0) != len(chunk):
+            if not _codec.only_zeros(chunk):
                 return False
     return True
 

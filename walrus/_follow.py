@@ -180,8 +180,7 @@ def _unwritten(buf: object, pos: int, base: int, end: int, seg: Segment) -> bool
 
 
 def _zeros(buf: object, begin: int, base: int, end: int) -> bool:
-    chunk = buf[begin - base:end - base]  # type: ignore[index]
-    return bool(chunk.count(0) == len(chunk))
+    return _codec.only_zeros(buf[begin - base:end - base])  # type: ignore[index]
 
 
 def frontier(seg: Segment) -> bytes:

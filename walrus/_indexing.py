@@ -21,7 +21,7 @@ def summary_of(log: Log, seg: Segment, end: int | None = None) -> SegmentSummary
     covered = seg.end if end is None else end
     summary = SegmentSummary(seg.number, seg.salt, covered, seg.sealed and end is None)
     meta = log.states.in_segment(seg.number)
-    buf = seg.whole()
+    buf, _ = seg.region(0, covered)  # the records' headers: read no further than they go
     for tid, t in list(log.by_tid.items()):
         lo, hi = t.lsn_range(seg.number, covered)
         m = meta.get(tid)
