@@ -156,6 +156,8 @@ def run_page(page: str, tmp: Path) -> int:
     blocks = blocks_of(DOCS / page)
     scratch = tmp / "scratch"
     scratch.mkdir()
+    if "examples/" in (DOCS / page).read_text(encoding="utf-8"):  # as in a checkout
+        shutil.copytree(ROOT / "examples", scratch / "examples")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALRUS_")}
     env.update(WALRUS_QUIET="1", PYTHONPATH=str(ROOT),
                PATH=f"{_shim_dir(tmp)}{os.pathsep}{env.get('PATH', '')}")
