@@ -8,6 +8,7 @@ export is never missing from the reference, even before someone files it under a
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,15 @@ ROOT = Path(__file__).resolve().parent
 API_PAGE = "api.md"
 
 
-def public_names(init: Path = ROOT / "walrus" / "__init__.py") -> list[str]:
-    """``walrus.__all__``, read from the source (building the docs imports nothing)."""
+def public_names(init: Path | None = None) -> list[str]:
+    """``walrus.__all__``, read from the source (building the docs imports nothing): this
+    tree's, or the installed package's where the tree has none (tox builds the site from a
+    copy without the sources)."""
+    if init is None:
+        init = ROOT / "walrus" / "__init__.py"
+        spec = None if init.exists() else importlib.util.find_spec("walrus")
+        if spec is not None and spec.origin is not None:
+            init = Path(spec.origin)
     for node in ast.parse(init.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and any(
                 isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets):
