@@ -133,12 +133,10 @@ class Zygote:
             try:
                 child.wait(timeout)
             except subprocess.TimeoutExpired:
-                if faulthandler:
+                if faulthandler:  # its threads' stacks, before the SIGKILL below
                     child.send_signal(signal.SIGABRT)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         child.wait(10)
-                child.kill()
-                child.wait()
                 raise subprocess.TimeoutExpired(command, timeout, out.read_bytes(),
                                                 err.read_bytes()) from None
             finally:
