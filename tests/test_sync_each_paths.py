@@ -152,6 +152,47 @@ def test_writers_a_pass_did_not_cover_share_the_next_with_a_writer_coming_back(
 
 
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
+def test_writers_sleep_through_a_pass_longer_than_the_last_sync(
+        tmp_path: Path, faulty: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers that find a pass running sleep until a pass covers them: the held pass lasts
+    longer than the last sync did, and none of them wakes by the clock meanwhile, nor before
+    the pass "a" leads coming back wakes them (each such wake-up costs the GIL and a
+    thread's wake-up, and four writers took one for a third of their appends)."""
+    monkeypatch.setattr(_durability, "RECHECK", 60.0)
+    timeouts: list[threading.Thread] = []  # (the worker's own sleeps end by the clock too)
+    wait = _durability.Cue.wait
+
+    def counted(cue: _durability.Cue, timeout: float = -1) -> bool:
+        given = wait(cue, timeout)
+        if not given:
+            timeouts.append(threading.current_thread())
+        return given
+
+    monkeypatch.setattr(_durability.Cue, "wait", counted)
+    with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
+                                fsync_schedule=FsyncSchedule.SyncEach) as wal:
+        for topic in ("a", "b", "c"):
+            wal.append_for_topic(topic, topic.encode() + b"0")
+        _quiet(wal)
+        wal._durability.gather = 1.0  # as if the last sync took a second
+        syncs = m.counts["sync"]
+        first, gate = _held_pass(m, wal)
+        others = _followers(wal)
+        time.sleep(1.5)  # the held pass outlasts the last sync's duration
+        gate.set()
+        first.join(30)
+        assert not first.is_alive()
+        assert wal.append_for_topic("a", b"a2") == 2  # "a" comes back and leads the next pass
+        for t in others:
+            t.join(30)
+            assert not t.is_alive()
+        woke = [t.name for t in timeouts if t in (first, *others)]
+        assert woke == [], "a writer woke by the clock while passes would cover it"
+        assert m.counts["sync"] - syncs == 2
+        assert _read(wal, "c") == [b"c0", b"c1"]
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS[:1])
 def test_writers_nobody_comes_back_for_lead_the_next_pass_themselves(tmp_path: Path,
                                                                      faulty: str) -> None:
     """Without a writer coming back, one of those left asleep leads the pass that covers

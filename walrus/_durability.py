@@ -50,6 +50,13 @@ pass, before the first sync's duration is known (then that duration, at least
 GATHER_FLOOR = 0.00005
 """Where syncs cost next to nothing (a RAM disk), the wait above stays long enough for a
 writer's wake-up to be worth it."""
+SLEEP_THROUGH = 3
+"""A writer that finds a pass running sleeps this many times ``gather`` before it looks
+again by itself: long enough for the running pass to end and for the pass a writer coming
+back from it leads (which covers the sleeper) to end too, so that the sleeper's next wake-up
+is the one that pass gives. With one ``gather`` it woke by the clock near the end of the
+running pass and went back to sleep: 880 of 2,400 appends of four threads under SyncEach did
+(mmap, 100-byte entries), 10-90 with three (docs/performance.md)."""
 CHECKPOINT_BYTES = 8 << 20
 """The active segment's index is rewritten each time it grows by this much, bounding what
 a crash makes the next open rescan."""
@@ -212,9 +219,10 @@ class Durability:
         (they wrote during its sync) sleep on, and the next writer to arrive leads the pass
         that covers them with it: with several threads appending, that is one just released
         coming back with its next entry, which then shares the sync instead of waiting for
-        another. Should nobody arrive, a sleeper leads itself after ``gather`` (the last
-        sync's duration), so a write waits at most about one sync longer than it would
-        with an immediate handover. A writer alone finds no pass running and leads its own:
+        another. Should nobody arrive, a sleeper leads itself, at the latest
+        ``SLEEP_THROUGH`` times ``gather`` (the last sync's duration) after it fell asleep,
+        so a write waits at most two to three syncs longer than it would with an immediate
+        handover. A writer alone finds no pass running and leads its own:
         no thread handoff on its path (and, with the C extension, that pass runs in C:
         ``sync_pass`` in ``walrus/_native/hot.c``, by the same rules).
         """
@@ -238,7 +246,8 @@ class Durability:
                     if log.durable >= lsn:
                         return
                     if self.busy:  # sleep until this pass, or the next, covers the write
-                        patience = min(patience * 2, RECHECK) if timed_out else self.gather
+                        patience = min(patience * 2 if timed_out
+                                       else SLEEP_THROUGH * self.gather, RECHECK)
                     else:
                         # A sleeper the last pass did not cover gives a writer coming back
                         # from it the time of one sync to lead the next pass first.
