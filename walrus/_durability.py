@@ -55,8 +55,8 @@ SLEEP_THROUGH = 3
 again by itself: long enough for the running pass to end and for the pass a writer coming
 back from it leads (which covers the sleeper) to end too, so that the sleeper's next wake-up
 is the one that pass gives. With one ``gather`` it woke by the clock near the end of the
-running pass and went back to sleep: 880 of 2,400 appends of four threads under SyncEach did
-(mmap, 100-byte entries), 10-90 with three (docs/performance.md)."""
+running pass and went back to sleep: 858-898 of 2,400 appends of four threads under SyncEach
+did (mmap, 100-byte entries), 8-35 with three (docs/performance.md)."""
 CHECKPOINT_BYTES = 8 << 20
 """The active segment's index is rewritten each time it grows by this much, bounding what
 a crash makes the next open rescan."""
