@@ -102,6 +102,14 @@ def test_every_acknowledged_append_survives_a_power_cut(tmp_path: Path, faulty: 
     assert sum(acked.values()) > 0
 
 
+def _three_topics(wal: Walrus) -> None:
+    """Where the pass tests start: topics "a", "b" and "c" with an entry each, the worker
+    done making the spare segment."""
+    for topic in ("a", "b", "c"):
+        wal.append_for_topic(topic, topic.encode() + b"0")
+    _quiet(wal)
+
+
 def _held_pass(m: Machine, wal: Walrus) -> tuple[threading.Thread, threading.Event]:
     """Writer "a" appends and leads a pass that stops at its sync until the event is set."""
     gate = m.hold("sync")
@@ -131,9 +139,7 @@ def test_writers_a_pass_did_not_cover_share_the_next_with_a_writer_coming_back(
     monkeypatch.setattr(_durability, "GATHER_FLOOR", 60.0)
     with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
                                 fsync_schedule=FsyncSchedule.SyncEach) as wal:
-        for topic in ("a", "b", "c"):
-            wal.append_for_topic(topic, topic.encode() + b"0")
-        _quiet(wal)
+        _three_topics(wal)
         wal._durability.gather = 60.0
         syncs = m.counts["sync"]
         first, gate = _held_pass(m, wal)
@@ -171,9 +177,7 @@ def test_writers_sleep_through_a_pass_longer_than_the_last_sync(
     monkeypatch.setattr(_durability.Cue, "wait", counted)
     with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
                                 fsync_schedule=FsyncSchedule.SyncEach) as wal:
-        for topic in ("a", "b", "c"):
-            wal.append_for_topic(topic, topic.encode() + b"0")
-        _quiet(wal)
+        _three_topics(wal)
         wal._durability.gather = 1.0  # as if the last sync took a second
         syncs = m.counts["sync"]
         first, gate = _held_pass(m, wal)
@@ -199,9 +203,7 @@ def test_writers_nobody_comes_back_for_lead_the_next_pass_themselves(tmp_path: P
     both, about one sync's time later."""
     with powered() as m, Walrus(data_dir=tmp_path, backend=faulty,
                                 fsync_schedule=FsyncSchedule.SyncEach) as wal:
-        for topic in ("a", "b", "c"):
-            wal.append_for_topic(topic, topic.encode() + b"0")
-        _quiet(wal)
+        _three_topics(wal)
         syncs = m.counts["sync"]
         first, gate = _held_pass(m, wal)
         others = _followers(wal)
