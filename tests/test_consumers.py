@@ -5,7 +5,9 @@ input that changes nothing."""
 from __future__ import annotations
 
 import os
+import struct
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,15 @@ from walrus import (
     WalrusClosedError,
     WalrusLockedError,
 )
-from walrus._consumers import DIRECTORY, Registry
+from walrus._consumers import (
+    DIRECTORY,
+    ConsumerFileError,
+    Registry,
+    decode_header,
+    encode_slot,
+    newest_slot,
+    read_state,
+)
 
 from .conftest import WalFactory, segment_files
 
@@ -486,3 +496,51 @@ def test_a_consumer_file_nobody_can_read_holds_every_segment(open_wal: WalFactor
         f.write(b"\xff" * 64)  # the header, with the topic's name in it
     reclaim(wal)
     assert wal.topic_info("t").first_offset == 0
+
+
+def as_version_1(path: Path, position: int) -> None:
+    """Write consumer file ``path`` as walrus did before version 2: two slots (the newest
+    position in the second, the one before it in the first), nothing after them."""
+    topic, name, _, _ = decode_header(path.read_bytes())
+    t, n = topic.encode(), name.encode()
+    head = struct.pack("<8sHHHH", b"WALRUSCN", 1, len(t), len(n), 0) + t + n
+    seed = zlib.crc32(head)
+    data = bytearray(4096)
+    data[:len(head) + 4] = head + struct.pack("<I", seed)
+    data[2048:2068] = encode_slot(7, position - 1, seed)
+    data[2560:2580] = encode_slot(8, position, seed)
+    path.write_bytes(bytes(data))
+
+
+def test_a_version_1_consumer_file_is_read_and_written_anew(open_wal: WalFactory) -> None:
+    """Files of the two-slot format keep their position; an owner writes the file anew in
+    the current format (whole, then renamed into place) before it moves the consumer, so
+    that a walrus reading only two slots is never handed one it would misread."""
+    wal = open_wal()
+    fill(wal, "t", 10)
+    assert offsets(wal, "t", "old", 3) == [0, 1, 2]
+    wal.close()
+    (path,) = Path(wal.data_dir, DIRECTORY).glob("*.cur")
+    as_version_1(path, 3)
+    assert read_state(str(path)) == ("t", "old", 3)
+    wal = open_wal()
+    assert wal.consumers("t") == {"old": 3}
+    before = path.stat().st_ino
+    assert offsets(wal, "t", "old", 2) == [3, 4]
+    data = path.read_bytes()
+    assert decode_header(data)[3] == 2
+    assert path.stat().st_ino != before  # replaced whole, not patched in place
+    assert not list(path.parent.glob("*.tmp"))
+    wal.close()
+    assert read_state(str(path)) == ("t", "old", 5)
+    wal = open_wal()
+    assert offsets(wal, "t", "old", 1) == [5]
+
+
+def test_a_consumer_file_of_an_unknown_version_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "x.cur"
+    head = struct.pack("<8sHHHH", b"WALRUSCN", 3, 1, 1, 0) + b"tc"
+    path.write_bytes(head + struct.pack("<I", zlib.crc32(head)) + bytes(4096 - len(head) - 4))
+    with pytest.raises(ConsumerFileError, match=r"version 3 \(this walrus reads 1 and 2\)"):
+        read_state(str(path))
+    assert newest_slot(path.read_bytes(), 0) is None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,15 @@ from walrus_faults import POLICIES, powered
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 from walrus._config import Consistency
-from walrus._consumers import DIRECTORY, SLOT_AT, Registry, file_name, read_state
+from walrus._consumers import (
+    DIRECTORY,
+    SLOT_AT,
+    Registry,
+    decode_header,
+    file_name,
+    newest_slot,
+    read_state,
+)
 
 from ._workload import FIGURES, Ledger, payload
 from .conftest import BACKENDS, FAULT_BACKENDS
@@ -204,22 +214,40 @@ def check_recovered(image: Path, recover_with: str, consistency: Consistency,
             assert [e.offset for e in got] == list(range(position, position + len(got)))
 
 
+def flushed_once(m: Any, live: Path, faulty: str) -> Walrus:
+    """A log at ``live`` on ``faulty`` (StrictlyAtOnce, NoFsync) with ten entries, whose
+    consumer read one and was flushed: position 1 is synced."""
+    (live / DIRECTORY).mkdir(parents=True)
+    m.watch(live / DIRECTORY)
+    wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
+    wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
+    wal.read_next(TOPIC, consumer=NAME)
+    wal.flush()
+    return wal
+
+
+def newest_in(live: Path) -> tuple[int, int, int]:
+    """(slot, generation, position) of the newest valid slot of the consumer's file."""
+    data = (live / DIRECTORY / file_name(TOPIC, NAME)).read_bytes()
+    newest = newest_slot(data, decode_header(data)[2])
+    assert newest is not None
+    return newest
+
+
 def cut_after_reads(tmp_path: Path, faulty: str, reads: int, policy: str,
-                    seed: int) -> tuple[int, set[int], int | None]:
+                    seed: int) -> tuple[int, set[int], int | None, int]:
     """Read once and flush, read ``reads`` times more (StrictlyAtOnce under NoFsync: each
     read writes its position, none syncs it), cut the power and image the consumer files.
 
-    Returns the flushed position, the file offsets of the writes not synced at the cut, and
-    the position the image holds."""
+    Returns the flushed position, the file offsets of the writes not synced at the cut, the
+    position the image holds, and the file offset of the slot holding the flushed position."""
     live = tmp_path / "live"
-    (live / DIRECTORY).mkdir(parents=True)
     with powered() as m:
-        m.watch(live / DIRECTORY)
-        wal = Walrus(live, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync)
-        wal.batch_append_for_topic(TOPIC, [b"x"] * 10)
-        wal.read_next(TOPIC, consumer=NAME)
-        wal.flush()
+        wal = flushed_once(m, live, faulty)
         before = wal.consumers(TOPIC)[NAME]
+        index, _, position = newest_in(live)
+        assert position == before
+        synced_at = SLOT_AT[index]
         for _ in range(reads):
             wal.read_next(TOPIC, consumer=NAME)
         [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
@@ -233,7 +261,7 @@ def cut_after_reads(tmp_path: Path, faulty: str, reads: int, policy: str,
             pass
     shutil.rmtree(live)
     (path,) = image.iterdir()
-    return before, unsynced, read_state(str(path))[2]
+    return before, unsynced, read_state(str(path))[2], synced_at
 
 
 @pytest.mark.parametrize("faulty", FAULT_BACKENDS)
@@ -244,7 +272,7 @@ def test_a_torn_position_write_keeps_the_previous_position(tmp_path: Path,
     for policy in ("random", "lose_all", "keep_all"):
         for k in range(8):
             reads = k % 3 + 1
-            before, _, position = cut_after_reads(tmp_path, faulty, reads, policy, k)
+            before, _, position, _ = cut_after_reads(tmp_path, faulty, reads, policy, k)
             assert position is not None
             assert before <= position <= before + reads
             if policy == "lose_all":
@@ -257,12 +285,85 @@ def test_a_torn_position_write_keeps_the_previous_position(tmp_path: Path,
 def test_unsynced_position_writes_never_touch_the_synced_one(tmp_path: Path,
                                                              faulty: str) -> None:
     """Under NoFsync many position writes may be in the page cache when the power goes, and
-    any of them may be torn: they all go to the slot not holding the last synced position,
-    so that one is always left whole (alternating slots, the second write would overwrite
-    it before it is durable)."""
+    any of them may be torn: none goes to the slot holding the last synced position, so that
+    one is always left whole (with two slots written in turn, the second write would
+    overwrite it before it is durable)."""
     for reads in range(1, 5):
         for seed in range(4):
-            before, unsynced, position = cut_after_reads(tmp_path, faulty, reads, "tear", seed)
-            assert unsynced in ({SLOT_AT[0]}, {SLOT_AT[1]}), unsynced
+            before, unsynced, position, synced_at = cut_after_reads(tmp_path, faulty, reads,
+                                                                    "tear", seed)
+            assert synced_at not in unsynced, (synced_at, unsynced)
+            assert len(unsynced) == min(reads, 2), unsynced
             assert position is not None
             assert before <= position <= before + reads
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_an_interrupted_position_write_keeps_the_last_position(tmp_path: Path,
+                                                               faulty: str) -> None:
+    """A position write cut short (a failed write; or a process killed while it copies the
+    slot into a mapping) leaves the slot it wrote torn. The position before it must still be
+    the newest readable one, not the last synced one: the calls between them were answered,
+    and an owner reading again from the synced position would hand their entries out twice."""
+    path = tmp_path / "w"
+    with powered() as m:
+        wal = Walrus(path, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync,
+                     consistency=ReadConsistency.StrictlyAtOnce)
+        wal.batch_append_for_topic(TOPIC, [b"%d" % i for i in range(10)])
+        assert wal.read_next(TOPIC, consumer=NAME).offset == 0
+        wal.flush()  # position 1 is synced
+        for i in range(1, 4):  # positions 2, 3, 4: written, not synced
+            assert wal.read_next(TOPIC, consumer=NAME).offset == i
+        m.arm("write", 5, times=1, short=True)
+        with pytest.raises(OSError):
+            wal.read_next(TOPIC, consumer=NAME)
+        m.disarm()
+        wal.close()
+    for backend in BACKENDS:
+        with Walrus(path, backend=backend, read_only=True,
+                    consistency=ReadConsistency.StrictlyAtOnce) as obs:
+            assert obs.consumers(TOPIC)[NAME] == 4, backend
+    with Walrus(path, consistency=ReadConsistency.StrictlyAtOnce) as wal:
+        assert wal.read_next(TOPIC, consumer=NAME).offset == 4
+
+
+@pytest.mark.parametrize("faulty", FAULT_BACKENDS)
+def test_positions_written_during_a_sync_leave_alone_what_it_syncs(tmp_path: Path,
+                                                                  faulty: str) -> None:
+    """The consumers' syncer thread syncs a file while reads go on storing positions. The
+    position written last before the sync began must be durable when it ends: no write
+    made meanwhile goes to its slot (one would leave it torn by a power loss, and with it
+    every sync's progress while reads never pause)."""
+    live = tmp_path / "live"
+    with powered() as m:
+        wal = flushed_once(m, live, faulty)  # position 1 is synced
+        wal.read_next(TOPIC, consumer=NAME)
+        wal.read_next(TOPIC, consumer=NAME)  # position 3, written before the sync below
+        newest = newest_in(live)
+        assert newest[2] == 3
+        cf = wal._consumers.owned[(NAME, TOPIC)].file  # type: ignore[attr-defined]
+        gate = m.hold("sync")
+        syncer = threading.Thread(target=cf.sync)  # what the syncer thread runs
+        syncer.start()
+        deadline = time.monotonic() + 30
+        while "sync" in m.gates:  # until it waits at the gate, the sync begun
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        for i in range(3, 6):  # positions 4, 5, 6 while it runs
+            assert wal.read_next(TOPIC, consumer=NAME).offset == i
+        gate.set()
+        syncer.join()
+        [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
+        unsynced = {w.pos for w in state.pending}
+        assert SLOT_AT[newest[0]] not in unsynced, unsynced
+        assert len(unsynced) == 2, unsynced
+        m.cut()
+        for seed in range(20):
+            image = tmp_path / f"img-{seed}"
+            m.image(live / DIRECTORY, image, random.Random(seed), "tear")
+            (path,) = image.iterdir()
+            assert read_state(str(path))[2] in (3, 4, 5, 6), seed
+        try:
+            wal.close()
+        except OSError:
+            pass
