@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from walrus import Walrus, WalrusLockedError
+from walrus._consumers import DIRECTORY, decode_header
 
 from ._crash_child import SCHEDULES
 from ._forks import Forked, Zygote
+from .test_consumers import as_version_1
 
 ROUNDS = int(5 * float(os.environ.get("RELIABILITY_SCALE", "1")))
 MODES = {"strict": None, "alo=4": 4}
@@ -240,3 +242,38 @@ def test_writer_and_consumers_killed(tmp_path: Path, mode: str, zygote: Zygote) 
         missing = set(appended) - seen
         if MODES[mode] is not None:
             assert not missing, sorted(missing)[:10]
+
+
+def test_processes_racing_for_a_version_1_consumer(tmp_path: Path, zygote: Zygote) -> None:
+    """Three observers, started together, ask for a consumer whose file is of the two-slot
+    format: the first owns it and writes the file anew (renamed over the old one); the others
+    are refused while it lives, by the old file's lock or the new one's (one that comes after
+    it was killed finds nothing left). The entries go out once each, from the position the
+    old file held."""
+    path = tmp_path / "w"
+    with Walrus(path) as wal:
+        wal.batch_append_for_topic("t", [b"%d" % i for i in range(300)])
+        assert [wal.read_next("t", consumer="c").offset for _ in range(5)] == list(range(5))
+    (file,) = (path / DIRECTORY).glob("*.cur")
+    as_version_1(file, 5)
+    racers = [(tmp_path / f"r{k}.log", spawn(zygote, "consumer", str(path), "ms5", "strict",
+                                             str(k), str(tmp_path / f"r{k}.log"), "c"))
+              for k in range(3)]
+
+    def read() -> dict[Path, list[int]]:
+        return {journal: [o for call in delivered(journal)[0] for o in call]
+                for journal, _ in racers}
+
+    deadline = time.monotonic() + 60
+    while max((max(got, default=-1) for got in read().values())) < 299:
+        assert time.monotonic() < deadline, read()
+        time.sleep(0.01)
+    for _, proc in racers:
+        kill(proc)
+    got = {journal: offsets for journal, offsets in read().items() if offsets}
+    assert len(got) == 1, got  # one owner: the others' first read was refused
+    assert list(got.values())[0] == list(range(5, 300))
+    assert decode_header(file.read_bytes())[3] == 2
+    assert not list((path / DIRECTORY).glob("*.tmp"))
+    with Walrus(path, read_only=True) as obs:
+        assert obs.consumers("t") == {"c": 300}
