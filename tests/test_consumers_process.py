@@ -265,14 +265,14 @@ def test_processes_racing_for_a_version_1_consumer(tmp_path: Path, zygote: Zygot
                 for journal, _ in racers}
 
     deadline = time.monotonic() + 60
-    while max((max(got, default=-1) for got in read().values())) < 299:
+    while max(max(got, default=-1) for got in read().values()) < 299:
         assert time.monotonic() < deadline, read()
         time.sleep(0.01)
     for _, proc in racers:
         kill(proc)
     got = {journal: offsets for journal, offsets in read().items() if offsets}
     assert len(got) == 1, got  # one owner: the others' first read was refused
-    assert list(got.values())[0] == list(range(5, 300))
+    assert next(iter(got.values())) == list(range(5, 300))
     assert decode_header(file.read_bytes())[3] == 2
     assert not list((path / DIRECTORY).glob("*.tmp"))
     with Walrus(path, read_only=True) as obs:
