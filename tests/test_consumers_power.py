@@ -234,6 +234,12 @@ def newest_in(live: Path) -> tuple[int, int, int]:
     return newest
 
 
+def unsynced_writes(m: Any) -> set[int]:
+    """The file offsets of the consumer file's writes no sync has made durable yet."""
+    [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
+    return {w.pos for w in state.pending}
+
+
 def cut_after_reads(tmp_path: Path, faulty: str, reads: int, policy: str,
                     seed: int) -> tuple[int, set[int], int | None, int]:
     """Read once and flush, read ``reads`` times more (StrictlyAtOnce under NoFsync: each
@@ -250,8 +256,7 @@ def cut_after_reads(tmp_path: Path, faulty: str, reads: int, policy: str,
         synced_at = SLOT_AT[index]
         for _ in range(reads):
             wal.read_next(TOPIC, consumer=NAME)
-        [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
-        unsynced = {w.pos for w in state.pending}
+        unsynced = unsynced_writes(m)
         m.cut()
         image = tmp_path / f"img-{policy}-{reads}-{seed}"
         m.image(live / DIRECTORY, image, random.Random(seed), policy)
@@ -307,11 +312,7 @@ def test_an_interrupted_position_write_keeps_the_last_position(tmp_path: Path,
     and an owner reading again from the synced position would hand their entries out twice."""
     path = tmp_path / "w"
     with powered() as m:
-        wal = Walrus(path, backend=faulty, fsync_schedule=FsyncSchedule.NoFsync,
-                     consistency=ReadConsistency.StrictlyAtOnce)
-        wal.batch_append_for_topic(TOPIC, [b"%d" % i for i in range(10)])
-        assert wal.read_next(TOPIC, consumer=NAME).offset == 0
-        wal.flush()  # position 1 is synced
+        wal = flushed_once(m, path, faulty)  # position 1 is synced
         for i in range(1, 4):  # positions 2, 3, 4: written, not synced
             assert wal.read_next(TOPIC, consumer=NAME).offset == i
         m.arm("write", 5, times=1, short=True)
@@ -353,8 +354,7 @@ def test_positions_written_during_a_sync_leave_alone_what_it_syncs(tmp_path: Pat
             assert wal.read_next(TOPIC, consumer=NAME).offset == i
         gate.set()
         syncer.join()
-        [state] = [st for path, st in m.files.items() if path.endswith(file_name(TOPIC, NAME))]
-        unsynced = {w.pos for w in state.pending}
+        unsynced = unsynced_writes(m)
         assert SLOT_AT[newest[0]] not in unsynced, unsynced
         assert len(unsynced) == 2, unsynced
         m.cut()
