@@ -537,6 +537,16 @@ class Log:
         self._progress.moved()
         return seg
 
+    def roll_now(self) -> None:
+        """Go on in a new segment, opened by every topic's state records (when opening:
+        recovery found the active segment without them, see ``Rebuilder.opens_whole``). A
+        full disk gets the small segment state records get (see :meth:`make_room`)."""
+        with self._mutex:
+            try:
+                self._roll(0)
+            except StorageError:
+                self._roll(0, STATE_ROOM)
+
     def watch_progress(self, step: int, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` each time the writer passes ``step`` more bytes (0, None: stop)."""
         with self._mutex:

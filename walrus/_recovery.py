@@ -44,6 +44,9 @@ class Rebuilder(Directory):
         self.meta: dict[int, dict[int, _codec.TopicSummary]] = {}
         self.last_torn = False
         self.last_sealed = False
+        self.last_unopened = False
+        """The newest segment lacks state records a roll opens a segment with (see
+        :meth:`opens_whole`): a writer goes on in a new segment before anything else."""
         self.scanned = 0
         """Bytes of segments scanned (not covered by an index): what reopening cost."""
         self.looked: tuple[int, int, int] | None = None
@@ -175,9 +178,7 @@ class Rebuilder(Directory):
             if not self.read_only:  # the index first: one left alone would say it was lost
                 unlink(os.path.join(self.directory, index_name(seg.number)))
                 unlink(seg.path)
-        self.learn_names(summary for _, summary, _, _ in summaries[:keep])
-        for seg, summary, _, _ in summaries[:keep]:
-            self.apply(seg, summary)
+        self.fold([(seg, summary) for seg, summary, _, _ in summaries[:keep]])
         if summaries[:keep]:
             newest, summary, _, torn = summaries[keep - 1]
             self.judge_end(newest, summary.end, torn)
@@ -210,6 +211,32 @@ class Rebuilder(Directory):
             if cut is not None and cut < summary.end:
                 summary, _, torn = self.summarize(seg, cut)
                 summaries[i] = (seg, summary, evidence, torn)
+
+    def fold(self, kept: list[tuple[Segment, SegmentSummary]]) -> None:
+        """Fold the segments recovery keeps into topics, oldest first."""
+        self.learn_names(summary for _, summary in kept)
+        for i, (seg, summary) in enumerate(kept):
+            if i == len(kept) - 1:
+                self.last_unopened = not self.opens_whole(summary)
+            self.apply(seg, summary)
+
+    def opens_whole(self, newest: SegmentSummary) -> bool:
+        """Whether the newest segment holds, for every topic the segments before it know
+        (folded so far), the records a roll opens a segment with: its TOPIC record (name and
+        next offset), its cursor if one was persisted, its mark if it was marked clean.
+
+        A process killed in a roll after the new segment's header and before those records
+        leaves a segment without them (a power cut can too, before the segment was synced).
+        The log must not go on in it: its topics would be named, and their cursors kept, only
+        by older segments, and once retention or reclamation deleted those, a reopen would
+        find the topics gone and hand their offsets out again.
+        """
+        for tid, t in self.topics.items():
+            ts = newest.topics.get(tid)
+            if (ts is None or ts.name is None or (t.persisted and ts.cursor < 0)
+                    or (t.mark >= 0 and ts.mark == NO_MARK)):
+                return False
+        return True
 
     # --- folding ------------------------------------------------------------------------------
 
@@ -645,6 +672,8 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
                         if rebuilder.last_torn or rebuilder.last_sealed else None))
     log = Log(directory, backend, found, segment_size=segment_size, sync_each=sync_each,
                read_only=read_only)
+    if rebuilder.last_unopened and not read_only:
+        log.roll_now()  # before the worker starts: it may delete the older segments
     return log, rebuilder
 
 
