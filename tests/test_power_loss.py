@@ -14,6 +14,8 @@ import os
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from walrus import FsyncSchedule, ReadConsistency, StorageError, Walrus
+from walrus._syncbook import SyncBook, Targets
 from walrus.testing._faults import POLICIES, Machine, powered
 
 from ._sched import run_delay
@@ -95,6 +98,39 @@ def drive(wal: Walrus, m: Machine, ops: list[tuple[Any, ...]], ledgers: dict[str
             raise
 
 
+@contextmanager
+def choices_of_passes(m: Machine) -> Iterator[list[int]]:
+    """Ticks at which sync passes chose what they cover, while inside: each is one past the
+    clock when the choice began, so an acknowledgement with a lower tick came before it.
+
+    A pass covers what was written when it chose its targets; a write acknowledged after
+    that, even before the sync itself starts, waits for the next pass (a thread switch
+    between the two is enough to let an append and a roll in).
+    """
+    ticks: list[int] = []
+    choose = SyncBook.sync_targets
+
+    def recorded(book: SyncBook) -> Targets:
+        ticks.append(m.clock + 1)  # before the choice: a later tick may have missed it
+        return choose(book)
+
+    SyncBook.sync_targets = recorded  # type: ignore[method-assign]
+    try:
+        yield ticks
+    finally:
+        SyncBook.sync_targets = choose  # type: ignore[method-assign]
+
+
+def covered_before(m: Machine, choices: list[int]) -> int:
+    """The tick before which every acknowledgement is durable: the choice of the last sync
+    pass that completed (0: none did). A sync without a recorded choice (a SyncEach pass the
+    C code runs, or a flush's: their own accounting covers those) counts the choice before."""
+    last = max((s.start for s in m.syncs), default=None)
+    if last is None:
+        return 0
+    return max((tick for tick in choices if tick <= last), default=0)
+
+
 def check_after_cut(wal: Walrus, ledgers: dict[str, Ledger], last_sync: int, sync_each: bool,
                     persist_every: int | None) -> None:
     """SPEC 2 after a power loss, topic by topic."""
@@ -164,14 +200,15 @@ def test_power_cut_keeps_every_promise(tmp_path_factory: pytest.TempPathFactory,
         if cut[0] < 0:  # during the first open
             m.cut_at = cut[1]
         wal: Walrus | None = None
-        try:
-            wal = Walrus(data_dir=live, backend=faulty, segment_size=segment,
-                         fsync_schedule=SCHEDULES[schedule], consistency=consistency)
-            drive(wal, m, ops, ledgers, persist_every, cut)
-        except OSError:
-            assert m.dead  # only the power cut may fail a call (or the open itself)
-        m.cut()
-        last_sync = max((s.start for s in m.syncs), default=0)
+        with choices_of_passes(m) as choices:
+            try:
+                wal = Walrus(data_dir=live, backend=faulty, segment_size=segment,
+                             fsync_schedule=SCHEDULES[schedule], consistency=consistency)
+                drive(wal, m, ops, ledgers, persist_every, cut)
+            except OSError:
+                assert m.dead  # only the power cut may fail a call (or the open itself)
+            m.cut()
+        last_sync = covered_before(m, choices)
         info = m.image(live, image, random.Random(seed), policy)
         if wal is not None:
             try:
