@@ -27,6 +27,7 @@ from walrus import FsyncSchedule, ReadConsistency, StorageError, Walrus
 from walrus._syncbook import SyncBook, Targets
 from walrus.testing._faults import POLICIES, Machine, powered
 
+from ._quiesce import quiesced
 from ._sched import run_delay
 from ._workload import FIGURES, TOPICS, Ledger, check_content, payload, recovered
 from .conftest import BACKENDS, FAULT_BACKENDS
@@ -156,7 +157,9 @@ def check_after_cut(wal: Walrus, ledgers: dict[str, Ledger], last_sync: int, syn
 
 
 def reopen_and_extend(path: Path, backend: str, ledgers: dict[str, Ledger]) -> None:
-    """The recovered log takes new entries at the next offsets and keeps them."""
+    """The recovered log takes new entries at the next offsets and keeps them; and once all
+    of it is consumed and the segments every cursor passed are deleted, a reopen still knows
+    every topic, its next offset and its cursor (nothing of it was kept only in those)."""
     counts = {}
     with Walrus(data_dir=path, backend=backend, segment_size=SEGMENT) as wal:
         for topic in ledgers:
@@ -169,6 +172,16 @@ def reopen_and_extend(path: Path, backend: str, ledgers: dict[str, Ledger]) -> N
             check_content(topic, got)
             assert not got.damaged and got.end == end + 1 and end in got.entries
             assert got.cursor == cursor and got.first <= cursor  # only consumed data reclaimed
+            while wal.batch_read_for_topic(topic, 1 << 20):
+                pass
+        with quiesced(wal):
+            pass  # the worker deletes the segments every cursor passed
+    with Walrus(data_dir=path, backend=backend, segment_size=SEGMENT) as wal:
+        assert sorted(wal.topics()) == sorted(counts)
+        for topic, (_, end) in counts.items():
+            info = wal.topic_info(topic)
+            assert (info.next_offset, info.unconsumed) == (end + 1, 0), info
+        assert wal.damage() == []
 
 
 @pytest.mark.slow
