@@ -10,12 +10,14 @@ ones written since.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 
-from walrus import Walrus
+from walrus import StorageError, Walrus
 from walrus._verify import verify_directory
+from walrus.testing._faults import powered
 
 from ._quiesce import quiesced
 from .conftest import segment_files
@@ -56,6 +58,11 @@ def killed_mid_roll(directory: Path, backend: str, schedule: str, written: int) 
     return int(out.split()[-1])
 
 
+def log_files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir()
+            if p.is_file() and p.name != "LOCK"}
+
+
 @pytest.mark.parametrize("written", [0, -1], ids=["none", "all-but-the-last"])
 @pytest.mark.parametrize("schedule", ["NoFsync", "SyncEach"])
 def test_a_roll_killed_before_the_segment_opening_records_loses_no_topic(
@@ -87,3 +94,21 @@ def test_a_roll_killed_before_the_segment_opening_records_loses_no_topic(
         assert wal.read_next("b") is None
         assert wal.append_for_topic("a", b"more") == acked  # no offset handed out twice
         assert wal.append_for_topic("b", b"more") == 1
+
+
+def test_on_a_full_disk_the_open_that_must_start_a_segment_fails_and_changes_nothing(
+        tmp_path: Path) -> None:
+    """The new segment cannot be made (ENOSPC, even the small one for state records): the
+    open raises StorageError and leaves every file of the log as it was (``LOCK`` names the
+    last opener); once there is room, it opens."""
+    acked = killed_mid_roll(tmp_path, "pwrite", "NoFsync", 0)
+    before = log_files(tmp_path)
+    with powered() as m:
+        m.arm("create", errno.ENOSPC)
+        with pytest.raises(StorageError, match="creating segment") as raised:
+            Walrus(data_dir=tmp_path, backend="faults-pwrite", segment_size=SEGMENT)
+    assert raised.value.errno == errno.ENOSPC
+    assert log_files(tmp_path) == before
+    with Walrus(data_dir=tmp_path, backend="pwrite", segment_size=SEGMENT) as wal:
+        assert wal.topic_info("a").next_offset == acked
+        assert len(segment_files(tmp_path)) == 3  # the one it had to start
