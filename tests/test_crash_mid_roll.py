@@ -33,10 +33,6 @@ def killed_mid_roll(directory: Path, backend: str, schedule: str, written: int) 
     entries of 'a' it acknowledged."""
     out = crashed(directory, backend, f"""
         from walrus import _making
-        from walrus import FsyncSchedule
-        w.close()
-        w = Walrus(data_dir={str(directory)!r}, backend={backend!r}, segment_size={SEGMENT},
-                   fsync_schedule=FsyncSchedule.{schedule})
         write_records = _making.write_records
 
         def killed(seg, at, records, *rest):  # the roll's first write after the header
@@ -54,7 +50,7 @@ def killed_mid_roll(directory: Path, backend: str, schedule: str, written: int) 
             w.append_for_topic('a', b'a%d' % n + b'.' * 200)
             n += 1
             print(n)
-    """, SEGMENT)
+    """, SEGMENT, schedule)
     return int(out.split()[-1])
 
 

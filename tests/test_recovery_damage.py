@@ -33,14 +33,15 @@ from .conftest import PLUGINS, ROOT, peek_all, segment_files
 SEGMENT = 8192
 
 
-def crashed(directory: Path, backend: str, code: str, segment_size: int = 64 << 20) -> str:
-    """Open ``directory`` under SyncEach in a child process, run ``code`` (with the log as
-    ``w``), then SIGKILL the child; returns what it printed."""
+def crashed(directory: Path, backend: str, code: str, segment_size: int = 64 << 20,
+            schedule: str = "SyncEach") -> str:
+    """Open ``directory`` under ``schedule`` (an ``FsyncSchedule`` name) in a child process,
+    run ``code`` (with the log as ``w``), then SIGKILL the child; returns what it printed."""
     script = textwrap.dedent(f"""
         import os, signal, sys
         from walrus import FsyncSchedule, Walrus
         w = Walrus(data_dir={str(directory)!r}, backend={backend!r},
-                   fsync_schedule=FsyncSchedule.SyncEach, segment_size={segment_size})
+                   fsync_schedule=FsyncSchedule.{schedule}, segment_size={segment_size})
     """) + textwrap.dedent(code) + "\nsys.stdout.flush()\nos.kill(os.getpid(), signal.SIGKILL)\n"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(PLUGINS)]))
     result = run_interpreter(["-c", script], env, 120, ROOT)
