@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+import pytest
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 
@@ -53,8 +56,6 @@ def test_an_unconsumed_topic_keeps_its_segments(open_wal: WalFactory, tmp_path: 
 
 def test_reclaimed_offsets_are_reported_not_invented(open_wal: WalFactory,
                                                      tmp_path: Path) -> None:
-    import pytest
-
     from walrus import OffsetOutOfRangeError
 
     wal = open_wal(tmp_path / "w", segment_size=16 << 10)
@@ -88,6 +89,101 @@ def test_file_descriptors_stay_bounded_with_thousands_of_topics(open_wal: WalFac
     assert open_fds() - before < 64
     wal.close()
     assert open_fds() <= before + 1
+
+
+def test_a_writer_keeps_one_descriptor_per_segment_it_retains(tmp_path: Path,
+                                                              backend: str) -> None:
+    """Nobody consumes, so every segment stays: a writer must not hold more descriptors for
+    them than an observer needs (one each), or a long backlog runs the process out of them
+    twice as early (the mmap backend once kept a second one, for syncs, in every segment)."""
+    before = open_fds()
+    wal = Walrus(data_dir=tmp_path / "w", backend=backend, segment_size=8192)
+    counts = []
+    for _ in range(2):
+        for _ in range(200):
+            wal.append_for_topic("t", b"x" * 2000)
+        _reclaim(wal)  # syncs and indexes every sealed segment
+        counts.append((len(wal._log.segments), open_fds()))
+    (segments, fds), (more_segments, more_fds) = counts
+    assert more_segments - segments > 50
+    assert more_fds - fds <= more_segments - segments
+    wal.close()
+    reopened = Walrus(data_dir=tmp_path / "w", backend=backend, segment_size=8192)
+    assert open_fds() <= more_fds
+    assert len(drain(reopened, "t")) == 400
+    reopened.close()
+    assert open_fds() == before
+
+
+def test_a_settled_mapped_file_still_writes_and_syncs(tmp_path: Path) -> None:
+    """``settle`` closes the descriptor the mmap backend keeps for syncs; a later write and
+    sync (a log cut back into that segment after a failed sync) must still reach the disk."""
+    from walrus.backends._mmap import MmapBackend
+
+    path = str(tmp_path / "f")
+    file = MmapBackend().open(path, size=8192, create=True)
+    fds = open_fds()
+    file.settle()
+    assert open_fds() == fds - 1
+    file.write(100, b"after settle")
+    file.sync()
+    assert open_fds() == fds  # kept again, for the syncs that may follow
+    file.close()
+    assert Path(path).read_bytes()[100:112] == b"after settle"
+
+
+def test_a_file_the_mmap_backend_cannot_map_is_not_left_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors, mapping a new segment fails after the file was created: the
+    file must go too, or the next attempt at that segment number finds it there."""
+    from walrus.backends import _mmap
+
+    def no_descriptor_left(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(_mmap.mmap, "mmap", no_descriptor_left)
+    path = tmp_path / "f"
+    fds = open_fds()
+    with pytest.raises(OSError, match="Too many open files"):
+        _mmap.MmapBackend().open(str(path), size=8192, create=True)
+    assert not path.exists()
+    assert open_fds() == fds
+
+
+OUT_OF_DESCRIPTORS = """
+    import errno, os, resource, sys
+    from walrus import StorageError, Walrus
+
+    path, backend = sys.argv[1:3]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 120, hard))
+    wal = Walrus(path, backend=backend, segment_size=8192)
+    appended = 0
+    while True:
+        try:
+            wal.append_for_topic("t", b"%06d" % appended * 300)
+        except StorageError as exc:
+            assert exc.errno == errno.EMFILE, exc
+            break
+        appended += 1
+    wal.close()
+    print(appended)
+"""
+
+
+def test_a_writer_out_of_descriptors_fails_cleanly_and_loses_nothing(tmp_path: Path,
+                                                                    backend: str) -> None:
+    """Every segment kept holds a descriptor: an append that needs a new segment when the
+    process has none left raises ``StorageError`` (EMFILE), and with a higher limit the
+    log reopens with every entry acknowledged before it, and goes on from there."""
+    from .conftest import run_child
+
+    appended = int(run_child(OUT_OF_DESCRIPTORS, str(tmp_path / "w"), backend).stdout)
+    assert appended > 100
+    with Walrus(data_dir=tmp_path / "w", backend=backend) as wal:
+        assert [int(data[:6]) for data in drain(wal, "t")] == list(range(appended))
+        assert wal.append_for_topic("t", b"after") == appended
+        assert wal.damage() == []
 
 
 def test_close_releases_threads_and_files(tmp_path: Path, backend: str) -> None:

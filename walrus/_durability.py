@@ -567,7 +567,7 @@ class Background:
             if self.on_indexed is not None:
                 self.on_indexed(summary)
             log.indexed([seg])
-            seg.release_pages()  # clean now, and read again only by a late consumer
+            seg.retire()  # clean now, and read again only by a late consumer
 
     def reclaim(self) -> None:
         """Delete segments that every persisted cursor has passed."""

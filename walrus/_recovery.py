@@ -660,12 +660,16 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
         # Everything recovered is made durable before anything new is written after it.
         last = segments[-1]
         backend.sync_files([last.file])
+        to_index = []
         for seg in segments[:-1]:
             seg.sealed = True
+            if os.path.exists(os.path.join(directory, index_name(seg.number))):
+                seg.retire()  # durable before its index was written
+            else:
+                to_index.append(seg)
         found = attrs.evolve(
             found, next_number=rebuilder.max_number + 1, durable=last.lsn_base | last.end,
-            to_index=tuple(s for s in segments[:-1] if not os.path.exists(
-                os.path.join(directory, index_name(s.number)))),
+            to_index=tuple(to_index),
             # Never write over bytes a crash left behind: continue in a fresh segment whose
             # header says where this one's log ends.
             abandon_at=(last.lsn_base | last.end

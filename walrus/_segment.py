@@ -194,11 +194,13 @@ class Segment:
         (``File.prefault``). Safe from any thread: a segment closed meanwhile is left alone."""
         self.file.prefault(start, end, writable)
 
-    def release_pages(self) -> None:
-        """Give back the pages of a segment that is no longer written, if the backend maps
-        them (``File.release_pages``), so a log nobody consumes does not grow the process's
-        RSS."""
+    def retire(self) -> None:
+        """A sealed segment whose every byte is durable and indexed: from now on it is only
+        read. Give back its pages if the backend maps them (``File.release_pages``), so a
+        log nobody consumes does not grow the process's RSS, and what only writing needs
+        (``File.settle``), so a log keeping many segments holds fewer descriptors."""
         self.file.release_pages()
+        self.file.settle()
 
     def close(self) -> None:
         self._window = None

@@ -14,7 +14,9 @@ through :meth:`File.write`, :meth:`File.writev` and :meth:`File.read`.
 A mapping's pages are the backend's business too (SQLite's ``xFetch``/``xUnfetch`` model: an
 optional capability with a fallback). Three optional members with do-nothing defaults let the
 engine use them when a backend offers them: :attr:`File.address` (a pointer the engine's C
-encoder appends through), :meth:`File.prefault` and :meth:`File.release_pages`.
+encoder appends through), :meth:`File.prefault` and :meth:`File.release_pages`. A fourth,
+:meth:`File.settle`, lets a backend give back what it holds only for writing a file that is
+done.
 """
 
 from __future__ import annotations
@@ -93,6 +95,12 @@ class File(abc.ABC):
         """Optional: give back this process's pages of a file no longer written, leaving the
         data to the page cache (a later read maps it again). The default does nothing."""
 
+    def settle(self) -> None:  # noqa: B027 - optional hook
+        """Optional: every byte of the file is durable and it is only read from now on;
+        release what only writing needs (a descriptor kept for syncs), so that a log keeping
+        many segments holds fewer descriptors. A later write or sync must still work. The
+        default does nothing."""
+
 
 class Backend(abc.ABC):
     """Does the file I/O for one ``Walrus`` instance."""
@@ -107,7 +115,7 @@ class Backend(abc.ABC):
         With ``create=True`` the file must not exist yet: it is created with ``size`` bytes,
         allocated (``posix_fallocate``) so that writes into it cannot fail for lack of space.
         Otherwise the existing file is opened at its current size, read-only unless
-        ``writable``.
+        ``writable``. A failed create leaves no file behind.
         """
 
     def sync_files(self, files: Sequence[File]) -> None:

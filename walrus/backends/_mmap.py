@@ -110,7 +110,13 @@ class MmapFile(File):
         return bytes(self.view[pos:pos + size])
 
     def sync(self) -> None:
-        os.fdatasync(self._fd)
+        fd = self._fd
+        if fd < 0 and self.view is not None:  # settled, then written again (rare)
+            with self._mapping_lock:
+                if self._fd < 0:
+                    self._fd = open_file(self.path, writable=True)
+                fd = self._fd
+        os.fdatasync(fd)
 
     def prefault(self, start: int, end: int | None = None, writable: bool = False) -> None:
         """Pre-fault the pages of ``[start, end)`` of a writable mapping (see :func:`populate`).
@@ -126,6 +132,15 @@ class MmapFile(File):
         with self._mapping_lock:
             if self.view is not None:
                 release_pages(self.view)
+
+    def settle(self) -> None:
+        """Close the descriptor kept for syncs: the mapping holds one of its own, so a writer
+        retaining many segments needs one descriptor for each, as an observer does."""
+        with self._mapping_lock:
+            if self.view is not None:
+                fd, self._fd = self._fd, -1
+                if fd >= 0:
+                    os.close(fd)
 
     def close(self) -> None:
         with self._mapping_lock:
@@ -149,7 +164,12 @@ class MmapBackend(Backend):
     def open(self, path: str, *, size: int = 0, create: bool = False,
              writable: bool = True) -> File:
         fd = create_file(path, size) if create else open_file(path, writable)
-        return MmapFile(path, fd, writable or create)
+        try:
+            return MmapFile(path, fd, writable or create)  # closes fd if it fails
+        except BaseException:
+            if create:  # mapping it failed (no descriptor or memory left): leave no file
+                os.unlink(path)
+            raise
 
 
 def probe() -> Availability:
