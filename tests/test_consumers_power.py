@@ -207,11 +207,16 @@ def check_recovered(image: Path, recover_with: str, consistency: Consistency,
             ceiling = max(ceiling, named.delivered)  # position before the cut stopped it
         assert want <= position <= max(ceiling, want), (want, position, ceiling)
         FIGURES["named power-cut positions checked"] += 1
-        # it reads on from there, with nothing skipped
-        got = after.batch_read_for_topic(TOPIC, 1 << 20, consumer=NAME)
-        if got:
-            assert got[0].offset == position
-            assert [e.offset for e in got] == list(range(position, position + len(got)))
+        # The offsets the cut took back go to new entries. Once the topic is past every
+        # position the consumer ever had, it still reads on from there (its file, which a
+        # later open places it by, must not say it passed them), with nothing skipped.
+        more = max(1, max(ceiling, position) + 3 - next_offset)
+        after.batch_append_for_topic(TOPIC, [b"after the cut"] * more)
+    with Walrus(data_dir=image, backend=recover_with, segment_size=8192,
+                consistency=consistency) as again:
+        got = again.batch_read_for_topic(TOPIC, 1 << 20, consumer=NAME)
+        assert got and got[0].offset == position, (position, got[:1])
+        assert [e.offset for e in got] == list(range(position, next_offset + more))
 
 
 def flushed_once(m: Any, live: Path, faulty: str) -> Walrus:
@@ -367,3 +372,52 @@ def test_positions_written_during_a_sync_leave_alone_what_it_syncs(tmp_path: Pat
             wal.close()
         except OSError:
             pass
+
+
+def consumer_past_the_end(tmp_path: Path, backend: str) -> Path:
+    """The image a power cut may leave under NoFsync: the log kept entries 0-4 of 10, but the
+    consumer file, synced before the log (as ``flush`` does), says 10."""
+    kept, ahead = tmp_path / "kept", tmp_path / "ahead"
+    for path, count in ((kept, 5), (ahead, 10)):
+        with Walrus(data_dir=path, backend=backend, fsync_schedule=FsyncSchedule.NoFsync) as w:
+            w.batch_append_for_topic(TOPIC, [b"old"] * count)
+            if path == ahead:
+                assert len(w.batch_read_for_topic(TOPIC, 1 << 20, consumer=NAME)) == 10
+    shutil.copytree(ahead / DIRECTORY, kept / DIRECTORY, dirs_exist_ok=True)
+    return kept
+
+
+def stored_position(path: Path) -> int | None:
+    [(_topic, _name, position, _path)] = Registry(str(path), None).list()  # type: ignore[arg-type]
+    return position
+
+
+def test_a_consumer_past_the_end_is_set_back_on_disk_when_a_writer_opens(
+        tmp_path: Path, backend: str) -> None:
+    """Else the offsets the cut took back, handed out again to new entries, are skipped by
+    the consumer (placed by its file once the topic is past 10) and may be reclaimed before
+    it reads them (reclamation reads the files)."""
+    image = consumer_past_the_end(tmp_path, backend)
+    with Walrus(data_dir=image, backend=backend) as wal:
+        assert stored_position(image) == 5
+        assert wal.consumers(TOPIC) == {NAME: 5}
+        wal.batch_append_for_topic(TOPIC, [b"new"] * 10)
+    with Walrus(data_dir=image, backend=backend) as wal:
+        got = wal.batch_read_for_topic(TOPIC, 1 << 20, consumer=NAME)
+        assert [(e.offset, e.data) for e in got] == [(i, b"new") for i in range(5, 15)]
+
+
+def test_a_consumer_past_the_end_is_set_back_on_disk_by_an_observer_taking_it(
+        tmp_path: Path, backend: str) -> None:
+    """An observer may take the consumer before any writer opens (the writer then leaves a
+    consumer another process owns alone): it sets it back itself, before the writer's
+    reclamation can read the file."""
+    image = consumer_past_the_end(tmp_path, backend)
+    with Walrus(data_dir=image, backend=backend, read_only=True) as observer:
+        assert observer.read_next(TOPIC, consumer=NAME) is None
+        assert stored_position(image) == 5
+        with Walrus(data_dir=image, backend=backend) as writer:
+            assert stored_position(image) == 5
+            writer.batch_append_for_topic(TOPIC, [b"new"] * 10)
+        entry = observer.read_next(TOPIC, consumer=NAME)
+        assert entry is not None and (entry.offset, entry.data) == (5, b"new")

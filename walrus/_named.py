@@ -8,12 +8,13 @@ owned (its file's owner lock held) until ``close()`` or ``delete_consumer``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
 from ._consumers import ConsumerFile, Registry, Syncer
 from ._cursors import Cursor, Position, reading
-from ._errors import OffsetOutOfRangeError
+from ._errors import OffsetOutOfRangeError, WalrusLockedError
 from ._log import Log
 from ._topics import Topic
 from ._validate import check_consumer, check_topic, nonnegative_int
@@ -80,6 +81,12 @@ class Consumers:
             t = self._topic(topic)
             start = 0 if t is None else t.first_seq
             file, persisted = self.registry.own(topic, name, start)
+            if persisted is not None and persisted > _end(t):
+                try:  # before reclamation reads the file again
+                    persisted = _rewind(file, _end(t))
+                except BaseException:
+                    file.close()
+                    raise
         if persisted is None:
             logger.warning("consumer %r of topic %r: no readable position in %s; it starts "
                            "at the first stored entry", name, topic, file.path)
@@ -92,6 +99,32 @@ class Consumers:
             c.cursor = c.persisted = _place(t, persisted)
         self.owned[(name, topic)] = c
         return c
+
+    def rewind_past_end(self) -> None:
+        """Recovery (a writer opening, before anything is appended): every consumer file
+        whose position lies past its topic's end is set back to that end, on disk.
+
+        A power loss takes back the log's writes that no sync made durable, but not a
+        consumer file synced before them (a flush, a close and reclamation sync the consumer
+        files first; the consumers' own syncer and observers' consumers sync on their own
+        time). The offsets it claims to have passed are handed out again, to new entries,
+        which it must read; and reclamation, which reads the files, must not delete them
+        first. A consumer another process owns was set back when that process took it."""
+        if not os.path.isdir(self.registry.directory):
+            return  # no consumer yet (and no folder made for none)
+        with self.registry.locked(), reading("setting back consumers past the log's end"):
+            for topic, name, position, _path in self.registry.list():
+                end = _end(self._topic(topic))
+                if position is None or position <= end:
+                    continue
+                try:
+                    file, _ = self.registry.own(topic, name, None)
+                except (WalrusLockedError, FileNotFoundError):
+                    continue  # owned elsewhere (set back there), or deleted meanwhile
+                try:
+                    _rewind(file, end)
+                finally:
+                    file.close()
 
     def count(self, topic: str, name: str, t: Topic | None) -> int:
         """Entries consumer ``name`` has not consumed yet (its file's position when another
@@ -223,6 +256,22 @@ class Consumers:
             c.file.disown()
         self.owned.clear()
         self._cursor.named.clear()
+
+
+def _end(t: Topic | None) -> int:
+    """The next offset of a topic (0: the topic is not in the log)."""
+    return 0 if t is None else t.next_seq
+
+
+def _rewind(file: ConsumerFile, end: int) -> int:
+    """Store ``end`` durably as the position of a consumer found past it (see
+    :meth:`Consumers.rewind_past_end`); returns it."""
+    logger.warning("consumer file %s: its position lies past the end of its topic (a power "
+                   "loss took entries back); set back to %d, where new entries go", file.path,
+                   end)
+    file.store(end)
+    file.sync()
+    return end
 
 
 def _place(t: Topic, at: int) -> int:

@@ -169,6 +169,11 @@ class Walrus:
         self._retainer = Retainer(self._log, self._consumers.owned)
         self._closed = False
         if not read_only:
+            try:
+                self._consumers.rewind_past_end()  # before the worker reads their files
+            except BaseException:
+                self.close()
+                raise
             interval = (self._schedule.interval_ms / 1000.0
                         if isinstance(self._schedule, MillisecondsSchedule) else None)
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
