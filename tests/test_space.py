@@ -230,3 +230,38 @@ def test_entries_appended_while_reclamation_decides_are_kept(open_wal: WalFactor
     wal.close()
     reopened = open_wal(tmp_path / "w", segment_size=64 << 10)
     assert reopened.damage() == []
+
+
+def test_a_kill_between_a_reclaimed_segment_s_two_files_leaves_nothing_behind(
+        tmp_path: Path, backend: str) -> None:
+    """Reclamation deletes a segment's index and the segment: killed between the two, the
+    next open must find the log whole (nothing lost, nothing reported) and a later
+    reclamation must leave no file of that segment (an index without its segment stayed for
+    good when the segment went first)."""
+    from .test_recovery_damage import crashed
+
+    out = crashed(tmp_path, backend, """
+        import types
+        from walrus import _reclaim
+
+        def killed(path):
+            sys.stdout.flush()
+            os.unlink(path)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        _reclaim.os = types.SimpleNamespace(unlink=killed, path=os.path)
+        w.batch_append_for_topic('t', [b'x' * 1000] * 30)
+        while w.read_next('t') is not None:
+            pass
+        w.flush()
+        w._background.run_once()
+        print('not killed')
+    """, 8192, "NoFsync")
+    assert "not killed" not in out
+    with Walrus(data_dir=tmp_path, backend=backend, segment_size=8192) as wal:
+        assert wal.damage() == []
+        assert wal.read_next("t") is None
+        assert wal.topic_info("t").next_offset == 30
+        _reclaim(wal)
+    stems = {p.stem for p in tmp_path.glob("*.wal")}
+    assert stems and {p.stem for p in tmp_path.glob("*.idx")} <= stems

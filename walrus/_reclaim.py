@@ -58,7 +58,9 @@ def delete_before(log: Log, low: int) -> list[Segment]:
     log.forget(doomed)
     for seg in doomed:
         seg.close()
-        for path in (seg.path, os.path.join(log.directory, index_name(seg.number))):
+        # The index first: a crash between the two leaves a segment that reopens by a scan
+        # and is deleted again, not an index file nothing ever deletes.
+        for path in (os.path.join(log.directory, index_name(seg.number)), seg.path):
             try:
                 os.unlink(path)
             except (FileNotFoundError, IsADirectoryError):  # not ours (a folder so named)
