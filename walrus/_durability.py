@@ -26,6 +26,7 @@ from ._indexing import index_segment, summary_of, write_index
 from ._log import Log
 from ._prefault import Prefaulter, SyncCadence
 from ._reclaim import delete_before, low_watermark
+from ._reserve import DescriptorReserve
 from ._segment import Segment
 from .backends._base import Backend
 from .backends._mmap import MmapFile
@@ -415,10 +416,14 @@ class Background:
     def __init__(self, log: Log, durability: Durability, interval: float | None,
                  writeback: float | None = None, *, registry: Registry | None = None,
                  expiry: Callable[[], bool] | None = None,
-                 on_indexed: Callable[[SegmentSummary], None] | None = None) -> None:
+                 on_indexed: Callable[[SegmentSummary], None] | None = None,
+                 reserve: DescriptorReserve | None = None) -> None:
         """Everything a pass relies on is given here, before the thread starts: a pass that
         ran before it knew the consumer files would delete what only they hold."""
         self.log = log
+        self.reserve = DescriptorReserve(0) if reserve is None else reserve
+        """Descriptors held back for this thread's passes (see ``_reserve.py``); released
+        when it stops."""
         self.durability = durability
         self.flusher = None if interval is None else Flusher(durability, interval)
         """Syncs every ``interval`` seconds under ``Milliseconds(n)``; None: no flusher."""
@@ -471,13 +476,14 @@ class Background:
                 break
             try:
                 self.prepare_spare()
-                with self.work:
+                with self.work, self.reserve.lent_out():
                     self.index_sealed()
                     self.expire()
                     self.reclaim()
                     self.checkpoint_active()
             except Exception:  # never let the worker die silently
                 logger.exception("walrus background work failed")
+        self.reserve.release()
 
     def checkpoint_active(self) -> None:
         """Index the synced part of the active segment once it grew by CHECKPOINT_BYTES.

@@ -52,6 +52,7 @@ from ._wakeup import wake_after_append as _wake_after
 
 if TYPE_CHECKING:
     from ._backpressure import Throttle
+    from ._reserve import DescriptorReserve
     from .backends._base import Backend
 
 _crc32 = __import__("zlib").crc32
@@ -221,6 +222,10 @@ class Log:
     def call_on_seal(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` after each roll (the background worker's cue to index)."""
         self._on_seal = callback
+
+    def keep_descriptors(self, reserve: DescriptorReserve) -> None:
+        """Make segment files as ``reserve`` allows (see ``_reserve.py``)."""
+        self._maker.keep_descriptors(reserve)
 
     def throttle_rolls(self, throttle: Throttle) -> None:
         """Ask ``throttle`` at each roll of an append whether retention must catch up first."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ._codec import CLEAN, CURSOR, HEADER_SIZE, SEGMENT_HEADER_SIZE, TOPIC, record_size
 from ._errors import storage_error
 from ._records import Record, Write, write_records
+from ._reserve import DescriptorReserve
 from ._segment import SPARE_PREV_END, Segment, segment_name, size_for
 from ._topics import Topic
 
@@ -45,7 +46,7 @@ class SegmentMaker:
     the active segment is in use, and the next number is above the active segment's.
     """
 
-    __slots__ = ("_backend", "_directory", "_lock", "_making", "_next_number",
+    __slots__ = ("_backend", "_directory", "_lock", "_making", "_next_number", "_reserve",
                  "_segment_size", "_spare")
 
     def __init__(self, directory: str, backend: Backend, lock: threading.Lock,
@@ -60,6 +61,24 @@ class SegmentMaker:
         self._next_number = next_number
         self._spare: Segment | None = None
         self._making: Segment | None = None
+        self._reserve: DescriptorReserve | None = None
+        """The descriptors the worker holds back (writers): asked before each new file."""
+
+    def keep_descriptors(self, reserve: DescriptorReserve) -> None:
+        """Make no file while ``reserve`` is lent out, and tell it when one fails for want
+        of a descriptor (see ``_reserve.py``)."""
+        self._reserve = reserve
+
+    def _made(self, number: int, size: int, prev_end: int, flags: int = 0,
+              durable: int = 0) -> Segment:
+        """``Segment.create``, as the descriptor reserve allows."""
+        reserve = self._reserve
+        if reserve is None:
+            return Segment.create(self._backend, self._directory, number, size, prev_end,
+                                  flags, durable)
+        with reserve.making():
+            return Segment.create(self._backend, self._directory, number, size, prev_end,
+                                  flags, durable)
 
     def spare(self, active: Segment | None) -> Segment | None:
         """The spare, unless a roll has switched to it (safe without the lock: a hint)."""
@@ -139,12 +158,10 @@ class SegmentMaker:
         """
         try:
             try:
-                new = Segment.create(self._backend, self._directory, number, size, prev_end,
-                                     flags, durable)
+                new = self._made(number, size, prev_end, flags, durable)
             except FileExistsError:
                 os.unlink(os.path.join(self._directory, segment_name(number)))
-                new = Segment.create(self._backend, self._directory, number, size, prev_end,
-                                     flags, durable)
+                new = self._made(number, size, prev_end, flags, durable)
         except OSError as exc:
             raise storage_error(exc, f"creating segment {number}") from exc
         self._making = new
@@ -169,12 +186,13 @@ class SegmentMaker:
         with self._lock:
             if log.closed or self._unused_spare(log.active) is not None:
                 return
+            if self._reserve is not None and self._reserve.starved:
+                return  # the pass due first frees descriptors; a roll makes its own file
             active = log.active
             number = (max(self._next_number, active.number + 1) if active is not None
                       else self._next_number)
             self._next_number = number + 1
-        seg = Segment.create(self._backend, self._directory, number, self._segment_size,
-                             SPARE_PREV_END)
+        seg = self._made(number, self._segment_size, SPARE_PREV_END)
         sync_directory(self._directory)
         seg.populate(0)
         with self._lock:

@@ -50,6 +50,7 @@ from ._log import Log, Payload, wait_for
 from ._named import Consumers
 from ._prefault import writeback_age
 from ._recovery import Rebuilder, open_log
+from ._reserve import DescriptorReserve
 from ._retention import Retainer, Retention
 from ._topic_info import TopicInfo
 from ._topics import Topic
@@ -178,10 +179,13 @@ class Walrus:
                         if isinstance(self._schedule, MillisecondsSchedule) else None)
             writeback = (writeback_age() if isinstance(self._schedule, NoFsyncSchedule)
                          else interval)
+            reserve = DescriptorReserve()
+            self._log.keep_descriptors(reserve)
             self._background = Background(self._log, self._durability, interval, writeback,
                                           registry=self._consumers.registry,
                                           expiry=self._retainer.expiry.run,
-                                          on_indexed=self._retainer.expiry.note_index)
+                                          on_indexed=self._retainer.expiry.note_index,
+                                          reserve=reserve)
             self._log.throttle_rolls(Throttle(self._log, self._retainer.settings, size,
                                               self._background.run_once))
             self._log.call_on_seal(self._background.wake)
