@@ -828,3 +828,45 @@ def test_the_consumer_moves_off_the_event_loop(tmp_path: Path) -> None:
                 release.set()
                 holder.join(BOUND)
             assert observer.consumers("t") == {"forward:T": 2}
+
+
+def test_after_a_power_cut_every_unacknowledged_message_is_checked(cluster: Cluster,
+                                                                    tmp_path: Path) -> None:
+    """The stream got entries 5-9 that a power cut then took from the log (with the
+    forwarder's record of having sent them), and the writer gave those offsets to other
+    entries, the last of them the same as before (a heartbeat). Checking only the stream's
+    last message, the forwarder went on after it: the new entries 5-8 were never sent and
+    the stream mixed the two histories, with nothing logged."""
+    from walrus._consumers import DIRECTORY
+    from walrus.testing._faults import powered
+
+    live, image = tmp_path / "live", tmp_path / "image"
+    (live / DIRECTORY).mkdir(parents=True)
+    with powered() as m:
+        m.watch(live)
+        m.watch(live / DIRECTORY)
+        wal = Walrus(live, backend="faults-pwrite", fsync_schedule=FsyncSchedule.NoFsync)
+        wal.batch_append_for_topic("t", [b"old %d" % i for i in range(5)])
+        wal.flush()
+        assert forward_once(live, cluster, "cut").returncode == 0
+        wal.batch_append_for_topic("u", [b"u %d" % i for i in range(10)])  # the stream's
+        wal.flush()  # sequences of 't' and 'u' interleave: the check must find t's own
+        wal.batch_append_for_topic("t", [b"old %d" % i for i in range(5, 9)] + [b"beat"])
+        assert forward_once(live, cluster, "cut").returncode == 0
+        m.cut()
+        m.image(live, image, random.Random(1), "lose_all")
+        m.image(live / DIRECTORY, image / DIRECTORY, random.Random(1), "lose_all")
+        try:
+            wal.close()
+        except OSError:
+            pass
+    assert [offset for offset, _ in read_stream(cluster, "CUT")["t"]] == list(range(10))
+    with Walrus(image) as wal:
+        assert wal.topic_info("t").next_offset == 5
+        wal.batch_append_for_topic("t", [b"new %d" % i for i in range(5, 9)] + [b"beat"])
+        wal.append_for_topic("t", b"new 10")
+    refused = forward_once(image, cluster, "cut")
+    assert refused.returncode == 2, refused.stderr
+    assert b"holds other data at offset 5" in refused.stderr
+    assert [data for _, data in read_stream(cluster, "CUT")["t"]][5:] == \
+        [b"old %d" % i for i in range(5, 9)] + [b"beat"]

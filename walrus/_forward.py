@@ -146,6 +146,11 @@ class WalrusSource:
             topic, max_bytes, checkpoint=False, start_offset=start, timeout=WAIT_BOUND)
         return self.whole(topic, entries[:max_entries], max_entries)
 
+    def position(self, topic: str) -> int:
+        """Where the forwarder's consumer of ``topic`` stands (see ``Source.position``)."""
+        self.hold([topic])
+        return self.held[topic]
+
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (read back from it, the truth):
         returns where forwarding goes on (``next_offset``, or the first stored offset when

@@ -54,6 +54,8 @@ MAX_BATCH = 1000
 which is then used)."""
 BATCH_BYTES = 4 << 20
 """Payload bytes read for one batch (the first entry is sent even if larger)."""
+CHECK_BATCH = 1000
+"""Messages compared with the log at a time when resuming (see ``_check_unacknowledged``)."""
 HEADER_ROOM = 1024
 """Bytes of a message's max_payload kept for its headers (the server counts both)."""
 NOT_FOUND = 10037
@@ -406,23 +408,99 @@ class NatsSink:
                     f"subject {subject} of stream {self.stream!r} ends with a message walrus "
                     f"did not forward (sequence {msg.seq}): refusing to write after it")
             nxt, seq = int(offset) + 1, int(msg.seq)
-            self._check_same(source, topic, nxt - 1, msg.data or b"")
+            self._check_same(source, topic, [(nxt - 1, msg.data or b"")])
         if nxt > end:
             raise ForwardError(
                 f"stream {self.stream!r} holds offset {nxt - 1} of topic {topic!r}, but the log "
                 f"ends at offset {end - 1}: the stream was fed by another log, or the log lost "
                 f"entries it had (a power loss before they were synced)")
+        await self._check_unacknowledged(source, topic, nxt, seq)
         return source.resume(topic, nxt), seq
 
-    def _check_same(self, source: Source, topic: str, offset: int, data: bytes) -> None:
-        """The stream's last message must hold the log's entry at its offset (when the log
-        still has it): else the stream continues another history than this log's."""
-        mine = source.read(topic, offset, 1, 1) if offset >= source.offsets(topic)[0] else []
-        if mine and mine[0].offset == offset and mine[0].data != data:
+    async def _check_unacknowledged(self, source: Source, topic: str, nxt: int,
+                                    last_seq: int) -> None:
+        """Check every message the stream holds past what the forwarder's consumer says was
+        acknowledged, not only the last one (checked already).
+
+        Those were sent, but the consumer's position was not stored after, or not made
+        durable: a power cut can take back both it and the entries sent, and the writer then
+        gives their offsets to other entries. Only the entries at every offset tell the two
+        histories apart: a last entry that happens to be the same (a heartbeat) must not let
+        the forwarder go on after the others, unsent."""
+        first = max(source.position(topic), source.offsets(topic)[0])
+        if first >= nxt - 1:
+            return
+        subject = self._subject(topic)
+        seq = await self._seq_of(subject, first, last_seq)
+        batch: list[tuple[int, bytes]] = []
+        while seq < last_seq:
+            found = await self._next_msg(subject, topic, seq)
+            if found is None or found[1] >= nxt - 1:
+                break
+            seq, offset, data = found
+            batch.append((offset, data))
+            if len(batch) >= CHECK_BATCH:
+                self._check_same(source, topic, batch)
+                batch = []
+            seq += 1
+        self._check_same(source, topic, batch)
+
+    async def _seq_of(self, subject: str, offset: int, last_seq: int) -> int:
+        """The stream sequence of the subject's first message at ``offset`` or past it (at
+        most ``last_seq``, the subject's last message): a binary search, the subject's
+        offsets growing with its sequences."""
+        low, high = 1, last_seq
+        while low < high:
+            mid = (low + high) // 2
+            found = await self._next_msg(subject, None, mid)
+            if found is None or found[1] >= offset:
+                high = mid
+            else:
+                low = found[0] + 1
+        return low
+
+    async def _next_msg(self, subject: str, topic: str | None,
+                        seq: int) -> tuple[int, int, bytes] | None:
+        """(sequence, offset, data) of the subject's first message at stream sequence
+        ``seq`` or after it; None if there is none. ``topic``: refuse a message walrus did
+        not forward."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            msg = await self._jsm.get_msg(self.stream, seq, subject=subject, next=True)
+        except NotFoundError:
+            return None
+        headers = msg.headers or {}
+        offset = headers.get(OFFSET_HEADER, "")
+        if not offset.isdigit() or (topic is not None
+                                    and headers.get(TOPIC_HEADER) != encode_topic(topic)):
             raise ForwardError(
-                f"stream {self.stream!r} holds other data at offset {offset} of topic "
-                f"{topic!r} than the log: it was fed by another log, or the log lost entries "
-                f"it had (a power loss before they were synced) and wrote others since")
+                f"subject {subject} of stream {self.stream!r} holds a message walrus did not "
+                f"forward (sequence {msg.seq}): refusing to write after it")
+        return int(msg.seq), int(offset), msg.data or b""
+
+    def _check_same(self, source: Source, topic: str, held: list[tuple[int, bytes]]) -> None:
+        """Each (offset, data) the stream holds must be the log's entry at that offset (where
+        the log still has it): else the stream continues another history than this log's."""
+        first = source.offsets(topic)[0]
+        held = [(offset, data) for offset, data in held if offset >= first]
+        if not held:
+            return
+        mine: dict[int, bytes] = {}
+        start, last = held[0][0], held[-1][0]
+        while start <= last:
+            entries = source.read(topic, start, last - start + 1, BATCH_BYTES)
+            if not entries:
+                break
+            mine.update((e.offset, e.data) for e in entries)
+            start = entries[-1].offset + 1
+        for offset, data in held:
+            if offset in mine and mine[offset] != data:
+                raise ForwardError(
+                    f"stream {self.stream!r} holds other data at offset {offset} of topic "
+                    f"{topic!r} than the log: it was fed by another log, or the log lost "
+                    f"entries it had (a power loss before they were synced) and wrote others "
+                    f"since")
 
     async def _send(self, topic: str, entries: list[Entry], last_seq: int) -> int:
         """Send one batch that must follow stream sequence ``last_seq`` on its subject;
