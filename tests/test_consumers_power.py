@@ -421,3 +421,30 @@ def test_a_consumer_past_the_end_is_set_back_on_disk_by_an_observer_taking_it(
             writer.batch_append_for_topic(TOPIC, [b"new"] * 10)
         entry = observer.read_next(TOPIC, consumer=NAME)
         assert entry is not None and (entry.offset, entry.data) == (5, b"new")
+
+
+def test_a_writer_opens_while_another_process_holds_the_consumer_registry(
+        tmp_path: Path, backend: str) -> None:
+    """Setting back the consumers past the end needs no registry lock: a writer's open must
+    not wait for a process that holds it (registering a consumer, or stopped)."""
+    import fcntl
+
+    image = consumer_past_the_end(tmp_path, backend)
+    opened: list[int | None] = []
+
+    def open_writer() -> None:
+        with Walrus(data_dir=image, backend=backend) as wal:
+            opened.append(wal.consumers(TOPIC).get(NAME))
+
+    opener = threading.Thread(target=open_writer)
+    held = os.open(image / DIRECTORY, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a process registering a consumer holds it
+        opener.start()
+        opener.join(60)  # a bound on blocking for good, not a measure of speed
+        assert not opener.is_alive(), "the writer's open waits for the registry lock"
+        assert opened == [5] and stored_position(image) == 5
+    finally:
+        os.close(held)
+        if opener.is_alive():
+            opener.join()

@@ -870,3 +870,30 @@ def test_after_a_power_cut_every_unacknowledged_message_is_checked(cluster: Clus
     assert b"holds other data at offset 5" in refused.stderr
     assert [data for _, data in read_stream(cluster, "CUT")["t"]][5:] == \
         [b"old %d" % i for i in range(5, 9)] + [b"beat"]
+
+
+def test_resuming_with_a_new_consumer_does_not_read_the_whole_stream_back(
+        cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer made by this run recorded nothing: the stream's history is checked at its
+    last message only, not message by message (thousands of requests before the first send),
+    and forwarding goes on after it."""
+    from nats.js.manager import JetStreamManager
+
+    with Walrus(tmp_path / "w") as wal:
+        for _ in range(3):
+            wal.batch_append_for_topic("t", [b"x %d" % i for i in range(1000)])
+    assert forward_once(tmp_path / "w", cluster, "fresh").returncode == 0
+    with Walrus(tmp_path / "w") as wal:
+        wal.append_for_topic("t", b"after")
+    real = JetStreamManager.get_msg
+    calls = []
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamManager, "get_msg", counted)
+    forward(tmp_path / "w", cluster.urls, once=True, subject_prefix="fresh",
+            consumer="renamed")
+    assert len(calls) < 10
+    assert [data for _, data in read_stream(cluster, "FRESH")["t"]][-2:] == [b"x 999", b"after"]

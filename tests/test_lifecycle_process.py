@@ -120,9 +120,23 @@ backend, d = sys.argv[1], sys.argv[2]
 w = Walrus(data_dir=d, backend=backend, fsync_schedule=FsyncSchedule.SyncEach)
 w.append_for_topic("t", b"parent-0")
 observer = Walrus(data_dir=d, backend=backend, read_only=True)
+
+
+def nulls():
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found += os.readlink(f"/proc/self/fd/{fd}") == os.devnull
+        except OSError:
+            pass
+    return found
+
+
+held_back = nulls()  # the writer's descriptors held back for its background work among them
 r, wr = os.pipe()
 pid = os.fork()
 if pid == 0:
+    held_back -= nulls()  # given back by the fork hook
     calls = {
         "append": lambda: w.append_for_topic("t", b"child!!!"),
         "append to a new topic": lambda: w.append_for_topic("new", b"child"),
@@ -157,6 +171,7 @@ if pid == 0:
         seen["close"] = "returned"
     except BaseException as exc:
         seen["close"] = type(exc).__name__
+    seen["descriptors held back, given back"] = held_back
     os.write(wr, json.dumps(seen).encode())
     os._exit(0)
 os.waitpid(pid, 0)
@@ -184,6 +199,7 @@ def test_a_forked_child_cannot_use_the_parents_instance(tmp_path: Path, backend:
     out = run_child(FORK_SCENARIO, backend, str(tmp_path / "wal"), timeout=60)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     refused = "WalrusForkedError naming the parent"
+    assert result["child"].pop("descriptors held back, given back") == 8
     assert {name: seen for name, seen in result["child"].items() if name != "close"} == {
         name: refused for name in result["child"] if name != "close"}
     assert result["child"]["close"] == "returned"  # closing in the child is a no-op

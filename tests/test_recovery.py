@@ -351,3 +351,36 @@ def test_close_and_reopen_read_no_more_of_the_file_than_they_need(
     assert sum(read) < file.stat().st_size + 8192, read
     assert [e.data for e in wal.batch_read_for_topic("t", 1 << 20)] == [b"x" * 100] * 50
     wal.close()
+
+
+def test_a_sealed_segment_with_only_a_checkpoint_index_is_synced_and_indexed_again(
+        tmp_path: Path, backend: str) -> None:
+    """A segment checkpointed while it was written (an index of its first part, written once
+    that part was durable), then sealed by a roll, and the process killed before the worker
+    synced and indexed it whole: its tail past the checkpoint may never have been synced.
+    The next writer must sync it and index it whole, not take the checkpoint for the index
+    of a durable segment (its flushes would then promise a tail a power cut could take)."""
+    from .test_recovery_damage import crashed
+
+    out = crashed(tmp_path, backend, """
+        first = w._log.active.number
+        for _ in range(9):  # past CHECKPOINT_BYTES
+            w.batch_append_for_topic('t', [b'a' * 1000] * 1000)
+        w._background.checkpoint_active()
+        w._background.index_sealed = lambda: None  # killed before the whole index
+        while w._log.active.number == first:
+            w.append_for_topic('t', b'b' * 1000)
+        print(first)
+    """, 32 << 20, "NoFsync")
+    first = int(out.split()[-1])
+    with Walrus(data_dir=tmp_path, backend=backend, segment_size=32 << 20) as wal:
+        seg = wal._log.segments[first]
+        assert seg in wal._log.to_index and seg in wal._log.unsynced
+        wal._background.run_once()  # type: ignore[union-attr]
+        assert seg not in wal._log.unsynced
+    reopened = walrus.Walrus(data_dir=tmp_path, backend=backend, segment_size=32 << 20,
+                             read_only=True)
+    try:
+        assert first in reopened._rebuilder.indexed_whole
+    finally:
+        reopened.close()

@@ -10,6 +10,7 @@ import pytest
 
 from walrus import FsyncSchedule, ReadConsistency, Walrus
 
+from ._quiesce import quiesced
 from .conftest import WalFactory, drain, segment_files
 
 
@@ -127,6 +128,31 @@ def test_a_writer_keeps_one_descriptor_per_segment_it_retains(tmp_path: Path,
     assert fds_into(path) == 0
 
 
+def test_opening_a_log_takes_one_descriptor_per_segment(tmp_path: Path, backend: str) -> None:
+    """A log that a writer could keep within a limit opens within it too: opening must not
+    take more descriptors per segment than keeping them does (the mmap backend took two per
+    segment while opening, and gave one back only once each was found indexed)."""
+    from .conftest import run_child
+
+    path = tmp_path / "w"
+    with Walrus(data_dir=path, backend=backend, segment_size=8192) as wal:
+        for _ in range(400):
+            wal.append_for_topic("t", b"x" * 2000)
+        retained = len(wal._log.segments)
+    assert retained > 100
+    opened = run_child(f"""
+        import os, resource, sys
+        from walrus import Walrus
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        free = {retained} + 40  # each segment, and what any writer holds besides
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + free,
+                                                    hard))
+        with Walrus(data_dir=sys.argv[1], backend=sys.argv[2], segment_size=8192) as wal:
+            print(wal.topic_info("t").next_offset)
+    """, str(path), backend)
+    assert int(opened.stdout) == 400
+
+
 def test_a_settled_mapped_file_still_writes_and_syncs(tmp_path: Path) -> None:
     """``settle`` closes the descriptor the mmap backend keeps for syncs; a later write and
     sync (a log cut back into that segment after a failed sync) must still reach the disk."""
@@ -238,6 +264,58 @@ def test_a_log_out_of_descriptors_frees_them_once_its_consumers_catch_up(
     with Walrus(data_dir=tmp_path / "w", backend=backend) as wal:
         entry = wal.read_next("t")
         assert entry is not None and (entry.offset, entry.data) == (appended, b"after")
+
+
+def test_a_segment_whose_directory_sync_fails_is_not_left_open(
+        tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors right after a new segment file was made (its directory's sync
+    needs one more): the file must go, with its descriptors, and the worker must learn that
+    the process ran out. A spare made that way stayed open (and on disk) for good."""
+    from walrus import _making
+
+    path = tmp_path / "w"
+    wal = Walrus(data_dir=path, backend=backend, segment_size=8192)
+    try:
+        with quiesced(wal):
+            maker = wal._log._maker  # type: ignore[attr-defined]
+            spare, maker._spare = maker._spare, None  # dropped: the next is made anew
+            _making.discard(spare)
+            files, fds = sorted(path.glob("*.wal")), fds_into(path)
+
+            def no_descriptor_left(directory: str) -> None:
+                raise OSError(errno.EMFILE, "Too many open files")
+
+            monkeypatch.setattr(_making, "sync_directory", no_descriptor_left)
+            with pytest.raises(OSError, match="Too many open files"):
+                wal._log.prepare_spare()
+            monkeypatch.undo()
+            assert sorted(path.glob("*.wal")) == files
+            assert fds_into(path) == fds
+            assert wal._background.reserve.starved  # type: ignore[union-attr]
+    finally:
+        wal.close()
+
+
+def test_an_open_that_cannot_start_its_worker_keeps_nothing(
+        tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No thread to be had: the open raises, and leaves no descriptor (those held back for
+    the worker included) and no lock on the directory behind."""
+    from walrus import _walrus
+
+    with Walrus(data_dir=tmp_path / "w", backend=backend) as wal:
+        wal.append_for_topic("t", b"x")
+    fds = open_fds()
+
+    def no_thread(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_walrus, "Background", no_thread)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        Walrus(data_dir=tmp_path / "w", backend=backend)
+    monkeypatch.undo()
+    assert open_fds() == fds
+    with Walrus(data_dir=tmp_path / "w", backend=backend) as wal:
+        assert wal.get_topic_entry_count("t") == 1
 
 
 def test_close_releases_threads_and_files(tmp_path: Path, backend: str) -> None:

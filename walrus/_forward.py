@@ -146,10 +146,11 @@ class WalrusSource:
             topic, max_bytes, checkpoint=False, start_offset=start, timeout=WAIT_BOUND)
         return self.whole(topic, entries[:max_entries], max_entries)
 
-    def position(self, topic: str) -> int:
-        """Where the forwarder's consumer of ``topic`` stands (see ``Source.position``)."""
+    def position(self, topic: str) -> int | None:
+        """Where the forwarder's consumer of ``topic`` stands (see ``Source.position``);
+        None when this run made it (nothing was recorded)."""
         self.hold([topic])
-        return self.held[topic]
+        return None if topic in self.fresh else self.held[topic]
 
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (read back from it, the truth):

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from ._codec import CLEAN, CURSOR, HEADER_SIZE, SEGMENT_HEADER_SIZE, TOPIC, record_size
@@ -71,14 +72,18 @@ class SegmentMaker:
 
     def _made(self, number: int, size: int, prev_end: int, flags: int = 0,
               durable: int = 0) -> Segment:
-        """``Segment.create``, as the descriptor reserve allows."""
+        """A new segment file, whole and named durably (``Segment.create``, then the
+        directory's sync), as the descriptor reserve allows; nothing stays if it fails."""
         reserve = self._reserve
-        if reserve is None:
-            return Segment.create(self._backend, self._directory, number, size, prev_end,
-                                  flags, durable)
-        with reserve.making():
-            return Segment.create(self._backend, self._directory, number, size, prev_end,
-                                  flags, durable)
+        with nullcontext() if reserve is None else reserve.making():
+            seg = Segment.create(self._backend, self._directory, number, size, prev_end,
+                                 flags, durable)
+            try:
+                sync_directory(self._directory)
+            except BaseException:
+                discard(seg)
+                raise
+        return seg
 
     def spare(self, active: Segment | None) -> Segment | None:
         """The spare, unless a roll has switched to it (safe without the lock: a hint)."""
@@ -165,7 +170,6 @@ class SegmentMaker:
         except OSError as exc:
             raise storage_error(exc, f"creating segment {number}") from exc
         self._making = new
-        sync_directory(self._directory)
         return new
 
     def lost(self, seg: Segment) -> None:
@@ -193,7 +197,6 @@ class SegmentMaker:
                       else self._next_number)
             self._next_number = number + 1
         seg = self._made(number, self._segment_size, SPARE_PREV_END)
-        sync_directory(self._directory)
         seg.populate(0)
         with self._lock:
             active = log.active

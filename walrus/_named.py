@@ -109,10 +109,14 @@ class Consumers:
         files first; the consumers' own syncer and observers' consumers sync on their own
         time). The offsets it claims to have passed are handed out again, to new entries,
         which it must read; and reclamation, which reads the files, must not delete them
-        first. A consumer another process owns was set back when that process took it."""
+        first. A consumer another process owns was set back when that process took it.
+
+        Each file is set back under its owner lock alone: the registry lock, which another
+        process may hold for long, is not needed (nobody registers a position past the end,
+        and this writer reclaims nothing yet)."""
         if not os.path.isdir(self.registry.directory):
             return  # no consumer yet (and no folder made for none)
-        with self.registry.locked(), reading("setting back consumers past the log's end"):
+        with reading("setting back consumers past the log's end"):
             for topic, name, position, _path in self.registry.list():
                 end = _end(self._topic(topic))
                 if position is None or position <= end:

@@ -65,6 +65,9 @@ class Rebuilder(Directory):
         """Every topic name any segment records, by id (a name can outlive a damaged copy)."""
         self.unnamed: dict[int, list[tuple[str, int, int]]] = {}
         """Entries of topic ids whose name no segment records: (file, first, last offset)."""
+        self.indexed_whole: set[int] = set()
+        """Segments whose index file held all of them (a sealed segment's full index, not the
+        checkpoint of one that was still being written): synced before it was written."""
         self.synced_once: set[int] = set()
         """Segments whose index file is there but unusable: the segment was synced once (an
         index is written only then), so it is evidence like a usable one (as verify holds)."""
@@ -81,7 +84,10 @@ class Rebuilder(Directory):
         if summary is None:
             summary = self._load_index(seg)
         if summary is not None and (summary.sealed or summary.end >= limit):
+            if start is None:
+                self.indexed_whole.add(seg.number)
             return summary, True, False
+        self.indexed_whole.discard(seg.number)  # scanned (again): its index did not cover it
         begin = summary.end if summary is not None else SEGMENT_HEADER_SIZE
         buf, base, result = settled_scan(seg, begin, limit, live=self.read_only,
                                          durable=durable)
@@ -660,12 +666,12 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
         # Everything recovered is made durable before anything new is written after it.
         last = segments[-1]
         backend.sync_files([last.file])
-        to_index = []
+        to_index = []  # synced and indexed in full by the background worker
         for seg in segments[:-1]:
             seg.sealed = True
-            if os.path.exists(os.path.join(directory, index_name(seg.number))):
-                seg.retire()  # durable before its index was written
-            else:
+            if seg.number in rebuilder.indexed_whole:
+                seg.retire()  # its index was written once all of it was durable
+            else:  # no index, or only a checkpoint's: the rest may never have been synced
                 to_index.append(seg)
         found = attrs.evolve(
             found, next_number=rebuilder.max_number + 1, durable=last.lsn_base | last.end,

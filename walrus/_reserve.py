@@ -64,6 +64,13 @@ class DescriptorReserve:
             for fd in fds:
                 os.close(fd)
 
+    def disown(self) -> None:
+        """In a forked child: close this process's copies, without the lock (a thread of
+        the parent may have held it at the fork, and is not here to let go of it)."""
+        fds, self.fds = self.fds, []
+        for fd in fds:
+            os.close(fd)
+
     @contextmanager
     def making(self) -> Iterator[None]:
         """Around making a segment file: refused while a pass has the reserve; a failure

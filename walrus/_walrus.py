@@ -181,11 +181,16 @@ class Walrus:
                          else interval)
             reserve = DescriptorReserve()
             self._log.keep_descriptors(reserve)
-            self._background = Background(self._log, self._durability, interval, writeback,
-                                          registry=self._consumers.registry,
-                                          expiry=self._retainer.expiry.run,
-                                          on_indexed=self._retainer.expiry.note_index,
-                                          reserve=reserve)
+            try:
+                self._background = Background(self._log, self._durability, interval,
+                                              writeback, registry=self._consumers.registry,
+                                              expiry=self._retainer.expiry.run,
+                                              on_indexed=self._retainer.expiry.note_index,
+                                              reserve=reserve)
+            except BaseException:  # no thread (out of memory or threads): nothing kept
+                reserve.release()
+                self.close()
+                raise
             self._log.throttle_rolls(Throttle(self._log, self._retainer.settings, size,
                                               self._background.run_once))
             self._log.call_on_seal(self._background.wake)
@@ -505,6 +510,8 @@ class Walrus:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+        if self._background is not None:
+            self._background.reserve.disown()
         self._backend.disown()
 
     def _check_writable(self) -> None:

@@ -78,9 +78,16 @@ def release_pages(view: Any) -> None:
 
 
 class MmapFile(File):
-    """A file seen through one shared mapping, plus its descriptor for fdatasync."""
+    """A file seen through one shared mapping, plus a descriptor for fdatasync while it is
+    synced.
 
-    def __init__(self, path: str, fd: int, writable: bool) -> None:
+    The mapping holds a descriptor of its own. The one for syncs is kept from the start only
+    for a file just created (it is about to be written and synced); any other file gets it
+    at its first sync, and gives it back once settled. So opening a log with many segments
+    takes one descriptor for each, as keeping them does.
+    """
+
+    def __init__(self, path: str, fd: int, writable: bool, keep_fd: bool = False) -> None:
         self.path = path
         self._fd = fd
         try:
@@ -90,9 +97,7 @@ class MmapFile(File):
         except BaseException:
             os.close(fd)
             raise
-        if not writable and self.view is not None:
-            # Never synced, and the mapping holds its own descriptor: an observer of a log
-            # with many segments needs one descriptor each, not two.
+        if not keep_fd and self.view is not None:
             os.close(fd)
             self._fd = -1
         self.address = address_of(self.view)
@@ -111,9 +116,9 @@ class MmapFile(File):
 
     def sync(self) -> None:
         fd = self._fd
-        if fd < 0 and self.view is not None:  # settled, then written again (rare)
+        if fd < 0 and self.view is not None:  # the first sync since opened or settled
             with self._mapping_lock:
-                if self._fd < 0:
+                if self._fd < 0 and self.view is not None:
                     self._fd = open_file(self.path, writable=True)
                 fd = self._fd
         os.fdatasync(fd)
@@ -165,7 +170,7 @@ class MmapBackend(Backend):
              writable: bool = True) -> File:
         fd = create_file(path, size) if create else open_file(path, writable)
         try:
-            return MmapFile(path, fd, writable or create)  # closes fd if it fails
+            return MmapFile(path, fd, writable or create, create)  # closes fd if it fails
         except BaseException:
             if create:  # mapping it failed (no descriptor or memory left): leave no file
                 os.unlink(path)

@@ -52,10 +52,11 @@ class Source(Protocol):
         """Like ``read_batches``, but waits a while (seconds) for entries when there are none
         yet; an append wakes it. It may be cancelled (it moves nothing)."""
 
-    def position(self, topic: str) -> int:
+    def position(self, topic: str) -> int | None:
         """Where the forwarder's consumer of ``topic`` stands: the target acknowledged every
         entry before it. What the target holds past it was sent, but that was not recorded
-        (or a power cut took the record back): a sink checks those entries when it resumes."""
+        (or a power cut took the record back): a sink checks those entries when it resumes.
+        None when the consumer is new (nothing recorded: only the last entry is checked)."""
 
     def resume(self, topic: str, next_offset: int) -> int:
         """The target holds ``topic`` up to ``next_offset`` (the sink read that back from

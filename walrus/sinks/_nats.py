@@ -35,7 +35,13 @@ from types import ModuleType
 from typing import Any
 
 from .._entry import Entry
-from .._errors import ForwardError, InvalidArgumentError, OffsetOutOfRangeError, WalrusError
+from .._errors import (
+    CorruptionError,
+    ForwardError,
+    InvalidArgumentError,
+    OffsetOutOfRangeError,
+    WalrusError,
+)
 from ..backends._base import Availability
 from ._base import Source
 from ._names import check_prefix, covers, encode_topic
@@ -427,7 +433,10 @@ class NatsSink:
         gives their offsets to other entries. Only the entries at every offset tell the two
         histories apart: a last entry that happens to be the same (a heartbeat) must not let
         the forwarder go on after the others, unsent."""
-        first = max(source.position(topic), source.offsets(topic)[0])
+        recorded = source.position(topic)
+        if recorded is None:  # a new consumer: what holds the stream is not this log's to know
+            return
+        first = max(recorded, source.offsets(topic)[0])
         if first >= nxt - 1:
             return
         subject = self._subject(topic)
@@ -489,7 +498,12 @@ class NatsSink:
         mine: dict[int, bytes] = {}
         start, last = held[0][0], held[-1][0]
         while start <= last:
-            entries = source.read(topic, start, last - start + 1, BATCH_BYTES)
+            try:
+                entries = source.read(topic, start, last - start + 1, BATCH_BYTES)
+            except CorruptionError:  # damaged on disk since it was sent: nothing to compare
+                entries = []
+                start += 1
+                continue
             if not entries:
                 break
             mine.update((e.offset, e.data) for e in entries)
