@@ -54,7 +54,7 @@ class SnapshotFile(_mmap.MmapFile):
             with open(self.path, "rb") as f:  # what the sync covers for sure: all before it
                 disk.images[self.path] = f.read()
             disk.syncs += 1
-        os.fdatasync(self._fd)
+        super().sync()
         time.sleep(0.001)  # the sync takes a while: writers go on meanwhile
 
 
@@ -71,7 +71,7 @@ def test_every_append_acknowledged_before_a_cut_is_on_the_synced_disk(
     def opened(self: _mmap.MmapBackend, path: str, *, size: int = 0, create: bool = False,
                writable: bool = True) -> _mmap.MmapFile:
         fd = create_file(path, size) if create else open_file(path, writable)
-        return SnapshotFile(path, fd, writable or create)
+        return SnapshotFile(path, fd, writable or create, create)
 
     monkeypatch.setattr(_mmap.MmapBackend, "open", opened)
     passes: list[object] = []
