@@ -897,3 +897,25 @@ def test_resuming_with_a_new_consumer_does_not_read_the_whole_stream_back(
             consumer="renamed")
     assert len(calls) < 10
     assert [data for _, data in read_stream(cluster, "FRESH")["t"]][-2:] == [b"x 999", b"after"]
+
+
+def test_resuming_over_an_entry_damaged_since_it_was_sent(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    """The messages past the forwarder's recorded position are compared with the log; one
+    whose entry has been damaged on disk since it was sent cannot be, and must not stop the
+    forwarder (the stream holds it whole)."""
+    from .test_recovery_damage import flip_bit
+
+    with Walrus(tmp_path / "w") as wal:
+        wal.batch_append_for_topic("t", [b"entry %d" % i for i in range(10)])
+    assert forward_once(tmp_path / "w", cluster, "dmg").returncode == 0
+    with Walrus(tmp_path / "w") as wal:
+        [consumer] = wal.consumers("t")
+        wal.seek("t", 2, consumer=consumer)  # as if the last acknowledgements were not kept
+        wal.append_for_topic("t", b"after")
+    [segment] = sorted((tmp_path / "w").glob("*.wal"))
+    flip_bit(segment, segment.read_bytes().index(b"entry 5"))
+    resumed = forward_once(tmp_path / "w", cluster, "dmg")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [data for _, data in read_stream(cluster, "DMG")["t"]] == \
+        [b"entry %d" % i for i in range(10)] + [b"after"]
