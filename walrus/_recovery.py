@@ -666,13 +666,13 @@ def open_log(directory: str, backend: Backend, *, segment_size: int, sync_each: 
         # Everything recovered is made durable before anything new is written after it.
         last = segments[-1]
         backend.sync_files([last.file])
-        to_index = []  # synced and indexed in full by the background worker
         for seg in segments[:-1]:
             seg.sealed = True
-            if seg.number in rebuilder.indexed_whole:
-                seg.retire()  # its index was written once all of it was durable
-            else:  # no index, or only a checkpoint's: the rest may never have been synced
-                to_index.append(seg)
+        # Synced and indexed in full by the background worker: a segment with no index, or
+        # only a checkpoint's (the rest may never have been synced). One indexed whole was
+        # durable before its index was written; nothing to give back either (its pages were
+        # not read, and a mapped file takes its sync descriptor only at its first sync).
+        to_index = [s for s in segments[:-1] if s.number not in rebuilder.indexed_whole]
         found = attrs.evolve(
             found, next_number=rebuilder.max_number + 1, durable=last.lsn_base | last.end,
             to_index=tuple(to_index),

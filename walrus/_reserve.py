@@ -60,13 +60,12 @@ class DescriptorReserve:
     def release(self) -> None:
         """Let every held descriptor go (a pass, or closing)."""
         with self._mutex:
-            fds, self.fds = self.fds, []
-            for fd in fds:
-                os.close(fd)
+            self.disown()
 
     def disown(self) -> None:
-        """In a forked child: close this process's copies, without the lock (a thread of
-        the parent may have held it at the fork, and is not here to let go of it)."""
+        """Close every held descriptor without the lock: in a forked child, whose copy of
+        the lock a thread of the parent may have held at the fork (it is not here to let go
+        of it); else under it (:meth:`release`)."""
         fds, self.fds = self.fds, []
         for fd in fds:
             os.close(fd)
