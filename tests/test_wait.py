@@ -185,11 +185,19 @@ def test_a_bad_timeout_is_refused_and_changes_nothing(wal: Walrus, timeout: obje
     assert wal.read_next("t") == Entry(b"a", 0, "t")
 
 
-def test_an_infinite_timeout_waits_as_none_does(wal: Walrus) -> None:
-    reader = Background(lambda: wal.read_next("t", timeout=math.inf))
+@pytest.mark.parametrize("timeout", [math.inf, 1e10, 1e300, 10**400],
+                         ids=["inf", "1e10", "1e300", "10**400"])
+def test_an_infinite_timeout_waits_as_none_does(wal: Walrus, timeout: float) -> None:
+    """So does one longer than a thread can wait at once (about 292 years): before, it
+    raised OverflowError once the read found nothing."""
+    reader = Background(lambda: wal.read_next("t", timeout=timeout))
     waiting_for(wal, "t")
     wal.append_for_topic("t", b"x")
     assert reader.join() == Entry(b"x", 0, "t")
+    batch = Background(lambda: wal.batch_read_for_topic("t", 100, timeout=timeout))
+    waiting_for(wal, "t")
+    wal.append_for_topic("t", b"y")
+    assert batch.join() == [Entry(b"y", 1, "t")]
 
 
 def test_bad_arguments_of_a_waiting_read_raise_before_it_waits(wal: Walrus) -> None:
@@ -435,3 +443,20 @@ def test_an_observers_waiting_peek_from_an_offset_wakes_on_the_writers_append(
         writer("t", "c")
         assert reader.join() == [Entry(b"c", 2, "t")]
         assert observer.get_topic_entry_count("t") == 3  # no cursor moved
+
+
+def test_any_look_of_an_observer_wakes_the_waiters_of_a_topic_that_grew(
+        tmp_path: Path, writer: Callable[[str, str], None]) -> None:
+    """A query of the observer that picks up the writer's entry first wakes the waiting
+    read: it does not sleep until the next append of its topic. The watching thread is kept
+    from starting, so only the query looks (before, only the watcher's looks woke anybody,
+    and one that came after the query's found nothing new)."""
+    with Walrus(data_dir=tmp_path / "wal", read_only=True) as observer:
+        watcher = observer._waits._watcher
+        assert watcher is not None
+        watcher.kick = lambda: None  # type: ignore[method-assign]
+        reader = Background(lambda: observer.read_next("t", checkpoint=False, timeout=None))
+        waiting_for(observer, "t")
+        writer("t", "x")
+        assert observer.get_topic_entry_count("t") == 1  # this call's look sees the entry
+        assert reader.join() == Entry(b"x", 0, "t")

@@ -26,7 +26,7 @@ class Consumers:
     """The named consumers an instance owns, and the registry of every process's."""
 
     def __init__(self, log: Log, cursor: Cursor, registry: Registry, *,
-                 check_open: Callable[[], None], observe: Callable[[], None],
+                 check_open: Callable[[], None], observe: Callable[[], object],
                  read_only: bool, interval: float | None, sync_each: bool) -> None:
         self._log = log
         self._cursor = cursor

@@ -27,7 +27,6 @@ LSN to wait for; it then waits for that LSN off the loop (see ``walrus.aio``).
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,15 +54,16 @@ check, and every other value (0.0, a bad one) takes the path that checks it."""
 
 def check_timeout(timeout: object) -> float | None:
     """The timeout as seconds (None: for ever); InvalidArgumentError for anything else than
-    None or a number >= 0 (a bool is not a number here)."""
+    None or a number >= 0 (a bool is not a number here). A timeout longer than a thread can
+    wait at once (``threading.TIMEOUT_MAX``, about 292 years) is for ever too."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise InvalidArgumentError(
             f"timeout must be a number of seconds >= 0 or None, not {type(timeout).__name__}")
-    if math.isnan(timeout) or timeout < 0:
+    if timeout != timeout or timeout < 0:  # NaN; an int too large for a float compares too
         raise InvalidArgumentError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
-    return None if math.isinf(timeout) else float(timeout)
+    return None if timeout > threading.TIMEOUT_MAX else float(timeout)
 
 
 def deadline_of(timeout: float | None) -> float | None:
@@ -207,14 +207,14 @@ class Watcher:
     ``probe`` returns the bytes where the writer's next write will land (None: unknown, so
     look); while they stay the same nothing was added. When they change (or every
     ``RELOOK`` seconds in any case: a roll that found no room for its SEAL changes nothing
-    there), ``look`` picks up what the writer added (the observer's refresh), and the waiters
-    of every topic whose ``visible`` count grew are woken. Probes come ``FAST`` seconds
-    after one that found something, then twice as far apart each time up to ``SLOW``, and
-    ``QUIET`` apart once the writer wrote nothing for ``QUIET_AFTER`` seconds: an observer
-    of a busy writer sees each entry within a few milliseconds, and one that waits in vain
-    costs ``1 / QUIET`` cheap probes a second (each wake-up of a sleeping thread costs tens
-    of microseconds of CPU on a virtual machine, so that is what keeps idle waiting cheap).
-    The thread ends when nobody waits.
+    there), ``look`` picks up what the writer added (the observer's refresh, which wakes the
+    waiters of every topic that grew, and says whether anything changed). Probes come
+    ``FAST`` seconds after one that found something, then twice as far apart each time up to
+    ``SLOW``, and ``QUIET`` apart once the writer wrote nothing for ``QUIET_AFTER`` seconds:
+    an observer of a busy writer sees each entry within a few milliseconds, and one that
+    waits in vain costs ``1 / QUIET`` cheap probes a second (each wake-up of a sleeping
+    thread costs tens of microseconds of CPU on a virtual machine, so that is what keeps
+    idle waiting cheap). The thread ends when nobody waits.
     """
 
     FAST = 0.001
@@ -223,10 +223,8 @@ class Watcher:
     QUIET_AFTER = 5.0
     RELOOK = 1.0
 
-    def __init__(self, look: Callable[[], object], visible: Callable[[str], int],
-                 probe: Callable[[], bytes | None]) -> None:
+    def __init__(self, look: Callable[[], bool], probe: Callable[[], bytes | None]) -> None:
         self._look = look
-        self._visible = visible
         self._probe = probe
         self._waits: Waits | None = None
         self._cue = Cue()
@@ -274,23 +272,19 @@ class Watcher:
                 now = self._probe()
             except Exception:  # a segment let go meanwhile: look
                 now = None
-            grown: list[str] = []
+            found = False
             if now != self._seen:
                 self._changed = time.monotonic()
             if now is None or now != self._seen or time.monotonic() - looked >= self.RELOOK:
                 self._seen = now
-                before = {name: self._visible(name) for name in names}
                 try:
-                    self._look()
+                    found = self._look()
                 except WalrusClosedError:
                     return
                 except Exception:  # a failing look: the waiters' own reads will report it
                     pass
                 looked = time.monotonic()
-                grown = [n for n in names if self._visible(n) > before[n]]
-                for name in grown:
-                    waits.wake_name(name)
-            pause = (self.FAST if grown else min(pause * 2, self.SLOW)
+            pause = (self.FAST if found else min(pause * 2, self.SLOW)
                      if time.monotonic() - self._changed < self.QUIET_AFTER else self.QUIET)
             self._cue.wait(pause)
 

@@ -152,7 +152,7 @@ class Walrus:
         self._durability = Durability(self._log)
         wait_durable = deferrable(self._durability.wait)  # walrus.aio waits off its loop
         self._log.use_durability(wait_durable)
-        self._waits = Waits(self._log, Watcher(self._observe, self._visible, self._frontier)
+        self._waits = Waits(self._log, Watcher(self._observe, self._frontier)
                             if read_only else None)
         self._cursor = Cursor(
             self._log, self._fast_topics, self._lookup, wait_durable,
@@ -517,18 +517,29 @@ class Walrus:
     def _check_writable(self) -> None:
         check_writable(self._closed, self._owner, self._read_only)
 
-    def _observe(self) -> None:
-        """Observers: pick up what the writer added since the last look."""
+    def _observe(self) -> bool:
+        """Observers: pick up what the writer added since the last look, and wake whoever
+        waits for a topic that grew. Every look does, whichever call makes it (the watcher's,
+        a query, a read): a look that only the watcher's counted would leave a waiter asleep
+        when another call saw the entry first. Returns whether anything changed."""
         if not self._read_only:
-            return
+            return False
+        waits = self._waits
         with self._close_lock:
             self._check_open()
             rebuilder: Rebuilder = self._rebuilder
             log: Log = self._log
+            waited = waits.names() if waits.waiting() else []
+            before = [self._visible(name) for name in waited]
             with reading(f"following the writer of {self._root}"):
-                if rebuilder.refresh():
+                changed = rebuilder.refresh()
+                if changed:
                     log.follow(rebuilder.segments, rebuilder.topics)
                 self._retainer.observe()
+            for name, seen in zip(waited, before, strict=True):
+                if self._visible(name) > seen:
+                    waits.wake_name(name)
+        return changed
 
     def close(self) -> None:
         """Persist cursors exactly, make everything durable, release the directory. Idempotent."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._cancellation import cancel_again, off_loop, to_the_end
 from ._config import Consistency, Schedule
 from ._damage import Damage
 from ._durability import Cue
@@ -167,6 +168,8 @@ class AsyncWalrus:
         self._committer: Committer | None = None
         self._committer_lock = threading.Lock()
         self._settlers: dict[asyncio.AbstractEventLoop, Settler] = {}
+        self._settlers_lock = threading.Lock()
+        """Guards ``_settlers``: the loops of several threads may use one instance at once."""
 
     @classmethod
     async def open(cls, data_dir: str | os.PathLike[str] | None = None,
@@ -184,9 +187,11 @@ class AsyncWalrus:
         return view
 
     async def _open(self) -> None:
+        """Open the directory off the loop; an open that has begun is never cancelled
+        halfway (the instance would hold the directory with nobody to close it)."""
         if self._wal is None:
             data_dir, options = self._open_with
-            self._wal = await asyncio.to_thread(partial(Walrus, data_dir, **options))
+            self._wal = await self._off_loop(partial(Walrus, data_dir, **options))
 
     async def __aenter__(self) -> AsyncWalrus:
         await self._open()
@@ -217,36 +222,51 @@ class AsyncWalrus:
 
     async def _call(self, call: Callable[[], T], *, inline: bool = True) -> T:
         """Run ``call`` on the loop when that cannot block it, else in the executor; under
-        SyncEach, return once what it wrote is durable."""
+        SyncEach, return once what it wrote is durable. A cancellation that comes once
+        ``call`` has begun waits for all that and is delivered at the task's next await
+        (see ``walrus._cancellation``): an entry read is never dropped on the way."""
+        interrupted = False
         if inline and self._inline():
             result, noted, error = collected(call)
         else:
-            loop = asyncio.get_running_loop()
-            result, noted, error = await loop.run_in_executor(None, collected, call)
-        if noted:
-            await self._durable(max(noted))
+            (result, noted, error), interrupted = await off_loop(partial(collected, call))
+        try:
+            if noted:
+                interrupted |= (await to_the_end(self._durable(max(noted))))[1]
+        finally:
+            if interrupted:
+                cancel_again()
         if error is not None:
             raise error
         return result  # type: ignore[return-value]
 
-    async def _durable(self, lsn: int) -> None:
+    def _durable(self, lsn: int) -> asyncio.Future[None]:
+        """A future resolved once the log is durable up to ``lsn``."""
         committer = self._committer
         if committer is None:
             with self._committer_lock:
                 if self._committer is None:
                     self._committer = Committer(self.wal._durability.wait)
                 committer = self._committer
-        await committer.submit(lsn, self._settler())
+        return committer.submit(lsn, self._settler())
+
+    async def _off_loop(self, call: Callable[[], T]) -> T:
+        """``call()`` in the executor, run to its end once begun (see ``_call``)."""
+        result, interrupted = await off_loop(call)
+        if interrupted:
+            cancel_again()
+        return result
 
     def _settler(self) -> Settler:
         """The settler of the running loop (an instance may serve several loops in turn)."""
         loop = asyncio.get_running_loop()
-        settler = self._settlers.get(loop)
-        if settler is None:
-            settler = self._settlers[loop] = Settler(loop)
-            for old in [old for old in self._settlers if old.is_closed()]:
-                del self._settlers[old]
-        return settler
+        with self._settlers_lock:
+            settler = self._settlers.get(loop)
+            if settler is None:
+                settler = self._settlers[loop] = Settler(loop)
+                for old in [old for old in self._settlers if old.is_closed()]:
+                    del self._settlers[old]
+            return settler
 
     async def _waiting(self, attempt: Callable[[], T], topic: str, timeout: object, *,
                        inline: bool = True) -> T:
@@ -403,10 +423,10 @@ class AsyncWalrus:
         wal = self._wal
         if wal is None:
             return
-        await asyncio.to_thread(wal.close)
+        await self._off_loop(wal.close)
         committer, self._committer = self._committer, None
         if committer is not None:
-            await asyncio.to_thread(committer.stop)
+            await self._off_loop(committer.stop)
 
     def __repr__(self) -> str:
         return f"<AsyncWalrus {self._wal!r}>"

@@ -1,0 +1,92 @@
+"""How a coroutine of ``walrus.aio`` meets a cancellation: before its call has begun, or not
+at all.
+
+Cancelling a task that awaits a call is safe while the call has not begun: nothing happened,
+and ``CancelledError`` is raised. Once it has begun it has an effect (an entry appended, an
+entry taken from a cursor), and dropping its result would lose that effect: a consumed entry
+nobody received, an append its caller believes failed and makes again. So from then on the
+call runs to its end (and under ``SyncEach`` until what it wrote is durable), its result is
+returned, and the cancellation is delivered at the task's next ``await`` instead, unless
+whoever asked for it took it back meanwhile (``asyncio.timeout`` and ``asyncio.wait_for``
+do, when what they waited for ended with a result). This is trio's rule for a cancelled
+operation: it either had no effect and raises, or completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar, cast
+
+T = TypeVar("T")
+
+
+class _Job(Generic[T]):
+    """A call for the executor that can be withdrawn until it begins. ``_lock`` guards
+    ``_begun`` and ``_withdrawn``."""
+
+    __slots__ = ("_begun", "_call", "_lock", "_withdrawn")
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self._call = call
+        self._lock = threading.Lock()
+        self._begun = False
+        self._withdrawn = False
+
+    def run(self) -> T:
+        with self._lock:
+            if self._withdrawn:
+                return cast(T, None)  # nobody awaits it
+            self._begun = True
+        return self._call()
+
+    def withdraw(self) -> bool:
+        """Make sure the call never begins; False when it has begun already."""
+        with self._lock:
+            if self._begun:
+                return False
+            self._withdrawn = True
+            return True
+
+
+async def off_loop(call: Callable[[], T]) -> tuple[T, bool]:
+    """``call()`` in the loop's default executor: (its result, whether the awaiting task was
+    cancelled once it had begun). A cancellation that comes first withdraws it and is
+    raised."""
+    job = _Job(call)
+    future = asyncio.get_running_loop().run_in_executor(None, job.run)
+    try:
+        return await asyncio.shield(future), False
+    except asyncio.CancelledError:
+        if job.withdraw():
+            raise
+    return (await to_the_end(future))[0], True
+
+
+async def to_the_end(future: asyncio.Future[T]) -> tuple[T, bool]:
+    """The result of ``future``, awaited through any cancellation: (result, whether the
+    awaiting task was cancelled meanwhile)."""
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(future), cancelled
+        except asyncio.CancelledError:
+            if future.cancelled():  # the future itself (its loop is shutting down)
+                raise
+            cancelled = True
+
+
+def cancel_again() -> None:
+    """Deliver at the current task's next ``await`` a cancellation that a call let pass to
+    finish its work, unless whoever asked for it has taken it back by then."""
+    task = asyncio.current_task()
+    if task is None:
+        return
+
+    def again() -> None:
+        if task.cancelling() and not task.done():
+            task.uncancel()  # the request stands as made: one, not two
+            task.cancel()
+
+    asyncio.get_running_loop().call_soon(again)
