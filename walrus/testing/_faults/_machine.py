@@ -273,11 +273,8 @@ class Machine:
         with self.lock:
             directory = os.path.abspath(directory)
             ops = list(self.watched.get(directory, []))
-            files: dict[str, tuple[bytes, FileState | None]] = {}
-            for name in os.listdir(directory):
-                path = os.path.join(directory, name)
-                if os.path.isfile(path):
-                    files[name] = (_read(path) or b"", self.files.get(path))
+            files = {name: (content, self.files.get(os.path.join(directory, name)))
+                     for name, content in _settled(directory).items()}
             kept = rng.randint(0, len(ops)) if policy != "keep_all" else len(ops)
             if policy == "lose_all":
                 kept = 0
@@ -302,6 +299,28 @@ class Machine:
                 with open(os.path.join(dest, name), "wb") as f:
                     f.write(data)
             return {"dirops_pending": len(ops), "dirops_kept": kept, "undurable": undurable}
+
+
+def _settled(directory: str) -> dict[str, bytes]:
+    """The files in ``directory`` and their contents, once no change lands while they are
+    read. A thread whose operation took its tick before the cut may still be making it (the
+    audit hook runs before the call it reports): a file removed or renamed between the
+    listing and its read would otherwise show as an empty file no operation ever made."""
+    while True:
+        names = sorted(os.listdir(directory))
+        contents: dict[str, bytes] = {}
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.isdir(path):
+                continue
+            data = _read(path)
+            if data is None:
+                break  # gone since the listing: look again
+            contents[name] = data
+        else:
+            if sorted(os.listdir(directory)) == names:
+                return contents
+        time.sleep(0.001)
 
 
 def _read(path: str) -> bytes | None:
