@@ -488,3 +488,25 @@ def test_an_unreadable_settings_file_is_never_rewritten(tmp_path: Path, damage: 
         wal.set_retention("a", max_age=60)
         assert wal.get_retention("b") == Retention(None, 1 << 20)
         assert wal.get_retention("a") == Retention(60.0, None)
+
+
+def test_a_crash_between_the_settings_renames_never_has_the_live_file_written_over(
+        tmp_path: Path) -> None:
+    """The settings are written into a spare file (the one they last replaced) so that a full
+    disk can take them. A crash can leave the live file under the spare's second name too:
+    that one must be dropped, not written into (the live settings would be overwritten in
+    place, and a crash then could leave a mix)."""
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 1)
+        wal.set_retention("t", max_age=5)
+        live = tmp_path / "retention+"
+        os.link(live, tmp_path / "retention+.old")  # a crash after the link,
+        (tmp_path / "retention+.tmp").unlink()  # and the spare gone (by hand, say)
+        before = live.read_bytes()
+        with open(live, "rb") as f:
+            wal.set_retention("t", max_age=7)
+            assert os.pread(f.fileno(), len(before) + 1, 0) == before
+        assert wal.get_retention("t") == Retention(7.0, None)
+    with open_wal(tmp_path) as again:
+        assert again.get_retention("t") == Retention(7.0, None)
+

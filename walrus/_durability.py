@@ -438,6 +438,8 @@ class Background:
         self.named_seen: dict[str, tuple[str, int]] = {}
         self.expiry = expiry
         """Retention's expiry: True when a first stored offset moved."""
+        self.expiry_failed: str | None = None
+        """Why the last expiry failed (logged once per reason), or None."""
         self.on_indexed = on_indexed
         """Told each index the worker writes (retention keeps its slices' sizes)."""
         self.work = threading.RLock()
@@ -621,5 +623,14 @@ class Background:
                     moved = expiry()
         except WalrusClosedError:  # closing meanwhile: what it wrote is whole or not begun
             return
+        except Exception as exc:  # reclamation goes on: consumed segments free space still
+            if str(exc) != self.expiry_failed:
+                logger.error("retention: expiry failed (%s); it is tried again at each pass, "
+                             "and consumed segments are still deleted", exc, exc_info=exc)
+            self.expiry_failed = str(exc)
+            return
+        if self.expiry_failed is not None:
+            logger.warning("retention: expiry works again")
+            self.expiry_failed = None
         if moved:
             self.reclaim_seen, self.reclaim_after = -1, 0.0

@@ -48,6 +48,8 @@ RETENTION_FILE = "retention+"
 key folder is ever named so)."""
 FORMAT = "walrus-retention"
 VERSION = 1
+BLOCK = 4096
+"""The settings file is padded (JSON ignores trailing spaces) to a whole number of these."""
 
 
 @attrs.frozen
@@ -178,14 +180,72 @@ class Settings:
                "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
                           for name, r in limits.items()},
                "expired": floors}
-        tmp = self.path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(json.dumps(doc, sort_keys=True).encode())
-            f.flush()
-            os.fsync(f.fileno())
+        tmp, old = self.spare()
+        size = fill(tmp, json.dumps(doc, sort_keys=True).encode())
+        try:  # the file replaced keeps a name: its blocks are the next write's spare
+            os.link(self.path, old)
+            kept = True
+        except OSError:  # the first settings, or no hard links on this file system
+            kept = False
         os.replace(tmp, self.path)
         sync_directory(os.path.dirname(self.path))
         self.limits, self.floors = limits, floors
+        if kept:
+            os.replace(old, tmp)
+        else:
+            reserve(tmp, size)
+
+    def spare(self) -> tuple[str, str]:
+        """The spare file the next settings are written into, and the name the file they
+        replace is kept under meanwhile. A crash between the two renames of a write leaves
+        the replaced file under that name, or the live file's second name: only the former
+        may be written into."""
+        tmp, old = self.path + ".tmp", self.path + ".old"
+        try:
+            kept = os.stat(old)
+        except FileNotFoundError:
+            return tmp, old
+        try:
+            live = os.path.samestat(kept, os.stat(self.path))
+        except FileNotFoundError:
+            live = False
+        if live or os.path.exists(tmp):
+            os.unlink(old)
+        else:
+            os.replace(old, tmp)
+        return tmp, old
+
+
+def fill(path: str, body: bytes) -> int:
+    """Write ``body`` into the file ``path``, padded with spaces to its size when it fits, and
+    fsync it; returns the size. Writing over blocks the file holds takes none: on a full disk
+    the expiry that frees space can still record itself (a new file would need blocks)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if len(body) > size:  # room to grow without a new block at each write
+            size = -(-2 * len(body) // BLOCK) * BLOCK
+        data = memoryview(body.ljust(size))
+        while data:
+            data = data[os.pwrite(fd, data, size - len(data)):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return size
+
+
+def reserve(path: str, size: int) -> None:
+    """Make the spare the next settings are written into, while there is room (nothing
+    depends on it: without one, the next write makes its file anew)."""
+    try:
+        with open(path, "wb") as f:
+            f.write(b" " * size)
+    except OSError as exc:
+        logger.debug("no spare retention settings file %s: %s", path, exc)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 class Expiry:
