@@ -234,6 +234,7 @@ def test_an_observer_sees_what_the_writer_sets(tmp_path: Path, backend: str) -> 
     {"max_age": "1h"}, {"max_age": True}, {"max_age": timedelta(0)},
     {"max_bytes": 0}, {"max_bytes": -5}, {"max_bytes": 1.5}, {"max_bytes": "1MiB"},
     {"max_bytes": True}, {"max_age": 10, "max_bytes": 0},
+    {"max_age": 10**400}, {"max_age": 1e300}, {"max_age": timedelta.max},
 ])
 def test_bad_limits_change_nothing(tmp_path: Path, kw: dict[str, object]) -> None:
     with open_wal(tmp_path) as wal:
@@ -510,3 +511,35 @@ def test_a_crash_between_the_settings_renames_never_has_the_live_file_written_ov
     with open_wal(tmp_path) as again:
         assert again.get_retention("t") == Retention(7.0, None)
 
+
+def test_too_long_an_age_is_refused_by_name(tmp_path: Path) -> None:
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 1)
+        with pytest.raises(InvalidArgumentError, match=r"at most 9223372037 seconds .*None"):
+            wal.set_retention("t", max_age=10**400)
+        wal.set_retention("t", max_age=9_000_000_000)  # 285 years: the longest are taken
+        assert wal.get_retention("t") == Retention(9e9, None)
+
+
+def test_too_long_an_age_an_earlier_version_kept_breaks_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An earlier version took max_age=1e300 and kept it; every expiry then failed, and with
+    it every deletion of consumed segments, of any topic. It is read as the longest age."""
+    with open_wal(tmp_path) as wal:
+        fill(wal, "quiet", 1)
+    (tmp_path / "retention+").write_text(
+        '{"expired": {}, "format": "walrus-retention", "topics": {"quiet": '
+        '{"max_age": 1e+300, "max_bytes": null}}, "version": 1}')
+    with open_wal(tmp_path) as wal:
+        fill(wal, "busy", 300)
+        while wal.read_next("busy") is not None:
+            pass
+        wal.read_next("quiet")
+        for _ in range(3):
+            wal._background.run_once()  # type: ignore[union-attr]
+        assert len(list(tmp_path.glob("*.wal"))) <= 3, "consumed segments were kept"
+        assert "max_age 1e+300 is longer than the longest" in caplog.text
+        assert wal.get_retention("quiet") == Retention(max_age=(2**63 - 1) / 1e9)
+        wal.set_retention("quiet", max_bytes=1 << 20)  # the setting can be changed too
+    with open_wal(tmp_path) as wal:
+        assert wal.get_retention("quiet") == Retention(None, 1 << 20)

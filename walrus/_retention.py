@@ -50,6 +50,9 @@ FORMAT = "walrus-retention"
 VERSION = 1
 BLOCK = 4096
 """The settings file is padded (JSON ignores trailing spaces) to a whole number of these."""
+MAX_AGE = (2**63 - 1) / 1e9
+"""The longest ``max_age``, in seconds (about 292 years): segment headers stamp their time as
+a signed 64-bit count of nanoseconds, so no longer age could ever be reached."""
 
 
 @attrs.frozen
@@ -80,6 +83,10 @@ def check_retention(max_age: object, max_bytes: object) -> Retention:
             raise InvalidArgumentError(
                 f"max_age must be a number of seconds, a timedelta or None, not "
                 f"{type(max_age).__name__}")
+        if max_age > MAX_AGE:  # compared before float(): an int may be too large for one
+            raise InvalidArgumentError(
+                f"max_age must be at most {MAX_AGE:.0f} seconds (about 292 years), got "
+                f"{max_age!r}; use max_age=None for no age limit")
         age = float(max_age)
         if not math.isfinite(age) or age <= 0:
             raise InvalidArgumentError(f"max_age must be a positive number of seconds, got "
@@ -93,6 +100,16 @@ def check_retention(max_age: object, max_bytes: object) -> Retention:
             raise InvalidArgumentError(f"max_bytes must be positive, got {max_bytes}")
         size = max_bytes
     return Retention(age, size)
+
+
+def stored_age(path: str, topic: object, age: object) -> object:
+    """A ``max_age`` read back from the file: one above :data:`MAX_AGE`, which an earlier
+    version accepted (and then failed every expiry with), counts as :data:`MAX_AGE`."""
+    if isinstance(age, (int, float)) and not isinstance(age, bool) and age > MAX_AGE:
+        logger.warning("retention of topic %r in %s: max_age %r is longer than the longest "
+                       "possible (%.0f seconds), which it is read as", topic, path, age, MAX_AGE)
+        return MAX_AGE
+    return age
 
 
 class Settings:
@@ -141,7 +158,8 @@ class Settings:
                 raise ValueError("not a walrus retention file")
             if doc.get("version") != VERSION:
                 raise ValueError(f"unknown version {doc.get('version')!r}")
-            limits = {str(name): check_retention(v.get("max_age"), v.get("max_bytes"))
+            limits = {str(name): check_retention(stored_age(self.path, name, v.get("max_age")),
+                                                 v.get("max_bytes"))
                       for name, v in doc["topics"].items()}
             floors = {str(name): int(v) for name, v in doc.get("expired", {}).items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
