@@ -498,6 +498,58 @@ def test_a_consumer_file_nobody_can_read_holds_every_segment(open_wal: WalFactor
     assert wal.topic_info("t").first_offset == 0
 
 
+def _damage_header(wal: Walrus, how: str) -> Path:
+    """Make the one consumer file unreadable: a flipped byte of its header, or a version this
+    walrus does not read (checksummed, as a newer walrus would write it)."""
+    (path,) = Path(wal.data_dir, DIRECTORY).glob("*.cur")
+    data = bytearray(path.read_bytes())
+    if how == "damaged":
+        data[17] ^= 0xFF
+    else:
+        struct.pack_into("<H", data, 8, 3)
+        _, _, tl, nl, _ = struct.unpack_from("<8sHHHH", data)
+        end = 16 + tl + nl
+        struct.pack_into("<I", data, end, zlib.crc32(bytes(data[:end])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how", ["damaged", "newer"])
+def test_expired_segments_go_beside_a_consumer_file_nobody_can_read(
+        open_wal: WalFactory, how: str) -> None:
+    """Its position is unknown, so it holds every entry still stored; but an entry that
+    expired by retention is gone for every consumer, and its segment is deleted."""
+    wal = open_wal(segment_size=4096)
+    fill(wal, "t", 1)
+    assert offsets(wal, "t", "slow", 1) == [0]
+    wal.close()
+    wal = open_wal(segment_size=4096)
+    _damage_header(wal, how)
+    wal.set_retention("t", max_bytes=4096)
+    fill(wal, "t", 2000, start=1)
+    for _ in range(3):
+        reclaim(wal)
+    assert wal.topic_info("t").first_offset > 0
+    assert len(segment_files(Path(wal.data_dir))) <= 8, "expired segments were kept"
+
+
+@pytest.mark.parametrize("how", ["damaged", "newer"])
+def test_delete_consumer_removes_a_file_nobody_can_read(
+        open_wal: WalFactory, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    wal = open_wal()
+    fill(wal, "t", 5)
+    assert offsets(wal, "t", "slow", 2) == [0, 1]
+    wal.close()
+    wal = open_wal()
+    path = _damage_header(wal, how)
+    with pytest.raises(ConsumerFileError, match=r"delete_consumer\('t', 'slow'\) removes it"):
+        wal.read_next("t", consumer="slow")
+    wal.delete_consumer("t", "slow")
+    assert not path.exists()
+    assert "deleted consumer 'slow' of topic 't'" in caplog.text
+    assert offsets(wal, "t", "slow", 1) == [0]  # a consumer anew
+
+
 def as_version_1(path: Path, position: int) -> None:
     """Write consumer file ``path`` as walrus did before version 2: two slots (the newest
     position in the second, the one before it in the first), nothing after them."""

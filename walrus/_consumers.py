@@ -244,6 +244,8 @@ class Registry:
         self._mutex = threading.Lock()
         """In-process half of the registry lock (flock does not serialise threads sharing
         one descriptor, and each locking opens its own)."""
+        self._unreadable: Sequence[str] = []
+        """The consumer files reclamation last found it could not read (warned of once)."""
 
     def path_of(self, topic: str, name: str) -> str:
         return os.path.join(self.directory, file_name(topic, name))
@@ -313,13 +315,27 @@ class Registry:
         owner holds it; None for the file when it does not exist and ``start`` is None.
         """
         path = self.path_of(topic, name)
+        try:
+            fd = self._lock(topic, name, path)
+        except FileNotFoundError:
+            if start is None:
+                raise
+            return self._create(topic, name, path, start), start
+        try:
+            return self._adopt(topic, name, path, fd)
+        except BaseException:
+            _close(fd)
+            raise
+
+    def _lock(self, topic: str, name: str, path: str) -> int:
+        """A descriptor of consumer file ``path`` holding its owner lock;
+        ``WalrusLockedError`` if another live owner holds it, ``FileNotFoundError`` if there
+        is no such file."""
         for _ in range(100):  # each retry follows a concurrent delete; never loops for long
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                if start is None:
-                    raise
-                return self._create(topic, name, path, start), start
+                raise
             except OSError as exc:
                 raise storage_error(exc, f"opening consumer file {path}") from exc
             try:
@@ -334,18 +350,37 @@ class Registry:
                     same = os.fstat(fd).st_ino == os.stat(path).st_ino
                 except FileNotFoundError:
                     same = False
-                if not same:  # deleted (and maybe made again) while we locked it
-                    os.close(fd)
-                    continue
-                return self._adopt(topic, name, path, fd)
             except BaseException:
-                if fd >= 0:
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
+                _close(fd)
                 raise
+            if same:
+                return fd
+            os.close(fd)  # deleted (and maybe made again) while we locked it
         raise StorageError(errno.EAGAIN, f"consumer file {path} keeps being replaced")
+
+    def discard(self, topic: str, name: str) -> None:
+        """Remove the file of consumer ``name`` of ``topic`` although it cannot be read (a
+        damaged header, a version this walrus does not read): its owner lock first, as for
+        any deletion (the caller holds the registry lock). A file that names another
+        consumer is left alone."""
+        path = self.path_of(topic, name)
+        try:
+            fd = self._lock(topic, name, path)
+        except FileNotFoundError:
+            return
+        try:
+            try:
+                t, n, _, _ = decode_header(os.pread(fd, FILE_SIZE, 0))
+            except ConsumerFileError as exc:
+                problem = str(exc)
+            else:
+                raise ConsumerFileError(f"{path} belongs to consumer {n!r} of topic {t!r}: "
+                                        f"left alone")
+            self.delete(path)
+        finally:
+            _close(fd)
+        logger.warning("deleted consumer %r of topic %r, whose file %s could not be read (%s)",
+                       name, topic, path, problem)
 
     def _adopt(self, topic: str, name: str, path: str, fd: int) -> tuple[ConsumerFile, int | None]:
         file: File | None
@@ -355,7 +390,13 @@ class Registry:
             raise storage_error(exc, f"opening consumer file {path}") from exc
         try:
             data = file.read(0, FILE_SIZE)
-            t, n, seed, version = decode_header(data)
+            try:
+                t, n, seed, version = decode_header(data)
+            except ConsumerFileError as exc:
+                raise ConsumerFileError(
+                    f"consumer {name!r} of topic {topic!r}: {path} cannot be read ({exc}); "
+                    f"delete_consumer({topic!r}, {name!r}) removes it, and its position "
+                    f"with it") from exc
             if (t, n) != (topic, name):
                 raise ConsumerFileError(f"{path} belongs to consumer {n!r} of topic {t!r}")
             slot = newest_slot(data, seed)
@@ -433,9 +474,15 @@ class Registry:
         valid position holds its whole topic: position 0); None when a consumer file could
         not be read at all (its topic unknown, it holds every topic: reclaim nothing)."""
         found, unreadable = self._read_all()
+        if unreadable != self._unreadable:  # logged once, not at each reclamation
+            self._unreadable = unreadable
+            if unreadable:
+                logger.warning(
+                    "consumer file(s) %s cannot be read: until they can, a segment is deleted "
+                    "only once every entry in it expired by retention. If that consumer is "
+                    "not needed any more, delete_consumer(topic, name) removes its file",
+                    ", ".join(unreadable))
         if unreadable:
-            logger.warning("consumer file(s) %s cannot be read: no segment is reclaimed "
-                           "until they can", ", ".join(unreadable))
             return None
         return {path: (topic, 0 if position is None else position)
                 for topic, _name, position, path in found}
@@ -452,6 +499,13 @@ class Registry:
                 file.sync()
             finally:
                 file.close()
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def lowest(positions: dict[str, tuple[str, int]]) -> dict[str, int]:

@@ -594,15 +594,17 @@ class Background:
                 if not free:
                     return  # another process holds it for a moment: the next tick
                 named = registry.positions()
-                if named is None:  # a consumer file nobody can read holds everything
-                    self.reclaim_after = now + RECLAIM_EVERY
-                    return
+                if named is None:  # a consumer file nobody can read: its topic unknown, it
+                    # holds every entry still stored, and only what expired goes
+                    named, hold = {}, {t.name: 0 for t in list(log.by_tid.values())}
+                else:
+                    hold = lowest(named)
                 if log.cursor_writes == self.reclaim_seen and named == self.named_seen:
                     return
                 self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY
                 self.named_seen = named
                 registry.sync(named)
-                doomed = self._reclaim(lowest(named))
+                doomed = self._reclaim(hold)
         if doomed:
             logger.debug("reclaimed %d segment(s): %s", len(doomed),
                       ", ".join(s.path for s in doomed))

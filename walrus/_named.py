@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from ._consumers import ConsumerFile, Registry, Syncer
+from ._consumers import ConsumerFile, ConsumerFileError, Registry, Syncer
 from ._cursors import Cursor, Position, reading
 from ._errors import OffsetOutOfRangeError, WalrusLockedError
 from ._log import Log
@@ -217,6 +217,9 @@ class Consumers:
                 try:
                     file, _ = self.registry.own(topic, name, None)
                 except FileNotFoundError:
+                    return
+                except ConsumerFileError:  # its position unknown, its hold only goes with it
+                    self.registry.discard(topic, name)
                     return
             else:
                 file = c.file
