@@ -84,9 +84,10 @@ def check_retention(max_age: object, max_bytes: object) -> Retention:
                 f"max_age must be a number of seconds, a timedelta or None, not "
                 f"{type(max_age).__name__}")
         if max_age > MAX_AGE:  # compared before float(): an int may be too large for one
+            shown = repr(max_age) if len(repr(max_age)) <= 24 else f"{repr(max_age)[:8]}..."
             raise InvalidArgumentError(
                 f"max_age must be at most {MAX_AGE:.0f} seconds (about 292 years), got "
-                f"{max_age!r}; use max_age=None for no age limit")
+                f"{shown}; use max_age=None for no age limit")
         age = float(max_age)
         if not math.isfinite(age) or age <= 0:
             raise InvalidArgumentError(f"max_age must be a positive number of seconds, got "
