@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -527,10 +528,40 @@ def test_expired_segments_go_beside_a_consumer_file_nobody_can_read(
     _damage_header(wal, how)
     wal.set_retention("t", max_bytes=4096)
     fill(wal, "t", 2000, start=1)
+    fill(wal, "u", 300)  # no limits: every entry held although the shared cursor read it
+    while wal.batch_read_for_topic("u", 1 << 20):
+        pass
     for _ in range(3):
         reclaim(wal)
     assert wal.topic_info("t").first_offset > 0
-    assert len(segment_files(Path(wal.data_dir))) <= 8, "expired segments were kept"
+    assert len(segment_files(Path(wal.data_dir))) <= 8 + 300 * 24 // 4096, \
+        "expired segments were kept"
+    assert [e.offset for e in wal.batch_read_for_topic(
+        "u", 1 << 20, checkpoint=False, start_offset=0)] == list(range(300))
+
+
+@pytest.mark.parametrize("how", ["damaged", "newer"])
+def test_deleting_a_consumer_file_nobody_can_read_frees_its_segments_at_once(
+        open_wal: WalFactory, how: str) -> None:
+    """The worker's next pass of its own deletes what the file held, although no cursor moved
+    since the pass before (before, it waited for some cursor to move)."""
+    wal = open_wal(segment_size=4096)
+    fill(wal, "t", 1)
+    assert offsets(wal, "t", "slow", 1) == [0]
+    wal.close()
+    wal = open_wal(segment_size=4096)
+    _damage_header(wal, how)
+    fill(wal, "t", 500, start=1)
+    while wal.batch_read_for_topic("t", 1 << 20):
+        pass
+    reclaim(wal)
+    held = len(segment_files(Path(wal.data_dir)))
+    assert held > 4
+    wal.delete_consumer("t", "slow")
+    deadline = time.monotonic() + 10  # the worker looks every 0.1 s
+    while len(segment_files(Path(wal.data_dir))) > 3:
+        assert time.monotonic() < deadline, "the deleted consumer still held"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("how", ["damaged", "newer"])

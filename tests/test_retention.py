@@ -235,6 +235,7 @@ def test_an_observer_sees_what_the_writer_sets(tmp_path: Path, backend: str) -> 
     {"max_bytes": 0}, {"max_bytes": -5}, {"max_bytes": 1.5}, {"max_bytes": "1MiB"},
     {"max_bytes": True}, {"max_age": 10, "max_bytes": 0},
     {"max_age": 10**400}, {"max_age": 1e300}, {"max_age": timedelta.max},
+    {"max_age": -10**400}, {"max_age": -math.inf},
 ])
 def test_bad_limits_change_nothing(tmp_path: Path, kw: dict[str, object]) -> None:
     with open_wal(tmp_path) as wal:
@@ -491,18 +492,22 @@ def test_an_unreadable_settings_file_is_never_rewritten(tmp_path: Path, damage: 
         assert wal.get_retention("a") == Retention(60.0, None)
 
 
-def test_a_crash_between_the_settings_renames_never_has_the_live_file_written_over(
-        tmp_path: Path) -> None:
-    """The settings are written into a spare file (the one they last replaced) so that a full
-    disk can take them. A crash can leave the live file under the spare's second name too:
-    that one must be dropped, not written into (the live settings would be overwritten in
-    place, and a crash then could leave a mix)."""
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_a_spare_settings_file_with_another_name_is_never_written_into(
+        tmp_path: Path, link: str) -> None:
+    """The settings are written into a spare file (made when the last ones were written) so
+    that a full disk can take them. A spare that is another name of the live file (linked by
+    hand, say) must be replaced, not written into: the live settings would be overwritten in
+    place, and a crash then could leave a mix."""
     with open_wal(tmp_path) as wal:
         fill(wal, "t", 1)
         wal.set_retention("t", max_age=5)
-        live = tmp_path / "retention+"
-        os.link(live, tmp_path / "retention+.old")  # a crash after the link,
-        (tmp_path / "retention+.tmp").unlink()  # and the spare gone (by hand, say)
+        live, spare = tmp_path / "retention+", tmp_path / "retention+.tmp"
+        spare.unlink()
+        if link == "hard":
+            os.link(live, spare)
+        else:
+            spare.symlink_to(live)
         before = live.read_bytes()
         with open(live, "rb") as f:
             wal.set_retention("t", max_age=7)
@@ -510,6 +515,41 @@ def test_a_crash_between_the_settings_renames_never_has_the_live_file_written_ov
         assert wal.get_retention("t") == Retention(7.0, None)
     with open_wal(tmp_path) as again:
         assert again.get_retention("t") == Retention(7.0, None)
+
+
+def test_settings_once_replaced_are_never_written_again(tmp_path: Path) -> None:
+    """A reader that opened the settings file reads them whole, however many writes follow
+    (a replaced file is not taken as the next spare)."""
+    with open_wal(tmp_path) as wal:
+        fill(wal, "t", 1)
+        wal.set_retention("t", max_age=5)
+        before = (tmp_path / "retention+").read_bytes()
+        with open(tmp_path / "retention+", "rb") as f:
+            for age in range(6, 10):
+                wal.set_retention("t", max_age=age)
+            assert os.pread(f.fileno(), len(before) + 1, 0) == before
+
+
+def test_an_observer_sees_every_settings_write_whatever_the_file_system_stamps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system whose clock moves in coarse ticks and that gives a rewritten file the
+    same inode and size makes two writes within one tick look alike. An observer that looked
+    between them must still see the second."""
+    from walrus import _retention
+
+    real = _retention.file_stamp
+
+    def coarse(path: str) -> tuple[int, int, int, int] | None:
+        stamp = real(path)  # same inode, same size, times in ticks of 10 ms
+        tick = 10_000_000
+        return None if stamp is None else (1, stamp[1] // tick, stamp[2] // tick * tick, 1)
+
+    monkeypatch.setattr(_retention, "file_stamp", coarse)
+    with open_wal(tmp_path) as wal, Walrus(data_dir=tmp_path, read_only=True) as observer:
+        fill(wal, "t", 1)
+        for age in range(5, 10):
+            wal.set_retention("t", max_age=age)
+            assert observer.get_retention("t") == Retention(float(age), None)
 
 
 def test_too_long_an_age_is_refused_by_name(tmp_path: Path) -> None:

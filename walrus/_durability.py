@@ -435,7 +435,7 @@ class Background:
         """Segment number -> offset its last checkpoint index covers."""
         self.registry = registry
         """The consumer files of the directory: their positions hold segments too."""
-        self.named_seen: dict[str, tuple[str, int]] = {}
+        self.named_seen: dict[str, tuple[str, int]] | None = {}
         self.expiry = expiry
         """Retention's expiry: True when a first stored offset moved."""
         self.expiry_failed: str | None = None
@@ -594,16 +594,16 @@ class Background:
                 if not free:
                     return  # another process holds it for a moment: the next tick
                 named = registry.positions()
-                if named is None:  # a consumer file nobody can read: its topic unknown, it
-                    # holds every entry still stored, and only what expired goes
-                    named, hold = {}, {t.name: 0 for t in list(log.by_tid.values())}
-                else:
-                    hold = lowest(named)
                 if log.cursor_writes == self.reclaim_seen and named == self.named_seen:
                     return
                 self.reclaim_seen, self.reclaim_after = log.cursor_writes, now + RECLAIM_EVERY
                 self.named_seen = named
-                registry.sync(named)
+                if named is None:  # a consumer file nobody can read: its topic unknown, it
+                    # holds every entry still stored, and only what expired goes
+                    hold = {t.name: 0 for t in list(log.by_tid.values())}
+                else:
+                    registry.sync(named)
+                    hold = lowest(named)
                 doomed = self._reclaim(hold)
         if doomed:
             logger.debug("reclaimed %d segment(s): %s", len(doomed),

@@ -14,9 +14,9 @@ surviving entry as consumed, never as lost to damage.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -49,6 +49,9 @@ key folder is ever named so)."""
 FORMAT = "walrus-retention"
 VERSION = 1
 BLOCK = 4096
+RACY_NS = 100_000_000
+"""How recent a modification time must be for the file's stamp not to be trusted: ten
+times the coarsest tick a Linux kernel stamps files with (10 ms at 100 Hz)."""
 """The settings file is padded (JSON ignores trailing spaces) to a whole number of these."""
 MAX_AGE = (2**63 - 1) / 1e9
 """The longest ``max_age``, in seconds (about 292 years): segment headers stamp their time as
@@ -83,15 +86,15 @@ def check_retention(max_age: object, max_bytes: object) -> Retention:
             raise InvalidArgumentError(
                 f"max_age must be a number of seconds, a timedelta or None, not "
                 f"{type(max_age).__name__}")
+        shown = repr(max_age) if len(repr(max_age)) <= 24 else f"{repr(max_age)[:8]}..."
         if max_age > MAX_AGE:  # compared before float(): an int may be too large for one
-            shown = repr(max_age) if len(repr(max_age)) <= 24 else f"{repr(max_age)[:8]}..."
             raise InvalidArgumentError(
                 f"max_age must be at most {MAX_AGE:.0f} seconds (about 292 years), got "
                 f"{shown}; use max_age=None for no age limit")
-        age = float(max_age)
-        if not math.isfinite(age) or age <= 0:
+        if not max_age > 0:  # NaN, or <= 0 (an int too large for a float among them)
             raise InvalidArgumentError(f"max_age must be a positive number of seconds, got "
-                                       f"{max_age!r}")
+                                       f"{shown}")
+        age = float(max_age)
     size: int | None = None
     if max_bytes is not None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
@@ -101,6 +104,15 @@ def check_retention(max_age: object, max_bytes: object) -> Retention:
             raise InvalidArgumentError(f"max_bytes must be positive, got {max_bytes}")
         size = max_bytes
     return Retention(age, size)
+
+
+def file_stamp(path: str) -> tuple[int, int, int, int] | None:
+    """(inode, ctime, mtime, size) of ``path`` in nanoseconds; None when it is absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size
 
 
 def stored_age(path: str, topic: object, age: object) -> object:
@@ -133,22 +145,23 @@ class Settings:
         while set, nothing writes it, so no other topic's limits or floors are lost."""
         self.stamp: tuple[int, int, int, int] | None = None
         """The file's (inode, ctime, mtime, size) when last read: an observer rereads it
-        when it changes (each write replaces the file, so the inode tells two writes within
-        one clock tick apart)."""
+        when it changes."""
         self.reload()
 
     def reload(self) -> bool:
         """Read the file again if it changed since the last look; True if it did. A file
         that cannot be read gives no limits (keeping entries is the safe side), with a
-        warning."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            st = None
-        stamp = None if st is None else (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size)
+        warning.
+
+        A stamp taken within ``RACY_NS`` of the file's modification time is not trusted (as
+        git does for its index): a kernel stamps files with a clock that moves in ticks of
+        up to 10 ms, and a file system may give the next write the same inode and size, so a
+        write within the same tick would look like no change at all."""
+        stamp = file_stamp(self.path)
         if stamp == self.stamp:
             return False
-        self.stamp = stamp
+        self.stamp = None if stamp is not None and time.time_ns() - stamp[2] < RACY_NS \
+            else stamp
         self.limits, self.floors, self.problem = {}, {}, None
         if stamp is None:
             return True
@@ -199,47 +212,21 @@ class Settings:
                "topics": {name: {"max_age": r.max_age, "max_bytes": r.max_bytes}
                           for name, r in limits.items()},
                "expired": floors}
-        tmp, old = self.spare()
+        tmp = self.path + ".tmp"
         size = fill(tmp, json.dumps(doc, sort_keys=True).encode())
-        try:  # the file replaced keeps a name: its blocks are the next write's spare
-            os.link(self.path, old)
-            kept = True
-        except OSError:  # the first settings, or no hard links on this file system
-            kept = False
         os.replace(tmp, self.path)
         sync_directory(os.path.dirname(self.path))
         self.limits, self.floors = limits, floors
-        if kept:
-            os.replace(old, tmp)
-        else:
-            reserve(tmp, size)
-
-    def spare(self) -> tuple[str, str]:
-        """The spare file the next settings are written into, and the name the file they
-        replace is kept under meanwhile. A crash between the two renames of a write leaves
-        the replaced file under that name, or the live file's second name: only the former
-        may be written into."""
-        tmp, old = self.path + ".tmp", self.path + ".old"
-        try:
-            kept = os.stat(old)
-        except FileNotFoundError:
-            return tmp, old
-        try:
-            live = os.path.samestat(kept, os.stat(self.path))
-        except FileNotFoundError:
-            live = False
-        if live or os.path.exists(tmp):
-            os.unlink(old)
-        else:
-            os.replace(old, tmp)
-        return tmp, old
+        reserve(tmp, size)
 
 
 def fill(path: str, body: bytes) -> int:
-    """Write ``body`` into the file ``path``, padded with spaces to its size when it fits, and
-    fsync it; returns the size. Writing over blocks the file holds takes none: on a full disk
-    the expiry that frees space can still record itself (a new file would need blocks)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """Write ``body`` into the spare file ``path``, padded with spaces to its size when it
+    fits, and fsync it; returns the size. Writing over blocks the spare holds takes none: on
+    a full disk the expiry that frees space can still record itself (a new file would need
+    blocks). A spare with a second name (linked by hand, to the live file say) is never
+    written into: it is replaced by a new file."""
+    fd = _spare(path)
     try:
         size = os.fstat(fd).st_size
         if len(body) > size:  # room to grow without a new block at each write
@@ -253,12 +240,31 @@ def fill(path: str, body: bytes) -> int:
     return size
 
 
-def reserve(path: str, size: int) -> None:
-    """Make the spare the next settings are written into, while there is room (nothing
-    depends on it: without one, the next write makes its file anew)."""
+def _spare(path: str) -> int:
+    """A descriptor of the spare file ``path``, a file of its own (made anew if it is a
+    symbolic link or has another name)."""
     try:
-        with open(path, "wb") as f:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        if os.fstat(fd).st_nlink == 1:
+            return fd
+        os.close(fd)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+
+
+def reserve(path: str, size: int) -> None:
+    """Make the spare the next settings are written into, a new file of ``size`` bytes (the
+    blocks the replaced settings just gave back). Nothing depends on it: without one, the
+    next write makes its file anew. The replaced file is never written again, so a reader
+    that opened it still reads whole settings."""
+    try:
+        with open(path, "xb") as f:
             f.write(b" " * size)
+    except FileExistsError:
+        pass  # made meanwhile by hand: the next write checks it
     except OSError as exc:
         logger.debug("no spare retention settings file %s: %s", path, exc)
         try:
