@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,76 @@ def test_append_lines_one_entry_per_line_in_batches(data_dir: Path) -> None:
                                                  start_offset=len(got)):
             got.extend(e.data for e in batch)
     assert got == lines
+
+
+def _append_in_process(data_dir: Path, lines: list[bytes], monkeypatch: pytest.MonkeyPatch,
+                       capsys: pytest.CaptureFixture[str],
+                       fail: Callable[[int], None]) -> tuple[int, str, list[int]]:
+    """``walrus append DIR t --lines`` in this process, ``fail(n)`` called before the library
+    writes its n-th batch; returns the exit status, stderr and the batches' sizes written."""
+    from walrus._cli import main
+    from walrus._walrus import Walrus as Library
+
+    written: list[int] = []
+    real = Library.batch_append_for_topic
+
+    def batch_append(self: Library, topic: str, entries: Sequence[bytes]) -> int:
+        fail(len(written))
+        start = real(self, topic, entries)
+        written.append(len(entries))
+        return start
+
+    monkeypatch.setattr(Library, "batch_append_for_topic", batch_append)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
+    status = main(["append", str(data_dir), "t", "--lines"])
+    return status, capsys.readouterr().err, written
+
+
+def test_append_lines_within_the_batch_limits_is_one_atomic_batch(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An input the library can append atomically is one batch, however many bytes it has:
+    a failure writes all of it or none."""
+    lines = [bytes([65 + i]) * (6 << 20) for i in range(3)]  # 18 MiB in 3 lines
+    status, err, written = _append_in_process(data_dir, lines, monkeypatch, capsys,
+                                              lambda n: None)
+    assert (status, err, written) == (0, "", [3])
+
+
+def test_append_lines_failing_between_batches_says_what_was_written(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An input over one atomic batch that fails part way (a full disk) exits 3 and names the
+    entries written, so that a retry can leave them out."""
+    def disk_full(n: int) -> None:
+        if n == 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    lines = [f"line {i}".encode() for i in range(4500)]
+    status, err, written = _append_in_process(data_dir, lines, monkeypatch, capsys, disk_full)
+    assert status == 3 and written == [2000]
+    assert err == ("walrus append: error: No space left on device; the first 2000 of the 4500 "
+                   "lines were appended to 't' (offsets 0-1999); the other 2500 were not\n")
+    with Walrus(data_dir=data_dir, read_only=True) as wal:
+        assert wal.get_topic_entry_count("t") == 2000
+
+
+def test_append_lines_interrupted_finishes_the_batch_and_says_what_was_written(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C while a batch is written lets that batch end (its outcome is then known), then
+    stops and names what was written."""
+    def interrupt(n: int) -> None:
+        if n == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    lines = [f"line {i}".encode() for i in range(4500)]
+    handler = signal.getsignal(signal.SIGINT)
+    status, err, written = _append_in_process(data_dir, lines, monkeypatch, capsys, interrupt)
+    assert status == 3 and written == [2000]
+    assert err == ("walrus append: error: interrupted; the first 2000 of the 4500 lines were "
+                   "appended to 't' (offsets 0-1999); the other 2500 were not\n")
+    assert signal.getsignal(signal.SIGINT) is handler  # put back
 
 
 def test_append_file_is_one_entry_and_lines_of_a_file(data_dir: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import NoReturn
 from ._cli_options import without_directory
 from ._commands import (
     CommandError,
+    PartlyWritten,
     append,
     backends,
     forward,
@@ -31,6 +32,7 @@ from ._errors import WalrusError
 from ._version import __version__
 
 ERROR_EXIT = 2
+PARTLY_WRITTEN_EXIT = 3
 INTERRUPTED_EXIT = 130
 BENCH_MISSING = ("the benchmark tools (the walrus_bench package) are not installed; they ship "
                  "with walrus-wal, so reinstall it: pip install --force-reinstall walrus-wal")
@@ -99,6 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(bench=bench).parse_args(arguments)
     try:
         result: int = args.func(args)
+    except PartlyWritten as exc:
+        cause = exc.__cause__
+        why = ("interrupted" if isinstance(cause, KeyboardInterrupt) or cause is None
+               else describe(cause))
+        print(f"walrus {args.command}: error: {why}; {exc}", file=sys.stderr)
+        return PARTLY_WRITTEN_EXIT
     except (CommandError, WalrusError, OSError) as exc:
         if isinstance(exc, BrokenPipeError):
             return _broken_pipe()

@@ -12,6 +12,11 @@ class CommandError(Exception):
     """A problem the user can fix (a missing topic, conflicting options): one line, exit 2."""
 
 
+class PartlyWritten(Exception):
+    """A command failed after writing part of what it was asked to: the message says what
+    was written (its cause says why the rest was not), so a retry need not write it twice."""
+
+
 class Subparsers(Protocol):
     """What ``ArgumentParser.add_subparsers`` returns, as far as the commands use it."""
 

@@ -1,24 +1,27 @@
 """``walrus append``: one entry from the argument, a file, or one entry per line of input.
 
 The whole input is read and checked before anything is written, so a bad input (a missing
-file, an entry over the size limit) writes nothing. Lines are appended in atomic batches.
+file, an entry over the size limit) writes nothing. An input within the library's batch limits
+is one atomic batch; a larger one goes in several, and a failure between them says on stderr
+which entries were written, so that a retry does not append them twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 from .._cli_options import open_writer
-from .._config import MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
+from .._config import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 from .._errors import EntryTooLargeError
 from .._validate import check_topic
-from . import CommandError, Subparsers, topic_command
-
-BATCH_BYTES = 16 << 20
-"""Payload bytes per batch of ``--lines`` (besides the 2000-entry cap)."""
+from . import CommandError, PartlyWritten, Subparsers, topic_command
 
 
 def register(commands: Subparsers) -> None:
@@ -43,18 +46,61 @@ def run(args: argparse.Namespace) -> int:
         if len(data) > MAX_ENTRY_BYTES:
             raise EntryTooLargeError(
                 f"an entry of {len(data)} bytes is over MAX_ENTRY_BYTES ({MAX_ENTRY_BYTES})")
-    first = last = -1
-    with open_writer(args) as wal:  # the directory's lock: no other writer, so the batches'
-        for batch in _batches(entries):  # offsets follow each other
-            start = wal.batch_append_for_topic(args.topic, batch)
-            first = start if first < 0 else first
-            last = start + len(batch) - 1
+    first = _append(args, entries)
     if not args.quiet:
-        span = f"offset {first}" if first == last else f"offsets {first}-{last}"
+        where = f" ({_span(first, len(entries))})" if entries else ""
         noun = "entry" if len(entries) == 1 else "entries"
-        where = f" ({span})" if entries else ""
         print(f"appended {len(entries)} {noun} to {args.topic!r}{where}")
     return 0
+
+
+def _append(args: argparse.Namespace, entries: list[bytes]) -> int:
+    """Append ``entries`` in as few atomic batches as the library allows; return the first
+    offset. Ctrl-C waits for the batch being written, so what was written is always known;
+    a failure after some entries were written raises :class:`PartlyWritten` saying which."""
+    first = count = 0
+    try:
+        with _interrupts_deferred() as interrupted, open_writer(args) as wal:
+            for batch in _batches(entries):  # the directory's lock: no other writer, so the
+                if interrupted():            # batches' offsets follow each other
+                    raise KeyboardInterrupt
+                start = wal.batch_append_for_topic(args.topic, batch)
+                first = start if count == 0 else first
+                count += len(batch)
+    except BaseException as exc:
+        if count == 0:
+            raise
+        where = f"to {args.topic!r} ({_span(first, count)})"
+        if count == len(entries):  # the error came as the log closed
+            what = "the entry was" if count == 1 else f"all {count} entries were"
+            raise PartlyWritten(f"{what} appended {where} before it") from exc
+        raise PartlyWritten(f"the first {count} of the {len(entries)} lines were appended {where}; "
+                            f"the other {len(entries) - count} were not") from exc
+    return first
+
+
+def _span(first: int, count: int) -> str:
+    """``offset 4`` or ``offsets 4-6``."""
+    return f"offset {first}" if count == 1 else f"offsets {first}-{first + count - 1}"
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[Callable[[], bool]]:
+    """While open, SIGINT only sets a flag (the callable yielded reads it): an interrupt
+    never lands inside a batch, whose outcome would then be unknown."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # signals reach the main thread only: nothing to defer
+        return
+    seen: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _entries(args: argparse.Namespace) -> list[bytes]:
@@ -84,10 +130,11 @@ def _read_input(name: str | None) -> bytes:
 
 
 def _batches(entries: list[bytes]) -> Iterator[list[bytes]]:
+    """The library's largest atomic batches: the whole input, when it is within its limits."""
     batch: list[bytes] = []
     size = 0
     for data in entries:
-        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + len(data) > BATCH_BYTES):
+        if batch and (len(batch) == MAX_BATCH_ENTRIES or size + len(data) > MAX_BATCH_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(data)
