@@ -361,6 +361,17 @@ def test_bad_topic_creates_nothing(data_dir: Path) -> None:
     assert not data_dir.exists()
 
 
+def test_append_of_an_empty_input_creates_nothing(data_dir: Path) -> None:
+    """No entry to append makes no log (a new one takes a preallocated segment), and leaves
+    an existing one as it is."""
+    assert ok("append", data_dir, "t", "--lines", stdin=b"") == b"appended 0 entries to 't'\n"
+    assert not data_dir.exists()
+    ok("append", data_dir, "t", "x")
+    before = tree_state(data_dir)
+    assert ok("append", data_dir, "t", "--lines", "-q", stdin=b"") == b""
+    assert tree_state(data_dir) == before
+
+
 @pytest.mark.parametrize("args", [["-n", "0"], ["-n", "many"], ["--from-offset", "-1"],
                                   ["--format", "xml"]])
 def test_bad_read_arguments(data_dir: Path, args: list[str]) -> None:

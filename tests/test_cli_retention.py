@@ -10,7 +10,7 @@ import pytest
 from walrus import Retention, Walrus
 from walrus._settings_parse import duration_label, parse_duration, parse_size, size_label
 
-from .cli_support import data_dir, quiet_isolated_env  # noqa: F401 - fixtures
+from .cli_support import data_dir, quiet_isolated_env, tree_state  # noqa: F401 - fixtures
 from .test_cli import fails, ok, topics_json
 
 
@@ -42,6 +42,20 @@ def test_retention_refuses_bad_limits_and_unknown_topics(data_dir: Path) -> None
     assert "max_bytes must be positive" in fails("retention", data_dir, "t", "--max-bytes", "0")
     assert "does not exist" in fails("retention", data_dir, "nope", "--max-age", "1h")
     assert ok("retention", data_dir, "t") == b"t: max-bytes 1MiB\n"  # nothing changed
+
+
+def test_setting_retention_in_a_missing_directory_or_topic_changes_nothing(
+        data_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A mistyped directory is not made into a new log, nor is a log touched for a topic it
+    does not have: the command fails before it takes the directory as a writer."""
+    typo = tmp_path / "wall"
+    assert "does not exist" in fails("retention", typo, "t", "--max-age", "1h")
+    assert not typo.exists()
+    ok("append", data_dir, "t", "x")
+    before = tree_state(data_dir)
+    assert "topic 'nope' does not exist" in fails("retention", data_dir, "nope",
+                                                  "--max-bytes", "1MiB")
+    assert tree_state(data_dir) == before
 
 
 @pytest.mark.parametrize(("text", "seconds", "label"), [

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from .._cli_options import open_writer
+from .._cli_options import directory_and_backend, open_observer, open_writer
 from .._config import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_ENTRY_BYTES
 from .._errors import EntryTooLargeError
 from .._validate import check_topic
@@ -46,11 +46,20 @@ def run(args: argparse.Namespace) -> int:
         if len(data) > MAX_ENTRY_BYTES:
             raise EntryTooLargeError(
                 f"an entry of {len(data)} bytes is over MAX_ENTRY_BYTES ({MAX_ENTRY_BYTES})")
-    first = _append(args, entries)
+    first = _append(args, entries) if entries else _check_directory(args)
     if not args.quiet:
         where = f" ({_span(first, len(entries))})" if entries else ""
         noun = "entry" if len(entries) == 1 else "entries"
         print(f"appended {len(entries)} {noun} to {args.topic!r}{where}")
+    return 0
+
+
+def _check_directory(args: argparse.Namespace) -> int:
+    """For an empty input: report a problem with the directory, as appending would, but
+    create nothing (a log made for no entry would only take room)."""
+    if directory_and_backend(args)[0].exists():
+        with open_observer(args):
+            pass
     return 0
 
 

@@ -55,13 +55,13 @@ def _limit(text: str | None, parse: Callable[[str], float], option: str) -> floa
 
 def run(args: argparse.Namespace) -> int:
     check_topic(args.topic)
-    if args.max_age is None and args.max_bytes is None:
-        with open_observer(args) as wal:
-            require_topic(wal.topics(), args.topic, wal.data_dir)
-            print(f"{args.topic}: {retention_label(wal.get_retention(args.topic))}")
-        return 0
     age = _limit(args.max_age, parse_duration, "--max-age")  # checked before opening
     size = _limit(args.max_bytes, parse_size, "--max-bytes")
+    with open_observer(args) as wal:  # a missing directory or topic changes nothing
+        require_topic(wal.topics(), args.topic, wal.data_dir)
+        if args.max_age is None and args.max_bytes is None:
+            print(f"{args.topic}: {retention_label(wal.get_retention(args.topic))}")
+            return 0
     with open_writer(args) as wal:
         require_topic(wal.topics(), args.topic, wal.data_dir)
         now = wal.get_retention(args.topic)
