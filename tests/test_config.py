@@ -116,6 +116,14 @@ def test_invalid_arguments_are_named(tmp_path: Path, kwargs: dict[str, object]) 
     assert not (tmp_path / "w").exists()
 
 
+def test_an_empty_data_dir_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"" is a slip (an unset setting), not the current directory: the log is not put there."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(walrus.InvalidArgumentError, match="data_dir must not be empty"):
+        Walrus(data_dir="")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StorageError, match="not a directory"):

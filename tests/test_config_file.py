@@ -109,6 +109,23 @@ def test_a_bad_file_names_it(tmp_path: Path) -> None:
                                                           "other.toml"]
 
 
+def test_an_empty_data_dir_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty data_dir would put the log in the file's folder (or the current directory):
+    it is refused, naming the key, and nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "svc.toml"
+    config.write_text('[walrus]\ndata_dir = ""\n')
+    for source in (config, {"data_dir": ""}):
+        with pytest.raises(InvalidArgumentError, match=r"walrus\.data_dir.*an empty path"):
+            Walrus.from_config(source)
+    assert list(tmp_path.iterdir()) == [config]
+    status, _, err = cli("append", "--config", config, "t", "x")
+    assert status == 2 and "an empty path" in err
+    status, _, err = cli("append", "", "t", "x")
+    assert status == 2 and "argument DIR: an empty path" in err
+    assert list(tmp_path.iterdir()) == [config]
+
+
 # --- the command line's --config FILE ------------------------------------------------------------
 
 def cli(*args: str | Path) -> tuple[int, str, str]:

@@ -39,6 +39,14 @@ def _argument_type(parse: Callable[[str], T], what: str) -> Callable[[str], T]:
     return convert
 
 
+def _directory(text: str) -> Path:
+    """An argparse type: a directory; an empty one (an unset shell variable) is refused, not
+    taken for the current directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (use . for the current directory)")
+    return Path(text)
+
+
 def at_least(minimum: int, what: str) -> Callable[[str], int]:
     """An argparse type: a whole number no smaller than ``minimum``."""
     def convert(text: str) -> int:
@@ -83,7 +91,7 @@ def add_directory_options(parser: argparse.ArgumentParser, *, writer: bool) -> N
 
 def add_directory_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """``DIR``, or ``--config FILE`` in its place (see :func:`without_directory`)."""
-    parser.add_argument("data_dir", metavar="DIR", type=Path,
+    parser.add_argument("data_dir", metavar="DIR", type=_directory,
                         help=f"{help} (left out with --config)")
     parser.add_argument("--config", metavar="FILE", type=Path,
                         help="take DIR and the defaults of the other options from the [walrus] "

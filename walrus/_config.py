@@ -193,6 +193,9 @@ def resolve_root(data_dir: str | os.PathLike[str] | None, key: str | None) -> Pa
                 f"data_dir must be a str path, not {type(path).__name__}")
         if "\0" in path:
             raise InvalidArgumentError(f"data_dir must not contain a NUL character: {path!r}")
+        if not path:  # a slip (an unset setting), which would put the log where we run
+            raise InvalidArgumentError("data_dir must not be empty (use '.' for the current "
+                                       "directory)")
         base = Path(path)
         return base / sanitize_key(key) if key is not None else base
     base = Path(env("WALRUS_DATA_DIR") or DEFAULT_BASE_DIR)

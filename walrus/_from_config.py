@@ -39,6 +39,13 @@ def _backend(value: object) -> str:
     return parse_backend(_text(value))
 
 
+def _directory(value: object) -> str:
+    text = _text(value)
+    if not text:  # in a file it would name the file's own folder: a slip, not a choice
+        raise ValueError("an empty path names no directory")
+    return text
+
+
 def _segment_size(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected a whole number of bytes, got {value!r}")
@@ -52,7 +59,7 @@ def _read_only(value: object) -> bool:
 
 
 _KEYS: dict[str, tuple[str, Callable[[Any], object], str]] = {
-    "data_dir": ("data_dir", _text, "a directory path (relative to the file's folder)"),
+    "data_dir": ("data_dir", _directory, "a directory path (relative to the file's folder)"),
     "key": ("key", _text, "an instance key (a string)"),
     "backend": ("backend", _backend,
                 "a backend name, a fallback list (\"io_uring,pwrite\" or [\"io_uring\", "
