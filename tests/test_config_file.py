@@ -109,6 +109,19 @@ def test_a_bad_file_names_it(tmp_path: Path) -> None:
                                                           "other.toml"]
 
 
+def test_a_tilde_is_the_home_folder_in_a_file_and_a_mapping(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same table means the same directory, whether it comes from a file or a mapping."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "svc.toml"
+    config.write_text('[walrus]\ndata_dir = "~/wal"\n')
+    for source in (config, {"data_dir": "~/wal"}):
+        with Walrus.from_config(source) as wal:
+            assert wal.data_dir == tmp_path / "home" / "wal"
+    assert not (tmp_path / "~").exists()
+
+
 def test_an_empty_data_dir_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty data_dir would put the log in the file's folder (or the current directory):
     it is refused, naming the key, and nothing is created."""

@@ -95,8 +95,9 @@ def walrus_arguments(source: Source) -> dict[str, Any]:
         except ValueError as exc:  # InvalidArgumentError is one too
             raise InvalidArgumentError(
                 f"{TABLE}.{key}{where}: {exc}; accepted: {forms}") from None
-    if base is not None and "data_dir" in arguments:
-        arguments["data_dir"] = base / Path(arguments["data_dir"]).expanduser()
+    if "data_dir" in arguments:  # a setting's ~ is the home folder, from a file or a mapping
+        directory = os.path.expanduser(arguments["data_dir"])
+        arguments["data_dir"] = directory if base is None else base / directory
     return arguments
 
 
