@@ -9,6 +9,7 @@ was, and leave nothing behind that a reopen would find.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import shutil
 import subprocess
@@ -59,9 +60,23 @@ BAD_TOPICS: list[tuple[str, object]] = [
     ("too-long", "x" * 256), ("too-long-utf8", "é" * 128), ("surrogate", "\ud800"),
     ("list", ["a"]),
 ]
+def _unreadable_buffers() -> list[tuple[str, object]]:
+    """Objects that offer a buffer which cannot be read (memoryview() raises ValueError)."""
+    released = memoryview(b"gone")
+    released.release()
+    closed = mmap.mmap(-1, 16)
+    closed.close()
+    found: list[tuple[str, object]] = [("released-memoryview", released), ("closed-mmap", closed)]
+    try:
+        import numpy
+    except ImportError:
+        return found
+    return [*found, ("numpy-datetime64", numpy.array(["2020-01-01"], dtype="M8[D]"))]
+
+
 BAD_PAYLOADS: list[tuple[str, object]] = [
     ("str", "text"), ("int", 5), ("none", None), ("float", 1.5), ("list", [b"a"]),
-    ("object", object()), ("dict", {}),
+    ("object", object()), ("dict", {}), *_unreadable_buffers(),
 ]
 BAD_COUNTS: list[tuple[str, object]] = [
     ("negative", -1), ("str", "10"), ("float", 1.5), ("none", None), ("bool", True),
