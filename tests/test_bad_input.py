@@ -191,6 +191,14 @@ def test_bad_calls_raise_their_error_and_change_nothing(
         assert dump(wal) == before
 
 
+def test_an_offset_past_what_64_bits_hold_reads_nothing(tmp_path: Path) -> None:
+    """Like any offset past the end (with or without the C extension), not an OverflowError."""
+    with Walrus(data_dir=tmp_path / "w") as wal:
+        wal.append_for_topic("a", b"x")
+        for offset in (2**63, 2**100):
+            assert wal.batch_read_for_topic("a", 10, checkpoint=False, start_offset=offset) == []
+
+
 def _check_family(exc: BaseException) -> None:
     """Caller errors are ValueErrors, system errors OSErrors, and all are WalrusErrors."""
     assert isinstance(exc, WalrusError)

@@ -56,6 +56,8 @@ _new_entry = tuple.__new__
 def entries_of(payloads: list[bytes], first: int, topic: str) -> list[Entry]:
     """Entries for consecutive payloads, built in C (one loop of the extension, or C-level
     map/zip loops without it: no Python frame per entry)."""
+    if not payloads:  # ``first`` may be any offset asked for, past what C's int64 holds
+        return []
     if hot_entries is not None:
         return hot_entries(payloads, first, topic, Entry)  # type: ignore[no-any-return]
     n = len(payloads)
