@@ -109,6 +109,17 @@ def test_a_bad_file_names_it(tmp_path: Path) -> None:
                                                           "other.toml"]
 
 
+def test_a_file_that_is_not_utf8_or_a_path_with_nul_is_named(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'[walrus]\ndata_dir = "caf\xe9"\n')
+    with pytest.raises(InvalidArgumentError, match=r"latin1\.toml is not valid TOML: byte 24 "
+                                                   r"is not UTF-8"):
+        Walrus.from_config(latin1)
+    with pytest.raises(InvalidArgumentError, match="its name has a NUL character"):
+        Walrus.from_config(str(tmp_path / "a\0b.toml"))
+    assert list(tmp_path.iterdir()) == [latin1]
+
+
 def test_a_tilde_is_the_home_folder_in_a_file_and_a_mapping(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same table means the same directory, whether it comes from a file or a mapping."""

@@ -102,6 +102,9 @@ def walrus_arguments(source: Source) -> dict[str, Any]:
 
 
 def _load(path: Path) -> dict[str, Any]:
+    if "\0" in str(path):  # open() would raise a bare ValueError
+        raise InvalidArgumentError(
+            f"cannot read the configuration file {str(path)!r}: its name has a NUL character")
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -110,6 +113,9 @@ def _load(path: Path) -> dict[str, Any]:
             f"cannot read the configuration file {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgumentError(f"{path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise InvalidArgumentError(f"{path} is not valid TOML: byte {exc.start} is not "
+                                   "UTF-8") from None
 
 
 def _table_of(document: Mapping[str, Any], file: Path | None) -> Mapping[str, Any]:
