@@ -41,6 +41,8 @@ def test_retention_refuses_bad_limits_and_unknown_topics(data_dir: Path) -> None
     assert "--max-age '-5'" in fails("retention", data_dir, "t", "--max-age", "-5")
     assert "max_bytes must be positive" in fails("retention", data_dir, "t", "--max-bytes", "0")
     assert "does not exist" in fails("retention", data_dir, "nope", "--max-age", "1h")
+    assert "too large: must be less than 8 EiB" in fails("retention", data_dir, "t",
+                                                         "--max-bytes", "9" * 400)
     assert ok("retention", data_dir, "t") == b"t: max-bytes 1MiB\n"  # nothing changed
 
 

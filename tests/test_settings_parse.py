@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from walrus import FsyncSchedule, InvalidArgumentError, ReadConsistency
-from walrus._settings_parse import fsync_label, parse_backend, parse_consistency, parse_fsync
+from walrus._settings_parse import (
+    fsync_label,
+    parse_backend,
+    parse_consistency,
+    parse_fsync,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -49,3 +55,13 @@ def test_backend_names_must_be_registered() -> None:
         parse_backend("nope")
     with pytest.raises(ValueError):
         parse_backend("mmap,")
+
+
+def test_sizes_are_exact_and_bounded() -> None:
+    """Sizes are read exactly (no float rounding, no infinity) and a size past what a file
+    offset holds is refused as a ValueError, like any bad spelling."""
+    assert parse_size("9007199254740993") == 9007199254740993  # 2**53 + 1: not a float
+    assert parse_size("8388607.999999999999TiB") < 1 << 63
+    for text in ("8388608TiB", "9" * 400):
+        with pytest.raises(ValueError):
+            parse_size(text)

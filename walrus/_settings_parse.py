@@ -9,6 +9,7 @@ for a consistency mode) with the accepted forms; the caller adds where the text 
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from ._config import (
     Consistency,
@@ -27,6 +28,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 _SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
 _SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+MAX_SIZE = (1 << 63) - 1
+"""The largest size a setting takes (a file offset's range)."""
 
 
 def parse_fsync(text: str) -> Schedule:
@@ -93,8 +96,10 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError("expected a size such as 512MiB, 4GiB or a number of bytes")
     unit = match.group(2).lower().rstrip("b").rstrip("i")
-    scale = 1024 ** " kmgt".index(unit or " ")
-    return int(float(match.group(1)) * scale)
+    size = int(Fraction(match.group(1)) * 1024 ** " kmgt".index(unit or " "))  # exact: no inf
+    if size > MAX_SIZE:
+        raise ValueError("too large: must be less than 8 EiB")
+    return size
 
 
 def duration_label(seconds: float) -> str:
