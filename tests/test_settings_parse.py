@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from walrus import FsyncSchedule, InvalidArgumentError, ReadConsistency
@@ -9,6 +11,7 @@ from walrus._settings_parse import (
     fsync_label,
     parse_backend,
     parse_consistency,
+    parse_duration,
     parse_fsync,
     parse_size,
 )
@@ -65,3 +68,14 @@ def test_sizes_are_exact_and_bounded() -> None:
     for text in ("8388608TiB", "9" * 400):
         with pytest.raises(ValueError):
             parse_size(text)
+
+
+@pytest.mark.parametrize(("parse", "text"), [
+    (parse_fsync, "²ms"), (parse_fsync, "٣"), (parse_consistency, "at-least-once:٣"),
+    (parse_size, "٣k"), (parse_duration, "٣h"),
+])
+def test_only_ascii_digits_are_numbers(parse: Callable[[str], object], text: str) -> None:
+    """Other Unicode digits are a typo (or a trick), not a number: refused like any bad
+    spelling, with the accepted forms."""
+    with pytest.raises(ValueError, match=r"^expected "):
+        parse(text)

@@ -23,10 +23,10 @@ from ._config import (
 from ._errors import InvalidArgumentError
 from .plugins._manager import registered_specs
 
-_AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)")
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
+_AT_LEAST_ONCE = re.compile(r"at-least-once:(\d+)", re.ASCII)
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)", re.ASCII)
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE | re.ASCII)
 _SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 MAX_SIZE = (1 << 63) - 1
 """The largest size a setting takes (a file offset's range)."""
@@ -42,7 +42,7 @@ def parse_fsync(text: str) -> Schedule:
     if value == "async":
         return FsyncSchedule.Milliseconds(1000)
     digits = value[:-2] if value.endswith("ms") else value
-    if digits.isdigit():
+    if digits.isascii() and digits.isdigit():  # not "²" or "٣", which isdigit takes
         return FsyncSchedule.Milliseconds(int(digits))
     raise ValueError("expected sync-each, no-fsync, none, async, <n>ms or <n>")
 
