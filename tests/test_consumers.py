@@ -189,6 +189,9 @@ def test_seek_out_of_range_changes_nothing(open_wal: WalFactory) -> None:
             wal.seek("t", bad)
     with pytest.raises(OffsetOutOfRangeError):
         wal.seek("nothing", 1, consumer="a")
+    for offset in (0, 1):  # the shared cursor of a topic that does not exist
+        with pytest.raises(OffsetOutOfRangeError, match="'nothing' does not exist"):
+            wal.seek("nothing", offset)
     assert wal.consumers("t") == before
     assert wal.consumers("nothing") == {}
 

@@ -619,8 +619,11 @@ class Walrus:
         offset = nonnegative_int("offset", offset)
         self._check_writable()
         t = self._topics.get(topic)
-        first, last = (0, 0) if t is None else (t.first_seq, t.next_seq)
-        if t is None or not first <= offset <= last:
+        if t is None:  # no offset is stored, not even 0: say so rather than "0..0"
+            raise OffsetOutOfRangeError(
+                f"topic {topic!r} does not exist: it has no cursor to seek")
+        first, last = t.first_seq, t.next_seq
+        if not first <= offset <= last:
             raise OffsetOutOfRangeError(
                 f"topic {topic!r}: cannot seek to offset {offset}; stored offsets are "
                 f"{first}..{last} (the next offset included)")
