@@ -392,6 +392,10 @@ def test_missing_topic_and_directory(data_dir: Path, tmp_path: Path) -> None:
                     ["tail", missing, "t"]):
         assert "does not exist" in fails(*command)
     assert not missing.exists()
+    (tmp_path / "file").write_text("not a log")
+    assert "data directory " in fails("verify", tmp_path / "file")
+    assert "is not a directory" in fails("verify", tmp_path / "file")
+
 
 
 def test_no_subcommand_is_a_usage_error() -> None:

@@ -10,6 +10,7 @@ segment that was never durable) is reported as a note, not as damage.
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
 import os
 import time
@@ -96,6 +97,8 @@ def verify_directory(directory: str | os.PathLike[str], backend: str | None = No
     """Check a data directory; raises StorageError if it is not one that can be read."""
     path = os.fspath(directory)
     if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise StorageError(errno.ENOTDIR, f"data directory {path} is not a directory")
         raise StorageError(2, f"data directory {path} does not exist")
     _, io = select_backend(backend)
     try:
