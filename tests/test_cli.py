@@ -397,6 +397,12 @@ def test_missing_topic_and_directory(data_dir: Path, tmp_path: Path) -> None:
     assert "is not a directory" in fails("verify", tmp_path / "file")
 
 
+def test_options_are_not_abbreviated(tmp_path: Path) -> None:
+    """``--conf`` is not taken for ``--config`` (nor any option for another)."""
+    (tmp_path / "svc.toml").write_text('[walrus]\ndata_dir = "wal"\n')
+    assert "unrecognized arguments: --conf" in fails("topics", "--conf", tmp_path / "svc.toml")
+    assert not (tmp_path / "wal").exists()
+
 
 def test_no_subcommand_is_a_usage_error() -> None:
     assert "required" in fails()

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._cli_options import without_directory
 from ._commands import (
@@ -41,7 +41,12 @@ RegisterBench = Callable[[argparse.ArgumentParser], None]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with usage errors on one line (and the same for every subcommand)."""
+    """argparse, with usage errors on one line (and the same for every subcommand), and no
+    abbreviated options: ``--conf`` must not pass for ``--config`` where DIR is looked for."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(ERROR_EXIT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
