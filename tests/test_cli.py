@@ -538,3 +538,16 @@ def test_reading_reclaimed_offsets_is_an_error(data_dir: Path) -> None:
         line = fails(command, data_dir, "t", "--from-offset", "0")
         assert f"entries before offset {first} were reclaimed" in line
     assert ok("read", data_dir, "t", "--from-offset", str(first)) == b"%03d" % first * 40 + b"\n"
+
+
+def test_the_exit_status_table_names_every_status() -> None:
+    """docs/cli.md's table lists each status the command line returns, with what it means."""
+    from walrus import _cli
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", page.split("## Errors and exit status")[1],
+                           re.MULTILINE))
+    assert sorted(map(int, rows)) == sorted({0, 1, _cli.ERROR_EXIT, _cli.PARTLY_WRITTEN_EXIT,
+                                             _cli.INTERRUPTED_EXIT})
+    assert "went away" in rows["1"]  # a broken pipe: _cli._broken_pipe
+    assert "damaged entry" in rows[str(_cli.ERROR_EXIT)]
