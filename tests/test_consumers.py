@@ -456,28 +456,59 @@ def test_a_read_racing_delete_consumer_consumes_nothing(open_wal: WalFactory) ->
     assert wal.read_next("t", consumer="a").offset == 0  # type: ignore[union-attr]
 
 
+class _HandOff:
+    """The consumers' mutex, handed to a waiting thread when the thread that set ``then``
+    lets go of it: that thread runs to its end before this one goes on."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.then: threading.Thread | None = None
+
+    def __enter__(self) -> None:
+        self.real.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.release()
+        waiting, self.then = self.then, None
+        if waiting is not None:
+            waiting.join(30)
+            assert not waiting.is_alive()
+
+
+@pytest.mark.parametrize("order", ["between", "either"])
 def test_a_delete_racing_a_first_use_leaves_no_deleted_consumer_on_the_hot_path(
-        open_wal: WalFactory) -> None:
+        open_wal: WalFactory, order: str) -> None:
     """A consumer's first use owns it, then links it to the cursor's fast table; a
     ``delete_consumer`` in between must not leave the deleted one linked there (every later
-    read through that name would hit a closed file)."""
+    read through that name would hit a closed file). ``between``: the delete is made to land
+    exactly there; ``either``: it lands there or after the link, as the threads go."""
     wal = open_wal()
     wal.batch_append_for_topic("t", [b"a", b"b", b"c"])
     consumers = wal._consumers
-    real_own = consumers._own
+    real_own, real_mutex = consumers._own, consumers._mutex
+    hand_off = _HandOff(real_mutex)
     deleter: list[threading.Thread] = []
 
     def own_then_delete(topic: str, name: str) -> Any:
         owned = real_own(topic, name)
+        if deleter:  # the first use takes the consumer again once the delete won: that one
+            return owned  # stays (another deleter here would race the rest of the test)
         thread = threading.Thread(target=wal.delete_consumer, args=("t", "job"))
         thread.start()
-        thread.join(0.5)  # it may wait for the first use to finish: both orders must hold
         deleter.append(thread)
+        if order == "between":
+            hand_off.then = thread  # runs when the first use lets go of the mutex
+        else:
+            thread.join(0.5)  # it may wait for the first use to finish: both orders must hold
         return owned
 
     consumers._own = own_then_delete  # type: ignore[method-assign]
-    first = wal.read_next("t", consumer="job")
-    consumers._own = real_own  # type: ignore[method-assign]
+    consumers._mutex = hand_off  # type: ignore[assignment]
+    try:
+        first = wal.read_next("t", consumer="job")
+    finally:
+        consumers._own = real_own  # type: ignore[method-assign]
+        consumers._mutex = real_mutex
     deleter[0].join()
     linked = wal._cursor.named.get("job", {}).get("t")
     assert linked is None or consumers.owned.get(("job", "t")) is linked
