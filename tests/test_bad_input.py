@@ -61,7 +61,8 @@ BAD_TOPICS: list[tuple[str, object]] = [
     ("list", ["a"]),
 ]
 def _unreadable_buffers() -> list[tuple[str, object]]:
-    """Objects that offer a buffer which cannot be read (memoryview() raises ValueError)."""
+    """Objects that offer a buffer which cannot be read (memoryview() raises ValueError), or
+    whose bytes are not data."""
     released = memoryview(b"gone")
     released.release()
     closed = mmap.mmap(-1, 16)
@@ -71,7 +72,9 @@ def _unreadable_buffers() -> list[tuple[str, object]]:
         import numpy
     except ImportError:
         return found
-    return [*found, ("numpy-datetime64", numpy.array(["2020-01-01"], dtype="M8[D]"))]
+    return [*found, ("numpy-datetime64", numpy.array(["2020-01-01"], dtype="M8[D]")),
+            # a buffer of object references: its bytes are addresses, meaningless once read
+            ("numpy-objects", numpy.array([1, "a"], dtype=object))]
 
 
 BAD_PAYLOADS: list[tuple[str, object]] = [

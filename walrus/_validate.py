@@ -138,15 +138,20 @@ def _flat_view(data: object) -> memoryview:
             + (" (encode the str first)" if isinstance(data, str) else ""))
     try:
         view = memoryview(data)  # type: ignore[arg-type]
-        if not view.c_contiguous:
-            view = memoryview(view.tobytes())
-        return view.cast("B") if view.format != "B" or view.ndim != 1 else view
+        if "O" not in view.format:
+            if not view.c_contiguous:
+                view = memoryview(view.tobytes())
+            return view.cast("B") if view.format != "B" or view.ndim != 1 else view
     except TypeError:
         raise InvalidArgumentError(
             f"entry data must be bytes-like, not {type(data).__name__}") from None
     except ValueError as exc:  # a released view, a closed mmap, a dtype with no buffer form
         raise InvalidArgumentError(
             f"entry data of type {type(data).__name__} cannot be read as bytes: {exc}") from None
+    # an array of Python objects: its bytes are the objects' addresses in this process
+    raise InvalidArgumentError(
+        f"entry data of type {type(data).__name__} holds references to Python objects, not "
+        f"bytes (buffer format {view.format!r}); serialize the objects first")
 
 
 def check_size(n: int) -> None:
