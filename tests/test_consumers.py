@@ -187,7 +187,7 @@ def test_seek_out_of_range_changes_nothing(open_wal: WalFactory) -> None:
             wal.seek("t", bad, consumer="b")  # not created either
         with pytest.raises(OffsetOutOfRangeError):
             wal.seek("t", bad)
-    with pytest.raises(OffsetOutOfRangeError):
+    with pytest.raises(OffsetOutOfRangeError, match=r"'nothing' does not exist yet.*offset 0"):
         wal.seek("nothing", 1, consumer="a")
     for offset in (0, 1):  # the shared cursor of a topic that does not exist
         with pytest.raises(OffsetOutOfRangeError, match="'nothing' does not exist"):

@@ -182,6 +182,10 @@ class Consumers:
         self._observe()
         t = self._topic(topic)
         first, last = (0, 0) if t is None else (t.first_seq, t.next_seq)
+        if t is None and offset:
+            raise OffsetOutOfRangeError(
+                f"topic {topic!r} does not exist yet: a consumer of it can only be placed at "
+                f"offset 0, got {offset}")
         if not first <= offset <= last:
             raise OffsetOutOfRangeError(
                 f"topic {topic!r}: cannot seek to offset {offset}; stored offsets are "
