@@ -19,7 +19,7 @@ import walrus
 from walrus import Entry, FsyncSchedule, Walrus
 from walrus.aio import AsyncWalrus, Committer
 
-from .test_aio import run
+from .test_aio import run, waiting_for
 from .test_wait import HANG
 
 
@@ -252,3 +252,68 @@ def test_one_instance_on_many_loops_at_once(tmp_path: Path) -> None:
         sys.setswitchinterval(interval)
         aw.wal.close()
     assert errors == []
+
+
+@pytest.mark.parametrize("where", ["open", "durability"])
+def test_a_call_cancelled_once_begun_that_then_fails_still_cancels_the_task(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call's error is raised, and the task is cancelled at its next await all the same:
+    a loop that retries on the error can still be cancelled (before, the cancellation was
+    lost when the call it had waited for failed)."""
+    async def main() -> None:
+        schedule = FsyncSchedule.SyncEach if where == "durability" else FsyncSchedule.NoFsync
+        async with AsyncWalrus(tmp_path / "wal", fsync_schedule=schedule) as aw:
+            gate = Gate()
+
+            def fails(*args: Any, **kwargs: Any) -> Any:
+                raise walrus.StorageError(5, "the disk failed")
+
+            if where == "durability":
+                hold_durability(aw, gate)
+                aw._committer._wait = gate.wrap(fails)  # type: ignore[union-attr]
+
+                def call() -> Awaitable[Any]:
+                    return aw.append_for_topic("t", b"x")
+            else:  # an open that finds the directory locked, say
+                monkeypatch.setattr(walrus.aio, "Walrus", gate.wrap(fails))
+
+                def call() -> Awaitable[Any]:
+                    return AsyncWalrus.open(tmp_path / "other")
+            errors: list[BaseException] = []
+
+            async def retrying() -> None:
+                while True:
+                    try:
+                        await call()
+                    except walrus.StorageError as exc:
+                        errors.append(exc)
+                    await asyncio.sleep(0.01)  # the cancellation lands here
+
+            task = asyncio.ensure_future(retrying())
+            await gate.reached()
+            task.cancel()
+            await asyncio.sleep(0.01)
+            gate.go.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert len(errors) == 1
+
+    run(main)
+
+
+def test_a_waiting_read_cancelled_as_its_entry_arrives_is_cancelled(tmp_path: Path) -> None:
+    """The append wakes the waiting read and the task is cancelled before it runs again: the
+    cancellation wins, and the entry stays for the next read (before, the read went on and
+    returned it, and the cancellation was lost)."""
+    async def main() -> None:
+        async with AsyncWalrus(tmp_path / "wal") as aw:
+            task = asyncio.ensure_future(aw.read_next("t", timeout=HANG))
+            await waiting_for(aw, "t")
+            aw.wal.append_for_topic("t", b"a")  # on the loop's thread: no turn of the loop
+            await asyncio.sleep(0)  # the turn that settles the wake-up
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await aw.read_next("t") == Entry(b"a", 0, "t")
+
+    run(main)

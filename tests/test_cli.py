@@ -231,6 +231,50 @@ def test_append_lines_interrupted_finishes_the_batch_and_says_what_was_written(
     assert signal.getsignal(signal.SIGINT) is handler  # put back
 
 
+def test_append_where_sigint_is_ignored_leaves_it_ignored(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A program started with SIGINT ignored (a background job) keeps ignoring it: a Ctrl-C
+    meant for the shell stops no append half way (before, the append took it and stopped
+    after its first batch)."""
+    def interrupt(n: int) -> None:
+        if n == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        lines = [f"line {i}".encode() for i in range(4500)]
+        status, err, written = _append_in_process(data_dir, lines, monkeypatch, capsys,
+                                                  interrupt)
+        assert (status, err, written) == (0, "", [2000, 2000, 500])
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_append_whose_last_sync_fails_says_the_entries_may_not_be_durable(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Closing the log syncs it; when that fails, the entries were written (they took their
+    offsets) but a power loss could take them back: exit 3 says so, not "appended"."""
+    from walrus import StorageError
+    from walrus._walrus import Walrus as Library
+
+    real_close = Library.close
+
+    def close_fails(self: Library) -> None:
+        real_close(self)
+        raise StorageError(errno.EIO, "fsync failed: Input/output error")
+
+    monkeypatch.setattr(Library, "close", close_fails)
+    status, err, written = _append_in_process(data_dir, [b"one"], monkeypatch, capsys,
+                                              lambda n: None)
+    assert (status, written) == (3, [1])
+    assert err == ("walrus append: error: fsync failed: Input/output error; the entry was "
+                   "written to 't' (offset 0), but may not be durable: a power loss could take "
+                   "it back\n")
+
+
 def test_append_file_is_one_entry_and_lines_of_a_file(data_dir: Path, tmp_path: Path) -> None:
     blob = bytes(range(256)) * 3  # newlines and non-UTF-8 bytes included
     (tmp_path / "blob").write_bytes(blob)

@@ -375,3 +375,22 @@ def test_a_disk_image_never_shows_a_file_removed_while_it_is_taken(
         m.image(live, dest, random.Random(0), "keep_all")
     assert sorted(os.listdir(dest)) == ["kept"]
     assert (dest / "kept").read_bytes() == b"kept"
+
+
+def test_a_disk_image_skips_what_is_not_a_file(tmp_path: Path) -> None:
+    """A folder or a dangling link in the directory is no file of the image (and the image
+    does not wait for it to go away: it never will)."""
+    live, dest = tmp_path / "live", tmp_path / "image"
+    live.mkdir()
+    (live / "kept").write_bytes(b"kept")
+    (live / "dangling").symlink_to(live / "nowhere")
+    (live / "folder").mkdir()
+    with powered() as m:
+        m.watch(live)
+        m.cut()
+        taking = threading.Thread(target=m.image, args=(live, dest, random.Random(0),
+                                                        "keep_all"), daemon=True)
+        taking.start()
+        taking.join(10)
+        assert not taking.is_alive(), "the image waited for a dangling link to go away"
+    assert sorted(os.listdir(dest)) == ["kept"]

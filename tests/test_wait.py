@@ -460,3 +460,28 @@ def test_any_look_of_an_observer_wakes_the_waiters_of_a_topic_that_grew(
         writer("t", "x")
         assert observer.get_topic_entry_count("t") == 1  # this call's look sees the entry
         assert reader.join() == Entry(b"x", 0, "t")
+
+
+def test_an_observers_look_that_fails_late_still_wakes_the_waiters(
+        tmp_path: Path, writer: Callable[[str, str], None]) -> None:
+    """The look picked up the writer's entry, then a later step of it (applying retention's
+    expiry points) failed: the waiting read is woken all the same, or no later look would
+    (each compares with what this one already counted)."""
+    with Walrus(data_dir=tmp_path / "wal", read_only=True) as observer:
+        watcher = observer._waits._watcher
+        assert watcher is not None
+        watcher.kick = lambda: None  # type: ignore[method-assign]
+        retainer = observer._retainer
+        real_observe = retainer.observe
+
+        def fails_once() -> None:
+            retainer.observe = real_observe  # type: ignore[method-assign]
+            raise OSError(5, "a segment could not be read")
+
+        reader = Background(lambda: observer.read_next("t", checkpoint=False, timeout=None))
+        waiting_for(observer, "t")
+        writer("t", "x")
+        retainer.observe = fails_once  # type: ignore[method-assign]
+        with pytest.raises(walrus.StorageError):
+            observer.get_topic_entry_count("t")
+        assert reader.join() == Entry(b"x", 0, "t")

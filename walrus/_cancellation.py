@@ -50,41 +50,46 @@ class _Job(Generic[T]):
             return True
 
 
-async def off_loop(call: Callable[[], T]) -> tuple[T, bool]:
-    """``call()`` in the loop's default executor: (its result, whether the awaiting task was
-    cancelled once it had begun). A cancellation that comes first withdraws it and is
-    raised."""
+async def off_loop(call: Callable[[], T]) -> T:
+    """``call()`` in the loop's default executor. A cancellation that comes before it begins
+    withdraws it and is raised; one that comes later waits for it (see :func:`to_the_end`)."""
     job = _Job(call)
     future = asyncio.get_running_loop().run_in_executor(None, job.run)
     try:
-        return await asyncio.shield(future), False
+        return await asyncio.shield(future)
     except asyncio.CancelledError:
         if job.withdraw():
             raise
-    return (await to_the_end(future))[0], True
+    cancel_again()  # it had begun: it ends first
+    return await to_the_end(future)
 
 
-async def to_the_end(future: asyncio.Future[T]) -> tuple[T, bool]:
-    """The result of ``future``, awaited through any cancellation: (result, whether the
-    awaiting task was cancelled meanwhile)."""
-    cancelled = False
+async def to_the_end(future: asyncio.Future[T]) -> T:
+    """The outcome of ``future`` (its result, or its error raised), awaited through any
+    cancellation, which is delivered again at the task's next await."""
     while True:
         try:
-            return await asyncio.shield(future), cancelled
+            return await asyncio.shield(future)
         except asyncio.CancelledError:
             if future.cancelled():  # the future itself (its loop is shutting down)
                 raise
-            cancelled = True
+            cancel_again()
+
+
+_redelivering: set[asyncio.Task[object]] = set()
+"""Tasks with a cancellation to deliver again at their next turn (one delivery each)."""
 
 
 def cancel_again() -> None:
     """Deliver at the current task's next ``await`` a cancellation that a call let pass to
     finish its work, unless whoever asked for it has taken it back by then."""
     task = asyncio.current_task()
-    if task is None:
+    if task is None or task in _redelivering:
         return
+    _redelivering.add(task)
 
     def again() -> None:
+        _redelivering.discard(task)
         if task.cancelling() and not task.done():
             task.uncancel()  # the request stands as made: one, not two
             task.cancel()

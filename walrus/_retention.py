@@ -106,6 +106,15 @@ def check_retention(max_age: object, max_bytes: object) -> Retention:
     return Retention(age, size)
 
 
+def read_file(path: str) -> bytes | None:
+    """The bytes of ``path``; None when it is absent."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def file_stamp(path: str) -> tuple[int, int, int, int] | None:
     """(inode, ctime, mtime, size) of ``path`` in nanoseconds; None when it is absent."""
     try:
@@ -143,6 +152,9 @@ class Settings:
         self.problem: str | None = None
         """Why the file could not be read at the last look (None: it was read, or is absent);
         while set, nothing writes it, so no other topic's limits or floors are lost."""
+        self.raw: bytes | None = None
+        """The file's bytes when last read (a look within the racy window that finds the
+        same bytes changes nothing)."""
         self.stamp: tuple[int, int, int, int] | None = None
         """The file's (inode, ctime, mtime, size) when last read: an observer rereads it
         when it changes."""
@@ -162,12 +174,18 @@ class Settings:
             return False
         self.stamp = None if stamp is not None and time.time_ns() - stamp[2] < RACY_NS \
             else stamp
-        self.limits, self.floors, self.problem = {}, {}, None
-        if stamp is None:
+        try:
+            raw = None if stamp is None else read_file(self.path)
+        except OSError as exc:
+            return self._unreadable(exc)
+        if raw is not None and raw == self.raw:  # looked again within the racy window
+            return False
+        self.raw = raw
+        if raw is None:
+            self.limits, self.floors, self.problem = {}, {}, None
             return True
         try:
-            with open(self.path, "rb") as f:
-                doc = json.loads(f.read())
+            doc = json.loads(raw)
             if not isinstance(doc, dict) or doc.get("format") != FORMAT:
                 raise ValueError("not a walrus retention file")
             if doc.get("version") != VERSION:
@@ -176,12 +194,17 @@ class Settings:
                                                  v.get("max_bytes"))
                       for name, v in doc["topics"].items()}
             floors = {str(name): int(v) for name, v in doc.get("expired", {}).items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            logger.warning("ignoring retention settings in %s (%s): no entry expires",
-                           self.path, exc)
-            self.problem = str(exc) or type(exc).__name__
-            return True
-        self.limits, self.floors = limits, floors
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return self._unreadable(exc)
+        self.limits, self.floors, self.problem = limits, floors, None  # never empty meanwhile
+        return True
+
+    def _unreadable(self, exc: Exception) -> bool:
+        logger.warning("ignoring retention settings in %s (%s): no entry expires",
+                       self.path, exc)
+        self.limits, self.floors = {}, {}
+        self.problem = str(exc) or type(exc).__name__
+        self.raw = None
         return True
 
     def get(self, topic: str) -> Retention:

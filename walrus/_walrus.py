@@ -531,14 +531,16 @@ class Walrus:
             log: Log = self._log
             waited = waits.names() if waits.waiting() else []
             before = [self._visible(name) for name in waited]
-            with reading(f"following the writer of {self._root}"):
-                changed = rebuilder.refresh()
-                if changed:
-                    log.follow(rebuilder.segments, rebuilder.topics)
-                self._retainer.observe()
-            for name, seen in zip(waited, before, strict=True):
-                if self._visible(name) > seen:
-                    waits.wake_name(name)
+            try:
+                with reading(f"following the writer of {self._root}"):
+                    changed = rebuilder.refresh()
+                    if changed:
+                        log.follow(rebuilder.segments, rebuilder.topics)
+                    self._retainer.observe()
+            finally:  # what grew is woken even when a later step of the look failed
+                for name, seen in zip(waited, before, strict=True):
+                    if self._visible(name) > seen:
+                        waits.wake_name(name)
         return changed
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._cancellation import cancel_again, off_loop, to_the_end
+from ._cancellation import off_loop, to_the_end
 from ._config import Consistency, Schedule
 from ._damage import Damage
 from ._durability import Cue
@@ -191,7 +191,7 @@ class AsyncWalrus:
         halfway (the instance would hold the directory with nobody to close it)."""
         if self._wal is None:
             data_dir, options = self._open_with
-            self._wal = await self._off_loop(partial(Walrus, data_dir, **options))
+            self._wal = await off_loop(partial(Walrus, data_dir, **options))
 
     async def __aenter__(self) -> AsyncWalrus:
         await self._open()
@@ -225,17 +225,12 @@ class AsyncWalrus:
         SyncEach, return once what it wrote is durable. A cancellation that comes once
         ``call`` has begun waits for all that and is delivered at the task's next await
         (see ``walrus._cancellation``): an entry read is never dropped on the way."""
-        interrupted = False
         if inline and self._inline():
             result, noted, error = collected(call)
         else:
-            (result, noted, error), interrupted = await off_loop(partial(collected, call))
-        try:
-            if noted:
-                interrupted |= (await to_the_end(self._durable(max(noted))))[1]
-        finally:
-            if interrupted:
-                cancel_again()
+            result, noted, error = await off_loop(partial(collected, call))
+        if noted:
+            await to_the_end(self._durable(max(noted)))
         if error is not None:
             raise error
         return result  # type: ignore[return-value]
@@ -249,13 +244,6 @@ class AsyncWalrus:
                     self._committer = Committer(self.wal._durability.wait)
                 committer = self._committer
         return committer.submit(lsn, self._settler())
-
-    async def _off_loop(self, call: Callable[[], T]) -> T:
-        """``call()`` in the executor, run to its end once begun (see ``_call``)."""
-        result, interrupted = await off_loop(call)
-        if interrupted:
-            cancel_again()
-        return result
 
     def _settler(self) -> Settler:
         """The settler of the running loop (an instance may serve several loops in turn)."""
@@ -285,10 +273,8 @@ class AsyncWalrus:
                 left = left_until(deadline)
                 if found or left == 0:
                     return found
-                try:
-                    await asyncio.wait_for(woken, left)
-                except TimeoutError:
-                    pass  # one more try, then left == 0
+                # not wait_for: on 3.11 it drops a cancellation that comes as woken resolves
+                await asyncio.wait({woken}, timeout=left)  # then one more try
             finally:
                 waits.remove(topic, waker)
             if waits.closed:
@@ -423,10 +409,10 @@ class AsyncWalrus:
         wal = self._wal
         if wal is None:
             return
-        await self._off_loop(wal.close)
+        await off_loop(wal.close)
         committer, self._committer = self._committer, None
         if committer is not None:
-            await self._off_loop(committer.stop)
+            await off_loop(committer.stop)
 
     def __repr__(self) -> str:
         return f"<AsyncWalrus {self._wal!r}>"

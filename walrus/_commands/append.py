@@ -69,7 +69,7 @@ def _append(args: argparse.Namespace, entries: list[bytes]) -> int:
     a failure after some entries were written raises :class:`PartlyWritten` saying which."""
     first = count = 0
     try:
-        with _interrupts_deferred() as interrupted, open_writer(args) as wal:
+        with open_writer(args) as wal, _interrupts_deferred() as interrupted:
             for batch in _batches(entries):  # the directory's lock: no other writer, so the
                 if interrupted():            # batches' offsets follow each other
                     raise KeyboardInterrupt
@@ -80,9 +80,11 @@ def _append(args: argparse.Namespace, entries: list[bytes]) -> int:
         if count == 0:
             raise
         where = f"to {args.topic!r} ({_span(first, count)})"
-        if count == len(entries):  # the error came as the log closed
-            what = "the entry was" if count == 1 else f"all {count} entries were"
-            raise PartlyWritten(f"{what} appended {where} before it") from exc
+        if count == len(entries):  # the error came as the log closed: its last sync failed
+            what, them = ("the entry was", "it") if count == 1 else (
+                f"all {count} entries were", "them")
+            raise PartlyWritten(f"{what} written {where}, but may not be durable: a power "
+                                f"loss could take {them} back") from exc
         raise PartlyWritten(f"the first {count} of the {len(entries)} lines were appended {where}; "
                             f"the other {len(entries) - count} were not") from exc
     return first
@@ -97,9 +99,10 @@ def _span(first: int, count: int) -> str:
 def _interrupts_deferred() -> Iterator[Callable[[], bool]]:
     """While open, SIGINT only sets a flag (the callable yielded reads it): an interrupt
     never lands inside a batch, whose outcome would then be unknown."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False  # signals reach the main thread only: nothing to defer
-        return
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield lambda: False  # signals reach the main thread only; SIGINT ignored, or handled
+        return               # by the program that runs this: left as it is
     seen: list[int] = []
 
     def note(signum: int, frame: FrameType | None) -> None:

@@ -311,12 +311,12 @@ def _settled(directory: str) -> dict[str, bytes]:
         contents: dict[str, bytes] = {}
         for name in names:
             path = os.path.join(directory, name)
-            if os.path.isdir(path):
-                continue
-            data = _read(path)
-            if data is None:
+            data = _read(path) if os.path.isfile(path) else None
+            if data is not None:
+                contents[name] = data
+            elif not os.path.lexists(path):
                 break  # gone since the listing: look again
-            contents[name] = data
+            # else a folder, a dangling link: not a file of the image
         else:
             if sorted(os.listdir(directory)) == names:
                 return contents
