@@ -317,3 +317,86 @@ def test_a_waiting_read_cancelled_as_its_entry_arrives_is_cancelled(tmp_path: Pa
             assert await aw.read_next("t") == Entry(b"a", 0, "t")
 
     run(main)
+
+
+def test_a_call_cancelled_once_begun_waits_without_spinning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the begun call runs on, the task waits: the cancellation is delivered again
+    once, after the call (before, it was delivered again at every turn of the loop, each
+    cancelling the wait for the call: the loop spun at full speed until the call ended)."""
+    from walrus import _cancellation
+
+    redeliveries: list[int] = []
+    real = _cancellation.cancel_again
+
+    def counted() -> None:
+        redeliveries.append(1)
+        real()
+
+    monkeypatch.setattr(_cancellation, "cancel_again", counted)
+
+    async def main() -> None:
+        async with AsyncWalrus(tmp_path / "wal") as aw:
+            gate = Gate()
+            aw.wal.flush = gate.wrap(aw.wal.flush)  # type: ignore[method-assign]
+            task = asyncio.ensure_future(aw.flush())
+            await gate.reached()
+            task.cancel()
+            await asyncio.sleep(0.3)  # the call is held meanwhile
+            gate.go.set()
+            await asyncio.gather(task, return_exceptions=True)
+            assert len(redeliveries) <= 2
+
+    run(main)
+
+
+def test_a_cancellation_caught_earlier_is_not_delivered_again(tmp_path: Path) -> None:
+    """A task that caught a cancellation keeps a count of one request on Python 3.11; a
+    timeout that fires while a begun call runs on, and takes its request back, must not be
+    turned into a cancellation of that task by the count left over."""
+    async def main() -> None:
+        async with AsyncWalrus(tmp_path / "wal") as aw:
+            gate = Gate()
+            aw.wal.flush = gate.wrap(aw.wal.flush)  # type: ignore[method-assign]
+            steps: list[str] = []
+
+            async def worker() -> None:
+                try:
+                    await asyncio.sleep(HANG)
+                except asyncio.CancelledError:
+                    steps.append("caught")  # and carries on: the count stays at one
+                threading.Timer(0.2, gate.go.set).start()
+                async with asyncio.timeout(0.05):
+                    await aw.flush()  # begun, then the timeout fires; it ends after
+                await asyncio.sleep(0.05)
+                steps.append("finished")
+
+            task = asyncio.ensure_future(worker())
+            await asyncio.sleep(0.01)
+            task.cancel()
+            await task
+            assert steps == ["caught", "finished"]
+
+    run(main)
+
+
+def test_a_close_cancelled_once_begun_stops_the_commit_thread(tmp_path: Path) -> None:
+    def committing() -> int:
+        return sum(t.name == "walrus-aio-commit" for t in threading.enumerate())
+
+    async def main() -> None:
+        aw = await AsyncWalrus.open(tmp_path / "wal", fsync_schedule=FsyncSchedule.SyncEach)
+        await aw.append_for_topic("t", b"x")  # the commit thread runs from the first one
+        assert committing() == 1
+        gate = Gate()
+        aw.wal.close = gate.wrap(aw.wal.close)  # type: ignore[method-assign]
+        task = asyncio.ensure_future(aw.close())
+        await gate.reached()
+        task.cancel()
+        await asyncio.sleep(0.01)
+        gate.go.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        assert aw.closed and committing() == 0
+
+    run(main)

@@ -583,3 +583,19 @@ def test_too_long_an_age_an_earlier_version_kept_breaks_nothing(
         wal.set_retention("quiet", max_bytes=1 << 20)  # the setting can be changed too
     with open_wal(tmp_path) as wal:
         assert wal.get_retention("quiet") == Retention(None, 1 << 20)
+
+
+def test_a_damaged_settings_file_is_warned_of_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Looks within the moment after the file was written read it again (its stamp is not
+    trusted yet), but the same bytes that would not parse are not warned of again."""
+    from walrus._retention import Settings
+
+    (tmp_path / "retention+").write_bytes(b'{"damaged')
+    settings = Settings(str(tmp_path))
+    assert settings.problem is not None
+    for _ in range(50):
+        settings.reload()
+    assert caplog.text.count("ignoring retention settings") == 1
+    (tmp_path / "retention+").unlink()  # gone: no problem, no limits
+    assert settings.reload() and settings.problem is None and settings.limits == {}

@@ -60,19 +60,26 @@ async def off_loop(call: Callable[[], T]) -> T:
     except asyncio.CancelledError:
         if job.withdraw():
             raise
-    cancel_again()  # it had begun: it ends first
-    return await to_the_end(future)
+    try:
+        return await to_the_end(future)
+    finally:
+        cancel_again()  # it had begun: it ended first
 
 
 async def to_the_end(future: asyncio.Future[T]) -> T:
     """The outcome of ``future`` (its result, or its error raised), awaited through any
-    cancellation, which is delivered again at the task's next await."""
-    while True:
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if future.cancelled():  # the future itself (its loop is shutting down)
-                raise
+    cancellation, which is delivered again at the task's next await once it is settled."""
+    cancelled = False
+    try:
+        while True:
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if future.cancelled():  # the future itself (its loop is shutting down)
+                    raise
+                cancelled = True
+    finally:
+        if cancelled:
             cancel_again()
 
 
@@ -82,15 +89,17 @@ _redelivering: set[asyncio.Task[object]] = set()
 
 def cancel_again() -> None:
     """Deliver at the current task's next ``await`` a cancellation that a call let pass to
-    finish its work, unless whoever asked for it has taken it back by then."""
+    finish its work, unless whoever asked for it has taken it back by then (its count of
+    requests fell: a count that stayed up from a cancellation caught earlier is no request)."""
     task = asyncio.current_task()
     if task is None or task in _redelivering:
         return
     _redelivering.add(task)
+    requested = task.cancelling()
 
     def again() -> None:
         _redelivering.discard(task)
-        if task.cancelling() and not task.done():
+        if requested and task.cancelling() >= requested and not task.done():
             task.uncancel()  # the request stands as made: one, not two
             task.cancel()
 

@@ -155,6 +155,9 @@ class Settings:
         self.raw: bytes | None = None
         """The file's bytes when last read (a look within the racy window that finds the
         same bytes changes nothing)."""
+        self.trusted = False
+        """Whether ``stamp`` was taken long enough after the file's last change to tell the
+        next change apart."""
         self.stamp: tuple[int, int, int, int] | None = None
         """The file's (inode, ctime, mtime, size) when last read: an observer rereads it
         when it changes."""
@@ -170,10 +173,10 @@ class Settings:
         up to 10 ms, and a file system may give the next write the same inode and size, so a
         write within the same tick would look like no change at all."""
         stamp = file_stamp(self.path)
-        if stamp == self.stamp:
+        if stamp == self.stamp and self.trusted:
             return False
-        self.stamp = None if stamp is not None and time.time_ns() - stamp[2] < RACY_NS \
-            else stamp
+        self.stamp = stamp
+        self.trusted = stamp is None or time.time_ns() - stamp[2] >= RACY_NS
         try:
             raw = None if stamp is None else read_file(self.path)
         except OSError as exc:
@@ -195,16 +198,18 @@ class Settings:
                       for name, v in doc["topics"].items()}
             floors = {str(name): int(v) for name, v in doc.get("expired", {}).items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return self._unreadable(exc)
+            return self._unreadable(exc, raw)
         self.limits, self.floors, self.problem = limits, floors, None  # never empty meanwhile
         return True
 
-    def _unreadable(self, exc: Exception) -> bool:
+    def _unreadable(self, exc: Exception, raw: bytes | None = None) -> bool:
+        """No limits while the file cannot be read (``raw``: the bytes that would not parse,
+        so that looking again at the same bytes warns no more)."""
         logger.warning("ignoring retention settings in %s (%s): no entry expires",
                        self.path, exc)
         self.limits, self.floors = {}, {}
         self.problem = str(exc) or type(exc).__name__
-        self.raw = None
+        self.raw = raw
         return True
 
     def get(self, topic: str) -> Retention:

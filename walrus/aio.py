@@ -409,10 +409,17 @@ class AsyncWalrus:
         wal = self._wal
         if wal is None:
             return
-        await off_loop(wal.close)
-        committer, self._committer = self._committer, None
+        await off_loop(self._close_now)
+
+    def _close_now(self) -> None:
+        """Close the instance, then stop the commit thread: one job, so that a cancellation
+        never leaves the thread running with nobody to stop it."""
+        assert self._wal is not None
+        self._wal.close()
+        with self._committer_lock:
+            committer, self._committer = self._committer, None
         if committer is not None:
-            await off_loop(committer.stop)
+            committer.stop()
 
     def __repr__(self) -> str:
         return f"<AsyncWalrus {self._wal!r}>"
