@@ -59,14 +59,19 @@ async def delivered_then_cancelled(call: Callable[[], Awaitable[Any]],
         await asyncio.sleep(HANG)  # the cancellation lands here
         got.append("never cancelled")
 
-    task = asyncio.ensure_future(task_body())
+    await cancelled_while_held(asyncio.ensure_future(task_body()), gate)
+    return got
+
+
+async def cancelled_while_held(task: asyncio.Future[Any], gate: Gate) -> None:
+    """Cancel ``task`` once its call reached ``gate``, let the call on, and check that the
+    task ends cancelled."""
     await gate.reached()
     task.cancel()
     await asyncio.sleep(0.01)  # the cancellation reaches the task while the call is held
     gate.go.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    return got
 
 
 def test_a_named_read_cancelled_once_begun_delivers_its_entry(tmp_path: Path) -> None:
@@ -210,13 +215,7 @@ def test_an_open_cancelled_once_begun_is_closed_again(tmp_path: Path,
             async with AsyncWalrus(tmp_path / "wal"):
                 await asyncio.sleep(HANG)
 
-        task = asyncio.ensure_future(use())
-        await gate.reached()
-        task.cancel()
-        await asyncio.sleep(0.01)
-        gate.go.set()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancelled_while_held(asyncio.ensure_future(use()), gate)
 
     run(main)
     with Walrus(tmp_path / "wal") as again:  # not held by anybody
@@ -289,13 +288,7 @@ def test_a_call_cancelled_once_begun_that_then_fails_still_cancels_the_task(
                         errors.append(exc)
                     await asyncio.sleep(0.01)  # the cancellation lands here
 
-            task = asyncio.ensure_future(retrying())
-            await gate.reached()
-            task.cancel()
-            await asyncio.sleep(0.01)
-            gate.go.set()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+            await cancelled_while_held(asyncio.ensure_future(retrying()), gate)
             assert len(errors) == 1
 
     run(main)

@@ -549,17 +549,24 @@ def _damage_header(wal: Walrus, how: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("how", ["damaged", "newer"])
-def test_expired_segments_go_beside_a_consumer_file_nobody_can_read(
-        open_wal: WalFactory, how: str) -> None:
-    """Its position is unknown, so it holds every entry still stored; but an entry that
-    expired by retention is gone for every consumer, and its segment is deleted."""
+def _with_an_unreadable_consumer(open_wal: WalFactory, how: str) -> Walrus:
+    """A log of 4 KiB segments with one entry of "t", whose consumer "slow" read it; its file
+    then made unreadable (see ``_damage_header``)."""
     wal = open_wal(segment_size=4096)
     fill(wal, "t", 1)
     assert offsets(wal, "t", "slow", 1) == [0]
     wal.close()
     wal = open_wal(segment_size=4096)
     _damage_header(wal, how)
+    return wal
+
+
+@pytest.mark.parametrize("how", ["damaged", "newer"])
+def test_expired_segments_go_beside_a_consumer_file_nobody_can_read(
+        open_wal: WalFactory, how: str) -> None:
+    """Its position is unknown, so it holds every entry still stored; but an entry that
+    expired by retention is gone for every consumer, and its segment is deleted."""
+    wal = _with_an_unreadable_consumer(open_wal, how)
     wal.set_retention("t", max_bytes=4096)
     fill(wal, "t", 2000, start=1)
     fill(wal, "u", 300)  # no limits: every entry held although the shared cursor read it
@@ -579,12 +586,7 @@ def test_deleting_a_consumer_file_nobody_can_read_frees_its_segments_at_once(
         open_wal: WalFactory, how: str) -> None:
     """The worker's next pass of its own deletes what the file held, although no cursor moved
     since the pass before (before, it waited for some cursor to move)."""
-    wal = open_wal(segment_size=4096)
-    fill(wal, "t", 1)
-    assert offsets(wal, "t", "slow", 1) == [0]
-    wal.close()
-    wal = open_wal(segment_size=4096)
-    _damage_header(wal, how)
+    wal = _with_an_unreadable_consumer(open_wal, how)
     fill(wal, "t", 500, start=1)
     while wal.batch_read_for_topic("t", 1 << 20):
         pass
