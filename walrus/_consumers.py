@@ -472,7 +472,8 @@ class Registry:
     def positions(self) -> dict[str, tuple[str, int]] | None:
         """Path -> (topic, persisted position) of every consumer file (a file without a
         valid position holds its whole topic: position 0); None when a consumer file could
-        not be read at all (its topic unknown, it holds every topic: reclaim nothing)."""
+        not be read at all (its topic unknown, it holds every topic at its first stored entry:
+        only what expired goes)."""
         found, unreadable = self._read_all()
         if unreadable != self._unreadable:  # logged once, not at each reclamation
             self._unreadable = unreadable

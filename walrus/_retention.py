@@ -49,10 +49,10 @@ key folder is ever named so)."""
 FORMAT = "walrus-retention"
 VERSION = 1
 BLOCK = 4096
+"""The settings file is padded (JSON ignores trailing spaces) to a whole number of these."""
 RACY_NS = 100_000_000
 """How recent a modification time must be for the file's stamp not to be trusted: ten
 times the coarsest tick a Linux kernel stamps files with (10 ms at 100 Hz)."""
-"""The settings file is padded (JSON ignores trailing spaces) to a whole number of these."""
 MAX_AGE = (2**63 - 1) / 1e9
 """The longest ``max_age``, in seconds (about 292 years): segment headers stamp their time as
 a signed 64-bit count of nanoseconds, so no longer age could ever be reached."""

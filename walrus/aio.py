@@ -248,6 +248,9 @@ class AsyncWalrus:
     def _settler(self) -> Settler:
         """The settler of the running loop (an instance may serve several loops in turn)."""
         loop = asyncio.get_running_loop()
+        settler = self._settlers.get(loop)  # one dict look-up, atomic: no lock once made
+        if settler is not None:
+            return settler
         with self._settlers_lock:
             settler = self._settlers.get(loop)
             if settler is None:
